@@ -1,0 +1,87 @@
+"""``iotbutton certs``: list, show, rotate and revoke button certificates."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from iotbutton_cli.cli import output
+from iotbutton_cli.cli.common import JsonOption, YesOption, app_context
+
+app = typer.Typer(help="Manage the buttons' X.509 certificates.", no_args_is_help=True)
+
+SerialArgument = Annotated[str, typer.Argument(help="The button's serial (its thing name).")]
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: JsonOption = False) -> None:
+    """List every recorded certificate and the button it belongs to."""
+    from iotbutton_cli.services import certs
+
+    app_ctx = app_context(ctx, json)
+    rows = certs.list_certificates(app_ctx)
+    if json:
+        output.emit_json(rows)
+        return
+    if not rows:
+        output.info("No certificates yet. Create a button with `iotbutton things create`.")
+        return
+    output.table(
+        None,
+        ["certificate", "button", "status", "current", "created"],
+        [[c.certificate_id[:12], c.serial, c.status, "yes" if c.current else "", c.created]
+         for c in rows],
+    )
+
+
+@app.command("show")
+def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -> None:
+    """Show a button's current certificate, with its status as AWS sees it now."""
+    from iotbutton_cli.services import certs
+
+    info = certs.show_certificate(app_context(ctx, json), serial)
+    if json:
+        output.emit_json(info)
+        return
+    rows = [
+        ["certificate", info.certificate_id],
+        ["ARN", info.arn],
+        ["button", info.serial],
+        ["status (AWS)", info.status],
+        ["created", info.created],
+        *[[name.replace("_", " "), path] for name, path in info.files.items()],
+    ]
+    output.table(None, ["field", "value"], rows)
+
+
+@app.command("rotate")
+def rotate(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -> None:
+    """Issue a new certificate, attach it, then retire the old one (never certless)."""
+    from iotbutton_cli.services import certs
+
+    new_id, retired = certs.rotate_certificate(app_context(ctx, json), serial)
+    if json:
+        output.emit_json({"serial": serial, "certificate_id": new_id, "retired": retired})
+    else:
+        old = ", ".join(cert_id[:12] for cert_id in retired) or "none"
+        output.say(f"Button {serial} now uses certificate {new_id[:12]}; retired: {old}.")
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context, serial: SerialArgument, yes: YesOption = False, json: JsonOption = False
+) -> None:
+    """Deactivate a button's certificate: the button can no longer connect."""
+    from iotbutton_cli.services import certs
+
+    app_ctx = app_context(ctx, json)
+    output.confirm(f"Deactivate the certificate of {serial}? The button will stop working.", yes)
+    cert_id = certs.revoke_certificate(app_ctx, serial)
+    if json:
+        output.emit_json({"serial": serial, "certificate_id": cert_id, "status": "INACTIVE"})
+    else:
+        output.say(
+            f"Certificate {cert_id[:12]} of {serial} is INACTIVE. "
+            f"`iotbutton certs rotate {serial}` issues a fresh one."
+        )

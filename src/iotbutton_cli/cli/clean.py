@@ -1,0 +1,86 @@
+"""``iotbutton clean``: remove everything iotbutton made in this account and region."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from iotbutton_cli.cli import output
+from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, app_context
+from iotbutton_cli.errors import ExitStatus
+
+
+def clean(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be removed; change nothing.")
+    ] = False,
+    keep_local: KeepLocalOption = False,
+    yes: YesOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Tear down every recorded resource, in dependency order; what fails stays recorded."""
+    from iotbutton_cli.services import teardown
+
+    app_ctx = app_context(ctx, json)
+    app_ctx.check_namespace_owner()
+    steps = teardown.plan(app_ctx)
+    where = f"account {app_ctx.account_id}, {app_ctx.region}"
+    if not steps:
+        if json:
+            output.emit_json({"dry_run": dry_run, "complete": True, "steps": []})
+        else:
+            output.say(f"Nothing to clean in {where}.")
+        return
+    if not json:
+        output.table(
+            f"{'Would remove' if dry_run else 'Plan'} ({where})",
+            ["#", "resource"],
+            [[index, step.label] for index, step in enumerate(steps, 1)],
+        )
+    if dry_run:
+        if json:
+            output.emit_json({"dry_run": True, "complete": False, "steps": _steps_json(steps)})
+        return
+    output.confirm(f"Remove these {len(steps)} resources?", yes)
+    with output.progress() as bar:
+        task = bar.add_task("Removing", total=len(steps))
+        report = teardown.execute(
+            app_ctx, steps, keep_local=keep_local, on_done=lambda outcome: bar.advance(task)
+        )
+    _render(report, json)
+    if not report.complete:
+        raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _steps_json(steps: list) -> list[dict]:
+    return [
+        {"kind": step.kind, "id": step.resource_id, "label": step.label, "status": "planned"}
+        for step in steps
+    ]
+
+
+def _render(report, json: bool) -> None:  # type: ignore[no-untyped-def]
+    if json:
+        output.emit_json(
+            {
+                "dry_run": False,
+                "complete": report.complete,
+                "steps": [
+                    {
+                        "kind": o.step.kind, "id": o.step.resource_id, "label": o.step.label,
+                        "status": o.status, "detail": o.detail,
+                    }
+                    for o in report.outcomes
+                ],
+            }
+        )
+        return
+    removed = report.with_status("removed")
+    output.say(f"Removed {len(removed)} of {len(report.outcomes)} resources.")
+    for outcome in report.outcomes:
+        if outcome.status != "removed":
+            output.info(f"  {outcome.status}: {outcome.step.label}: {outcome.detail}")
+    if not report.complete:
+        output.info("What could not be removed is still recorded; run `iotbutton clean` again.")

@@ -1,0 +1,25 @@
+"""Options and helpers every command group shares."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from iotbutton_cli.cli.output import set_json_mode
+from iotbutton_cli.context import AppContext
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+YesOption = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")]
+KeepLocalOption = Annotated[
+    bool, typer.Option("--keep-local", help="Keep the local certificate and key files.")
+]
+
+
+def app_context(ctx: typer.Context, json: bool = False) -> AppContext:
+    """The resolved global options; also switches error output to JSON when asked."""
+    set_json_mode(json)
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+    return root.obj

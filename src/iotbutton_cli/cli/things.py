@@ -1,0 +1,132 @@
+"""``iotbutton things``: provision, list, show and delete buttons."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from iotbutton_cli.cli import output
+from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, app_context
+from iotbutton_cli.errors import ExitStatus
+
+app = typer.Typer(help="Provision and manage buttons (IoT things with their certificates).",
+                  no_args_is_help=True)
+
+SerialArgument = Annotated[str, typer.Argument(help="The button's serial (its thing name).")]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    serial: Annotated[
+        str | None, typer.Argument(help="Serial, e.g. G030JF0553648RUH; omit to generate one.")
+    ] = None,
+    count: Annotated[int, typer.Option("--count", "-n", help="Generate and provision N buttons.")] = 1,
+    thing_type: Annotated[str, typer.Option("--type", help="Thing type for the buttons.")] = (
+        "iotbutton"
+    ),
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=32, help="Buttons provisioned at once.")
+    ] = 8,
+    json: JsonOption = False,
+) -> None:
+    """Create buttons: thing, certificate and keys, policy; re-running changes nothing."""
+    from iotbutton_cli.services import things
+    from iotbutton_cli.services.serials import resolve_serials
+
+    app_ctx = app_context(ctx, json)
+    serials = resolve_serials(serial, count)
+    with output.progress() as bar:
+        task = bar.add_task("Provisioning buttons", total=len(serials))
+        report = things.provision(
+            app_ctx, serials, thing_type=thing_type, workers=workers,
+            on_done=lambda result: bar.advance(task),
+        )
+    if json:
+        output.emit_json(report)
+    else:
+        rows = [
+            [b.serial, b.action, (b.certificate_id or "")[:12], (b.error or {}).get("message", "")]
+            for b in report.buttons
+        ]
+        output.table(None, ["serial", "result", "certificate", "error"], rows)
+        changed = [b for b in report.buttons if b.action != "unchanged"]
+        if not changed:
+            output.info("Nothing to do: every button already exists.")
+    if report.failed:
+        raise typer.Exit(int(ExitStatus.FAILED))
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: JsonOption = False) -> None:
+    """List the buttons recorded for this account and region."""
+    from iotbutton_cli.services import things
+
+    buttons = things.list_buttons(app_context(ctx, json))
+    if json:
+        output.emit_json(buttons)
+        return
+    if not buttons:
+        output.info("No buttons yet. Create one with `iotbutton things create`.")
+        return
+    rows = [
+        [
+            b.serial, (b.certificate_id or "-")[:12], b.certificate_status or "-", b.created,
+            _files_state(b.files),
+        ]
+        for b in buttons
+    ]
+    output.table(None, ["serial", "certificate", "status", "created", "files"], rows)
+
+
+@app.command("show")
+def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -> None:
+    """Show a button: its thing, certificate status (asked of AWS) and file paths."""
+    from iotbutton_cli.services import things
+
+    button, live = things.show_button(app_context(ctx, json), serial)
+    if json:
+        output.emit_json({**output.to_jsonable(button), "aws": live})
+        return
+    rows = [
+        ["serial", button.serial],
+        ["thing ARN", button.thing_arn],
+        ["thing type", button.thing_type],
+        ["in AWS", "yes" if live["exists"] else "NO (deleted outside iotbutton?)"],
+        ["certificate", button.certificate_id],
+        ["certificate status", button.certificate_status],
+        ["created", button.created],
+        *[[name.replace("_", " "), path] for name, path in button.files.items()],
+        ["root CA", button.root_ca],
+    ]
+    output.table(None, ["field", "value"], rows)
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    serial: SerialArgument,
+    keep_local: KeepLocalOption = False,
+    yes: YesOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Delete a button: detach, deactivate and delete its certificates, then the thing."""
+    from iotbutton_cli.services import things
+
+    app_ctx = app_context(ctx, json)
+    output.confirm(f"Delete button {serial} and its certificates?", yes)
+    retired = things.delete_button(app_ctx, serial, keep_local=keep_local)
+    if json:
+        output.emit_json({"serial": serial, "deleted": True, "certificates": retired})
+    else:
+        output.say(f"Deleted button {serial} and {len(retired)} certificate(s).")
+
+
+def _files_state(files: dict[str, str]) -> str:
+    """'ok' when the certificate and both keys are on disk (paths: `things show`)."""
+    if not files:
+        return "none"
+    from iotbutton_cli.services.keyfiles import KeyFiles
+
+    return "ok" if KeyFiles(**files).complete() else "MISSING"

@@ -1,0 +1,167 @@
+"""Resolve the global options once into a boto3 Session, clients and a registry namespace.
+
+Precedence is the AWS CLI's: an option beats ``AWS_PROFILE`` / ``AWS_REGION`` /
+``AWS_DEFAULT_REGION`` / ``AWS_ENDPOINT_URL``, which beat the profile's config file. boto3 is imported
+on first use, so commands that never reach AWS (and every ``--help``) stay fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from iotbutton_cli.errors import IotButtonError, credentials_error
+from iotbutton_cli.registry import Namespace, Registry
+
+log = logging.getLogger("iotbutton")
+
+# Enough attempts for adaptive mode to ride out the control plane's 10-15 requests/s limits.
+MAX_ATTEMPTS = 10
+MAX_POOL_CONNECTIONS = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user asked for on the command line (None: not given)."""
+
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    verbose: int = 0
+
+
+class AppContext:
+    """Everything a service needs to talk to AWS and to the registry, resolved lazily and once."""
+
+    def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
+        self.settings = settings or Settings()
+        self._registry = registry
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+
+    @cached_property
+    def session(self) -> Any:
+        import boto3
+
+        from iotbutton_cli.aws_errors import after_call
+
+        session = boto3.Session(profile_name=self.settings.profile or None)
+        session.events.register("after-call", after_call)
+        return session
+
+    @cached_property
+    def region(self) -> str:
+        region = (
+            self.settings.region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or self.session.region_name
+        )
+        if not region:
+            raise credentials_error(
+                "no-region",
+                "No AWS region is configured.",
+                "Pass --region (e.g. --region us-east-1), set AWS_REGION, "
+                "or add `region` to your profile.",
+            )
+        _check_region(self.session, region, service="iot")
+        return region
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self.settings.endpoint_url or None
+
+    def client(self, service: str) -> Any:
+        """A thread-safe boto3 client, created once per service and shared by worker threads."""
+        with self._clients_lock:
+            if service not in self._clients:
+                from botocore.config import Config
+
+                config = Config(
+                    region_name=self.region,
+                    retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
+                    max_pool_connections=MAX_POOL_CONNECTIONS,
+                    user_agent_extra="iotbutton-cli",
+                )
+                self._clients[service] = self.session.client(
+                    service, config=config, endpoint_url=self.endpoint_url
+                )
+            return self._clients[service]
+
+    @cached_property
+    def account_id(self) -> str:
+        """The account the credentials belong to (one STS call, which also checks them)."""
+        return str(self.client("sts").get_caller_identity()["Account"])
+
+    @cached_property
+    def partition(self) -> str:
+        return str(self.session.get_partition_for_region(self.region))
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry()
+        return self._registry
+
+    @cached_property
+    def namespace(self) -> Namespace:
+        account, region = self.account_id, self.region
+        return self.registry.namespace(f"aws:{account}:{region}", account=account, region=region)
+
+    def check_namespace_owner(self) -> None:
+        """Refuse to act on records whose account or region differ from the credentials'."""
+        recorded = self.namespace.recorded_identity()
+        for field, actual in (("account", self.account_id), ("region", self.region)):
+            if recorded.get(field) not in (None, actual):
+                raise credentials_error(
+                    "wrong-account",
+                    f"The registry namespace {self.namespace.key} records {field} "
+                    f"{recorded[field]}, but the credentials are for {actual}.",
+                    "Use the profile and region the resources were created with.",
+                )
+
+
+def _check_region(session: Any, region: str, service: str) -> None:
+    """Reject a region botocore has never heard of, before any call goes astray."""
+    known: set[str] = set()
+    for partition in session.get_available_partitions():
+        known.update(session.get_available_regions("sts", partition_name=partition))
+    if not known or region in known:
+        if known and region not in _service_regions(session, service):
+            raise credentials_error(
+                "service-not-in-region",
+                f"AWS IoT Core is not available in {region}.",
+                "Pick a region that offers AWS IoT Core, e.g. --region us-east-1.",
+            )
+        return
+    close = difflib.get_close_matches(region, sorted(known), n=1)
+    hint = f"Did you mean {close[0]}? " if close else ""
+    raise credentials_error(
+        "unknown-region",
+        f"Unknown AWS region '{region}'.",
+        hint + "Regions look like us-east-1 or eu-west-2; pass one with --region.",
+    )
+
+
+def _service_regions(session: Any, service: str) -> set[str]:
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions(service, partition_name=partition))
+    return regions
+
+
+def clean_error(exc: BaseException) -> IotButtonError | None:
+    """The :class:`IotButtonError` an exception stands for, or None for a real bug."""
+    if isinstance(exc, IotButtonError):
+        return exc
+    from iotbutton_cli.aws_errors import translate
+
+    return translate(exc)

@@ -1,0 +1,1 @@
+"""Files shipped with the package: Amazon Root CA 1, Twilio's API description."""

@@ -1,0 +1,48 @@
+"""One error type for everything a user can get wrong or AWS can refuse.
+
+The CLI turns an :class:`IotButtonError` into one line, a hint and an exit status; services raise it
+and never print. Exit statuses are part of the contract and documented in docs/reference.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    FAILED = 1  # the operation failed (AWS refused, throttled, unreachable, local I/O)
+    USAGE = 2  # bad input: options, serials, config files
+    CREDENTIALS = 3  # credentials, profile, region or permissions
+    PARTIAL = 4  # teardown left something behind (still recorded in the registry)
+
+
+@dataclass
+class IotButtonError(Exception):
+    """A failure the user can act on: ``code`` is stable, ``message`` one line, ``hint`` what to do."""
+
+    code: str
+    message: str
+    hint: str = ""
+    exit_status: ExitStatus = ExitStatus.FAILED
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_status": int(self.exit_status),
+        }
+
+
+def usage_error(code: str, message: str, hint: str = "") -> IotButtonError:
+    return IotButtonError(code, message, hint, ExitStatus.USAGE)
+
+
+def credentials_error(code: str, message: str, hint: str = "") -> IotButtonError:
+    return IotButtonError(code, message, hint, ExitStatus.CREDENTIALS)

@@ -1,0 +1,1 @@
+"""The library behind the CLI: plain functions over an AppContext, returning dataclasses."""

@@ -1,0 +1,23 @@
+"""Where buttons connect: the account's ATS data endpoint and the CA that signs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.services import keyfiles
+
+MQTT_TLS_PORT = 8883
+
+
+@dataclass
+class Endpoint:
+    host: str
+    port: int
+    ca_file: str
+
+
+def data_endpoint(ctx: AppContext) -> Endpoint:
+    """The ``iot:Data-ATS`` endpoint; the legacy VeriSign one is never used."""
+    response = ctx.client("iot").describe_endpoint(endpointType="iot:Data-ATS")
+    return Endpoint(response["endpointAddress"], MQTT_TLS_PORT, str(keyfiles.amazon_root_ca()))

@@ -1,0 +1,176 @@
+"""`clean`: remove everything the registry holds for one account and region, in AWS's order.
+
+The plan is data (a list of steps), so ``--dry-run`` only shows it. Execution walks the kinds in
+dependency order; within a kind, steps run concurrently. Each removal leaves the registry at once,
+NotFound counts as already gone, and whatever fails stays recorded so a re-run can finish the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from iotbutton_cli.aws_errors import error_code, is_not_found
+from iotbutton_cli.context import AppContext, clean_error
+from iotbutton_cli.registry import utc_now
+from iotbutton_cli.services import certs, policies, things
+
+THING_TYPE_DELETE_DELAY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    resource_id: str
+    label: str
+
+
+@dataclass
+class Outcome:
+    step: Step
+    status: str  # removed | pending | failed | skipped
+    detail: str = ""
+
+
+@dataclass
+class CleanReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def with_status(self, status: str) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.status == status]
+
+    @property
+    def complete(self) -> bool:
+        return not self.with_status("failed") and not self.with_status("skipped")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of recorded resource: how to name it, remove it, and what must go first."""
+
+    name: str
+    label: str
+    # Removes one resource; returns None when it is gone, or why it is still pending.
+    remove: Callable[[AppContext, str, bool], str | None]
+    after: tuple[str, ...] = ()
+
+
+def _remove_certificate(ctx: AppContext, cert_id: str, keep_local: bool) -> str | None:
+    certs.retire_certificate(ctx, cert_id, keep_local=keep_local)
+    return None
+
+
+def _remove_thing(ctx: AppContext, serial: str, keep_local: bool) -> str | None:
+    things.delete_thing(ctx, serial)
+    return None
+
+
+def _remove_policy(ctx: AppContext, name: str, keep_local: bool) -> str | None:
+    policies.delete_policy(ctx, name)
+    return None
+
+
+def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> str | None:
+    """Deprecate, then delete; AWS deletes a type only 5 minutes after its deprecation."""
+    iot = ctx.client("iot")
+    record = ctx.namespace.get(things.TYPE_KIND, name) or {}
+    if not record.get("deprecated_at"):
+        try:
+            iot.deprecate_thing_type(thingTypeName=name)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            ctx.namespace.remove(things.TYPE_KIND, name)
+            return None
+        record["deprecated_at"] = utc_now()
+        ctx.namespace.update(things.TYPE_KIND, name, deprecated_at=record["deprecated_at"])
+    try:
+        iot.delete_thing_type(thingTypeName=name)
+    except Exception as exc:
+        if is_not_found(exc):
+            pass
+        elif error_code(exc) == "InvalidRequestException":
+            return (
+                f"deprecated; AWS allows deleting it from {_deletable_at(record['deprecated_at'])}"
+                " — run `iotbutton clean` again then"
+            )
+        else:
+            raise
+    ctx.namespace.remove(things.TYPE_KIND, name)
+    return None
+
+
+KINDS: list[Kind] = [
+    Kind("certificates", "certificate", _remove_certificate),
+    Kind("things", "thing", _remove_thing, after=("certificates",)),
+    Kind("policies", "IoT policy", _remove_policy, after=("certificates",)),
+    Kind("thing_types", "thing type", _remove_thing_type, after=("things",)),
+]
+
+
+def plan(ctx: AppContext) -> list[Step]:
+    """Every recorded resource, in the order it must be removed."""
+    resources = ctx.namespace.snapshot()
+    steps = []
+    for kind in KINDS:
+        for resource_id, record in sorted(resources.get(kind.name, {}).items()):
+            steps.append(Step(kind.name, resource_id, _label(kind, resource_id, record)))
+    return steps
+
+
+def _label(kind: Kind, resource_id: str, record: dict[str, Any]) -> str:
+    if kind.name == "certificates":
+        return f"{kind.label} {resource_id[:12]}… of {record.get('thing', '?')}"
+    return f"{kind.label} {resource_id}"
+
+
+def execute(
+    ctx: AppContext,
+    steps: list[Step],
+    keep_local: bool = False,
+    workers: int = things.DEFAULT_WORKERS,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> CleanReport:
+    ctx.check_namespace_owner()
+    report = CleanReport()
+    by_name = {kind.name: kind for kind in KINDS}
+    for kind in KINDS:
+        batch = [step for step in steps if step.kind == kind.name]
+        if not batch:
+            continue
+        blocked = [
+            after
+            for after in kind.after
+            if any(o.step.kind == after and o.status in ("failed", "skipped") for o in report.outcomes)
+        ]
+        if blocked:
+            reason = f"waits for the {by_name[blocked[0]].label}s that could not be removed"
+            outcomes = [Outcome(step, "skipped", reason) for step in batch]
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(batch)))) as pool:
+                outcomes = list(pool.map(lambda s, k=kind: _run(ctx, k, s, keep_local), batch))
+        for outcome in outcomes:
+            report.outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+    return report
+
+
+def _run(ctx: AppContext, kind: Kind, step: Step, keep_local: bool) -> Outcome:
+    try:
+        pending = kind.remove(ctx, step.resource_id, keep_local)
+    except Exception as exc:
+        error = clean_error(exc)
+        if error is None:
+            raise
+        return Outcome(step, "failed", error.message)
+    return Outcome(step, "pending", pending) if pending else Outcome(step, "removed")
+
+
+def _deletable_at(deprecated_at: str) -> str:
+    moment = datetime.strptime(deprecated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return (moment + THING_TYPE_DELETE_DELAY).strftime("%H:%M UTC")
+

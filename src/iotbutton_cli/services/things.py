@@ -1,0 +1,257 @@
+"""Provision, list, show and delete buttons: an IoT thing plus its certificate and key files.
+
+Provisioning is resumable: each step is recorded when AWS confirms it, and a re-run finishes
+whatever an interrupted run left half done instead of creating duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
+from iotbutton_cli.context import AppContext, clean_error
+from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.services import certs, keyfiles
+from iotbutton_cli.services.policies import ensure_button_policy
+from iotbutton_cli.services.retry import retry_while
+from iotbutton_cli.services.serials import not_found
+from iotbutton_cli.services.tags import THING_ATTRIBUTE, aws_tags
+
+KIND = "things"
+TYPE_KIND = "thing_types"
+DEFAULT_THING_TYPE = "iotbutton"
+THING_TYPE_DESCRIPTION = "AWS IoT buttons provisioned by iotbutton"
+DEFAULT_WORKERS = 8
+
+
+@dataclass
+class ProvisionResult:
+    serial: str
+    action: str  # created | unchanged | resumed | failed
+    certificate_id: str | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class ProvisionReport:
+    policy: str
+    thing_type: str
+    buttons: list[ProvisionResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ProvisionResult]:
+        return [button for button in self.buttons if button.action == "failed"]
+
+
+@dataclass
+class Button:
+    serial: str
+    thing_arn: str
+    thing_type: str | None
+    created: str
+    certificate_id: str | None
+    certificate_arn: str | None
+    certificate_status: str | None
+    files: dict[str, str]
+    root_ca: str
+
+
+def provision(
+    ctx: AppContext,
+    serials: list[str],
+    thing_type: str = DEFAULT_THING_TYPE,
+    workers: int = DEFAULT_WORKERS,
+    on_done: Callable[[ProvisionResult], None] | None = None,
+) -> ProvisionReport:
+    """Provision ``serials`` concurrently; one button's failure never loses the others' records."""
+    ctx.check_namespace_owner()
+    policy = ensure_button_policy(ctx)
+    ensure_thing_type(ctx, thing_type)
+    keyfiles.amazon_root_ca()
+    report = ProvisionReport(policy=policy.name, thing_type=thing_type)
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(serials)))) as pool:
+        futures = {pool.submit(provision_button, ctx, s, thing_type): s for s in serials}
+        for future in as_completed(futures):
+            result = _result_of(futures[future], future)
+            report.buttons.append(result)
+            if on_done:
+                on_done(result)
+    report.buttons.sort(key=lambda button: button.serial)
+    return report
+
+
+def _result_of(serial: str, future: Any) -> ProvisionResult:
+    try:
+        return future.result()  # type: ignore[no-any-return]
+    except Exception as exc:
+        error = clean_error(exc)
+        if error is None:
+            raise
+        return ProvisionResult(serial, "failed", error=error.as_dict())
+
+
+def provision_button(ctx: AppContext, serial: str, thing_type: str) -> ProvisionResult:
+    """Thing → certificate and keys → policy → thing principal, skipping what is already done."""
+    recorded = ctx.namespace.get(KIND, serial)
+    if recorded and _complete(ctx, serial, recorded):
+        return ProvisionResult(serial, "unchanged", recorded["certificate"])
+    action = "resumed" if recorded or certs.certificates_of(ctx, serial) else "created"
+    if recorded is None:
+        response = _create_thing(ctx, serial, thing_type)
+        ctx.namespace.put(KIND, serial, {"arn": response["thingArn"], "thing_type": thing_type})
+    cert_id = _reusable_certificate(ctx, serial)
+    if cert_id is None:
+        cert_id = certs.issue_certificate(ctx, serial)
+    else:
+        certs.attach_certificate(ctx, cert_id, serial)
+    ctx.namespace.update(KIND, serial, certificate=cert_id)
+    return ProvisionResult(serial, action, cert_id)
+
+
+def _complete(ctx: AppContext, serial: str, recorded: dict) -> bool:
+    cert = ctx.namespace.get(certs.KIND, recorded.get("certificate") or "")
+    return bool(cert and cert.get("thing_attached") and cert.get("policies") and cert.get("files"))
+
+
+def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
+    """CreateThing is idempotent for identical arguments; a different existing thing is not ours."""
+    try:
+        return ctx.client("iot").create_thing(  # type: ignore[no-any-return]
+            thingName=serial,
+            thingTypeName=thing_type,
+            attributePayload={"attributes": THING_ATTRIBUTE},
+        )
+    except Exception as exc:
+        if error_code(exc) == "ResourceAlreadyExistsException":
+            raise IotButtonError(
+                "thing-not-ours",
+                f"A thing named {serial} already exists in this account and was not made by "
+                "iotbutton.",
+                "Pick another serial; iotbutton never changes resources it did not make.",
+            ) from exc
+        raise
+
+
+def _reusable_certificate(ctx: AppContext, serial: str) -> str | None:
+    """A recorded certificate that can still be used; retire ones whose key was lost."""
+    reusable = None
+    for cert_id, record in certs.certificates_of(ctx, serial).items():
+        if reusable is None and certs.usable(record):
+            reusable = cert_id
+        else:
+            certs.retire_certificate(ctx, cert_id)
+    return reusable
+
+
+def ensure_thing_type(ctx: AppContext, name: str) -> str:
+    """Create the thing type, or use an existing one (recording it only if iotbutton made it)."""
+    iot = ctx.client("iot")
+    try:
+        description = iot.describe_thing_type(thingTypeName=name)
+    except Exception as exc:
+        if not is_not_found(exc):
+            raise
+        response = iot.create_thing_type(
+            thingTypeName=name,
+            thingTypeProperties={"thingTypeDescription": THING_TYPE_DESCRIPTION},
+            tags=aws_tags(),
+        )
+        ctx.namespace.put(TYPE_KIND, name, {"arn": response["thingTypeArn"]})
+        return "created"
+    if description.get("thingTypeMetadata", {}).get("deprecated"):
+        if ctx.namespace.get(TYPE_KIND, name) is not None:
+            iot.deprecate_thing_type(thingTypeName=name, undoDeprecate=True)
+            ctx.namespace.update(TYPE_KIND, name, deprecated_at=None)
+            return "undeprecated"
+        raise IotButtonError(
+            "thing-type-deprecated",
+            f"The thing type {name} is deprecated; AWS accepts no new things of it.",
+            "Pass another --type, or undeprecate it in AWS.",
+        )
+    properties = description.get("thingTypeProperties", {})
+    if ctx.namespace.get(TYPE_KIND, name) is None and (
+        properties.get("thingTypeDescription") == THING_TYPE_DESCRIPTION
+    ):
+        # Ours, created by a run that stopped before recording it.
+        ctx.namespace.put(TYPE_KIND, name, {"arn": description["thingTypeArn"]})
+    return "exists"
+
+
+def list_buttons(ctx: AppContext) -> list[Button]:
+    """The buttons the registry holds for this account and region (no AWS calls)."""
+    things = ctx.namespace.items(KIND)
+    certificates = ctx.namespace.items(certs.KIND)
+    root_ca = str(keyfiles.data_dir() / keyfiles.ROOT_CA_NAME)
+    return [_button(serial, record, certificates, root_ca) for serial, record in sorted(things.items())]
+
+
+def show_button(ctx: AppContext, serial: str) -> tuple[Button, dict[str, Any]]:
+    """The recorded button plus AWS's live view of the thing and its certificate."""
+    record = ctx.namespace.get(KIND, serial)
+    if record is None:
+        raise not_found(serial)
+    button = _button(serial, record, ctx.namespace.items(certs.KIND), str(keyfiles.amazon_root_ca()))
+    try:
+        thing = ctx.client("iot").describe_thing(thingName=serial)
+    except Exception as exc:
+        if not is_not_found(exc):
+            raise
+        thing = None
+    if button.certificate_id:
+        button.certificate_status = certs.live_status(ctx, button.certificate_id)
+    live = {
+        "exists": thing is not None,
+        "attributes": (thing or {}).get("attributes", {}),
+        "version": (thing or {}).get("version"),
+    }
+    return button, live
+
+
+def _button(serial: str, record: dict, certificates: dict, root_ca: str) -> Button:
+    cert_id = record.get("certificate")
+    cert = certificates.get(cert_id or "", {})
+    return Button(
+        serial=serial,
+        thing_arn=record["arn"],
+        thing_type=record.get("thing_type"),
+        created=record.get("recorded", ""),
+        certificate_id=cert_id,
+        certificate_arn=cert.get("arn"),
+        certificate_status=cert.get("status"),
+        files=cert.get("files", {}),
+        root_ca=root_ca,
+    )
+
+
+def delete_button(ctx: AppContext, serial: str, keep_local: bool = False) -> list[str]:
+    """Retire every certificate of the button, then delete the thing. Returns retired cert ids."""
+    ctx.check_namespace_owner()
+    if ctx.namespace.get(KIND, serial) is None and not certs.certificates_of(ctx, serial):
+        raise not_found(serial)
+    retired = list(certs.certificates_of(ctx, serial))
+    for cert_id in retired:
+        certs.retire_certificate(ctx, cert_id, keep_local=keep_local)
+    delete_thing(ctx, serial)
+    return retired
+
+
+def delete_thing(ctx: AppContext, serial: str) -> None:
+    """DeleteThing, retried while AWS still sees a principal attached (detach is asynchronous)."""
+    iot = ctx.client("iot")
+
+    def attempt() -> None:
+        try:
+            iot.delete_thing(thingName=serial)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+
+    retry_while(attempt, _thing_still_attached)
+    ctx.namespace.remove(KIND, serial)
+
+
+def _thing_still_attached(exc: BaseException) -> bool:
+    return error_code(exc) == "InvalidRequestException" and "attached" in error_message(exc)
