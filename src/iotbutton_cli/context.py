@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from iotbutton_cli.errors import IotButtonError, credentials_error
+from iotbutton_cli.errors import IotButtonError, credentials_error, usage_error
 from iotbutton_cli.registry import Namespace, Registry
 
 log = logging.getLogger("iotbutton")
@@ -84,7 +84,7 @@ class AppContext:
 
                 config = Config(
                     region_name=self.region,
-                    retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
+                    retries=_retry_config(),
                     max_pool_connections=MAX_POOL_CONNECTIONS,
                     user_agent_extra="iotbutton-cli",
                 )
@@ -127,6 +127,18 @@ class AppContext:
                     f"{recorded[field]}, but the credentials are for {actual}.",
                     "Use the profile and region the resources were created with.",
                 )
+
+
+def _retry_config() -> dict[str, Any]:
+    """Adaptive retries by default; AWS_RETRY_MODE / AWS_MAX_ATTEMPTS win, as in the AWS CLI."""
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS") or str(MAX_ATTEMPTS)
+    if not attempts.isdigit() or int(attempts) < 1:
+        raise usage_error(
+            "bad-max-attempts",
+            f"AWS_MAX_ATTEMPTS must be a positive whole number, not {attempts!r}.",
+            "Unset it to use iotbutton's default of 10 attempts.",
+        )
+    return {"mode": os.environ.get("AWS_RETRY_MODE") or "adaptive", "max_attempts": int(attempts)}
 
 
 def _check_region(session: Any, region: str, service: str) -> None:

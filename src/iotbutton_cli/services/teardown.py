@@ -26,6 +26,7 @@ class Step:
     kind: str
     resource_id: str
     label: str
+    owner: str | None = None  # the resource this one belongs to (a certificate's thing)
 
 
 @dataclass
@@ -55,7 +56,9 @@ class Kind:
     label: str
     # Removes one resource; returns None when it is gone, or why it is still pending.
     remove: Callable[[AppContext, str, bool], str | None]
+    # Kinds that must be gone first: all of them, or (own_only) just those it owns.
     after: tuple[str, ...] = ()
+    own_only: bool = False
 
 
 def _remove_certificate(ctx: AppContext, cert_id: str, keep_local: bool) -> str | None:
@@ -105,7 +108,7 @@ def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> str | No
 
 KINDS: list[Kind] = [
     Kind("certificates", "certificate", _remove_certificate),
-    Kind("things", "thing", _remove_thing, after=("certificates",)),
+    Kind("things", "thing", _remove_thing, after=("certificates",), own_only=True),
     Kind("policies", "IoT policy", _remove_policy, after=("certificates",)),
     Kind("thing_types", "thing type", _remove_thing_type, after=("things",)),
 ]
@@ -117,7 +120,8 @@ def plan(ctx: AppContext) -> list[Step]:
     steps = []
     for kind in KINDS:
         for resource_id, record in sorted(resources.get(kind.name, {}).items()):
-            steps.append(Step(kind.name, resource_id, _label(kind, resource_id, record)))
+            label = _label(kind, resource_id, record)
+            steps.append(Step(kind.name, resource_id, label, record.get("thing")))
     return steps
 
 
@@ -136,27 +140,36 @@ def execute(
 ) -> CleanReport:
     ctx.check_namespace_owner()
     report = CleanReport()
-    by_name = {kind.name: kind for kind in KINDS}
     for kind in KINDS:
         batch = [step for step in steps if step.kind == kind.name]
         if not batch:
             continue
-        blocked = [
-            after
-            for after in kind.after
-            if any(o.step.kind == after and o.status in ("failed", "skipped") for o in report.outcomes)
-        ]
-        if blocked:
-            reason = f"waits for the {by_name[blocked[0]].label}s that could not be removed"
-            outcomes = [Outcome(step, "skipped", reason) for step in batch]
-        else:
-            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(batch)))) as pool:
-                outcomes = list(pool.map(lambda s, k=kind: _run(ctx, k, s, keep_local), batch))
-        for outcome in outcomes:
-            report.outcomes.append(outcome)
-            if on_done:
-                on_done(outcome)
+        ready = []
+        for step in batch:
+            blocker = _blocker(kind, step, report)
+            if blocker is None:
+                ready.append(step)
+            else:
+                _finish(report, Outcome(step, "skipped", f"waits for {blocker.label}"), on_done)
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(ready) or 1))) as pool:
+            for outcome in pool.map(lambda s, k=kind: _run(ctx, k, s, keep_local), ready):
+                _finish(report, outcome, on_done)
     return report
+
+
+def _blocker(kind: Kind, step: Step, report: CleanReport) -> Step | None:
+    """The first unremoved resource that must go before ``step`` can, if any."""
+    for outcome in report.outcomes:
+        if outcome.step.kind in kind.after and outcome.status in ("failed", "skipped"):
+            if not kind.own_only or outcome.step.owner == step.resource_id:
+                return outcome.step
+    return None
+
+
+def _finish(report: CleanReport, outcome: Outcome, on_done: Callable[[Outcome], None] | None) -> None:
+    report.outcomes.append(outcome)
+    if on_done:
+        on_done(outcome)
 
 
 def _run(ctx: AppContext, kind: Kind, step: Step, keep_local: bool) -> Outcome:

@@ -117,22 +117,29 @@ def _complete(ctx: AppContext, serial: str, recorded: dict) -> bool:
 
 
 def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
-    """CreateThing is idempotent for identical arguments; a different existing thing is not ours."""
+    """Create the thing, or adopt one an interrupted run of ours created; never someone else's.
+
+    DescribeThing comes first because CreateThing is silently idempotent in moto, and in AWS for
+    identical arguments: only the ``createdBy`` attribute tells our thing from another.
+    """
+    iot = ctx.client("iot")
     try:
-        return ctx.client("iot").create_thing(  # type: ignore[no-any-return]
-            thingName=serial,
-            thingTypeName=thing_type,
-            attributePayload={"attributes": THING_ATTRIBUTE},
-        )
+        existing = iot.describe_thing(thingName=serial)
     except Exception as exc:
-        if error_code(exc) == "ResourceAlreadyExistsException":
+        if not is_not_found(exc):
+            raise
+    else:
+        if existing.get("attributes", {}) != THING_ATTRIBUTE:
             raise IotButtonError(
                 "thing-not-ours",
                 f"A thing named {serial} already exists in this account and was not made by "
                 "iotbutton.",
                 "Pick another serial; iotbutton never changes resources it did not make.",
-            ) from exc
-        raise
+            )
+        return existing  # type: ignore[no-any-return]
+    return iot.create_thing(  # type: ignore[no-any-return]
+        thingName=serial, thingTypeName=thing_type, attributePayload={"attributes": THING_ATTRIBUTE}
+    )
 
 
 def _reusable_certificate(ctx: AppContext, serial: str) -> str | None:

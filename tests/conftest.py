@@ -1,0 +1,96 @@
+"""Shared fixtures: every test gets its own IOTBUTTON_HOME and fake AWS credentials."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+UNSET_ENV = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+             "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "IOTBUTTON_SANDBOX")
+ACCOUNT = "123456789012"
+NAMESPACE = f"aws:{ACCOUNT}:us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private home and fake credentials, so no test can touch a real account or the user's
+    files; AWS's config files point at empty files so a developer's profiles never leak in."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("IOTBUTTON_HOME", str(home))
+    for name in UNSET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    empty = tmp_path / "aws-config"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    from iotbutton_cli.services import retry
+
+    monkeypatch.setattr(retry, "BASE_DELAY_SECONDS", 0.01)
+    return home
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto's in-process AWS: every boto3 client in this process talks to it."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def iot(aws: None) -> Any:
+    import boto3
+
+    return boto3.client("iot", region_name="us-east-1")
+
+
+class Cli:
+    """Run ``iotbutton`` in-process with Typer's CliRunner; stdout and stderr kept apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, code: int | None = 0) -> Any:
+        from iotbutton_cli.cli.app import app
+
+        result = self.runner.invoke(app, list(args), input=input, catch_exceptions=False)
+        if code is not None:
+            assert result.exit_code == code, (
+                f"exit {result.exit_code} != {code}\nstdout: {result.stdout}\n"
+                f"stderr: {result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str, code: int = 0) -> Any:
+        result = self(*args, "--json", code=code)
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+def registry_document(home: Path) -> dict[str, Any]:
+    path = home / "registry.json"
+    return json.loads(path.read_text()) if path.exists() else {"namespaces": {}}
+
+
+def recorded(home: Path, kind: str) -> dict[str, Any]:
+    namespace = registry_document(home)["namespaces"].get(NAMESPACE, {})
+    return namespace.get("resources", {}).get(kind, {})

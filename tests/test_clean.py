@@ -1,0 +1,118 @@
+"""`clean`: everything recorded goes, in AWS's order; what cannot go stays recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import NAMESPACE, recorded, registry_document
+
+
+def assert_nothing_left(iot):
+    assert iot.list_things()["things"] == []
+    assert iot.list_certificates()["certificates"] == []
+    assert iot.list_policies()["policies"] == []
+    assert iot.list_thing_types()["thingTypes"] == []
+
+
+def test_clean_removes_everything_and_empties_the_namespace(cli, iot, isolated_env):
+    cli("things", "create", "--count", "3")
+    cli("things", "create", "G030JF0553648RUH")
+    cli("certs", "rotate", "G030JF0553648RUH")
+    key = cli.json("things", "show", "G030JF0553648RUH")["files"]["private_key"]
+
+    result = cli.json("clean", "--yes")
+
+    assert result["complete"] is True
+    kinds = [step["kind"] for step in result["steps"]]
+    assert kinds == ["certificates"] * 4 + ["things"] * 4 + ["policies", "thing_types"]
+    assert all(step["status"] == "removed" for step in result["steps"])
+    assert_nothing_left(iot)
+    assert NAMESPACE not in registry_document(isolated_env)["namespaces"]
+    assert not Path(key).exists()
+    assert "Nothing to clean" in cli("clean").stdout
+
+
+def test_dry_run_changes_nothing(cli, iot, isolated_env):
+    cli("things", "create", "G030JF0553648RUH")
+    before = registry_document(isolated_env)
+
+    result = cli.json("clean", "--dry-run")
+
+    assert [s["label"] for s in result["steps"]][1:] == [
+        "thing G030JF0553648RUH", "IoT policy iotbutton-button", "thing type iotbutton"]
+    assert registry_document(isolated_env) == before
+    assert len(iot.list_things()["things"]) == 1
+    assert "Would remove" in cli("clean", "--dry-run").stdout
+
+
+def test_clean_asks_first(cli, iot):
+    cli("things", "create", "G030JF0553648RUH")
+    result = cli("clean", code=2)
+    assert "Pass --yes" in result.stderr
+    assert len(iot.list_things()["things"]) == 1
+
+
+def test_keep_local_keeps_the_key_files(cli, iot):
+    cli("things", "create", "G030JF0553648RUH")
+    files = cli.json("things", "show", "G030JF0553648RUH")["files"]
+    cli("clean", "--yes", "--keep-local")
+    assert all(Path(path).is_file() for path in files.values())
+    assert_nothing_left(iot)
+
+
+def test_resources_deleted_by_hand_count_as_gone(cli, iot, isolated_env):
+    cli("things", "create", "G030JF0553648RUH")
+    cert = cli.json("certs", "show", "G030JF0553648RUH")
+    iot.detach_policy(policyName="iotbutton-button", target=cert["arn"])
+    iot.detach_thing_principal(thingName="G030JF0553648RUH", principal=cert["arn"])
+    iot.update_certificate(certificateId=cert["certificate_id"], newStatus="INACTIVE")
+    iot.delete_certificate(certificateId=cert["certificate_id"])
+    iot.delete_thing(thingName="G030JF0553648RUH")
+
+    assert cli.json("clean", "--yes")["complete"] is True
+    assert_nothing_left(iot)
+
+
+def test_partial_teardown_keeps_what_failed_recorded_and_exits_4(cli, iot, isolated_env):
+    cli("things", "create", "G030JF0553648RUH")
+    cli("things", "create", "G030AA0000000BBB")
+    stuck = cli.json("certs", "show", "G030JF0553648RUH")
+    # Someone attached their own policy to one certificate: AWS refuses to delete it.
+    iot.create_policy(policyName="theirs", policyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}]}))
+    iot.attach_policy(policyName="theirs", target=stuck["arn"])
+
+    result = cli("clean", "--yes", "--json", code=4)
+
+    report = json.loads(result.stdout)
+    assert report["complete"] is False
+    statuses = {s["label"]: s["status"] for s in report["steps"]}
+    assert statuses["thing G030AA0000000BBB"] == "removed"
+    assert statuses[f"certificate {stuck['certificate_id'][:12]}… of G030JF0553648RUH"] == "failed"
+    assert statuses["thing G030JF0553648RUH"] == "skipped"
+    assert statuses["IoT policy iotbutton-button"] == "skipped"
+    assert set(recorded(isolated_env, "certificates")) == {stuck["certificate_id"]}
+    assert set(recorded(isolated_env, "things")) == {"G030JF0553648RUH"}
+    assert "iotbutton-button" in recorded(isolated_env, "policies")
+    # The foreign policy is never touched.
+    assert iot.get_policy(policyName="theirs")
+
+    iot.detach_policy(policyName="theirs", target=stuck["arn"])
+    assert cli.json("clean", "--yes")["complete"] is True
+    assert iot.get_policy(policyName="theirs")
+    assert len(iot.list_policies()["policies"]) == 1
+
+
+def test_refuses_a_namespace_recorded_for_another_account(cli, iot, isolated_env):
+    cli("things", "create", "G030JF0553648RUH")
+    path = isolated_env / "registry.json"
+    document = json.loads(path.read_text())
+    document["namespaces"][NAMESPACE]["account"] = "999999999999"
+    path.write_text(json.dumps(document))
+
+    result = cli("clean", "--yes", code=3)
+
+    assert "records account 999999999999" in result.stderr
+    assert len(iot.list_things()["things"]) == 1

@@ -1,0 +1,191 @@
+"""`things create/list/show/delete` against moto, checked in AWS, the registry and on disk."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from pathlib import Path
+
+from conftest import recorded
+
+SERIAL = "G030JF0553648RUH"
+
+
+def mode(path: str | Path) -> int:
+    return stat.S_IMODE(Path(path).stat().st_mode)
+
+
+def test_create_provisions_thing_certificate_policy_and_files(cli, iot, isolated_env):
+    result = cli.json("things", "create", SERIAL)
+
+    [button] = result["buttons"]
+    assert button["serial"] == SERIAL and button["action"] == "created"
+    cert_id = button["certificate_id"]
+    thing = iot.describe_thing(thingName=SERIAL)
+    assert thing["thingTypeName"] == "iotbutton"
+    assert thing["attributes"] == {"createdBy": "iotbutton-cli"}
+    cert = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+    assert cert["status"] == "ACTIVE"
+    assert [p["policyName"] for p in iot.list_attached_policies(target=cert["certificateArn"])[
+        "policies"]] == ["iotbutton-button"]
+    assert iot.list_thing_principals(thingName=SERIAL)["principals"] == [cert["certificateArn"]]
+
+    files = recorded(isolated_env, "certificates")[cert_id]["files"]
+    assert Path(files["certificate"]).read_text() == cert["certificatePem"]
+    assert "PRIVATE KEY" in Path(files["private_key"]).read_text()
+    assert mode(files["private_key"]) == 0o600
+    folder = Path(files["private_key"]).parent
+    while folder != isolated_env.parent:
+        assert mode(folder) == 0o700, folder
+        folder = folder.parent
+    assert recorded(isolated_env, "things")[SERIAL]["certificate"] == cert_id
+
+
+def test_policy_is_least_privilege_with_policy_variables(cli, iot):
+    cli("things", "create", SERIAL)
+
+    document = json.loads(iot.get_policy(policyName="iotbutton-button")["policyDocument"])
+    grants = {s["Action"]: s["Resource"] for s in document["Statement"]}
+    arn = "arn:aws:iot:us-east-1:123456789012"
+    assert grants == {
+        "iot:Connect": f"{arn}:client/${{iot:Connection.Thing.ThingName}}",
+        "iot:Publish": f"{arn}:topic/iotbutton/${{iot:Connection.Thing.ThingName}}",
+    }
+    assert all(s["Effect"] == "Allow" for s in document["Statement"])
+
+
+def test_rerun_changes_nothing_and_says_so(cli, iot):
+    first = cli.json("things", "create", SERIAL)["buttons"][0]
+    result = cli("things", "create", SERIAL)
+
+    assert "unchanged" in result.stdout and "Nothing to do" in result.stderr
+    assert len(iot.list_certificates()["certificates"]) == 1
+    again = cli.json("things", "create", SERIAL)["buttons"][0]
+    assert again == {**first, "action": "unchanged"}
+
+
+def test_no_serial_generates_a_realistic_one(cli, iot):
+    [button] = cli.json("things", "create")["buttons"]
+    assert re.fullmatch(r"G030[A-Z]{2}\d{7}[A-Z]{3}", button["serial"])
+    assert iot.describe_thing(thingName=button["serial"])
+
+
+def test_count_provisions_many_concurrently(cli, iot, isolated_env):
+    result = cli.json("things", "create", "--count", "20")
+
+    serials = {b["serial"] for b in result["buttons"]}
+    assert len(serials) == 20
+    assert all(b["action"] == "created" for b in result["buttons"])
+    assert {t["thingName"] for t in iot.list_things()["things"]} == serials
+    assert len(iot.list_certificates()["certificates"]) == 20
+    assert set(recorded(isolated_env, "things")) == serials
+    assert len(recorded(isolated_env, "certificates")) == 20
+
+
+def test_one_failure_does_not_lose_the_others(cli, iot, isolated_env):
+    iot.create_thing(thingName="TAKEN1", attributePayload={"attributes": {"owner": "someone"}})
+
+    result = cli("things", "create", "TAKEN1", "--json", code=1)
+
+    [button] = json.loads(result.stdout)["buttons"]
+    assert button["action"] == "failed"
+    assert button["error"]["code"] == "thing-not-ours"
+    # The thing we did not make is untouched and not recorded.
+    assert iot.describe_thing(thingName="TAKEN1")["attributes"] == {"owner": "someone"}
+    assert "TAKEN1" not in recorded(isolated_env, "things")
+
+
+def test_bad_serial_is_rejected_before_any_aws_call(cli, iot, isolated_env):
+    result = cli("things", "create", "bad/serial", code=2)
+
+    assert result.stderr.splitlines()[0] == "Error: Invalid serial 'bad/serial': it contains '/'."
+    assert "Hint:" in result.stderr and "Traceback" not in result.stderr
+    assert iot.list_policies()["policies"] == []
+    assert not (isolated_env / "registry.json").exists()
+
+
+def test_serial_too_long_and_serial_with_count(cli, aws):
+    too_long = cli("things", "create", "A" * 129, code=2)
+    assert "129 characters long (AWS allows 128)" in too_long.stderr
+    both = cli("things", "create", SERIAL, "--count", "3", code=2)
+    assert "cannot be combined" in both.stderr
+
+
+def test_list_and_show(cli, iot, isolated_env):
+    assert cli.json("things", "list") == []
+    cli("things", "create", SERIAL)
+
+    [listed] = cli.json("things", "list")
+    assert listed["serial"] == SERIAL and listed["certificate_status"] == "ACTIVE"
+    table = cli("things", "list").stdout
+    assert SERIAL in table and "ACTIVE" in table and "ok" in table
+
+    shown = cli.json("things", "show", SERIAL)
+    assert shown["aws"]["exists"] is True
+    assert shown["certificate_status"] == "ACTIVE"
+    assert Path(shown["files"]["private_key"]).is_file()
+    assert Path(shown["root_ca"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert shown["thing_arn"] == iot.describe_thing(thingName=SERIAL)["thingArn"]
+
+
+def test_show_unknown_serial(cli, aws):
+    result = cli("things", "show", "NOPE", code=1)
+    assert "No button 'NOPE' in the registry" in result.stderr
+    assert json.loads(cli("things", "show", "NOPE", "--json", code=1).stdout)["error"][
+        "code"] == "unknown-serial"
+
+
+def test_delete_removes_everything_of_the_button(cli, iot, isolated_env):
+    cli("things", "create", SERIAL)
+    cli("things", "create", "KEEPME")
+    files = cli.json("things", "show", SERIAL)["files"]
+
+    result = cli.json("things", "delete", SERIAL, "--yes")
+
+    assert result["deleted"] is True and len(result["certificates"]) == 1
+    assert [t["thingName"] for t in iot.list_things()["things"]] == ["KEEPME"]
+    assert len(iot.list_certificates()["certificates"]) == 1
+    assert not any(Path(p).exists() for p in files.values())
+    assert set(recorded(isolated_env, "things")) == {"KEEPME"}
+
+
+def test_delete_asks_and_refuses_without_a_terminal(cli, iot):
+    cli("things", "create", SERIAL)
+    result = cli("things", "delete", SERIAL, code=2)
+    assert "Pass --yes" in result.stderr
+    assert iot.describe_thing(thingName=SERIAL)
+
+
+def test_resumes_a_run_interrupted_after_the_thing(cli, iot, isolated_env):
+    """A run killed after CreateThing was recorded: the re-run finishes the button."""
+    from iotbutton_cli.context import AppContext
+    from iotbutton_cli.services import policies, things
+
+    ctx = AppContext()
+    policies.ensure_button_policy(ctx)
+    things.ensure_thing_type(ctx, "iotbutton")
+    response = things._create_thing(ctx, SERIAL, "iotbutton")
+    ctx.namespace.put("things", SERIAL, {"arn": response["thingArn"], "thing_type": "iotbutton"})
+
+    [button] = cli.json("things", "create", SERIAL)["buttons"]
+
+    assert button["action"] == "resumed"
+    assert len(iot.list_certificates()["certificates"]) == 1
+    assert iot.list_thing_principals(thingName=SERIAL)["principals"]
+
+
+def test_certificate_whose_key_was_lost_is_replaced(cli, iot, isolated_env):
+    """A run killed before the private key reached the disk leaves an unusable certificate."""
+    cli("things", "create", SERIAL)
+    cert_id = cli.json("things", "show", SERIAL)["certificate_id"]
+    Path(recorded(isolated_env, "certificates")[cert_id]["files"]["private_key"]).unlink()
+    from iotbutton_cli.context import AppContext
+
+    AppContext().namespace.update("things", SERIAL, certificate=None)
+
+    [button] = cli.json("things", "create", SERIAL)["buttons"]
+
+    assert button["action"] == "resumed" and button["certificate_id"] != cert_id
+    assert [c["certificateId"] for c in iot.list_certificates()["certificates"]] == [
+        button["certificate_id"]]
