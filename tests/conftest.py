@@ -94,3 +94,35 @@ def registry_document(home: Path) -> dict[str, Any]:
 def recorded(home: Path, kind: str) -> dict[str, Any]:
     namespace = registry_document(home)["namespaces"].get(NAMESPACE, {})
     return namespace.get("resources", {}).get(kind, {})
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A standalone moto server on loopback, as a user would run with `moto_server`."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_url(moto_server: str) -> Iterator[str]:
+    """The moto server, emptied before each test."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
+    yield moto_server
+
+
+@pytest.fixture
+def fault_proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """AWS_ENDPOINT_URL points at a proxy that can answer chosen calls with AWS errors."""
+    from awsfaults import FaultProxy
+
+    proxy = FaultProxy(moto_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.start())
+    yield proxy
+    proxy.stop()
