@@ -17,10 +17,15 @@ AWS_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-UNSET_ENV = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-             "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "IOTBUTTON_SANDBOX")
-ACCOUNT = "123456789012"
-NAMESPACE = f"aws:{ACCOUNT}:us-east-1"
+UNSET_ENV = (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+    "IOTBUTTON_SANDBOX",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -84,16 +89,6 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
-
-
-def registry_document(home: Path) -> dict[str, Any]:
-    path = home / "registry.json"
-    return json.loads(path.read_text()) if path.exists() else {"namespaces": {}}
-
-
-def recorded(home: Path, kind: str) -> dict[str, Any]:
-    namespace = registry_document(home)["namespaces"].get(NAMESPACE, {})
-    return namespace.get("resources", {}).get(kind, {})
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import recorded
+from support import recorded
 
 SERIAL = "G030JF0553648RUH"
 
@@ -20,8 +20,10 @@ def test_rotate_attaches_the_new_certificate_before_retiring_the_old(cli, iot, i
     new = iot.describe_certificate(certificateId=new_id)["certificateDescription"]
     assert new["status"] == "ACTIVE"
     assert iot.list_thing_principals(thingName=SERIAL)["principals"] == [new["certificateArn"]]
-    assert [p["policyName"] for p in iot.list_attached_policies(target=new["certificateArn"])[
-        "policies"]] == ["iotbutton-button"]
+    assert [
+        p["policyName"]
+        for p in iot.list_attached_policies(target=new["certificateArn"])["policies"]
+    ] == ["iotbutton-button"]
     assert [c["certificateId"] for c in iot.list_certificates()["certificates"]] == [new_id]
     assert not Path(old["files"]["private_key"]).exists()
     shown = cli.json("things", "show", SERIAL)
@@ -45,7 +47,11 @@ def test_rotate_order_never_leaves_the_button_without_a_certificate(cli, iot, mo
     assert calls.index("AttachThingPrincipal") < calls.index("DetachThingPrincipal")
     assert calls.index("AttachPolicy") < calls.index("DetachPolicy")
     assert calls[-4:] == [
-        "DetachPolicy", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"]
+        "DetachPolicy",
+        "UpdateCertificate",
+        "DetachThingPrincipal",
+        "DeleteCertificate",
+    ]
 
 
 def test_revoke_deactivates_in_aws(cli, iot):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import NAMESPACE, recorded, registry_document
+from support import NAMESPACE, recorded, registry_document
 
 
 def assert_nothing_left(iot):
@@ -40,7 +40,10 @@ def test_dry_run_changes_nothing(cli, iot, isolated_env):
     result = cli.json("clean", "--dry-run")
 
     assert [s["label"] for s in result["steps"]][1:] == [
-        "thing G030JF0553648RUH", "IoT policy iotbutton-button", "thing type iotbutton"]
+        "thing G030JF0553648RUH",
+        "IoT policy iotbutton-button",
+        "thing type iotbutton",
+    ]
     assert registry_document(isolated_env) == before
     assert len(iot.list_things()["things"]) == 1
     assert "Would remove" in cli("clean", "--dry-run").stdout
@@ -79,9 +82,15 @@ def test_partial_teardown_keeps_what_failed_recorded_and_exits_4(cli, iot, isola
     cli("things", "create", "G030AA0000000BBB")
     stuck = cli.json("certs", "show", "G030JF0553648RUH")
     # Someone attached their own policy to one certificate: AWS refuses to delete it.
-    iot.create_policy(policyName="theirs", policyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}]}))
+    iot.create_policy(
+        policyName="theirs",
+        policyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}],
+            }
+        ),
+    )
     iot.attach_policy(policyName="theirs", target=stuck["arn"])
 
     result = cli("clean", "--yes", "--json", code=4)

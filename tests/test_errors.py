@@ -40,8 +40,9 @@ def test_missing_region(cli, monkeypatch):
     assert_one_line_error(result, "No AWS region is configured.")
 
 
-@pytest.mark.parametrize(("region", "suggestion"), [("us-east-9", "us-east-2"),
-                                                     ("eu-wset-1", "eu-west-1")])
+@pytest.mark.parametrize(
+    ("region", "suggestion"), [("us-east-9", "us-east-2"), ("eu-wset-1", "eu-west-1")]
+)
 def test_unknown_region(cli, region, suggestion):
     result = cli("--region", region, "things", "list", code=3)
     assert_one_line_error(result, f"Unknown AWS region '{region}'.")
@@ -73,16 +74,26 @@ def test_bad_max_attempts(cli, monkeypatch):
 
 
 def test_rejected_credentials(cli, fault_proxy):
-    fault_proxy.add("GET", r"^/policies/", 403, "ExpiredTokenException",
-                    "The security token included in the request is expired")
+    fault_proxy.add(
+        "GET",
+        r"^/policies/",
+        403,
+        "ExpiredTokenException",
+        "The security token included in the request is expired",
+    )
     result = cli("things", "create", "G030JF0553648RUH", code=3)
     assert_one_line_error(result, "AWS rejected the credentials (ExpiredTokenException)")
     assert "aws sso login" in result.stderr
 
 
 def test_access_denied_names_the_iam_action(cli, fault_proxy):
-    fault_proxy.add("GET", r"^/policies/iotbutton-button", 403, "AccessDeniedException",
-                    "User: arn:aws:iam::123456789012:user/u is not authorized")
+    fault_proxy.add(
+        "GET",
+        r"^/policies/iotbutton-button",
+        403,
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/u is not authorized",
+    )
     result = cli("things", "create", "G030JF0553648RUH", code=3)
     assert_one_line_error(result, "AWS denied iot:GetPolicy")
     assert "Grant iot:GetPolicy" in result.stderr
@@ -97,8 +108,9 @@ def test_access_denied_in_json_mode(cli, fault_proxy):
 
 def test_throttling_is_retried_then_succeeds(cli, fault_proxy, monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "4")
-    fault = fault_proxy.add("POST", r"^/keys-and-certificate", 429, "ThrottlingException",
-                            "Rate exceeded", times=2)
+    fault = fault_proxy.add(
+        "POST", r"^/keys-and-certificate", 429, "ThrottlingException", "Rate exceeded", times=2
+    )
     [button] = cli.json("things", "create", "G030JF0553648RUH")["buttons"]
     assert button["action"] == "created"
     assert fault.hits == 2

@@ -13,8 +13,13 @@ import boto3
 
 
 def run(*args: str, env: dict[str, str], code: int = 0) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "iotbutton_cli", *args], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "iotbutton_cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == code, result.stderr
     return result
 
@@ -28,7 +33,8 @@ def test_full_lifecycle_against_a_moto_server(moto_url, isolated_env):
     assert len(iot.list_things()["things"]) == 20
     serial = created["buttons"][0]["serial"]
     key = json.loads(run("things", "show", serial, "--json", env=env).stdout)["files"][
-        "private_key"]
+        "private_key"
+    ]
     assert stat.S_IMODE(Path(key).stat().st_mode) == 0o600
 
     rotated = json.loads(run("certs", "rotate", serial, "--json", env=env).stdout)
@@ -54,6 +60,7 @@ def test_full_lifecycle_against_a_moto_server(moto_url, isolated_env):
 
 def test_endpoint_url_option_beats_the_environment(moto_url, isolated_env):
     env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
-    result = run("--endpoint-url", moto_url, "things", "create", "G030JF0553648RUH", "--json",
-                 env=env)
+    result = run(
+        "--endpoint-url", moto_url, "things", "create", "G030JF0553648RUH", "--json", env=env
+    )
     assert json.loads(result.stdout)["buttons"][0]["action"] == "created"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -16,8 +17,9 @@ from iotbutton_cli.registry import SCHEMA_VERSION, Registry
 
 
 def make_namespace(path: Path):
-    return Registry(path).namespace("aws:123456789012:us-east-1", account="123456789012",
-                                    region="us-east-1")
+    return Registry(path).namespace(
+        "aws:123456789012:us-east-1", account="123456789012", region="us-east-1"
+    )
 
 
 def test_put_update_remove_and_empty_namespace_disappears(tmp_path):
@@ -57,8 +59,9 @@ def test_file_is_private_and_no_temporary_files_remain(tmp_path):
         ('{"schema": 1, "namespaces": []}', "registry-corrupt", "has no 'namespaces' object"),
     ],
 )
-def test_bad_files_are_reported_with_their_path_and_never_replaced(tmp_path, content, code,
-                                                                   message):
+def test_bad_files_are_reported_with_their_path_and_never_replaced(
+    tmp_path, content, code, message
+):
     path = tmp_path / "registry.json"
     path.write_text(content)
     with pytest.raises(IotButtonError) as raised:
@@ -147,15 +150,14 @@ def test_without_a_lock_updates_would_be_lost(tmp_path, monkeypatch):
 
     def slow_load(self):
         document = original_load(self)
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=0.5)
-        except threading.BrokenBarrierError:
-            pass
         return document
 
     monkeypatch.setattr(registry_module.Registry, "_load", slow_load)
-    threads = [threading.Thread(target=ns.put, args=("things", name, {"arn": "x"}))
-               for name in ("A", "B")]
+    threads = [
+        threading.Thread(target=ns.put, args=("things", name, {"arn": "x"})) for name in ("A", "B")
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

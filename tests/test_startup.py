@@ -8,8 +8,18 @@ import sys
 
 import pytest
 
-HEAVY = ["boto3", "botocore", "awscrt", "awsiot", "twilio", "moto", "amqtt", "cryptography",
-         "yaml", "openapi_core"]
+HEAVY = [
+    "boto3",
+    "botocore",
+    "awscrt",
+    "awsiot",
+    "twilio",
+    "moto",
+    "amqtt",
+    "cryptography",
+    "yaml",
+    "openapi_core",
+]
 PROBE = """
 import json, sys
 from iotbutton_cli.cli.app import app
@@ -23,20 +33,32 @@ print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)))
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["things", "--help"], ["certs", "--help"], ["things", "create", "--help"],
-     ["clean", "--help"], ["endpoint", "--help"], ["--version"]],
+    [
+        ["--help"],
+        ["things", "--help"],
+        ["certs", "--help"],
+        ["things", "create", "--help"],
+        ["clean", "--help"],
+        ["endpoint", "--help"],
+        ["--version"],
+    ],
 )
 def test_help_imports_nothing_heavy(args):
     probe = PROBE.format(heavy=HEAVY)
-    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True
+    )
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded == []
 
 
 def test_python_dash_m_works():
-    result = subprocess.run([sys.executable, "-m", "iotbutton_cli", "--help"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "iotbutton_cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for group in ("things", "certs", "endpoint", "clean"):
         assert group in result.stdout
 

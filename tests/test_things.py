@@ -7,7 +7,7 @@ import re
 import stat
 from pathlib import Path
 
-from conftest import recorded
+from support import recorded
 
 SERIAL = "G030JF0553648RUH"
 
@@ -27,8 +27,10 @@ def test_create_provisions_thing_certificate_policy_and_files(cli, iot, isolated
     assert thing["attributes"] == {"createdBy": "iotbutton-cli"}
     cert = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
     assert cert["status"] == "ACTIVE"
-    assert [p["policyName"] for p in iot.list_attached_policies(target=cert["certificateArn"])[
-        "policies"]] == ["iotbutton-button"]
+    assert [
+        p["policyName"]
+        for p in iot.list_attached_policies(target=cert["certificateArn"])["policies"]
+    ] == ["iotbutton-button"]
     assert iot.list_thing_principals(thingName=SERIAL)["principals"] == [cert["certificateArn"]]
 
     files = recorded(isolated_env, "certificates")[cert_id]["files"]
@@ -132,8 +134,10 @@ def test_list_and_show(cli, iot, isolated_env):
 def test_show_unknown_serial(cli, aws):
     result = cli("things", "show", "NOPE", code=1)
     assert "No button 'NOPE' in the registry" in result.stderr
-    assert json.loads(cli("things", "show", "NOPE", "--json", code=1).stdout)["error"][
-        "code"] == "unknown-serial"
+    assert (
+        json.loads(cli("things", "show", "NOPE", "--json", code=1).stdout)["error"]["code"]
+        == "unknown-serial"
+    )
 
 
 def test_delete_removes_everything_of_the_button(cli, iot, isolated_env):
@@ -188,4 +192,5 @@ def test_certificate_whose_key_was_lost_is_replaced(cli, iot, isolated_env):
 
     assert button["action"] == "resumed" and button["certificate_id"] != cert_id
     assert [c["certificateId"] for c in iot.list_certificates()["certificates"]] == [
-        button["certificate_id"]]
+        button["certificate_id"]
+    ]

@@ -6,7 +6,9 @@ re-run and a certificate is never left in AWS without the registry knowing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
 from iotbutton_cli.context import AppContext
@@ -31,7 +33,9 @@ class CertificateInfo:
 
 
 def certificates_of(ctx: AppContext, serial: str) -> dict[str, dict]:
-    return {cid: rec for cid, rec in ctx.namespace.items(KIND).items() if rec.get("thing") == serial}
+    return {
+        cid: rec for cid, rec in ctx.namespace.items(KIND).items() if rec.get("thing") == serial
+    }
 
 
 def issue_certificate(ctx: AppContext, serial: str) -> str:
@@ -43,8 +47,12 @@ def issue_certificate(ctx: AppContext, serial: str) -> str:
         KIND, cert_id, {"arn": arn, "thing": serial, "status": "ACTIVE", "policies": []}
     )
     files = keyfiles.write_key_files(
-        ctx.namespace.key, serial, cert_id, response["certificatePem"],
-        response["keyPair"]["PrivateKey"], response["keyPair"]["PublicKey"],
+        ctx.namespace.key,
+        serial,
+        cert_id,
+        response["certificatePem"],
+        response["keyPair"]["PrivateKey"],
+        response["keyPair"]["PublicKey"],
     )
     ctx.namespace.update(KIND, cert_id, files=files.as_dict())
     attach_certificate(ctx, cert_id, serial)
@@ -66,11 +74,9 @@ def attach_certificate(ctx: AppContext, cert_id: str, serial: str) -> None:
 
 def usable(record: dict) -> bool:
     """A certificate a button can connect with: ACTIVE, with its private key still on disk."""
-    files = record.get("files")
+    files = record.get("files") or {}
     return (
-        record.get("status") == "ACTIVE"
-        and bool(files)
-        and keyfiles.KeyFiles(**files).complete()
+        record.get("status") == "ACTIVE" and bool(files) and keyfiles.KeyFiles(**files).complete()
     )
 
 
@@ -86,7 +92,7 @@ def retire_certificate(ctx: AppContext, cert_id: str, keep_local: bool = False) 
         return
     arn, serial = record["arn"], record.get("thing")
     for policy in sorted({BUTTON_POLICY_NAME, *record.get("policies", [])}):
-        _ignore_not_found(lambda p=policy: iot.detach_policy(policyName=p, target=arn))
+        _ignore_not_found(partial(iot.detach_policy, policyName=policy, target=arn))
     ctx.namespace.update(KIND, cert_id, policies=[])
     if _ignore_not_found(
         lambda: iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
@@ -152,7 +158,7 @@ def live_status(ctx: AppContext, cert_id: str) -> str:
     return str(description["certificateDescription"]["status"])
 
 
-def _ignore_not_found(call) -> bool:  # type: ignore[no-untyped-def]
+def _ignore_not_found(call: Callable[[], object]) -> bool:
     """Run ``call``; False if AWS says the resource is already gone."""
     try:
         call()

@@ -1,0 +1,20 @@
+"""Helpers the tests share: reading the registry as a user's files hold it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ACCOUNT = "123456789012"
+NAMESPACE = f"aws:{ACCOUNT}:us-east-1"
+
+
+def registry_document(home: Path) -> dict[str, Any]:
+    path = home / "registry.json"
+    return json.loads(path.read_text()) if path.exists() else {"namespaces": {}}
+
+
+def recorded(home: Path, kind: str) -> dict[str, Any]:
+    namespace = registry_document(home)["namespaces"].get(NAMESPACE, {})
+    return namespace.get("resources", {}).get(kind, {})
