@@ -1,0 +1,715 @@
+"""The notifier Lambda: turn an AWS IoT button click into Twilio SMS messages and voice calls.
+
+Runs alone inside AWS Lambda (Python 3.12 runtime): standard library plus the runtime's boto3, and
+nothing else from iotbutton_cli. Twilio is called over its REST API with urllib; boto3 is imported
+only when the config or secret must be read, so malformed events cost no AWS calls.
+
+Entry point: ``handler.lambda_handler(event, context)``.
+
+Event (what an IoT button publishes; the topic rule passes it through)::
+
+    {"serialNumber": "G030JF0553648RUH", "batteryVoltage": "1650mV", "clickType": "SINGLE"}
+
+``serialNumber`` and ``clickType`` are required strings. ``batteryVoltage`` may be missing (it
+renders as "unknown"): an alarm is not dropped for want of a battery reading.
+
+Environment::
+
+    IOTBUTTON_CONFIG_BUCKET      S3 bucket holding the messaging config
+    IOTBUTTON_CONFIG_KEY         S3 key of the messaging config (JSON object)
+    IOTBUTTON_SECRET_PARAMETER   SSM SecureString with the Twilio secret (auth token or API key
+                                 secret), read with WithDecryption=True
+    TWILIO_API_BASE              default https://api.twilio.com (the sandbox points it elsewhere)
+    IOTBUTTON_TWILIO_TIMEOUT     seconds per Twilio request, default 10
+
+Messaging config (the contract with the deployer)::
+
+    {
+      "version": 1,
+      "account_sid": "AC…",                 # Twilio account; in the request path
+      "api_key_sid": null | "SK…",          # Basic-auth user if set, else account_sid
+      "from": "+15005550006",               # Twilio number (E.164)
+      "person": "Grandma",                  # who the button belongs to; {person} in templates
+      "clicks": {                           # any of SINGLE, DOUBLE, LONG; a missing one is ignored
+        "SINGLE": {
+          "sms": ["+1…"],                   # optional, default []
+          "call": ["+1…"],                  # optional, default []
+          "message": "template"             # required; SMS body and the text a call speaks
+        }
+      }
+    }
+
+Templates are ``str.format``-style with exactly the fields in ``TEMPLATE_FIELDS``: ``{person}``,
+``{serial}``, ``{click}``, ``{battery}``, ``{time}`` ("2026-11-21 23:04 UTC"). ``{{`` and ``}}``
+are literal braces; anything else in braces (positional fields, attributes, indexes, conversions,
+format specs) is refused. ``render`` and ``check_template`` are the rules; the CLI's config
+validator may copy them.
+
+The config and secret are cached per warm container, keyed by bucket/key and parameter name; to
+change the config, write it under a new key or update the function configuration (either reaches
+new containers). A Twilio 20003 (authentication failed) drops the cached secret.
+
+Result (returned and logged as one JSON line)::
+
+    {"serial", "click", "results": [{"channel": "sms"|"call", "to", "status":
+     "sent"|"failed"|"skipped-duplicate", "sid"?, "error"?: {"code", "message"}, "attempts"?}],
+     "ignored"?: "reason"}
+
+Retries and duplicates. Each Twilio request is tried up to ``MAX_ATTEMPTS`` times with exponential
+backoff and jitter on HTTP 429, 5xx, Twilio code 20429 and network errors/timeouts, within the
+Lambda's remaining time. IoT invokes Lambda asynchronously and Lambda retries a failed invocation
+with the same ``aws_request_id``; so each recipient that succeeded is remembered per warm container
+under (request id, channel, recipient) and skipped on a retry. The invocation raises
+``DeliveryIncomplete`` at the end only if some recipient failed in a way a retry could fix
+(throttling, 5xx, network, authentication); errors a retry cannot fix (invalid or unsubscribed
+number, unverified trial number, ...) are reported in the result and logged at ERROR level, and do
+not raise, because a retry would only repeat them.
+
+Limits, stated plainly: the record lives in the container's memory, so a retry that lands on a new
+(cold) container re-sends to recipients that already succeeded. Twilio's Messages and Calls create
+API takes no idempotency key (its API description has none), so there is nothing to pass it. A
+request that timed out may have reached Twilio and is retried, which can also duplicate.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import os
+import random
+import string
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from xml.sax.saxutils import escape
+
+logger = logging.getLogger("iotbutton.notifier")
+logger.setLevel(logging.INFO)
+
+TEMPLATE_FIELDS = ("person", "serial", "click", "battery", "time")
+CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
+CHANNELS = ("sms", "call")
+CONFIG_VERSION = 1
+DEFAULT_API_BASE = "https://api.twilio.com"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+API_VERSION = "2010-04-01"
+USER_AGENT = "iotbutton-notifier/1 (+https://github.com/iotbutton/iotbutton-cli) python-urllib"
+TWIML_MAX_CHARS = 4000
+MAX_ATTEMPTS = 3
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 4.0
+SAFETY_MARGIN_SECONDS = 1.0
+MIN_ATTEMPT_SECONDS = 1.0
+MAX_WORKERS = 8
+DELIVERY_RECORD_LIMIT = 10_000
+AUTH_FAILED_CODE = 20003
+TOO_MANY_REQUESTS_CODE = 20429
+
+TWILIO_ERROR_MEANINGS = {
+    20003: "authentication failed: check the account/API key SID and the secret in SSM",
+    20429: "too many requests: Twilio is rate limiting this account",
+    21211: "invalid 'To' phone number",
+    21212: "invalid 'From' phone number",
+    21408: "no permission to send to this region",
+    21606: "the 'From' number cannot send SMS or is not owned by this account",
+    21608: "unverified number: trial accounts may only send to verified numbers",
+    21610: "recipient has unsubscribed (replied STOP)",
+    21614: "'To' is not a mobile number and cannot receive SMS",
+    32018: "Twiml longer than 4000 characters",
+}
+
+# Replaced by tests so retries run instantly; also the seam for any other clock.
+sleep: Callable[[float], None] = time.sleep
+monotonic: Callable[[], float] = time.monotonic
+
+_config_cache: dict[tuple[str, str], MessagingConfig] = {}
+_secret_cache: dict[str, str] = {}
+_clients: dict[str, Any] = {}
+_delivered: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+class ConfigError(Exception):
+    """The deployment is broken (environment, config object or secret): a person must fix it."""
+
+
+class TemplateError(ValueError):
+    """A message template uses something other than the allowed ``{field}`` names."""
+
+
+class DeliveryIncomplete(RuntimeError):
+    """Raised after sending so that Lambda retries; ``result`` holds the per-recipient report."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        failed = [item["to"] for item in result["results"] if item["status"] == "failed"]
+        super().__init__(f"delivery failed for {len(failed)} recipient(s): {', '.join(failed)}")
+        self.result = result
+
+
+# -- templates -------------------------------------------------------------------------------
+
+
+def check_template(template: str) -> list[str]:
+    """The field names a template uses, in order; raises TemplateError if it breaks the rules."""
+    if not isinstance(template, str):
+        raise TemplateError("a message template must be a string")
+    names = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(f"malformed template: {exc}") from None
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            allowed = ", ".join("{" + field_name + "}" for field_name in TEMPLATE_FIELDS)
+            raise TemplateError(f"unknown template field {{{name}}}; allowed: {allowed}")
+        if spec or conversion:
+            raise TemplateError(f"template field {{{name}}} may not have a format or conversion")
+        names.append(name)
+    return names
+
+
+def render(template: str, fields: Mapping[str, object]) -> str:
+    """Fill a template's ``{field}`` names from ``fields`` under the rules of check_template."""
+    check_template(template)
+    parts = []
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        parts.append(literal)
+        if name is not None:
+            if name not in fields:
+                raise TemplateError(f"no value for template field {{{name}}}")
+            parts.append(str(fields[name]))
+    return "".join(parts)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- event and config ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ButtonEvent:
+    serial: str
+    click: str
+    battery: str
+
+
+@dataclass(frozen=True)
+class ClickConfig:
+    sms: tuple[str, ...]
+    call: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True)
+class MessagingConfig:
+    account_sid: str
+    api_key_sid: str | None
+    sender: str
+    person: str
+    clicks: Mapping[str, ClickConfig]
+
+    @property
+    def auth_user(self) -> str:
+        return self.api_key_sid or self.account_sid
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    key: str
+    secret_parameter: str
+    api_base: str
+    timeout: float
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        names = ("IOTBUTTON_CONFIG_BUCKET", "IOTBUTTON_CONFIG_KEY", "IOTBUTTON_SECRET_PARAMETER")
+        missing = [name for name in names if not environ.get(name)]
+        if missing:
+            raise ConfigError(f"environment variable(s) not set: {', '.join(missing)}")
+        raw_timeout = environ.get("IOTBUTTON_TWILIO_TIMEOUT") or str(DEFAULT_TIMEOUT_SECONDS)
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            raise ConfigError(
+                f"IOTBUTTON_TWILIO_TIMEOUT is not a number: {raw_timeout!r}"
+            ) from None
+        if timeout <= 0:
+            raise ConfigError("IOTBUTTON_TWILIO_TIMEOUT must be positive")
+        api_base = (environ.get("TWILIO_API_BASE") or DEFAULT_API_BASE).rstrip("/")
+        if urllib.parse.urlsplit(api_base).scheme not in ("https", "http"):
+            raise ConfigError(f"TWILIO_API_BASE must be an http(s) URL: {api_base!r}")
+        return cls(
+            bucket=environ["IOTBUTTON_CONFIG_BUCKET"],
+            key=environ["IOTBUTTON_CONFIG_KEY"],
+            secret_parameter=environ["IOTBUTTON_SECRET_PARAMETER"],
+            api_base=api_base,
+            timeout=timeout,
+        )
+
+
+def parse_event(event: object) -> ButtonEvent | str:
+    """The button event, or the reason it is ignored."""
+    if not isinstance(event, dict):
+        return f"event is not a JSON object (got {type(event).__name__})"
+    serial, click = event.get("serialNumber"), event.get("clickType")
+    battery = event.get("batteryVoltage", "unknown")
+    if not isinstance(serial, str) or not serial.strip():
+        return "event has no serialNumber string"
+    if not isinstance(click, str) or not click:
+        return "event has no clickType string"
+    if not isinstance(battery, (str, int, float)) or isinstance(battery, bool):
+        return "event batteryVoltage is not a string"
+    if click not in CLICK_TYPES:
+        return f"unknown click type {click!r}"
+    return ButtonEvent(serial=serial.strip(), click=click, battery=str(battery))
+
+
+def parse_config(document: object) -> MessagingConfig:
+    """Check the messaging config's shape and turn it into a MessagingConfig."""
+    if not isinstance(document, dict):
+        raise ConfigError("messaging config is not a JSON object")
+    if document.get("version") != CONFIG_VERSION:
+        raise ConfigError(f"messaging config version must be {CONFIG_VERSION}")
+    account_sid = _required_string(document, "account_sid")
+    if not account_sid.startswith("AC"):
+        raise ConfigError("account_sid must start with AC")
+    api_key_sid = document.get("api_key_sid")
+    if api_key_sid is not None and not (
+        isinstance(api_key_sid, str) and api_key_sid.startswith("SK")
+    ):
+        raise ConfigError("api_key_sid must be null or a string starting with SK")
+    clicks = document.get("clicks")
+    if not isinstance(clicks, dict):
+        raise ConfigError("clicks must be an object")
+    unknown = sorted(set(clicks) - set(CLICK_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown click type(s) in config: {', '.join(unknown)}")
+    return MessagingConfig(
+        account_sid=account_sid,
+        api_key_sid=api_key_sid,
+        sender=_required_string(document, "from"),
+        person=_required_string(document, "person"),
+        clicks={click: _parse_click(click, value) for click, value in clicks.items()},
+    )
+
+
+def _required_string(document: Mapping[str, Any], name: str) -> str:
+    value = document.get(name)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a non-empty string")
+    return value
+
+
+def _parse_click(click: str, value: object) -> ClickConfig:
+    if not isinstance(value, dict):
+        raise ConfigError(f"clicks.{click} must be an object")
+    numbers = {}
+    for channel in CHANNELS:
+        listed = value.get(channel, [])
+        if not isinstance(listed, list) or not all(isinstance(n, str) and n for n in listed):
+            raise ConfigError(f"clicks.{click}.{channel} must be a list of phone numbers")
+        numbers[channel] = tuple(listed)
+    message = value.get("message")
+    if not isinstance(message, str) or not message:
+        raise ConfigError(f"clicks.{click}.message must be a non-empty string")
+    try:
+        check_template(message)
+    except TemplateError as exc:
+        raise ConfigError(f"clicks.{click}.message: {exc}") from None
+    return ClickConfig(sms=numbers["sms"], call=numbers["call"], message=message)
+
+
+def _client(service: str) -> Any:
+    """A cached boto3 client; boto3 is imported here, not at module import."""
+    with _cache_lock:
+        if service not in _clients:
+            import boto3
+
+            # botocore logs response bodies at DEBUG, the decrypted secret included, and
+            # Lambda's log-level setting can put the root logger at DEBUG: hold botocore at INFO.
+            logging.getLogger("botocore").setLevel(logging.INFO)
+            _clients[service] = boto3.client(service)
+        return _clients[service]
+
+
+def load_config(settings: Settings) -> MessagingConfig:
+    cache_key = (settings.bucket, settings.key)
+    cached = _config_cache.get(cache_key)
+    if cached is not None:
+        return cached
+    try:
+        response = _client("s3").get_object(Bucket=settings.bucket, Key=settings.key)
+        document = json.loads(response["Body"].read())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"s3://{settings.bucket}/{settings.key} is not JSON: {exc}") from None
+    config = parse_config(document)
+    _config_cache[cache_key] = config
+    return config
+
+
+def load_secret(settings: Settings) -> str:
+    cached = _secret_cache.get(settings.secret_parameter)
+    if cached is not None:
+        return cached
+    response = _client("ssm").get_parameter(Name=settings.secret_parameter, WithDecryption=True)
+    secret = str(response["Parameter"]["Value"]).strip()
+    if not secret:
+        raise ConfigError(f"SSM parameter {settings.secret_parameter} is empty")
+    _secret_cache[settings.secret_parameter] = secret
+    return secret
+
+
+def forget_secret(settings: Settings) -> None:
+    _secret_cache.pop(settings.secret_parameter, None)
+
+
+def reset_caches() -> None:
+    """Forget config, secret, boto3 clients and delivery record (for tests)."""
+    with _cache_lock:
+        _config_cache.clear()
+        _secret_cache.clear()
+        _clients.clear()
+        _delivered.clear()
+
+
+# -- delivery record (idempotency across Lambda's retries of one invocation) -----------------
+
+
+def delivered_sid(request_id: str | None, channel: str, to: str) -> str | None:
+    if request_id is None:
+        return None
+    with _cache_lock:
+        return _delivered.get((request_id, channel, to))
+
+
+def remember_delivery(request_id: str | None, channel: str, to: str, sid: str) -> None:
+    if request_id is None:
+        return
+    with _cache_lock:
+        _delivered[(request_id, channel, to)] = sid
+        while len(_delivered) > DELIVERY_RECORD_LIMIT:
+            _delivered.popitem(last=False)
+
+
+# -- Twilio ----------------------------------------------------------------------------------
+
+
+def call_twiml(text: str) -> str:
+    """TwiML that speaks ``text``, cut short if needed to fit Twilio's 4000-character limit.
+
+    Escaping can grow a character fivefold (``&`` -> ``&amp;``), so the longest prefix that fits
+    is found by bisection rather than by subtracting the excess.
+    """
+
+    def say(length: int) -> str:
+        return f"<Response><Say>{escape(text[:length])}</Say></Response>"
+
+    if len(say(len(text))) <= TWIML_MAX_CHARS:
+        return say(len(text))
+    fits, too_long = 0, len(text)
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if len(say(middle)) <= TWIML_MAX_CHARS:
+            fits = middle
+        else:
+            too_long = middle
+    logger.warning("message cut to %d of %d characters to fit in Twiml", fits, len(text))
+    return say(fits)
+
+
+@dataclass
+class Outcome:
+    """The result of one Twilio request after retries."""
+
+    ok: bool
+    sid: str | None = None
+    code: int | None = None
+    message: str = ""
+    retryable: bool = False
+    attempts: int = 0
+    http_status: int | None = None
+    more_info: str | None = None
+
+
+@dataclass
+class TwilioClient:
+    api_base: str
+    account_sid: str
+    auth_user: str
+    secret: str = field(repr=False)
+    timeout: float
+    deadline: float | None = None
+
+    def url(self, resource: str) -> str:
+        account = urllib.parse.quote(self.account_sid, safe="")
+        return f"{self.api_base}/{API_VERSION}/Accounts/{account}/{resource}.json"
+
+    def send(self, channel: str, to: str, sender: str, text: str) -> Outcome:
+        if channel == "sms":
+            return self.create("Messages", {"To": to, "From": sender, "Body": text})
+        return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text)})
+
+    def create(self, resource: str, form: Mapping[str, str]) -> Outcome:
+        """POST with retries on throttling, server errors and network trouble."""
+        outcome = Outcome(ok=False)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            timeout = self._attempt_timeout()
+            if timeout is None:
+                outcome.message = outcome.message or "no time left in this invocation"
+                outcome.retryable = True
+                break
+            outcome = self._post_once(resource, form, timeout)
+            outcome.attempts = attempt
+            if outcome.ok or not outcome.retryable or attempt == MAX_ATTEMPTS:
+                break
+            delay = backoff_delay(attempt)
+            if not self._time_left_for(delay):
+                break
+            sleep(delay)
+        return outcome
+
+    def _attempt_timeout(self) -> float | None:
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - monotonic()
+        return min(self.timeout, left) if left >= MIN_ATTEMPT_SECONDS else None
+
+    def _time_left_for(self, delay: float) -> bool:
+        if self.deadline is None:
+            return True
+        return self.deadline - monotonic() - delay >= MIN_ATTEMPT_SECONDS
+
+    def _post_once(self, resource: str, form: Mapping[str, str], timeout: float) -> Outcome:
+        # The scheme is checked in Settings: only http(s) URLs get here.
+        request = urllib.request.Request(  # noqa: S310
+            self.url(resource),
+            data=urllib.parse.urlencode(form).encode("utf-8"),
+            method="POST",
+            headers={
+                "Authorization": self._authorization(),
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                body = json.loads(response.read() or b"{}")
+                return Outcome(ok=True, sid=body.get("sid"), http_status=response.status)
+        except urllib.error.HTTPError as error:
+            return twilio_error_outcome(error.code, read_error_body(error))
+        except (
+            urllib.error.URLError,
+            TimeoutError,
+            ConnectionError,
+            http.client.HTTPException,
+        ) as exc:
+            reason = getattr(exc, "reason", exc)
+            return Outcome(ok=False, message=f"network error: {reason}", retryable=True)
+        except json.JSONDecodeError:
+            return Outcome(ok=False, message="Twilio answered 2xx with a body that is not JSON")
+
+    def _authorization(self) -> str:
+        token = base64.b64encode(f"{self.auth_user}:{self.secret}".encode()).decode("ascii")
+        return f"Basic {token}"
+
+
+def read_error_body(error: urllib.error.HTTPError) -> dict[str, Any]:
+    try:
+        body = json.loads(error.read() or b"{}")
+    except (json.JSONDecodeError, OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def twilio_error_outcome(status: int, body: Mapping[str, Any]) -> Outcome:
+    code = body.get("code") if isinstance(body.get("code"), int) else None
+    retryable = status == 429 or status >= 500 or code == TOO_MANY_REQUESTS_CODE
+    return Outcome(
+        ok=False,
+        code=code,
+        message=str(body.get("message") or f"HTTP {status}"),
+        retryable=retryable,
+        http_status=status,
+        more_info=body.get("more_info"),
+    )
+
+
+def backoff_delay(attempt: int) -> float:
+    """Full-jitter exponential backoff: uniform in [base/2, min(cap, base * 2**(attempt-1))]."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 -- jitter, not cryptography
+
+
+# -- the handler -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: str
+    to: str
+
+
+def listed_deliveries(click: ClickConfig) -> list[Delivery]:
+    """Every (channel, recipient) in config order, repeats included."""
+    return [Delivery("sms", to) for to in click.sms] + [Delivery("call", to) for to in click.call]
+
+
+def deliver(
+    deliveries: Iterable[Delivery],
+    client: TwilioClient,
+    sender: str,
+    text: str,
+    request_id: str | None,
+) -> dict[Delivery, tuple[dict[str, Any], Outcome | None]]:
+    """Send to every recipient not already served for this request id, concurrently."""
+    pending: list[Delivery] = []
+    results: dict[Delivery, tuple[dict[str, Any], Outcome | None]] = {}
+    for delivery in deliveries:
+        sid = delivered_sid(request_id, delivery.channel, delivery.to)
+        if sid is not None:
+            results[delivery] = (_item(delivery, "skipped-duplicate", sid=sid), None)
+        else:
+            pending.append(delivery)
+    if pending:
+        workers = min(MAX_WORKERS, len(pending))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twilio") as pool:
+            outcomes = pool.map(
+                lambda item: client.send(item.channel, item.to, sender, text), pending
+            )
+            for delivery, outcome in zip(pending, outcomes, strict=True):
+                results[delivery] = (_record_outcome(delivery, outcome, request_id), outcome)
+    return results
+
+
+def _record_outcome(delivery: Delivery, outcome: Outcome, request_id: str | None) -> dict[str, Any]:
+    if outcome.ok and outcome.sid:
+        remember_delivery(request_id, delivery.channel, delivery.to, outcome.sid)
+        return _item(delivery, "sent", sid=outcome.sid, attempts=outcome.attempts)
+    if outcome.ok:
+        outcome.ok, outcome.message = False, "Twilio answered 2xx without a sid"
+    log_twilio_failure(delivery, outcome)
+    error = {"code": outcome.code, "message": outcome.message}
+    return _item(delivery, "failed", error=error, attempts=outcome.attempts)
+
+
+def _item(delivery: Delivery, status: str, **extra: Any) -> dict[str, Any]:
+    item = {"channel": delivery.channel, "to": delivery.to, "status": status}
+    item.update({key: value for key, value in extra.items() if value is not None})
+    return item
+
+
+def log_twilio_failure(delivery: Delivery, outcome: Outcome) -> None:
+    meaning = TWILIO_ERROR_MEANINGS.get(outcome.code or 0)
+    code = f"Twilio error {outcome.code}" if outcome.code else "error"
+    logger.warning(
+        "%s to %s failed after %d attempt(s): %s%s: %s%s",
+        delivery.channel,
+        delivery.to,
+        outcome.attempts,
+        code,
+        f" ({meaning})" if meaning else "",
+        outcome.message,
+        f" -- {outcome.more_info}" if outcome.more_info else "",
+    )
+
+
+def lambda_handler(event: object, context: object) -> dict[str, Any]:
+    parsed = parse_event(event)
+    if isinstance(parsed, str):
+        return finish(ignored_result(event, parsed), level=logging.WARNING)
+    settings = Settings.from_environment()
+    config = load_config(settings)
+    click = config.clicks.get(parsed.click)
+    if click is None or not (click.sms or click.call):
+        return finish(ignored_result(event, f"no recipients configured for {parsed.click}"))
+
+    text = render(click.message, template_values(config, parsed))
+    client = TwilioClient(
+        api_base=settings.api_base,
+        account_sid=config.account_sid,
+        auth_user=config.auth_user,
+        secret=load_secret(settings),
+        timeout=settings.timeout,
+        deadline=invocation_deadline(context),
+    )
+    request_id = getattr(context, "aws_request_id", None)
+    listed = listed_deliveries(click)
+    outcomes = deliver(list(dict.fromkeys(listed)), client, config.sender, text, request_id)
+    result = {"serial": parsed.serial, "click": parsed.click, "results": report(listed, outcomes)}
+    failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]
+    if any(outcome.code == AUTH_FAILED_CODE for outcome in failures):
+        forget_secret(settings)
+    finish(result, level=logging.ERROR if failures else logging.INFO)
+    if any(outcome.retryable or outcome.code == AUTH_FAILED_CODE for outcome in failures):
+        raise DeliveryIncomplete(result)
+    return result
+
+
+def report(
+    listed: list[Delivery],
+    outcomes: Mapping[Delivery, tuple[dict[str, Any], Outcome | None]],
+) -> list[dict[str, Any]]:
+    """Per-recipient results in config order; a number listed twice is a skipped duplicate."""
+    items, reported = [], set()
+    for delivery in listed:
+        if delivery in reported:
+            items.append(_item(delivery, "skipped-duplicate"))
+        else:
+            items.append(outcomes[delivery][0])
+            reported.add(delivery)
+    return items
+
+
+def template_values(config: MessagingConfig, event: ButtonEvent) -> dict[str, str]:
+    return {
+        "person": config.person,
+        "serial": event.serial,
+        "click": event.click,
+        "battery": event.battery,
+        "time": format_time(datetime.now(timezone.utc)),
+    }
+
+
+def invocation_deadline(context: object) -> float | None:
+    """When this invocation must have finished, on the ``monotonic`` clock, with a margin."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    try:
+        millis = float(remaining())
+    except (TypeError, ValueError):
+        return None
+    return monotonic() + millis / 1000.0 - SAFETY_MARGIN_SECONDS
+
+
+def ignored_result(event: object, reason: str) -> dict[str, Any]:
+    source = event if isinstance(event, dict) else {}
+    serial, click = source.get("serialNumber"), source.get("clickType")
+    return {
+        "serial": serial if isinstance(serial, str) else None,
+        "click": click if isinstance(click, str) else None,
+        "results": [],
+        "ignored": reason,
+    }
+
+
+def finish(result: dict[str, Any], level: int = logging.INFO) -> dict[str, Any]:
+    """Log the result as one JSON line (no secrets in it by construction) and return it."""
+    logger.log(level, json.dumps(result, sort_keys=True, ensure_ascii=False))
+    return result

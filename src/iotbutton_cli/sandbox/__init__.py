@@ -1,0 +1,1 @@
+"""The offline sandbox: local stand-ins for the services the tool talks to."""

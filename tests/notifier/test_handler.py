@@ -1,0 +1,470 @@
+"""The notifier handler end to end: moto S3/SSM, the Twilio stand-in over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import socket
+from xml.etree import ElementTree
+
+import pytest
+from notifier_support import (
+    ACCOUNT_SID,
+    API_KEY_SID,
+    CONFIG_KEY,
+    SECRET,
+    SENDER,
+    SERIAL,
+    LambdaContext,
+    button_event,
+    click_config,
+    messaging_config,
+)
+
+from iotbutton_cli.notifier import handler
+from iotbutton_cli.sandbox.twilio import PlannedFailure, TwilioStandIn
+
+ALICE, BOB, CAROL = "+15551230001", "+15551230002", "+15551230003"
+TIME_PATTERN = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"
+
+
+def twiml_text(twiml: str) -> str:
+    root = ElementTree.fromstring(twiml)
+    assert root.tag == "Response"
+    (say,) = list(root)
+    assert say.tag == "Say"
+    return say.text or ""
+
+
+# -- happy paths -----------------------------------------------------------------------------
+
+
+def test_click_sends_sms_and_call_with_rendered_message(deployment):
+    deployment.write_config(
+        messaging_config(
+            {
+                "SINGLE": click_config(
+                    sms=[ALICE], call=[BOB], message="{person}/{serial}/{click}/{battery}/{time}"
+                )
+            }
+        )
+    )
+
+    result = handler.lambda_handler(button_event("SINGLE"), LambdaContext())
+
+    assert result["serial"] == SERIAL and result["click"] == "SINGLE"
+    assert "ignored" not in result
+    [sms] = deployment.sent("Messages")
+    [call] = deployment.sent("Calls")
+    expected = rf"Grandma/{SERIAL}/SINGLE/1650mV/{TIME_PATTERN}"
+    assert re.fullmatch(expected, sms["fields"]["Body"])
+    assert sms["fields"]["To"] == ALICE and sms["fields"]["From"] == SENDER
+    assert call["fields"]["To"] == BOB and call["fields"]["From"] == SENDER
+    assert re.fullmatch(expected, twiml_text(call["fields"]["Twiml"]))
+    assert sms["auth_user"] == ACCOUNT_SID and sms["account_sid"] == ACCOUNT_SID
+    assert result["results"] == [
+        {"channel": "sms", "to": ALICE, "status": "sent", "sid": sms["sid"], "attempts": 1},
+        {"channel": "call", "to": BOB, "status": "sent", "sid": call["sid"], "attempts": 1},
+    ]
+    assert re.fullmatch(r"SM[0-9a-f]{32}", sms["sid"])
+    assert re.fullmatch(r"CA[0-9a-f]{32}", call["sid"])
+
+
+@pytest.mark.parametrize("click", ["SINGLE", "DOUBLE", "LONG"])
+def test_each_click_type_uses_its_own_recipients_and_message(deployment, click):
+    recipients = {"SINGLE": ALICE, "DOUBLE": BOB, "LONG": CAROL}
+    deployment.write_config(
+        messaging_config(
+            {
+                name: click_config(sms=[to], message=f"{name} from {{person}}")
+                for name, to in recipients.items()
+            }
+        )
+    )
+
+    result = handler.lambda_handler(button_event(click), LambdaContext())
+
+    [sms] = deployment.sent()
+    assert sms["fields"]["To"] == recipients[click]
+    assert sms["fields"]["Body"] == f"{click} from Grandma"
+    assert [item["status"] for item in result["results"]] == ["sent"]
+
+
+@pytest.mark.parametrize(
+    ("sms", "call", "expected_resources"),
+    [
+        ([ALICE, BOB], [], ["Messages", "Messages"]),
+        ([], [ALICE, BOB], ["Calls", "Calls"]),
+        ([ALICE], [ALICE, BOB], ["Calls", "Calls", "Messages"]),
+    ],
+    ids=["sms-only", "call-only", "both"],
+)
+def test_sms_only_call_only_and_both(deployment, sms, call, expected_resources):
+    deployment.write_config(messaging_config({"DOUBLE": click_config(sms=sms, call=call)}))
+
+    result = handler.lambda_handler(button_event("DOUBLE"), LambdaContext())
+
+    assert sorted(entry["resource"] for entry in deployment.sent()) == expected_resources
+    assert [(item["channel"], item["to"]) for item in result["results"]] == [
+        *[("sms", to) for to in sms],
+        *[("call", to) for to in call],
+    ]
+    assert {item["status"] for item in result["results"]} == {"sent"}
+
+
+def test_api_key_is_the_basic_auth_user_when_configured(deployment):
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE])}, api_key_sid=API_KEY_SID)
+    )
+
+    handler.lambda_handler(button_event(), LambdaContext())
+
+    [sms] = deployment.sent()
+    assert sms["auth_user"] == API_KEY_SID
+    assert sms["account_sid"] == ACCOUNT_SID
+
+
+def test_number_listed_twice_is_sent_once(deployment):
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE, ALICE])}))
+
+    result = handler.lambda_handler(button_event(), LambdaContext())
+
+    assert len(deployment.sent()) == 1
+    assert [item["status"] for item in result["results"]] == ["sent", "skipped-duplicate"]
+
+
+def test_twiml_escapes_markup_in_the_spoken_text(deployment):
+    person = "Tom & <Jerry>"
+    deployment.write_config(
+        messaging_config(
+            {"LONG": click_config(call=[ALICE], message="Help {person}")}, person=person
+        )
+    )
+
+    result = handler.lambda_handler(button_event("LONG"), LambdaContext())
+
+    assert result["results"][0]["status"] == "sent"
+    [call] = deployment.sent("Calls")
+    assert call["fields"]["Twiml"] == (
+        "<Response><Say>Help Tom &amp; &lt;Jerry&gt;</Say></Response>"
+    )
+    assert twiml_text(call["fields"]["Twiml"]) == "Help Tom & <Jerry>"
+
+
+def test_long_message_is_shortened_to_twilios_twiml_limit(deployment):
+    deployment.write_config(
+        messaging_config({"LONG": click_config(call=[ALICE], message="&" * 3000)})
+    )
+
+    result = handler.lambda_handler(button_event("LONG"), LambdaContext())
+
+    assert result["results"][0]["status"] == "sent"
+    [call] = deployment.sent("Calls")
+    assert len(call["fields"]["Twiml"]) <= handler.TWIML_MAX_CHARS
+    assert set(twiml_text(call["fields"]["Twiml"])) == {"&"}
+
+
+# -- Twilio errors and retries ---------------------------------------------------------------
+
+
+def test_wrong_secret_fails_with_20003_and_forgets_the_cached_secret(deployment, monkeypatch):
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+
+    with TwilioStandIn(credentials={ACCOUNT_SID: "a-different-secret"}) as strict_twilio:
+        monkeypatch.setenv("TWILIO_API_BASE", strict_twilio.base_url)
+        with pytest.raises(handler.DeliveryIncomplete) as raised:
+            handler.lambda_handler(button_event(), LambdaContext())
+
+    [item] = raised.value.result["results"]
+    assert item["status"] == "failed"
+    assert item["error"] == {"code": 20003, "message": "Authenticate"}
+    assert item["attempts"] == 1, "a 401 is not retried within the invocation"
+    assert [entry["http_status"] for entry in strict_twilio.outbox()] == [401]
+    assert handler._secret_cache == {}, "the next invocation must re-read the secret"
+
+
+def test_invalid_number_fails_without_raising_and_others_still_get_it(deployment, caplog):
+    invalid = "+15005550001"  # Twilio's magic "invalid number"
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[invalid, ALICE])}))
+
+    with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
+        result = handler.lambda_handler(button_event(), LambdaContext())
+
+    failed, sent = result["results"]
+    assert failed["status"] == "failed" and failed["error"]["code"] == 21211
+    assert failed["attempts"] == 1
+    assert sent["status"] == "sent" and sent["to"] == ALICE
+    assert "invalid 'To' phone number" in caplog.text
+    assert deployment.sleeps == []
+
+
+def test_throttled_request_is_retried_and_then_sent(deployment):
+    deployment.twilio.plan(PlannedFailure(status=429, code=20429, times=1))
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+
+    result = handler.lambda_handler(button_event(), LambdaContext())
+
+    [item] = result["results"]
+    assert item["status"] == "sent" and item["attempts"] == 2
+    assert [entry["http_status"] for entry in deployment.twilio.outbox()] == [429, 201]
+    [delay] = deployment.sleeps
+    assert handler.BACKOFF_BASE_SECONDS / 2 <= delay <= handler.BACKOFF_BASE_SECONDS
+
+
+def test_server_errors_exhaust_retries_with_growing_backoff(deployment):
+    deployment.twilio.plan(PlannedFailure(status=500, times=10, to=BOB))
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE, BOB])}))
+
+    with pytest.raises(handler.DeliveryIncomplete) as raised:
+        handler.lambda_handler(button_event(), LambdaContext())
+
+    alice, bob = raised.value.result["results"]
+    assert alice["status"] == "sent"
+    assert bob["status"] == "failed" and bob["attempts"] == handler.MAX_ATTEMPTS
+    assert bob["error"]["code"] == 20500
+    first, second = deployment.sleeps
+    assert first <= handler.BACKOFF_BASE_SECONDS < second <= 2 * handler.BACKOFF_BASE_SECONDS
+
+
+def test_network_errors_are_retried_then_reported(deployment, monkeypatch):
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("TWILIO_API_BASE", f"http://127.0.0.1:{closed_port}")
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+
+    with pytest.raises(handler.DeliveryIncomplete) as raised:
+        handler.lambda_handler(button_event(), LambdaContext())
+
+    [item] = raised.value.result["results"]
+    assert item["status"] == "failed" and item["attempts"] == handler.MAX_ATTEMPTS
+    assert item["error"]["message"].startswith("network error")
+    assert len(deployment.sleeps) == handler.MAX_ATTEMPTS - 1
+
+
+def test_no_request_starts_when_the_invocation_is_out_of_time(deployment):
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+
+    with pytest.raises(handler.DeliveryIncomplete) as raised:
+        handler.lambda_handler(button_event(), LambdaContext(remaining_millis=1500))
+
+    assert raised.value.result["results"][0]["error"]["message"] == (
+        "no time left in this invocation"
+    )
+    assert deployment.twilio.outbox() == []
+
+
+# -- idempotency across Lambda's retries ---------------------------------------------------
+
+
+def test_retried_invocation_only_sends_to_recipients_that_failed(deployment):
+    deployment.twilio.plan(PlannedFailure(status=503, times=handler.MAX_ATTEMPTS, to=CAROL))
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE, CAROL], call=[BOB])})
+    )
+    context = LambdaContext(aws_request_id="retry-me")
+
+    with pytest.raises(handler.DeliveryIncomplete):
+        handler.lambda_handler(button_event(), context)
+    retried = handler.lambda_handler(button_event(), context)  # Lambda's async retry
+
+    statuses = {(item["channel"], item["to"]): item["status"] for item in retried["results"]}
+    assert statuses == {
+        ("sms", ALICE): "skipped-duplicate",
+        ("sms", CAROL): "sent",
+        ("call", BOB): "skipped-duplicate",
+    }
+    delivered = [(entry["resource"], entry["fields"]["To"]) for entry in deployment.sent()]
+    assert sorted(delivered) == [("Calls", BOB), ("Messages", ALICE), ("Messages", CAROL)]
+
+
+def test_skipped_duplicates_carry_the_original_sid(deployment):
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+    context = LambdaContext(aws_request_id="same-id")
+
+    first = handler.lambda_handler(button_event(), context)
+    again = handler.lambda_handler(button_event(), context)
+    new_click = handler.lambda_handler(button_event(), LambdaContext(aws_request_id="other-id"))
+
+    assert again["results"] == [
+        {
+            "channel": "sms",
+            "to": ALICE,
+            "status": "skipped-duplicate",
+            "sid": first["results"][0]["sid"],
+        }
+    ]
+    assert new_click["results"][0]["status"] == "sent"
+    assert len(deployment.sent()) == 2
+
+
+# -- ignored events --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        "SINGLE",
+        ["SINGLE"],
+        {},
+        {"clickType": "SINGLE"},
+        {"serialNumber": SERIAL},
+        {"serialNumber": 42, "clickType": "SINGLE"},
+        {"serialNumber": SERIAL, "clickType": ["SINGLE"]},
+        {"serialNumber": SERIAL, "clickType": "SINGLE", "batteryVoltage": {"mV": 1650}},
+        {"serialNumber": SERIAL, "clickType": "TRIPLE", "batteryVoltage": "1650mV"},
+        {"serialNumber": SERIAL, "clickType": "single", "batteryVoltage": "1650mV"},
+    ],
+)
+def test_malformed_events_and_unknown_clicks_are_ignored_without_aws(event, monkeypatch, caplog):
+    # No AWS and no Twilio: an ignored event must not reach for either.
+    monkeypatch.delenv("IOTBUTTON_CONFIG_BUCKET", raising=False)
+
+    with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
+        result = handler.lambda_handler(event, LambdaContext())
+
+    assert result["results"] == []
+    assert result["ignored"]
+    logged = json.loads(caplog.records[-1].getMessage())
+    assert logged == result
+
+
+def test_click_missing_from_config_is_ignored(deployment):
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+
+    result = handler.lambda_handler(button_event("LONG"), LambdaContext())
+
+    assert result["ignored"] == "no recipients configured for LONG"
+    assert deployment.twilio.outbox() == []
+
+
+def test_missing_battery_voltage_still_raises_the_alarm(deployment):
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE], message="battery {battery}")})
+    )
+    event = button_event()
+    del event["batteryVoltage"]
+
+    handler.lambda_handler(event, LambdaContext())
+
+    assert deployment.sent()[0]["fields"]["Body"] == "battery unknown"
+
+
+# -- config and secret -----------------------------------------------------------------------
+
+
+def test_config_and_secret_are_cached_across_warm_invocations(deployment, monkeypatch):
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+    handler.lambda_handler(button_event(), LambdaContext(aws_request_id="one"))
+    deployment.s3.delete_object(Bucket="iotbutton-notifier-test", Key=CONFIG_KEY)
+
+    handler.lambda_handler(button_event(), LambdaContext(aws_request_id="two"))  # from cache
+
+    monkeypatch.setenv("IOTBUTTON_CONFIG_KEY", "notifier/other.json")  # a new key is re-read
+    with pytest.raises(Exception, match="NoSuchKey"):
+        handler.lambda_handler(button_event(), LambdaContext(aws_request_id="three"))
+    assert len(deployment.sent()) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"version": 2}, "version must be 1"),
+        ({"account_sid": "XX123"}, "account_sid must start with AC"),
+        ({"api_key_sid": "AC123"}, "api_key_sid"),
+        ({"clicks": {"TRIPLE": click_config(sms=[ALICE])}}, "unknown click type"),
+        ({"clicks": {"SINGLE": click_config(sms=ALICE)}}, "clicks.SINGLE.sms"),
+        ({"clicks": {"SINGLE": click_config(sms=[ALICE], message="{name}")}}, "{name}"),
+        ({"from": ""}, "from must be a non-empty string"),
+    ],
+)
+def test_broken_config_is_a_config_error(deployment, change, message):
+    config = messaging_config({"SINGLE": click_config(sms=[ALICE])})
+    config.update(change)
+    deployment.write_config(config)
+
+    with pytest.raises(handler.ConfigError, match=re.escape(message)):
+        handler.lambda_handler(button_event(), LambdaContext())
+    assert deployment.twilio.outbox() == []
+
+
+def test_missing_environment_is_a_config_error(deployment, monkeypatch):
+    monkeypatch.delenv("IOTBUTTON_SECRET_PARAMETER")
+
+    with pytest.raises(handler.ConfigError, match="IOTBUTTON_SECRET_PARAMETER"):
+        handler.lambda_handler(button_event(), LambdaContext())
+
+
+# -- secrets stay secret ---------------------------------------------------------------------
+
+
+def test_secret_never_reaches_logs_result_or_outbox(
+    deployment, caplog, capsys, tmp_path, monkeypatch
+):
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE, CAROL], call=[BOB])})
+    )
+    failures = [PlannedFailure(status=401, to=BOB), PlannedFailure(status=429, to=ALICE)]
+    recording_twilio = TwilioStandIn(tmp_path / "outbox.jsonl", failures)
+
+    with recording_twilio, caplog.at_level(logging.DEBUG):
+        monkeypatch.setenv("TWILIO_API_BASE", recording_twilio.base_url)
+        with pytest.raises(handler.DeliveryIncomplete) as raised:
+            handler.lambda_handler(button_event(), LambdaContext())
+
+    basic_token = base64.b64encode(f"{ACCOUNT_SID}:{SECRET}".encode()).decode()
+    captured = capsys.readouterr()
+    places = {
+        "log": caplog.text,
+        "stdout": captured.out,
+        "stderr": captured.err,
+        "result": json.dumps(raised.value.result),
+        "exception": str(raised.value),
+        "outbox": json.dumps(recording_twilio.outbox()),
+        "outbox file": (tmp_path / "outbox.jsonl").read_text(),
+    }
+    for place, text in places.items():
+        assert SECRET not in text, place
+        assert basic_token not in text, place
+    assert ALICE in places["outbox file"], "the outbox file was written"
+    assert "failed" in caplog.text
+
+
+# -- templates -------------------------------------------------------------------------------
+
+
+def test_template_fields_are_the_documented_ones():
+    assert handler.TEMPLATE_FIELDS == ("person", "serial", "click", "battery", "time")
+
+
+def test_render_fills_fields_and_keeps_escaped_braces():
+    fields = {"person": "Ann", "serial": "S", "click": "LONG", "battery": "1.5V", "time": "t"}
+
+    assert handler.render("{{ {person} }} {click}", fields) == "{ Ann } LONG"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{}", "{0}", "{name}", "{person.__class__}", "{serial[0]}", "{time:>20}", "{person!r}", "{"],
+)
+def test_render_refuses_anything_but_plain_known_fields(template):
+    fields = dict.fromkeys(handler.TEMPLATE_FIELDS, "x")
+
+    with pytest.raises(handler.TemplateError):
+        handler.render(template, fields)
+
+
+def test_render_needs_a_value_for_every_field_used():
+    with pytest.raises(handler.TemplateError, match="battery"):
+        handler.render("{battery}", {"person": "x"})
+
+
+def test_time_is_formatted_in_utc():
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime(2026, 11, 22, 0, 4, tzinfo=timezone(timedelta(hours=1)))
+
+    assert handler.format_time(moment) == "2026-11-21 23:04 UTC"
