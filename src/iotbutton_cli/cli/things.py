@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -10,8 +10,9 @@ from iotbutton_cli.cli import output
 from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, app_context
 from iotbutton_cli.errors import ExitStatus
 
-app = typer.Typer(help="Provision and manage buttons (IoT things with their certificates).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Provision and manage buttons (IoT things with their certificates).", no_args_is_help=True
+)
 
 SerialArgument = Annotated[str, typer.Argument(help="The button's serial (its thing name).")]
 
@@ -22,7 +23,9 @@ def create(
     serial: Annotated[
         str | None, typer.Argument(help="Serial, e.g. G030JF0553648RUH; omit to generate one.")
     ] = None,
-    count: Annotated[int, typer.Option("--count", "-n", help="Generate and provision N buttons.")] = 1,
+    count: Annotated[
+        int, typer.Option("--count", "-n", help="Generate and provision N buttons.")
+    ] = 1,
     thing_type: Annotated[str, typer.Option("--type", help="Thing type for the buttons.")] = (
         "iotbutton"
     ),
@@ -40,17 +43,22 @@ def create(
     with output.progress() as bar:
         task = bar.add_task("Provisioning buttons", total=len(serials))
         report = things.provision(
-            app_ctx, serials, thing_type=thing_type, workers=workers,
+            app_ctx,
+            serials,
+            thing_type=thing_type,
+            workers=workers,
             on_done=lambda result: bar.advance(task),
         )
     if json:
         output.emit_json(report)
     else:
-        rows = [
-            [b.serial, b.action, (b.certificate_id or "")[:12], (b.error or {}).get("message", "")]
-            for b in report.buttons
-        ]
-        output.table(None, ["serial", "result", "certificate", "error"], rows)
+        columns = ["serial", "result", "certificate"]
+        rows = [[b.serial, b.action, (b.certificate_id or "")[:12]] for b in report.buttons]
+        if report.failed:
+            columns.append("error")
+            for row, button in zip(rows, report.buttons, strict=True):
+                row.append((button.error or {}).get("message", ""))
+        output.table(None, columns, rows)
         changed = [b for b in report.buttons if b.action != "unchanged"]
         if not changed:
             output.info("Nothing to do: every button already exists.")
@@ -72,7 +80,10 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
         return
     rows = [
         [
-            b.serial, (b.certificate_id or "-")[:12], b.certificate_status or "-", b.created,
+            b.serial,
+            (b.certificate_id or "-")[:12],
+            b.certificate_status or "-",
+            b.created,
             _files_state(b.files),
         ]
         for b in buttons
@@ -89,7 +100,7 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
     if json:
         output.emit_json({**output.to_jsonable(button), "aws": live})
         return
-    rows = [
+    rows: list[list[Any]] = [
         ["serial", button.serial],
         ["thing ARN", button.thing_arn],
         ["thing type", button.thing_type],
