@@ -14,8 +14,9 @@ import typer
 from typer.core import TyperGroup
 
 from iotbutton_cli import __version__
-from iotbutton_cli.cli import certs, clean, endpoint, paths, things
+from iotbutton_cli.cli import certs, clean, endpoint, paths, rules, things
 from iotbutton_cli.context import AppContext, Settings, clean_error
+
 INTERRUPTED = 130  # what shells report for Ctrl-C
 
 
@@ -51,6 +52,7 @@ app = typer.Typer(
 )
 app.add_typer(things.app, name="things")
 app.add_typer(certs.app, name="certs")
+app.add_typer(rules.app, name="rules")
 app.command("endpoint")(endpoint.endpoint)
 app.command("clean")(clean.clean)
 app.command("paths")(paths.paths)
@@ -81,7 +83,10 @@ def main_options(
     verbose: Annotated[
         int,
         typer.Option(
-            "-v", "--verbose", count=True, show_default=False,
+            "-v",
+            "--verbose",
+            count=True,
+            show_default=False,
             help="Log each AWS call and retry to stderr.",
         ),
     ] = 0,

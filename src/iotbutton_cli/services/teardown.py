@@ -16,7 +16,7 @@ from typing import Any
 from iotbutton_cli.aws_errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext, clean_error
 from iotbutton_cli.registry import utc_now
-from iotbutton_cli.services import certs, policies, things
+from iotbutton_cli.services import certs, notifier_deploy, policies, rules, things
 
 THING_TYPE_DELETE_DELAY = timedelta(minutes=5)
 
@@ -106,7 +106,37 @@ def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> str | No
     return None
 
 
+def _removing(remove: Callable[[AppContext, str], None]) -> Callable[[AppContext, str, bool], None]:
+    """Adapt a ``remove(ctx, id)`` that has no local files to keep."""
+
+    def run(ctx: AppContext, resource_id: str, keep_local: bool) -> None:
+        remove(ctx, resource_id)
+
+    return run
+
+
+# Rules and permissions first (a rule must not invoke a half-deleted function), then the function
+# and what it uses, then the buttons, then the IoT policy and thing type they used.
 KINDS: list[Kind] = [
+    Kind("topic_rules", "topic rule", _removing(rules.delete_rule)),
+    Kind("lambda_permissions", "Lambda permission", _removing(rules.remove_permission)),
+    Kind(
+        "functions",
+        "Lambda function",
+        _removing(notifier_deploy.delete_function),
+        after=("topic_rules", "lambda_permissions"),
+    ),
+    Kind(
+        "log_groups", "log group", _removing(notifier_deploy.delete_log_group), after=("functions",)
+    ),
+    Kind("parameters", "SSM parameter", _removing(notifier_deploy.delete_parameter)),
+    Kind("buckets", "S3 bucket", _removing(notifier_deploy.delete_bucket)),
+    Kind(
+        "roles",
+        "IAM role",
+        _removing(notifier_deploy.delete_role),
+        after=("functions", "topic_rules"),
+    ),
     Kind("certificates", "certificate", _remove_certificate),
     Kind("things", "thing", _remove_thing, after=("certificates",), own_only=True),
     Kind("policies", "IoT policy", _remove_policy, after=("certificates",)),
@@ -160,13 +190,15 @@ def execute(
 def _blocker(kind: Kind, step: Step, report: CleanReport) -> Step | None:
     """The first unremoved resource that must go before ``step`` can, if any."""
     for outcome in report.outcomes:
-        if outcome.step.kind in kind.after and outcome.status in ("failed", "skipped"):
-            if not kind.own_only or outcome.step.owner == step.resource_id:
-                return outcome.step
+        blocking = outcome.step.kind in kind.after and outcome.status in ("failed", "skipped")
+        if blocking and (not kind.own_only or outcome.step.owner == step.resource_id):
+            return outcome.step
     return None
 
 
-def _finish(report: CleanReport, outcome: Outcome, on_done: Callable[[Outcome], None] | None) -> None:
+def _finish(
+    report: CleanReport, outcome: Outcome, on_done: Callable[[Outcome], None] | None
+) -> None:
     report.outcomes.append(outcome)
     if on_done:
         on_done(outcome)
@@ -186,4 +218,3 @@ def _run(ctx: AppContext, kind: Kind, step: Step, keep_local: bool) -> Outcome:
 def _deletable_at(deprecated_at: str) -> str:
     moment = datetime.strptime(deprecated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     return (moment + THING_TYPE_DELETE_DELAY).strftime("%H:%M UTC")
-

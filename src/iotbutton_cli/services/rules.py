@@ -1,0 +1,233 @@
+"""IoT topic rules that invoke the notifier, each with the Lambda permission it needs.
+
+Without ``lambda:AddPermission`` for ``iot.amazonaws.com`` (scoped by SourceArn and SourceAccount)
+a rule silently never invokes the function, so a rule and its permission are made and removed
+together. Every rule gets an error action that logs failed invocations to CloudWatch Logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from iotbutton_cli.aws_errors import error_code, is_not_found
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.errors import IotButtonError, usage_error
+from iotbutton_cli.services.policies import TOPIC_PREFIX
+from iotbutton_cli.services.serials import validate_serial
+
+KIND = "topic_rules"
+PERMISSION_KIND = "lambda_permissions"
+DEFAULT_RULE = "iotbutton_notifier"
+DEFAULT_SQL = f"SELECT * FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT rule SQL, no database
+SQL_VERSION = "2016-03-23"
+RULE_NAME = re.compile(r"^[a-zA-Z0-9_]{1,128}$")
+SQL_SHAPE = re.compile(r"^\s*SELECT\s+.+?\s+FROM\s+'[^']+'(\s+WHERE\s+.+)?\s*$", re.I | re.S)
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    """What every rule points at: the notifier function, and where failures are logged."""
+
+    function_name: str
+    function_arn: str
+    error_role_arn: str
+    error_log_group: str
+
+
+@dataclass
+class RuleInfo:
+    name: str
+    arn: str
+    sql: str
+    enabled: bool
+    function_arn: str | None
+    permission: bool
+
+
+def validate_rule_name(name: str) -> str:
+    if not RULE_NAME.fullmatch(name):
+        raise usage_error(
+            "bad-rule-name",
+            f"Invalid rule name {name!r}: AWS allows only letters, digits and '_' (1-128).",
+            "For example: iotbutton_long_clicks.",
+        )
+    return name
+
+
+def rule_for(name: str | None, sql: str | None, serial: str | None) -> tuple[str, str]:
+    """The (name, SQL) a ``rules create`` asks for, validated before any AWS call."""
+    if serial is not None:
+        validate_serial(serial)
+        if sql is not None:
+            raise usage_error(
+                "sql-and-serial",
+                "Give --sql or --serial, not both.",
+                "--serial S is short for --sql \"SELECT * FROM 'iotbutton/S'\".",
+            )
+        sql = f"SELECT * FROM '{TOPIC_PREFIX}/{serial}'"  # noqa: S608 - serial validated
+        name = name or f"iotbutton_{serial.replace('-', '_').replace(':', '_')}"
+    if name is None:
+        raise usage_error("rule-name-missing", "A rule needs a --name.", "Or pass --serial.")
+    validate_rule_name(name)
+    sql = sql or DEFAULT_SQL
+    if not SQL_SHAPE.match(sql):
+        raise usage_error(
+            "bad-rule-sql",
+            f"Unsupported rule SQL: {sql!r}.",
+            "Use SELECT <fields> FROM '<topic filter>' [WHERE <condition>], "
+            "e.g. SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'.",
+        )
+    return name, sql
+
+
+def _payload(sql: str, target: RuleTarget) -> dict[str, Any]:
+    return {
+        "sql": sql,
+        "description": "Invokes the iotbutton notifier",
+        "awsIotSqlVersion": SQL_VERSION,
+        "ruleDisabled": False,
+        "actions": [{"lambda": {"functionArn": target.function_arn}}],
+        "errorAction": {
+            "cloudwatchLogs": {
+                "roleArn": target.error_role_arn,
+                "logGroupName": target.error_log_group,
+            }
+        },
+    }
+
+
+def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return any(current.get(key) != value for key, value in wanted.items() if key != "description")
+
+
+def ensure_rule(ctx: AppContext, name: str, sql: str, target: RuleTarget) -> str:
+    """Create or update the rule, then its permission; returns created, updated or unchanged."""
+    iot = ctx.client("iot")
+    wanted = _payload(sql, target)
+    action = "unchanged"
+    try:
+        current = iot.get_topic_rule(ruleName=name)
+    except Exception as exc:
+        if not _rule_missing(exc):
+            raise
+        current = None
+    if current is None:
+        iot.create_topic_rule(ruleName=name, topicRulePayload=wanted)
+        action = "created"
+    else:
+        if ctx.namespace.get(KIND, name) is None:
+            raise IotButtonError(
+                "rule-not-ours",
+                f"A topic rule named {name} exists that iotbutton did not create.",
+                "Pick another --name; iotbutton never changes resources it did not make.",
+            )
+        if _differs(current["rule"], wanted):
+            iot.replace_topic_rule(ruleName=name, topicRulePayload=wanted)
+            action = "updated"
+    arn = ctx.arn("iot", f"rule/{name}")
+    ctx.namespace.put(KIND, name, {"arn": arn, "function": target.function_name, "sql": sql})
+    if ensure_permission(ctx, name, arn, target.function_name) and action == "unchanged":
+        action = "updated"
+    return action
+
+
+def statement_id(rule_name: str) -> str:
+    return f"iotbutton-rule-{rule_name}"
+
+
+def ensure_permission(ctx: AppContext, rule_name: str, rule_arn: str, function: str) -> bool:
+    """Let IoT invoke ``function`` for this rule only; True if a permission had to be added."""
+    lam = ctx.client("lambda")
+    sid = statement_id(rule_name)
+    for statement in _policy_statements(lam, function):
+        if statement.get("Sid") == sid:
+            ctx.namespace.put(PERMISSION_KIND, sid, {"function": function, "rule": rule_name})
+            return False
+    try:
+        lam.add_permission(
+            FunctionName=function,
+            StatementId=sid,
+            Action="lambda:InvokeFunction",
+            Principal="iot.amazonaws.com",
+            SourceArn=rule_arn,
+            SourceAccount=ctx.account_id,
+        )
+    except Exception as exc:
+        if error_code(exc) != "ResourceConflictException":
+            raise
+    ctx.namespace.put(PERMISSION_KIND, sid, {"function": function, "rule": rule_name})
+    return True
+
+
+def _policy_statements(lam: Any, function: str) -> list[dict[str, Any]]:
+    try:
+        policy = lam.get_policy(FunctionName=function)["Policy"]
+    except Exception as exc:
+        if is_not_found(exc):
+            return []
+        raise
+    return list(json.loads(policy).get("Statement", []))
+
+
+def _rule_missing(exc: BaseException) -> bool:
+    # GetTopicRule answers UnauthorizedException for a rule that does not exist.
+    return is_not_found(exc) or error_code(exc) == "UnauthorizedException"
+
+
+def delete_rule(ctx: AppContext, name: str) -> None:
+    """Delete the rule (NotFound is done); its permission goes with it."""
+    try:
+        ctx.client("iot").delete_topic_rule(ruleName=name)
+    except Exception as exc:
+        if not _rule_missing(exc):
+            raise
+    ctx.namespace.remove(KIND, name)
+    sid = statement_id(name)
+    permission = ctx.namespace.get(PERMISSION_KIND, sid)
+    if permission is not None:
+        remove_permission(ctx, sid)
+
+
+def remove_permission(ctx: AppContext, sid: str) -> None:
+    record = ctx.namespace.get(PERMISSION_KIND, sid)
+    if record is None:
+        return
+    try:
+        ctx.client("lambda").remove_permission(FunctionName=record["function"], StatementId=sid)
+    except Exception as exc:
+        if not is_not_found(exc):
+            raise
+    ctx.namespace.remove(PERMISSION_KIND, sid)
+
+
+def list_rules(ctx: AppContext) -> list[RuleInfo]:
+    return [show_rule(ctx, name) for name in sorted(ctx.namespace.items(KIND))]
+
+
+def show_rule(ctx: AppContext, name: str) -> RuleInfo:
+    record = ctx.namespace.get(KIND, name)
+    if record is None:
+        raise IotButtonError(
+            "unknown-rule",
+            f"No topic rule {name!r} in the registry for this account and region.",
+            "List them with `iotbutton rules list`.",
+        )
+    try:
+        rule = ctx.client("iot").get_topic_rule(ruleName=name)["rule"]
+    except Exception as exc:
+        if not _rule_missing(exc):
+            raise
+        rule = {}
+    actions = rule.get("actions", [])
+    function_arn = actions[0].get("lambda", {}).get("functionArn") if actions else None
+    return RuleInfo(
+        name=name,
+        arn=record["arn"],
+        sql=rule.get("sql", record.get("sql", "")),
+        enabled=bool(rule) and not rule.get("ruleDisabled", False),
+        function_arn=function_arn,
+        permission=ctx.namespace.get(PERMISSION_KIND, statement_id(name)) is not None,
+    )

@@ -1,0 +1,268 @@
+"""`notify deploy` at the service level, against moto: resources, least privilege, idempotency."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import zipfile
+
+import boto3
+import pytest
+
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.services import notifier_deploy, teardown
+
+SECRET = "f" * 32
+DOCUMENT = {
+    "version": 1,
+    "account_sid": "AC" + "0" * 32,
+    "api_key_sid": None,
+    "from": "+15005550006",
+    "person": "Grandma",
+    "clicks": {"SINGLE": {"sms": ["+15551230001"], "call": [], "message": "Hi {person}"}},
+}
+MUTATING = (
+    "Create",
+    "Put",
+    "Update",
+    "Delete",
+    "Add",
+    "Remove",
+    "Replace",
+    "Attach",
+    "Detach",
+    "Tag",
+)
+
+
+def bundle_bytes(text: str = "def lambda_handler(event, context):\n    return {}\n") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("handler.py", (1980, 1, 1, 0, 0, 0)), text)
+    return buffer.getvalue()
+
+
+def deploy_input(document=DOCUMENT, secret=SECRET, code=None):
+    data = code or bundle_bytes()
+    sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    return notifier_deploy.DeployInput(document, secret, data, sha)
+
+
+def record_calls(ctx: AppContext) -> list[str]:
+    calls: list[str] = []
+    ctx.session.events.register("before-call", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+@pytest.fixture
+def ctx(aws):
+    return AppContext()
+
+
+def test_deploy_creates_every_resource(ctx):
+    report = notifier_deploy.deploy(ctx, deploy_input())
+
+    assert [s.action for s in report.steps] == ["created"] * len(report.steps)
+    lam = boto3.client("lambda", region_name="us-east-1")
+    function = lam.get_function(FunctionName="iotbutton-notifier")["Configuration"]
+    env = function["Environment"]["Variables"]
+    assert env == {
+        "IOTBUTTON_CONFIG_BUCKET": "iotbutton-config-123456789012-us-east-1",
+        "IOTBUTTON_CONFIG_KEY": report.config_key,
+        "IOTBUTTON_SECRET_PARAMETER": "/iotbutton/twilio-secret:1",
+        "IOTBUTTON_TWILIO_TIMEOUT": "5",
+    }
+    assert function["Runtime"] == notifier_deploy.RUNTIME and function["Handler"] == (
+        "handler.lambda_handler"
+    )
+    assert SECRET not in json.dumps(function)
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    bucket = env["IOTBUTTON_CONFIG_BUCKET"]
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=report.config_key)["Body"].read())
+    assert stored == DOCUMENT and SECRET not in json.dumps(stored)
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    assert s3.get_bucket_encryption(Bucket=bucket)
+
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    parameter = ssm.get_parameter(Name="/iotbutton/twilio-secret", WithDecryption=True)
+    assert parameter["Parameter"]["Type"] == "SecureString"
+    assert parameter["Parameter"]["Value"] == SECRET
+
+    iot = boto3.client("iot", region_name="us-east-1")
+    rule = iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]
+    assert rule["sql"] == "SELECT * FROM 'iotbutton/+'"
+    assert rule["awsIotSqlVersion"] == "2016-03-23"
+    assert rule["actions"] == [{"lambda": {"functionArn": function["FunctionArn"]}}]
+    assert rule["errorAction"]["cloudwatchLogs"]["logGroupName"] == "/iotbutton/rule-errors"
+    [statement] = json.loads(lam.get_policy(FunctionName="iotbutton-notifier")["Policy"])[
+        "Statement"
+    ]
+    assert statement["Principal"] == {"Service": "iot.amazonaws.com"}
+    assert statement["Condition"] == {
+        "ArnLike": {"AWS:SourceArn": "arn:aws:iot:us-east-1:123456789012:rule/iotbutton_notifier"},
+        "StringEquals": {"AWS:SourceAccount": "123456789012"},
+    }
+    logs = boto3.client("logs", region_name="us-east-1")
+    groups = {
+        g["logGroupName"]: g.get("retentionInDays") for g in logs.describe_log_groups()["logGroups"]
+    }
+    assert groups == {"/aws/lambda/iotbutton-notifier": 30, "/iotbutton/rule-errors": 30}
+
+
+def test_function_role_is_least_privilege(ctx):
+    report = notifier_deploy.deploy(ctx, deploy_input())
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = "iotbutton-notifier-us-east-1"
+
+    trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+        }
+    ]
+    assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+    policy = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+    grants = {s["Sid"]: (s["Action"], s["Resource"]) for s in policy["Statement"]}
+    assert grants == {
+        "ReadConfig": (
+            "s3:GetObject",
+            f"arn:aws:s3:::iotbutton-config-123456789012-us-east-1/{report.config_key}",
+        ),
+        "ReadTwilioSecret": (
+            "ssm:GetParameter",
+            "arn:aws:ssm:us-east-1:123456789012:parameter/iotbutton/twilio-secret",
+        ),
+        "WriteOwnLogs": (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/iotbutton-notifier:*",
+        ),
+    }
+    for statement in policy["Statement"]:
+        assert "*" not in statement["Action"] and statement["Resource"] != "*"
+
+
+def test_second_deploy_makes_no_mutating_call(ctx):
+    notifier_deploy.deploy(ctx, deploy_input())
+    again = AppContext()
+    calls = record_calls(again)
+
+    report = notifier_deploy.deploy(again, deploy_input())
+
+    assert report.up_to_date
+    assert [c for c in calls if c.startswith(MUTATING)] == []
+
+
+def test_changed_code_config_and_secret_are_updated(ctx):
+    first = notifier_deploy.deploy(ctx, deploy_input())
+    document = {**DOCUMENT, "person": "Grandpa"}
+    code = bundle_bytes("def lambda_handler(event, context):\n    return {'v': 2}\n")
+
+    report = notifier_deploy.deploy(AppContext(), deploy_input(document, "e" * 32, code))
+
+    actions = {s.name: s.action for s in report.steps}
+    assert actions["iotbutton-notifier"] == "updated"
+    assert actions["/iotbutton/twilio-secret"] == "updated"
+    assert actions[report.config_key] == "created"
+    assert report.config_key != first.config_key
+    lam = boto3.client("lambda", region_name="us-east-1")
+    function = lam.get_function(FunctionName="iotbutton-notifier")["Configuration"]
+    assert function["CodeSha256"] == deploy_input(code=code).code_sha256
+    env = function["Environment"]["Variables"]
+    assert env["IOTBUTTON_CONFIG_KEY"] == report.config_key
+    assert env["IOTBUTTON_SECRET_PARAMETER"] == "/iotbutton/twilio-secret:2"
+    s3 = boto3.client("s3", region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=env["IOTBUTTON_CONFIG_BUCKET"])["Contents"]]
+    assert keys == [report.config_key]  # the old config object is gone
+
+
+def test_clean_removes_every_notifier_resource(ctx, cli):
+    notifier_deploy.deploy(ctx, deploy_input())
+    cli("things", "create", "G030JF0553648RUH")
+
+    result = cli.json("clean", "--yes")
+
+    assert result["complete"] is True
+    kinds = [step["kind"] for step in result["steps"]]
+    assert kinds.index("topic_rules") < kinds.index("functions") < kinds.index("roles")
+    assert kinds.index("lambda_permissions") < kinds.index("functions")
+    lam = boto3.client("lambda", region_name="us-east-1")
+    assert lam.list_functions()["Functions"] == []
+    iam = boto3.client("iam", region_name="us-east-1")
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == []
+    assert boto3.client("s3").list_buckets()["Buckets"] == []
+    assert boto3.client("ssm", region_name="us-east-1").describe_parameters()["Parameters"] == []
+    assert boto3.client("logs", region_name="us-east-1").describe_log_groups()["logGroups"] == []
+    assert boto3.client("iot", region_name="us-east-1").list_topic_rules()["rules"] == []
+    assert [k.name for k in teardown.KINDS][:2] == ["topic_rules", "lambda_permissions"]
+
+
+def test_refuses_to_take_over_a_role_it_did_not_make(ctx):
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_role(RoleName="iotbutton-notifier-us-east-1", AssumeRolePolicyDocument="{}")
+    from iotbutton_cli.errors import IotButtonError
+
+    with pytest.raises(IotButtonError) as raised:
+        notifier_deploy.deploy(ctx, deploy_input())
+    assert raised.value.code == "resource-not-ours"
+    assert iam.list_role_policies(RoleName="iotbutton-notifier-us-east-1")["PolicyNames"] == []
+
+
+def test_rules_commands(ctx, cli):
+    assert "notify deploy" in cli("rules", "create", "--name", "x", code=1).stderr
+    notifier_deploy.deploy(ctx, deploy_input())
+
+    created = cli.json(
+        "rules",
+        "create",
+        "--name",
+        "long_only",
+        "--sql",
+        "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'",
+    )
+    assert created["action"] == "created" and created["permission"] is True
+    one = cli.json("rules", "create", "--serial", "G030JF0553648RUH")
+    assert one["name"] == "iotbutton_G030JF0553648RUH"
+    assert one["sql"] == "SELECT * FROM 'iotbutton/G030JF0553648RUH'"
+    names = [r["name"] for r in cli.json("rules", "list")]
+    assert names == ["iotbutton_G030JF0553648RUH", "iotbutton_notifier", "long_only"]
+    assert cli.json("rules", "show", "long_only")["enabled"] is True
+
+    lam = boto3.client("lambda", region_name="us-east-1")
+    sids = {
+        s["Sid"]
+        for s in json.loads(lam.get_policy(FunctionName="iotbutton-notifier")["Policy"])[
+            "Statement"
+        ]
+    }
+    assert "iotbutton-rule-long_only" in sids
+
+    cli("rules", "delete", "long_only", "--yes")
+    sids = {
+        s["Sid"]
+        for s in json.loads(lam.get_policy(FunctionName="iotbutton-notifier")["Policy"])[
+            "Statement"
+        ]
+    }
+    assert "iotbutton-rule-long_only" not in sids
+    iot = boto3.client("iot", region_name="us-east-1")
+    assert "long_only" not in [r["ruleName"] for r in iot.list_topic_rules()["rules"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", "bad-name"], "Invalid rule name 'bad-name'"),
+        (["--name", "ok", "--sql", "DROP TABLE x"], "Unsupported rule SQL"),
+        (["--serial", "a/b"], "Invalid serial"),
+        (["--serial", "A1", "--sql", "SELECT * FROM 'x'"], "not both"),
+        ([], "A rule needs a --name."),
+    ],
+)
+def test_rules_create_rejects_bad_input_before_any_aws_call(cli, aws, args, message):
+    result = cli("rules", "create", *args, code=2)
+    assert message in result.stderr
