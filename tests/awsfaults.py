@@ -34,18 +34,25 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(self, method: str, path: str, status: int, error_type: str, message: str = "",
-            times: int | None = None) -> Fault:
+    def add(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        error_type: str,
+        message: str = "",
+        times: int | None = None,
+    ) -> Fault:
         fault = Fault(method, re.compile(path), status, error_type, message or error_type, times)
         self.faults.append(fault)
         return fault
 
     def match(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
-            if fault.method == method and fault.path.search(path):
-                if fault.times is None or fault.hits < fault.times:
-                    fault.hits += 1
-                    return fault
+            available = fault.times is None or fault.hits < fault.times
+            if fault.method == method and fault.path.search(path) and available:
+                fault.hits += 1
+                return fault
         return None
 
     def start(self) -> str:
@@ -72,7 +79,9 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+                connection = http.client.HTTPConnection(
+                    upstream.hostname, upstream.port, timeout=30
+                )
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()

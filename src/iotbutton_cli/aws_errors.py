@@ -113,7 +113,7 @@ def _translate_client_error(exc: Any) -> IotButtonError:
         return credentials_error(
             "access-denied",
             f"AWS denied {action}: {message}" if message else f"AWS denied {action}.",
-            f"Grant {action} to these credentials; docs/iam-policy.md has the policy iotbutton needs.",
+            f"Grant {action} to these credentials; docs/iam-policy.md has the whole policy.",
         )
     if code in BAD_CREDENTIALS_CODES:
         return credentials_error(
@@ -143,7 +143,8 @@ def _translate_botocore_error(exc: BaseException, exceptions: Any) -> IotButtonE
     if isinstance(exc, exceptions.NoCredentialsError | exceptions.PartialCredentialsError):
         return credentials_error(
             "no-credentials",
-            "No AWS credentials found." if isinstance(exc, exceptions.NoCredentialsError)
+            "No AWS credentials found."
+            if isinstance(exc, exceptions.NoCredentialsError)
             else f"Incomplete AWS credentials: {exc}",
             "Run `aws configure`, set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
             "or try the offline sandbox with --sandbox.",
@@ -165,4 +166,3 @@ def _translate_botocore_error(exc: BaseException, exceptions: Any) -> IotButtonE
             "Check your network, the region, or --endpoint-url / AWS_ENDPOINT_URL.",
         )
     return IotButtonError("aws-error", f"AWS client error: {exc}", "Run again with -v for detail.")
-

@@ -1,8 +1,8 @@
 """Resolve the global options once into a boto3 Session, clients and a registry namespace.
 
 Precedence is the AWS CLI's: an option beats ``AWS_PROFILE`` / ``AWS_REGION`` /
-``AWS_DEFAULT_REGION`` / ``AWS_ENDPOINT_URL``, which beat the profile's config file. boto3 is imported
-on first use, so commands that never reach AWS (and every ``--help``) stay fast.
+``AWS_DEFAULT_REGION`` / ``AWS_ENDPOINT_URL``, which beat the profile's config file. boto3 is
+imported on first use, so commands that never reach AWS (and every ``--help``) stay fast.
 """
 
 from __future__ import annotations

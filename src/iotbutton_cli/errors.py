@@ -21,7 +21,7 @@ class ExitStatus(IntEnum):
 
 @dataclass
 class IotButtonError(Exception):
-    """A failure the user can act on: ``code`` is stable, ``message`` one line, ``hint`` what to do."""
+    """A failure the user can act on: a stable ``code``, a one-line ``message``, a ``hint``."""
 
     code: str
     message: str

@@ -30,8 +30,10 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     output.table(
         None,
         ["certificate", "button", "status", "current", "created"],
-        [[c.certificate_id[:12], c.serial, c.status, "yes" if c.current else "", c.created]
-         for c in rows],
+        [
+            [c.certificate_id[:12], c.serial, c.status, "yes" if c.current else "", c.created]
+            for c in rows
+        ],
     )
 
 

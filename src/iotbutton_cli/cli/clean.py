@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from iotbutton_cli.cli import output
 from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, app_context
 from iotbutton_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from iotbutton_cli.services.teardown import CleanReport, Step
 
 
 def clean(
@@ -54,14 +57,14 @@ def clean(
         raise typer.Exit(int(ExitStatus.PARTIAL))
 
 
-def _steps_json(steps: list) -> list[dict]:
+def _steps_json(steps: list[Step]) -> list[dict[str, str]]:
     return [
         {"kind": step.kind, "id": step.resource_id, "label": step.label, "status": "planned"}
         for step in steps
     ]
 
 
-def _render(report, json: bool) -> None:  # type: ignore[no-untyped-def]
+def _render(report: CleanReport, json: bool) -> None:
     if json:
         output.emit_json(
             {
@@ -69,8 +72,11 @@ def _render(report, json: bool) -> None:  # type: ignore[no-untyped-def]
                 "complete": report.complete,
                 "steps": [
                     {
-                        "kind": o.step.kind, "id": o.step.resource_id, "label": o.step.label,
-                        "status": o.status, "detail": o.detail,
+                        "kind": o.step.kind,
+                        "id": o.step.resource_id,
+                        "label": o.step.label,
+                        "status": o.status,
+                        "detail": o.detail,
                     }
                     for o in report.outcomes
                 ],

@@ -16,4 +16,6 @@ def endpoint(ctx: typer.Context, json: JsonOption = False) -> None:
     if json:
         output.emit_json(result)
     else:
-        output.table(None, ["host", "port", "CA file"], [[result.host, result.port, result.ca_file]])
+        output.table(
+            None, ["host", "port", "CA file"], [[result.host, result.port, result.ca_file]]
+        )

@@ -45,8 +45,12 @@ def button_dir(namespace_key: str, serial: str) -> Path:
 
 
 def write_key_files(
-    namespace_key: str, serial: str, certificate_id: str, certificate_pem: str,
-    private_key: str, public_key: str,
+    namespace_key: str,
+    serial: str,
+    certificate_id: str,
+    certificate_pem: str,
+    private_key: str,
+    public_key: str,
 ) -> KeyFiles:
     folder = ensure_private_dir(button_dir(namespace_key, serial))
     stem = certificate_id[:12]

@@ -101,7 +101,9 @@ def _replace_default_version(iot: Any, document: dict[str, Any]) -> None:
         oldest = min(
             (v for v in versions if not v["isDefaultVersion"]), key=lambda v: v["createDate"]
         )
-        iot.delete_policy_version(policyName=BUTTON_POLICY_NAME, policyVersionId=oldest["versionId"])
+        iot.delete_policy_version(
+            policyName=BUTTON_POLICY_NAME, policyVersionId=oldest["versionId"]
+        )
     iot.create_policy_version(
         policyName=BUTTON_POLICY_NAME, policyDocument=json.dumps(document), setAsDefault=True
     )

@@ -85,7 +85,7 @@ def provision(
 
 def _result_of(serial: str, future: Any) -> ProvisionResult:
     try:
-        return future.result()  # type: ignore[no-any-return]
+        return future.result()
     except Exception as exc:
         error = clean_error(exc)
         if error is None:
@@ -136,8 +136,8 @@ def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
                 "iotbutton.",
                 "Pick another serial; iotbutton never changes resources it did not make.",
             )
-        return existing  # type: ignore[no-any-return]
-    return iot.create_thing(  # type: ignore[no-any-return]
+        return existing
+    return iot.create_thing(
         thingName=serial, thingTypeName=thing_type, attributePayload={"attributes": THING_ATTRIBUTE}
     )
 
@@ -192,7 +192,9 @@ def list_buttons(ctx: AppContext) -> list[Button]:
     things = ctx.namespace.items(KIND)
     certificates = ctx.namespace.items(certs.KIND)
     root_ca = str(keyfiles.data_dir() / keyfiles.ROOT_CA_NAME)
-    return [_button(serial, record, certificates, root_ca) for serial, record in sorted(things.items())]
+    return [
+        _button(serial, record, certificates, root_ca) for serial, record in sorted(things.items())
+    ]
 
 
 def show_button(ctx: AppContext, serial: str) -> tuple[Button, dict[str, Any]]:
@@ -200,7 +202,9 @@ def show_button(ctx: AppContext, serial: str) -> tuple[Button, dict[str, Any]]:
     record = ctx.namespace.get(KIND, serial)
     if record is None:
         raise not_found(serial)
-    button = _button(serial, record, ctx.namespace.items(certs.KIND), str(keyfiles.amazon_root_ca()))
+    button = _button(
+        serial, record, ctx.namespace.items(certs.KIND), str(keyfiles.amazon_root_ca())
+    )
     try:
         thing = ctx.client("iot").describe_thing(thingName=serial)
     except Exception as exc:
