@@ -1,0 +1,211 @@
+"""The sandbox's AWS API: moto's server, plus Lambda invocations that really run the code.
+
+moto answers every AWS call in-process. Lambda ``Invoke`` is the exception: moto would need Docker,
+so this server intercepts it and runs the function's deployed zip with :class:`LambdaRunner`, with
+the function's own environment and its AWS endpoint pointed back here. What the function logs is
+written to its CloudWatch log group in moto, as Lambda does, so ``notify logs`` shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from iotbutton_cli.sandbox.lambda_runner import (
+    FunctionCode,
+    Invocation,
+    LambdaRunner,
+    minimal_environment,
+)
+
+log = logging.getLogger("iotbutton.sandbox.aws")
+
+INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+SANDBOX_ACCOUNT = "123456789012"
+SANDBOX_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
+
+StartResponse = Callable[..., Any]
+
+
+class SandboxAWS:
+    """moto on a loopback port, with Lambda Invoke run locally."""
+
+    def __init__(self, state_folder: Path, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self.state_folder = state_folder
+        self.url = ""
+        self.runner: LambdaRunner | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.invocations: list[Invocation] = []
+
+    def start(self) -> str:
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(self.host, self.port, self._wsgi(moto_app), threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://{self.host}:{self.port}"
+        self.runner = LambdaRunner(self.state_folder / "lambda", self._function_env_base())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self.runner is not None:
+            self.runner.stop()
+
+    def _function_env_base(self) -> dict[str, str]:
+        return {**minimal_environment(), **SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
+
+    def _wsgi(self, moto_app: Any) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+        def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            match = INVOKE_PATH.match(environ.get("PATH_INFO", ""))
+            if match and environ.get("REQUEST_METHOD") == "POST":
+                return self._invoke(environ, start_response, match.group("name"))
+            return moto_app(environ, start_response)
+
+        return app
+
+    def _invoke(
+        self, environ: dict[str, Any], start_response: StartResponse, name: str
+    ) -> Iterable[bytes]:
+        from urllib.parse import unquote
+
+        region = _region_of(environ)
+        function = self.function_code(unquote(name), region)
+        if function is None:
+            return _json_error(
+                start_response,
+                "404 Not Found",
+                "ResourceNotFoundException",
+                f"Function not found: {unquote(name)}",
+            )
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        try:
+            event = json.loads(body or b"{}")
+        except ValueError:
+            return _json_error(
+                start_response,
+                "400 Bad Request",
+                "InvalidRequestContentException",
+                "Could not parse request body into json",
+            )
+        invocation_type = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
+        if invocation_type == "DryRun":
+            start_response("204 No Content", [])
+            return [b""]
+        if invocation_type == "Event":
+            threading.Thread(
+                target=self.invoke_and_log, args=(function, event, region), daemon=True
+            ).start()
+            start_response("202 Accepted", [("Content-Length", "0")])
+            return [b""]
+        invocation = self.invoke_and_log(function, event, region)
+        payload = invocation.error if invocation.error else invocation.payload
+        data = json.dumps(payload).encode()
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            ("X-Amz-Executed-Version", "$LATEST"),
+        ]
+        if invocation.error:
+            headers.append(("X-Amz-Function-Error", "Unhandled"))
+        if environ.get("HTTP_X_AMZ_LOG_TYPE") == "Tail":
+            headers.append(("X-Amz-Log-Result", invocation.log_tail_b64))
+        start_response("200 OK", headers)
+        return [data]
+
+    def function_code(self, name_or_arn: str, region: str) -> FunctionCode | None:
+        """The deployed code and settings of a function, straight from moto's backend."""
+        from moto.awslambda.models import lambda_backends
+
+        name = name_or_arn.split(":function:")[-1].split(":")[0]
+        try:
+            function = lambda_backends[SANDBOX_ACCOUNT][region].get_function(name)
+        except Exception:
+            return None
+        return FunctionCode(
+            name=function.function_name,
+            arn=function.function_arn,
+            handler=str(function.handler),
+            code=function.code_bytes,
+            environment={
+                **function.environment_vars,
+                "AWS_REGION": region,
+                "AWS_DEFAULT_REGION": region,
+            },
+            timeout_seconds=int(function.timeout),
+            memory_mb=int(function.memory_size),
+        )
+
+    def invoke_and_log(self, function: FunctionCode, event: Any, region: str) -> Invocation:
+        assert self.runner is not None
+        invocation = self.runner.invoke(function, event)
+        self.invocations.append(invocation)
+        log.info(
+            "invoked %s (%s, %.0f ms)%s",
+            function.name,
+            "cold" if invocation.cold else "warm",
+            invocation.duration_ms,
+            " with error" if invocation.error else "",
+        )
+        self._write_log(function.name, region, invocation)
+        return invocation
+
+    def _write_log(self, function_name: str, region: str, invocation: Invocation) -> None:
+        """Append the invocation's log to /aws/lambda/<name>, creating group and stream as
+        Lambda does (it can, because the execution role allows it)."""
+        from moto.logs.models import logs_backends
+
+        backend = logs_backends[SANDBOX_ACCOUNT][region]
+        group = f"/aws/lambda/{function_name}"
+        stream = time.strftime("%Y/%m/%d/[$LATEST]") + invocation.request_id.replace("-", "")
+        now = int(time.time() * 1000)
+        events = [
+            {"timestamp": now, "message": line}
+            for line in invocation.log.splitlines()
+            if line.strip()
+        ]
+        try:
+            if group not in backend.groups:
+                backend.create_log_group(group, {})
+            backend.create_log_stream(group, stream)
+            if events:
+                backend.put_log_events(group, stream, events)
+        except Exception as exc:  # logs are a convenience; never fail an invocation over them
+            log.warning("could not store the log of %s: %s", function_name, exc)
+
+
+def _region_of(environ: dict[str, Any]) -> str:
+    """The region from the request's SigV4 credential scope (…/<date>/<region>/lambda/…)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", authorization)
+    return match.group(1) if match else "us-east-1"
+
+
+def _json_error(
+    start_response: StartResponse, status: str, error_type: str, message: str
+) -> Iterable[bytes]:
+    data = json.dumps({"Type": "User", "message": message}).encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("X-Amzn-ErrorType", error_type),
+            ("Content-Length", str(len(data))),
+        ],
+    )
+    return [data]

@@ -1,0 +1,141 @@
+"""The sandbox's AWS endpoint runs deployed Lambda code: notifier deploy → invoke → Twilio."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import zipfile
+from importlib import resources
+
+import boto3
+import pytest
+
+from iotbutton_cli.context import AppContext, Settings
+from iotbutton_cli.sandbox.aws_server import SandboxAWS
+from iotbutton_cli.sandbox.twilio import TwilioStandIn
+from iotbutton_cli.services import notifier_deploy
+
+ACCOUNT_SID = "AC" + "1" * 32
+SECRET = "s" * 32
+DOCUMENT = {
+    "version": 1,
+    "account_sid": ACCOUNT_SID,
+    "api_key_sid": None,
+    "from": "+15005550006",
+    "person": "Grandma",
+    "clicks": {
+        "SINGLE": {"sms": ["+15551230001"], "call": [], "message": "{person}: single"},
+        "DOUBLE": {"sms": ["+15551230001"], "call": ["+15551230002"], "message": "{person} x2"},
+    },
+}
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in sorted(files.items()):
+            archive.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), text)
+    return buffer.getvalue()
+
+
+def source(data: bytes, twilio_base: str | None = None) -> notifier_deploy.DeployInput:
+    sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    return notifier_deploy.DeployInput(DOCUMENT, SECRET, data, sha, twilio_api_base=twilio_base)
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    import urllib.request
+
+    server = SandboxAWS(tmp_path / "state")
+    url = server.start()
+    # moto's backends are process-wide: start each test from an empty account.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def twilio():
+    with TwilioStandIn(credentials={ACCOUNT_SID: SECRET}) as stand_in:
+        yield stand_in
+
+
+def test_deployed_notifier_runs_and_messages_twilio(sandbox, twilio):
+    handler = resources.files("iotbutton_cli.notifier").joinpath("handler.py").read_text()
+    ctx = AppContext(Settings())
+    notifier_deploy.deploy(ctx, source(zipped({"handler.py": handler}), twilio.base_url))
+    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
+
+    event = {"serialNumber": "G030JF0553648RUH", "batteryVoltage": "1650mV", "clickType": "DOUBLE"}
+    response = lam.invoke(
+        FunctionName="iotbutton-notifier", Payload=json.dumps(event), LogType="Tail"
+    )
+
+    result = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, result
+    assert sorted((r["channel"], r["to"], r["status"]) for r in result["results"]) == [
+        ("call", "+15551230002", "sent"),
+        ("sms", "+15551230001", "sent"),
+    ]
+    outbox = twilio.outbox()
+    assert sorted(entry["resource"] for entry in outbox) == ["Calls", "Messages"]
+    tail = base64.b64decode(response["LogResult"]).decode()
+    assert "START RequestId" in tail and SECRET not in tail
+
+    # A second click reuses the warm worker; the function's log reaches CloudWatch Logs.
+    lam.invoke(
+        FunctionName="iotbutton-notifier", Payload=json.dumps({**event, "clickType": "SINGLE"})
+    )
+    assert [i.cold for i in sandbox.invocations] == [True, False]
+    logs = boto3.client("logs", endpoint_url=sandbox.url, region_name="us-east-1")
+    messages = [
+        e["message"]
+        for e in logs.filter_log_events(logGroupName="/aws/lambda/iotbutton-notifier")["events"]
+    ]
+    assert sum("START RequestId" in m for m in messages) == 2
+    assert not any(SECRET in m for m in messages)
+
+
+def test_new_code_gets_a_new_worker_and_errors_are_reported(sandbox):
+    ctx = AppContext(Settings())
+    first = zipped({"handler.py": "def lambda_handler(event, context):\n    return {'v': 1}\n"})
+    notifier_deploy.deploy(ctx, source(first))
+    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
+    assert json.loads(lam.invoke(FunctionName="iotbutton-notifier")["Payload"].read()) == {"v": 1}
+
+    broken = zipped(
+        {"handler.py": "def lambda_handler(event, context):\n    raise ValueError('x')\n"}
+    )
+    notifier_deploy.deploy(AppContext(Settings()), source(broken))
+    response = lam.invoke(FunctionName="iotbutton-notifier")
+    assert response["FunctionError"] == "Unhandled"
+    assert json.loads(response["Payload"].read())["errorType"] == "ValueError"
+    assert [i.cold for i in sandbox.invocations] == [True, True]
+
+
+def test_unknown_function_is_not_found(sandbox):
+    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.invoke(FunctionName="nope")
+
+
+def test_slow_function_times_out(sandbox):
+    code = zipped({"handler.py": "import time\ndef lambda_handler(e, c):\n    time.sleep(30)\n"})
+    iam = boto3.client("iam", endpoint_url=sandbox.url, region_name="us-east-1")
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
+    lam.create_function(
+        FunctionName="slow",
+        Runtime="python3.13",
+        Role=role,
+        Handler="handler.lambda_handler",
+        Code={"ZipFile": code},
+        Timeout=1,
+    )
+    response = lam.invoke(FunctionName="slow")
+    assert response["FunctionError"] == "Unhandled"
+    assert "timed out" in json.loads(response["Payload"].read())["errorMessage"]
