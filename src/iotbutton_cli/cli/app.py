@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from iotbutton_cli import __version__
-from iotbutton_cli.cli import certs, clean, endpoint, paths, rules, things
+from iotbutton_cli.cli import certs, clean, endpoint, notify, paths, rules, things
 from iotbutton_cli.context import AppContext, Settings, clean_error
 
 INTERRUPTED = 130  # what shells report for Ctrl-C
@@ -52,6 +52,7 @@ app = typer.Typer(
 )
 app.add_typer(things.app, name="things")
 app.add_typer(certs.app, name="certs")
+app.add_typer(notify.app, name="notify")
 app.add_typer(rules.app, name="rules")
 app.command("endpoint")(endpoint.endpoint)
 app.command("clean")(clean.clean)

@@ -1,0 +1,393 @@
+"""``iotbutton notify``: the notifier's config file, its Lambda bundle, and (later) its deployment.
+
+Services load inside each command, so ``iotbutton notify --help`` imports neither PyYAML nor
+boto3 nor Rich.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from iotbutton_cli.cli import output
+from iotbutton_cli.cli.common import JsonOption, app_context
+
+app = typer.Typer(
+    help="Deploy and test the notifier that turns clicks into SMS and calls.",
+    no_args_is_help=True,
+)
+
+
+@app.command("init")
+def init(
+    ctx: typer.Context,
+    account_sid: Annotated[
+        str | None, typer.Option("--account-sid", help="Twilio Account SID (AC + 32 hex digits).")
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Twilio number to send and call from (E.164, e.g. +1555...)."),
+    ] = None,
+    person: Annotated[
+        str | None,
+        typer.Option("--person", help="Who the button belongs to ({person} in messages)."),
+    ] = None,
+    sms: Annotated[
+        list[str] | None,
+        typer.Option("--sms", help="Number to text on every click type (E.164); repeatable."),
+    ] = None,
+    call: Annotated[
+        list[str] | None,
+        typer.Option("--call", help="Number to call on every click type (E.164); repeatable."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing config with a fresh template.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Write a commented notify.yaml to edit: numbers and messages per click (no secrets)."""
+    from iotbutton_cli.services import notify_config
+
+    app_context(ctx, json)
+    path = notify_config.write_template(
+        notify_config.config_path(),
+        account_sid=account_sid,
+        from_=from_,
+        person=person,
+        sms=sms or [],
+        call=call or [],
+        force=force,
+    )
+    if json:
+        output.emit_json({"path": str(path)})
+        return
+    from rich.markup import escape
+
+    output.say(f"Wrote the notifier config to {escape(str(path))}")
+    missing = [
+        name
+        for name, value in (("account_sid", account_sid), ("from", from_), ("person", person))
+        if not value
+    ]
+    if not (sms or call):
+        missing.append("the numbers to text (sms) or call (call) per click type")
+    edit = f"fill in {', '.join(missing)}" if missing else "adjust numbers and messages"
+    output.info(
+        "Next steps:\n"
+        f"  1. Edit {escape(str(path))}: {edit}.\n"
+        "  2. Keep the Twilio secret out of the file: set TWILIO_AUTH_TOKEN (or TWILIO_API_KEY "
+        "and TWILIO_API_SECRET), or let `iotbutton notify deploy` ask for it.\n"
+        "  3. Check it with `iotbutton notify check`, then run `iotbutton notify deploy`."
+    )
+
+
+@app.command("check")
+def check(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Validate notify.yaml without calling AWS, and show who gets what per click."""
+    from iotbutton_cli.services import notify_config
+
+    app_context(ctx, json)
+    config = notify_config.load_config(notify_config.config_path())
+    secret, problem = notify_config.check_secret_available(config)
+    summary = config.summary()
+    summary["twilio_secret"] = {
+        "available": secret is not None,
+        "source": secret.source if secret else None,
+        "username": secret.username if secret else None,
+        "problem": problem.message if problem else None,
+        "problem_code": problem.code if problem else None,
+    }
+    if json:
+        output.emit_json({"valid": True, **summary})
+        return
+    _print_check(summary)
+
+
+def _print_check(summary: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    secret = summary["twilio_secret"]
+    if secret["available"]:
+        credential_line = f"from {secret['source']} (user {secret['username']})"
+    elif secret["problem_code"] == "twilio-no-secret":
+        credential_line = (
+            "not in the environment; `notify deploy` asks for it "
+            "(or set TWILIO_AUTH_TOKEN, or TWILIO_API_KEY and TWILIO_API_SECRET)"
+        )
+    else:
+        credential_line = f"PROBLEM: {secret['problem']}"
+    output.say(f"{escape(summary['path'])} is valid.")
+    output.table(
+        None,
+        ["setting", "value"],
+        [
+            ["account SID", summary["account_sid"]],
+            ["API key SID", summary["api_key_sid"] or "-"],
+            ["from", summary["from"]],
+            ["person", escape(summary["person"])],
+            ["Twilio secret", escape(credential_line)],
+        ],
+    )
+    output.table(
+        None,
+        ["click", "sms", "call", "message"],
+        [
+            [
+                click,
+                "\n".join(item["sms"]) or "-",
+                "\n".join(item["call"]) or "-",
+                escape(item["message"]),
+            ]
+            for click, item in summary["clicks"].items()
+        ],
+    )
+    quiet = [click for click, item in summary["clicks"].items() if not item["sms"] + item["call"]]
+    if quiet:
+        output.info(f"{', '.join(quiet)}: no numbers, so these clicks do nothing.")
+
+
+@app.command("bundle")
+def bundle(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Build the notifier's Lambda zip (same code, same bytes) into the cache folder."""
+    from iotbutton_cli.services import bundle as bundles
+
+    app_context(ctx, json)
+    built = bundles.build_bundle()
+    result = {
+        "path": str(built.path),
+        "size": built.size,
+        "sha256": built.sha256_hex,
+        "code_sha256": built.code_sha256,
+        "handler": bundles.HANDLER,
+    }
+    if json:
+        output.emit_json(result)
+        return
+    from rich.markup import escape
+
+    output.say(f"Built {escape(str(built.path))} ({built.size} bytes)")
+    output.say(f"SHA-256     {built.sha256_hex}")
+    output.say(f"CodeSha256  {built.code_sha256}")
+    output.say(f"handler     {bundles.HANDLER}")
+
+
+TwilioBaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--twilio-api-base",
+        hidden=True,
+        help="Send Twilio requests here instead of https://api.twilio.com (the sandbox's).",
+    ),
+]
+ClickOption = Annotated[str, typer.Option("--click", help="SINGLE, DOUBLE or LONG.")]
+
+
+def _config_and_secret() -> tuple[Any, Any]:
+    from iotbutton_cli.services import notify_config
+
+    config = notify_config.load_config(notify_config.config_path())
+    secret = notify_config.resolve_secret(
+        config, prompt=lambda question: typer.prompt(question, hide_input=True, err=True)
+    )
+    return config, secret
+
+
+@app.command("deploy")
+def deploy(
+    ctx: typer.Context, twilio_api_base: TwilioBaseOption = None, json: JsonOption = False
+) -> None:
+    """Deploy the notifier: role, config, secret, function and topic rule; only what changed."""
+    from iotbutton_cli.services import bundle as bundles
+    from iotbutton_cli.services import notifier_deploy
+
+    app_ctx = app_context(ctx, json)
+    config, secret = _config_and_secret()
+    built = bundles.build_bundle()
+    source = notifier_deploy.DeployInput(
+        lambda_document=config.lambda_document(secret),
+        secret=secret.value,
+        bundle_data=built.data,
+        code_sha256=built.code_sha256,
+        handler=bundles.HANDLER,
+        twilio_api_base=twilio_api_base,
+    )
+
+    def show_step(step: Any) -> None:
+        mark = "·" if step.action == "unchanged" else "✓"
+        output.info(f"{mark} {step.resource} {step.name}: {step.action}")
+
+    report = notifier_deploy.deploy(app_ctx, source, on_step=show_step)
+    if json:
+        output.emit_json({**output.to_jsonable(report), "up_to_date": report.up_to_date})
+    elif report.up_to_date:
+        output.say(f"The notifier is up to date ({report.function_arn}).")
+    else:
+        changed = sum(step.action != "unchanged" for step in report.steps)
+        output.say(f"Deployed the notifier: {changed} change(s). {report.function_arn}")
+        output.info("Try it: `iotbutton notify test --click SINGLE`.")
+
+
+@app.command("show")
+def show(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Show what is deployed: function, code hash, config summary (no secrets), rules."""
+    from iotbutton_cli.services import notifier_ops
+
+    status = notifier_ops.status(app_context(ctx, json))
+    if json:
+        output.emit_json(status)
+        return
+    from rich.markup import escape
+
+    output.table(
+        None,
+        ["notifier", "value"],
+        [
+            ["function", status.function_arn],
+            ["runtime / state", f"{status.runtime} / {status.state}"],
+            ["code SHA-256", status.code_sha256],
+            ["last modified", status.last_modified],
+            ["config", status.config_object],
+            ["secret", f"SSM SecureString {status.secret_parameter}"],
+            [
+                "from / person",
+                f"{status.config.get('from')} / {escape(str(status.config.get('person')))}",
+            ],
+            ["rules", ", ".join(rule.name for rule in status.rules) or "-"],
+        ],
+    )
+    output.table(
+        None,
+        ["click", "sms", "call", "message"],
+        [
+            [
+                click,
+                "\n".join(item["sms"]) or "-",
+                "\n".join(item["call"]) or "-",
+                escape(item["message"]),
+            ]
+            for click, item in status.config.get("clicks", {}).items()
+        ],
+    )
+
+
+@app.command("test")
+def test(
+    ctx: typer.Context,
+    serial: Annotated[
+        str | None, typer.Argument(help="Serial in the event (default: your only button).")
+    ] = None,
+    click: ClickOption = "SINGLE",
+    json: JsonOption = False,
+) -> None:
+    """Invoke the deployed function with a button event and show what it sent."""
+    from iotbutton_cli.errors import ExitStatus
+    from iotbutton_cli.services import notifier_ops
+
+    app_ctx = app_context(ctx, json)
+    result = notifier_ops.invoke_test(
+        app_ctx, serial or notifier_ops.default_serial(app_ctx), click
+    )
+    if json:
+        output.emit_json({**output.to_jsonable(result), "ok": result.ok})
+    else:
+        _print_invocation(result)
+    if not result.ok:
+        raise typer.Exit(int(ExitStatus.FAILED))
+
+
+def _print_invocation(result: Any) -> None:
+    from rich.markup import escape
+
+    output.say(f"Invoked with {escape(str(result.event))}")
+    if result.function_error:
+        output.say(
+            f"[bold red]The function failed ({result.function_error}):[/] "
+            f"{escape(str(result.payload))}"
+        )
+    elif isinstance(result.payload, dict) and result.payload.get("ignored"):
+        output.say(f"The function ignored the event: {escape(str(result.payload['ignored']))}")
+    elif isinstance(result.payload, dict):
+        output.table(
+            None,
+            ["channel", "to", "status", "sid / error"],
+            [
+                [
+                    r.get("channel"),
+                    r.get("to"),
+                    r.get("status"),
+                    r.get("sid") or escape(str((r.get("error") or {}).get("message", ""))),
+                ]
+                for r in result.payload.get("results", [])
+            ],
+        )
+    if result.log_tail:
+        output.info("[dim]" + escape(result.log_tail.rstrip()) + "[/]")
+
+
+@app.command("send")
+def send(
+    ctx: typer.Context,
+    click: ClickOption = "SINGLE",
+    serial: Annotated[str, typer.Option("--serial", help="Serial in the message.")] = (
+        "iotbutton-test"
+    ),
+    twilio_api_base: TwilioBaseOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Send one click's messages from this machine (Twilio SDK) to check numbers and credentials."""
+    from iotbutton_cli.errors import ExitStatus
+    from iotbutton_cli.services import notifier_ops
+
+    app_context(ctx, json)
+    config, secret = _config_and_secret()
+    results = notifier_ops.send_from_here(config, secret, click, serial, twilio_api_base)
+    if json:
+        output.emit_json(results)
+    else:
+        output.table(
+            None,
+            ["channel", "to", "status", "sid / error"],
+            [
+                [
+                    r.channel,
+                    r.to,
+                    r.status,
+                    r.sid or f"{(r.error or {}).get('code')}: {(r.error or {}).get('message')}",
+                ]
+                for r in results
+            ],
+        )
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(int(ExitStatus.FAILED))
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    since: Annotated[
+        int, typer.Option("--since", min=1, help="How many minutes back to start.")
+    ] = 60,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Print the function's CloudWatch logs (JSON lines with --json)."""
+    import json as jsonlib
+    import sys
+    from datetime import datetime, timezone
+
+    from iotbutton_cli.services import notifier_ops
+
+    app_ctx = app_context(ctx, json)
+    if app_ctx.namespace.get("functions", "iotbutton-notifier") is None:
+        raise notifier_ops.not_deployed()
+    for event in notifier_ops.log_events(app_ctx, since * 60, follow=follow):
+        moment = datetime.fromtimestamp(event.timestamp / 1000, timezone.utc)
+        if json:
+            line = {"time": moment.isoformat(), "message": event.message, "stream": event.stream}
+            sys.stdout.write(jsonlib.dumps(line) + "\n")
+        else:
+            sys.stdout.write(f"{moment:%Y-%m-%d %H:%M:%S} {event.message}\n")
+        sys.stdout.flush()

@@ -1,0 +1,797 @@
+"""The notifier config the user edits (``notify.yaml``): template, validation, Lambda document.
+
+``notify init`` writes :data:`TEMPLATE`; :func:`load_config` reads the file and checks everything
+the notifier will depend on *before* any AWS call, reporting each problem as ``file:line: what``
+with exit status 2. :meth:`NotifyConfig.lambda_document` is exactly the JSON the notifier's
+``parse_config`` accepts (see ``iotbutton_cli.notifier.handler``, whose template rules are reused
+here; the dependency only goes this way, the handler never imports the CLI).
+
+The Twilio secret never sits in this file: :func:`resolve_secret` takes it from the environment
+(``TWILIO_AUTH_TOKEN``, or ``TWILIO_API_KEY`` + ``TWILIO_API_SECRET`` as Twilio's own tools do)
+or from a hidden prompt, and the deployer stores it in SSM as a SecureString.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import string
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+from xml.sax.saxutils import escape
+
+from iotbutton_cli import paths
+from iotbutton_cli.errors import IotButtonError, usage_error
+from iotbutton_cli.notifier.handler import (
+    CLICK_TYPES,
+    CONFIG_VERSION,
+    TEMPLATE_FIELDS,
+    TWIML_MAX_CHARS,
+    TemplateError,
+    check_template,
+    render,
+)
+
+if TYPE_CHECKING:
+    from yaml.nodes import Node
+
+CONFIG_NAME = "notify.yaml"
+ACCOUNT_SID_PATTERN = re.compile(r"AC[0-9a-fA-F]{32}")
+API_KEY_SID_PATTERN = re.compile(r"SK[0-9a-fA-F]{32}")
+E164_PATTERN = re.compile(r"\+[1-9][0-9]{1,14}")  # [0-9], not \d: no other scripts' digits
+SMS_MAX_CHARS = 1600  # Twilio's limit for a message body
+PERSON_MAX_CHARS = 100
+TOP_LEVEL_KEYS = ("account_sid", "api_key_sid", "from", "person", "clicks")
+CLICK_KEYS = ("sms", "call", "message")
+CHANNELS = ("sms", "call")
+# The longest each template field can be when a click arrives ({person} is the config's own value,
+# {click} the click type's name): thing names go up to 128 characters, "1650mV" is a typical
+# battery reading, and times look like "2026-11-21 23:04 UTC".
+WORST_CASE_LENGTHS = {"serial": 128, "battery": 16, "time": len("2026-11-21 23:04 UTC")}
+SECRET_LIKE_KEYS = frozenset(
+    {"auth_token", "token", "secret", "api_secret", "api_key_secret", "password", "twilio_secret"}
+)
+# Names of environment variables, not secrets:
+AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"  # noqa: S105
+API_KEY_ENV = "TWILIO_API_KEY"
+API_SECRET_ENV = "TWILIO_API_SECRET"  # noqa: S105
+ACCOUNT_SID_ENV = "TWILIO_ACCOUNT_SID"
+
+_NULL_TAG = "tag:yaml.org,2002:null"
+E164_HINT = (
+    "Write phone numbers in E.164, in quotes: a plus, the country code and the number, no spaces "
+    'or dashes, e.g. "+15551234567".'
+)
+TEMPLATE_HINT = "Use only {person}, {serial}, {click}, {battery} and {time}; {{ and }} for braces."
+NO_SECRETS_HINT = (
+    "Secrets never go in this file: set TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and "
+    "TWILIO_API_SECRET) in your shell when you deploy."
+)
+
+TEMPLATE = """\
+# iotbutton notifier config: who gets an SMS or a phone call when the button is clicked.
+#
+# Check it with `iotbutton notify check`, then deploy it with `iotbutton notify deploy`.
+#
+# Phone numbers are E.164, in quotes: a plus sign, the country code and the number, with no
+# spaces or dashes, e.g. "+15551234567" (US) or "+447700900123" (UK).
+#
+# The Twilio secret (auth token or API key secret) NEVER goes in this file. `iotbutton notify
+# deploy` reads it from TWILIO_AUTH_TOKEN, or from TWILIO_API_KEY and TWILIO_API_SECRET, or asks
+# for it, and stores it encrypted in AWS SSM Parameter Store (a SecureString).
+
+# Your Twilio Account SID: "AC" and 32 hex digits (Twilio Console > Account Info).
+account_sid: ${account_sid}
+
+# Optional: authenticate with an API key instead of the account's auth token. Its SID is "SK" and
+# 32 hex digits; its secret goes in TWILIO_API_SECRET. TWILIO_API_KEY, if set, wins over this.
+# api_key_sid: "SK00000000000000000000000000000000"
+
+# The Twilio phone number messages and calls come from (E.164). Trial accounts can only reach
+# numbers verified in the Twilio Console.
+from: ${sender}
+
+# Who the button belongs to; {person} in the messages below.
+person: ${person}
+
+# What each kind of click does: SINGLE, DOUBLE, or LONG (held for 1.5 seconds or more).
+#   sms:     numbers that get the message as an SMS (at most 1600 characters once filled in)
+#   call:    numbers that get a phone call that speaks the message
+#   message: the text. These fields are filled in when the button is clicked:
+#              {person}   the person above
+#              {serial}   the button's serial number, e.g. G030JF0553648RUH
+#              {click}    SINGLE, DOUBLE or LONG
+#              {battery}  the button's battery voltage, e.g. 1650mV
+#              {time}     when it was clicked, e.g. 2026-11-21 23:04 UTC
+#            Write {{ and }} for literal braces; no other {...} is allowed.
+# A click type with no sms and no call numbers does nothing.
+clicks:
+  SINGLE:
+    sms: ${sms}
+    call: ${call}
+    message: "{person} pressed the button ({serial}) at {time}."
+  DOUBLE:
+    sms: ${sms}
+    call: ${call}
+    message: "{person} double-clicked the button ({serial}) at {time}. Please check in soon."
+  LONG:
+    sms: ${sms}
+    call: ${call}
+    message: "URGENT: {person} held the button ({serial}) at {time} and needs help now. \\
+      Please call {person} or go there right away."
+"""
+
+
+# -- the config as the rest of the tool sees it -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClickSettings:
+    """Who one click type reaches, and what it says."""
+
+    sms: tuple[str, ...]
+    call: tuple[str, ...]
+    message: str
+
+    @property
+    def recipients(self) -> int:
+        return len(self.sms) + len(self.call)
+
+
+@dataclass(frozen=True)
+class TwilioSecret:
+    """The Twilio credential for HTTP Basic auth; ``value`` never appears in repr or logs."""
+
+    username: str  # the API key SID (SK...) or the account SID (AC...)
+    value: str = field(repr=False)
+    source: str = ""  # where it came from: an environment variable name, or "prompt"
+
+    @property
+    def kind(self) -> str:
+        return "api_key" if self.username.startswith("SK") else "auth_token"
+
+    @property
+    def api_key_sid(self) -> str | None:
+        return self.username if self.kind == "api_key" else None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """A validated notify.yaml. ``clicks`` holds the click types the file lists, in SINGLE,
+    DOUBLE, LONG order (a click type with no numbers is kept; the notifier ignores it)."""
+
+    path: Path
+    account_sid: str
+    api_key_sid: str | None
+    sender: str
+    person: str
+    clicks: Mapping[str, ClickSettings]
+
+    def lambda_document(self, secret: TwilioSecret | None = None) -> dict[str, Any]:
+        """The messaging config JSON the notifier's ``parse_config`` accepts.
+
+        With ``secret``, ``api_key_sid`` follows the credential actually stored (an auth token
+        pairs with the account SID, so it is then null), so that the notifier's Basic-auth user
+        always matches the secret in SSM.
+        """
+        api_key_sid = self.api_key_sid if secret is None else secret.api_key_sid
+        return {
+            "version": CONFIG_VERSION,
+            "account_sid": self.account_sid,
+            "api_key_sid": api_key_sid,
+            "from": self.sender,
+            "person": self.person,
+            "clicks": {
+                click: {"sms": list(item.sms), "call": list(item.call), "message": item.message}
+                for click, item in self.clicks.items()
+            },
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What ``notify show``/``check`` print: no secrets (the file holds none)."""
+        return {
+            "path": str(self.path),
+            "account_sid": self.account_sid,
+            "api_key_sid": self.api_key_sid,
+            "from": self.sender,
+            "person": self.person,
+            "clicks": {
+                click: {
+                    "sms": list(item.sms),
+                    "call": list(item.call),
+                    "sms_count": len(item.sms),
+                    "call_count": len(item.call),
+                    "message": item.message,
+                }
+                for click, item in self.clicks.items()
+            },
+            "recipients": len({n for item in self.clicks.values() for n in item.sms + item.call}),
+        }
+
+
+def config_path() -> Path:
+    return paths.config_dir() / CONFIG_NAME
+
+
+# -- notify init -----------------------------------------------------------------------------
+
+
+def write_template(
+    path: Path | None = None,
+    account_sid: str | None = None,
+    from_: str | None = None,
+    person: str | None = None,
+    sms: Sequence[str] = (),
+    call: Sequence[str] = (),
+    force: bool = False,
+) -> Path:
+    """Write the commented template, filled in with what is given; refuse to replace a file.
+
+    Every value is checked before anything is written; ``sms`` and ``call`` numbers go to every
+    click type. Values not given are left empty for the user to fill in (``notify check`` says
+    which).
+    """
+    path = Path(path) if path is not None else config_path()
+    _check_options(account_sid, from_, person, sms, call)
+    if path.exists() and not force:
+        raise usage_error(
+            "notify-config-exists",
+            f"{path} already exists.",
+            "Edit it, or pass --force to replace it with a fresh template.",
+        )
+    text = render_template(account_sid, from_, person, sms, call)
+    _Parser(path, allow_incomplete=True).parse(text)  # the template itself must be sound
+    paths.write_private_file(path, text, mode=0o600)
+    return path
+
+
+def render_template(
+    account_sid: str | None = None,
+    from_: str | None = None,
+    person: str | None = None,
+    sms: Sequence[str] = (),
+    call: Sequence[str] = (),
+) -> str:
+    """:data:`TEMPLATE` with the values filled in as YAML double-quoted strings."""
+
+    def quoted(value: str | None) -> str:
+        return json.dumps(value or "", ensure_ascii=False)
+
+    def numbers(values: Sequence[str]) -> str:
+        return "[" + ", ".join(quoted(value) for value in values) + "]"
+
+    return string.Template(TEMPLATE).substitute(
+        account_sid=quoted(account_sid),
+        sender=quoted(from_),
+        person=quoted(person),
+        sms=numbers(sms),
+        call=numbers(call),
+    )
+
+
+def _check_options(
+    account_sid: str | None,
+    from_: str | None,
+    person: str | None,
+    sms: Sequence[str],
+    call: Sequence[str],
+) -> None:
+    if account_sid is not None and not ACCOUNT_SID_PATTERN.fullmatch(account_sid):
+        raise usage_error(
+            "notify-bad-account-sid",
+            "--account-sid is not a Twilio Account SID (AC followed by 32 hex digits).",
+            _account_sid_hint(account_sid),
+        )
+    if person is not None and (problem := _person_problem(person)):
+        raise usage_error(
+            "notify-bad-person", f"--person {problem}.", "Give a short name: --person Grandma."
+        )
+    options = [("--from", from_)] if from_ is not None else []
+    options += [("--sms", number) for number in sms] + [("--call", number) for number in call]
+    for option, number in options:
+        if not E164_PATTERN.fullmatch(number):
+            raise usage_error(
+                "notify-bad-number", f"{option} {number!r} is not an E.164 phone number.", E164_HINT
+            )
+
+
+def _person_problem(person: str) -> str | None:
+    if not person.strip():
+        return "is empty"
+    if not person.isprintable():
+        return "must be one line of printable text"
+    if len(person) > PERSON_MAX_CHARS:
+        return f"is {len(person)} characters long (at most {PERSON_MAX_CHARS})"
+    return None
+
+
+def _account_sid_hint(value: str) -> str:
+    if re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        return "That looks like an auth token, which is a secret. " + NO_SECRETS_HINT
+    return "Copy the Account SID from the Twilio Console (Account Info); it starts with AC."
+
+
+# -- reading notify.yaml ----------------------------------------------------------------------
+
+
+def load_config(path: Path | None = None) -> NotifyConfig:
+    """Read and validate notify.yaml; every problem is a usage error naming file and line."""
+    path = Path(path) if path is not None else config_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise usage_error(
+            "notify-config-missing",
+            f"{path} does not exist.",
+            "Run `iotbutton notify init` to write a template, then edit it.",
+        ) from None
+    except OSError as exc:
+        raise usage_error(
+            "notify-config-unreadable",
+            f"{path}: cannot read it ({exc.strerror or exc}).",
+            "Check the file's permissions, or run `iotbutton notify init --force`.",
+        ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise usage_error(
+            "notify-config-encoding", f"{path}:{line}: not UTF-8 text.", "Save the file as UTF-8."
+        ) from None
+    return parse_config_text(text, path)
+
+
+def parse_config_text(text: str, path: Path | None = None) -> NotifyConfig:
+    """Validate notify.yaml's text (``path`` only names it in messages)."""
+    return _Parser(Path(path) if path is not None else config_path()).parse(text)
+
+
+def worst_case_fields(person: str, click: str) -> dict[str, str]:
+    """Template values as long as they can get when ``click`` arrives."""
+    values = {name: "8" * length for name, length in WORST_CASE_LENGTHS.items()}
+    values.update(person=person, click=click)
+    assert set(values) == set(TEMPLATE_FIELDS)
+    return values
+
+
+def twiml(text: str) -> str:
+    """The TwiML a call speaks ``text`` with, as the notifier builds it (before any cut)."""
+    return f"<Response><Say>{escape(text)}</Say></Response>"
+
+
+def sms_length(text: str) -> int:
+    """Length as Twilio counts it: UTF-16 code units (an emoji counts twice)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+class _Parser:
+    """Walks the YAML node tree (which keeps line numbers) rather than the loaded values.
+
+    Scalars are read as the text the user wrote, so an unquoted ``+15551234567`` (an int in YAML
+    1.1) or ``person: Norway`` stays what was meant.
+    """
+
+    def __init__(self, path: Path, allow_incomplete: bool = False) -> None:
+        self.path = path
+        self.allow_incomplete = allow_incomplete
+
+    def fail(self, at: Node | int, code: str, detail: str, hint: str = "") -> NoReturn:
+        line = at if isinstance(at, int) else at.start_mark.line + 1
+        raise usage_error(code, f"{self.path}:{line}: {detail}", hint)
+
+    def parse(self, text: str) -> NotifyConfig:
+        from yaml.nodes import MappingNode
+
+        root = self.compose(text)
+        if root is None:
+            self.fail(
+                1,
+                "notify-config-empty",
+                "the file is empty",
+                "Run `iotbutton notify init --force` to write a fresh template.",
+            )
+        if not isinstance(root, MappingNode):
+            self.fail(
+                root,
+                "notify-config-shape",
+                "expected settings (account_sid, from, person, clicks), found " + _kind(root),
+                "Run `iotbutton notify init --force` to write a fresh template.",
+            )
+        entries = self.entries(root, "", TOP_LEVEL_KEYS)
+        account_sid = self.account_sid(root, entries)
+        api_key_sid = self.api_key_sid(entries)
+        sender = self.sender(root, entries)
+        person = self.person(root, entries)
+        clicks = self.clicks(root, entries, sender, person)
+        return NotifyConfig(self.path, account_sid, api_key_sid, sender, person, clicks)
+
+    def compose(self, text: str) -> Node | None:
+        import yaml
+
+        try:
+            return yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 1
+            detail = exc.problem or exc.context or "cannot parse this"
+            if exc.problem and exc.context:
+                context_line = exc.context_mark.line + 1 if exc.context_mark else line
+                where = f" on line {context_line}" if context_line != line else ""
+                detail = f"{exc.problem} ({exc.context}{where})"
+            self.fail(
+                line,
+                "notify-config-syntax",
+                f"YAML syntax error: {detail}",
+                "Check the indentation and quotes there; text with {fields}, a ': ' or a "
+                'leading + belongs in quotes, e.g. message: "{person} pressed the button."',
+            )
+        except yaml.reader.ReaderError as exc:
+            character = exc.character
+            shown = f"U+{character:04X}" if isinstance(character, int) else repr(character)
+            self.fail(
+                text[: exc.position].count("\n") + 1,
+                "notify-config-syntax",
+                f"the file contains a character YAML does not allow ({shown})",
+                "Remove it, or save the file as plain UTF-8 text.",
+            )
+        except yaml.YAMLError as exc:
+            self.fail(1, "notify-config-syntax", f"YAML syntax error: {exc}")
+
+    # -- generic pieces ----------------------------------------------------------------------
+
+    def entries(
+        self, node: Node, where: str, allowed: Sequence[str]
+    ) -> dict[str, tuple[Node, Node]]:
+        """A mapping's keys with their (key, value) nodes; unknown or repeated keys are errors."""
+        from yaml.nodes import ScalarNode
+
+        found: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                self.fail(
+                    key_node, "notify-config-shape", f"{where or 'the file'}: a key must be a name"
+                )
+            key = str(key_node.value)
+            label = f"{where}.{key}" if where else key
+            if key in found:
+                first = found[key][0].start_mark.line + 1
+                self.fail(
+                    key_node,
+                    "notify-config-duplicate",
+                    f"{label} appears twice (first on line {first})",
+                    "Keep one of them; YAML would silently use only the last.",
+                )
+            if key not in allowed:
+                self.unknown_key(key_node, key, where, allowed)
+            found[key] = (key_node, value_node)
+        return found
+
+    def unknown_key(self, node: Node, key: str, where: str, allowed: Sequence[str]) -> NoReturn:
+        if where == "clicks":
+            upper = key.upper()
+            hint = f"Did you mean {upper}? " if upper in CLICK_TYPES else ""
+            self.fail(
+                node,
+                "notify-config-click-type",
+                f"unknown click type {key!r} in clicks",
+                hint + "The click types are SINGLE, DOUBLE and LONG, in capitals.",
+            )
+        if key.lower() in SECRET_LIKE_KEYS:
+            hint = f"Remove {key}. " + NO_SECRETS_HINT
+        else:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"Did you mean {close[0]}? " if close else ""
+            hint += "Allowed here: " + ", ".join(allowed) + "."
+        place = f" in {where}" if where else ""
+        self.fail(node, "notify-config-unknown-key", f"unknown setting {key!r}{place}", hint)
+
+    def text(self, node: Node, label: str) -> str | None:
+        """A scalar's text as written (None for an empty value)."""
+        from yaml.nodes import ScalarNode
+
+        if not isinstance(node, ScalarNode):
+            self.fail(node, "notify-config-shape", f"{label} must be text, not {_kind(node)}")
+        if node.tag == _NULL_TAG:
+            return None
+        return str(node.value)
+
+    def required(
+        self, root: Node, entries: dict[str, tuple[Node, Node]], key: str, hint: str
+    ) -> tuple[Node, str]:
+        """The value node and text of a required setting ("" if incomplete ones are allowed)."""
+        if key not in entries:
+            self.fail(root, "notify-config-missing-key", f"{key} is missing", hint)
+        node = entries[key][1]
+        value = self.text(node, key) or ""
+        if not value and not self.allow_incomplete:
+            self.fail(node, "notify-config-empty-value", f"{key} is empty", hint)
+        return node, value
+
+    # -- the settings ------------------------------------------------------------------------
+
+    def account_sid(self, root: Node, entries: dict[str, tuple[Node, Node]]) -> str:
+        hint = (
+            "Put your Twilio Account SID here (Twilio Console > Account Info); it starts with AC."
+        )
+        node, value = self.required(root, entries, "account_sid", hint)
+        if value and not ACCOUNT_SID_PATTERN.fullmatch(value):
+            # The value is not echoed: it could be a secret pasted in the wrong place.
+            self.fail(
+                node,
+                "notify-config-account-sid",
+                f"account_sid is not a Twilio Account SID (AC followed by 32 hex digits; "
+                f"this is {len(value)} characters)",
+                _account_sid_hint(value),
+            )
+        return value
+
+    def api_key_sid(self, entries: dict[str, tuple[Node, Node]]) -> str | None:
+        if "api_key_sid" not in entries:
+            return None
+        node = entries["api_key_sid"][1]
+        value = self.text(node, "api_key_sid")
+        if value and not API_KEY_SID_PATTERN.fullmatch(value):
+            self.fail(
+                node,
+                "notify-config-api-key-sid",
+                "api_key_sid is not a Twilio API key SID (SK followed by 32 hex digits; "
+                f"this is {len(value)} characters)",
+                "Copy the SID of the API key (not its secret), or remove the line to use the "
+                "account's auth token. " + NO_SECRETS_HINT,
+            )
+        return value or None
+
+    def sender(self, root: Node, entries: dict[str, tuple[Node, Node]]) -> str:
+        hint = 'Put the Twilio phone number to send from here, e.g. from: "+15005550006".'
+        node, value = self.required(root, entries, "from", hint)
+        if value and not E164_PATTERN.fullmatch(value):
+            self.fail(
+                node,
+                "notify-config-number",
+                f"from: {value!r} is not an E.164 phone number",
+                E164_HINT,
+            )
+        return value
+
+    def person(self, root: Node, entries: dict[str, tuple[Node, Node]]) -> str:
+        hint = 'Name who the button belongs to, e.g. person: "Grandma".'
+        node, value = self.required(root, entries, "person", hint)
+        problem = _person_problem(value) if value else None
+        if problem:
+            self.fail(node, "notify-config-person", f"person {problem}", hint)
+        return value
+
+    def clicks(
+        self, root: Node, entries: dict[str, tuple[Node, Node]], sender: str, person: str
+    ) -> dict[str, ClickSettings]:
+        from yaml.nodes import MappingNode, ScalarNode
+
+        nobody_hint = (
+            'Add numbers to sms: or call: under SINGLE, DOUBLE or LONG, e.g. sms: ["+15551234567"].'
+        )
+        if "clicks" not in entries:
+            self.fail(root, "notify-config-missing-key", "clicks is missing", nobody_hint)
+        key_node, node = entries["clicks"]
+        if isinstance(node, MappingNode):
+            found = self.entries(node, "clicks", CLICK_TYPES)
+        elif isinstance(node, ScalarNode) and node.tag == _NULL_TAG:
+            found = {}
+        else:
+            self.fail(
+                node,
+                "notify-config-shape",
+                f"clicks must map click types to what they do, not {_kind(node)}",
+                nobody_hint,
+            )
+        clicks = {
+            click: self.click(click, *found[click], sender=sender, person=person)
+            for click in CLICK_TYPES
+            if click in found
+        }
+        if not self.allow_incomplete and not any(item.recipients for item in clicks.values()):
+            self.fail(
+                key_node,
+                "notify-config-nobody",
+                "no click type sends an SMS or places a call",
+                nobody_hint,
+            )
+        return clicks
+
+    def click(
+        self, click: str, key_node: Node, node: Node, sender: str, person: str
+    ) -> ClickSettings:
+        from yaml.nodes import MappingNode, ScalarNode
+
+        where = f"clicks.{click}"
+        hint = "See the template: `iotbutton notify init --force` writes a fresh one."
+        if isinstance(node, ScalarNode) and node.tag == _NULL_TAG:
+            self.fail(key_node, "notify-config-shape", f"{where} is empty", hint)
+        if not isinstance(node, MappingNode):
+            self.fail(
+                node,
+                "notify-config-shape",
+                f"{where} must have sms, call and message, not {_kind(node)}",
+                hint,
+            )
+        entries = self.entries(node, where, CLICK_KEYS)
+        numbers = {
+            channel: self.numbers(entries[channel][1], f"{where}.{channel}", sender)
+            if channel in entries
+            else ()
+            for channel in CHANNELS
+        }
+        if "message" not in entries:
+            self.fail(
+                key_node,
+                "notify-config-missing-key",
+                f"{where}.message is missing",
+                'Add the text to send, e.g. message: "{person} pressed the button at {time}."',
+            )
+        message = self.message(entries["message"][1], f"{where}.message", click, person, numbers)
+        return ClickSettings(sms=numbers["sms"], call=numbers["call"], message=message)
+
+    def numbers(self, node: Node, where: str, sender: str) -> tuple[str, ...]:
+        from yaml.nodes import ScalarNode, SequenceNode
+
+        if isinstance(node, SequenceNode):
+            items = list(node.value)
+        elif isinstance(node, ScalarNode):
+            items = [] if node.tag == _NULL_TAG else [node]  # one bare number is a list of one
+        else:
+            self.fail(node, "notify-config-shape", f"{where} must be a list of phone numbers")
+        numbers = []
+        for item in items:
+            number = self.text(item, f"an entry of {where}")
+            if not number:
+                self.fail(item, "notify-config-number", f"{where} has an empty entry", E164_HINT)
+            if not E164_PATTERN.fullmatch(number):
+                self.fail(
+                    item,
+                    "notify-config-number",
+                    f"{number!r} in {where} is not an E.164 phone number",
+                    E164_HINT,
+                )
+            if number == sender:
+                self.fail(
+                    item,
+                    "notify-config-number",
+                    f"{number} in {where} is the from number",
+                    "Twilio cannot send a number a message or call from itself (error 21266).",
+                )
+            numbers.append(number)
+        return tuple(numbers)
+
+    def message(
+        self,
+        node: Node,
+        where: str,
+        click: str,
+        person: str,
+        numbers: Mapping[str, tuple[str, ...]],
+    ) -> str:
+        message = self.text(node, where)
+        if not message or not message.strip():
+            self.fail(node, "notify-config-template", f"{where} is empty", TEMPLATE_HINT)
+        try:
+            check_template(message)
+        except TemplateError as exc:
+            self.fail(node, "notify-config-template", f"{where}: {exc}", TEMPLATE_HINT)
+        filled = render(message, worst_case_fields(person or "", click))
+        if numbers["sms"] and sms_length(filled) > SMS_MAX_CHARS:
+            self.fail(
+                node,
+                "notify-config-too-long",
+                f"{where} can be {sms_length(filled)} characters long once filled in; "
+                f"an SMS holds at most {SMS_MAX_CHARS}",
+                "Shorten the message (the check assumes a 128-character {serial}).",
+            )
+        if numbers["call"] and len(twiml(filled)) > TWIML_MAX_CHARS:
+            self.fail(
+                node,
+                "notify-config-too-long",
+                f"{where} makes a call's TwiML {len(twiml(filled))} characters long once "
+                f"filled in; Twilio allows at most {TWIML_MAX_CHARS}",
+                "Shorten the message; each &, < and > takes 4 or 5 characters in TwiML.",
+            )
+        return message
+
+
+def _kind(node: Node) -> str:
+    from yaml.nodes import MappingNode, SequenceNode
+
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    return "text"
+
+
+# -- the Twilio secret -----------------------------------------------------------------------
+
+
+def resolve_secret(
+    config: NotifyConfig,
+    environ: Mapping[str, str] = os.environ,
+    prompt: Callable[[str], str] | None = None,
+    *,
+    interactive: bool | None = None,
+) -> TwilioSecret:
+    """The Twilio credential to store for the notifier; the value is never logged or printed.
+
+    In order: ``TWILIO_API_SECRET`` with the API key SID from ``TWILIO_API_KEY`` (which wins over
+    the file's ``api_key_sid``) or the file; else ``TWILIO_AUTH_TOKEN`` with the account SID;
+    else ``prompt(question)`` (a hidden-input prompt) when stdin is a terminal
+    (``interactive``: None asks ``sys.stdin.isatty()``); else a usage error naming the variables.
+    """
+    api_key = (environ.get(API_KEY_ENV) or "").strip()
+    api_secret = (environ.get(API_SECRET_ENV) or "").strip()
+    auth_token = (environ.get(AUTH_TOKEN_ENV) or "").strip()
+    if api_key and not API_KEY_SID_PATTERN.fullmatch(api_key):
+        raise usage_error(
+            "twilio-bad-api-key",
+            f"{API_KEY_ENV} is not an API key SID (SK followed by 32 hex digits).",
+            f"Put the key's SID in {API_KEY_ENV} and its secret in {API_SECRET_ENV}.",
+        )
+    if api_secret:
+        key_sid = api_key or config.api_key_sid
+        if not key_sid:
+            raise usage_error(
+                "twilio-no-api-key",
+                f"{API_SECRET_ENV} is set, but there is no API key SID to go with it.",
+                f"Set {API_KEY_ENV} to the key's SID (SK...), or add api_key_sid to {config.path}.",
+            )
+        return TwilioSecret(key_sid, api_secret, API_SECRET_ENV)
+    if api_key:
+        raise usage_error(
+            "twilio-no-api-secret",
+            f"{API_KEY_ENV} is set, but {API_SECRET_ENV} is not.",
+            f"Set {API_SECRET_ENV} to the API key's secret too (or unset {API_KEY_ENV} and set "
+            f"{AUTH_TOKEN_ENV}).",
+        )
+    if auth_token:
+        env_account = (environ.get(ACCOUNT_SID_ENV) or "").strip()
+        if env_account and env_account != config.account_sid:
+            raise usage_error(
+                "twilio-account-mismatch",
+                f"{ACCOUNT_SID_ENV} is {env_account}, but {config.path} names account "
+                f"{config.account_sid}: {AUTH_TOKEN_ENV} may belong to the other account.",
+                f"Make them agree, or unset {ACCOUNT_SID_ENV}.",
+            )
+        return TwilioSecret(config.account_sid, auth_token, AUTH_TOKEN_ENV)
+    if interactive is None:
+        interactive = sys.stdin is not None and sys.stdin.isatty()
+    if prompt is not None and interactive:
+        if config.api_key_sid:
+            question = f"Twilio API key secret for {config.api_key_sid}"
+        else:
+            question = f"Twilio auth token for {config.account_sid}"
+        value = (prompt(question) or "").strip()
+        if not value:
+            raise usage_error("twilio-no-secret", "No Twilio secret was entered.", _SECRET_VARS)
+        return TwilioSecret(config.api_key_sid or config.account_sid, value, "prompt")
+    raise usage_error(
+        "twilio-no-secret",
+        "No Twilio secret: the notifier needs your auth token or an API key secret.",
+        _SECRET_VARS,
+    )
+
+
+_SECRET_VARS = (
+    f"Set {AUTH_TOKEN_ENV} (Twilio Console > Account Info), or {API_KEY_ENV} and "
+    f"{API_SECRET_ENV} for an API key; or run the command in a terminal to be asked."
+)
+
+
+def check_secret_available(
+    config: NotifyConfig, environ: Mapping[str, str] = os.environ
+) -> tuple[TwilioSecret | None, IotButtonError | None]:
+    """The secret the environment provides, or why there is none (never prompts)."""
+    try:
+        return resolve_secret(config, environ, prompt=None, interactive=False), None
+    except IotButtonError as error:
+        return None, error
