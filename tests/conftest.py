@@ -121,3 +121,29 @@ def fault_proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.start())
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture
+def sandbox_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The sandbox's AWS endpoint (moto, Lambda Invoke run locally), empty, as AWS_ENDPOINT_URL."""
+    import urllib.request
+
+    from iotbutton_cli.sandbox.aws_server import SandboxAWS
+
+    server = SandboxAWS(tmp_path / "sandbox-state")
+    url = server.start()
+    # moto's backends are process-wide: start each test from an empty account.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def twilio_standin() -> Iterator[Any]:
+    """Twilio's stand-in: checks every request against Twilio's OpenAPI description."""
+    from iotbutton_cli.sandbox.twilio import TwilioStandIn
+    from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+
+    with TwilioStandIn(credentials={TWILIO_ACCOUNT_SID: TWILIO_SECRET}) as stand_in:
+        yield stand_in

@@ -8,6 +8,8 @@ from typing import Any
 
 ACCOUNT = "123456789012"
 NAMESPACE = f"aws:{ACCOUNT}:us-east-1"
+TWILIO_ACCOUNT_SID = "AC" + "1" * 32
+TWILIO_SECRET = "s" * 32
 
 
 def registry_document(home: Path) -> dict[str, Any]:

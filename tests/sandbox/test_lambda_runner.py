@@ -13,12 +13,10 @@ import boto3
 import pytest
 
 from iotbutton_cli.context import AppContext, Settings
-from iotbutton_cli.sandbox.aws_server import SandboxAWS
-from iotbutton_cli.sandbox.twilio import TwilioStandIn
 from iotbutton_cli.services import notifier_deploy
+from support import TWILIO_ACCOUNT_SID as ACCOUNT_SID
+from support import TWILIO_SECRET as SECRET
 
-ACCOUNT_SID = "AC" + "1" * 32
-SECRET = "s" * 32
 DOCUMENT = {
     "version": 1,
     "account_sid": ACCOUNT_SID,
@@ -46,22 +44,13 @@ def source(data: bytes, twilio_base: str | None = None) -> notifier_deploy.Deplo
 
 
 @pytest.fixture
-def sandbox(tmp_path, monkeypatch):
-    import urllib.request
-
-    server = SandboxAWS(tmp_path / "state")
-    url = server.start()
-    # moto's backends are process-wide: start each test from an empty account.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    yield server
-    server.stop()
+def sandbox(sandbox_aws):
+    return sandbox_aws
 
 
 @pytest.fixture
-def twilio():
-    with TwilioStandIn(credentials={ACCOUNT_SID: SECRET}) as stand_in:
-        yield stand_in
+def twilio(twilio_standin):
+    return twilio_standin
 
 
 def test_deployed_notifier_runs_and_messages_twilio(sandbox, twilio):

@@ -1,0 +1,288 @@
+"""Look at and exercise the deployed notifier: show it, invoke it, read its logs, and send the
+configured messages from this machine to check numbers and credentials before deploying."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotbutton_cli.aws_errors import is_not_found
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.errors import IotButtonError, usage_error
+from iotbutton_cli.services import notifier_deploy, rules
+from iotbutton_cli.services.notifier_deploy import FUNCTION_LOG_GROUP, FUNCTION_NAME
+from iotbutton_cli.services.notify_config import NotifyConfig, TwilioSecret, twiml
+
+CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
+DEFAULT_TEST_SERIAL = "iotbutton-test"
+TWILIO_API = "https://api.twilio.com"
+
+
+def not_deployed() -> IotButtonError:
+    return IotButtonError(
+        "notifier-not-deployed",
+        "The notifier is not deployed in this account and region.",
+        "Run `iotbutton notify deploy` first.",
+    )
+
+
+def check_click(click: str) -> str:
+    upper = click.upper()
+    if upper not in CLICK_TYPES:
+        raise usage_error(
+            "bad-click", f"Unknown click type {click!r}.", "Use SINGLE, DOUBLE or LONG."
+        )
+    return upper
+
+
+# --- show ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class NotifierStatus:
+    function_arn: str
+    runtime: str
+    code_sha256: str
+    last_modified: str
+    state: str
+    config_object: str
+    secret_parameter: str
+    config: dict[str, Any]
+    rules: list[rules.RuleInfo] = field(default_factory=list)
+
+
+def status(ctx: AppContext) -> NotifierStatus:
+    """What is deployed, read from AWS (the config summary comes from the deployed object,
+    which holds no secret)."""
+    if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
+        raise not_deployed()
+    try:
+        function = ctx.client("lambda").get_function(FunctionName=FUNCTION_NAME)["Configuration"]
+    except Exception as exc:
+        if is_not_found(exc):
+            raise IotButtonError(
+                "notifier-missing",
+                f"The registry records {FUNCTION_NAME}, but AWS has no such function.",
+                "Run `iotbutton notify deploy` to recreate it.",
+            ) from exc
+        raise
+    env = function.get("Environment", {}).get("Variables", {})
+    bucket, key = env.get("IOTBUTTON_CONFIG_BUCKET", ""), env.get("IOTBUTTON_CONFIG_KEY", "")
+    document = _deployed_config(ctx, bucket, key)
+    return NotifierStatus(
+        function_arn=function["FunctionArn"],
+        runtime=function.get("Runtime", ""),
+        code_sha256=function["CodeSha256"],
+        last_modified=function.get("LastModified", ""),
+        state=function.get("State", "Active"),
+        config_object=f"s3://{bucket}/{key}",
+        secret_parameter=env.get("IOTBUTTON_SECRET_PARAMETER", ""),
+        config=_summary(document),
+        rules=rules.list_rules(ctx),
+    )
+
+
+def _deployed_config(ctx: AppContext, bucket: str, key: str) -> dict[str, Any]:
+    try:
+        body = ctx.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        if is_not_found(exc):
+            return {}
+        raise
+    return dict(json.loads(body))
+
+
+def _summary(document: dict[str, Any]) -> dict[str, Any]:
+    clicks = document.get("clicks", {})
+    return {
+        "from": document.get("from"),
+        "person": document.get("person"),
+        "account_sid": document.get("account_sid"),
+        "api_key_sid": document.get("api_key_sid"),
+        "clicks": {
+            click: {
+                "sms": item.get("sms", []),
+                "call": item.get("call", []),
+                "message": item.get("message", ""),
+            }
+            for click, item in clicks.items()
+        },
+    }
+
+
+# --- test ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TestInvocation:
+    event: dict[str, str]
+    payload: Any
+    function_error: str | None
+    log_tail: str
+
+    @property
+    def ok(self) -> bool:
+        if self.function_error or not isinstance(self.payload, dict):
+            return False
+        return all(r.get("status") != "failed" for r in self.payload.get("results", []))
+
+
+def button_event(serial: str, click: str, battery_mv: int = 1650) -> dict[str, str]:
+    """The exact payload an AWS IoT button publishes."""
+    return {"serialNumber": serial, "batteryVoltage": f"{battery_mv}mV", "clickType": click}
+
+
+def default_serial(ctx: AppContext) -> str:
+    """The only recorded button, if there is exactly one; else a name that says it is a test."""
+    things = list(ctx.namespace.items("things"))
+    return things[0] if len(things) == 1 else DEFAULT_TEST_SERIAL
+
+
+def invoke_test(ctx: AppContext, serial: str, click: str) -> TestInvocation:
+    """Invoke the deployed function synchronously with a button event, as IoT would."""
+    if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
+        raise not_deployed()
+    event = button_event(serial, check_click(click))
+    response = ctx.client("lambda").invoke(
+        FunctionName=FUNCTION_NAME, Payload=json.dumps(event).encode(), LogType="Tail"
+    )
+    raw = response["Payload"].read()
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        payload = raw.decode(errors="replace")
+    tail = base64.b64decode(response.get("LogResult", "")).decode(errors="replace")
+    return TestInvocation(event, payload, response.get("FunctionError"), tail)
+
+
+# --- logs ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LogEvent:
+    timestamp: int
+    message: str
+    stream: str
+
+
+def log_events(
+    ctx: AppContext,
+    since_seconds: int,
+    follow: bool = False,
+    poll_seconds: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[LogEvent]:
+    """The function's CloudWatch log events; with ``follow``, keep polling for new ones."""
+    logs = ctx.client("logs")
+    start = int((time.time() - since_seconds) * 1000)
+    seen: set[str] = set()
+    while True:
+        newest = start
+        kwargs: dict[str, Any] = {"logGroupName": FUNCTION_LOG_GROUP, "startTime": start}
+        try:
+            pages = list(logs.get_paginator("filter_log_events").paginate(**kwargs))
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            pages = []
+        for page in pages:
+            for event in page.get("events", []):
+                if event["eventId"] in seen:
+                    continue
+                seen.add(event["eventId"])
+                newest = max(newest, int(event["timestamp"]))
+                yield LogEvent(
+                    int(event["timestamp"]),
+                    event["message"].rstrip("\n"),
+                    event.get("logStreamName", ""),
+                )
+        if not follow:
+            return
+        start = newest
+        sleep(poll_seconds)
+
+
+# --- send (from this machine, with the Twilio SDK) ---------------------------------------------
+
+
+@dataclass
+class SendResult:
+    channel: str
+    to: str
+    status: str
+    sid: str | None = None
+    error: dict[str, Any] | None = None
+
+
+def send_from_here(
+    config: NotifyConfig,
+    secret: TwilioSecret,
+    click: str,
+    serial: str,
+    api_base: str | None = None,
+) -> list[SendResult]:
+    """Send one click's messages through Twilio's SDK, the way the notifier would."""
+    from datetime import datetime, timezone
+
+    from iotbutton_cli.notifier.handler import format_time, render
+
+    click = check_click(click)
+    settings = config.clicks.get(click)
+    if settings is None or not settings.recipients:
+        raise usage_error(
+            "nobody-to-message",
+            f"{config.path} messages nobody on a {click} click.",
+            "Add sms or call numbers for it, or pick another --click.",
+        )
+    fields = {
+        "person": config.person,
+        "serial": serial,
+        "click": click,
+        "battery": "1650mV",
+        "time": format_time(datetime.now(timezone.utc)),
+    }
+    text = render(settings.message, fields)
+    client = _twilio_client(config, secret, api_base)
+    results = []
+    for channel, numbers in (("sms", settings.sms), ("call", settings.call)):
+        for number in numbers:
+            results.append(_send_one(client, channel, number, config.sender, text))
+    return results
+
+
+def _send_one(client: Any, channel: str, to: str, sender: str, text: str) -> SendResult:
+    from twilio.base.exceptions import TwilioRestException
+
+    try:
+        if channel == "sms":
+            resource = client.messages.create(to=to, from_=sender, body=text)
+        else:
+            resource = client.calls.create(to=to, from_=sender, twiml=twiml(text))
+    except TwilioRestException as exc:
+        return SendResult(
+            channel,
+            to,
+            "failed",
+            error={"code": exc.code, "message": exc.msg, "status": exc.status},
+        )
+    return SendResult(channel, to, "sent", sid=resource.sid)
+
+
+def _twilio_client(config: NotifyConfig, secret: TwilioSecret, api_base: str | None) -> Any:
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    class RedirectingHttpClient(TwilioHttpClient):
+        """Send requests for api.twilio.com to ``api_base`` (the sandbox's stand-in)."""
+
+        def request(self, method: str, uri: str, *args: Any, **kwargs: Any) -> Any:
+            if api_base and uri.startswith(TWILIO_API):
+                uri = api_base.rstrip("/") + uri[len(TWILIO_API) :]
+            return super().request(method, uri, *args, **kwargs)
+
+    http_client = RedirectingHttpClient(timeout=15) if api_base else None
+    return Client(secret.username, secret.value, config.account_sid, http_client=http_client)
