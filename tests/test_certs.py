@@ -100,5 +100,5 @@ def test_show_reports_a_certificate_deleted_outside_iotbutton(cli, iot):
 
 def test_unknown_serial(cli, aws):
     for command in (["certs", "show"], ["certs", "rotate"], ["certs", "revoke", "--yes"]):
-        result = cli(*command, "NOPE", code=1)
+        result = cli(*command, "NOPE", code=2)
         assert "No button 'NOPE'" in result.stderr, command

@@ -125,3 +125,59 @@ def test_refuses_a_namespace_recorded_for_another_account(cli, iot, isolated_env
 
     assert "records account 999999999999" in result.stderr
     assert len(iot.list_things()["things"]) == 1
+
+
+def test_thing_type_within_its_deprecation_delay_is_pending(cli, fault_proxy, isolated_env):
+    """AWS deletes a thing type only 5 minutes after deprecating it: clean says when to rerun."""
+    cli("things", "create", "G030JF0553648RUH")
+    fault_proxy.add(
+        "DELETE",
+        r"^/thing-types/iotbutton",
+        400,
+        "InvalidRequestException",
+        "Thing type iotbutton must be deprecated for at least 5 minutes",
+    )
+
+    result = cli.json("clean", "--yes")  # exit 0: nothing is left but a free, deprecated type
+
+    assert result["complete"] is False and result["pending"] == 1
+    [pending] = [s for s in result["steps"] if s["status"] == "pending"]
+    assert pending["label"] == "thing type iotbutton"
+    assert "run `iotbutton clean` again" in pending["detail"]
+    assert "iotbutton" in recorded(isolated_env, "thing_types")
+
+    fault_proxy.faults.clear()
+    again = cli.json("clean", "--yes")
+    assert again["complete"] is True and recorded(isolated_env, "thing_types") == {}
+
+
+def test_thing_type_refused_after_the_delay_is_a_failure(cli, fault_proxy, isolated_env):
+    cli("things", "create", "G030JF0553648RUH")
+    from iotbutton_cli.context import AppContext
+
+    AppContext().namespace.update("thing_types", "iotbutton", deprecated_at="2020-01-01T00:00:00Z")
+    fault_proxy.add(
+        "DELETE",
+        r"^/thing-types/iotbutton",
+        400,
+        "InvalidRequestException",
+        "Can not delete thing type: things of this type still exist",
+    )
+
+    result = cli("clean", "--yes", "--json", code=4)
+
+    [failed] = [s for s in json.loads(result.stdout)["steps"] if s["status"] == "failed"]
+    assert "things of this type still exist" in failed["detail"]
+
+
+def test_json_never_prompts_and_never_acts_unasked(cli, iot):
+    cli("things", "create", "G030JF0553648RUH")
+    result = cli("clean", "--json", code=2)
+    assert json.loads(result.stdout)["error"]["code"] == "needs-confirmation"
+    assert len(iot.list_things()["things"]) == 1
+
+
+def test_clean_leaves_no_empty_key_folders(cli, iot, isolated_env):
+    cli("things", "create", "G030JF0553648RUH")
+    cli("clean", "--yes")
+    assert list((isolated_env / "keys").iterdir()) == []

@@ -132,10 +132,10 @@ def test_list_and_show(cli, iot, isolated_env):
 
 
 def test_show_unknown_serial(cli, aws):
-    result = cli("things", "show", "NOPE", code=1)
+    result = cli("things", "show", "NOPE", code=2)
     assert "No button 'NOPE' in the registry" in result.stderr
     assert (
-        json.loads(cli("things", "show", "NOPE", "--json", code=1).stdout)["error"]["code"]
+        json.loads(cli("things", "show", "NOPE", "--json", code=2).stdout)["error"]["code"]
         == "unknown-serial"
     )
 

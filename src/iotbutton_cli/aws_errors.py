@@ -49,6 +49,7 @@ NOT_FOUND_CODES = frozenset(
     }
 )
 log = logging.getLogger("iotbutton.aws")
+IAM_POLICY_URL = "https://github.com/iotbutton/iotbutton-cli/blob/main/docs/iam-policy.md"
 
 # botocore's signing names that differ from the IAM action prefix.
 _IAM_PREFIX = {"iotdata": "iot", "execute-api": "execute-api"}
@@ -113,7 +114,7 @@ def _translate_client_error(exc: Any) -> IotButtonError:
         return credentials_error(
             "access-denied",
             f"AWS denied {action}: {message}" if message else f"AWS denied {action}.",
-            f"Grant {action} to these credentials; docs/iam-policy.md has the whole policy.",
+            f"Grant {action} to these credentials; the whole policy is at {IAM_POLICY_URL}",
         )
     if code in BAD_CREDENTIALS_CODES:
         return credentials_error(

@@ -52,7 +52,7 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
         ["button", info.serial],
         ["status (AWS)", info.status],
         ["created", info.created],
-        *[[name.replace("_", " "), path] for name, path in info.files.items()],
+        *[[name.replace("_", " ") + " file", path] for name, path in info.files.items()],
     ]
     output.table(None, ["field", "value"], rows)
 

@@ -32,7 +32,7 @@ def clean(
     where = f"account {app_ctx.account_id}, {app_ctx.region}"
     if not steps:
         if json:
-            output.emit_json({"dry_run": dry_run, "complete": True, "steps": []})
+            output.emit_json({"dry_run": dry_run, "complete": True, "pending": 0, "steps": []})
         else:
             output.say(f"Nothing to clean in {where}.")
         return
@@ -44,7 +44,7 @@ def clean(
         )
     if dry_run:
         if json:
-            output.emit_json({"dry_run": True, "complete": False, "steps": _steps_json(steps)})
+            output.emit_json({"dry_run": True, "steps": _steps_json(steps)})
         return
     output.confirm(f"Remove these {len(steps)} resources?", yes)
     with output.progress() as bar:
@@ -53,7 +53,7 @@ def clean(
             app_ctx, steps, keep_local=keep_local, on_done=lambda outcome: bar.advance(task)
         )
     _render(report, json)
-    if not report.complete:
+    if report.failed:
         raise typer.Exit(int(ExitStatus.PARTIAL))
 
 
@@ -70,6 +70,7 @@ def _render(report: CleanReport, json: bool) -> None:
             {
                 "dry_run": False,
                 "complete": report.complete,
+                "pending": len(report.with_status("pending")),
                 "steps": [
                     {
                         "kind": o.step.kind,
@@ -88,5 +89,5 @@ def _render(report: CleanReport, json: bool) -> None:
     for outcome in report.outcomes:
         if outcome.status != "removed":
             output.info(f"  {outcome.status}: {outcome.step.label}: {outcome.detail}")
-    if not report.complete:
+    if report.failed:
         output.info("What could not be removed is still recorded; run `iotbutton clean` again.")

@@ -89,13 +89,14 @@ def render_error(error: IotButtonError) -> None:
 
 
 def confirm(question: str, assume_yes: bool) -> None:
-    """Ask before acting; ``--yes`` and ``--json`` skip the question, no terminal refuses."""
-    if assume_yes or _json_mode:
+    """Ask before acting; ``--yes`` skips the question. With ``--json`` or without a terminal
+    nothing prompts, so only ``--yes`` lets the command act."""
+    if assume_yes:
         return
-    if not sys.stdin.isatty():
+    if _json_mode or not sys.stdin.isatty():
         raise IotButtonError(
             "needs-confirmation",
-            "This command asks for confirmation, and no terminal is attached to answer.",
+            "This command asks for confirmation, and cannot ask here (no terminal, or --json).",
             "Pass --yes to go ahead without asking.",
             ExitStatus.USAGE,
         )

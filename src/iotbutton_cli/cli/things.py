@@ -108,7 +108,7 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
         ["certificate", button.certificate_id],
         ["certificate status", button.certificate_status],
         ["created", button.created],
-        *[[name.replace("_", " "), path] for name, path in button.files.items()],
+        *[[name.replace("_", " ") + " file", path] for name, path in button.files.items()],
         ["root CA", button.root_ca],
     ]
     output.table(None, ["field", "value"], rows)

@@ -78,6 +78,13 @@ def remove_key_files(files: dict[str, str] | None) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def remove_empty_namespace_dir(namespace_key: str) -> None:
+    """After a clean, drop ``keys/<namespace>`` if no button folder is left in it."""
+    folder = data_dir() / "keys" / namespace_slug(namespace_key)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def amazon_root_ca() -> Path:
     """Amazon Root CA 1, which signs the ATS endpoint's certificate, written once for devices."""
     path = data_dir() / ROOT_CA_NAME

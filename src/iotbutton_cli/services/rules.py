@@ -210,7 +210,7 @@ def list_rules(ctx: AppContext) -> list[RuleInfo]:
 def show_rule(ctx: AppContext, name: str) -> RuleInfo:
     record = ctx.namespace.get(KIND, name)
     if record is None:
-        raise IotButtonError(
+        raise usage_error(
             "unknown-rule",
             f"No topic rule {name!r} in the registry for this account and region.",
             "List them with `iotbutton rules list`.",

@@ -64,7 +64,7 @@ def resolve_serials(serial: str | None, count: int) -> list[str]:
 
 
 def not_found(serial: str) -> IotButtonError:
-    return IotButtonError(
+    return usage_error(
         "unknown-serial",
         f"No button {serial!r} in the registry for this account and region.",
         "List the buttons with `iotbutton things list`.",

@@ -16,7 +16,7 @@ from typing import Any
 from iotbutton_cli.aws_errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext, clean_error
 from iotbutton_cli.registry import utc_now
-from iotbutton_cli.services import certs, notifier_deploy, policies, rules, things
+from iotbutton_cli.services import certs, keyfiles, notifier_deploy, policies, rules, things
 
 THING_TYPE_DELETE_DELAY = timedelta(minutes=5)
 
@@ -45,7 +45,13 @@ class CleanReport:
 
     @property
     def complete(self) -> bool:
-        return not self.with_status("failed") and not self.with_status("skipped")
+        """Nothing recorded is left (not even a thing type waiting out its deprecation)."""
+        return all(outcome.status == "removed" for outcome in self.outcomes)
+
+    @property
+    def failed(self) -> bool:
+        """Something could not be removed and needs attention (pending ones only need time)."""
+        return bool(self.with_status("failed") or self.with_status("skipped"))
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,9 @@ def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> str | No
     except Exception as exc:
         if is_not_found(exc):
             pass
-        elif error_code(exc) == "InvalidRequestException":
+        elif error_code(exc) == "InvalidRequestException" and _within_delay(
+            record["deprecated_at"]
+        ):
             return (
                 f"deprecated; AWS allows deleting it from {_deletable_at(record['deprecated_at'])}"
                 " — run `iotbutton clean` again then"
@@ -184,6 +192,8 @@ def execute(
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(ready) or 1))) as pool:
             for outcome in pool.map(lambda s, k=kind: _run(ctx, k, s, keep_local), ready):
                 _finish(report, outcome, on_done)
+    if not keep_local:
+        keyfiles.remove_empty_namespace_dir(ctx.namespace.key)
     return report
 
 
@@ -213,6 +223,13 @@ def _run(ctx: AppContext, kind: Kind, step: Step, keep_local: bool) -> Outcome:
             raise
         return Outcome(step, "failed", error.message)
     return Outcome(step, "pending", pending) if pending else Outcome(step, "removed")
+
+
+def _within_delay(deprecated_at: str) -> bool:
+    """AWS refuses DeleteThingType for 5 minutes after deprecation; a refusal later than that
+    (plus a minute for clock skew) has another cause and is a real failure."""
+    moment = datetime.strptime(deprecated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc) < moment + THING_TYPE_DELETE_DELAY + timedelta(minutes=1)
 
 
 def _deletable_at(deprecated_at: str) -> str:
