@@ -1,0 +1,140 @@
+"""The sandbox's rules engine: topic filters, WHERE, SELECT, as AWS IoT SQL defines them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from iotbutton_cli.sandbox.rules_engine import (
+    RuleSyntaxError,
+    evaluate,
+    parse_rule,
+    rules_from_moto,
+    topic_matches,
+)
+
+CLICK = {
+    "serialNumber": "G030JF0553648RUH",
+    "batteryVoltage": "1650mV",
+    "clickType": "LONG",
+    "battery": 1650,
+}
+
+
+def rule(sql: str, disabled: bool = False):
+    return parse_rule(
+        "r",
+        {
+            "sql": sql,
+            "ruleDisabled": disabled,
+            "actions": [{"lambda": {"functionArn": "arn:f"}}, {"sns": {}}],
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "matches"),
+    [
+        ("iotbutton/+", "iotbutton/G030", True),
+        ("iotbutton/+", "iotbutton/G030/extra", False),
+        ("iotbutton/+", "iotbutton", False),
+        ("iotbutton/#", "iotbutton/a/b", True),
+        ("iotbutton/#", "iotbutton", True),
+        ("iotbutton/G030", "iotbutton/G030", True),
+        ("iotbutton/G030", "iotbutton/G031", False),
+        ("+/+", "a/b", True),
+        ("#", "anything/at/all", True),
+    ],
+)
+def test_topic_filters(topic_filter, topic, matches):
+    assert topic_matches(topic_filter, topic) is matches
+
+
+@pytest.mark.parametrize(
+    ("where", "fires"),
+    [
+        ("clickType = 'LONG'", True),
+        ("clickType = 'SINGLE'", False),
+        ("clickType <> 'SINGLE'", True),
+        ("clickType != 'LONG'", False),
+        ("battery > 1600 AND clickType = 'LONG'", True),
+        ("battery < 1600 OR clickType = 'LONG'", True),
+        ("battery < 1600 OR clickType = 'SINGLE'", False),
+        ("NOT (clickType = 'SINGLE')", True),
+        ("(clickType = 'SINGLE' OR clickType = 'LONG') AND battery >= 1650", True),
+        ("missing = 'x'", False),
+        ("serialNumber = 'G030JF0553648RUH'", True),
+    ],
+)
+def test_where(where, fires):
+    result = evaluate(
+        rule(f"SELECT * FROM 'iotbutton/+' WHERE {where}"),
+        "iotbutton/G030",
+        json.dumps(CLICK).encode(),
+    )
+    assert (result is not None) is fires
+
+
+def test_select_named_fields_and_aliases():
+    result = evaluate(
+        rule("SELECT serialNumber AS serial, clickType FROM 'iotbutton/+'"),
+        "iotbutton/G030",
+        json.dumps(CLICK).encode(),
+    )
+    assert result == {"serial": "G030JF0553648RUH", "clickType": "LONG"}
+
+
+def test_select_star_passes_the_payload_and_actions_are_read():
+    parsed = rule("SELECT * FROM 'iotbutton/+'")
+    assert parsed.lambda_arns == ["arn:f"] and parsed.other_actions == ["sns"]
+    assert evaluate(parsed, "iotbutton/x", json.dumps(CLICK).encode()) == CLICK
+
+
+def test_disabled_rules_and_non_json_payloads_do_not_fire():
+    assert evaluate(rule("SELECT * FROM '#'", disabled=True), "a", b"{}") is None
+    assert evaluate(rule("SELECT * FROM '#'"), "a", b"not json") is None
+    assert evaluate(rule("SELECT * FROM '#'"), "a", b"[1]") is None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM 'x'",
+        "SELECT * FROM x",
+        "SELECT upper(clickType) FROM 'x'",
+        "SELECT * FROM 'x' WHERE clickType LIKE 'L%'",
+        "SELECT * FROM 'x' WHERE (clickType = 'LONG'",
+        "SELECT * FROM 'x' WHERE clickType =",
+    ],
+)
+def test_unsupported_sql_is_refused_not_guessed(sql):
+    with pytest.raises(RuleSyntaxError):
+        rule(sql)
+
+
+def test_rules_from_moto_reads_the_stored_rules(iot):
+    iot.create_topic_rule(
+        ruleName="long_only",
+        topicRulePayload={
+            "sql": "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'",
+            "awsIotSqlVersion": "2016-03-23",
+            "ruleDisabled": False,
+            "actions": [
+                {"lambda": {"functionArn": "arn:aws:lambda:us-east-1:123456789012:function:f"}}
+            ],
+        },
+    )
+    iot.create_topic_rule(
+        ruleName="odd",
+        topicRulePayload={
+            "sql": "SELECT * FROM 'x' WHERE a LIKE 'b'",
+            "ruleDisabled": False,
+            "actions": [],
+        },
+    )
+
+    [parsed] = rules_from_moto("123456789012", "us-east-1")
+
+    assert parsed.name == "long_only" and parsed.topic_filter == "iotbutton/+"
+    assert parsed.lambda_arns == ["arn:aws:lambda:us-east-1:123456789012:function:f"]
