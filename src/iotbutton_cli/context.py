@@ -33,6 +33,7 @@ class Settings:
     region: str | None = None
     endpoint_url: str | None = None
     verbose: int = 0
+    sandbox: bool = False
 
 
 class AppContext:
@@ -44,18 +45,42 @@ class AppContext:
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
 
+    @property
+    def sandbox(self) -> bool:
+        return self.settings.sandbox
+
+    @cached_property
+    def sandbox_info(self) -> Any:
+        """The running sandbox (started now if needed); only in sandbox mode."""
+        from iotbutton_cli.services import sandbox_control
+
+        info, started = sandbox_control.start()
+        if started:
+            log.info("started the sandbox (pid %s)", info.pid)
+        return info
+
     @cached_property
     def session(self) -> Any:
         import boto3
 
         from iotbutton_cli.aws_errors import after_call
 
-        session = boto3.Session(profile_name=self.settings.profile or None)
+        if self.sandbox:
+            # The sandbox's own account: never the user's profile or keys.
+            session = boto3.Session(
+                aws_access_key_id="sandbox",
+                aws_secret_access_key="sandbox",  # noqa: S106 - moto accepts any key
+                region_name=self.sandbox_info.region,
+            )
+        else:
+            session = boto3.Session(profile_name=self.settings.profile or None)
         session.events.register("after-call", after_call)
         return session
 
     @cached_property
     def region(self) -> str:
+        if self.sandbox:
+            return str(self.sandbox_info.region)
         region = (
             self.settings.region
             or os.environ.get("AWS_REGION")
@@ -74,6 +99,8 @@ class AppContext:
 
     @property
     def endpoint_url(self) -> str | None:
+        if self.sandbox:
+            return str(self.sandbox_info.aws_url)
         return self.settings.endpoint_url or None
 
     def client(self, service: str) -> Any:
@@ -113,6 +140,9 @@ class AppContext:
 
     @cached_property
     def namespace(self) -> Namespace:
+        if self.sandbox:
+            # Separate from any real account's, whatever account id moto reports.
+            return self.registry.namespace("sandbox", account=self.account_id, region=self.region)
         account, region = self.account_id, self.region
         return self.registry.namespace(f"aws:{account}:{region}", account=account, region=region)
 

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from iotbutton_cli import __version__
-from iotbutton_cli.cli import certs, clean, endpoint, notify, paths, rules, things
+from iotbutton_cli.cli import certs, clean, endpoint, notify, paths, rules, sandbox, sim, things
 from iotbutton_cli.context import AppContext, Settings, clean_error
 
 INTERRUPTED = 130  # what shells report for Ctrl-C
@@ -57,6 +57,8 @@ app.add_typer(rules.app, name="rules")
 app.command("endpoint")(endpoint.endpoint)
 app.command("clean")(clean.clean)
 app.command("paths")(paths.paths)
+app.add_typer(sim.app, name="sim")
+app.add_typer(sandbox.app, name="sandbox")
 
 
 def _version(value: bool) -> None:
@@ -81,6 +83,14 @@ def main_options(
             "--endpoint-url", help="Send AWS calls here, e.g. a moto server ($AWS_ENDPOINT_URL)."
         ),
     ] = None,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            envvar="IOTBUTTON_SANDBOX",
+            help="Use the local offline sandbox instead of AWS (starts it if needed).",
+        ),
+    ] = False,
     verbose: Annotated[
         int,
         typer.Option(
@@ -98,7 +108,7 @@ def main_options(
 ) -> None:
     """Global options go before the command: iotbutton --region eu-west-1 things list."""
     _configure_logging(verbose)
-    ctx.obj = AppContext(Settings(profile, region, endpoint_url, verbose))
+    ctx.obj = AppContext(Settings(profile, region, endpoint_url, verbose, sandbox))
 
 
 def _configure_logging(verbose: int) -> None:

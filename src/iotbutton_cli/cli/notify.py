@@ -183,6 +183,11 @@ TwilioBaseOption = Annotated[
 ClickOption = Annotated[str, typer.Option("--click", help="SINGLE, DOUBLE or LONG.")]
 
 
+def _sandbox_twilio(app_ctx: Any) -> str | None:
+    """In the sandbox, Twilio is its stand-in."""
+    return str(app_ctx.sandbox_info.twilio_url) if app_ctx.sandbox else None
+
+
 def _config_and_secret() -> tuple[Any, Any]:
     from iotbutton_cli.services import notify_config
 
@@ -210,7 +215,7 @@ def deploy(
         bundle_data=built.data,
         code_sha256=built.code_sha256,
         handler=bundles.HANDLER,
-        twilio_api_base=twilio_api_base,
+        twilio_api_base=twilio_api_base or _sandbox_twilio(app_ctx),
     )
 
     def show_step(step: Any) -> None:
@@ -339,9 +344,10 @@ def send(
     from iotbutton_cli.errors import ExitStatus
     from iotbutton_cli.services import notifier_ops
 
-    app_context(ctx, json)
+    app_ctx = app_context(ctx, json)
     config, secret = _config_and_secret()
-    results = notifier_ops.send_from_here(config, secret, click, serial, twilio_api_base)
+    api_base = twilio_api_base or _sandbox_twilio(app_ctx)
+    results = notifier_ops.send_from_here(config, secret, click, serial, api_base)
     if json:
         output.emit_json(results)
     else:

@@ -18,6 +18,10 @@ class Endpoint:
 
 
 def data_endpoint(ctx: AppContext) -> Endpoint:
-    """The ``iot:Data-ATS`` endpoint; the legacy VeriSign one is never used."""
+    """The ``iot:Data-ATS`` endpoint; the legacy VeriSign one is never used. In the sandbox:
+    its broker, and the sandbox CA that signs the broker's certificate."""
+    if ctx.sandbox:
+        info = ctx.sandbox_info
+        return Endpoint(info.mqtt_host, int(info.mqtt_port), info.ca_file)
     response = ctx.client("iot").describe_endpoint(endpointType="iot:Data-ATS")
     return Endpoint(response["endpointAddress"], MQTT_TLS_PORT, str(keyfiles.amazon_root_ca()))

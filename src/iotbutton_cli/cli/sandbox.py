@@ -1,0 +1,195 @@
+"""``iotbutton sandbox``: the offline stand-in for AWS IoT, Lambda and Twilio."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from iotbutton_cli.cli import output
+from iotbutton_cli.cli.common import JsonOption, app_context
+
+app = typer.Typer(
+    help="Run AWS IoT, Lambda and Twilio offline on this machine (no account needed).",
+    no_args_is_help=True,
+)
+
+@app.command("start")
+def start(
+    ctx: typer.Context,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Run here until Ctrl-C, logging to stderr.")
+    ] = False,
+    aws_port: Annotated[
+        int, typer.Option("--aws-port", min=0, max=65535, help="AWS API port (0: any free one).")
+    ] = 0,
+    mqtt_port: Annotated[
+        int, typer.Option("--mqtt-port", min=0, max=65535, help="MQTT/TLS port (0: any free one).")
+    ] = 0,
+    twilio_port: Annotated[
+        int, typer.Option("--twilio-port", min=0, max=65535, help="Twilio stand-in port (0: any).")
+    ] = 0,
+    json: JsonOption = False,
+) -> None:
+    """Start the sandbox in the background (or in the foreground) on loopback."""
+    from iotbutton_cli.services import sandbox_control
+
+    app_ctx = app_context(ctx, json)
+    if foreground:
+        _run_in_foreground(aws_port, mqtt_port, twilio_port, app_ctx.settings.verbose > 0)
+        return
+    info, started = sandbox_control.start(
+        aws_port, mqtt_port, twilio_port, verbose=app_ctx.settings.verbose > 0
+    )
+    if json:
+        output.emit_json({**output.to_jsonable(info), "started": started})
+        return
+    state = "Started the sandbox" if started else "The sandbox is already running"
+    output.say(f"{state} (pid {info.pid}).")
+    _print_status(info)
+
+
+def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose: bool) -> None:
+    from iotbutton_cli.errors import IotButtonError
+    from iotbutton_cli.sandbox import server
+    from iotbutton_cli.services import sandbox_control
+
+    current = sandbox_control.running()
+    if current is not None:
+        raise IotButtonError(
+            "sandbox-running",
+            f"The sandbox is already running in the background (pid {current.pid}).",
+            "Stop it first with `iotbutton sandbox stop`.",
+        )
+    args = [
+        "--state-dir",
+        str(sandbox_control.sandbox_dir()),
+        "--aws-port",
+        str(aws_port),
+        "--mqtt-port",
+        str(mqtt_port),
+        "--twilio-port",
+        str(twilio_port),
+    ]
+    status = server.main([*args, "--verbose"] if verbose else args)
+    if status:
+        raise typer.Exit(status)
+
+
+@app.command("stop")
+def stop(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Stop the sandbox (its AWS state is lost; the registry's sandbox namespace is emptied)."""
+    from iotbutton_cli.services import sandbox_control
+
+    app_ctx = app_context(ctx, json)
+    info = sandbox_control.stop()
+    forgotten = _forget_sandbox_registry(app_ctx) if info else 0
+    if json:
+        output.emit_json(
+            {
+                "stopped": info is not None,
+                "pid": info.pid if info else None,
+                "forgotten_records": forgotten,
+            }
+        )
+    elif info is None:
+        output.say("The sandbox is not running.")
+    else:
+        output.say(f"Stopped the sandbox (pid {info.pid}).")
+
+
+def _forget_sandbox_registry(app_ctx: Any) -> int:
+    """moto keeps state in memory only: once the sandbox stops, its resources are gone, so the
+    registry must not keep pretending they exist."""
+    with app_ctx.registry.transaction() as document:
+        namespace = document["namespaces"].pop("sandbox", None)
+    if namespace is None:
+        return 0
+    from iotbutton_cli.services import keyfiles
+
+    for record in namespace.get("resources", {}).get("certificates", {}).values():
+        keyfiles.remove_key_files(record.get("files"))
+    keyfiles.remove_empty_namespace_dir("sandbox")
+    return sum(len(items) for items in namespace.get("resources", {}).values())
+
+
+@app.command("status")
+def status(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Show whether the sandbox runs, and where its AWS, MQTT and Twilio endpoints are."""
+    from iotbutton_cli.errors import ExitStatus
+    from iotbutton_cli.services import sandbox_control
+
+    app_context(ctx, json)
+    info = sandbox_control.running()
+    if json:
+        output.emit_json(
+            {"running": info is not None, **(output.to_jsonable(info) if info else {})}
+        )
+    elif info is None:
+        output.say("The sandbox is not running. Start it with `iotbutton sandbox start`.")
+    else:
+        output.say(f"The sandbox is running (pid {info.pid}).")
+        _print_status(info)
+    if info is None:
+        raise typer.Exit(int(ExitStatus.FAILED))
+
+
+def _print_status(info: Any) -> None:
+    output.table(
+        None,
+        ["service", "where"],
+        [
+            ["AWS API (moto)", info.aws_url],
+            ["MQTT over TLS", f"{info.mqtt_host}:{info.mqtt_port}"],
+            ["CA file for devices", info.ca_file],
+            ["Twilio stand-in", info.twilio_url],
+            ["region / account", f"{info.region} / {info.account}"],
+        ],
+    )
+    output.info("Use it: `iotbutton --sandbox things create` (or set IOTBUTTON_SANDBOX=1).")
+
+
+@app.command("outbox")
+def outbox(
+    ctx: typer.Context,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+    json: JsonOption = False,
+) -> None:
+    """Show the SMS and calls the Twilio stand-in received (with --json: one list)."""
+    import time
+
+    from iotbutton_cli.services import sandbox_control
+
+    app_context(ctx, json)
+    info = sandbox_control.require_running()
+    entries = sandbox_control.outbox(info)
+    if json and not follow:
+        output.emit_json(entries)
+        return
+    shown = 0
+    while True:
+        for entry in entries[shown:]:
+            _print_entry(entry, json)
+        shown = len(entries)
+        if not follow:
+            if not entries:
+                output.info("The outbox is empty: no SMS or call yet.")
+            return
+        time.sleep(0.5)
+        entries = sandbox_control.outbox(info)
+
+
+def _print_entry(entry: dict[str, Any], as_json: bool) -> None:
+    import json as jsonlib
+
+    if as_json:
+        typer.echo(jsonlib.dumps(entry))
+        return
+    fields = entry.get("fields", {})
+    what = fields.get("Body") or fields.get("Twiml") or ""
+    kind = "SMS " if entry.get("resource") == "Messages" else "CALL"
+    answer = entry.get("status") or entry.get("error", {}).get("code")
+    typer.echo(
+        f"{entry.get('time', '')}  {kind} {fields.get('From', '?')} -> "
+        f"{fields.get('To', '?')} [{answer}] {what}"
+    )

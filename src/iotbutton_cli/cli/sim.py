@@ -1,0 +1,119 @@
+"""``iotbutton sim``: be a button, or watch the buttons' MQTT traffic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from iotbutton_cli.cli import output
+from iotbutton_cli.cli.common import JsonOption, app_context
+
+app = typer.Typer(help="Simulate a button and watch MQTT traffic.", no_args_is_help=True)
+
+
+@app.command("click")
+def click(
+    ctx: typer.Context,
+    serial: Annotated[
+        str | None, typer.Argument(help="Button serial (default: your only button).")
+    ] = None,
+    single: Annotated[bool, typer.Option("--single", help="A single click (default).")] = False,
+    double: Annotated[bool, typer.Option("--double", help="A double click.")] = False,
+    long: Annotated[bool, typer.Option("--long", help="A long press.")] = False,
+    battery: Annotated[
+        int, typer.Option("--battery", min=0, max=5000, help="Battery voltage in mV.")
+    ] = 1650,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many clicks.")] = 1,
+    json: JsonOption = False,
+) -> None:
+    """Publish a click exactly as the button does (mutual TLS, client id = serial)."""
+    from iotbutton_cli.errors import usage_error
+    from iotbutton_cli.services import simulator
+
+    app_ctx = app_context(ctx, json)
+    chosen = [
+        name for name, flag in (("SINGLE", single), ("DOUBLE", double), ("LONG", long)) if flag
+    ]
+    if len(chosen) > 1:
+        raise usage_error("one-click-type", "Choose one of --single, --double, --long.", "")
+    sent = simulator.click(app_ctx, serial, (chosen or ["SINGLE"])[0], battery, count)
+    if json:
+        output.emit_json(sent)
+        return
+    first = sent[0]
+    times = f"{len(sent)} x " if len(sent) > 1 else ""
+    output.say(
+        f"Published {times}{first.payload['clickType']} to {first.topic} "
+        f"via {first.host}:{first.port}: {first.payload}"
+    )
+
+
+@app.command("subscribe")
+def subscribe(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Option("--topic", help="Topic filter to watch.")] = "iotbutton/#",
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0, help="Stop after S seconds.")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", "-n", min=1, help="Stop after N messages.")
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Print each message on the button topics live, until Ctrl-C, --duration or --count."""
+    from iotbutton_cli.services import simulator
+
+    app_ctx = app_context(ctx, json)
+
+    def show(message: Any) -> None:
+        if json:
+            import json as jsonlib
+
+            typer.echo(jsonlib.dumps(output.to_jsonable(message)))
+        else:
+            from rich.markup import escape
+
+            output.say(
+                f"[dim]{message.time}[/] [bold]{escape(message.topic)}[/] "
+                f"{escape(str(message.payload))}"
+            )
+
+    def ready() -> None:
+        output.info(f"Watching {topic} (Ctrl-C to stop)…")
+
+    try:
+        simulator.subscribe(app_ctx, topic, show, duration, count, ready)
+    except KeyboardInterrupt:
+        output.info("Stopped.")
+
+
+@app.command("send")
+def send(
+    ctx: typer.Context,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Topic (default: iotbutton/<serial>).")
+    ] = None,
+    message: Annotated[str | None, typer.Option("--message", help="Payload text.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", exists=True, dir_okay=False, help="Payload file.")
+    ] = None,
+    as_serial: Annotated[
+        str | None, typer.Option("--as", help="Button to publish as (default: the only one).")
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Publish any payload as a button, e.g. to try a custom rule."""
+    from iotbutton_cli.errors import usage_error
+    from iotbutton_cli.services import simulator
+
+    app_ctx = app_context(ctx, json)
+    if (message is None) == (file is None):
+        raise usage_error("one-payload", "Give exactly one of --message and --file.", "")
+    payload = message.encode() if message is not None else file.read_bytes()  # type: ignore[union-attr]
+    sent = simulator.send(app_ctx, topic, payload, as_serial)
+    if json:
+        output.emit_json(sent)
+    else:
+        output.say(f"Published {len(payload)} bytes to {sent.topic} as {sent.serial}.")

@@ -1,0 +1,203 @@
+"""The sandbox process: AWS (moto), an MQTT broker, the rules engine and Twilio, on loopback.
+
+Run by ``iotbutton sandbox start`` as ``python -m iotbutton_cli.sandbox.server --state-dir DIR``.
+It writes ``sandbox.json`` (pid, ports, CA file) into DIR once every part listens, and removes it
+when it stops (SIGTERM or Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("iotbutton.sandbox")
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+HOST = "127.0.0.1"
+STATE_FILE = "sandbox.json"
+OUTBOX_FILE = "outbox.jsonl"
+
+
+@dataclass
+class SandboxState:
+    pid: int
+    aws_url: str
+    mqtt_host: str
+    mqtt_port: int
+    ca_file: str
+    twilio_url: str
+    outbox: str
+    region: str = REGION
+    account: str = ACCOUNT
+
+
+class Sandbox:
+    """Every part of the sandbox in one process; the rules engine links the broker to Lambda."""
+
+    def __init__(
+        self, state_dir: Path, aws_port: int = 0, mqtt_port: int = 0, twilio_port: int = 0
+    ) -> None:
+        self.state_dir = state_dir
+        self.ports = (aws_port, mqtt_port, twilio_port)
+        self.state: SandboxState | None = None
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        # IoT invokes Lambda asynchronously: a click never waits for the function.
+        self._invokers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rule")
+
+    def start(self) -> SandboxState:
+        from iotbutton_cli.paths import ensure_private_dir
+        from iotbutton_cli.sandbox.aws_server import SandboxAWS
+        from iotbutton_cli.sandbox.broker import Broker, MotoDirectory
+        from iotbutton_cli.sandbox.tls import ensure_ca
+        from iotbutton_cli.sandbox.twilio import TwilioStandIn
+
+        ensure_private_dir(self.state_dir)
+        aws_port, mqtt_port, twilio_port = self.ports
+        self.aws = SandboxAWS(self.state_dir, port=aws_port)
+        aws_url = self.aws.start()
+        # A new sandbox has an empty account, so its outbox starts empty too.
+        (self.state_dir / OUTBOX_FILE).unlink(missing_ok=True)
+        self.twilio = TwilioStandIn(outbox_path=self.state_dir / OUTBOX_FILE, port=twilio_port)
+        twilio_url = self.twilio.start()
+        ca = ensure_ca(self.state_dir / "tls")
+        self.broker = Broker(
+            MotoDirectory(ACCOUNT, REGION), ca, REGION, ACCOUNT, mqtt_port, self.on_publish
+        )
+        self._loop_thread.start()
+        port = asyncio.run_coroutine_threadsafe(self.broker.start(), self._loop).result(30)
+        self.state = SandboxState(
+            pid=os.getpid(),
+            aws_url=aws_url,
+            mqtt_host="localhost",
+            mqtt_port=port,
+            ca_file=str(ca.ca_cert),
+            twilio_url=twilio_url,
+            outbox=str(self.state_dir / OUTBOX_FILE),
+        )
+        return self.state
+
+    def on_publish(self, topic: str, payload: bytes, client_id: str) -> None:
+        """Every authorized publish goes through the topic rules stored in moto."""
+        from iotbutton_cli.sandbox.rules_engine import evaluate, rules_from_moto
+
+        for rule in rules_from_moto(ACCOUNT, REGION):
+            message = evaluate(rule, topic, payload)
+            if message is None:
+                continue
+            log.info("rule %s matched %s from %s", rule.name, topic, client_id)
+            for action in rule.other_actions:
+                log.info("rule %s: %s actions are not emulated", rule.name, action)
+            for arn in rule.lambda_arns:
+                self._invokers.submit(self._run_lambda_action, rule.name, arn, message)
+
+    def _run_lambda_action(self, rule_name: str, function_arn: str, message: Any) -> None:
+        function = self.aws.function_code(function_arn, REGION)
+        if function is None:
+            log.warning("rule %s: function %s does not exist", rule_name, function_arn)
+            return
+        rule_arn = f"arn:aws:iot:{REGION}:{ACCOUNT}:rule/{rule_name}"
+        if not iot_may_invoke(function.name, rule_arn):
+            # What AWS does too: without the permission, the rule silently never invokes.
+            log.warning(
+                "rule %s may not invoke %s (no lambda:AddPermission for it)",
+                rule_name,
+                function.name,
+            )
+            return
+        invocation = self.aws.invoke_and_log(function, message, REGION)
+        if invocation.error:
+            log.warning("rule %s: %s failed: %s", rule_name, function.name, invocation.error)
+
+    def stop(self) -> None:
+        if hasattr(self, "broker"):
+            asyncio.run_coroutine_threadsafe(self.broker.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._invokers.shutdown(wait=False, cancel_futures=True)
+        if hasattr(self, "twilio"):
+            self.twilio.stop()
+        if hasattr(self, "aws"):
+            self.aws.stop()
+
+
+def iot_may_invoke(function_name: str, rule_arn: str) -> bool:
+    """True if the function's resource policy lets iot.amazonaws.com invoke it for this rule."""
+    from moto.awslambda.models import lambda_backends
+
+    try:
+        policy = json.loads(lambda_backends[ACCOUNT][REGION].get_policy(function_name))
+    except Exception:  # no policy at all
+        return False
+    if "Policy" in policy:  # moto answers as the GetPolicy API does: the document as a string
+        policy = json.loads(policy["Policy"])
+    for statement in policy.get("Statement", []):
+        principal = statement.get("Principal", {})
+        service = principal.get("Service") if isinstance(principal, dict) else principal
+        source = statement.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn")
+        if (
+            service == "iot.amazonaws.com"
+            and statement.get("Effect") == "Allow"
+            and (source in (None, rule_arn))
+        ):
+            return True
+    return False
+
+
+def write_state(state_dir: Path, state: SandboxState) -> Path:
+    from iotbutton_cli.paths import write_private_file
+
+    path = state_dir / STATE_FILE
+    write_private_file(path, json.dumps(asdict(state), indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="iotbutton-sandbox")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--aws-port", type=int, default=0)
+    parser.add_argument("--mqtt-port", type=int, default=0)
+    parser.add_argument("--twilio-port", type=int, default=0)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    for chatty in ("amqtt", "transitions"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    sandbox = Sandbox(args.state_dir, args.aws_port, args.mqtt_port, args.twilio_port)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    try:
+        state = sandbox.start()
+    except OSError as exc:
+        log.error("cannot start the sandbox: %s", exc)
+        sandbox.stop()
+        return 1
+    state_path = write_state(args.state_dir, state)
+    log.info("sandbox ready: %s", json.dumps(asdict(state)))
+    try:
+        stopping.wait()
+    finally:
+        state_path.unlink(missing_ok=True)
+        sandbox.stop()
+        log.info("sandbox stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

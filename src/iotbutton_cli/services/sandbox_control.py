@@ -1,0 +1,189 @@
+"""Start, find and stop the sandbox process, and read its outbox.
+
+The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``); its pid, ports
+and CA file are in ``<state dir>/sandbox/sandbox.json``, written once everything listens. A pid
+file whose process is gone is stale: it is removed and said so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.paths import ensure_private_dir, state_dir
+
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+LOG_FILE = "sandbox.log"
+
+
+@dataclass
+class SandboxInfo:
+    pid: int
+    aws_url: str
+    mqtt_host: str
+    mqtt_port: int
+    ca_file: str
+    twilio_url: str
+    outbox: str
+    region: str
+    account: str
+
+
+def sandbox_dir() -> Path:
+    return state_dir() / "sandbox"
+
+
+def _state_path() -> Path:
+    return sandbox_dir() / "sandbox.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running() -> SandboxInfo | None:
+    """The running sandbox, or None (a stale state file is removed)."""
+    path = _state_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        path.unlink(missing_ok=True)
+        return None
+    if not _alive(int(data.get("pid", 0))):
+        path.unlink(missing_ok=True)
+        return None
+    return SandboxInfo(**data)
+
+
+def start(
+    aws_port: int = 0, mqtt_port: int = 0, twilio_port: int = 0, verbose: bool = False
+) -> tuple[SandboxInfo, bool]:
+    """Start the sandbox in the background unless it runs; returns (info, started_now)."""
+    current = running()
+    if current is not None:
+        return current, False
+    folder = ensure_private_dir(sandbox_dir())
+    command = [
+        sys.executable,
+        "-m",
+        "iotbutton_cli.sandbox.server",
+        "--state-dir",
+        str(folder),
+        "--aws-port",
+        str(aws_port),
+        "--mqtt-port",
+        str(mqtt_port),
+        "--twilio-port",
+        str(twilio_port),
+    ]
+    if verbose:
+        command.append("--verbose")
+    log_path = folder / LOG_FILE
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        info = running()
+        if info is not None and info.pid == process.pid:
+            return info, True
+        if process.poll() is not None:
+            raise _start_failed(log_path, f"it exited with status {process.returncode}")
+        time.sleep(0.1)
+    process.terminate()
+    raise _start_failed(log_path, f"it was not ready after {START_TIMEOUT_SECONDS:.0f} s")
+
+
+def _start_failed(log_path: Path, why: str) -> IotButtonError:
+    lines = [line for line in _tail(log_path, 20) if line.strip()]
+    cause = next((line for line in reversed(lines) if "ERROR" in line or "Error" in line), "")
+    detail = cause.split(" ERROR ", 1)[-1].strip() if cause else why
+    if "Address already in use" in detail or "address already in use" in detail:
+        return IotButtonError(
+            "sandbox-port-in-use",
+            f"The sandbox could not start: {detail}",
+            "Pick other ports (--aws-port/--mqtt-port/--twilio-port) or 0 for any free one.",
+        )
+    return IotButtonError(
+        "sandbox-start-failed",
+        f"The sandbox could not start: {detail}",
+        f"See its log: {log_path}",
+    )
+
+
+def _tail(path: Path, count: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-count:]
+    except FileNotFoundError:
+        return []
+
+
+def stop() -> SandboxInfo | None:
+    """Stop the running sandbox (SIGTERM, then SIGKILL); None if none was running."""
+    info = running()
+    if info is None:
+        return None
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and _alive(info.pid):
+        time.sleep(0.05)
+    if _alive(info.pid):
+        os.kill(info.pid, signal.SIGKILL)
+    _state_path().unlink(missing_ok=True)
+    return info
+
+
+def require_running() -> SandboxInfo:
+    info = running()
+    if info is None:
+        raise IotButtonError(
+            "sandbox-not-running",
+            "The sandbox is not running.",
+            "Start it with `iotbutton sandbox start` (or pass --sandbox to any command).",
+        )
+    return info
+
+
+def outbox(info: SandboxInfo) -> list[dict[str, Any]]:
+    """Every Twilio request the stand-in received, oldest first."""
+    entries = []
+    for line in _lines(Path(info.outbox)):
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a line being written right now
+    return entries
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def log_path() -> Path:
+    return sandbox_dir() / LOG_FILE

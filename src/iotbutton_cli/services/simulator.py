@@ -1,0 +1,340 @@
+"""Be a button, or watch the buttons: MQTT over mutual TLS with the real awsiotsdk client.
+
+A simulated button connects exactly as the hardware does: client id = serial, its own certificate
+and key, the ATS endpoint on port 8883 with Amazon Root CA 1 (or the sandbox's broker and CA), and
+publishes ``{"serialNumber", "batteryVoltage", "clickType"}`` to ``iotbutton/<serial>``.
+
+Watching uses a separate monitor identity (own certificate, own policy that may only subscribe to
+and receive the button topics), so buttons' policies stay publish-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.errors import IotButtonError, usage_error
+from iotbutton_cli.services import certs, keyfiles
+from iotbutton_cli.services.endpoint import Endpoint, data_endpoint
+from iotbutton_cli.services.policies import TOPIC_PREFIX
+from iotbutton_cli.services.serials import not_found, validate_serial
+from iotbutton_cli.services.tags import aws_tags
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+MONITOR_POLICY = "iotbutton-monitor"
+MONITOR_ROLE = "monitor"
+MONITOR_CLIENT_PREFIX = "iotbutton-monitor-"
+CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
+
+
+@dataclass
+class Published:
+    serial: str
+    topic: str
+    payload: dict[str, str]
+    host: str
+    port: int
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: Any
+    time: str
+
+
+# --- identities --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    client_id: str
+    certificate: str
+    private_key: str
+
+
+def button_identity(ctx: AppContext, serial: str | None) -> tuple[str, Identity]:
+    """The button to act as: the given serial, or the only one recorded."""
+    if serial is None:
+        things = sorted(ctx.namespace.items("things"))
+        if len(things) != 1:
+            raise usage_error(
+                "which-button",
+                "Which button? " + (f"{len(things)} are recorded." if things else "None exists."),
+                "Pass a SERIAL (see `iotbutton things list`)."
+                if things
+                else "Create one with `iotbutton things create`.",
+            )
+        serial = things[0]
+    validate_serial(serial)
+    if ctx.namespace.get("things", serial) is None:
+        raise not_found(serial)
+    _, record = certs.current_certificate(ctx, serial)
+    files = record.get("files") or {}
+    if not files or not keyfiles.KeyFiles(**files).complete():
+        raise IotButtonError(
+            "key-files-missing",
+            f"The certificate or private key of {serial} is missing on this machine.",
+            f"Issue a new certificate with `iotbutton certs rotate {serial}`.",
+        )
+    return serial, Identity(serial, files["certificate"], files["private_key"])
+
+
+def monitor_policy_document(ctx: AppContext) -> dict[str, Any]:
+    """May connect as a monitor, subscribe to and receive button topics; may not publish."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": ctx.arn("iot", f"client/{MONITOR_CLIENT_PREFIX}*"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": ctx.arn("iot", f"topicfilter/{TOPIC_PREFIX}/*"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": ctx.arn("iot", f"topic/{TOPIC_PREFIX}/*"),
+            },
+        ],
+    }
+
+
+def monitor_identity(ctx: AppContext) -> Identity:
+    """The monitor's certificate, created (and recorded, so `clean` removes it) on first use."""
+    for cert_id, record in ctx.namespace.items(certs.KIND).items():
+        if record.get("role") == MONITOR_ROLE and certs.usable(record):
+            files = record["files"]
+            return Identity(_monitor_client_id(), files["certificate"], files["private_key"])
+        if record.get("role") == MONITOR_ROLE:
+            certs.retire_certificate(ctx, cert_id)
+    iot = ctx.client("iot")
+    _ensure_monitor_policy(ctx)
+    response = iot.create_keys_and_certificate(setAsActive=True)
+    cert_id, arn = response["certificateId"], response["certificateArn"]
+    ctx.namespace.put(
+        certs.KIND,
+        cert_id,
+        {"arn": arn, "thing": None, "role": MONITOR_ROLE, "status": "ACTIVE", "policies": []},
+    )
+    files = keyfiles.write_key_files(
+        ctx.namespace.key,
+        "monitor",
+        cert_id,
+        response["certificatePem"],
+        response["keyPair"]["PrivateKey"],
+        response["keyPair"]["PublicKey"],
+    )
+    ctx.namespace.update(certs.KIND, cert_id, files=files.as_dict())
+    iot.attach_policy(policyName=MONITOR_POLICY, target=arn)
+    ctx.namespace.update(certs.KIND, cert_id, policies=[MONITOR_POLICY])
+    return Identity(_monitor_client_id(), files.certificate, files.private_key)
+
+
+def _monitor_client_id() -> str:
+    # One client id may be connected once: each watcher gets its own.
+    return MONITOR_CLIENT_PREFIX + secrets.token_hex(4)
+
+
+def _ensure_monitor_policy(ctx: AppContext) -> None:
+    if ctx.namespace.get("policies", MONITOR_POLICY) is not None:
+        return
+    iot = ctx.client("iot")
+    try:
+        response = iot.create_policy(
+            policyName=MONITOR_POLICY,
+            policyDocument=json.dumps(monitor_policy_document(ctx)),
+            tags=aws_tags(),
+        )
+        arn = response["policyArn"]
+    except Exception as exc:
+        from iotbutton_cli.aws_errors import error_code
+
+        if error_code(exc) != "ResourceAlreadyExistsException":
+            raise
+        current = iot.get_policy(policyName=MONITOR_POLICY)
+        if json.loads(current["policyDocument"]) != monitor_policy_document(ctx):
+            raise IotButtonError(
+                "policy-not-ours",
+                f"An IoT policy named {MONITOR_POLICY} exists that iotbutton did not create.",
+                "Rename or delete it; iotbutton never changes resources it did not make.",
+            ) from exc
+        arn = current["policyArn"]
+    ctx.namespace.put("policies", MONITOR_POLICY, {"arn": arn})
+
+
+# --- MQTT ----------------------------------------------------------------------------------------
+
+
+def _connect(endpoint: Endpoint, identity: Identity) -> Any:
+    from awsiot import mqtt_connection_builder
+
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint=endpoint.host,
+        port=endpoint.port,
+        cert_filepath=identity.certificate,
+        pri_key_filepath=identity.private_key,
+        ca_filepath=endpoint.ca_file,
+        client_id=identity.client_id,
+        clean_session=True,
+        keep_alive_secs=30,
+        tcp_connect_timeout_ms=int(CONNECT_TIMEOUT_SECONDS * 1000),
+        enable_metrics_collection=False,
+    )
+    try:
+        connection.connect().result(timeout=CONNECT_TIMEOUT_SECONDS)
+    except Exception as exc:
+        raise _connect_error(endpoint, identity, exc) from exc
+    return connection
+
+
+def _connect_error(endpoint: Endpoint, identity: Identity, exc: BaseException) -> IotButtonError:
+    text = f"{type(exc).__name__}: {exc}"
+    where = f"{endpoint.host}:{endpoint.port}"
+    if "TLS" in text or "SSL" in text or "CERT" in text.upper():
+        return IotButtonError(
+            "certificate-refused",
+            f"{where} refused the certificate of {identity.client_id} "
+            "(revoked, deleted, or unknown to this account).",
+            "See `iotbutton certs show SERIAL`; `iotbutton certs rotate SERIAL` issues a new one.",
+        )
+    if "PROTOCOL_ERROR" in text or ("CONNECTION_REFUSED" in text.upper() and "MQTT" in text):
+        return IotButtonError(
+            "connect-denied",
+            f"{where} refused the MQTT connection of client {identity.client_id}: "
+            "its policy does not allow it.",
+            "The client id must be the thing name its certificate is attached to.",
+        )
+    if isinstance(exc, TimeoutError) or "TIMEOUT" in text.upper():
+        return IotButtonError(
+            "endpoint-timeout",
+            f"No answer from {where} within {CONNECT_TIMEOUT_SECONDS:.0f} s.",
+            "Check the network; for the sandbox, `iotbutton sandbox status`.",
+        )
+    return IotButtonError(
+        "endpoint-unreachable",
+        f"Cannot connect to {where}: {exc}",
+        "Check the endpoint (`iotbutton endpoint`) and the network; for the sandbox, "
+        "`iotbutton sandbox status`.",
+    )
+
+
+def _disconnect(connection: Any) -> None:
+    # Leaving anyway: a client the broker kicked may never confirm its disconnect.
+    with contextlib.suppress(Exception):
+        connection.disconnect().result(timeout=2)
+
+
+def click(
+    ctx: AppContext,
+    serial: str | None,
+    click_type: str,
+    battery_mv: int = 1650,
+    count: int = 1,
+    interval: float = 0.0,
+    on_sent: Callable[[Published], None] | None = None,
+) -> list[Published]:
+    """Publish ``count`` clicks as the button would, on one connection."""
+    from awscrt import mqtt
+
+    if click_type not in CLICK_TYPES:
+        raise usage_error("bad-click", f"Unknown click type {click_type!r}.", "SINGLE/DOUBLE/LONG")
+    serial, identity = button_identity(ctx, serial)
+    endpoint = data_endpoint(ctx)
+    topic = f"{TOPIC_PREFIX}/{serial}"
+    payload = {"serialNumber": serial, "batteryVoltage": f"{battery_mv}mV", "clickType": click_type}
+    connection = _connect(endpoint, identity)
+    sent = []
+    try:
+        for index in range(count):
+            future, _ = connection.publish(topic, json.dumps(payload), mqtt.QoS.AT_LEAST_ONCE)
+            future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+            published = Published(serial, topic, payload, endpoint.host, endpoint.port)
+            sent.append(published)
+            if on_sent:
+                on_sent(published)
+            if interval and index + 1 < count:
+                time.sleep(interval)
+    finally:
+        _disconnect(connection)
+    return sent
+
+
+def send(ctx: AppContext, topic: str | None, message: bytes, serial: str | None) -> Published:
+    """Publish any payload as a button (its policy decides where it may publish)."""
+    from awscrt import mqtt
+
+    serial, identity = button_identity(ctx, serial)
+    endpoint = data_endpoint(ctx)
+    topic = topic or f"{TOPIC_PREFIX}/{serial}"
+    connection = _connect(endpoint, identity)
+    try:
+        future, _ = connection.publish(topic, message, mqtt.QoS.AT_LEAST_ONCE)
+        future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+    finally:
+        _disconnect(connection)
+    try:
+        payload = json.loads(message)
+    except ValueError:
+        payload = message.decode(errors="replace")
+    return Published(serial, topic, payload, endpoint.host, endpoint.port)
+
+
+def subscribe(
+    ctx: AppContext,
+    topic: str,
+    on_message: Callable[[Received], None],
+    duration: float | None = None,
+    count: int | None = None,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    """Print button traffic as the monitor until ``duration`` passes or ``count`` arrive."""
+    from awscrt import mqtt
+
+    identity = monitor_identity(ctx)
+    endpoint = data_endpoint(ctx)
+    connection = _connect(endpoint, identity)
+    received = 0
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def handle(topic: str, payload: bytes, **_: Any) -> None:
+        nonlocal received
+        try:
+            body: Any = json.loads(payload)
+        except ValueError:
+            body = payload.decode(errors="replace")
+        with lock:
+            if done.is_set():
+                return
+            received += 1
+            on_message(Received(topic, body, time.strftime("%H:%M:%S")))
+            if count is not None and received >= count:
+                done.set()
+
+    try:
+        future, _ = connection.subscribe(topic, mqtt.QoS.AT_LEAST_ONCE, callback=handle)
+        granted = future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+        if granted.get("qos") is None or str(granted.get("qos")).endswith("FAILURE"):
+            raise IotButtonError(
+                "subscribe-denied",
+                f"The endpoint refused the subscription to {topic}.",
+                f"The monitor may watch only {TOPIC_PREFIX}/... topics.",
+            )
+        if ready:
+            ready()
+        done.wait(timeout=duration)
+    finally:
+        _disconnect(connection)
+    return received
