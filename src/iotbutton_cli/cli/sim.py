@@ -81,7 +81,8 @@ def subscribe(
             )
 
     def ready() -> None:
-        output.info(f"Watching {topic} (Ctrl-C to stop)…")
+        # Always on stderr, --json too: scripts wait for this line before they publish.
+        output.stderr_console().print(f"Watching {topic} (Ctrl-C to stop)…", highlight=False)
 
     try:
         simulator.subscribe(app_ctx, topic, show, duration, count, ready)

@@ -48,6 +48,12 @@ def _state_path() -> Path:
 
 def _alive(pid: int) -> bool:
     try:
+        # If this process started the sandbox, reap it: a zombie still answers kill(pid, 0).
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False

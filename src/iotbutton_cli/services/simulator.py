@@ -202,7 +202,9 @@ def _connect(endpoint: Endpoint, identity: Identity) -> Any:
 def _connect_error(endpoint: Endpoint, identity: Identity, exc: BaseException) -> IotButtonError:
     text = f"{type(exc).__name__}: {exc}"
     where = f"{endpoint.host}:{endpoint.port}"
-    if "TLS" in text or "SSL" in text or "CERT" in text.upper():
+    # A TLS server that rejects a client certificate ends the handshake, which the client
+    # sees as a TLS error or as the socket closing under it.
+    if any(mark in text.upper() for mark in ("TLS", "SSL", "CERT", "SOCKET_CLOSED")):
         return IotButtonError(
             "certificate-refused",
             f"{where} refused the certificate of {identity.client_id} "

@@ -1,0 +1,177 @@
+"""The whole story offline, through the CLI: a click becomes Twilio requests, then clean.
+
+The sandbox runs as the real background process; the button is the real awsiotsdk client over
+mutual TLS; the notifier is the deployed zip; Twilio's stand-in checks each request against
+Twilio's OpenAPI description.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+
+SERIAL = "G030JF0553648RUH"
+SMS_TO = "+15551230001"
+CALL_TO = "+15551230002"
+
+
+@pytest.fixture
+def sandbox(cli, monkeypatch):
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
+    info = cli.json("sandbox", "start")
+    assert info["started"] is True
+    yield info
+    cli("sandbox", "stop")
+
+
+def wait_for_outbox(cli, count: int, timeout: float = 20.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = cli.json("sandbox", "outbox")
+        if len(entries) >= count or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.2)
+
+
+def deploy_notifier(cli):
+    cli(
+        "--sandbox",
+        "notify",
+        "init",
+        "--account-sid",
+        TWILIO_ACCOUNT_SID,
+        "--from",
+        "+15005550006",
+        "--person",
+        "Grandma",
+        "--sms",
+        SMS_TO,
+        "--call",
+        CALL_TO,
+    )
+    cli("--sandbox", "notify", "deploy")
+
+
+def iotbutton_process(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "iotbutton_cli", *args],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+
+
+def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
+    cli("--sandbox", "things", "create", SERIAL)
+    deploy_notifier(cli)
+    watcher = iotbutton_process(
+        "--sandbox", "sim", "subscribe", "--count", "1", "--duration", "30", "--json"
+    )
+    assert "Watching" in watcher.stderr.readline()
+
+    sent = cli.json("--sandbox", "sim", "click", "--double")
+
+    assert sent == [
+        {
+            "serial": SERIAL,
+            "topic": f"iotbutton/{SERIAL}",
+            "payload": {"serialNumber": SERIAL, "batteryVoltage": "1650mV", "clickType": "DOUBLE"},
+            "host": "localhost",
+            "port": sandbox["mqtt_port"],
+        }
+    ]
+    outbox = wait_for_outbox(cli, 2)
+    assert sorted((e["resource"], e["fields"]["To"], e["http_status"]) for e in outbox) == [
+        ("Calls", CALL_TO, 201),
+        ("Messages", SMS_TO, 201),
+    ]
+    message = next(e for e in outbox if e["resource"] == "Messages")
+    assert message["fields"]["From"] == "+15005550006"
+    assert "Grandma" in message["fields"]["Body"] and SERIAL in message["fields"]["Body"]
+    assert TWILIO_SECRET not in json.dumps(outbox)
+    seen, _ = watcher.communicate(timeout=30)
+    assert json.loads(seen.splitlines()[0])["payload"]["clickType"] == "DOUBLE"
+
+    cleaned = cli.json("--sandbox", "clean", "--yes")
+    assert cleaned["complete"] is True
+    aws = {"endpoint_url": sandbox["aws_url"], "region_name": "us-east-1"}
+    iot = boto3.client("iot", **aws)
+    assert iot.list_things()["things"] == []
+    assert iot.list_certificates()["certificates"] == []
+    assert iot.list_policies()["policies"] == []
+    assert iot.list_topic_rules()["rules"] == []
+    assert boto3.client("lambda", **aws).list_functions()["Functions"] == []
+    assert boto3.client("iam", **aws).list_roles()["Roles"] == []
+    assert boto3.client("s3", **aws).list_buckets()["Buckets"] == []
+
+
+def test_a_rule_with_a_where_clause_filters_clicks(cli, sandbox):
+    cli("--sandbox", "things", "create", SERIAL)
+    deploy_notifier(cli)
+    cli("--sandbox", "rules", "delete", "iotbutton_notifier", "--yes")
+    cli(
+        "--sandbox",
+        "rules",
+        "create",
+        "--name",
+        "long_only",
+        "--sql",
+        "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'",
+    )
+
+    cli("--sandbox", "sim", "click", "--single")
+    time.sleep(1.5)
+    assert cli.json("sandbox", "outbox") == []
+    cli("--sandbox", "sim", "click", "--long")
+    assert len(wait_for_outbox(cli, 2)) == 2
+
+
+def test_a_revoked_button_is_refused_within_seconds(cli, sandbox):
+    cli("--sandbox", "things", "create", SERIAL)
+    cli("--sandbox", "certs", "revoke", SERIAL, "--yes")
+
+    started = time.monotonic()
+    result = cli("--sandbox", "sim", "click", code=1)
+
+    assert time.monotonic() - started < 15
+    assert "refused the certificate of G030JF0553648RUH" in result.stderr
+    cli("--sandbox", "certs", "rotate", SERIAL)
+    cli("--sandbox", "sim", "click")  # a fresh certificate works at once
+
+
+def test_sim_needs_a_button(cli, sandbox):
+    result = cli("--sandbox", "sim", "click", code=2)
+    assert "Which button? None exists." in result.stderr
+    cli("--sandbox", "things", "create", "--count", "2")
+    assert "2 are recorded" in cli("--sandbox", "sim", "click", code=2).stderr
+
+
+def test_status_endpoint_and_stop(cli, sandbox):
+    status = cli.json("sandbox", "status")
+    assert status["running"] is True and status["pid"] == sandbox["pid"]
+    endpoint = cli.json("--sandbox", "endpoint")
+    assert endpoint == {
+        "host": "localhost",
+        "port": sandbox["mqtt_port"],
+        "ca_file": sandbox["ca_file"],
+    }
+    assert "already running" in cli("sandbox", "start").stdout
+
+
+def test_status_when_stopped_and_with_a_stale_pid_file(cli, isolated_env):
+    assert cli.json("sandbox", "status", code=1) == {"running": False}
+    state = isolated_env / "state" / "sandbox"
+    state.mkdir(parents=True)
+    (state / "sandbox.json").write_text(json.dumps({"pid": 2**22 + 12345}))
+    assert cli.json("sandbox", "status", code=1) == {"running": False}
+    assert not (state / "sandbox.json").exists()
+    assert "not running" in cli("sandbox", "outbox", code=1).stderr
