@@ -31,6 +31,6 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Provision, rotate and tear down three buttons against a local moto server (no account)."""
-    session.install("-e", ".[test]")
-    session.run("python", "scripts/demo_moto.py", *session.posargs)
+    """The main job: a click becomes an SMS and a call, offline, in a private sandbox."""
+    session.install(".")
+    session.run("iotbutton", "demo", *session.posargs)

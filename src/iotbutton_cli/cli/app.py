@@ -14,7 +14,18 @@ import typer
 from typer.core import TyperGroup
 
 from iotbutton_cli import __version__
-from iotbutton_cli.cli import certs, clean, endpoint, notify, paths, rules, sandbox, sim, things
+from iotbutton_cli.cli import (
+    certs,
+    clean,
+    demo,
+    endpoint,
+    notify,
+    paths,
+    rules,
+    sandbox,
+    sim,
+    things,
+)
 from iotbutton_cli.context import AppContext, Settings, clean_error
 
 INTERRUPTED = 130  # what shells report for Ctrl-C
@@ -59,6 +70,7 @@ app.command("clean")(clean.clean)
 app.command("paths")(paths.paths)
 app.add_typer(sim.app, name="sim")
 app.add_typer(sandbox.app, name="sandbox")
+app.command("demo")(demo.demo)
 
 
 def _version(value: bool) -> None:

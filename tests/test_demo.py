@@ -1,0 +1,31 @@
+"""`iotbutton demo`: the README's main job, in its own sandbox and home."""
+
+from __future__ import annotations
+
+import json
+
+from support import registry_document
+
+
+def test_demo_clicks_and_checks_every_message(cli, isolated_env):
+    result = cli.json("demo")
+
+    assert result["ok"] is True
+    assert result["clicks"] == {"SINGLE": True, "DOUBLE": True, "LONG": True}
+    assert len(result["outbox"]) == 7
+    assert {entry["http_status"] for entry in result["outbox"]} == {201}
+    assert result["home"] == str(isolated_env / "demo")
+    # The user's own registry and sandbox are untouched; the demo's sandbox is gone.
+    assert registry_document(isolated_env)["namespaces"] == {}
+    assert not (isolated_env / "demo" / "state" / "sandbox" / "sandbox.json").exists()
+    assert cli.json("sandbox", "status", code=1) == {"running": False}
+
+
+def test_demo_keep_leaves_its_sandbox_to_explore(cli, isolated_env, monkeypatch):
+    result = cli("demo", "--keep")
+    assert "Every click produced exactly the configured messages." in result.stdout
+    assert f"IOTBUTTON_HOME={isolated_env / 'demo'}" in result.stdout
+    monkeypatch.setenv("IOTBUTTON_HOME", str(isolated_env / "demo"))
+    listed = cli.json("--sandbox", "things", "list")
+    assert [button["serial"] for button in listed] == ["G030JF0553648RUH"]
+    assert json.loads(cli("sandbox", "stop", "--json").stdout)["stopped"] is True
