@@ -175,3 +175,17 @@ def test_status_when_stopped_and_with_a_stale_pid_file(cli, isolated_env):
     assert cli.json("sandbox", "status", code=1) == {"running": False}
     assert not (state / "sandbox.json").exists()
     assert "not running" in cli("sandbox", "outbox", code=1).stderr
+
+
+def test_a_sandbox_that_died_leaves_no_phantom_records(cli, sandbox):
+    """moto keeps state in memory: after a crash, the next sandbox starts empty, and so must the
+    registry's sandbox namespace."""
+    import signal
+
+    cli("--sandbox", "things", "create", SERIAL)
+    os.kill(sandbox["pid"], signal.SIGKILL)
+
+    result = cli.json("--sandbox", "things", "create", SERIAL)
+
+    assert result["buttons"][0]["action"] == "created"
+    assert [b["serial"] for b in cli.json("--sandbox", "things", "list")] == [SERIAL]

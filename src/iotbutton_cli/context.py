@@ -142,7 +142,11 @@ class AppContext:
     def namespace(self) -> Namespace:
         if self.sandbox:
             # Separate from any real account's, whatever account id moto reports.
-            return self.registry.namespace("sandbox", account=self.account_id, region=self.region)
+            from iotbutton_cli.services.sandbox_control import SANDBOX_NAMESPACE
+
+            return self.registry.namespace(
+                SANDBOX_NAMESPACE, account=self.account_id, region=self.region
+            )
         account, region = self.account_id, self.region
         return self.registry.namespace(f"aws:{account}:{region}", account=account, region=region)
 

@@ -14,6 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
 @app.command("start")
 def start(
     ctx: typer.Context,
@@ -81,9 +82,9 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
     """Stop the sandbox (its AWS state is lost; the registry's sandbox namespace is emptied)."""
     from iotbutton_cli.services import sandbox_control
 
-    app_ctx = app_context(ctx, json)
+    app_context(ctx, json)
     info = sandbox_control.stop()
-    forgotten = _forget_sandbox_registry(app_ctx) if info else 0
+    forgotten = sandbox_control.forget_sandbox_records() if info else 0
     if json:
         output.emit_json(
             {
@@ -96,21 +97,6 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
         output.say("The sandbox is not running.")
     else:
         output.say(f"Stopped the sandbox (pid {info.pid}).")
-
-
-def _forget_sandbox_registry(app_ctx: Any) -> int:
-    """moto keeps state in memory only: once the sandbox stops, its resources are gone, so the
-    registry must not keep pretending they exist."""
-    with app_ctx.registry.transaction() as document:
-        namespace = document["namespaces"].pop("sandbox", None)
-    if namespace is None:
-        return 0
-    from iotbutton_cli.services import keyfiles
-
-    for record in namespace.get("resources", {}).get("certificates", {}).values():
-        keyfiles.remove_key_files(record.get("files"))
-    keyfiles.remove_empty_namespace_dir("sandbox")
-    return sum(len(items) for items in namespace.get("resources", {}).values())
 
 
 @app.command("status")

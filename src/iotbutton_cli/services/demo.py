@@ -99,7 +99,6 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
     from iotbutton_cli.services import sandbox_control
 
     sandbox_control.stop()  # a kept demo from last time: start from an empty account
-    _forget_previous_demo()
     yield DemoEvent("step", "Starting a private sandbox (AWS IoT, Lambda and Twilio, offline)")
     info, _ = sandbox_control.start()
     yield DemoEvent(
@@ -126,11 +125,6 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
             yield DemoEvent("result", "Kept the sandbox and everything in it.")
         else:
             yield from _clean_up(ctx)
-
-
-def _forget_previous_demo() -> None:
-    registry = data_dir() / "registry.json"
-    registry.unlink(missing_ok=True)
 
 
 def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:

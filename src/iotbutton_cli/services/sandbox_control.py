@@ -20,6 +20,7 @@ from typing import Any
 from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.paths import ensure_private_dir, state_dir
 
+SANDBOX_NAMESPACE = "sandbox"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOG_FILE = "sandbox.log"
@@ -78,6 +79,23 @@ def running() -> SandboxInfo | None:
     return SandboxInfo(**data)
 
 
+def forget_sandbox_records() -> int:
+    """moto keeps its state in memory only: once a sandbox is gone, so is everything in it, and
+    the registry must not keep pretending otherwise. Returns how many records were dropped."""
+    from iotbutton_cli.registry import Registry
+    from iotbutton_cli.services import keyfiles
+
+    with Registry().transaction() as document:
+        namespace = document["namespaces"].pop(SANDBOX_NAMESPACE, None)
+    if namespace is None:
+        return 0
+    resources = namespace.get("resources", {})
+    for record in resources.get("certificates", {}).values():
+        keyfiles.remove_key_files(record.get("files"))
+    keyfiles.remove_empty_namespace_dir(SANDBOX_NAMESPACE)
+    return sum(len(items) for items in resources.values())
+
+
 def start(
     aws_port: int = 0, mqtt_port: int = 0, twilio_port: int = 0, verbose: bool = False
 ) -> tuple[SandboxInfo, bool]:
@@ -85,6 +103,7 @@ def start(
     current = running()
     if current is not None:
         return current, False
+    forget_sandbox_records()  # left by a sandbox that died without `sandbox stop`
     folder = ensure_private_dir(sandbox_dir())
     command = [
         sys.executable,
