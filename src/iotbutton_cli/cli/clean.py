@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,14 @@ def clean(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be removed; change nothing.")
     ] = False,
+    discover: Annotated[
+        bool,
+        typer.Option(
+            "--discover",
+            help="Also find what iotbutton made here but the registry lost (by its names, "
+            "tags and thing attributes) and remove it too.",
+        ),
+    ] = False,
     keep_local: KeepLocalOption = False,
     yes: YesOption = False,
     json: JsonOption = False,
@@ -28,7 +36,17 @@ def clean(
 
     app_ctx = app_context(ctx, json)
     app_ctx.check_namespace_owner()
-    steps = teardown.plan(app_ctx)
+    found = None
+    if discover:
+        from iotbutton_cli.services import discover as discovery
+
+        found = discovery.discover(app_ctx)
+        known = teardown.plan(app_ctx)
+        output.info(
+            f"Discovered {found.count()} resources made by iotbutton "
+            f"({found.count() - _overlap(known, found)} not in the registry)."
+        )
+    steps = teardown.plan(app_ctx, found.resources if found else None)
     where = f"account {app_ctx.account_id}, {app_ctx.region}"
     if not steps:
         if json:
@@ -47,6 +65,10 @@ def clean(
             output.emit_json({"dry_run": True, "steps": _steps_json(steps)})
         return
     output.confirm(f"Remove these {len(steps)} resources?", yes)
+    if found is not None:
+        from iotbutton_cli.services import discover as discovery
+
+        discovery.record(app_ctx, found)  # from here on, the registry knows them
     with output.progress() as bar:
         task = bar.add_task("Removing", total=len(steps))
         report = teardown.execute(
@@ -55,6 +77,11 @@ def clean(
     _render(report, json)
     if report.failed:
         raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _overlap(known: list[Step], found: Any) -> int:
+    recorded = {(step.kind, step.resource_id) for step in known}
+    return sum((kind, rid) in recorded for kind, items in found.resources.items() for rid in items)
 
 
 def _steps_json(steps: list[Step]) -> list[dict[str, str]]:

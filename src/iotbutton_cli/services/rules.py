@@ -23,6 +23,7 @@ PERMISSION_KIND = "lambda_permissions"
 DEFAULT_RULE = "iotbutton_notifier"
 DEFAULT_SQL = f"SELECT * FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT rule SQL, no database
 SQL_VERSION = "2016-03-23"
+RULE_DESCRIPTION = "Invokes the iotbutton notifier"  # how `clean --discover` knows our rules
 RULE_NAME = re.compile(r"^[a-zA-Z0-9_]{1,128}$")
 SQL_SHAPE = re.compile(r"^\s*SELECT\s+.+?\s+FROM\s+'[^']+'(\s+WHERE\s+.+)?\s*$", re.I | re.S)
 
@@ -86,7 +87,7 @@ def rule_for(name: str | None, sql: str | None, serial: str | None) -> tuple[str
 def _payload(sql: str, target: RuleTarget) -> dict[str, Any]:
     return {
         "sql": sql,
-        "description": "Invokes the iotbutton notifier",
+        "description": RULE_DESCRIPTION,
         "awsIotSqlVersion": SQL_VERSION,
         "ruleDisabled": False,
         "actions": [{"lambda": {"functionArn": target.function_arn}}],

@@ -152,9 +152,12 @@ KINDS: list[Kind] = [
 ]
 
 
-def plan(ctx: AppContext) -> list[Step]:
-    """Every recorded resource, in the order it must be removed."""
-    resources = ctx.namespace.snapshot()
+def plan(ctx: AppContext, extra: dict[str, dict[str, Any]] | None = None) -> list[Step]:
+    """Every recorded resource (plus ``extra`` ones, e.g. discovered), in removal order."""
+    resources = {kind: dict(items) for kind, items in ctx.namespace.snapshot().items()}
+    for kind_name, items in (extra or {}).items():
+        for resource_id, item in items.items():
+            resources.setdefault(kind_name, {}).setdefault(resource_id, item)
     steps = []
     for kind in KINDS:
         for resource_id, record in sorted(resources.get(kind.name, {}).items()):
