@@ -25,7 +25,7 @@ class IotButtonError(Exception):
 
     code: str
     message: str
-    hint: str = ""
+    hint: str  # required: every error tells the user what to do next
     exit_status: ExitStatus = ExitStatus.FAILED
 
     def __str__(self) -> str:
@@ -40,9 +40,9 @@ class IotButtonError(Exception):
         }
 
 
-def usage_error(code: str, message: str, hint: str = "") -> IotButtonError:
+def usage_error(code: str, message: str, hint: str) -> IotButtonError:
     return IotButtonError(code, message, hint, ExitStatus.USAGE)
 
 
-def credentials_error(code: str, message: str, hint: str = "") -> IotButtonError:
+def credentials_error(code: str, message: str, hint: str) -> IotButtonError:
     return IotButtonError(code, message, hint, ExitStatus.CREDENTIALS)

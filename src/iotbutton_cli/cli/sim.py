@@ -37,7 +37,11 @@ def click(
         name for name, flag in (("SINGLE", single), ("DOUBLE", double), ("LONG", long)) if flag
     ]
     if len(chosen) > 1:
-        raise usage_error("one-click-type", "Choose one of --single, --double, --long.", "")
+        raise usage_error(
+            "one-click-type",
+            "Choose one of --single, --double, --long.",
+            "Run the command once per click type; --count repeats one.",
+        )
     sent = simulator.click(app_ctx, serial, (chosen or ["SINGLE"])[0], battery, count)
     if json:
         output.emit_json(sent)
@@ -111,7 +115,11 @@ def send(
 
     app_ctx = app_context(ctx, json)
     if (message is None) == (file is None):
-        raise usage_error("one-payload", "Give exactly one of --message and --file.", "")
+        raise usage_error(
+            "one-payload",
+            "Give exactly one of --message and --file.",
+            'For example: --message \'{"clickType": "LONG"}\'.',
+        )
     payload = message.encode() if message is not None else file.read_bytes()  # type: ignore[union-attr]
     sent = simulator.send(app_ctx, topic, payload, as_serial)
     if json:

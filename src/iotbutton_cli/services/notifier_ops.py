@@ -144,9 +144,9 @@ def default_serial(ctx: AppContext) -> str:
 
 def invoke_test(ctx: AppContext, serial: str, click: str) -> TestInvocation:
     """Invoke the deployed function synchronously with a button event, as IoT would."""
+    event = button_event(serial, check_click(click))  # bad input first, before any AWS call
     if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
         raise not_deployed()
-    event = button_event(serial, check_click(click))
     response = ctx.client("lambda").invoke(
         FunctionName=FUNCTION_NAME, Payload=json.dumps(event).encode(), LogType="Tail"
     )

@@ -47,7 +47,9 @@ def generate_serial() -> str:
 def resolve_serials(serial: str | None, count: int) -> list[str]:
     """The serials a ``things create`` asks for: one given, or ``count`` generated ones."""
     if count < 1:
-        raise usage_error("bad-count", f"--count must be at least 1, not {count}.", "")
+        raise usage_error(
+            "bad-count", f"--count must be at least 1, not {count}.", "Omit --count for one button."
+        )
     if serial is not None:
         validate_serial(serial)
         if count != 1:
