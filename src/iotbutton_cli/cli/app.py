@@ -6,7 +6,6 @@ inside the commands that need them, so ``iotbutton --help`` answers quickly.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated, Any
 
@@ -110,7 +109,7 @@ def main_options(
             "--verbose",
             count=True,
             show_default=False,
-            help="Log each AWS call and retry to stderr.",
+            help="Log each AWS call to stderr; -vv adds botocore's debug log (secrets masked).",
         ),
     ] = 0,
     version: Annotated[
@@ -124,10 +123,10 @@ def main_options(
 
 
 def _configure_logging(verbose: int) -> None:
-    if not verbose:
-        return
-    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("iotbutton").setLevel(logging.DEBUG)
+    if verbose:
+        from iotbutton_cli import logsetup
+
+        logsetup.configure(verbose)
 
 
 def main() -> None:

@@ -195,6 +195,9 @@ def _config_and_secret() -> tuple[Any, Any]:
     secret = notify_config.resolve_secret(
         config, prompt=lambda question: typer.prompt(question, hide_input=True, err=True)
     )
+    from iotbutton_cli.logsetup import register_secret
+
+    register_secret(secret.value)
     return config, secret
 
 

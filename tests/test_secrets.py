@@ -1,0 +1,55 @@
+"""Nothing leaks: with -v (every AWS call logged) and -vv (botocore's debug log, which prints
+request and response bodies) the Twilio secret, private keys and AWS credentials appear nowhere in
+the output."""
+
+from __future__ import annotations
+
+from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+
+AWS_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzEXAMPLEKEY"
+AWS_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN"
+
+
+def test_verbose_output_holds_no_secret(
+    cli, sandbox_aws, twilio_standin, monkeypatch, isolated_env
+):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", AWS_TOKEN)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
+    base = ["--twilio-api-base", twilio_standin.base_url]
+    results = [
+        cli("-vv", "things", "create", "G030JF0553648RUH"),
+        cli("-v", "things", "show", "G030JF0553648RUH", "--json"),
+        cli("-vv", "certs", "rotate", "G030JF0553648RUH"),
+        cli(
+            "-v",
+            "notify",
+            "init",
+            "--account-sid",
+            TWILIO_ACCOUNT_SID,
+            "--from",
+            "+15005550006",
+            "--person",
+            "P",
+            "--sms",
+            "+15551230001",
+        ),
+        cli("-v", "notify", "check"),
+        cli("-vv", "notify", "deploy", *base),
+        cli("-v", "notify", "deploy", *base, "--json"),
+        cli("-v", "notify", "show", "--json"),
+        cli("-v", "notify", "test"),
+        cli("-v", "notify", "send", *base, "--json"),
+        cli("-v", "clean", "--yes"),
+    ]
+    everything = "".join(r.stdout + r.stderr for r in results)
+
+    assert "iot:CreateKeysAndCertificate" in everything  # -v really logs the calls
+    assert "Response body" in everything and "PrivateKey" in everything  # -vv: botocore's too
+    assert "****" in everything  # and masked
+    for secret in (TWILIO_SECRET, AWS_SECRET, AWS_TOKEN, "PRIVATE KEY"):
+        assert secret not in everything, secret
+    for path in isolated_env.rglob("*"):
+        if path.is_file() and not path.name.endswith("-private.pem.key"):
+            text = path.read_text(errors="ignore")
+            assert TWILIO_SECRET not in text and AWS_SECRET not in text, path
