@@ -50,7 +50,12 @@ KNOWN_DATA_GAP = {"iot:AttachThingPrincipal", "iot:DetachThingPrincipal"}
 def test_the_documented_user_policy_passes_parliament():
     text = (DOCS / "iam-policy.md").read_text()
     blocks = re.findall(r"```json\n(.*?)```", text, re.S)
-    documents = [json.loads(b) for b in blocks if '"Statement"' in b and '"Version"' in b]
+    # IAM documents only: the IoT policy shown for contrast uses IoT policy variables.
+    documents = [
+        json.loads(b)
+        for b in blocks
+        if '"Statement"' in b and '"Version"' in b and "${iot:" not in b
+    ]
     assert documents, "docs/iam-policy.md has no policy document"
     for document in documents:
         for issue, detail in findings(document):
