@@ -453,8 +453,7 @@ def test_notifier_doc_shows_what_the_code_writes():
     ]
     trust, function_policy, rule_error_policy = blocks
     assert trust == json.loads(deploy._trust("lambda.amazonaws.com"))
-    key = function_policy["Statement"][0]["Resource"].split("/", 1)[1]
-    assert function_policy == deploy.function_policy(ctx, names, key)  # type: ignore[arg-type]
+    assert function_policy == deploy.function_policy(ctx, names)  # type: ignore[arg-type]
     assert rule_error_policy == deploy.rule_error_policy(ctx)  # type: ignore[arg-type]
 
     for fact in (

@@ -28,7 +28,7 @@ def findings(document: dict) -> list[tuple[str, object]]:
 
 def test_the_notifier_roles_pass_parliament(ctx):
     names = notifier_deploy.Names.for_context(ctx)
-    assert findings(notifier_deploy.function_policy(ctx, names, "notifier/config-1.json")) == []
+    assert findings(notifier_deploy.function_policy(ctx, names)) == []
     assert findings(notifier_deploy.rule_error_policy(ctx)) == []
 
 

@@ -113,7 +113,7 @@ def test_deploy_creates_every_resource(ctx):
 
 
 def test_function_role_is_least_privilege(ctx):
-    report = notifier_deploy.deploy(ctx, deploy_input())
+    notifier_deploy.deploy(ctx, deploy_input())
     iam = boto3.client("iam", region_name="us-east-1")
     role = "iotbutton-notifier-us-east-1"
 
@@ -131,7 +131,7 @@ def test_function_role_is_least_privilege(ctx):
     assert grants == {
         "ReadConfig": (
             "s3:GetObject",
-            f"arn:aws:s3:::iotbutton-config-123456789012-us-east-1/{report.config_key}",
+            "arn:aws:s3:::iotbutton-config-123456789012-us-east-1/notifier/config-*",
         ),
         "ReadTwilioSecret": (
             "ssm:GetParameter",
@@ -266,3 +266,41 @@ def test_rules_commands(ctx, cli):
 def test_rules_create_rejects_bad_input_before_any_aws_call(cli, aws, args, message):
     result = cli("rules", "create", *args, code=2)
     assert message in result.stderr
+
+
+def test_no_default_rule_removes_it_and_keeps_custom_rules(ctx, cli):
+    notifier_deploy.deploy(ctx, deploy_input())
+    cli(
+        "rules",
+        "create",
+        "--name",
+        "iotbutton_long",
+        "--sql",
+        "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'",
+    )
+
+    report = notifier_deploy.deploy(
+        AppContext(),
+        notifier_deploy.DeployInput(**{**deploy_input().__dict__, "default_rule": False}),
+    )
+
+    assert ("topic rule", "iotbutton_notifier", "removed") in [
+        (s.resource, s.name, s.action) for s in report.steps
+    ]
+    iot = boto3.client("iot", region_name="us-east-1")
+    assert [r["ruleName"] for r in iot.list_topic_rules()["rules"]] == ["iotbutton_long"]
+    again = notifier_deploy.deploy(
+        AppContext(),
+        notifier_deploy.DeployInput(**{**deploy_input().__dict__, "default_rule": False}),
+    )
+    assert again.up_to_date
+
+
+def test_a_second_machine_adopts_the_deployed_notifier(ctx, isolated_env):
+    """Another machine (or a lost registry): everything is recognised as ours, not refused."""
+    notifier_deploy.deploy(ctx, deploy_input())
+    (isolated_env / "registry.json").unlink()
+
+    report = notifier_deploy.deploy(AppContext(), deploy_input())
+
+    assert report.up_to_date

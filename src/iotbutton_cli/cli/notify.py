@@ -189,12 +189,17 @@ def _sandbox_twilio(app_ctx: Any) -> str | None:
 
 
 def _config_and_secret() -> tuple[Any, Any]:
+    """The config and the Twilio secret; asks for the secret only when a person can answer
+    (never with --json)."""
     from iotbutton_cli.services import notify_config
 
     config = notify_config.load_config(notify_config.config_path())
-    secret = notify_config.resolve_secret(
-        config, prompt=lambda question: typer.prompt(question, hide_input=True, err=True)
+    prompt = (
+        None
+        if output.json_mode()
+        else (lambda question: typer.prompt(question, hide_input=True, err=True))
     )
+    secret = notify_config.resolve_secret(config, prompt=prompt)
     from iotbutton_cli.logsetup import register_secret
 
     register_secret(secret.value)
@@ -203,7 +208,17 @@ def _config_and_secret() -> tuple[Any, Any]:
 
 @app.command("deploy")
 def deploy(
-    ctx: typer.Context, twilio_api_base: TwilioBaseOption = None, json: JsonOption = False
+    ctx: typer.Context,
+    default_rule: Annotated[
+        bool,
+        typer.Option(
+            "--default-rule/--no-default-rule",
+            help="Route every button's clicks to the notifier (rule iotbutton_notifier); "
+            "--no-default-rule leaves routing to your own `rules create`.",
+        ),
+    ] = True,
+    twilio_api_base: TwilioBaseOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Deploy the notifier: role, config, secret, function and topic rule; only what changed."""
     from iotbutton_cli.services import bundle as bundles
@@ -219,6 +234,7 @@ def deploy(
         code_sha256=built.code_sha256,
         handler=bundles.HANDLER,
         twilio_api_base=twilio_api_base or _sandbox_twilio(app_ctx),
+        default_rule=default_rule,
     )
 
     def show_step(step: Any) -> None:

@@ -38,6 +38,12 @@ def create(
     target = notifier_deploy.rule_target(app_ctx)
     action = rules.ensure_rule(app_ctx, rule_name, rule_sql, target)
     info = rules.show_rule(app_ctx, rule_name)
+    if rule_name != rules.DEFAULT_RULE and app_ctx.namespace.get(rules.KIND, rules.DEFAULT_RULE):
+        output.info(
+            f"Note: {rules.DEFAULT_RULE} also sends every click to the notifier, so clicks this "
+            "rule matches will message twice. `iotbutton notify deploy --no-default-rule` "
+            "leaves routing to your own rules."
+        )
     if json:
         output.emit_json({**output.to_jsonable(info), "action": action})
     else:

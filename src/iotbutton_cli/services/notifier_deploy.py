@@ -90,21 +90,30 @@ class DeployInput:
     code_sha256: str = ""
     handler: str = "handler.lambda_handler"
     twilio_api_base: str | None = None  # the sandbox points Twilio calls at its stand-in
+    # The default rule sends every button's clicks to the notifier; without it, only the
+    # user's own rules (`rules create`) do, so they never message twice.
+    default_rule: bool = True
 
 
-def _trust(service: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-            ],
-        }
-    )
+def _trust(service: str, account: str | None = None) -> str:
+    """Trust one AWS service; with ``account``, only on behalf of that account (so another
+    account's IoT cannot use the role: the confused-deputy guard AWS recommends)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if account:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account}}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
-def function_policy(ctx: AppContext, names: Names, config_key: str) -> dict[str, Any]:
-    """Read the one config object and the one parameter; write its own log group. Nothing else."""
+def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
+    """Read the config objects and the one parameter; write its own log group. Nothing else.
+
+    The config grant covers ``notifier/config-*`` rather than the current key: a redeploy with a
+    new config switches the function to a new key, and IAM changes take seconds to reach Lambda,
+    so an exact-key grant would fail the first clicks after each config change."""
     partition = ctx.partition
     log_group = ctx.arn("logs", f"log-group:{FUNCTION_LOG_GROUP}")
     return {
@@ -114,7 +123,7 @@ def function_policy(ctx: AppContext, names: Names, config_key: str) -> dict[str,
                 "Sid": "ReadConfig",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": f"arn:{partition}:s3:::{names.bucket}/{config_key}",
+                "Resource": f"arn:{partition}:s3:::{names.bucket}/{CONFIG_PREFIX}*",
             },
             {
                 "Sid": "ReadTwilioSecret",
@@ -174,11 +183,11 @@ def deploy(
         if on_step:
             on_step(result)
 
-    policy = function_policy(ctx, names, config_key)
+    policy = function_policy(ctx, names)
     role_arn, action = ensure_role(ctx, names.function_role, "lambda.amazonaws.com", policy)
     step("IAM role", names.function_role, action)
     error_role_arn, action = ensure_role(
-        ctx, names.rule_error_role, "iot.amazonaws.com", rule_error_policy(ctx)
+        ctx, names.rule_error_role, "iot.amazonaws.com", rule_error_policy(ctx), ctx.account_id
     )
     step("IAM role", names.rule_error_role, action)
     for group in (FUNCTION_LOG_GROUP, RULE_ERROR_LOG_GROUP):
@@ -199,8 +208,12 @@ def deploy(
     step("Lambda function", FUNCTION_NAME, action)
     report.function_arn, report.code_sha256 = function_arn, code_sha
     target = rules.RuleTarget(FUNCTION_NAME, function_arn, error_role_arn, RULE_ERROR_LOG_GROUP)
-    action = rules.ensure_rule(ctx, rules.DEFAULT_RULE, rules.DEFAULT_SQL, target)
-    step("topic rule", rules.DEFAULT_RULE, action)
+    if source.default_rule:
+        action = rules.ensure_rule(ctx, rules.DEFAULT_RULE, rules.DEFAULT_SQL, target)
+        step("topic rule", rules.DEFAULT_RULE, action)
+    elif ctx.namespace.get(rules.KIND, rules.DEFAULT_RULE) is not None:
+        rules.delete_rule(ctx, rules.DEFAULT_RULE)
+        step("topic rule", rules.DEFAULT_RULE, "removed")
     removed = remove_stale_config_objects(ctx, names.bucket, keep=config_key)
     if removed:
         step("old config objects", ", ".join(removed), "updated")
@@ -224,7 +237,7 @@ def rule_target(ctx: AppContext) -> rules.RuleTarget:
 
 
 def ensure_role(
-    ctx: AppContext, name: str, service: str, policy: dict[str, Any]
+    ctx: AppContext, name: str, service: str, policy: dict[str, Any], account: str | None = None
 ) -> tuple[str, str]:
     """A role trusted by ``service`` with one inline policy; returns (arn, action)."""
     iam = ctx.client("iam")
@@ -236,13 +249,13 @@ def ensure_role(
             raise
         role = iam.create_role(
             RoleName=name,
-            AssumeRolePolicyDocument=_trust(service),
+            AssumeRolePolicyDocument=_trust(service, account),
             Description="Made by iotbutton",
             Tags=aws_tags(),
         )["Role"]
         action = "created"
     else:
-        _require_ours(ctx, ROLE_KIND, name, _iam_tags(iam, name), "IAM role")
+        _require_ours(ctx, ROLE_KIND, name, lambda: _iam_tags(iam, name), "IAM role")
     ctx.namespace.put(ROLE_KIND, name, {"arn": role["Arn"], "inline_policies": [name]})
     try:
         current = iam.get_role_policy(RoleName=name, PolicyName=name)["PolicyDocument"]
@@ -263,12 +276,17 @@ def _iam_tags(iam: Any, name: str) -> list[dict[str, str]]:
 
 
 def _require_ours(
-    ctx: AppContext, kind: str, name: str, tags: list[dict[str, str]], label: str
+    ctx: AppContext,
+    kind: str,
+    name: str,
+    tags: Callable[[], list[dict[str, str]]],
+    label: str,
 ) -> None:
-    """An existing resource is ours if recorded, or tagged by us (a run that stopped early)."""
+    """An existing resource is ours if recorded, or tagged by us (a run that stopped early, or
+    another machine). Tags are fetched only when the registry does not know the resource."""
     if ctx.namespace.get(kind, name) is not None:
         return
-    if {"Key": MANAGED_BY_KEY, "Value": MANAGED_BY_VALUE} in tags:
+    if {"Key": MANAGED_BY_KEY, "Value": MANAGED_BY_VALUE} in tags():
         return
     raise IotButtonError(
         "resource-not-ours",
@@ -354,7 +372,7 @@ def ensure_bucket(ctx: AppContext, bucket: str) -> str:
         s3.create_bucket(**kwargs)
         action = "created"
     else:
-        _require_ours(ctx, BUCKET_KIND, bucket, _bucket_tags(s3, bucket), "S3 bucket")
+        _require_ours(ctx, BUCKET_KIND, bucket, lambda: _bucket_tags(s3, bucket), "S3 bucket")
     ctx.namespace.put(BUCKET_KIND, bucket, {"arn": f"arn:{ctx.partition}:s3:::{bucket}"})
     if action == "created":
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": aws_tags()})
@@ -471,9 +489,15 @@ def ensure_secret(ctx: AppContext, secret: str) -> tuple[int, str]:
             raise
         current = None
     if current is not None:
-        if ctx.namespace.get(PARAMETER_KIND, SECRET_PARAMETER) is None:
-            tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=SECRET_PARAMETER)
-            _require_ours(ctx, PARAMETER_KIND, SECRET_PARAMETER, tags["TagList"], "SSM parameter")
+        _require_ours(
+            ctx,
+            PARAMETER_KIND,
+            SECRET_PARAMETER,
+            lambda: ssm.list_tags_for_resource(
+                ResourceType="Parameter", ResourceId=SECRET_PARAMETER
+            )["TagList"],
+            "SSM parameter",
+        )
         if current["Type"] == "SecureString" and current["Value"] == secret:
             ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"version": current["Version"]})
             return int(current["Version"]), "unchanged"
@@ -544,10 +568,16 @@ def ensure_function(
         ctx.namespace.put(FUNCTION_KIND, FUNCTION_NAME, {"arn": created["FunctionArn"]})
         lam.get_waiter("function_active_v2").wait(FunctionName=FUNCTION_NAME)
         return str(created["FunctionArn"]), str(created["CodeSha256"]), "created"
-    if ctx.namespace.get(FUNCTION_KIND, FUNCTION_NAME) is None:
-        tags = lam.list_tags(Resource=current["FunctionArn"]).get("Tags", {})
-        tag_list = [{"Key": key, "Value": value} for key, value in tags.items()]
-        _require_ours(ctx, FUNCTION_KIND, FUNCTION_NAME, tag_list, "Lambda function")
+    _require_ours(
+        ctx,
+        FUNCTION_KIND,
+        FUNCTION_NAME,
+        lambda: [
+            {"Key": key, "Value": value}
+            for key, value in lam.list_tags(Resource=current["FunctionArn"]).get("Tags", {}).items()
+        ],
+        "Lambda function",
+    )
     ctx.namespace.put(FUNCTION_KIND, FUNCTION_NAME, {"arn": current["FunctionArn"]})
     action = "unchanged"
     code_sha = current["CodeSha256"]

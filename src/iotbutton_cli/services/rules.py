@@ -100,6 +100,13 @@ def _payload(sql: str, target: RuleTarget) -> dict[str, Any]:
     }
 
 
+def _made_by_us(rule: dict[str, Any], target: RuleTarget) -> bool:
+    """Our description and our function: made by iotbutton (on another machine, or by a run
+    that stopped before recording it)."""
+    arns = [action.get("lambda", {}).get("functionArn") for action in rule.get("actions", [])]
+    return rule.get("description") == RULE_DESCRIPTION and target.function_arn in arns
+
+
 def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return any(current.get(key) != value for key, value in wanted.items() if key != "description")
 
@@ -119,11 +126,11 @@ def ensure_rule(ctx: AppContext, name: str, sql: str, target: RuleTarget) -> str
         iot.create_topic_rule(ruleName=name, topicRulePayload=wanted)
         action = "created"
     else:
-        if ctx.namespace.get(KIND, name) is None:
+        if ctx.namespace.get(KIND, name) is None and not _made_by_us(current["rule"], target):
             raise IotButtonError(
                 "rule-not-ours",
                 f"A topic rule named {name} exists that iotbutton did not create.",
-                "Pick another --name; iotbutton never changes resources it did not make.",
+                "Use another rule name; iotbutton never changes resources it did not make.",
             )
         if _differs(current["rule"], wanted):
             iot.replace_topic_rule(ruleName=name, topicRulePayload=wanted)
