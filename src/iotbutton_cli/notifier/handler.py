@@ -1,6 +1,6 @@
 """The notifier Lambda: turn an AWS IoT button click into Twilio SMS messages and voice calls.
 
-Runs alone inside AWS Lambda (Python 3.12 runtime): standard library plus the runtime's boto3, and
+Runs alone inside AWS Lambda (Python 3.13 runtime): standard library plus the runtime's boto3, and
 nothing else from iotbutton_cli. Twilio is called over its REST API with urllib; boto3 is imported
 only when the config or secret must be read, so malformed events cost no AWS calls.
 
@@ -341,8 +341,9 @@ def _client(service: str) -> Any:
             import boto3
 
             # botocore logs response bodies at DEBUG, the decrypted secret included, and
-            # Lambda's log-level setting can put the root logger at DEBUG: hold botocore at INFO.
-            logging.getLogger("botocore").setLevel(logging.INFO)
+            # Lambda's log-level setting can put the root logger at DEBUG: hold botocore at
+            # WARNING (INFO would log "Found credentials" on every cold start).
+            logging.getLogger("botocore").setLevel(logging.WARNING)
             _clients[service] = boto3.client(service)
         return _clients[service]
 

@@ -109,9 +109,14 @@ def _summary(document: dict[str, Any]) -> dict[str, Any]:
                 "call": item.get("call", []),
                 "message": item.get("message", ""),
             }
-            for click, item in clicks.items()
+            # The deployed JSON has sorted keys; show clicks in the button's own order.
+            for click, item in sorted(clicks.items(), key=lambda pair: _click_order(pair[0]))
         },
     }
+
+
+def _click_order(click: str) -> int:
+    return CLICK_TYPES.index(click) if click in CLICK_TYPES else len(CLICK_TYPES)
 
 
 # --- test ----------------------------------------------------------------------------------------
