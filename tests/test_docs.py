@@ -28,23 +28,28 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
 # Command groups and top-level commands that docs/reference.md covers. Extend these lists when a
-# group (sim, sandbox...) is documented there.
-DOCUMENTED_GROUPS = ["things", "certs", "notify", "rules"]
-DOCUMENTED_COMMANDS = ["endpoint", "clean", "paths"]
+# group or command is added to the app.
+DOCUMENTED_GROUPS = ["things", "certs", "notify", "rules", "sandbox", "sim"]
+DOCUMENTED_COMMANDS = ["endpoint", "clean", "paths", "demo"]
 
 # The source files whose error codes docs/reference.md explains. Add a file when its codes are
 # documented.
 DOCUMENTED_ERROR_SOURCES = [
     "aws_errors.py",
+    "cli/demo.py",
     "cli/notify.py",
     "cli/output.py",
     "cli/rules.py",
+    "cli/sandbox.py",
+    "cli/sim.py",
     "context.py",
     "errors.py",
     "paths.py",
     "registry.py",
     "services/bundle.py",
     "services/certs.py",
+    "services/demo.py",
+    "services/discover.py",
     "services/endpoint.py",
     "services/keyfiles.py",
     "services/notifier_deploy.py",
@@ -52,7 +57,9 @@ DOCUMENTED_ERROR_SOURCES = [
     "services/notify_config.py",
     "services/policies.py",
     "services/rules.py",
+    "services/sandbox_control.py",
     "services/serials.py",
+    "services/simulator.py",
     "services/teardown.py",
     "services/things.py",
 ]
@@ -65,6 +72,9 @@ ERROR_FACTORIES = {"IotButtonError": 0, "usage_error": 0, "credentials_error": 0
 ACCOUNT_LEVEL_ACTIONS = {
     "iot:CreateKeysAndCertificate",
     "iot:DescribeEndpoint",
+    "iot:ListThingTypes",
+    "iot:ListThings",
+    "iot:ListTopicRules",
     "logs:DescribeLogGroups",
     "sts:GetCallerIdentity",
 }
@@ -88,6 +98,7 @@ S3_ACTIONS = {
     "HeadBucket": "s3:ListBucket",
     "HeadObject": "s3:GetObject",
     "ListObjectVersions": "s3:ListBucketVersions",
+    "ListObjectsV2": "s3:ListBucket",
     "PutBucketEncryption": "s3:PutEncryptionConfiguration",
     "PutBucketTagging": "s3:PutBucketTagging",
     "PutObject": "s3:PutObject",
@@ -262,8 +273,38 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> CallRecorder:
     return calls
 
 
+class StandInMqtt:
+    """Replaces the simulator's MQTT connection. MQTT is authorized by the device's certificate and
+    the IoT policy attached to it, not by IAM, so what the IAM test needs of `sim` is the AWS calls
+    around the connection (the endpoint, the monitor's policy and certificate), which stay real."""
+
+    def publish(self, topic: str, payload: Any, qos: Any) -> tuple[Any, int]:
+        return done(None), 1
+
+    def subscribe(self, topic: str, qos: Any, callback: Any) -> tuple[Any, int]:
+        return done({"topic": topic, "qos": qos}), 1
+
+    def disconnect(self) -> Any:
+        return done(None)
+
+
+def done(value: Any) -> Any:
+    from concurrent.futures import Future
+
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+@pytest.fixture
+def stand_in_mqtt(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iotbutton_cli.services import simulator
+
+    monkeypatch.setattr(simulator, "_connect", lambda endpoint, identity: StandInMqtt())
+
+
 def run_lifecycle(cli: Any, iot: Any) -> None:
-    """Every path of things, certs, endpoint and clean that talks to AWS."""
+    """Every path of things, certs, endpoint, sim and clean that talks to AWS."""
     cli("things", "create", "--count", "2")
     cli("things", "create", SERIAL)
     cli("things", "create", SERIAL)  # unchanged
@@ -275,6 +316,9 @@ def run_lifecycle(cli: Any, iot: Any) -> None:
     cli("certs", "show", SERIAL)
     cli("endpoint")
     cli("paths")
+    cli("sim", "click", SERIAL, "--long")  # iot:DescribeEndpoint; the click itself is MQTT
+    cli("sim", "subscribe", "--duration", "0")  # creates the monitor's IoT policy and certificate
+    cli("sim", "subscribe", "--duration", "0")  # reuses them
     # A button policy left by an older iotbutton, already at AWS's five versions: the next
     # `things create` replaces the default version (dropping the oldest) and `clean` deletes the
     # non-default versions before the policy.
@@ -313,8 +357,8 @@ def run_notifier_lifecycle(
     cli("notify", "logs", "--since", "5")
     cli("notify", "send", *base)  # Twilio only, no AWS call
 
-    # Everything changes: the config (a new object, the old one deleted, the role's policy and the
-    # function's environment follow it), the secret (a new parameter version) and the code.
+    # Everything changes: the config (a new object, the old one deleted, the function's
+    # environment follows it), the secret (a new parameter version) and the code.
     cli(*init, "--person", "Grandpa", "--force")
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "t" * 32)
     source = bundle._source
@@ -323,11 +367,11 @@ def run_notifier_lifecycle(
     assert {s["name"]: s["action"] for s in steps}["iotbutton-notifier"] == "updated"
 
     # The same deploy from another machine, whose registry records none of it: iotbutton checks
-    # its managed-by tag on each resource before it adopts it.
+    # the managed-by tag of each resource (the topic rule: its description and target) before it
+    # adopts it, and then has nothing to change.
     monkeypatch.setenv("IOTBUTTON_HOME", str(home.parent / "second-machine"))
     cli(*init, "--person", "Grandpa")
-    # Exits 1 with rule-not-ours for now: topic rules carry no tag to recognise them by.
-    cli("notify", "deploy", *base, code=None)
+    assert cli.json("notify", "deploy", *base)["up_to_date"] is True
     monkeypatch.setenv("IOTBUTTON_HOME", str(home))
 
     long_clicks = "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'"
@@ -336,7 +380,26 @@ def run_notifier_lifecycle(
     cli("rules", "create", "--serial", SERIAL)
     cli("rules", "list")
     cli("rules", "show", "iotbutton_long_clicks")
+    # Only the user's rules route clicks: the default rule and its permission go.
+    steps = cli.json("notify", "deploy", *base, "--no-default-rule")["steps"]
+    assert {s["name"]: s["action"] for s in steps}["iotbutton_notifier"] == "removed"
     cli("rules", "delete", "iotbutton_long_clicks", "--yes")
+
+
+def run_discovery(cli: Any, twilio_url: str, home: Path) -> None:
+    """`clean --discover` after the registry was lost, with a button, the monitor, the notifier
+    and a rule of the user's in AWS."""
+    cli("things", "create", SERIAL)
+    cli("sim", "subscribe", "--duration", "0")
+    cli("notify", "deploy", "--twilio-api-base", twilio_url)
+    long_clicks = "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'"
+    cli("rules", "create", "--name", "iotbutton_long", "--sql", long_clicks)
+    (home / "registry.json").unlink()
+    planned = cli.json("clean", "--dry-run", "--discover")["steps"]
+    assert not (home / "registry.json").exists()  # a dry run records nothing
+    result = cli.json("clean", "--discover", "--yes")
+    assert result["complete"] is True
+    assert len(result["steps"]) == len(planned)
 
 
 def policy_from(markdown: str) -> dict[str, Any]:
@@ -379,7 +442,7 @@ def allows(statement: dict[str, Any], call: Call) -> bool:
 
 
 def test_iam_policy_covers_exactly_the_calls_the_code_makes(
-    cli, sandbox_aws, twilio_standin, recorder, isolated_env, monkeypatch
+    cli, sandbox_aws, twilio_standin, recorder, isolated_env, monkeypatch, stand_in_mqtt
 ):
     import boto3
 
@@ -388,6 +451,7 @@ def test_iam_policy_covers_exactly_the_calls_the_code_makes(
     run_notifier_lifecycle(cli, twilio_standin.base_url, isolated_env, monkeypatch)
     cli("clean", "--dry-run")
     assert cli.json("clean", "--yes")["complete"] is True
+    run_discovery(cli, twilio_standin.base_url, isolated_env)
     policy = policy_from((DOCS / "iam-policy.md").read_text(encoding="utf-8"))
 
     statements = policy["Statement"]

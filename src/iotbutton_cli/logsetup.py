@@ -52,7 +52,14 @@ class RedactingFilter(logging.Filter):
 
 
 def configure(verbose: int) -> None:
-    """Send iotbutton's (and with -vv botocore's) debug log to stderr, masked."""
+    """Send iotbutton's (and with -vv botocore's) debug log to stderr, masked. A previous
+    configuration in the same process (tests run many commands in one) is removed first."""
+    for name in ("iotbutton", "botocore", "urllib3"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() == HANDLER_NAME]:
+            logger.removeHandler(old)
+        if name != "iotbutton":
+            logger.setLevel(logging.NOTSET)
     if verbose <= 0:
         return
     handler = logging.StreamHandler(sys.stderr)
@@ -62,7 +69,5 @@ def configure(verbose: int) -> None:
     names = ["iotbutton"] + (["botocore", "urllib3"] if verbose > 1 else [])
     for name in names:
         logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if h.get_name() == HANDLER_NAME]:
-            logger.removeHandler(old)
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)

@@ -123,7 +123,7 @@ def main_options(
 
 
 def _configure_logging(verbose: int) -> None:
-    if verbose:
+    if verbose or "iotbutton_cli.logsetup" in sys.modules:
         from iotbutton_cli import logsetup
 
         logsetup.configure(verbose)

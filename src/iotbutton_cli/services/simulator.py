@@ -327,7 +327,10 @@ def subscribe(
 
     try:
         future, _ = connection.subscribe(topic, mqtt.QoS.AT_LEAST_ONCE, callback=handle)
-        granted = future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+        try:
+            granted = future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+        except mqtt.SubscribeError:  # the broker answered SUBACK failure (0x80)
+            granted = {}
         if granted.get("qos") is None or str(granted.get("qos")).endswith("FAILURE"):
             raise IotButtonError(
                 "subscribe-denied",
