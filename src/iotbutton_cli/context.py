@@ -74,6 +74,7 @@ class AppContext:
             )
         else:
             session = boto3.Session(profile_name=self.settings.profile or None)
+            _mask_credentials(session)
         session.events.register("after-call", after_call)
         return session
 
@@ -211,3 +212,16 @@ def clean_error(exc: BaseException) -> IotButtonError | None:
     from iotbutton_cli.aws_errors import translate
 
     return translate(exc)
+
+
+def _mask_credentials(session: Any) -> None:
+    """Keep the AWS secret key and session token out of -vv logs."""
+    if not logging.getLogger("botocore").isEnabledFor(logging.DEBUG):
+        return
+    from iotbutton_cli.logsetup import register_secret
+
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        register_secret(frozen.secret_key)
+        register_secret(frozen.token)
