@@ -173,11 +173,19 @@ def check_template(template: str) -> list[str]:
             continue
         if name not in TEMPLATE_FIELDS:
             allowed = ", ".join("{" + field_name + "}" for field_name in TEMPLATE_FIELDS)
-            raise TemplateError(f"unknown template field {{{name}}}; allowed: {allowed}")
+            raise TemplateError(f"unknown template field {_shown(name)}; allowed: {allowed}")
         if spec or conversion:
-            raise TemplateError(f"template field {{{name}}} may not have a format or conversion")
+            raise TemplateError(
+                f"template field {_shown(name)} may not have a format or conversion"
+            )
         names.append(name)
     return names
+
+
+def _shown(name: str) -> str:
+    """A field as written, kept to one line: messages about it are one line."""
+    field = "{" + name + "}"
+    return field if field.isprintable() else repr(field)
 
 
 def render(template: str, fields: Mapping[str, object]) -> str:

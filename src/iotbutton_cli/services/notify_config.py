@@ -67,6 +67,7 @@ E164_HINT = (
     "Write phone numbers in E.164, in quotes: a plus, the country code and the number, no spaces "
     'or dashes, e.g. "+15551234567".'
 )
+SHAPE_HINT = "Compare it with the template: `iotbutton notify init --force` writes a fresh one."
 TEMPLATE_HINT = "Use only {person}, {serial}, {click}, {battery} and {time}; {{ and }} for braces."
 NO_SECRETS_HINT = (
     "Secrets never go in this file: set TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and "
@@ -380,7 +381,7 @@ class _Parser:
         self.path = path
         self.allow_incomplete = allow_incomplete
 
-    def fail(self, at: Node | int, code: str, detail: str, hint: str = "") -> NoReturn:
+    def fail(self, at: Node | int, code: str, detail: str, hint: str = SHAPE_HINT) -> NoReturn:
         line = at if isinstance(at, int) else at.start_mark.line + 1
         raise usage_error(code, f"{self.path}:{line}: {detail}", hint)
 
@@ -498,7 +499,22 @@ class _Parser:
             self.fail(node, "notify-config-shape", f"{label} must be text, not {_kind(node)}")
         if node.tag == _NULL_TAG:
             return None
-        return str(node.value)
+        return self.without_surrogates(node, label, str(node.value))
+
+    def without_surrogates(self, node: Node, label: str, value: str) -> str:
+        """JSON-style escapes such as "\\ud83d\\ude00" reach YAML as two halves of a character:
+        joined when they pair up, refused when one stands alone (no SMS could carry it)."""
+        if not any("\ud800" <= char <= "\udfff" for char in value):
+            return value
+        joined = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        if joined.count("\ufffd") > value.count("\ufffd"):
+            self.fail(
+                node,
+                "notify-config-encoding",
+                f"{label} has half of a UTF-16 surrogate pair (a \\uD8xx-\\uDFxx escape alone)",
+                'Write the character itself, or escape it whole, e.g. "\\U0001F600".',
+            )
+        return joined
 
     def required(
         self, root: Node, entries: dict[str, tuple[Node, Node]], key: str, hint: str
