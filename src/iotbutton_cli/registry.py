@@ -11,10 +11,11 @@ A file that cannot be read or parsed is reported with its path and never replace
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from iotbutton_cli.paths import data_dir, ensure_private_dir, write_private_file
 SCHEMA_VERSION = 1
 REGISTRY_FILE = "registry.json"
 LOCK_TIMEOUT_SECONDS = 30.0
+# Work on one resource (provisioning one button) can take minutes when AWS throttles.
+RESOURCE_LOCK_TIMEOUT_SECONDS = 600.0
+RESOURCE_LOCK_STRIPES = 64
 
 # Append-only: MIGRATIONS[n] turns a schema-n document into a schema-(n+1) one.
 MIGRATIONS: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
@@ -75,6 +79,36 @@ class Registry:
                 yield
             finally:
                 lock.release()
+
+    @contextmanager
+    def resource_lock(
+        self, name: str, timeout: float = RESOURCE_LOCK_TIMEOUT_SECONDS
+    ) -> Iterator[None]:
+        """Hold a lock on one resource (by name) across processes and threads, for multi-step work
+        that must not run twice at once, such as provisioning the same button from two terminals.
+
+        The registry lock guards single writes; this one spans a whole sequence of AWS calls and
+        writes. Names hash onto a fixed set of lock files (``locks/resource-NN.lock``), so the
+        folder never grows; two names sharing a file only wait for each other. The OS releases
+        the lock if the process dies.
+        """
+        import filelock
+
+        stripe = int(hashlib.sha256(name.encode()).hexdigest(), 16) % RESOURCE_LOCK_STRIPES
+        folder = ensure_private_dir(self.path.parent / "locks")
+        lock = filelock.FileLock(str(folder / f"resource-{stripe:02d}.lock"), timeout=timeout)
+        try:
+            lock.acquire()
+        except filelock.Timeout as exc:
+            raise IotButtonError(
+                "resource-locked",
+                f"Another iotbutton command has been working on {name} for {timeout:.0f} s.",
+                "Wait for it to finish, then run this command again.",
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
 
     def read(self) -> dict[str, Any]:
         """A consistent snapshot of the whole document."""
@@ -211,6 +245,10 @@ class Namespace:
     def remove(self, kind: str, resource_id: str) -> None:
         with self.transaction() as resources:
             resources.get(kind, {}).pop(resource_id, None)
+
+    def lock(self, kind: str, resource_id: str) -> AbstractContextManager[None]:
+        """Serialize multi-step work on one resource across processes (see ``resource_lock``)."""
+        return self.registry.resource_lock(f"{self.key} {kind} {resource_id}")
 
     def is_empty(self) -> bool:
         return not any(self.snapshot().values())

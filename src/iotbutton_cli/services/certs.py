@@ -2,23 +2,47 @@
 
 Every step is recorded in the registry as soon as AWS confirms it, so an interrupted command can be
 re-run and a certificate is never left in AWS without the registry knowing.
+
+One gap needs more than that: CreateKeysAndCertificate makes a certificate whose id nobody knows
+until the answer arrives, and it takes no name or tag. If the process dies between AWS's answer
+and the registry write (or an answer is lost and botocore retries the call, making a second
+certificate), the certificate would be in AWS with nobody knowing. So each call is preceded by a
+*certificate request* record (the button, the time, the process id). A request whose call
+finished normally is closed together with recording its certificate. A request left open (the
+process died, or the call was retried or failed) is *settled* once its call can no longer be
+running; :func:`reclaim_lost_certificates` then looks for certificates AWS created within the
+request's time window that nothing records and nothing is attached to, and retires them.
+Certificates that might belong to a call still running elsewhere are left alone until it ends.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import partial
+from typing import Any
 
 from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.registry import utc_now
 from iotbutton_cli.services import keyfiles
 from iotbutton_cli.services.policies import BUTTON_POLICY_NAME
 from iotbutton_cli.services.retry import retry_while
 from iotbutton_cli.services.serials import not_found
 
+log = logging.getLogger("iotbutton")
+
 KIND = "certificates"
+REQUEST_KIND = "certificate_requests"
+# AWS stamps creationDate with its clock, requests use ours: SigV4 keeps the two within 5 minutes.
+CLOCK_SKEW = timedelta(minutes=5)
+# Longest a CreateKeysAndCertificate call of a process that died may have gone on (all retries).
+REQUEST_WINDOW = timedelta(minutes=15)
 
 
 @dataclass
@@ -40,12 +64,8 @@ def certificates_of(ctx: AppContext, serial: str) -> dict[str, dict]:
 
 def issue_certificate(ctx: AppContext, serial: str) -> str:
     """Create an ACTIVE certificate, write its files, attach the policy and the thing."""
-    iot = ctx.client("iot")
-    response = iot.create_keys_and_certificate(setAsActive=True)
-    cert_id, arn = response["certificateId"], response["certificateArn"]
-    ctx.namespace.put(
-        KIND, cert_id, {"arn": arn, "thing": serial, "status": "ACTIVE", "policies": []}
-    )
+    response = create_keys_and_certificate(ctx, {"thing": serial})
+    cert_id = response["certificateId"]
     files = keyfiles.write_key_files(
         ctx.namespace.key,
         serial,
@@ -59,6 +79,36 @@ def issue_certificate(ctx: AppContext, serial: str) -> str:
     return cert_id
 
 
+def create_keys_and_certificate(ctx: AppContext, record: dict[str, Any]) -> dict[str, Any]:
+    """CreateKeysAndCertificate (ACTIVE), recorded with ``record`` merged in the moment AWS
+    answers, and guarded by a certificate request (see the module docstring) so that no
+    certificate it makes can go unrecorded. Returns AWS's answer, private key included."""
+    iot = ctx.client("iot")
+    request_id = _open_request(ctx, record.get("thing"))
+    try:
+        response = iot.create_keys_and_certificate(setAsActive=True)
+    except BaseException:
+        # Whatever the failed call made, it made it by now: the request is settled.
+        ctx.namespace.update(REQUEST_KIND, request_id, until=utc_now())
+        raise
+    retried = response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
+    with ctx.namespace.transaction() as resources:
+        resources.setdefault(KIND, {})[response["certificateId"]] = {
+            "arn": response["certificateArn"],
+            "status": "ACTIVE",
+            "policies": [],
+            **record,
+            "recorded": utc_now(),
+        }
+        requests = resources.get(REQUEST_KIND, {})
+        if retried and request_id in requests:
+            # An earlier attempt may have made a certificate whose answer was lost.
+            requests[request_id]["until"] = utc_now()
+        else:
+            requests.pop(request_id, None)
+    return dict(response)
+
+
 def attach_certificate(ctx: AppContext, cert_id: str, serial: str) -> None:
     """Attach the button policy and the thing (both idempotent in AWS), recording each."""
     iot = ctx.client("iot")
@@ -70,6 +120,169 @@ def attach_certificate(ctx: AppContext, cert_id: str, serial: str) -> None:
     if not record.get("thing_attached"):
         iot.attach_thing_principal(thingName=serial, principal=arn)
         ctx.namespace.update(KIND, cert_id, thing_attached=True)
+
+
+def _open_request(ctx: AppContext, serial: str | None) -> str:
+    request_id = secrets.token_hex(8)
+    ctx.namespace.put(
+        REQUEST_KIND,
+        request_id,
+        {"thing": serial, "since": utc_now(), "pid": os.getpid(), "host": _host()},
+    )
+    return request_id
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _settled(request: dict[str, Any]) -> bool:
+    """True once the request's call cannot be running any more: it ended, or its process did.
+
+    A process on another host, or a pid that now belongs to another process, counts as running:
+    its certificates are left alone rather than risked.
+    """
+    if request.get("until"):
+        return True
+    if request.get("host") != _host() or os.name != "posix":
+        return False
+    pid = request.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _moment(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def _window(request: dict[str, Any]) -> tuple[datetime, datetime]:
+    """When a certificate made by this request's call can have been created (AWS's clock)."""
+    since = _moment(request["since"])
+    until = _moment(request["until"]) if request.get("until") else since + REQUEST_WINDOW
+    # Timestamps are whole seconds: a second of slack on each side, plus the clock skew.
+    return since - CLOCK_SKEW - timedelta(seconds=1), until + CLOCK_SKEW + timedelta(seconds=1)
+
+
+def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = None) -> list[str]:
+    """Retire certificates that settled requests made but nobody recorded; close the requests.
+
+    Only when a settled request is open does this call AWS. A candidate must be ACTIVE, created
+    in a settled request's window, unrecorded, and attached to no thing and no policy (what
+    ``issue_certificate`` does right after recording it). A candidate that a request still
+    running could have made is left for later, and so are the requests whose window holds it.
+    Returns the ids of the certificates retired.
+    """
+
+    def settled_in(requests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {
+            request_id: request
+            for request_id, request in requests.items()
+            if (request_ids is None or request_id in request_ids) and _settled(request)
+        }
+
+    if not settled_in(ctx.namespace.items(REQUEST_KIND)):
+        return []
+    iot = ctx.client("iot")
+    listed = [
+        c
+        for page in iot.get_paginator("list_certificates").paginate()
+        for c in page["certificates"]
+    ]
+    # AWS first, the registry second: every call opens its request before it asks AWS, so a
+    # certificate in this listing is, by the time of the read below, either recorded or
+    # covered by a request still open (which, if running, protects it).
+    resources = ctx.namespace.snapshot()
+    requests = resources.get(REQUEST_KIND, {})
+    settled = settled_in(requests)
+    running = [
+        _window(r)[0] for rid, r in requests.items() if rid not in settled and not _settled(r)
+    ]
+    windows = {request_id: _window(request) for request_id, request in settled.items()}
+    known = set(resources.get(KIND, {}))
+    lost: dict[str, tuple[str, str | None]] = {}
+    keep: set[str] = set()
+    for cert in listed:
+        if cert["certificateId"] in known or cert.get("status") != "ACTIVE":
+            continue
+        created = _as_utc(cert["creationDate"])
+        owners = [rid for rid, (start, end) in windows.items() if start <= created <= end]
+        if not owners:
+            continue
+        if any(created >= start for start in running):
+            keep.update(owners)
+            continue
+        if _in_use(iot, cert["certificateArn"]):
+            continue
+        lost[cert["certificateId"]] = (cert["certificateArn"], settled[owners[0]].get("thing"))
+    for cert_id, (arn, serial) in lost.items():
+        # Recorded first, so a crash while retiring it leaves it to `clean`.
+        ctx.namespace.put(
+            KIND, cert_id, {"arn": arn, "thing": serial, "status": "ACTIVE", "policies": []}
+        )
+        retire_certificate(ctx, cert_id)
+    with ctx.namespace.transaction() as current:
+        for request_id in settled:
+            if request_id not in keep:
+                current.get(REQUEST_KIND, {}).pop(request_id, None)
+    return sorted(lost)
+
+
+def reclaim_quietly(ctx: AppContext) -> None:
+    """:func:`reclaim_lost_certificates` as housekeeping around issuing: an AWS error there (a
+    user policy without iot:ListCertificates, throttling) must not fail the command. The
+    requests stay recorded, and ``clean`` retries them and reports what stops it."""
+    from iotbutton_cli.context import clean_error
+
+    try:
+        reclaim_lost_certificates(ctx)
+    except Exception as exc:
+        error = clean_error(exc)
+        if error is None:
+            raise
+        log.info("left certificate requests open for `clean`: %s", error.message)
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(float(value), timezone.utc)
+
+
+def _in_use(iot: Any, arn: str) -> bool:
+    if iot.list_principal_things(principal=arn).get("things"):
+        return True
+    return bool(iot.list_attached_policies(target=arn).get("policies"))
+
+
+def reclaim_request(ctx: AppContext, request_id: str) -> None:
+    """`clean`'s step for one open certificate request (see the module docstring)."""
+    request = ctx.namespace.get(REQUEST_KIND, request_id)
+    if request is None:
+        return
+    if not _settled(request):
+        raise IotButtonError(
+            "certificate-request-running",
+            f"A certificate for {request.get('thing')} is being issued by a running iotbutton "
+            f"command (pid {request.get('pid')} on {request.get('host')}).",
+            "Let it finish, then run `iotbutton clean` again.",
+        )
+    reclaim_lost_certificates(ctx, {request_id})
+    if ctx.namespace.get(REQUEST_KIND, request_id) is not None:
+        raise IotButtonError(
+            "certificate-request-ambiguous",
+            f"A certificate that an interrupted request for {request.get('thing')} may have "
+            "made could also be another running command's.",
+            "Let the other iotbutton commands finish, then run `iotbutton clean` again.",
+        )
 
 
 def usable(record: dict) -> bool:
@@ -115,11 +328,14 @@ def rotate_certificate(ctx: AppContext, serial: str) -> tuple[str, list[str]]:
     things = ctx.namespace.items("things")
     if serial not in things:
         raise not_found(serial)
-    old = list(certificates_of(ctx, serial))
-    new_id = issue_certificate(ctx, serial)
-    ctx.namespace.update("things", serial, certificate=new_id)
-    for cert_id in old:
-        retire_certificate(ctx, cert_id)
+    with ctx.namespace.lock("things", serial):
+        reclaim_quietly(ctx)
+        old = list(certificates_of(ctx, serial))
+        new_id = issue_certificate(ctx, serial)
+        ctx.namespace.update("things", serial, certificate=new_id)
+        for cert_id in old:
+            retire_certificate(ctx, cert_id)
+        reclaim_quietly(ctx)
     return new_id, old
 
 
@@ -182,7 +398,8 @@ def list_certificates(ctx: AppContext) -> list[CertificateInfo]:
     return [
         _info(cert_id, record, cert_id in current)
         for cert_id, record in sorted(
-            ctx.namespace.items(KIND).items(), key=lambda item: (item[1].get("thing", ""), item[0])
+            ctx.namespace.items(KIND).items(),
+            key=lambda item: (item[1].get("thing") or "", item[0]),
         )
     ]
 

@@ -247,14 +247,23 @@ def ensure_role(
     except Exception as exc:
         if not is_not_found(exc):
             raise
-        role = iam.create_role(
-            RoleName=name,
-            AssumeRolePolicyDocument=_trust(service, account),
-            Description="Made by iotbutton",
-            Tags=aws_tags(),
-        )["Role"]
-        action = "created"
-    else:
+        role = None
+    if role is None:
+        try:
+            role = iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=_trust(service, account),
+                Description="Made by iotbutton",
+                Tags=aws_tags(),
+            )["Role"]
+            action = "created"
+        except Exception as exc:
+            # Our own call retried after its answer was lost, or a deploy running elsewhere:
+            # the role is there now, and is taken only if it carries our tag (below).
+            if error_code(exc) != "EntityAlreadyExists":
+                raise
+            role = iam.get_role(RoleName=name)["Role"]
+    if action != "created":
         _require_ours(ctx, ROLE_KIND, name, lambda: _iam_tags(iam, name), "IAM role")
     ctx.namespace.put(ROLE_KIND, name, {"arn": role["Arn"], "inline_policies": [name]})
     try:
@@ -369,13 +378,25 @@ def ensure_bucket(ctx: AppContext, bucket: str) -> str:
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if ctx.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": ctx.region}
-        s3.create_bucket(**kwargs)
+        # Recorded (as untagged) before it is asked for: CreateBucket takes no tags, so a run
+        # killed between AWS's answer and the registry write would otherwise leave a bucket
+        # neither recorded nor tagged, which the next deploy refuses and `clean` never removes.
+        ctx.namespace.put(
+            BUCKET_KIND, bucket, {"arn": f"arn:{ctx.partition}:s3:::{bucket}", "untagged": True}
+        )
+        try:
+            s3.create_bucket(**kwargs)
+        except Exception as exc:
+            if error_code(exc) != "BucketAlreadyOwnedByYou":  # our own call, retried
+                raise
         action = "created"
     else:
         _require_ours(ctx, BUCKET_KIND, bucket, lambda: _bucket_tags(s3, bucket), "S3 bucket")
     ctx.namespace.put(BUCKET_KIND, bucket, {"arn": f"arn:{ctx.partition}:s3:::{bucket}"})
-    if action == "created":
+    if (ctx.namespace.get(BUCKET_KIND, bucket) or {}).get("untagged"):
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": aws_tags()})
+        with ctx.namespace.transaction() as resources:
+            resources.get(BUCKET_KIND, {}).get(bucket, {}).pop("untagged", None)
     if _public_access_block(s3, bucket) != PUBLIC_ACCESS_BLOCK:
         s3.put_public_access_block(
             Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK
@@ -488,34 +509,41 @@ def ensure_secret(ctx: AppContext, secret: str) -> tuple[int, str]:
         if not is_not_found(exc):
             raise
         current = None
-    if current is not None:
-        _require_ours(
-            ctx,
-            PARAMETER_KIND,
-            SECRET_PARAMETER,
-            lambda: ssm.list_tags_for_resource(
-                ResourceType="Parameter", ResourceId=SECRET_PARAMETER
-            )["TagList"],
-            "SSM parameter",
-        )
-        if current["Type"] == "SecureString" and current["Value"] == secret:
-            ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"version": current["Version"]})
-            return int(current["Version"]), "unchanged"
-        version = ssm.put_parameter(
-            Name=SECRET_PARAMETER, Value=secret, Type="SecureString", Overwrite=True
-        )["Version"]
-        action = "updated"
-    else:
-        version = ssm.put_parameter(
-            Name=SECRET_PARAMETER,
-            Value=secret,
-            Type="SecureString",
-            Description="Twilio secret for the iotbutton notifier",
-            Tags=aws_tags(),
-        )["Version"]
-        action = "created"
+    if current is None:
+        try:
+            version = ssm.put_parameter(
+                Name=SECRET_PARAMETER,
+                Value=secret,
+                Type="SecureString",
+                Description="Twilio secret for the iotbutton notifier",
+                Tags=aws_tags(),
+            )["Version"]
+        except Exception as exc:
+            # Our own call retried after its answer was lost (or a deploy running elsewhere):
+            # handled as an existing parameter, taken only if it carries our tag.
+            if error_code(exc) != "ParameterAlreadyExists":
+                raise
+            current = ssm.get_parameter(Name=SECRET_PARAMETER, WithDecryption=True)["Parameter"]
+        else:
+            ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"version": version})
+            return int(version), "created"
+    _require_ours(
+        ctx,
+        PARAMETER_KIND,
+        SECRET_PARAMETER,
+        lambda: ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=SECRET_PARAMETER)[
+            "TagList"
+        ],
+        "SSM parameter",
+    )
+    if current["Type"] == "SecureString" and current["Value"] == secret:
+        ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"version": current["Version"]})
+        return int(current["Version"]), "unchanged"
+    version = ssm.put_parameter(
+        Name=SECRET_PARAMETER, Value=secret, Type="SecureString", Overwrite=True
+    )["Version"]
     ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"version": version})
-    return int(version), action
+    return int(version), "updated"
 
 
 def delete_parameter(ctx: AppContext, name: str) -> None:
@@ -554,20 +582,28 @@ def ensure_function(
             raise
         current = None
     if current is None:
-        created = retry_while(
-            lambda: lam.create_function(
-                FunctionName=FUNCTION_NAME,
-                Code={"ZipFile": source.bundle_data},
-                Architectures=[ARCHITECTURE],
-                Description="Turns AWS IoT button clicks into Twilio SMS and calls (iotbutton)",
-                Tags={MANAGED_BY_KEY: MANAGED_BY_VALUE},
-                **wanted,
-            ),
-            _role_not_ready,
-        )
-        ctx.namespace.put(FUNCTION_KIND, FUNCTION_NAME, {"arn": created["FunctionArn"]})
-        lam.get_waiter("function_active_v2").wait(FunctionName=FUNCTION_NAME)
-        return str(created["FunctionArn"]), str(created["CodeSha256"]), "created"
+        try:
+            created = retry_while(
+                lambda: lam.create_function(
+                    FunctionName=FUNCTION_NAME,
+                    Code={"ZipFile": source.bundle_data},
+                    Architectures=[ARCHITECTURE],
+                    Description="Turns AWS IoT button clicks into Twilio SMS and calls (iotbutton)",
+                    Tags={MANAGED_BY_KEY: MANAGED_BY_VALUE},
+                    **wanted,
+                ),
+                _role_not_ready,
+            )
+        except Exception as exc:
+            # Our own call retried after its answer was lost (or a deploy running elsewhere):
+            # handled as an existing function, taken only if it carries our tag.
+            if not _function_exists(exc):
+                raise
+            current = lam.get_function(FunctionName=FUNCTION_NAME)["Configuration"]
+        else:
+            ctx.namespace.put(FUNCTION_KIND, FUNCTION_NAME, {"arn": created["FunctionArn"]})
+            lam.get_waiter("function_active_v2").wait(FunctionName=FUNCTION_NAME)
+            return str(created["FunctionArn"]), str(created["CodeSha256"]), "created"
     _require_ours(
         ctx,
         FUNCTION_KIND,
@@ -605,6 +641,10 @@ def _config_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
         if have != value:
             return True
     return False
+
+
+def _function_exists(exc: BaseException) -> bool:
+    return error_code(exc) == "ResourceConflictException" and "exist" in error_message(exc)
 
 
 def _role_not_ready(exc: BaseException) -> bool:

@@ -123,9 +123,16 @@ def ensure_rule(ctx: AppContext, name: str, sql: str, target: RuleTarget) -> str
             raise
         current = None
     if current is None:
-        iot.create_topic_rule(ruleName=name, topicRulePayload=wanted)
-        action = "created"
-    else:
+        try:
+            iot.create_topic_rule(ruleName=name, topicRulePayload=wanted)
+            action = "created"
+        except Exception as exc:
+            # Our own call retried after its answer was lost (or a deploy running elsewhere):
+            # handled as an existing rule, adopted only if it is iotbutton's.
+            if error_code(exc) != "ResourceAlreadyExistsException":
+                raise
+            current = iot.get_topic_rule(ruleName=name)
+    if current is not None:
         if ctx.namespace.get(KIND, name) is None and not _made_by_us(current["rule"], target):
             raise IotButtonError(
                 "rule-not-ours",

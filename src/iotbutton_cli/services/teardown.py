@@ -72,6 +72,11 @@ def _remove_certificate(ctx: AppContext, cert_id: str, keep_local: bool) -> str 
     return None
 
 
+def _remove_certificate_request(ctx: AppContext, request_id: str, keep_local: bool) -> str | None:
+    certs.reclaim_request(ctx, request_id)
+    return None
+
+
 def _remove_thing(ctx: AppContext, serial: str, keep_local: bool) -> str | None:
     things.delete_thing(ctx, serial)
     return None
@@ -145,6 +150,8 @@ KINDS: list[Kind] = [
         _removing(notifier_deploy.delete_role),
         after=("functions", "topic_rules"),
     ),
+    # A certificate an interrupted run made but never recorded (see services/certs.py).
+    Kind(certs.REQUEST_KIND, "unconfirmed certificate request", _remove_certificate_request),
     Kind("certificates", "certificate", _remove_certificate),
     Kind("things", "thing", _remove_thing, after=("certificates",), own_only=True),
     Kind("policies", "IoT policy", _remove_policy, after=("certificates",)),
@@ -168,7 +175,11 @@ def plan(ctx: AppContext, extra: dict[str, dict[str, Any]] | None = None) -> lis
 
 def _label(kind: Kind, resource_id: str, record: dict[str, Any]) -> str:
     if kind.name == "certificates":
-        return f"{kind.label} {resource_id[:12]}… of {record.get('thing', '?')}"
+        return (
+            f"{kind.label} {resource_id[:12]}… of {record.get('thing') or record.get('role', '?')}"
+        )
+    if kind.name == certs.REQUEST_KIND:
+        return f"{kind.label} for {record.get('thing') or '?'} ({record.get('since', '?')})"
     return f"{kind.label} {resource_id}"
 
 

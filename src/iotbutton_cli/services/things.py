@@ -14,6 +14,7 @@ from typing import Any
 from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
 from iotbutton_cli.context import AppContext, clean_error
 from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.registry import utc_now
 from iotbutton_cli.services import certs, keyfiles
 from iotbutton_cli.services.policies import ensure_button_policy
 from iotbutton_cli.services.retry import retry_while
@@ -68,6 +69,8 @@ def provision(
 ) -> ProvisionReport:
     """Provision ``serials`` concurrently; one button's failure never loses the others' records."""
     ctx.check_namespace_owner()
+    # Certificates an interrupted run made but could not record go first (none: no AWS call).
+    certs.reclaim_quietly(ctx)
     policy = ensure_button_policy(ctx)
     ensure_thing_type(ctx, thing_type)
     keyfiles.amazon_root_ca()
@@ -79,6 +82,9 @@ def provision(
             report.buttons.append(result)
             if on_done:
                 on_done(result)
+    # A CreateKeysAndCertificate that was retried may have made a certificate whose answer was
+    # lost; with no call of ours running any more, such certificates can be told apart.
+    certs.reclaim_quietly(ctx)
     report.buttons.sort(key=lambda button: button.serial)
     return report
 
@@ -94,21 +100,29 @@ def _result_of(serial: str, future: Any) -> ProvisionResult:
 
 
 def provision_button(ctx: AppContext, serial: str, thing_type: str) -> ProvisionResult:
-    """Thing → certificate and keys → policy → thing principal, skipping what is already done."""
-    recorded = ctx.namespace.get(KIND, serial)
-    if recorded and _complete(ctx, serial, recorded):
-        return ProvisionResult(serial, "unchanged", recorded["certificate"])
-    action = "resumed" if recorded or certs.certificates_of(ctx, serial) else "created"
-    if recorded is None:
-        response = _create_thing(ctx, serial, thing_type)
-        ctx.namespace.put(KIND, serial, {"arn": response["thingArn"], "thing_type": thing_type})
-    cert_id = _reusable_certificate(ctx, serial)
-    if cert_id is None:
-        cert_id = certs.issue_certificate(ctx, serial)
-    else:
-        certs.attach_certificate(ctx, cert_id, serial)
-    ctx.namespace.update(KIND, serial, certificate=cert_id)
-    return ProvisionResult(serial, action, cert_id)
+    """Thing → certificate and keys → policy → thing principal, skipping what is already done.
+
+    One button at a time across processes: two commands provisioning the same serial at once
+    would otherwise each issue it a certificate.
+    """
+    with ctx.namespace.lock(KIND, serial):
+        recorded = ctx.namespace.get(KIND, serial)
+        if recorded and _complete(ctx, serial, recorded):
+            return ProvisionResult(serial, "unchanged", recorded["certificate"])
+        action = "resumed" if recorded or certs.certificates_of(ctx, serial) else "created"
+        if recorded is None or recorded.get("pending"):
+            response = _create_thing(ctx, serial, thing_type)
+            with ctx.namespace.transaction() as resources:
+                record = resources.setdefault(KIND, {}).setdefault(serial, {"recorded": utc_now()})
+                record.update(arn=response["thingArn"], thing_type=thing_type)
+                record.pop("pending", None)
+        cert_id = _reusable_certificate(ctx, serial)
+        if cert_id is None:
+            cert_id = certs.issue_certificate(ctx, serial)
+        else:
+            certs.attach_certificate(ctx, cert_id, serial)
+        ctx.namespace.update(KIND, serial, certificate=cert_id)
+        return ProvisionResult(serial, action, cert_id)
 
 
 def _complete(ctx: AppContext, serial: str, recorded: dict) -> bool:
@@ -130,6 +144,7 @@ def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
             raise
     else:
         if existing.get("attributes", {}) != THING_ATTRIBUTE:
+            _forget_pending(ctx, serial)
             raise IotButtonError(
                 "thing-not-ours",
                 f"A thing named {serial} already exists in this account and was not made by "
@@ -137,9 +152,24 @@ def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
                 "Pick another serial; iotbutton never changes resources it did not make.",
             )
         return existing
+    # Recorded (as pending) before it is asked for: a run killed between AWS's answer and the
+    # registry write must not leave a thing that nothing records (a generated serial is never
+    # seen again). A pending record of a thing that does not exist counts as already gone.
+    ctx.namespace.put(
+        KIND,
+        serial,
+        {"arn": ctx.arn("iot", f"thing/{serial}"), "thing_type": thing_type, "pending": True},
+    )
     return iot.create_thing(
         thingName=serial, thingTypeName=thing_type, attributePayload={"attributes": THING_ATTRIBUTE}
     )
+
+
+def _forget_pending(ctx: AppContext, serial: str) -> None:
+    """Drop a pending record of ours for a thing that turned out to be someone else's."""
+    with ctx.namespace.transaction() as resources:
+        if resources.get(KIND, {}).get(serial, {}).get("pending"):
+            del resources[KIND][serial]
 
 
 def _reusable_certificate(ctx: AppContext, serial: str) -> str | None:
@@ -242,16 +272,21 @@ def delete_button(ctx: AppContext, serial: str, keep_local: bool = False) -> lis
     ctx.check_namespace_owner()
     if ctx.namespace.get(KIND, serial) is None and not certs.certificates_of(ctx, serial):
         raise not_found(serial)
-    retired = list(certs.certificates_of(ctx, serial))
-    for cert_id in retired:
-        certs.retire_certificate(ctx, cert_id, keep_local=keep_local)
-    delete_thing(ctx, serial)
+    with ctx.namespace.lock(KIND, serial):
+        retired = list(certs.certificates_of(ctx, serial))
+        for cert_id in retired:
+            certs.retire_certificate(ctx, cert_id, keep_local=keep_local)
+        delete_thing(ctx, serial)
     return retired
 
 
 def delete_thing(ctx: AppContext, serial: str) -> None:
     """DeleteThing, retried while AWS still sees a principal attached (detach is asynchronous)."""
     iot = ctx.client("iot")
+    if (ctx.namespace.get(KIND, serial) or {}).get("pending") and not _ours_in_aws(iot, serial):
+        # Our CreateThing never happened; a thing of that name now is someone else's.
+        ctx.namespace.remove(KIND, serial)
+        return
 
     def attempt() -> None:
         try:
@@ -262,6 +297,16 @@ def delete_thing(ctx: AppContext, serial: str) -> None:
 
     retry_while(attempt, _thing_still_attached)
     ctx.namespace.remove(KIND, serial)
+
+
+def _ours_in_aws(iot: Any, serial: str) -> bool:
+    try:
+        thing = iot.describe_thing(thingName=serial)
+    except Exception as exc:
+        if is_not_found(exc):
+            return False
+        raise
+    return bool(thing.get("attributes", {}) == THING_ATTRIBUTE)
 
 
 def _thing_still_attached(exc: BaseException) -> bool:

@@ -1,0 +1,192 @@
+"""What iotbutton made, as moto holds it and as the registry records it, and how they differ.
+
+The crash, concurrency and fault tests all end with the same questions: is every resource in
+AWS recorded (nothing the registry does not know, so nothing ``clean`` would miss), is anything
+duplicated, and does ``clean`` leave nothing behind. The answers come from boto3 calls straight to
+the moto server, never through the proxy under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from support import NAMESPACE
+
+# Registry kinds that stand for resources in AWS (lambda_permissions live inside a function).
+KINDS = (
+    "things",
+    "certificates",
+    "policies",
+    "thing_types",
+    "topic_rules",
+    "functions",
+    "roles",
+    "buckets",
+    "parameters",
+    "log_groups",
+)
+
+
+@contextlib.contextmanager
+def shared_botocore_loader() -> Iterator[None]:
+    """Let every boto3 session created in this (test) process share one botocore data loader.
+
+    Each ``iotbutton`` command run in-process makes a new session, and each new session parses
+    the service models again: over a hundred crash points that is most of the harness's own CPU
+    time. Within one session botocore already shares its loader between clients, so sharing it
+    between sessions changes nothing but the time. Only this process is affected: the commands
+    under test run unpatched in their own processes.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    shared = functools.lru_cache(maxsize=None)(botocore.loaders.create_loader)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
+
+
+def reset_moto(url: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+
+
+@functools.lru_cache(maxsize=8)
+def clients(url: str) -> dict[str, Any]:
+    """boto3 clients for the moto server at ``url`` (made once: creating them is slow)."""
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    return {
+        name: session.client(name, endpoint_url=url)
+        for name in ("iot", "lambda", "iam", "s3", "ssm", "logs")
+    }
+
+
+def inventory(url: str) -> dict[str, set[str]]:
+    """Every resource of the kinds iotbutton makes (moto is emptied per test: all are ours)."""
+    c = clients(url)
+    iot = c["iot"]
+    found: dict[str, set[str]] = {
+        "things": {t["thingName"] for t in _pages(iot, "list_things", "things")},
+        "certificates": {
+            cert["certificateId"] for cert in _pages(iot, "list_certificates", "certificates")
+        },
+        "policies": {p["policyName"] for p in _pages(iot, "list_policies", "policies")},
+        "thing_types": {t["thingTypeName"] for t in _pages(iot, "list_thing_types", "thingTypes")},
+        "topic_rules": {r["ruleName"] for r in iot.list_topic_rules()["rules"]},
+        "functions": {f["FunctionName"] for f in c["lambda"].list_functions()["Functions"]},
+        "roles": {r["RoleName"] for r in c["iam"].list_roles()["Roles"]},
+        "buckets": {b["Name"] for b in c["s3"].list_buckets().get("Buckets", [])},
+        "parameters": {p["Name"] for p in c["ssm"].describe_parameters()["Parameters"]},
+        "log_groups": {g["logGroupName"] for g in c["logs"].describe_log_groups()["logGroups"]},
+    }
+    return found
+
+
+def _pages(client: Any, method: str, key: str) -> list[dict[str, Any]]:
+    return [item for page in client.get_paginator(method).paginate() for item in page[key]]
+
+
+def registry_document(home: Path) -> dict[str, Any]:
+    path = home / "registry.json"
+    return json.loads(path.read_text()) if path.exists() else {"namespaces": {}}
+
+
+def recorded(home: Path) -> dict[str, dict[str, Any]]:
+    """The namespace's resources by kind (raises if the registry file is not valid JSON)."""
+    namespace = registry_document(home)["namespaces"].get(NAMESPACE, {})
+    return namespace.get("resources", {})
+
+
+@dataclass
+class Comparison:
+    """moto against the registry, kind by kind."""
+
+    unrecorded: dict[str, set[str]] = field(default_factory=dict)  # in AWS, not recorded
+    gone: dict[str, set[str]] = field(default_factory=dict)  # recorded, not in AWS
+
+    @property
+    def orphan_count(self) -> int:
+        return sum(len(ids) for ids in self.unrecorded.values())
+
+    def __str__(self) -> str:
+        return f"unrecorded={self.unrecorded or '{}'} recorded-but-gone={self.gone or '{}'}"
+
+
+def compare(url: str, home: Path) -> Comparison:
+    moto = inventory(url)
+    registry = recorded(home)
+    result = Comparison()
+    for kind in KINDS:
+        ids = set(registry.get(kind, {}))
+        if moto[kind] - ids:
+            result.unrecorded[kind] = moto[kind] - ids
+        if ids - moto[kind]:
+            result.gone[kind] = ids - moto[kind]
+    return result
+
+
+def leftovers(url: str) -> dict[str, set[str]]:
+    """What is still in moto: after ``clean``, every entry is an orphan."""
+    return {kind: ids for kind, ids in inventory(url).items() if ids}
+
+
+def thing_principals(url: str, serial: str) -> list[str]:
+    return clients(url)["iot"].list_thing_principals(thingName=serial)["principals"]
+
+
+def aws_env(home: Path, endpoint: str, **extra: str) -> dict[str, str]:
+    """The environment of an ``iotbutton`` subprocess: its own home, fake keys, this endpoint."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "IOTBUTTON_", "TWILIO_", "PYTEST_", "COV_"))
+    }
+    env.update(
+        {
+            "IOTBUTTON_HOME": str(home),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_ENDPOINT_URL": endpoint,
+            **extra,
+        }
+    )
+    return env
+
+
+def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "iotbutton_cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "iotbutton_cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
