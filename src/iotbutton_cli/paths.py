@@ -74,10 +74,12 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def write_private_file(path: Path, text: str, mode: int = 0o600) -> None:
+def write_private_file(path: Path, text: str, mode: int = 0o600, flush_folder: bool = True) -> None:
     """Write a new file created with ``mode`` from the start (no chmod after the fact).
 
     The file is written to a temporary name and renamed, so a crash never leaves half a key.
+    ``flush_folder=False`` leaves making the rename durable to the caller (:func:`sync_folder`),
+    who writes several files into one folder, or wants that flush outside a lock.
     """
     ensure_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -89,14 +91,15 @@ def write_private_file(path: Path, text: str, mode: int = 0o600) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if flush_folder:
+            sync_folder(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable: on POSIX the directory entry must be flushed too."""
+def sync_folder(path: Path) -> None:
+    """Make renames into ``path`` durable: on POSIX the directory entry must be flushed too."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from iotbutton_cli.cli.output import set_json_mode
-from iotbutton_cli.context import AppContext
+
+if TYPE_CHECKING:
+    from iotbutton_cli.context import AppContext
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 YesOption = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")]
@@ -18,6 +20,8 @@ KeepLocalOption = Annotated[
 
 def app_context(ctx: typer.Context, json: bool = False) -> AppContext:
     """The resolved global options; also switches error output to JSON when asked."""
+    from iotbutton_cli.context import AppContext  # not for --help: it brings the registry
+
     set_json_mode(json)
     root = ctx.find_root()
     if not isinstance(root.obj, AppContext):

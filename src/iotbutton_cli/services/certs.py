@@ -64,40 +64,52 @@ def certificates_of(ctx: AppContext, serial: str) -> dict[str, dict]:
 
 def issue_certificate(ctx: AppContext, serial: str) -> str:
     """Create an ACTIVE certificate, write its files, attach the policy and the thing."""
-    response = create_keys_and_certificate(ctx, {"thing": serial})
+
+    def write_files(response: dict[str, Any]) -> dict[str, Any]:
+        files = keyfiles.write_key_files(
+            ctx.namespace.key,
+            serial,
+            response["certificateId"],
+            response["certificatePem"],
+            response["keyPair"]["PrivateKey"],
+            response["keyPair"]["PublicKey"],
+        )
+        return {"files": files.as_dict()}
+
+    response = create_keys_and_certificate(ctx, {"thing": serial}, write_files)
     cert_id = response["certificateId"]
-    files = keyfiles.write_key_files(
-        ctx.namespace.key,
-        serial,
-        cert_id,
-        response["certificatePem"],
-        response["keyPair"]["PrivateKey"],
-        response["keyPair"]["PublicKey"],
-    )
-    ctx.namespace.update(KIND, cert_id, files=files.as_dict())
     attach_certificate(ctx, cert_id, serial)
     return cert_id
 
 
-def create_keys_and_certificate(ctx: AppContext, record: dict[str, Any]) -> dict[str, Any]:
+def create_keys_and_certificate(
+    ctx: AppContext,
+    record: dict[str, Any],
+    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """CreateKeysAndCertificate (ACTIVE), recorded with ``record`` merged in the moment AWS
     answers, and guarded by a certificate request (see the module docstring) so that no
-    certificate it makes can go unrecorded. Returns AWS's answer, private key included."""
+    certificate it makes can go unrecorded. ``keep`` stores the private key before that record
+    is written and returns more fields for it (the files); if the process dies in between, the
+    certificate is reclaimed and its files with it. Returns AWS's answer, private key included."""
     iot = ctx.client("iot")
-    request_id = _open_request(ctx, record.get("thing"))
+    request_id = _open_request(ctx, record)
     try:
         response = iot.create_keys_and_certificate(setAsActive=True)
+        kept = keep(response) if keep else {}
     except BaseException:
         # Whatever the failed call made, it made it by now: the request is settled.
         ctx.namespace.update(REQUEST_KIND, request_id, until=utc_now())
         raise
     retried = response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
-    with ctx.namespace.transaction() as resources:
+
+    def record_certificate(resources: dict[str, dict[str, Any]]) -> None:
         resources.setdefault(KIND, {})[response["certificateId"]] = {
             "arn": response["certificateArn"],
             "status": "ACTIVE",
             "policies": [],
             **record,
+            **kept,
             "recorded": utc_now(),
         }
         requests = resources.get(REQUEST_KIND, {})
@@ -106,29 +118,42 @@ def create_keys_and_certificate(ctx: AppContext, record: dict[str, Any]) -> dict
             requests[request_id]["until"] = utc_now()
         else:
             requests.pop(request_id, None)
+
+    ctx.namespace.apply(record_certificate)
     return dict(response)
 
 
 def attach_certificate(ctx: AppContext, cert_id: str, serial: str) -> None:
-    """Attach the button policy and the thing (both idempotent in AWS), recording each."""
+    """Attach the button policy and the thing (both idempotent in AWS), then record both, and
+    the certificate as the button's current one, in one write. (Retiring a certificate detaches
+    whatever is attached, recorded or not, so a crash in between loses nothing.)"""
     iot = ctx.client("iot")
     record = ctx.namespace.get(KIND, cert_id) or {}
     arn = record["arn"]
     if BUTTON_POLICY_NAME not in record.get("policies", []):
         iot.attach_policy(policyName=BUTTON_POLICY_NAME, target=arn)
-        ctx.namespace.update(KIND, cert_id, policies=[BUTTON_POLICY_NAME])
     if not record.get("thing_attached"):
         iot.attach_thing_principal(thingName=serial, principal=arn)
-        ctx.namespace.update(KIND, cert_id, thing_attached=True)
+
+    def record_attached(resources: dict[str, dict[str, Any]]) -> None:
+        certificate = resources.get(KIND, {}).get(cert_id)
+        if certificate is not None:
+            certificate.update(policies=[BUTTON_POLICY_NAME], thing_attached=True)
+        thing = resources.get("things", {}).get(serial)
+        if thing is not None:
+            thing["certificate"] = cert_id
+
+    ctx.namespace.apply(record_attached)
 
 
-def _open_request(ctx: AppContext, serial: str | None) -> str:
+def _open_request(ctx: AppContext, record: dict[str, Any]) -> str:
+    """Record that a CreateKeysAndCertificate is about to be made: for the button ``thing`` (or
+    the ``role`` named, e.g. the monitor), by this process, now."""
     request_id = secrets.token_hex(8)
-    ctx.namespace.put(
-        REQUEST_KIND,
-        request_id,
-        {"thing": serial, "since": utc_now(), "pid": os.getpid(), "host": _host()},
-    )
+    request = {"thing": record.get("thing"), "since": utc_now(), "pid": os.getpid()}
+    if record.get("role"):
+        request["role"] = record["role"]
+    ctx.namespace.put(REQUEST_KIND, request_id, {**request, "host": _host()})
     return request_id
 
 
@@ -208,7 +233,7 @@ def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = No
     ]
     windows = {request_id: _window(request) for request_id, request in settled.items()}
     known = set(resources.get(KIND, {}))
-    lost: dict[str, tuple[str, str | None]] = {}
+    lost: dict[str, tuple[str, dict[str, Any]]] = {}
     keep: set[str] = set()
     for cert in listed:
         if cert["certificateId"] in known or cert.get("status") != "ACTIVE":
@@ -222,11 +247,17 @@ def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = No
             continue
         if _in_use(iot, cert["certificateArn"]):
             continue
-        lost[cert["certificateId"]] = (cert["certificateArn"], settled[owners[0]].get("thing"))
-    for cert_id, (arn, serial) in lost.items():
-        # Recorded first, so a crash while retiring it leaves it to `clean`.
+        lost[cert["certificateId"]] = (cert["certificateArn"], settled[owners[0]])
+    for cert_id, (arn, request) in lost.items():
+        # Recorded first, so a crash while retiring it leaves it to `clean`; with the files its
+        # key may have been written to before the run died, so they go too.
+        serial, role = request.get("thing"), request.get("role")
+        folder = serial or role
+        files = keyfiles.key_files(ctx.namespace.key, folder, cert_id).as_dict() if folder else {}
         ctx.namespace.put(
-            KIND, cert_id, {"arn": arn, "thing": serial, "status": "ACTIVE", "policies": []}
+            KIND,
+            cert_id,
+            {"arn": arn, "thing": serial, "status": "ACTIVE", "policies": [], "files": files},
         )
         retire_certificate(ctx, cert_id)
     with ctx.namespace.transaction() as current:
@@ -297,27 +328,35 @@ def retire_certificate(ctx: AppContext, cert_id: str, keep_local: bool = False) 
     """Detach policy → INACTIVE → detach thing → delete, as AWS requires; NotFound means done.
 
     Detaches are attempted even when the registry does not record the attachment: a run that
-    was killed between AWS's answer and the registry write must still be cleaned up.
+    was killed between AWS's answer and the registry write must still be cleaned up. So the
+    steps need no record of their own: the certificate's record goes when it is deleted, and
+    only a step that fails leaves what was reached recorded (a registry that is true).
     """
     iot = ctx.client("iot")
     record = ctx.namespace.get(KIND, cert_id)
     if record is None:
         return
     arn, serial = record["arn"], record.get("thing")
-    for policy in sorted({BUTTON_POLICY_NAME, *record.get("policies", [])}):
-        _ignore_not_found(partial(iot.detach_policy, policyName=policy, target=arn))
-    ctx.namespace.update(KIND, cert_id, policies=[])
-    if _ignore_not_found(
-        lambda: iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
-    ):
-        ctx.namespace.update(KIND, cert_id, status="INACTIVE")
-    if serial:
-        _ignore_not_found(lambda: iot.detach_thing_principal(thingName=serial, principal=arn))
-        ctx.namespace.update(KIND, cert_id, thing_attached=False)
-    retry_while(
-        lambda: _ignore_not_found(lambda: iot.delete_certificate(certificateId=cert_id)),
-        _still_attached,
-    )
+    reached: dict[str, Any] = {}
+    try:
+        for policy in sorted({BUTTON_POLICY_NAME, *record.get("policies", [])}):
+            _ignore_not_found(partial(iot.detach_policy, policyName=policy, target=arn))
+        reached["policies"] = []
+        if _ignore_not_found(
+            lambda: iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
+        ):
+            reached["status"] = "INACTIVE"
+        if serial:
+            _ignore_not_found(lambda: iot.detach_thing_principal(thingName=serial, principal=arn))
+            reached["thing_attached"] = False
+        retry_while(
+            lambda: _ignore_not_found(lambda: iot.delete_certificate(certificateId=cert_id)),
+            _still_attached,
+        )
+    except BaseException:
+        if reached:
+            ctx.namespace.update(KIND, cert_id, **reached)
+        raise
     if not keep_local:
         keyfiles.remove_key_files(record.get("files"))
     ctx.namespace.remove(KIND, cert_id)
@@ -331,8 +370,7 @@ def rotate_certificate(ctx: AppContext, serial: str) -> tuple[str, list[str]]:
     with ctx.namespace.lock("things", serial):
         reclaim_quietly(ctx)
         old = list(certificates_of(ctx, serial))
-        new_id = issue_certificate(ctx, serial)
-        ctx.namespace.update("things", serial, certificate=new_id)
+        new_id = issue_certificate(ctx, serial)  # also recorded as the button's certificate
         for cert_id in old:
             retire_certificate(ctx, cert_id)
         reclaim_quietly(ctx)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from iotbutton_cli.paths import data_dir, ensure_private_dir, write_private_file
+from iotbutton_cli.paths import data_dir, ensure_private_dir, sync_folder, write_private_file
 
 ROOT_CA_NAME = "AmazonRootCA1.pem"
 
@@ -53,16 +53,23 @@ def write_key_files(
     public_key: str,
 ) -> KeyFiles:
     folder = ensure_private_dir(button_dir(namespace_key, serial))
+    files = key_files(namespace_key, serial, certificate_id)
+    write_private_file(Path(files.private_key), private_key, mode=0o600, flush_folder=False)
+    write_private_file(Path(files.public_key), public_key, mode=0o644, flush_folder=False)
+    write_private_file(Path(files.certificate), certificate_pem, mode=0o644, flush_folder=False)
+    sync_folder(folder)
+    return files
+
+
+def key_files(namespace_key: str, serial: str, certificate_id: str) -> KeyFiles:
+    """Where a certificate's files go (named by its id, so they can be found without a record)."""
+    folder = button_dir(namespace_key, serial)
     stem = certificate_id[:12]
-    files = KeyFiles(
+    return KeyFiles(
         certificate=str(folder / f"{stem}-certificate.pem.crt"),
         private_key=str(folder / f"{stem}-private.pem.key"),
         public_key=str(folder / f"{stem}-public.pem.key"),
     )
-    write_private_file(Path(files.private_key), private_key, mode=0o600)
-    write_private_file(Path(files.public_key), public_key, mode=0o644)
-    write_private_file(Path(files.certificate), certificate_pem, mode=0o644)
-    return files
 
 
 def remove_key_files(files: dict[str, str] | None) -> None:

@@ -121,24 +121,26 @@ def monitor_identity(ctx: AppContext) -> Identity:
             certs.retire_certificate(ctx, cert_id)
     iot = ctx.client("iot")
     _ensure_monitor_policy(ctx)
-    response = iot.create_keys_and_certificate(setAsActive=True)
+
+    def write_files(response: dict[str, Any]) -> dict[str, Any]:
+        files = keyfiles.write_key_files(
+            ctx.namespace.key,
+            MONITOR_ROLE,
+            response["certificateId"],
+            response["certificatePem"],
+            response["keyPair"]["PrivateKey"],
+            response["keyPair"]["PublicKey"],
+        )
+        return {"files": files.as_dict()}
+
+    # Guarded like a button's certificate: one whose answer is lost is found and retired.
+    response = certs.create_keys_and_certificate(
+        ctx, {"thing": None, "role": MONITOR_ROLE}, write_files
+    )
     cert_id, arn = response["certificateId"], response["certificateArn"]
-    ctx.namespace.put(
-        certs.KIND,
-        cert_id,
-        {"arn": arn, "thing": None, "role": MONITOR_ROLE, "status": "ACTIVE", "policies": []},
-    )
-    files = keyfiles.write_key_files(
-        ctx.namespace.key,
-        "monitor",
-        cert_id,
-        response["certificatePem"],
-        response["keyPair"]["PrivateKey"],
-        response["keyPair"]["PublicKey"],
-    )
-    ctx.namespace.update(certs.KIND, cert_id, files=files.as_dict())
     iot.attach_policy(policyName=MONITOR_POLICY, target=arn)
     ctx.namespace.update(certs.KIND, cert_id, policies=[MONITOR_POLICY])
+    files = keyfiles.key_files(ctx.namespace.key, MONITOR_ROLE, cert_id)
     return Identity(_monitor_client_id(), files.certificate, files.private_key)
 
 

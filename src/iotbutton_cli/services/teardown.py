@@ -7,6 +7,7 @@ NotFound counts as already gone, and whatever fails stays recorded so a re-run c
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -159,6 +160,9 @@ KINDS: list[Kind] = [
 ]
 
 
+KIND_BY_NAME = {kind.name: kind for kind in KINDS}
+
+
 def plan(ctx: AppContext, extra: dict[str, dict[str, Any]] | None = None) -> list[Step]:
     """Every recorded resource (plus ``extra`` ones, e.g. discovered), in removal order."""
     resources = {kind: dict(items) for kind, items in ctx.namespace.snapshot().items()}
@@ -190,10 +194,24 @@ def execute(
     workers: int = things.DEFAULT_WORKERS,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> CleanReport:
+    """Remove ``steps`` kind by kind in KINDS order, each kind's resources concurrently.
+
+    A kind that waits only for what it owns (a thing, for its certificates) does not wait for
+    the whole phase before it: each thing goes as soon as its own certificates are gone.
+    """
     ctx.check_namespace_owner()
     report = CleanReport()
+    report_lock = threading.Lock()
+    done_early: set[tuple[str, str]] = set()
+
+    def finish(outcome: Outcome) -> None:
+        with report_lock:
+            _finish(report, outcome, on_done)
+
     for kind in KINDS:
-        batch = [step for step in steps if step.kind == kind.name]
+        batch = [
+            s for s in steps if s.kind == kind.name and (s.kind, s.resource_id) not in done_early
+        ]
         if not batch:
             continue
         ready = []
@@ -202,13 +220,67 @@ def execute(
             if blocker is None:
                 ready.append(step)
             else:
-                _finish(report, Outcome(step, "skipped", f"waits for {blocker.label}"), on_done)
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(ready) or 1))) as pool:
-            for outcome in pool.map(lambda s, k=kind: _run(ctx, k, s, keep_local), ready):
-                _finish(report, outcome, on_done)
+                finish(Outcome(step, "skipped", f"waits for {blocker.label}"))
+        followers = _followers(kind, steps, report)
+        tasks = _tasks(ready, followers)
+        done_early.update(
+            (step.kind, step.resource_id)
+            for chain in tasks
+            for step in chain
+            if step.kind != kind.name
+        )
+
+        def run_chain(chain: list[Step], kind: Kind = kind) -> None:
+            """An owner's resources one by one, then (unless one stayed) what they blocked."""
+            stayed: Step | None = None
+            for step in chain:
+                step_kind = KIND_BY_NAME[step.kind]
+                if step_kind is not kind and stayed is not None:
+                    outcome = Outcome(step, "skipped", f"waits for {stayed.label}")
+                else:
+                    outcome = _run(ctx, step_kind, step, keep_local)
+                if outcome.status in ("failed", "skipped") and stayed is None:
+                    stayed = step
+                finish(outcome)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks) or 1))) as pool:
+            for future in [pool.submit(run_chain, chain) for chain in tasks]:
+                future.result()
     if not keep_local:
         keyfiles.remove_empty_namespace_dir(ctx.namespace.key)
+    order = {(step.kind, step.resource_id): index for index, step in enumerate(steps)}
+    report.outcomes.sort(key=lambda o: order.get((o.step.kind, o.step.resource_id), len(order)))
     return report
+
+
+def _followers(kind: Kind, steps: list[Step], report: CleanReport) -> dict[str, Step]:
+    """Steps of a later kind that wait only for their own resources of ``kind`` (and nothing
+    that has failed or been skipped), keyed by owner: they can run right after them."""
+    followers = {}
+    for later in KINDS[KINDS.index(kind) + 1 :]:
+        if not later.own_only or later.after != (kind.name,):
+            continue
+        for step in steps:
+            if step.kind == later.name and _blocker(later, step, report) is None:
+                followers[step.resource_id] = step
+    return followers
+
+
+def _tasks(ready: list[Step], followers: dict[str, Step]) -> list[list[Step]]:
+    """Chains to run: an owner's steps one after the other, then the step they were blocking."""
+    chains: dict[str, list[Step]] = {}
+    tasks: list[list[Step]] = []
+    for step in ready:
+        if step.owner and step.owner in followers:
+            if step.owner not in chains:
+                chains[step.owner] = []
+                tasks.append(chains[step.owner])
+            chains[step.owner].append(step)
+        else:
+            tasks.append([step])
+    for owner, chain in chains.items():
+        chain.append(followers[owner])
+    return tasks
 
 
 def _blocker(kind: Kind, step: Step, report: CleanReport) -> Step | None:

@@ -112,16 +112,18 @@ def provision_button(ctx: AppContext, serial: str, thing_type: str) -> Provision
         action = "resumed" if recorded or certs.certificates_of(ctx, serial) else "created"
         if recorded is None or recorded.get("pending"):
             response = _create_thing(ctx, serial, thing_type)
-            with ctx.namespace.transaction() as resources:
+
+            def record_thing(resources: dict[str, dict[str, Any]]) -> None:
                 record = resources.setdefault(KIND, {}).setdefault(serial, {"recorded": utc_now()})
                 record.update(arn=response["thingArn"], thing_type=thing_type)
                 record.pop("pending", None)
+
+            ctx.namespace.apply(record_thing)
         cert_id = _reusable_certificate(ctx, serial)
         if cert_id is None:
-            cert_id = certs.issue_certificate(ctx, serial)
+            cert_id = certs.issue_certificate(ctx, serial)  # records it as the button's, too
         else:
             certs.attach_certificate(ctx, cert_id, serial)
-        ctx.namespace.update(KIND, serial, certificate=cert_id)
         return ProvisionResult(serial, action, cert_id)
 
 
