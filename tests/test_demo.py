@@ -22,10 +22,16 @@ def test_demo_clicks_and_checks_every_message(cli, isolated_env):
 
 
 def test_demo_keep_leaves_its_sandbox_to_explore(cli, isolated_env, monkeypatch):
-    result = cli("demo", "--keep")
-    assert "Every click produced exactly the configured messages." in result.stdout
-    assert f"IOTBUTTON_HOME={isolated_env / 'demo'}" in result.stdout
-    monkeypatch.setenv("IOTBUTTON_HOME", str(isolated_env / "demo"))
-    listed = cli.json("--sandbox", "things", "list")
-    assert [button["serial"] for button in listed] == ["G030JF0553648RUH"]
-    assert json.loads(cli("sandbox", "stop", "--json").stdout)["stopped"] is True
+    try:
+        result = cli("demo", "--keep", code=None)
+        assert "Every click produced exactly the configured messages." in result.stdout
+        assert f"IOTBUTTON_HOME={isolated_env / 'demo'}" in result.stdout
+        monkeypatch.setenv("IOTBUTTON_HOME", str(isolated_env / "demo"))
+        listed = cli.json("--sandbox", "things", "list")
+        assert [button["serial"] for button in listed] == ["G030JF0553648RUH"]
+    finally:
+        # Whatever failed above, the kept sandbox must not outlive the test.
+        monkeypatch.setenv("IOTBUTTON_HOME", str(isolated_env / "demo"))
+        stopped = cli("sandbox", "stop", "--json", code=None)
+    assert result.exit_code == 0
+    assert json.loads(stopped.stdout)["stopped"] is True

@@ -28,6 +28,14 @@ log = logging.getLogger("iotbutton.sandbox.aws")
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 SANDBOX_ACCOUNT = "123456789012"
+SERVER_THREADS = 16
+# RSA keys made ahead of time for CreateKeysAndCertificate (see KeyPool).
+KEY_POOL_SIZE = 16
+
+# moto's backends are plain dicts and lists, not safe for threads: a request that iterates
+# certificates while another creates one fails with "dictionary changed size during iteration".
+# Every moto request, and every read of moto's state by the rest of the sandbox, holds this lock.
+MOTO_LOCK = threading.RLock()
 SANDBOX_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
 
 StartResponse = Callable[..., Any]
@@ -47,22 +55,38 @@ class SandboxAWS:
         self.invocations: list[Invocation] = []
 
     def start(self) -> str:
-        from moto.server import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
+        """Serve on a loopback port, with keep-alive connections (as AWS's endpoints have).
 
-        moto_app = DomainDispatcherApplication(create_backend_app)
-        self._server = make_server(self.host, self.port, self._wsgi(moto_app), threaded=True)
-        self.port = self._server.server_port
+        waitress rather than werkzeug's development server: werkzeug closes every connection
+        after one request, so each AWS call paid a new TCP connection and a new server thread.
+        Its threads also serve Lambda invocations, whose code calls back into this server:
+        enough of them that those calls never wait for each other.
+        """
+        from moto.server import create_backend_app
+        from waitress.server import create_server
+
+        moto_app = _dispatcher(create_backend_app)
+        KeyPool.install(KEY_POOL_SIZE)
+        self._server = create_server(
+            self._wsgi(moto_app),
+            host=self.host,
+            port=self.port,
+            threads=SERVER_THREADS,
+            ident="iotbutton-sandbox",
+            connection_limit=1000,
+        )
+        self.port = int(self._server.effective_port)
         self.url = f"http://{self.host}:{self.port}"
+        # The functions' AWS endpoint is this server: known once the port is.
         self.runner = LambdaRunner(self.state_folder / "lambda", self._function_env_base())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         return self.url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
+            self._server.task_dispatcher.shutdown(timeout=1)
         if self.runner is not None:
             self.runner.stop()
 
@@ -74,7 +98,13 @@ class SandboxAWS:
             match = INVOKE_PATH.match(environ.get("PATH_INFO", ""))
             if match and environ.get("REQUEST_METHOD") == "POST":
                 return self._invoke(environ, start_response, match.group("name"))
-            return moto_app(environ, start_response)
+            with MOTO_LOCK:
+                body = moto_app(environ, start_response)
+                try:
+                    return [b"".join(body)]
+                finally:
+                    if hasattr(body, "close"):
+                        body.close()
 
         return app
 
@@ -134,7 +164,8 @@ class SandboxAWS:
 
         name = name_or_arn.split(":function:")[-1].split(":")[0]
         try:
-            function = lambda_backends[SANDBOX_ACCOUNT][region].get_function(name)
+            with MOTO_LOCK:
+                function = lambda_backends[SANDBOX_ACCOUNT][region].get_function(name)
         except Exception:
             return None
         return FunctionCode(
@@ -180,13 +211,76 @@ class SandboxAWS:
             if line.strip()
         ]
         try:
-            if group not in backend.groups:
-                backend.create_log_group(group, {})
-            backend.create_log_stream(group, stream)
-            if events:
-                backend.put_log_events(group, stream, events)
+            with MOTO_LOCK:
+                if group not in backend.groups:
+                    backend.create_log_group(group, {})
+                backend.create_log_stream(group, stream)
+                if events:
+                    backend.put_log_events(group, stream, events)
         except Exception as exc:  # logs are a convenience; never fail an invocation over them
             log.warning("could not store the log of %s: %s", function_name, exc)
+
+
+class KeyPool:
+    """RSA keys for moto's CreateKeysAndCertificate, made ahead of time by a background thread.
+
+    moto makes a 2048-bit key inside the call (about 50 ms of CPU), which under MOTO_LOCK would
+    hold up every other request; AWS does not make callers wait for that either. A call takes a
+    ready key (or, with none ready, makes one as moto would); the thread refills the pool
+    whenever it runs low. The keys are as real as moto's: cryptography's, one per certificate.
+    """
+
+    def __init__(self, size: int) -> None:
+        import queue
+
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self._rsa = rsa
+        self._ready: queue.Queue[Any] = queue.Queue(maxsize=size)
+        threading.Thread(target=self._fill, name="rsa-key-pool", daemon=True).start()
+
+    @classmethod
+    def install(cls, size: int) -> None:
+        import moto.iot.models as iot_models
+
+        if not isinstance(iot_models.rsa, cls):
+            iot_models.rsa = cls(size)  # type: ignore[assignment]
+
+    def _fill(self) -> None:
+        while True:
+            self._ready.put(self._rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+    def generate_private_key(self, public_exponent: int, key_size: int, backend: Any = None) -> Any:
+        import queue
+
+        if (public_exponent, key_size) == (65537, 2048):
+            try:
+                return self._ready.get_nowait()
+            except queue.Empty:
+                pass
+        return self._rsa.generate_private_key(public_exponent=public_exponent, key_size=key_size)
+
+
+def _dispatcher(create_app: Callable[..., Any]) -> Any:
+    """moto's request dispatcher, remembering which service a host name belongs to.
+
+    moto works that out for every request by listing its own package folder (a stat per
+    service) and trying hundreds of URL patterns, under one lock: about 5 ms that serialized the
+    whole sandbox. A host's service never changes, so the answer is kept.
+    """
+    from moto.server import DomainDispatcherApplication
+
+    class RememberingDispatcher(DomainDispatcherApplication):
+        def __init__(self, create_app: Callable[..., Any]) -> None:
+            super().__init__(create_app)
+            self._backend_of: dict[str | None, Any] = {}
+
+        def get_backend_for_host(self, host: str | None) -> Any:
+            if host not in self._backend_of:
+                self._backend_of[host] = super().get_backend_for_host(host)
+            return self._backend_of[host]
+
+    return RememberingDispatcher(create_app)
 
 
 def _region_of(environ: dict[str, Any]) -> str:

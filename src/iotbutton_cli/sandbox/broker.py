@@ -728,10 +728,8 @@ class MotoDirectory:
 
 
 def _snapshot(view: Callable[[], Iterable[T]]) -> list[T]:
-    """A copy of a moto dict view; moto's API thread may change the dict while it is copied."""
-    for _ in range(5):
-        try:
-            return list(view())
-        except RuntimeError:  # dictionary changed size during iteration
-            continue
-    return list(view())
+    """A copy of a moto dict view, taken while no moto request runs (see ``MOTO_LOCK``)."""
+    from iotbutton_cli.sandbox.aws_server import MOTO_LOCK
+
+    with MOTO_LOCK:
+        return list(view())

@@ -246,9 +246,13 @@ def rules_from_moto(account: str, region: str) -> list[Rule]:
     """The topic rules moto stores now (read on every message, so new rules apply at once)."""
     from moto.iot.models import iot_backends
 
+    from iotbutton_cli.sandbox.aws_server import MOTO_LOCK
+
     backend = iot_backends[account][region]
     rules = []
-    for name, stored in list(backend.rules.items()):
+    with MOTO_LOCK:
+        stored_rules = list(backend.rules.items())
+    for name, stored in stored_rules:
         payload = {
             "sql": stored.sql,
             "actions": stored.actions,

@@ -135,8 +135,11 @@ def iot_may_invoke(function_name: str, rule_arn: str) -> bool:
     """True if the function's resource policy lets iot.amazonaws.com invoke it for this rule."""
     from moto.awslambda.models import lambda_backends
 
+    from iotbutton_cli.sandbox.aws_server import MOTO_LOCK
+
     try:
-        policy = json.loads(lambda_backends[ACCOUNT][REGION].get_policy(function_name))
+        with MOTO_LOCK:
+            policy = json.loads(lambda_backends[ACCOUNT][REGION].get_policy(function_name))
     except Exception:  # no policy at all
         return False
     if "Policy" in policy:  # moto answers as the GetPolicy API does: the document as a string
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    for chatty in ("amqtt", "transitions"):
+    for chatty in ("amqtt", "transitions", "waitress"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     sandbox = Sandbox(args.state_dir, args.aws_port, args.mqtt_port, args.twilio_port)
     stopping = threading.Event()
