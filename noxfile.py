@@ -34,3 +34,10 @@ def demo(session: nox.Session) -> None:
     """The main job: a click becomes an SMS and a call, offline, in a private sandbox."""
     session.install(".")
     session.run("iotbutton", "demo", *session.posargs)
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Start-up, bulk work, the AWS rate ceiling, clicks: a Markdown table (-- --quick: faster)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/run.py", *session.posargs)

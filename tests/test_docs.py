@@ -56,6 +56,7 @@ DOCUMENTED_ERROR_SOURCES = [
     "services/notifier_ops.py",
     "services/notify_config.py",
     "services/policies.py",
+    "services/ratelimit.py",
     "services/rules.py",
     "services/sandbox_control.py",
     "services/serials.py",

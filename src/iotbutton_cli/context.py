@@ -7,16 +7,17 @@ imported on first use, so commands that never reach AWS (and every ``--help``) s
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import threading
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iotbutton_cli.errors import IotButtonError, credentials_error, usage_error
-from iotbutton_cli.registry import Namespace, Registry
+
+if TYPE_CHECKING:
+    from iotbutton_cli.registry import Namespace, Registry
 
 log = logging.getLogger("iotbutton")
 
@@ -116,10 +117,26 @@ class AppContext:
                     max_pool_connections=MAX_POOL_CONNECTIONS,
                     user_agent_extra="iotbutton-cli",
                 )
-                self._clients[service] = self.session.client(
-                    service, config=config, endpoint_url=self.endpoint_url
-                )
+                client = self.session.client(service, config=config, endpoint_url=self.endpoint_url)
+                if service == "iot":
+                    self._limit_rate(client)
+                self._clients[service] = client
             return self._clients[service]
+
+    @cached_property
+    def rate_limiter(self) -> Any:
+        """Per-operation token buckets at AWS IoT's published rates (services/ratelimit.py)."""
+        from iotbutton_cli.services import ratelimit
+
+        return ratelimit.from_environment()
+
+    def _limit_rate(self, client: Any) -> None:
+        """Bulk work stays under AWS's per-API quotas instead of riding on throttling retries."""
+        from iotbutton_cli.services import ratelimit
+
+        limiter = self.rate_limiter  # read (and a typo in it reported) even where it won't apply
+        if ratelimit.applies(client, self.sandbox):
+            ratelimit.install(client, limiter)
 
     @cached_property
     def account_id(self) -> str:
@@ -136,6 +153,8 @@ class AppContext:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
+            from iotbutton_cli.registry import Registry
+
             self._registry = Registry()
         return self._registry
 
@@ -189,6 +208,8 @@ def _check_region(session: Any, region: str, service: str) -> None:
                 "Pick a region that offers AWS IoT Core, e.g. --region us-east-1.",
             )
         return
+    import difflib
+
     close = difflib.get_close_matches(region, sorted(known), n=1)
     hint = f"Did you mean {close[0]}? " if close else ""
     raise credentials_error(
