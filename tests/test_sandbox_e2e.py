@@ -182,10 +182,48 @@ def test_a_sandbox_that_died_leaves_no_phantom_records(cli, sandbox):
     registry's sandbox namespace."""
     import signal
 
+    from iotbutton_cli.services.sandbox_control import _alive
+
     cli("--sandbox", "things", "create", SERIAL)
     os.kill(sandbox["pid"], signal.SIGKILL)
+    # Dead, not dying: a loaded machine can take a moment to tear down a killed process.
+    deadline = time.monotonic() + 10
+    while _alive(sandbox["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
     result = cli.json("--sandbox", "things", "create", SERIAL)
 
     assert result["buttons"][0]["action"] == "created"
     assert [b["serial"] for b in cli.json("--sandbox", "things", "list")] == [SERIAL]
+
+
+def test_a_sandbox_that_does_not_answer_is_named_in_the_error(cli, isolated_env, monkeypatch):
+    """A sandbox whose process lives but whose port is closed (hung, or dying): the error says
+    so, instead of suggesting the network or the region."""
+    import socket
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # refused is refused: no need to wait for retries
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    state = isolated_env / "state" / "sandbox"
+    state.mkdir(parents=True)
+    (state / "sandbox.json").write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "aws_url": f"http://127.0.0.1:{closed_port}",
+                "mqtt_host": "localhost",
+                "mqtt_port": closed_port,
+                "ca_file": str(state / "ca.pem"),
+                "twilio_url": f"http://127.0.0.1:{closed_port}",
+                "outbox": str(state / "outbox.jsonl"),
+                "region": "us-east-1",
+                "account": "123456789012",
+            }
+        )
+    )
+    result = cli("--sandbox", "things", "create", SERIAL, code=1)
+    assert "Could not reach the sandbox" in result.stderr
+    assert "iotbutton sandbox status" in result.stderr
+    assert "Traceback" not in result.stderr

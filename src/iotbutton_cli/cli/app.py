@@ -26,6 +26,7 @@ from iotbutton_cli.cli import (
     things,
 )
 from iotbutton_cli.context import AppContext, Settings, clean_error
+from iotbutton_cli.errors import IotButtonError
 
 INTERRUPTED = 130  # what shells report for Ctrl-C
 
@@ -45,6 +46,14 @@ class ErrorHandlingGroup(TyperGroup):
             error = clean_error(exc)  # None for Typer's own exits and for real bugs
             if error is None:
                 raise
+            root = ctx.find_root().obj
+            if error.code == "unreachable" and isinstance(root, AppContext) and root.sandbox:
+                error = IotButtonError(
+                    "unreachable",
+                    error.message.replace("Could not reach AWS", "Could not reach the sandbox"),
+                    "Its process may have just died: run `iotbutton sandbox status`, then "
+                    "`iotbutton sandbox start`.",
+                )
             from iotbutton_cli.cli.output import render_error
 
             render_error(error)
