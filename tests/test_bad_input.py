@@ -113,10 +113,11 @@ CASES = [
     ("secret-missing", config(YAML_OK), ["notify", "deploy"], 2, "No Twilio secret"),
     ("click-type", None, ["notify", "test", "--click", "TRIPLE"], 2, "Unknown click type"),
     ("rule-name", None, ["rules", "create", "--name", "bad-name"], 2, "Invalid rule name"),
+    ("rule-prefix", None, ["rules", "create", "--name", "long_clicks"], 2, "start with iotbutton_"),
     (
         "rule-sql",
         None,
-        ["rules", "create", "--name", "ok", "--sql", "DROP TABLE x"],
+        ["rules", "create", "--name", "iotbutton_ok", "--sql", "DROP TABLE x"],
         2,
         "Unsupported rule SQL",
     ),

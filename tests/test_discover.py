@@ -84,7 +84,7 @@ def test_discover_finds_the_notifier(cli, sandbox_aws, twilio_standin, isolated_
         "rules",
         "create",
         "--name",
-        "long_only",
+        "iotbutton_long_only",
         "--sql",
         "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'",
     )

@@ -472,7 +472,12 @@ def test_iam_policy_covers_exactly_the_calls_the_code_makes(
     run_notifier_lifecycle(cli, twilio_standin.base_url, isolated_env, monkeypatch)
     cli("clean", "--dry-run")
     assert cli.json("clean", "--yes")["complete"] is True
+    # Somebody else's rule in the account: `clean --discover` must not even read it (the
+    # documented policy would deny iot:GetTopicRule on it), let alone remove it.
+    foreign = {"sql": "SELECT * FROM 'other/+'", "actions": [], "ruleDisabled": False}
+    iot.create_topic_rule(ruleName="someone_elses_rule", topicRulePayload=foreign)
     run_discovery(cli, twilio_standin.base_url, isolated_env)
+    assert iot.get_topic_rule(ruleName="someone_elses_rule")["rule"]["sql"] == foreign["sql"]
     policy = policy_from((DOCS / "iam-policy.md").read_text(encoding="utf-8"))
 
     statements = policy["Statement"]

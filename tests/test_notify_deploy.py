@@ -213,14 +213,14 @@ def test_refuses_to_take_over_a_role_it_did_not_make(ctx):
 
 
 def test_rules_commands(ctx, cli):
-    assert "notify deploy" in cli("rules", "create", "--name", "x", code=1).stderr
+    assert "notify deploy" in cli("rules", "create", "--name", "iotbutton_x", code=1).stderr
     notifier_deploy.deploy(ctx, deploy_input())
 
     created = cli.json(
         "rules",
         "create",
         "--name",
-        "long_only",
+        "iotbutton_long_only",
         "--sql",
         "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'",
     )
@@ -229,8 +229,8 @@ def test_rules_commands(ctx, cli):
     assert one["name"] == "iotbutton_G030JF0553648RUH"
     assert one["sql"] == "SELECT * FROM 'iotbutton/G030JF0553648RUH'"
     names = [r["name"] for r in cli.json("rules", "list")]
-    assert names == ["iotbutton_G030JF0553648RUH", "iotbutton_notifier", "long_only"]
-    assert cli.json("rules", "show", "long_only")["enabled"] is True
+    assert names == ["iotbutton_G030JF0553648RUH", "iotbutton_long_only", "iotbutton_notifier"]
+    assert cli.json("rules", "show", "iotbutton_long_only")["enabled"] is True
 
     lam = boto3.client("lambda", region_name="us-east-1")
     sids = {
@@ -239,9 +239,9 @@ def test_rules_commands(ctx, cli):
             "Statement"
         ]
     }
-    assert "iotbutton-rule-long_only" in sids
+    assert "iotbutton-rule-iotbutton_long_only" in sids
 
-    cli("rules", "delete", "long_only", "--yes")
+    cli("rules", "delete", "iotbutton_long_only", "--yes")
     sids = {
         s["Sid"]
         for s in json.loads(lam.get_policy(FunctionName="iotbutton-notifier")["Policy"])[
@@ -250,14 +250,14 @@ def test_rules_commands(ctx, cli):
     }
     assert "iotbutton-rule-long_only" not in sids
     iot = boto3.client("iot", region_name="us-east-1")
-    assert "long_only" not in [r["ruleName"] for r in iot.list_topic_rules()["rules"]]
+    assert "iotbutton_long_only" not in [r["ruleName"] for r in iot.list_topic_rules()["rules"]]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--name", "bad-name"], "Invalid rule name 'bad-name'"),
-        (["--name", "ok", "--sql", "DROP TABLE x"], "Unsupported rule SQL"),
+        (["--name", "iotbutton_ok", "--sql", "DROP TABLE x"], "Unsupported rule SQL"),
         (["--serial", "a/b"], "Invalid serial"),
         (["--serial", "A1", "--sql", "SELECT * FROM 'x'"], "not both"),
         ([], "A rule needs a --name."),

@@ -123,7 +123,7 @@ def test_a_rule_with_a_where_clause_filters_clicks(cli, sandbox):
         "rules",
         "create",
         "--name",
-        "long_only",
+        "iotbutton_long_only",
         "--sql",
         "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'",
     )

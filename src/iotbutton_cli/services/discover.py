@@ -116,6 +116,8 @@ def _iot(ctx: AppContext, found: Found) -> None:
             )
     function_arn = ctx.arn("lambda", f"function:{notifier_deploy.FUNCTION_NAME}")
     for summary in _pages(iot, "list_topic_rules", "rules"):
+        if not summary["ruleName"].startswith(rules.RULE_PREFIX):
+            continue  # not iotbutton's: not even read (the IAM policy allows only its own)
         rule = iot.get_topic_rule(ruleName=summary["ruleName"])["rule"]
         targets = [a.get("lambda", {}).get("functionArn") for a in rule.get("actions", [])]
         if rule.get("description") == rules.RULE_DESCRIPTION and function_arn in targets:

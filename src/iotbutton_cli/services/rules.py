@@ -25,6 +25,9 @@ DEFAULT_SQL = f"SELECT * FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT rule SQL, 
 SQL_VERSION = "2016-03-23"
 RULE_DESCRIPTION = "Invokes the iotbutton notifier"  # how `clean --discover` knows our rules
 RULE_NAME = re.compile(r"^[a-zA-Z0-9_]{1,128}$")
+# Every rule iotbutton makes is named with this prefix: the documented IAM policy scopes topic rules
+# to rule/iotbutton_*, and `clean --discover` reads only rules named so.
+RULE_PREFIX = "iotbutton_"
 SQL_SHAPE = re.compile(r"^\s*SELECT\s+.+?\s+FROM\s+'[^']+'(\s+WHERE\s+.+)?\s*$", re.I | re.S)
 
 
@@ -55,6 +58,13 @@ def validate_rule_name(name: str) -> str:
             f"Invalid rule name {name!r}: AWS allows only letters, digits and '_' (1-128).",
             "For example: iotbutton_long_clicks.",
         )
+    if not name.startswith(RULE_PREFIX):
+        raise usage_error(
+            "bad-rule-name",
+            f"Rule name {name!r} does not start with {RULE_PREFIX}.",
+            f"Name it {RULE_PREFIX}{name[:118]}: iotbutton's IAM policy allows rules named so, "
+            "and `clean --discover` finds them.",
+        )
     return name
 
 
@@ -69,7 +79,7 @@ def rule_for(name: str | None, sql: str | None, serial: str | None) -> tuple[str
                 "--serial S is short for --sql \"SELECT * FROM 'iotbutton/S'\".",
             )
         sql = f"SELECT * FROM '{TOPIC_PREFIX}/{serial}'"  # noqa: S608 - serial validated
-        name = name or f"iotbutton_{serial.replace('-', '_').replace(':', '_')}"
+        name = name or f"{RULE_PREFIX}{serial.replace('-', '_').replace(':', '_')}"
     if name is None:
         raise usage_error("rule-name-missing", "A rule needs a --name.", "Or pass --serial.")
     validate_rule_name(name)
