@@ -64,39 +64,32 @@ def certificates_of(ctx: AppContext, serial: str) -> dict[str, dict]:
 
 def issue_certificate(ctx: AppContext, serial: str) -> str:
     """Create an ACTIVE certificate, write its files, attach the policy and the thing."""
+    cert_id = create_keys_and_certificate(ctx, {"thing": serial})["certificateId"]
+    attach_certificate(ctx, cert_id, serial)
+    return cert_id
 
-    def write_files(response: dict[str, Any]) -> dict[str, Any]:
+
+def create_keys_and_certificate(ctx: AppContext, record: dict[str, Any]) -> dict[str, Any]:
+    """CreateKeysAndCertificate (ACTIVE): its key files written, then the certificate recorded
+    with ``record`` merged in (``thing``, or the ``role`` of a certificate that is no button's),
+    guarded by a certificate request (see the module docstring) so that no certificate it makes
+    can go unrecorded; if the process dies before the record, the certificate is reclaimed and
+    its files with it. Returns AWS's answer, private key included."""
+    folder = _keys_folder(record)
+    if folder is None:
+        raise ValueError("a certificate belongs to a button (thing) or a role")
+    iot = ctx.client("iot")
+    request_id = _open_request(ctx, record)
+    try:
+        response = iot.create_keys_and_certificate(setAsActive=True)
         files = keyfiles.write_key_files(
             ctx.namespace.key,
-            serial,
+            folder,
             response["certificateId"],
             response["certificatePem"],
             response["keyPair"]["PrivateKey"],
             response["keyPair"]["PublicKey"],
         )
-        return {"files": files.as_dict()}
-
-    response = create_keys_and_certificate(ctx, {"thing": serial}, write_files)
-    cert_id = response["certificateId"]
-    attach_certificate(ctx, cert_id, serial)
-    return cert_id
-
-
-def create_keys_and_certificate(
-    ctx: AppContext,
-    record: dict[str, Any],
-    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """CreateKeysAndCertificate (ACTIVE), recorded with ``record`` merged in the moment AWS
-    answers, and guarded by a certificate request (see the module docstring) so that no
-    certificate it makes can go unrecorded. ``keep`` stores the private key before that record
-    is written and returns more fields for it (the files); if the process dies in between, the
-    certificate is reclaimed and its files with it. Returns AWS's answer, private key included."""
-    iot = ctx.client("iot")
-    request_id = _open_request(ctx, record)
-    try:
-        response = iot.create_keys_and_certificate(setAsActive=True)
-        kept = keep(response) if keep else {}
     except BaseException:
         # Whatever the failed call made, it made it by now: the request is settled.
         ctx.namespace.update(REQUEST_KIND, request_id, until=utc_now())
@@ -109,7 +102,7 @@ def create_keys_and_certificate(
             "status": "ACTIVE",
             "policies": [],
             **record,
-            **kept,
+            "files": files.as_dict(),
             "recorded": utc_now(),
         }
         requests = resources.get(REQUEST_KIND, {})
@@ -144,6 +137,11 @@ def attach_certificate(ctx: AppContext, cert_id: str, serial: str) -> None:
             thing["certificate"] = cert_id
 
     ctx.namespace.apply(record_attached)
+
+
+def _keys_folder(record: dict[str, Any]) -> str | None:
+    """The folder under keys/<namespace> a certificate's files go to: its button, or its role."""
+    return record.get("thing") or record.get("role")
 
 
 def _open_request(ctx: AppContext, record: dict[str, Any]) -> str:
@@ -251,13 +249,18 @@ def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = No
     for cert_id, (arn, request) in lost.items():
         # Recorded first, so a crash while retiring it leaves it to `clean`; with the files its
         # key may have been written to before the run died, so they go too.
-        serial, role = request.get("thing"), request.get("role")
-        folder = serial or role
+        folder = _keys_folder(request)
         files = keyfiles.key_files(ctx.namespace.key, folder, cert_id).as_dict() if folder else {}
         ctx.namespace.put(
             KIND,
             cert_id,
-            {"arn": arn, "thing": serial, "status": "ACTIVE", "policies": [], "files": files},
+            {
+                "arn": arn,
+                "thing": request.get("thing"),
+                "status": "ACTIVE",
+                "policies": [],
+                "files": files,
+            },
         )
         retire_certificate(ctx, cert_id)
     with ctx.namespace.transaction() as current:

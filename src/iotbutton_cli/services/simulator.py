@@ -122,21 +122,8 @@ def monitor_identity(ctx: AppContext) -> Identity:
     iot = ctx.client("iot")
     _ensure_monitor_policy(ctx)
 
-    def write_files(response: dict[str, Any]) -> dict[str, Any]:
-        files = keyfiles.write_key_files(
-            ctx.namespace.key,
-            MONITOR_ROLE,
-            response["certificateId"],
-            response["certificatePem"],
-            response["keyPair"]["PrivateKey"],
-            response["keyPair"]["PublicKey"],
-        )
-        return {"files": files.as_dict()}
-
     # Guarded like a button's certificate: one whose answer is lost is found and retired.
-    response = certs.create_keys_and_certificate(
-        ctx, {"thing": None, "role": MONITOR_ROLE}, write_files
-    )
+    response = certs.create_keys_and_certificate(ctx, {"thing": None, "role": MONITOR_ROLE})
     cert_id, arn = response["certificateId"], response["certificateArn"]
     iot.attach_policy(policyName=MONITOR_POLICY, target=arn)
     ctx.namespace.update(certs.KIND, cert_id, policies=[MONITOR_POLICY])
