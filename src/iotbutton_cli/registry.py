@@ -151,45 +151,63 @@ class Registry:
         """Run ``change`` on the document and write it back; returns what ``change`` returns.
 
         Group commit: the change is queued, and whichever thread holds the lock next applies
-        every queued change in one read-modify-write. ``change`` may run on another thread, so
-        it must only touch the document it is given. If it raises, its own caller gets the
-        exception and the other changes of the batch are still written.
+        every queued change in one read-modify-write, makes it durable, and hands each caller
+        its result. ``change`` may run on another thread, so it must only touch the document it
+        is given. If it raises, its own caller gets the exception and the other changes of the
+        batch are still written.
         """
-        future: Future[Any] = Future()
+        entry: tuple[Callable[[dict[str, Any]], Any], Future[Any]] = (change, Future())
         with self._shared_guard:
-            self._queue.append((change, future))
-        with self._locked():
-            if not future.done():
+            self._queue.append(entry)
+        batch: list[tuple[Callable[[dict[str, Any]], Any], Future[Any]]] = []
+        try:
+            with self._locked():
                 with self._shared_guard:
                     batch = list(self._queue)
                     self._queue.clear()
-                self._commit(batch)
-        # The rename is made durable outside the lock (the next writer need not wait for it),
-        # but before this change counts as recorded.
-        sync_folder(self.path.parent)
-        return future.result()
-
-    def _commit(self, batch: list[tuple[Callable[[dict], Any], Future]]) -> None:
-        try:
-            document = self._load()
-            before = _fingerprint(document)
-            results: list[tuple[Future, Any, BaseException | None]] = []
-            for change, future in batch:
-                try:
-                    results.append((future, change(document), None))
-                except Exception as exc:
-                    results.append((future, None, exc))
-            if _fingerprint(document) != before:
-                self._save(document)
-        except BaseException as exc:
-            for _change, future in batch:
-                future.set_exception(exc)
-            raise
-        for future, result, error in results:
+                saved, outcomes = self._commit(batch) if batch else (False, [])
+        except BaseException as exc:  # the lock timed out, or Ctrl-C while committing
+            with self._shared_guard:
+                queued = entry in self._queue
+                if queued:
+                    self._queue.remove(entry)
+            for _change, future in batch:  # nobody else will answer them now
+                if not future.done():
+                    future.set_exception(exc)
+            if queued or entry in batch:
+                raise
+            return entry[1].result()  # another thread took it: its outcome stands
+        if saved:
+            # The rename is made durable outside the lock (the next writer need not wait for
+            # it), but before any change of the batch counts as recorded.
+            sync_folder(self.path.parent)
+        for future, result, error in outcomes:
             if error is None:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+        return entry[1].result()
+
+    def _commit(
+        self, batch: list[tuple[Callable[[dict], Any], Future]]
+    ) -> tuple[bool, list[tuple[Future, Any, BaseException | None]]]:
+        """Apply ``batch`` in one read-modify-write: whether the file was written, and each
+        change's outcome (an error reading or writing the file is every change's outcome)."""
+        outcomes: list[tuple[Future, Any, BaseException | None]] = []
+        try:
+            document = self._load()
+            before = _fingerprint(document)
+            for change, future in batch:
+                try:
+                    outcomes.append((future, change(document), None))
+                except Exception as exc:
+                    outcomes.append((future, None, exc))
+            if _fingerprint(document) == before:
+                return False, outcomes
+            self._save(document)
+        except Exception as exc:
+            return False, [(future, None, exc) for _change, future in batch]
+        return True, outcomes
 
     def namespace(self, key: str, **identity: str) -> Namespace:
         return Namespace(self, key, identity)
