@@ -302,46 +302,58 @@ def bench_startup(report: Report, scratch: Path, moto_url: str, reps: int) -> No
     for warm in (help_, group_help, things_list, boto3, complete):
         warm()  # page cache and bytecode, not counted
 
-    a, b = alternate(help_, boto3, reps)
-    ratio = statistics.median(a) / statistics.median(b)
-    report.add(
-        Row(
-            "`iotbutton --help`",
-            summary(a),
-            versus='`python -c "import boto3"`',
-            versus_figure=summary(b),
-            ratio=ratio,
-            target="≤ 0.5 ×",
-            met=ratio <= 0.5,
+    def compare(
+        name: str,
+        first: Callable[[], float],
+        second: Callable[[], float],
+        versus: str,
+        key: str,
+        labels: tuple[str, str],
+        limit: float | None = None,
+    ) -> None:
+        """``first`` against ``second``, alternated; a row, and both summaries under ``key``."""
+        a, b = alternate(first, second, reps)
+        ratio = statistics.median(a) / statistics.median(b)
+        report.add(
+            Row(
+                name,
+                summary(a),
+                versus=versus,
+                versus_figure=summary(b),
+                ratio=ratio,
+                target=f"≤ {limit} ×" if limit else "",
+                met=ratio <= limit if limit else None,
+            )
         )
+        report.data[key] = {labels[0]: summary(a), labels[1]: summary(b)}
+
+    import_boto3 = '`python -c "import boto3"`'
+    compare(
+        "`iotbutton --help`",
+        help_,
+        boto3,
+        import_boto3,
+        "startup_help",
+        ("iotbutton_help", "import_boto3"),
+        0.5,
     )
-    report.data["startup_help"] = {"iotbutton_help": summary(a), "import_boto3": summary(b)}
-    a, b = alternate(group_help, help_, reps)
-    ratio = statistics.median(a) / statistics.median(b)
-    report.add(
-        Row(
-            "`iotbutton things --help`",
-            summary(a),
-            versus="`iotbutton --help`",
-            versus_figure=summary(b),
-            ratio=ratio,
-            target="≤ 1.3 ×",
-            met=ratio <= 1.3,
-        )
+    compare(
+        "`iotbutton things --help`",
+        group_help,
+        help_,
+        "`iotbutton --help`",
+        "startup_group_help",
+        ("things_help", "help"),
+        1.3,
     )
-    report.data["startup_group_help"] = {"things_help": summary(a), "help": summary(b)}
-    a, b = alternate(things_list, boto3, reps)
-    ratio = statistics.median(a) / statistics.median(b)
-    report.add(
-        Row(
-            "`iotbutton things list` (empty registry, one STS call to moto)",
-            summary(a),
-            versus='`python -c "import boto3"`',
-            versus_figure=summary(b),
-            ratio=ratio,
-        )
+    compare(
+        "`iotbutton things list` (empty registry, one STS call to moto)",
+        things_list,
+        boto3,
+        import_boto3,
+        "startup_things_list",
+        ("things_list", "import_boto3"),
     )
-    report.data["startup_things_list"] = {"things_list": summary(a), "import_boto3": summary(b)}
     times = [complete() for _ in range(reps)]
     report.add(Row("shell completion (`iotbutton things cr<TAB>`)", summary(times)))
     report.data["startup_completion"] = summary(times)

@@ -12,6 +12,22 @@ TWILIO_ACCOUNT_SID = "AC" + "1" * 32
 TWILIO_SECRET = "s" * 32
 
 
+def notify_init_args(person: str = "P", sms: str = "+15551230001") -> list[str]:
+    """`notify init` with the stand-in's account, a sender, and one SMS recipient."""
+    return [
+        "notify",
+        "init",
+        "--account-sid",
+        TWILIO_ACCOUNT_SID,
+        "--from",
+        "+15005550006",
+        "--person",
+        person,
+        "--sms",
+        sms,
+    ]
+
+
 def registry_document(home: Path) -> dict[str, Any]:
     path = home / "registry.json"
     return json.loads(path.read_text()) if path.exists() else {"namespaces": {}}

@@ -40,7 +40,7 @@ from awsinventory import (
     thing_principals,
 )
 from chaosproxy import ChaosProxy
-from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+from support import TWILIO_SECRET, notify_init_args
 
 pytestmark = pytest.mark.slow
 
@@ -81,18 +81,7 @@ def outcome(result: Any) -> str:
 
 
 def notify_init(home: Home) -> None:
-    home.must(
-        "notify",
-        "init",
-        "--account-sid",
-        TWILIO_ACCOUNT_SID,
-        "--from",
-        "+15005550006",
-        "--person",
-        "P",
-        "--sms",
-        "+15551230001",
-    )
+    home.must(*notify_init_args())
 
 
 # -- what each command must leave after a kill and a re-run ------------------------------------

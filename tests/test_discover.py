@@ -6,7 +6,7 @@ import json
 
 import boto3
 
-from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+from support import TWILIO_SECRET, notify_init_args
 
 
 def lose_registry(isolated_env) -> None:
@@ -67,18 +67,7 @@ def test_discover_ignores_a_policy_with_our_name_but_not_our_document(cli, iot, 
 
 def test_discover_finds_the_notifier(cli, sandbox_aws, twilio_standin, isolated_env, monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
-    cli(
-        "notify",
-        "init",
-        "--account-sid",
-        TWILIO_ACCOUNT_SID,
-        "--from",
-        "+15005550006",
-        "--person",
-        "P",
-        "--sms",
-        "+15551230001",
-    )
+    cli(*notify_init_args())
     cli("notify", "deploy", "--twilio-api-base", twilio_standin.base_url)
     cli(
         "rules",

@@ -8,7 +8,7 @@ import json
 import boto3
 import pytest
 
-from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+from support import TWILIO_SECRET, notify_init_args
 
 SMS_TO = "+15551230001"
 CALL_TO = "+15551230002"
@@ -17,20 +17,7 @@ CALL_TO = "+15551230002"
 @pytest.fixture
 def configured(cli, monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
-    cli(
-        "notify",
-        "init",
-        "--account-sid",
-        TWILIO_ACCOUNT_SID,
-        "--from",
-        "+15005550006",
-        "--person",
-        "Grandma",
-        "--sms",
-        SMS_TO,
-        "--call",
-        CALL_TO,
-    )
+    cli(*notify_init_args("Grandma", SMS_TO), "--call", CALL_TO)
 
 
 @pytest.fixture

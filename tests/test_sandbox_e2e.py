@@ -16,7 +16,7 @@ import time
 import boto3
 import pytest
 
-from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+from support import TWILIO_SECRET, notify_init_args
 
 SERIAL = "G030JF0553648RUH"
 SMS_TO = "+15551230001"
@@ -42,21 +42,7 @@ def wait_for_outbox(cli, count: int, timeout: float = 20.0) -> list[dict]:
 
 
 def deploy_notifier(cli):
-    cli(
-        "--sandbox",
-        "notify",
-        "init",
-        "--account-sid",
-        TWILIO_ACCOUNT_SID,
-        "--from",
-        "+15005550006",
-        "--person",
-        "Grandma",
-        "--sms",
-        SMS_TO,
-        "--call",
-        CALL_TO,
-    )
+    cli("--sandbox", *notify_init_args("Grandma", SMS_TO), "--call", CALL_TO)
     cli("--sandbox", "notify", "deploy")
 
 

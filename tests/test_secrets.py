@@ -4,7 +4,7 @@ the output."""
 
 from __future__ import annotations
 
-from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+from support import TWILIO_SECRET, notify_init_args
 
 AWS_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzEXAMPLEKEY"
 AWS_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN"
@@ -21,19 +21,7 @@ def test_verbose_output_holds_no_secret(
         cli("-vv", "things", "create", "G030JF0553648RUH"),
         cli("-v", "things", "show", "G030JF0553648RUH", "--json"),
         cli("-vv", "certs", "rotate", "G030JF0553648RUH"),
-        cli(
-            "-v",
-            "notify",
-            "init",
-            "--account-sid",
-            TWILIO_ACCOUNT_SID,
-            "--from",
-            "+15005550006",
-            "--person",
-            "P",
-            "--sms",
-            "+15551230001",
-        ),
+        cli("-v", *notify_init_args()),
         cli("-v", "notify", "check"),
         cli("-vv", "notify", "deploy", *base),
         cli("-v", "notify", "deploy", *base, "--json"),
