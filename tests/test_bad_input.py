@@ -69,7 +69,7 @@ CASES = [
     ("serial-empty", None, ["things", "create", ""], 2, "it is empty"),
     ("serial-long", None, ["things", "create", "A" * 129], 2, "129 characters"),
     ("serial-and-count", None, ["things", "create", "S1", "--count", "2"], 2, "cannot be combined"),
-    ("count-zero", None, ["things", "create", "--count", "0"], 2, "at least 1"),
+    ("count-zero", None, ["things", "create", "--count", "0"], 2, "between 1 and"),
     ("show-unknown", None, ["things", "show", "NOPE"], 2, "No button 'NOPE'"),
     ("delete-unknown", None, ["things", "delete", "NOPE", "--yes"], 2, "No button 'NOPE'"),
     ("rotate-unknown", None, ["certs", "rotate", "NOPE"], 2, "No button 'NOPE'"),

@@ -309,6 +309,9 @@ def crash_and_recover(
             point.problems.append(f"orphans after clean: {left}")
         if recorded(home.path):
             point.problems.append(f"registry not empty after clean: {recorded(home.path)}")
+        keys = sorted(str(path) for path in home.path.rglob("*private.pem.key"))
+        if keys:
+            point.problems.append(f"private keys left on disk after clean: {keys}")
     finally:
         home.remove()
 
@@ -394,7 +397,7 @@ def test_the_harness_can_see_kills_orphans_and_duplicates(proxy_for, moto_url) -
         home.remove()
 
 
-# -- the certificate requests that close the CreateKeysAndCertificate gap --------------------------
+# -- the certificate requests that close the gap of a lost CreateCertificateFromCsr answer ---------
 
 
 def _dead_pid() -> int:
@@ -407,59 +410,109 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
-def _open_request(ctx: Any, request_id: str, **fields: Any) -> None:
+def _open_request(ctx: Any, request_id: str, **fields: Any) -> Any:
+    """A request as `create_certificate` records it before its call: key made, key file written.
+    Returns the key request, so the test can make the certificate the call would have made."""
     import socket
 
     from iotbutton_cli.registry import utc_now
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.services import certs, devicekeys, keyfiles
 
-    record = {"thing": SERIAL, "since": utc_now(), "host": socket.gethostname(), **fields}
+    keys = devicekeys.new_key_request(SERIAL, request_id)
+    key_file = keyfiles.write_request_key(
+        ctx.namespace.key, SERIAL, request_id, keys.private_key_pem
+    )
+    record = {
+        "thing": SERIAL,
+        "since": utc_now(),
+        "host": socket.gethostname(),
+        "public_key_sha256": keys.public_key_sha256,
+        "key_file": str(key_file),
+        **fields,
+    }
     ctx.namespace.put(certs.REQUEST_KIND, request_id, record)
+    return keys
+
+
+def _certificate_for(iot: Any, keys: Any) -> dict[str, Any]:
+    return dict(
+        iot.create_certificate_from_csr(certificateSigningRequest=keys.csr_pem, setAsActive=True)
+    )
 
 
 def test_reclaim_retires_only_the_certificates_a_dead_request_lost(cli, iot) -> None:
+    """What the call of a dead process made is found by the key and subject it asked for; every
+    other certificate made at the same time is another tool's, however unattached and ACTIVE."""
     from iotbutton_cli.context import AppContext
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.services import certs, devicekeys
 
     cli("things", "create", SERIAL)
     ctx = AppContext()
-    _open_request(ctx, "r-dead", pid=_dead_pid())
-    lost = iot.create_keys_and_certificate(setAsActive=True)
-    in_use = iot.create_keys_and_certificate(setAsActive=True)  # someone else's, attached
+    keys = _open_request(ctx, "0123456789abcdef", pid=_dead_pid())
+    key_file = ctx.namespace.get(certs.REQUEST_KIND, "0123456789abcdef")["key_file"]
+    lost = _certificate_for(iot, keys)
+    unattached = iot.create_keys_and_certificate(setAsActive=True)  # another tool's, just made
+    in_use = iot.create_keys_and_certificate(setAsActive=True)
     iot.create_thing(thingName="THEIRS")
     iot.attach_thing_principal(thingName="THEIRS", principal=in_use["certificateArn"])
     inactive = iot.create_keys_and_certificate(setAsActive=False)
+    other_request = _certificate_for(iot, devicekeys.new_key_request("OTHER", "fedcba9876543210"))
 
     assert certs.reclaim_lost_certificates(ctx) == [lost["certificateId"]]
     remaining = {c["certificateId"] for c in iot.list_certificates()["certificates"]}
     assert lost["certificateId"] not in remaining
-    assert {in_use["certificateId"], inactive["certificateId"]} <= remaining
+    theirs = [unattached, in_use, inactive, other_request]
+    assert {cert["certificateId"] for cert in theirs} <= remaining
     assert ctx.namespace.items(certs.REQUEST_KIND) == {}
     assert lost["certificateId"] not in ctx.namespace.items(certs.KIND)
+    assert not Path(key_file).exists()  # the private key written for the lost certificate
 
 
 def test_reclaim_leaves_what_a_running_request_may_own(cli, iot) -> None:
     import os
 
     from iotbutton_cli.context import AppContext
+    from iotbutton_cli.registry import utc_now
     from iotbutton_cli.services import certs
 
     cli("things", "create", SERIAL)
     ctx = AppContext()
-    _open_request(ctx, "r-dead", pid=_dead_pid())
-    _open_request(ctx, "r-running", pid=os.getpid())  # a call of this process, in flight
-    bare = iot.create_keys_and_certificate(setAsActive=True)
+    _open_request(ctx, "00000000000000de", pid=_dead_pid())  # died before its call
+    running = _open_request(ctx, "00000000000000a1", pid=os.getpid())  # a call in flight
+    made = _certificate_for(iot, running)
 
     assert certs.reclaim_lost_certificates(ctx) == []
-    assert bare["certificateId"] in {
+    assert made["certificateId"] in {
         c["certificateId"] for c in iot.list_certificates()["certificates"]
     }
-    assert set(ctx.namespace.items(certs.REQUEST_KIND)) == {"r-dead", "r-running"}
+    assert set(ctx.namespace.items(certs.REQUEST_KIND)) == {"00000000000000a1"}
     result = cli.json("clean", "--yes", code=4)
     failed = {s["id"]: s["detail"] for s in result["steps"] if s["status"] == "failed"}
-    assert "being issued by a running iotbutton command" in failed["r-running"]
-    assert "could also be another running command's" in failed["r-dead"]
+    assert "being issued by a running iotbutton command" in failed["00000000000000a1"]
 
-    ctx.namespace.remove(certs.REQUEST_KIND, "r-running")  # the running call ended
+    ctx.namespace.update(certs.REQUEST_KIND, "00000000000000a1", until=utc_now())  # it ended
     assert cli.json("clean", "--yes")["complete"] is True
     assert iot.list_certificates()["certificates"] == []
+
+
+def test_a_request_of_an_older_iotbutton_is_left_alone(cli, iot) -> None:
+    """A request recorded before iotbutton made its own keys names no key: nothing can prove a
+    certificate is its own, so `clean` reports it and deletes nothing."""
+    from iotbutton_cli.context import AppContext
+    from iotbutton_cli.registry import utc_now
+    from iotbutton_cli.services import certs
+
+    cli("things", "create", SERIAL)
+    ctx = AppContext()
+    ctx.namespace.put(
+        certs.REQUEST_KIND,
+        "0ld0ld0ld0ld0ld0",
+        {"thing": SERIAL, "since": utc_now(), "until": utc_now()},
+    )
+    unattached = iot.create_keys_and_certificate(setAsActive=True)
+    result = cli.json("clean", "--yes")
+    left = {s["id"]: s["detail"] for s in result["steps"] if s["status"] == "left"}
+    assert "older iotbutton" in left["0ld0ld0ld0ld0ld0"]
+    assert [c["certificateId"] for c in iot.list_certificates()["certificates"]] == [
+        unattached["certificateId"]
+    ]

@@ -71,7 +71,7 @@ ERROR_FACTORIES = {"IotButtonError": 0, "usage_error": 0, "credentials_error": 0
 # AWS actions that do not support resource-level permissions: only these may use "Resource": "*".
 # (The Service Authorization Reference, as parliament bundles it, lists no resource type for them.)
 ACCOUNT_LEVEL_ACTIONS = {
-    "iot:CreateKeysAndCertificate",
+    "iot:CreateCertificateFromCsr",
     "iot:DescribeEndpoint",
     "iot:ListAttachedPolicies",
     "iot:ListCertificates",
@@ -308,18 +308,48 @@ def stand_in_mqtt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def interrupted_certificate_request(iot: Any) -> str:
-    """What a `things create` killed between CreateKeysAndCertificate's answer and the registry
+    """What a `things create` killed between CreateCertificateFromCsr's answer and the registry
     write leaves: an open certificate request, and a certificate in AWS that nothing records."""
     from iotbutton_cli.registry import Registry, utc_now
+    from iotbutton_cli.services.devicekeys import new_key_request
 
     since = utc_now()
-    lost = iot.create_keys_and_certificate(setAsActive=True)["certificateId"]
+    request = new_key_request(SERIAL, "0123456789abcdef")
+    lost = iot.create_certificate_from_csr(
+        certificateSigningRequest=request.csr_pem, setAsActive=True
+    )["certificateId"]
     with Registry().transaction() as document:
         (namespace,) = document["namespaces"].values()
         namespace["resources"]["certificate_requests"] = {
-            "0123456789abcdef": {"thing": SERIAL, "since": since, "until": utc_now()}
+            "0123456789abcdef": {
+                "thing": SERIAL,
+                "since": since,
+                "until": utc_now(),
+                "public_key_sha256": request.public_key_sha256,
+            }
         }
     return lost
+
+
+def certificate_of_an_older_iotbutton(iot: Any, serial: str) -> None:
+    """A certificate AWS made the key of (CreateKeysAndCertificate, as iotbutton did before it
+    signed its own keys), recorded as the button's second one and attached to the button policy
+    only (a rotation stopped half-way): it carries no subject mark, so the retirement proves it
+    is ours by its attachments (to a thing of ours: none; to a policy of ours: yes)."""
+    from iotbutton_cli.registry import Registry
+
+    made = iot.create_keys_and_certificate(setAsActive=True)
+    iot.attach_policy(policyName="iotbutton-button", target=made["certificateArn"])
+    with Registry().transaction() as document:
+        (namespace,) = document["namespaces"].values()
+        namespace["resources"]["certificates"][made["certificateId"]] = {
+            "arn": made["certificateArn"],
+            "thing": serial,
+            "status": "ACTIVE",
+            "policies": ["iotbutton-button"],
+            "thing_attached": False,
+            "files": {},
+        }
 
 
 def run_lifecycle(cli: Any, iot: Any) -> None:
@@ -354,6 +384,7 @@ def run_lifecycle(cli: Any, iot: Any) -> None:
             policyName="iotbutton-button", policyDocument=json.dumps(document), setAsDefault=True
         )
     cli("things", "create", "G030AA0000000BBB")
+    certificate_of_an_older_iotbutton(iot, "G030AA0000000BBB")
     serials = [b["serial"] for b in cli.json("things", "list")]
     cli("things", "delete", serials[0], "--yes")
 

@@ -109,7 +109,7 @@ def test_access_denied_in_json_mode(cli, fault_proxy):
 def test_throttling_is_retried_then_succeeds(cli, fault_proxy, monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "4")
     fault = fault_proxy.add(
-        "POST", r"^/keys-and-certificate", 429, "ThrottlingException", "Rate exceeded", times=2
+        "POST", r"^/certificates\?", 429, "ThrottlingException", "Rate exceeded", times=2
     )
     [button] = cli.json("things", "create", "G030JF0553648RUH")["buttons"]
     assert button["action"] == "created"
@@ -118,12 +118,12 @@ def test_throttling_is_retried_then_succeeds(cli, fault_proxy, monkeypatch):
 
 def test_throttling_after_retries(cli, fault_proxy, monkeypatch, isolated_env):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    fault_proxy.add("POST", r"^/keys-and-certificate", 429, "ThrottlingException", "Rate exceeded")
+    fault_proxy.add("POST", r"^/certificates\?", 429, "ThrottlingException", "Rate exceeded")
     result = cli("things", "create", "G030JF0553648RUH", "--json", code=1)
     [button] = json.loads(result.stdout)["buttons"]
     assert button["action"] == "failed"
     assert button["error"]["code"] == "throttled"
-    assert "iot:CreateKeysAndCertificate" in button["error"]["message"]
+    assert "iot:CreateCertificateFromCsr" in button["error"]["message"]
     # The thing was recorded before the throttled call: a re-run resumes, nothing is lost.
     fault_proxy.faults.clear()
     [button] = cli.json("things", "create", "G030JF0553648RUH")["buttons"]

@@ -109,7 +109,7 @@ LOST_CREATES = (
     r"^iot:POST /policies/",
     r"^iot:POST /thing-types/",
     r"^iot:POST /things/",
-    r"^iot:POST /keys-and-certificate",
+    r"^iot:POST /certificates$",
 )
 LOST_DELETES = (
     r"^iot:DELETE /certificates/",
@@ -121,7 +121,7 @@ LOST_DELETES = (
 
 def test_lost_answers_are_neither_duplicated_nor_orphaned(chaos, moto_url, tmp_path) -> None:
     """AWS acts, the answer is lost, botocore retries: for every create and delete iotbutton
-    makes on a button. CreateKeysAndCertificate is the dangerous one: its retry makes a second
+    makes on a button. CreateCertificateFromCsr is the dangerous one: its retry makes a second
     certificate, and only the first one's id was never seen."""
     proxy, url = chaos
     home = tmp_path / "home"
@@ -136,7 +136,7 @@ def test_lost_answers_are_neither_duplicated_nor_orphaned(chaos, moto_url, tmp_p
     assert len(recorded(home)["certificates"]) == 3
 
     serial = sorted(recorded(home)["things"])[0]
-    proxy.script(r"^iot:POST /keys-and-certificate", "lost", times=2)
+    proxy.script(r"^iot:POST /certificates$", "lost", times=2)
     rotated = run("certs", "rotate", serial, "--json", env=env)
     assert rotated.returncode == 0, rotated.stderr
     comparison = compare(moto_url, home)

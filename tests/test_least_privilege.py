@@ -11,7 +11,7 @@ import pytest
 from parliament import analyze_policy_string
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.services import notifier_deploy, policies, simulator
+from iotbutton_cli.services import notifier_deploy, policies
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -71,7 +71,7 @@ def test_iot_policies_grant_only_what_the_design_needs(ctx):
         ("iot:Connect", f"{arn}:client/{thing}"),
         ("iot:Publish", f"{arn}:topic/iotbutton/{thing}"),
     }
-    monitor = simulator.monitor_policy_document(ctx)["Statement"]
+    monitor = policies.monitor_policy_document(ctx)["Statement"]
     assert {(s["Action"], s["Resource"]) for s in monitor} == {
         ("iot:Connect", f"{arn}:client/iotbutton-monitor-*"),
         ("iot:Subscribe", f"{arn}:topicfilter/iotbutton/*"),

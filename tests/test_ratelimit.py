@@ -25,7 +25,7 @@ LATENCY = 0.1
 PROVISION_OPS = (
     "DescribeThing",
     "CreateThing",
-    "CreateKeysAndCertificate",
+    "CreateCertificateFromCsr",
     "AttachPolicy",
     "AttachThingPrincipal",
 )
@@ -169,7 +169,7 @@ def test_every_iot_operation_iotbutton_makes_has_a_default():
                 continue
             names = re.findall(r"\biot\.(\w+)|\)\.(\w+)\(|\"(\w+)\"", line)
             used.update(by_method[name] for found in names for name in found if name in by_method)
-    assert {"CreateKeysAndCertificate", "DetachPolicy", "ListThings"} <= used
+    assert {"CreateCertificateFromCsr", "DetachPolicy", "ListThings"} <= used
     assert used <= set(ratelimit.DEFAULT_LIMITS), used - set(ratelimit.DEFAULT_LIMITS)
 
 
@@ -295,7 +295,7 @@ def test_bulk_provisioning_and_clean_stay_at_the_rate_limit(cli, slow_aws, monke
     monkeypatch.setenv("IOTBUTTON_RATE_LIMITS", f"*={RATE:g}")
     report = cli.json("things", "create", "--count", "20")
     assert [b["action"] for b in report["buttons"]] == ["created"] * 20
-    keys = slow_aws.of("CreateKeysAndCertificate")
+    keys = slow_aws.of("CreateCertificateFromCsr")
     assert len(keys) == 20 + sum(record.throttled for record in keys)
     _assert_at_rate(slow_aws, PROVISION_OPS)
     _assert_no_storm(slow_aws)

@@ -56,7 +56,11 @@ def test_file_is_private_and_no_temporary_files_remain(tmp_path):
         ("[1, 2]", "registry-foreign", "is not an iotbutton registry"),
         ('{"hello": "world"}', "registry-foreign", "is not an iotbutton registry"),
         ('{"schema": 99, "namespaces": {}}', "registry-newer", "has schema 99"),
-        ('{"schema": 1, "namespaces": []}', "registry-corrupt", "has no 'namespaces' object"),
+        (
+            '{"schema": 1, "namespaces": []}',
+            "registry-corrupt",
+            "namespaces is a list, not an object",
+        ),
     ],
 )
 def test_bad_files_are_reported_with_their_path_and_never_replaced(

@@ -32,8 +32,8 @@ def test_verbose_output_holds_no_secret(
     ]
     everything = "".join(r.stdout + r.stderr for r in results)
 
-    assert "iot:CreateKeysAndCertificate" in everything  # -v really logs the calls
-    assert "Response body" in everything and "PrivateKey" in everything  # -vv: botocore's too
+    assert "iot:CreateCertificateFromCsr" in everything  # -v really logs the calls
+    assert "Response body" in everything  # -vv: botocore's too
     assert "****" in everything  # and masked
     for secret in (TWILIO_SECRET, AWS_SECRET, AWS_TOKEN, "PRIVATE KEY"):
         assert secret not in everything, secret
@@ -41,3 +41,47 @@ def test_verbose_output_holds_no_secret(
         if path.is_file() and not path.name.endswith("-private.pem.key"):
             text = path.read_text(errors="ignore")
             assert TWILIO_SECRET not in text and AWS_SECRET not in text, path
+
+
+SECRET_SHAPES = [
+    "Qz#9!",  # short: shorter than anything a text search would dare to mask
+    "q\"uo'te\\back\\slash",
+    "sécrèt-naïve-☃-日本語",
+    "emoji-😀-and-\u00a0-nbsp",
+    "tab\tand spaces  and+plus&amp=",
+]
+
+
+def spellings(secret: str) -> set[str]:
+    """Every way a secret can be written into a log line: as is, JSON-escaped, repr-escaped,
+    form-encoded."""
+    import json
+    from urllib.parse import quote_plus
+
+    return {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        repr(secret.encode())[2:-1],
+        quote_plus(secret),
+    }
+
+
+def test_secrets_of_every_shape_stay_out_of_the_debug_log(
+    cli, sandbox_aws, twilio_standin, monkeypatch
+):
+    """`notify deploy -vv` logs botocore's request and response bodies: the PutParameter that
+    stores the secret and, when the secret changes, the decrypted GetParameter answer holding the
+    old one. Masked by structure, whatever the secret looks like."""
+    base = ["--twilio-api-base", twilio_standin.base_url]
+    cli(*notify_init_args())
+    output = ""
+    for secret in SECRET_SHAPES:
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", secret)
+        result = cli("-vv", "notify", "deploy", *base)
+        output += result.stdout + result.stderr
+    assert "Response body" in output and "GetParameter" in output and "PutParameter" in output
+    for secret in SECRET_SHAPES:
+        for spelling in spellings(secret):
+            assert spelling not in output, (secret, spelling)

@@ -103,6 +103,7 @@ class AppContext:
     def endpoint_url(self) -> str | None:
         if self.sandbox:
             return str(self.sandbox_info.aws_url)
+        _check_endpoint_url(self.settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
         return self.settings.endpoint_url or None
 
     def client(self, service: str) -> Any:
@@ -170,6 +171,12 @@ class AppContext:
         account, region = self.account_id, self.region
         return self.registry.namespace(f"aws:{account}:{region}", account=account, region=region)
 
+    def before_changes(self) -> None:
+        """What every command that changes AWS checks first: the registry namespace belongs to
+        these credentials, and the registry can record what is about to be made."""
+        self.check_namespace_owner()
+        self.registry.check_writable()
+
     def check_namespace_owner(self) -> None:
         """Refuse to act on records whose account or region differ from the credentials'."""
         recorded = self.namespace.recorded_identity()
@@ -226,13 +233,54 @@ def _service_regions(session: Any, service: str) -> set[str]:
     return regions
 
 
-def clean_error(exc: BaseException) -> IotButtonError | None:
-    """The :class:`IotButtonError` an exception stands for, or None for a real bug."""
+def clean_error(exc: BaseException, ctx: AppContext | None = None) -> IotButtonError | None:
+    """The :class:`IotButtonError` an exception stands for, or None for a real bug. With the
+    command's ``ctx``, what is said of "AWS" is said of the sandbox in sandbox mode."""
     if isinstance(exc, IotButtonError):
         return exc
     from iotbutton_cli.aws_errors import translate
 
-    return translate(exc)
+    error = translate(exc)
+    if error is None and isinstance(exc, OSError):
+        from iotbutton_cli.paths import file_error
+
+        error = file_error(exc)
+    if error is not None and error.code == "unreachable" and ctx is not None and ctx.sandbox:
+        return IotButtonError(
+            "unreachable",
+            error.message.replace("Could not reach AWS", "Could not reach the sandbox"),
+            "Its process may have just died: run `iotbutton sandbox status`, then "
+            "`iotbutton sandbox start`.",
+            error.exit_status,
+        )
+    return error
+
+
+def _check_endpoint_url(url: str | None) -> None:
+    """Refuse an ``--endpoint-url`` / ``AWS_ENDPOINT_URL`` that is not an http(s) URL with a host
+    (a typo would otherwise surface as a traceback from deep in botocore)."""
+    if not url:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        problem = (
+            ""
+            if parts.scheme in ("http", "https") and parts.hostname
+            else "it needs http:// or https:// and a host"
+        )
+    if problem:
+        raise usage_error(
+            "bad-endpoint-url",
+            f"The endpoint URL {url!r} is not usable: {problem}.",
+            "Give a URL such as http://127.0.0.1:5000 (a moto server), or drop --endpoint-url "
+            "and unset AWS_ENDPOINT_URL.",
+        )
 
 
 def _mask_credentials(session: Any) -> None:

@@ -17,6 +17,7 @@ class ExitStatus(IntEnum):
     USAGE = 2  # bad input: options, serials, config files
     CREDENTIALS = 3  # credentials, profile, region or permissions
     PARTIAL = 4  # teardown left something behind (still recorded in the registry)
+    INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
 @dataclass
@@ -46,3 +47,17 @@ def usage_error(code: str, message: str, hint: str) -> IotButtonError:
 
 def credentials_error(code: str, message: str, hint: str) -> IotButtonError:
     return IotButtonError(code, message, hint, ExitStatus.CREDENTIALS)
+
+
+class NotOurs(IotButtonError):
+    """A resource iotbutton was asked to change or delete carries none of iotbutton's marks: it is
+    left alone (and forgotten by the registry, which was wrong to name it)."""
+
+
+def not_ours(label: str, name: str, why: str) -> NotOurs:
+    return NotOurs(
+        "not-ours",
+        f"The {label} {name} is not iotbutton's ({why}); left alone.",
+        "iotbutton never changes or deletes what it did not make; remove it yourself if it "
+        "should go.",
+    )

@@ -12,13 +12,17 @@ made with :meth:`Registry.apply` are *group-committed*: while one thread writes,
 threads queue are applied together in the next single write, and each caller returns only once
 its own change is on disk.
 
-A file that cannot be read or parsed is reported with its path and never replaced.
+A file that cannot be read, parsed or that has the wrong shape is reported with its path and
+never replaced (nor half-written). A registry names what ``clean`` deletes, so a file that another
+user owns or could have written is refused outright, as ssh refuses a loose ``authorized_keys``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -28,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from iotbutton_cli.errors import IotButtonError
-from iotbutton_cli.paths import data_dir, ensure_private_dir, sync_folder, write_private_file
+from iotbutton_cli.paths import (
+    NOFOLLOW,
+    WRITABLE_BY_OTHERS,
+    data_dir,
+    ensure_private_dir,
+    sync_folder,
+    write_private_file,
+)
+from iotbutton_cli.registry_shape import check_document
 
 SCHEMA_VERSION = 1
 REGISTRY_FILE = "registry.json"
@@ -213,54 +225,117 @@ class Registry:
         return Namespace(self, key, identity)
 
     def _load(self) -> dict[str, Any]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = self._read_text()
+        if text is None:
             return empty_document()
+        try:
+            document = json.loads(text)
+        except RecursionError:
+            raise self._corrupt("is nested too deeply to be a registry") from None
+        except ValueError as exc:
+            line = getattr(exc, "lineno", "?")
+            raise self._corrupt(f"is not valid JSON (line {line})") from exc
+        return self._migrate(document)
+
+    def _read_text(self) -> str | None:
+        """The file's text (None: there is none yet), if the file is the user's own."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | NOFOLLOW)
+        except FileNotFoundError:
+            return None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise IotButtonError(
+                    "registry-unsafe",
+                    f"The registry {self.path} is a symbolic link; iotbutton reads only a file "
+                    "of its own there.",
+                    "Replace the link with the file it points to.",
+                ) from None
             raise IotButtonError(
                 "registry-unreadable",
                 f"Cannot read the registry {self.path}: {exc.strerror}.",
                 "Check the file's permissions; iotbutton will not replace it.",
             ) from exc
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            line = getattr(exc, "lineno", "?")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
             raise IotButtonError(
-                "registry-corrupt",
-                f"The registry {self.path} is not valid JSON (line {line}).",
-                "Repair it or move it aside (then `iotbutton clean --discover` can find "
-                "what iotbutton made); it is never overwritten.",
-            ) from exc
-        return self._migrate(document)
+                "registry-unreadable",
+                f"Cannot read the registry {self.path}: it is not a file.",
+                "Move what is there aside; iotbutton will not replace it.",
+            )
+        with os.fdopen(fd, "rb") as handle:
+            if info.st_uid != os.geteuid() or info.st_mode & WRITABLE_BY_OTHERS:
+                raise IotButtonError(
+                    "registry-unsafe",
+                    f"The registry {self.path} "
+                    + (
+                        "belongs to another user"
+                        if info.st_uid != os.geteuid()
+                        else f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+                    )
+                    + ", so it cannot be trusted to say what iotbutton made.",
+                    "If it is yours and unchanged, `chmod 600` it (and `chown` it to yourself); "
+                    "otherwise move it aside and run `iotbutton clean --discover`.",
+                )
+            data = handle.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise self._corrupt(f"is not UTF-8 text (line {line})") from None
+
+    def _corrupt(self, problem: str) -> IotButtonError:
+        return IotButtonError(
+            "registry-corrupt",
+            f"The registry {self.path} {problem}.",
+            "Repair it or move it aside (then `iotbutton clean --discover` can find what "
+            "iotbutton made); it is never overwritten.",
+        )
 
     def _migrate(self, document: Any) -> dict[str, Any]:
-        if not isinstance(document, dict) or not isinstance(document.get("schema"), int):
+        schema = document.get("schema") if isinstance(document, dict) else None
+        if not isinstance(schema, int) or isinstance(schema, bool):
             raise IotButtonError(
                 "registry-foreign",
                 f"{self.path} is not an iotbutton registry (no schema version).",
                 "Move the file aside or set IOTBUTTON_HOME to another folder.",
             )
-        version = document["schema"]
-        if version > SCHEMA_VERSION:
+        if schema < 1:
+            raise self._corrupt(f"has schema {schema}, which no iotbutton ever wrote")
+        if schema > SCHEMA_VERSION:
             raise IotButtonError(
                 "registry-newer",
-                f"The registry {self.path} has schema {version}; this iotbutton knows "
+                f"The registry {self.path} has schema {schema}; this iotbutton knows "
                 f"up to {SCHEMA_VERSION}.",
                 "Upgrade iotbutton (pipx upgrade iotbutton-cli).",
             )
+        assert isinstance(document, dict)
+        version = schema
         while version < SCHEMA_VERSION:
             document = MIGRATIONS[version - 1](document)
             version += 1
             document["schema"] = version
-        if not isinstance(document.get("namespaces"), dict):
-            raise IotButtonError(
-                "registry-corrupt",
-                f"The registry {self.path} has no 'namespaces' object.",
-                "Repair it or move it aside; it is never overwritten.",
-            )
+        problem = check_document(document)
+        if problem:
+            raise self._corrupt(f"is damaged: {problem}")
         return document
+
+    def check_writable(self) -> None:
+        """Fail now, before any AWS call, if the registry could not record what is made."""
+        ensure_private_dir(self.path.parent)
+        probe = self.path.with_name(f".write-check.{os.getpid()}.{threading.get_ident()}")
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
+            os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            raise IotButtonError(
+                "registry-read-only",
+                f"Cannot write in {self.path.parent}: {exc.strerror}; nothing would record "
+                "what this command makes, so it makes nothing.",
+                "Make the folder writable, or set IOTBUTTON_HOME to a writable folder.",
+            ) from None
 
     def _save(self, document: dict[str, Any]) -> None:
         """Replace the file (the caller then makes the rename durable with ``sync_folder``)."""
@@ -357,6 +432,27 @@ class Namespace:
             record = resources.get(kind, {}).get(resource_id)
             if record is not None:
                 record.update(fields)
+
+        self.apply(change)
+
+    def confirm(self, kind: str, resource_id: str, record: Record) -> Record:
+        """Record a resource AWS has confirmed: like :meth:`put`, and no longer pending."""
+
+        def change(resources: dict[str, dict[str, Record]]) -> Record:
+            merged = {**resources.get(kind, {}).get(resource_id, {}), **record}
+            merged.pop("pending", None)
+            merged.setdefault("recorded", utc_now())
+            resources.setdefault(kind, {})[resource_id] = merged
+            return merged
+
+        return self.apply(change)
+
+    def forget_pending(self, kind: str, resource_id: str) -> None:
+        """Drop a pending record whose resource turned out to be someone else's."""
+
+        def change(resources: dict[str, dict[str, Record]]) -> None:
+            if resources.get(kind, {}).get(resource_id, {}).get("pending"):
+                del resources[kind][resource_id]
 
         self.apply(change)
 

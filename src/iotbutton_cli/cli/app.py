@@ -7,6 +7,7 @@ inside the commands that need them, so ``iotbutton --help`` answers quickly.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -26,38 +27,93 @@ from iotbutton_cli.cli import (
     things,
 )
 from iotbutton_cli.context import AppContext, Settings, clean_error
-from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.errors import ExitStatus, IotButtonError
 
 INTERRUPTED = 130  # what shells report for Ctrl-C
 
 
 class ErrorHandlingGroup(TyperGroup):
-    """Turn every :class:`IotButtonError` (and botocore error) into one line and an exit status."""
+    """Turn every :class:`IotButtonError` (and botocore error, and failed file operation) into
+    one line and an exit status; with ``--json``, usage errors too become a JSON error."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            from iotbutton_cli.cli.output import info
+            from iotbutton_cli.cli.output import render_error
 
-            info("Interrupted; everything created so far is recorded in the registry.")
+            render_error(
+                IotButtonError(
+                    "interrupted",
+                    "Interrupted; everything created so far is recorded in the registry.",
+                    "Run the same command again to finish, or `iotbutton clean` to remove it.",
+                    ExitStatus.INTERRUPTED,
+                )
+            )
             raise typer.Exit(INTERRUPTED) from None
         except Exception as exc:
-            error = clean_error(exc)  # None for Typer's own exits and for real bugs
+            root = ctx.find_root().obj
+            # None for Typer's own exits and for real bugs.
+            error = clean_error(exc, root if isinstance(root, AppContext) else None)
             if error is None:
                 raise
-            root = ctx.find_root().obj
-            if error.code == "unreachable" and isinstance(root, AppContext) and root.sandbox:
-                error = IotButtonError(
-                    "unreachable",
-                    error.message.replace("Could not reach AWS", "Could not reach the sandbox"),
-                    "Its process may have just died: run `iotbutton sandbox status`, then "
-                    "`iotbutton sandbox start`.",
-                )
             from iotbutton_cli.cli.output import render_error
 
             render_error(error)
             raise typer.Exit(int(error.exit_status)) from None
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except _click_exceptions() as exc:
+            _show_usage_error(exc, as_json="--json" in argv)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.stderr.write("Aborted.\n")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions() -> tuple[type[Any], ...]:
+    """Click's exception base: Typer now carries its own copy of click, older ones use click."""
+    found: list[type[Any]] = []
+    try:
+        from typer._click.exceptions import ClickException as Vendored
+
+        found.append(Vendored)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import ClickException as Original
+
+        found.append(Original)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _show_usage_error(exc: Any, as_json: bool) -> None:
+    """Click's own message, or with ``--json`` the same as a JSON error on stdout."""
+    if not as_json:
+        exc.show()
+        return
+    from iotbutton_cli.cli.output import render_error, set_json_mode
+
+    command = getattr(getattr(exc, "ctx", None), "command_path", None) or "iotbutton"
+    set_json_mode(True)
+    render_error(
+        IotButtonError("usage", exc.format_message(), f"See `{command} --help`.", ExitStatus.USAGE)
+    )
 
 
 app = typer.Typer(

@@ -116,5 +116,10 @@ def _render(report: CleanReport, json: bool) -> None:
     for outcome in report.outcomes:
         if outcome.status != "removed":
             output.info(f"  {outcome.status}: {outcome.step.label}: {outcome.detail}")
+    if report.with_status("left"):
+        output.info(
+            "What was left is not iotbutton's to remove (or is still used by another registry); "
+            "the registry no longer lists it."
+        )
     if report.failed:
         output.info("What could not be removed is still recorded; run `iotbutton clean` again.")

@@ -19,10 +19,13 @@ KeepLocalOption = Annotated[
 
 
 def app_context(ctx: typer.Context, json: bool = False) -> AppContext:
-    """The resolved global options; also switches error output to JSON when asked."""
+    """The resolved global options; also switches error output to JSON when asked, and checks
+    that iotbutton's folders can be trusted before the command touches a file."""
     from iotbutton_cli.context import AppContext  # not for --help: it brings the registry
+    from iotbutton_cli.paths import check_home
 
     set_json_mode(json)
+    check_home()
     root = ctx.find_root()
     if not isinstance(root.obj, AppContext):
         root.obj = AppContext()

@@ -391,8 +391,9 @@ def send(
 def logs(
     ctx: typer.Context,
     since: Annotated[
-        int, typer.Option("--since", min=1, help="How many minutes back to start.")
-    ] = 60,
+        str,
+        typer.Option("--since", help="How far back to start: minutes (90), or 90m, 2h, 3d."),
+    ] = "60",
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
@@ -403,12 +404,16 @@ def logs(
     import sys
     from datetime import datetime, timezone
 
-    from iotbutton_cli.services import notifier_ops
+    from iotbutton_cli.services import notifier_deploy, notifier_ops
+    from iotbutton_cli.services.durations import parse_duration
 
     app_ctx = app_context(ctx, json)
+    seconds = parse_duration(
+        since, "--since", "m", most_seconds=notifier_deploy.LOG_RETENTION_DAYS * 86400
+    )
     if app_ctx.namespace.get("functions", "iotbutton-notifier") is None:
         raise notifier_ops.not_deployed()
-    for event in notifier_ops.log_events(app_ctx, since * 60, follow=follow):
+    for event in notifier_ops.log_events(app_ctx, seconds, follow=follow):
         moment = datetime.fromtimestamp(event.timestamp / 1000, timezone.utc)
         if json:
             line = {"time": moment.isoformat(), "message": event.message, "stream": event.stream}

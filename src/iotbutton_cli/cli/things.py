@@ -127,17 +127,32 @@ def delete(
 
     app_ctx = app_context(ctx, json)
     output.confirm(f"Delete button {serial} and its certificates?", yes)
-    retired = things.delete_button(app_ctx, serial, keep_local=keep_local)
+    report = things.delete_button(app_ctx, serial, keep_local=keep_local)
     if json:
-        output.emit_json({"serial": serial, "deleted": True, "certificates": retired})
+        output.emit_json(
+            {
+                "serial": serial,
+                "deleted": True,
+                "certificates": report.certificates,
+                "files_left": report.files_left,
+            }
+        )
     else:
-        output.say(f"Deleted button {serial} and {len(retired)} certificate(s).")
+        output.say(f"Deleted button {serial} and {len(report.certificates)} certificate(s).")
+        for reason in report.files_left.values():
+            output.info(f"Left on disk: {reason}. `iotbutton clean` tries again.")
+    if report.files_left:
+        raise typer.Exit(int(ExitStatus.PARTIAL))
 
 
 def _files_state(files: dict[str, str]) -> str:
     """'ok' when the certificate and both keys are on disk (paths: `things show`)."""
     if not files:
         return "none"
+    from iotbutton_cli.errors import IotButtonError
     from iotbutton_cli.services.keyfiles import KeyFiles
 
-    return "ok" if KeyFiles(**files).complete() else "MISSING"
+    try:
+        return "ok" if KeyFiles(**files).complete() else "MISSING"
+    except IotButtonError:
+        return "UNREADABLE"

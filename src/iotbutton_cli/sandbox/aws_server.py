@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from iotbutton_cli.sandbox import csr_signing
 from iotbutton_cli.sandbox.lambda_runner import (
     FunctionCode,
     Invocation,
@@ -67,6 +68,7 @@ class SandboxAWS:
 
         moto_app = _dispatcher(create_backend_app)
         KeyPool.install(KEY_POOL_SIZE)
+        csr_signing.install()
         self._server = create_server(
             self._wsgi(moto_app),
             host=self.host,

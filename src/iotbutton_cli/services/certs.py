@@ -3,16 +3,18 @@
 Every step is recorded in the registry as soon as AWS confirms it, so an interrupted command can be
 re-run and a certificate is never left in AWS without the registry knowing.
 
-One gap needs more than that: CreateKeysAndCertificate makes a certificate whose id nobody knows
-until the answer arrives, and it takes no name or tag. If the process dies between AWS's answer
-and the registry write (or an answer is lost and botocore retries the call, making a second
-certificate), the certificate would be in AWS with nobody knowing. So each call is preceded by a
-*certificate request* record (the button, the time, the process id). A request whose call
-finished normally is closed together with recording its certificate. A request left open (the
-process died, or the call was retried or failed) is *settled* once its call can no longer be
-running; :func:`reclaim_lost_certificates` then looks for certificates AWS created within the
-request's time window that nothing records and nothing is attached to, and retires them.
-Certificates that might belong to a call still running elsewhere are left alone until it ends.
+One gap needs more than that: AWS makes up a certificate's id when it creates it, and certificates
+take no name or tag. If the process dies between AWS's answer and the registry write (or an
+answer is lost and botocore retries the call, making a second certificate), a certificate would
+be in AWS with nobody knowing. So iotbutton makes each key pair itself, and before it asks AWS to
+sign it (CreateCertificateFromCsr) it records a *certificate request*: the button, the time, the
+process, the public key's fingerprint and the file the private key is written to. A request whose
+call finished normally is closed together with recording its certificate. A request left open
+(the process died, or the call was retried or failed) is *settled* once its call can no longer be
+running; :func:`reclaim_lost_certificates` then looks at the unrecorded certificates AWS created
+in the request's time window and retires those that carry the request's public key or the subject
+iotbutton wrote into the request (see services/devicekeys.py). Nothing else is touched: a
+certificate that cannot be proven to be one of ours is another tool's.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.errors import IotButtonError, not_ours
 from iotbutton_cli.registry import utc_now
-from iotbutton_cli.services import keyfiles
+from iotbutton_cli.services import devicekeys, keyfiles, ownership
 from iotbutton_cli.services.policies import BUTTON_POLICY_NAME
 from iotbutton_cli.services.retry import retry_while
 from iotbutton_cli.services.serials import not_found
@@ -39,9 +42,10 @@ log = logging.getLogger("iotbutton")
 
 KIND = "certificates"
 REQUEST_KIND = "certificate_requests"
+LEFTOVER_KIND = "leftover_files"
 # AWS stamps creationDate with its clock, requests use ours: SigV4 keeps the two within 5 minutes.
 CLOCK_SKEW = timedelta(minutes=5)
-# Longest a CreateKeysAndCertificate call of a process that died may have gone on (all retries).
+# Longest a CreateCertificateFromCsr call of a process that died may have gone on (all retries).
 REQUEST_WINDOW = timedelta(minutes=15)
 
 
@@ -64,31 +68,37 @@ def certificates_of(ctx: AppContext, serial: str) -> dict[str, dict]:
 
 def issue_certificate(ctx: AppContext, serial: str) -> str:
     """Create an ACTIVE certificate, write its files, attach the policy and the thing."""
-    cert_id = create_keys_and_certificate(ctx, {"thing": serial})["certificateId"]
+    cert_id = create_certificate(ctx, {"thing": serial})["certificateId"]
     attach_certificate(ctx, cert_id, serial)
     return cert_id
 
 
-def create_keys_and_certificate(ctx: AppContext, record: dict[str, Any]) -> dict[str, Any]:
-    """CreateKeysAndCertificate (ACTIVE): its key files written, then the certificate recorded
-    with ``record`` merged in (``thing``, or the ``role`` of a certificate that is no button's),
-    guarded by a certificate request (see the module docstring) so that no certificate it makes
-    can go unrecorded; if the process dies before the record, the certificate is reclaimed and
-    its files with it. Returns AWS's answer, private key included."""
+def create_certificate(ctx: AppContext, record: dict[str, Any]) -> dict[str, Any]:
+    """A new ACTIVE certificate for a key made here: the key is written first, under its
+    certificate request's name, then AWS signs it (CreateCertificateFromCsr), then the certificate
+    is recorded with ``record`` merged in (``thing``, or the ``role`` of a certificate that is no
+    button's) and the key takes the certificate's name. The request (see the module docstring)
+    guards every step: if the process dies in between, the certificate and the key are found and
+    removed. Returns AWS's answer."""
     folder = _keys_folder(record)
     if folder is None:
         raise ValueError("a certificate belongs to a button (thing) or a role")
-    iot = ctx.client("iot")
-    request_id = _open_request(ctx, record)
+    request_id = secrets.token_hex(8)
+    keys = devicekeys.new_key_request(folder, request_id)
+    key_file = keyfiles.request_key_file(ctx.namespace.key, folder, request_id)
+    _open_request(ctx, record, request_id, keys.public_key_sha256, key_file)
     try:
-        response = iot.create_keys_and_certificate(setAsActive=True)
+        keyfiles.write_request_key(ctx.namespace.key, folder, request_id, keys.private_key_pem)
+        response = ctx.client("iot").create_certificate_from_csr(
+            certificateSigningRequest=keys.csr_pem, setAsActive=True
+        )
         files = keyfiles.write_key_files(
             ctx.namespace.key,
             folder,
             response["certificateId"],
             response["certificatePem"],
-            response["keyPair"]["PrivateKey"],
-            response["keyPair"]["PublicKey"],
+            keys.public_key_pem,
+            key_file,
         )
     except BaseException:
         # Whatever the failed call made, it made it by now: the request is settled.
@@ -109,6 +119,7 @@ def create_keys_and_certificate(ctx: AppContext, record: dict[str, Any]) -> dict
         if retried and request_id in requests:
             # An earlier attempt may have made a certificate whose answer was lost.
             requests[request_id]["until"] = utc_now()
+            requests[request_id]["key_file"] = None  # the key now belongs to the certificate
         else:
             requests.pop(request_id, None)
 
@@ -144,15 +155,26 @@ def _keys_folder(record: dict[str, Any]) -> str | None:
     return record.get("thing") or record.get("role")
 
 
-def _open_request(ctx: AppContext, record: dict[str, Any]) -> str:
-    """Record that a CreateKeysAndCertificate is about to be made: for the button ``thing`` (or
-    the ``role`` named, e.g. the monitor), by this process, now."""
-    request_id = secrets.token_hex(8)
-    request = {"thing": record.get("thing"), "since": utc_now(), "pid": os.getpid()}
+def _open_request(
+    ctx: AppContext,
+    record: dict[str, Any],
+    request_id: str,
+    public_key_sha256: str,
+    key_file: Path,
+) -> None:
+    """Record that a certificate is about to be asked for: for the button ``thing`` (or the
+    ``role`` named, e.g. the monitor), by this process, now, for this key."""
+    request = {
+        "thing": record.get("thing"),
+        "since": utc_now(),
+        "pid": os.getpid(),
+        "host": _host(),
+        "public_key_sha256": public_key_sha256,
+        "key_file": str(key_file),
+    }
     if record.get("role"):
         request["role"] = record["role"]
-    ctx.namespace.put(REQUEST_KIND, request_id, {**request, "host": _host()})
-    return request_id
+    ctx.namespace.put(REQUEST_KIND, request_id, request)
 
 
 def _host() -> str:
@@ -183,6 +205,12 @@ def _settled(request: dict[str, Any]) -> bool:
     return False
 
 
+def _provable(request: dict[str, Any]) -> bool:
+    """Requests made before iotbutton signed its own keys name no key: nothing proves a
+    certificate is theirs."""
+    return bool(request.get("public_key_sha256"))
+
+
 def _moment(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
@@ -195,58 +223,49 @@ def _window(request: dict[str, Any]) -> tuple[datetime, datetime]:
     return since - CLOCK_SKEW - timedelta(seconds=1), until + CLOCK_SKEW + timedelta(seconds=1)
 
 
+def _owner(marks: devicekeys.CertificateMarks, requests: dict[str, dict[str, Any]]) -> str | None:
+    """The request a certificate was made for, if it carries that request's key or subject."""
+    for request_id, request in requests.items():
+        if marks.public_key_sha256 == request.get("public_key_sha256") or (
+            marks.made_by_iotbutton and marks.request_id == request_id
+        ):
+            return request_id
+    return None
+
+
 def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = None) -> list[str]:
     """Retire certificates that settled requests made but nobody recorded; close the requests.
 
-    Only when a settled request is open does this call AWS. A candidate must be ACTIVE, created
-    in a settled request's window, unrecorded, and attached to no thing and no policy (what
-    ``issue_certificate`` does right after recording it). A candidate that a request still
-    running could have made is left for later, and so are the requests whose window holds it.
+    Only when a settled request is open does this call AWS: it lists the certificates, and looks
+    closer (DescribeCertificate) only at unrecorded ones created in a settled request's window.
     Returns the ids of the certificates retired.
     """
-
-    def settled_in(requests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {
-            request_id: request
-            for request_id, request in requests.items()
-            if (request_ids is None or request_id in request_ids) and _settled(request)
-        }
-
-    if not settled_in(ctx.namespace.items(REQUEST_KIND)):
+    resources = ctx.namespace.snapshot()
+    settled = {
+        request_id: request
+        for request_id, request in resources.get(REQUEST_KIND, {}).items()
+        if (request_ids is None or request_id in request_ids)
+        and _settled(request)
+        and _provable(request)
+    }
+    if not settled:
         return []
     iot = ctx.client("iot")
-    listed = [
-        c
-        for page in iot.get_paginator("list_certificates").paginate()
-        for c in page["certificates"]
-    ]
-    # AWS first, the registry second: every call opens its request before it asks AWS, so a
-    # certificate in this listing is, by the time of the read below, either recorded or
-    # covered by a request still open (which, if running, protects it).
-    resources = ctx.namespace.snapshot()
-    requests = resources.get(REQUEST_KIND, {})
-    settled = settled_in(requests)
-    running = [
-        _window(r)[0] for rid, r in requests.items() if rid not in settled and not _settled(r)
-    ]
     windows = {request_id: _window(request) for request_id, request in settled.items()}
     known = set(resources.get(KIND, {}))
-    lost: dict[str, tuple[str, dict[str, Any]]] = {}
-    keep: set[str] = set()
-    for cert in listed:
-        if cert["certificateId"] in known or cert.get("status") != "ACTIVE":
-            continue
-        created = _as_utc(cert["creationDate"])
-        owners = [rid for rid, (start, end) in windows.items() if start <= created <= end]
-        if not owners:
-            continue
-        if any(created >= start for start in running):
-            keep.update(owners)
-            continue
-        if _in_use(iot, cert["certificateArn"]):
-            continue
-        lost[cert["certificateId"]] = (cert["certificateArn"], settled[owners[0]])
-    for cert_id, (arn, request) in lost.items():
+    lost: dict[str, tuple[str, str]] = {}
+    for page in iot.get_paginator("list_certificates").paginate():
+        for cert in page["certificates"]:
+            created = _as_utc(cert["creationDate"])
+            if cert["certificateId"] in known or not any(
+                start <= created <= end for start, end in windows.values()
+            ):
+                continue
+            owner = _made_for(iot, cert["certificateId"], settled)
+            if owner is not None:
+                lost[cert["certificateId"]] = (cert["certificateArn"], owner)
+    for cert_id, (arn, request_id) in lost.items():
+        request = settled[request_id]
         # Recorded first, so a crash while retiring it leaves it to `clean`; with the files its
         # key may have been written to before the run died, so they go too.
         folder = _keys_folder(request)
@@ -257,17 +276,36 @@ def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = No
             {
                 "arn": arn,
                 "thing": request.get("thing"),
+                "role": request.get("role"),
                 "status": "ACTIVE",
                 "policies": [],
                 "files": files,
             },
         )
         retire_certificate(ctx, cert_id)
-    with ctx.namespace.transaction() as current:
-        for request_id in settled:
-            if request_id not in keep:
-                current.get(REQUEST_KIND, {}).pop(request_id, None)
+    for request_id, request in settled.items():
+        _close_request(ctx, request_id, request)
     return sorted(lost)
+
+
+def _made_for(iot: Any, cert_id: str, requests: dict[str, dict[str, Any]]) -> str | None:
+    try:
+        pem = iot.describe_certificate(certificateId=cert_id)["certificateDescription"][
+            "certificatePem"
+        ]
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    marks = devicekeys.certificate_marks(pem)
+    return _owner(marks, requests) if marks else None
+
+
+def _close_request(ctx: AppContext, request_id: str, request: dict[str, Any]) -> None:
+    """Forget a settled request, and the private key it wrote if no certificate took it."""
+    if request.get("key_file"):
+        _remember_leftovers(ctx, keyfiles.remove_key_files(None, request["key_file"]))
+    ctx.namespace.remove(REQUEST_KIND, request_id)
 
 
 def reclaim_quietly(ctx: AppContext) -> None:
@@ -291,12 +329,6 @@ def _as_utc(value: Any) -> datetime:
     return datetime.fromtimestamp(float(value), timezone.utc)
 
 
-def _in_use(iot: Any, arn: str) -> bool:
-    if iot.list_principal_things(principal=arn).get("things"):
-        return True
-    return bool(iot.list_attached_policies(target=arn).get("policies"))
-
-
 def reclaim_request(ctx: AppContext, request_id: str) -> None:
     """`clean`'s step for one open certificate request (see the module docstring)."""
     request = ctx.namespace.get(REQUEST_KIND, request_id)
@@ -305,18 +337,19 @@ def reclaim_request(ctx: AppContext, request_id: str) -> None:
     if not _settled(request):
         raise IotButtonError(
             "certificate-request-running",
-            f"A certificate for {request.get('thing')} is being issued by a running iotbutton "
-            f"command (pid {request.get('pid')} on {request.get('host')}).",
+            f"A certificate for {request.get('thing') or request.get('role')} is being issued by "
+            f"a running iotbutton command (pid {request.get('pid')} on {request.get('host')}).",
             "Let it finish, then run `iotbutton clean` again.",
         )
-    reclaim_lost_certificates(ctx, {request_id})
-    if ctx.namespace.get(REQUEST_KIND, request_id) is not None:
-        raise IotButtonError(
-            "certificate-request-ambiguous",
-            f"A certificate that an interrupted request for {request.get('thing')} may have "
-            "made could also be another running command's.",
-            "Let the other iotbutton commands finish, then run `iotbutton clean` again.",
+    if not _provable(request):
+        _close_request(ctx, request_id, request)
+        raise not_ours(
+            "certificate made by an interrupted request of an older iotbutton for",
+            str(request.get("thing") or request.get("role")),
+            f"it left no mark to tell it from another tool's; look for an unattached "
+            f"certificate created at {request.get('since')}",
         )
+    reclaim_lost_certificates(ctx, {request_id})
 
 
 def usable(record: dict) -> bool:
@@ -327,18 +360,35 @@ def usable(record: dict) -> bool:
     )
 
 
-def retire_certificate(ctx: AppContext, cert_id: str, keep_local: bool = False) -> None:
+def retire_certificate(ctx: AppContext, cert_id: str, keep_local: bool = False) -> dict[str, str]:
     """Detach policy → INACTIVE → detach thing → delete, as AWS requires; NotFound means done.
 
-    Detaches are attempted even when the registry does not record the attachment: a run that
-    was killed between AWS's answer and the registry write must still be cleaned up. So the
-    steps need no record of their own: the certificate's record goes when it is deleted, and
-    only a step that fails leaves what was reached recorded (a registry that is true).
+    Only a certificate that carries iotbutton's marks is touched (see services/ownership.py);
+    one that does not is left in AWS and forgotten, with :class:`NotOurs`. Detaches are
+    attempted even when the registry does not record the attachment: a run that was killed
+    between AWS's answer and the registry write must still be cleaned up. So the steps need no
+    record of their own: the certificate's record goes when it is deleted, and only a step that
+    fails leaves what was reached recorded (a registry that is true). Returns why any of its key
+    files could not be deleted (they stay recorded as leftovers for the next `clean`).
     """
-    iot = ctx.client("iot")
     record = ctx.namespace.get(KIND, cert_id)
     if record is None:
+        return {}
+    _retire_in_aws(ctx, cert_id, record)
+    left = {} if keep_local else keyfiles.remove_key_files(record.get("files"))
+    _remember_leftovers(ctx, left)
+    ctx.namespace.remove(KIND, cert_id)
+    return left
+
+
+def _retire_in_aws(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> None:
+    verdict = ownership.certificate(ctx, cert_id, record)
+    if verdict is None:
         return
+    if not verdict:
+        ctx.namespace.remove(KIND, cert_id)
+        raise _not_ours(cert_id)
+    iot = ctx.client("iot")
     arn, serial = record["arn"], record.get("thing")
     reached: dict[str, Any] = {}
     try:
@@ -360,9 +410,30 @@ def retire_certificate(ctx: AppContext, cert_id: str, keep_local: bool = False) 
         if reached:
             ctx.namespace.update(KIND, cert_id, **reached)
         raise
-    if not keep_local:
-        keyfiles.remove_key_files(record.get("files"))
-    ctx.namespace.remove(KIND, cert_id)
+
+
+def _not_ours(cert_id: str) -> IotButtonError:
+    return not_ours("certificate", cert_id[:12] + "…", "no iotbutton mark, no iotbutton thing")
+
+
+def _remember_leftovers(ctx: AppContext, left: dict[str, str]) -> None:
+    """Key files that could not be deleted stay recorded, so the next `clean` tries again."""
+    for path, reason in left.items():
+        ctx.namespace.put(LEFTOVER_KIND, path, {"reason": reason})
+
+
+def remove_leftover(ctx: AppContext, path: str) -> None:
+    """`clean`'s step for a key file an earlier run could not delete."""
+    problem = keyfiles.remove_key_files(None, path).get(path)
+    if problem:
+        ctx.namespace.update(LEFTOVER_KIND, path, reason=problem)
+        raise IotButtonError(
+            "key-file-left",
+            problem,
+            "Delete it yourself (it is a private key iotbutton made), then run `iotbutton clean` "
+            "again.",
+        )
+    ctx.namespace.remove(LEFTOVER_KIND, path)
 
 
 def rotate_certificate(ctx: AppContext, serial: str) -> tuple[str, list[str]]:
@@ -370,6 +441,7 @@ def rotate_certificate(ctx: AppContext, serial: str) -> tuple[str, list[str]]:
     things = ctx.namespace.items("things")
     if serial not in things:
         raise not_found(serial)
+    ctx.before_changes()
     with ctx.namespace.lock("things", serial):
         reclaim_quietly(ctx)
         old = list(certificates_of(ctx, serial))
@@ -382,7 +454,9 @@ def rotate_certificate(ctx: AppContext, serial: str) -> tuple[str, list[str]]:
 
 def revoke_certificate(ctx: AppContext, serial: str) -> str:
     """Deactivate the button's certificate: AWS refuses its next TLS connection."""
-    cert_id, _ = current_certificate(ctx, serial)
+    cert_id, record = current_certificate(ctx, serial)
+    if ownership.certificate(ctx, cert_id, record) is False:
+        raise _not_ours(cert_id)
     ctx.client("iot").update_certificate(certificateId=cert_id, newStatus="INACTIVE")
     ctx.namespace.update(KIND, cert_id, status="INACTIVE")
     return cert_id
@@ -457,7 +531,7 @@ def _info(cert_id: str, record: dict, current: bool) -> CertificateInfo:
     return CertificateInfo(
         certificate_id=cert_id,
         arn=record["arn"],
-        serial=record.get("thing", ""),
+        serial=record.get("thing") or record.get("role") or "",
         status=record.get("status", ""),
         created=record.get("recorded", ""),
         files=record.get("files", {}),

@@ -85,11 +85,7 @@ def _iot(ctx: AppContext, found: Found) -> None:
                     {"arn": principal, "thing": name, "thing_attached": True},
                 )
                 found.add("things", name, {"certificate": cert_id})
-    documents = {
-        policies.BUTTON_POLICY_NAME: policies.button_policy_document(ctx),
-        simulator.MONITOR_POLICY: simulator.monitor_policy_document(ctx),
-    }
-    for name, wanted in documents.items():
+    for name, wanted in policies.documents(ctx).items():
         try:
             policy = iot.get_policy(policyName=name)
         except Exception as exc:
@@ -104,7 +100,7 @@ def _iot(ctx: AppContext, found: Found) -> None:
                 cert_id = target.rsplit("/", 1)[1]
                 role = (
                     {"role": simulator.MONITOR_ROLE, "thing": None}
-                    if (name == simulator.MONITOR_POLICY)
+                    if (name == policies.MONITOR_POLICY)
                     else {}
                 )
                 found.add("certificates", cert_id, {"arn": target, "policies": [name], **role})

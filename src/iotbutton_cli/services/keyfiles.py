@@ -6,21 +6,32 @@ Layout under the data dir::
     keys/<namespace>/<serial>/<cert-id-12>-certificate.pem.crt
                               <cert-id-12>-private.pem.key     (0600, folders 0700)
                               <cert-id-12>-public.pem.key
+                              request-<request-id>-private.pem.key
 
-Files are created with their final modes; the private key is never world- or group-readable, not
-even for an instant.
+The private key is made here before AWS is asked to certify it, and written under its certificate
+request's name first (see services/certs.py); once the certificate arrives it is renamed after
+the certificate. Files are created with their final modes, so the private key is never world- or
+group-readable, not even for an instant, and they are written and deleted only inside
+``keys/`` without following a link (see paths.py).
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from iotbutton_cli.paths import data_dir, ensure_private_dir, sync_folder, write_private_file
+from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.paths import (
+    data_dir,
+    open_private_dir,
+    remove_file_within,
+    write_private_file,
+)
 
 ROOT_CA_NAME = "AmazonRootCA1.pem"
+KEYS_FOLDER = "keys"
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,25 @@ class KeyFiles:
         return asdict(self)
 
     def complete(self) -> bool:
-        return all(Path(path).is_file() for path in asdict(self).values())
+        """True if all three files are there, False if one is missing; an error if they cannot
+        be looked at (a folder without permission), rather than a guess either way: a button
+        whose keys are only unreadable must not be taken for one whose keys are lost."""
+        for path in asdict(self).values():
+            try:
+                if not Path(path).is_file():
+                    return False
+            except OSError as exc:
+                raise IotButtonError(
+                    "key-files-unreadable",
+                    f"Cannot look at the key file {path}: {exc.strerror or exc}.",
+                    "Check the permissions of the keys folder (`iotbutton paths`): it should "
+                    "be yours, 0700.",
+                ) from None
+        return True
+
+
+def keys_root() -> Path:
+    return data_dir() / KEYS_FOLDER
 
 
 def namespace_slug(namespace_key: str) -> str:
@@ -41,24 +70,19 @@ def namespace_slug(namespace_key: str) -> str:
 
 
 def button_dir(namespace_key: str, serial: str) -> Path:
-    return data_dir() / "keys" / namespace_slug(namespace_key) / serial
+    return keys_root() / namespace_slug(namespace_key) / serial
 
 
-def write_key_files(
-    namespace_key: str,
-    serial: str,
-    certificate_id: str,
-    certificate_pem: str,
-    private_key: str,
-    public_key: str,
-) -> KeyFiles:
-    folder = ensure_private_dir(button_dir(namespace_key, serial))
-    files = key_files(namespace_key, serial, certificate_id)
-    write_private_file(Path(files.private_key), private_key, mode=0o600, flush_folder=False)
-    write_private_file(Path(files.public_key), public_key, mode=0o644, flush_folder=False)
-    write_private_file(Path(files.certificate), certificate_pem, mode=0o644, flush_folder=False)
-    sync_folder(folder)
-    return files
+def request_key_file(namespace_key: str, serial: str, request_id: str) -> Path:
+    """Where a request's private key waits for its certificate."""
+    return button_dir(namespace_key, serial) / f"request-{request_id}-private.pem.key"
+
+
+def write_request_key(namespace_key: str, serial: str, request_id: str, private_key: str) -> Path:
+    """The private key of a certificate request, durable before AWS is asked to sign it."""
+    path = request_key_file(namespace_key, serial, request_id)
+    write_private_file(path, private_key, mode=0o600)
+    return path
 
 
 def key_files(namespace_key: str, serial: str, certificate_id: str) -> KeyFiles:
@@ -72,24 +96,65 @@ def key_files(namespace_key: str, serial: str, certificate_id: str) -> KeyFiles:
     )
 
 
-def remove_key_files(files: dict[str, str] | None) -> None:
-    """Delete one certificate's files, and the button's folder once it is empty."""
-    if not files:
-        return
-    folders = set()
-    for path in files.values():
-        Path(path).unlink(missing_ok=True)
-        folders.add(Path(path).parent)
-    for folder in folders:
-        if folder.is_dir() and not any(folder.iterdir()):
-            shutil.rmtree(folder, ignore_errors=True)
+def write_key_files(
+    namespace_key: str,
+    serial: str,
+    certificate_id: str,
+    certificate_pem: str,
+    public_key: str,
+    request_key: Path,
+) -> KeyFiles:
+    """Store a new certificate beside its private key, which takes the certificate's name."""
+    files = key_files(namespace_key, serial, certificate_id)
+    write_private_file(Path(files.public_key), public_key, mode=0o644, flush_folder=False)
+    write_private_file(Path(files.certificate), certificate_pem, mode=0o644, flush_folder=False)
+    folder_fd = open_private_dir(Path(files.private_key).parent)
+    try:
+        os.replace(
+            request_key.name,
+            Path(files.private_key).name,
+            src_dir_fd=folder_fd,
+            dst_dir_fd=folder_fd,
+        )
+        os.fsync(folder_fd)
+    finally:
+        os.close(folder_fd)
+    return files
+
+
+def remove_key_files(files: dict[str, str] | None, *extra: str | Path) -> dict[str, str]:
+    """Delete one certificate's files (and ``extra`` ones), then its folder if it is empty.
+
+    Only files inside ``keys/`` are touched, whatever a record says. Returns, for each file that
+    could not be deleted, why; the rest are gone either way.
+    """
+    paths = [str(path) for path in [*((files or {}).values()), *extra]]
+    left = {
+        path: problem for path in paths if (problem := remove_file_within(Path(path), keys_root()))
+    }
+    for folder in {Path(path).parent for path in paths}:
+        _remove_if_empty(folder)
+    return left
 
 
 def remove_empty_namespace_dir(namespace_key: str) -> None:
     """After a clean, drop ``keys/<namespace>`` if no button folder is left in it."""
-    folder = data_dir() / "keys" / namespace_slug(namespace_key)
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    _remove_if_empty(keys_root() / namespace_slug(namespace_key))
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if keys_root() not in folder.parents:
+        return
+    try:
+        parent_fd = open_private_dir(folder.parent, create=False)
+    except Exception:  # gone, or not a folder we would walk into: nothing to tidy
+        return
+    try:
+        os.rmdir(folder.name, dir_fd=parent_fd)  # only ever removes an empty folder
+    except OSError:
+        pass
+    finally:
+        os.close(parent_fd)
 
 
 def amazon_root_ca() -> Path:

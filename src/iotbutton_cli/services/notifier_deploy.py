@@ -19,8 +19,8 @@ from typing import Any
 
 from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.errors import IotButtonError
-from iotbutton_cli.services import rules
+from iotbutton_cli.errors import IotButtonError, not_ours
+from iotbutton_cli.services import ownership, rules
 from iotbutton_cli.services.retry import retry_while
 from iotbutton_cli.services.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, aws_tags
 
@@ -171,7 +171,7 @@ def deploy(
     on_step: Callable[[StepResult], None] | None = None,
 ) -> DeployReport:
     """Bring every notifier resource to the wanted state, in dependency order."""
-    ctx.check_namespace_owner()
+    ctx.before_changes()
     names = Names.for_context(ctx)
     report = DeployReport()
     config_key = config_key_for(source.lambda_document)
@@ -249,6 +249,11 @@ def ensure_role(
             raise
         role = None
     if role is None:
+        ctx.namespace.put(
+            ROLE_KIND,
+            name,
+            {"arn": f"arn:{ctx.partition}:iam::{ctx.account_id}:role/{name}", "pending": True},
+        )
         try:
             role = iam.create_role(
                 RoleName=name,
@@ -265,7 +270,7 @@ def ensure_role(
             role = iam.get_role(RoleName=name)["Role"]
     if action != "created":
         _require_ours(ctx, ROLE_KIND, name, lambda: _iam_tags(iam, name), "IAM role")
-    ctx.namespace.put(ROLE_KIND, name, {"arn": role["Arn"], "inline_policies": [name]})
+    ctx.namespace.confirm(ROLE_KIND, name, {"arn": role["Arn"], "inline_policies": [name]})
     try:
         current = iam.get_role_policy(RoleName=name, PolicyName=name)["PolicyDocument"]
     except Exception as exc:
@@ -288,15 +293,18 @@ def _require_ours(
     ctx: AppContext,
     kind: str,
     name: str,
-    tags: Callable[[], list[dict[str, str]]],
+    tags: Callable[[], list[dict[str, str]] | dict[str, str]],
     label: str,
 ) -> None:
     """An existing resource is ours if recorded, or tagged by us (a run that stopped early, or
-    another machine). Tags are fetched only when the registry does not know the resource."""
-    if ctx.namespace.get(kind, name) is not None:
+    another machine). Tags are fetched only when the registry does not know the resource (a
+    record still pending proves nothing: our create may never have happened)."""
+    recorded = ctx.namespace.get(kind, name)
+    if recorded is not None and not recorded.get("pending"):
         return
-    if {"Key": MANAGED_BY_KEY, "Value": MANAGED_BY_VALUE} in tags():
+    if ownership.tagged(tags()):
         return
+    ctx.namespace.forget_pending(kind, name)
     raise IotButtonError(
         "resource-not-ours",
         f"The {label} {name} exists but was not made by iotbutton.",
@@ -305,9 +313,12 @@ def _require_ours(
 
 
 def delete_role(ctx: AppContext, name: str) -> None:
-    """Delete the inline policies first, as IAM requires; NotFound is done."""
+    """Delete the inline policies first, as IAM requires; NotFound is done. Only a role with
+    iotbutton's tag is deleted."""
     iam = ctx.client("iam")
     try:
+        if not ownership.tagged(_iam_tags(iam, name)):
+            raise not_ours("IAM role", name, "it has no managed-by=iotbutton tag")
         for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
             iam.delete_role_policy(RoleName=name, PolicyName=policy)
         iam.delete_role(RoleName=name)
@@ -326,6 +337,7 @@ def ensure_log_group(ctx: AppContext, name: str) -> str:
     group = next((g for g in groups if g["logGroupName"] == name), None)
     action = "unchanged"
     if group is None:
+        ctx.namespace.put(LOG_GROUP_KIND, name, {"pending": True})
         try:
             logs.create_log_group(logGroupName=name, tags={MANAGED_BY_KEY: MANAGED_BY_VALUE})
         except Exception as exc:
@@ -333,16 +345,25 @@ def ensure_log_group(ctx: AppContext, name: str) -> str:
                 raise
         action = "created"
         group = {}
-    ctx.namespace.put(LOG_GROUP_KIND, name, {"retention_days": LOG_RETENTION_DAYS})
+    else:
+        _require_ours(ctx, LOG_GROUP_KIND, name, lambda: _log_group_tags(logs, name), "log group")
+    ctx.namespace.confirm(LOG_GROUP_KIND, name, {"retention_days": LOG_RETENTION_DAYS})
     if group.get("retentionInDays") != LOG_RETENTION_DAYS:
         logs.put_retention_policy(logGroupName=name, retentionInDays=LOG_RETENTION_DAYS)
         action = "updated" if action == "unchanged" else action
     return action
 
 
+def _log_group_tags(logs: Any, name: str) -> dict[str, str]:
+    return dict(logs.list_tags_log_group(logGroupName=name).get("tags", {}))
+
+
 def delete_log_group(ctx: AppContext, name: str) -> None:
+    logs = ctx.client("logs")
     try:
-        ctx.client("logs").delete_log_group(logGroupName=name)
+        if not ownership.tagged(_log_group_tags(logs, name)):
+            raise not_ours("log group", name, "it has no managed-by=iotbutton tag")
+        logs.delete_log_group(logGroupName=name)
     except Exception as exc:
         if not is_not_found(exc):
             raise
@@ -391,7 +412,9 @@ def ensure_bucket(ctx: AppContext, bucket: str) -> str:
                 raise
         action = "created"
     else:
-        _require_ours(ctx, BUCKET_KIND, bucket, lambda: _bucket_tags(s3, bucket), "S3 bucket")
+        _require_ours(
+            ctx, BUCKET_KIND, bucket, lambda: _bucket_tags(s3, bucket, ctx.account_id), "S3 bucket"
+        )
     ctx.namespace.put(BUCKET_KIND, bucket, {"arn": f"arn:{ctx.partition}:s3:::{bucket}"})
     if (ctx.namespace.get(BUCKET_KIND, bucket) or {}).get("untagged"):
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": aws_tags()})
@@ -408,9 +431,9 @@ def ensure_bucket(ctx: AppContext, bucket: str) -> str:
     return action
 
 
-def _bucket_tags(s3: Any, bucket: str) -> list[dict[str, str]]:
+def _bucket_tags(s3: Any, bucket: str, account: str) -> list[dict[str, str]]:
     try:
-        return list(s3.get_bucket_tagging(Bucket=bucket)["TagSet"])
+        return list(s3.get_bucket_tagging(Bucket=bucket, ExpectedBucketOwner=account)["TagSet"])
     except Exception as exc:
         if error_code(exc) == "NoSuchTagSet":
             return []
@@ -479,9 +502,17 @@ def remove_stale_config_objects(ctx: AppContext, bucket: str, keep: str) -> list
 
 
 def delete_bucket(ctx: AppContext, bucket: str) -> None:
-    """Empty the bucket (every version, in case versioning was turned on), then delete it."""
+    """Empty the bucket (every version, in case versioning was turned on), then delete it.
+
+    Only iotbutton's bucket: tagged, or (CreateBucket takes no tags) recorded as untagged by a
+    deploy that stopped between creating and tagging it, and named as iotbutton names it."""
     s3 = ctx.client("s3")
+    record = ctx.namespace.get(BUCKET_KIND, bucket) or {}
     try:
+        tags = _bucket_tags(s3, bucket, ctx.account_id)
+        named_ours = bucket == Names.for_context(ctx).bucket
+        if not (ownership.tagged(tags) or (record.get("untagged") and named_ours and not tags)):
+            raise not_ours("S3 bucket", bucket, "it has no managed-by=iotbutton tag")
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=bucket):
             doomed = [
@@ -510,6 +541,7 @@ def ensure_secret(ctx: AppContext, secret: str) -> tuple[int, str]:
             raise
         current = None
     if current is None:
+        ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"pending": True})
         try:
             version = ssm.put_parameter(
                 Name=SECRET_PARAMETER,
@@ -525,32 +557,37 @@ def ensure_secret(ctx: AppContext, secret: str) -> tuple[int, str]:
                 raise
             current = ssm.get_parameter(Name=SECRET_PARAMETER, WithDecryption=True)["Parameter"]
         else:
-            ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"version": version})
+            ctx.namespace.confirm(PARAMETER_KIND, SECRET_PARAMETER, {"version": version})
             return int(version), "created"
     _require_ours(
         ctx,
         PARAMETER_KIND,
         SECRET_PARAMETER,
-        lambda: ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=SECRET_PARAMETER)[
-            "TagList"
-        ],
+        lambda: _parameter_tags(ssm, SECRET_PARAMETER),
         "SSM parameter",
     )
     if current["Type"] == "SecureString" and current["Value"] == secret:
-        ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"version": current["Version"]})
+        ctx.namespace.confirm(PARAMETER_KIND, SECRET_PARAMETER, {"version": current["Version"]})
         return int(current["Version"]), "unchanged"
     version = ssm.put_parameter(
         Name=SECRET_PARAMETER, Value=secret, Type="SecureString", Overwrite=True
     )["Version"]
-    ctx.namespace.put(PARAMETER_KIND, SECRET_PARAMETER, {"version": version})
+    ctx.namespace.confirm(PARAMETER_KIND, SECRET_PARAMETER, {"version": version})
     return int(version), "updated"
 
 
+def _parameter_tags(ssm: Any, name: str) -> list[dict[str, str]]:
+    return list(ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"])
+
+
 def delete_parameter(ctx: AppContext, name: str) -> None:
+    ssm = ctx.client("ssm")
     try:
-        ctx.client("ssm").delete_parameter(Name=name)
+        if not ownership.tagged(_parameter_tags(ssm, name)):
+            raise not_ours("SSM parameter", name, "it has no managed-by=iotbutton tag")
+        ssm.delete_parameter(Name=name)
     except Exception as exc:
-        if not is_not_found(exc):
+        if not (is_not_found(exc) or error_code(exc) == "InvalidResourceId"):
             raise
     ctx.namespace.remove(PARAMETER_KIND, name)
 
@@ -582,6 +619,11 @@ def ensure_function(
             raise
         current = None
     if current is None:
+        ctx.namespace.put(
+            FUNCTION_KIND,
+            FUNCTION_NAME,
+            {"arn": ctx.arn("lambda", f"function:{FUNCTION_NAME}"), "pending": True},
+        )
         try:
             created = retry_while(
                 lambda: lam.create_function(
@@ -601,7 +643,7 @@ def ensure_function(
                 raise
             current = lam.get_function(FunctionName=FUNCTION_NAME)["Configuration"]
         else:
-            ctx.namespace.put(FUNCTION_KIND, FUNCTION_NAME, {"arn": created["FunctionArn"]})
+            ctx.namespace.confirm(FUNCTION_KIND, FUNCTION_NAME, {"arn": created["FunctionArn"]})
             lam.get_waiter("function_active_v2").wait(FunctionName=FUNCTION_NAME)
             return str(created["FunctionArn"]), str(created["CodeSha256"]), "created"
     _require_ours(
@@ -614,7 +656,7 @@ def ensure_function(
         ],
         "Lambda function",
     )
-    ctx.namespace.put(FUNCTION_KIND, FUNCTION_NAME, {"arn": current["FunctionArn"]})
+    ctx.namespace.confirm(FUNCTION_KIND, FUNCTION_NAME, {"arn": current["FunctionArn"]})
     action = "unchanged"
     code_sha = current["CodeSha256"]
     if code_sha != source.code_sha256:
@@ -655,8 +697,12 @@ def _role_not_ready(exc: BaseException) -> bool:
 
 
 def delete_function(ctx: AppContext, name: str) -> None:
+    lam = ctx.client("lambda")
     try:
-        ctx.client("lambda").delete_function(FunctionName=name)
+        arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        if not ownership.tagged(lam.list_tags(Resource=arn).get("Tags", {})):
+            raise not_ours("Lambda function", name, "it has no managed-by=iotbutton tag")
+        lam.delete_function(FunctionName=name)
     except Exception as exc:
         if not is_not_found(exc):
             raise

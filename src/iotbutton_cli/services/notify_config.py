@@ -45,6 +45,10 @@ ACCOUNT_SID_PATTERN = re.compile(r"AC[0-9a-fA-F]{32}")
 API_KEY_SID_PATTERN = re.compile(r"SK[0-9a-fA-F]{32}")
 E164_PATTERN = re.compile(r"\+[1-9][0-9]{1,14}")  # [0-9], not \d: no other scripts' digits
 SMS_MAX_CHARS = 1600  # Twilio's limit for a message body
+# Bounds that keep a mistaken or hostile file from costing memory, time or a flood of calls.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_RECIPIENTS = 50  # per click type, SMS and calls together
+MAX_NESTING = 20  # the template needs 4 levels
 PERSON_MAX_CHARS = 100
 TOP_LEVEL_KEYS = ("account_sid", "api_key_sid", "from", "person", "clicks")
 CLICK_KEYS = ("sms", "call", "message")
@@ -324,6 +328,13 @@ def load_config(path: Path | None = None) -> NotifyConfig:
     """Read and validate notify.yaml; every problem is a usage error naming file and line."""
     path = Path(path) if path is not None else config_path()
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise usage_error(
+                "notify-config-too-big",
+                f"{path} is {size:,} bytes; a notify.yaml is at most {MAX_CONFIG_BYTES:,}.",
+                "Is this the right file? `iotbutton notify init --force` writes a fresh one.",
+            )
         raw = path.read_bytes()
     except FileNotFoundError:
         raise usage_error(
@@ -414,8 +425,18 @@ class _Parser:
     def compose(self, text: str) -> Node | None:
         import yaml
 
+        too_deep = _nesting_problem(text)
+        if too_deep is not None:
+            self.fail(
+                too_deep,
+                "notify-config-shape",
+                f"settings are nested more than {MAX_NESTING} levels deep",
+                SHAPE_HINT,
+            )
         try:
             return yaml.compose(text, Loader=yaml.SafeLoader)
+        except RecursionError:
+            self.fail(1, "notify-config-shape", "settings are nested too deeply", SHAPE_HINT)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
@@ -641,6 +662,13 @@ class _Parser:
             else ()
             for channel in CHANNELS
         }
+        if sum(len(listed) for listed in numbers.values()) > MAX_RECIPIENTS:
+            self.fail(
+                key_node,
+                "notify-config-too-many",
+                f"{where} messages more than {MAX_RECIPIENTS} numbers",
+                f"Keep each click type to {MAX_RECIPIENTS} numbers (SMS and calls together).",
+            )
         if "message" not in entries:
             self.fail(
                 key_node,
@@ -715,6 +743,27 @@ class _Parser:
                 "Shorten the message; each &, < and > takes 4 or 5 characters in TwiML.",
             )
         return message
+
+
+def _nesting_problem(text: str) -> int | None:
+    """The line where flow collections ([...], {...}) nest deeper than MAX_NESTING, if they do.
+
+    PyYAML composes recursively, so thousands of levels would crash it; block nesting is bounded
+    by indentation, flow nesting is not, and is counted here before parsing. (Brackets inside
+    quotes count too: a false alarm needs more than MAX_NESTING of them open at once.)
+    """
+    depth = 0
+    line = 1
+    for char in text:
+        if char == "\n":
+            line += 1
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return None
 
 
 def _kind(node: Node) -> str:

@@ -58,10 +58,12 @@ MODES = ("auto", "on", "off")
 # AWS IoT Core's default control-plane quotas, requests per second per account and Region, with
 # their Service Quotas codes (service code ``iotcore``). Every operation iotbutton makes.
 DEFAULT_LIMITS: dict[str, float] = {
-    # Provisioning a button: DescribeThing, CreateThing, CreateKeysAndCertificate, AttachPolicy,
-    # AttachThingPrincipal. CreateKeysAndCertificate is the ceiling: 10 buttons per second.
+    # Provisioning a button: DescribeThing, CreateThing, CreateCertificateFromCsr, AttachPolicy,
+    # AttachThingPrincipal. The certificate is the ceiling: 10 buttons per second.
     "DescribeThing": 350,  # L-0EF0F5EE
     "CreateThing": 100,  # L-64CBACAC
+    # Not in the table this was checked against: taken to be CreateKeysAndCertificate's 10/s.
+    "CreateCertificateFromCsr": 10,
     "CreateKeysAndCertificate": 10,  # L-40B55430
     "AttachPolicy": 15,  # L-CA7D4E3E
     "AttachThingPrincipal": 100,  # L-F64D1AA6
@@ -114,6 +116,12 @@ AWS_HOST_SUFFIXES = (
 )
 
 _OPERATION = re.compile(r"^(?:iot:)?([A-Z][A-Za-z0-9]*|\*)$")
+# Slower than one call in ten seconds is a command that looks hung; a scale outside these bounds
+# would pace some default below that, or overflow.
+MIN_RATE = 0.1
+MAX_RATE = 1_000_000.0
+MIN_SCALE = MIN_RATE / min(DEFAULT_LIMITS.values())
+MAX_SCALE = 1000.0
 _NO_LIMIT = ("none", "off", "unlimited", "inf")
 
 
@@ -236,7 +244,7 @@ def _rate(value: str, item: str) -> float | None:
         rate = float(value)
     except ValueError:
         raise _bad_limits(item) from None
-    if not rate > 0 or math.isinf(rate):
+    if not MIN_RATE <= rate <= MAX_RATE:
         raise _bad_limits(item)
     return rate
 
@@ -246,8 +254,8 @@ def _bad_limits(item: str) -> Exception:
         "bad-rate-limits",
         f"{LIMITS_ENV} has an entry iotbutton cannot read: {item!r}.",
         "Write Operation=requests-per-second pairs, e.g. "
-        f'{LIMITS_ENV}="CreateKeysAndCertificate=5,AttachPolicy=10" (Op=none: no limit; '
-        "*=N: every other operation).",
+        f'{LIMITS_ENV}="CreateCertificateFromCsr=5,AttachPolicy=10", each rate from '
+        f"{MIN_RATE} to {MAX_RATE:,.0f} (Op=none: no limit; *=N: every other operation).",
     )
 
 
@@ -259,10 +267,10 @@ def _scale(environ: Mapping[str, str]) -> float:
         scale = float(text)
     except ValueError:
         scale = -1.0
-    if not scale > 0 or math.isinf(scale):
+    if not MIN_SCALE <= scale <= MAX_SCALE:
         raise usage_error(
             "bad-rate-scale",
-            f"{SCALE_ENV} must be a positive number, not {text!r}.",
+            f"{SCALE_ENV} must be a number from {MIN_SCALE:g} to {MAX_SCALE:g}, not {text!r}.",
             "E.g. 0.5 to use half of each AWS quota, 2 if the account's quotas were doubled.",
         )
     return scale

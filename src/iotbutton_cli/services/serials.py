@@ -12,6 +12,9 @@ from iotbutton_cli.errors import IotButtonError, usage_error
 # where the same set is safe (no '/', '+', '#').
 SERIAL_PATTERN = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 SIMULATED_PREFIX = "G030"
+# The most buttons one `things create --count` makes: at AWS's 10 certificates a second, about
+# 17 minutes, and far below the 26^5 * 10^7 serials the generator can make.
+MAX_COUNT = 10_000
 
 
 def validate_serial(serial: str) -> str:
@@ -46,9 +49,11 @@ def generate_serial() -> str:
 
 def resolve_serials(serial: str | None, count: int) -> list[str]:
     """The serials a ``things create`` asks for: one given, or ``count`` generated ones."""
-    if count < 1:
+    if count < 1 or count > MAX_COUNT:
         raise usage_error(
-            "bad-count", f"--count must be at least 1, not {count}.", "Omit --count for one button."
+            "bad-count",
+            f"--count must be between 1 and {MAX_COUNT:,}, not {count:,}.",
+            f"Omit --count for one button; run the command again for more than {MAX_COUNT:,}.",
         )
     if serial is not None:
         validate_serial(serial)

@@ -21,16 +21,13 @@ from typing import Any
 
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
-from iotbutton_cli.services import certs, keyfiles
+from iotbutton_cli.services import certs, keyfiles, policies, topics
 from iotbutton_cli.services.endpoint import Endpoint, data_endpoint
-from iotbutton_cli.services.policies import TOPIC_PREFIX
+from iotbutton_cli.services.policies import MONITOR_CLIENT_PREFIX, MONITOR_POLICY, TOPIC_PREFIX
 from iotbutton_cli.services.serials import not_found, validate_serial
-from iotbutton_cli.services.tags import aws_tags
 
 CONNECT_TIMEOUT_SECONDS = 10.0
-MONITOR_POLICY = "iotbutton-monitor"
 MONITOR_ROLE = "monitor"
-MONITOR_CLIENT_PREFIX = "iotbutton-monitor-"
 CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
 
 
@@ -87,30 +84,6 @@ def button_identity(ctx: AppContext, serial: str | None) -> tuple[str, Identity]
     return serial, Identity(serial, files["certificate"], files["private_key"])
 
 
-def monitor_policy_document(ctx: AppContext) -> dict[str, Any]:
-    """May connect as a monitor, subscribe to and receive button topics; may not publish."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": "iot:Connect",
-                "Resource": ctx.arn("iot", f"client/{MONITOR_CLIENT_PREFIX}*"),
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iot:Subscribe",
-                "Resource": ctx.arn("iot", f"topicfilter/{TOPIC_PREFIX}/*"),
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iot:Receive",
-                "Resource": ctx.arn("iot", f"topic/{TOPIC_PREFIX}/*"),
-            },
-        ],
-    }
-
-
 def monitor_identity(ctx: AppContext) -> Identity:
     """The monitor's certificate, created (and recorded, so `clean` removes it) on first use."""
     for cert_id, record in ctx.namespace.items(certs.KIND).items():
@@ -119,11 +92,11 @@ def monitor_identity(ctx: AppContext) -> Identity:
             return Identity(_monitor_client_id(), files["certificate"], files["private_key"])
         if record.get("role") == MONITOR_ROLE:
             certs.retire_certificate(ctx, cert_id)
+    ctx.before_changes()
     iot = ctx.client("iot")
-    _ensure_monitor_policy(ctx)
-
+    policies.ensure_policy(ctx, MONITOR_POLICY)
     # Guarded like a button's certificate: one whose answer is lost is found and retired.
-    response = certs.create_keys_and_certificate(ctx, {"thing": None, "role": MONITOR_ROLE})
+    response = certs.create_certificate(ctx, {"thing": None, "role": MONITOR_ROLE})
     cert_id, arn = response["certificateId"], response["certificateArn"]
     iot.attach_policy(policyName=MONITOR_POLICY, target=arn)
     ctx.namespace.update(certs.KIND, cert_id, policies=[MONITOR_POLICY])
@@ -134,33 +107,6 @@ def monitor_identity(ctx: AppContext) -> Identity:
 def _monitor_client_id() -> str:
     # One client id may be connected once: each watcher gets its own.
     return MONITOR_CLIENT_PREFIX + secrets.token_hex(4)
-
-
-def _ensure_monitor_policy(ctx: AppContext) -> None:
-    if ctx.namespace.get("policies", MONITOR_POLICY) is not None:
-        return
-    iot = ctx.client("iot")
-    try:
-        response = iot.create_policy(
-            policyName=MONITOR_POLICY,
-            policyDocument=json.dumps(monitor_policy_document(ctx)),
-            tags=aws_tags(),
-        )
-        arn = response["policyArn"]
-    except Exception as exc:
-        from iotbutton_cli.aws_errors import error_code
-
-        if error_code(exc) != "ResourceAlreadyExistsException":
-            raise
-        current = iot.get_policy(policyName=MONITOR_POLICY)
-        if json.loads(current["policyDocument"]) != monitor_policy_document(ctx):
-            raise IotButtonError(
-                "policy-not-ours",
-                f"An IoT policy named {MONITOR_POLICY} exists that iotbutton did not create.",
-                "Rename or delete it; iotbutton never changes resources it did not make.",
-            ) from exc
-        arn = current["policyArn"]
-    ctx.namespace.put("policies", MONITOR_POLICY, {"arn": arn})
 
 
 # --- MQTT ----------------------------------------------------------------------------------------
@@ -221,6 +167,24 @@ def _connect_error(endpoint: Endpoint, identity: Identity, exc: BaseException) -
     )
 
 
+def _wait_for_puback(future: Any, endpoint: Endpoint, progress: str) -> None:
+    """The broker's acknowledgement of one publish, or a one-line error if the connection went."""
+    try:
+        future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+    except Exception as exc:
+        where = f"{endpoint.host}:{endpoint.port}"
+        waited = isinstance(exc, TimeoutError)
+        raise IotButtonError(
+            "publish-timeout" if waited else "connection-lost",
+            f"{where} did not acknowledge a publish within {CONNECT_TIMEOUT_SECONDS:.0f} s "
+            f"({progress})."
+            if waited
+            else f"The connection to {where} was lost ({progress}): {getattr(exc, 'name', exc)}.",
+            "Check the endpoint (`iotbutton endpoint`); for the sandbox, `iotbutton sandbox "
+            "status`, then run the command again.",
+        ) from None
+
+
 def _disconnect(connection: Any) -> None:
     # Leaving anyway: a client the broker kicked may never confirm its disconnect.
     with contextlib.suppress(Exception):
@@ -246,11 +210,11 @@ def click(
     topic = f"{TOPIC_PREFIX}/{serial}"
     payload = {"serialNumber": serial, "batteryVoltage": f"{battery_mv}mV", "clickType": click_type}
     connection = _connect(endpoint, identity)
-    sent = []
+    sent: list[Published] = []
     try:
         for index in range(count):
             future, _ = connection.publish(topic, json.dumps(payload), mqtt.QoS.AT_LEAST_ONCE)
-            future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+            _wait_for_puback(future, endpoint, f"{len(sent)} of {count} clicks were sent")
             published = Published(serial, topic, payload, endpoint.host, endpoint.port)
             sent.append(published)
             if on_sent:
@@ -266,13 +230,15 @@ def send(ctx: AppContext, topic: str | None, message: bytes, serial: str | None)
     """Publish any payload as a button (its policy decides where it may publish)."""
     from awscrt import mqtt
 
+    if topic is not None:
+        topics.check_topic(topic)
     serial, identity = button_identity(ctx, serial)
     endpoint = data_endpoint(ctx)
     topic = topic or f"{TOPIC_PREFIX}/{serial}"
     connection = _connect(endpoint, identity)
     try:
         future, _ = connection.publish(topic, message, mqtt.QoS.AT_LEAST_ONCE)
-        future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+        _wait_for_puback(future, endpoint, "the message may not have arrived")
     finally:
         _disconnect(connection)
     try:
@@ -293,6 +259,7 @@ def subscribe(
     """Print button traffic as the monitor until ``duration`` passes or ``count`` arrive."""
     from awscrt import mqtt
 
+    topics.check_filter(topic)
     identity = monitor_identity(ctx)
     endpoint = data_endpoint(ctx)
     connection = _connect(endpoint, identity)

@@ -3,6 +3,11 @@
 The plan is data (a list of steps), so ``--dry-run`` only shows it. Execution walks the kinds in
 dependency order; within a kind, steps run concurrently. Each removal leaves the registry at once,
 NotFound counts as already gone, and whatever fails stays recorded so a re-run can finish the job.
+
+Nothing is deleted on the registry's word alone: each removal first checks iotbutton's marks on
+the resource (services/ownership.py). A resource without them is *left* (and forgotten: the
+registry was wrong to name it), and so is a policy or thing type that another registry's buttons
+(another machine on the same account) still use: the last ``clean`` removes it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,17 @@ from typing import Any
 
 from iotbutton_cli.aws_errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext, clean_error
+from iotbutton_cli.errors import NotOurs, not_ours
 from iotbutton_cli.registry import utc_now
-from iotbutton_cli.services import certs, keyfiles, notifier_deploy, policies, rules, things
+from iotbutton_cli.services import (
+    certs,
+    keyfiles,
+    notifier_deploy,
+    ownership,
+    policies,
+    rules,
+    things,
+)
 
 THING_TYPE_DELETE_DELAY = timedelta(minutes=5)
 
@@ -30,10 +44,17 @@ class Step:
     owner: str | None = None  # the resource this one belongs to (a certificate's thing)
 
 
+# What a removal can end in besides "removed": still to do later, left alone, or gone from AWS
+# with some of its key files left on disk.
+Removal = tuple[str, str] | None
+BLOCKING = ("failed", "skipped")  # what the resources that depend on this one must wait for
+UNFINISHED = (*BLOCKING, "files-left")
+
+
 @dataclass
 class Outcome:
     step: Step
-    status: str  # removed | pending | failed | skipped
+    status: str  # removed | pending | left | files-left | failed | skipped
     detail: str = ""
 
 
@@ -46,13 +67,13 @@ class CleanReport:
 
     @property
     def complete(self) -> bool:
-        """Nothing recorded is left (not even a thing type waiting out its deprecation)."""
-        return all(outcome.status == "removed" for outcome in self.outcomes)
+        """Nothing of iotbutton's is left (not even a thing type waiting out its deprecation)."""
+        return all(outcome.status in ("removed", "left") for outcome in self.outcomes)
 
     @property
     def failed(self) -> bool:
         """Something could not be removed and needs attention (pending ones only need time)."""
-        return bool(self.with_status("failed") or self.with_status("skipped"))
+        return any(outcome.status in UNFINISHED for outcome in self.outcomes)
 
 
 @dataclass(frozen=True)
@@ -61,37 +82,58 @@ class Kind:
 
     name: str
     label: str
-    # Removes one resource; returns None when it is gone, or why it is still pending.
-    remove: Callable[[AppContext, str, bool], str | None]
+    # Removes one resource; returns None when it is gone, else (status, why).
+    remove: Callable[[AppContext, str, bool], Removal]
     # Kinds that must be gone first: all of them, or (own_only) just those it owns.
     after: tuple[str, ...] = ()
     own_only: bool = False
 
 
-def _remove_certificate(ctx: AppContext, cert_id: str, keep_local: bool) -> str | None:
-    certs.retire_certificate(ctx, cert_id, keep_local=keep_local)
+def _remove_certificate(ctx: AppContext, cert_id: str, keep_local: bool) -> Removal:
+    left = certs.retire_certificate(ctx, cert_id, keep_local=keep_local)
+    if left:
+        return "files-left", "deleted in AWS; " + "; ".join(left.values())
     return None
 
 
-def _remove_certificate_request(ctx: AppContext, request_id: str, keep_local: bool) -> str | None:
+def _remove_certificate_request(ctx: AppContext, request_id: str, keep_local: bool) -> Removal:
     certs.reclaim_request(ctx, request_id)
     return None
 
 
-def _remove_thing(ctx: AppContext, serial: str, keep_local: bool) -> str | None:
+def _remove_leftover_file(ctx: AppContext, path: str, keep_local: bool) -> Removal:
+    certs.remove_leftover(ctx, path)
+    return None
+
+
+def _remove_thing(ctx: AppContext, serial: str, keep_local: bool) -> Removal:
     things.delete_thing(ctx, serial)
     return None
 
 
-def _remove_policy(ctx: AppContext, name: str, keep_local: bool) -> str | None:
-    policies.delete_policy(ctx, name)
-    return None
+def _remove_policy(ctx: AppContext, name: str, keep_local: bool) -> Removal:
+    why = policies.delete_policy(ctx, name)
+    return ("left", why) if why else None
 
 
-def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> str | None:
+def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> Removal:
     """Deprecate, then delete; AWS deletes a type only 5 minutes after its deprecation."""
     iot = ctx.client("iot")
     record = ctx.namespace.get(things.TYPE_KIND, name) or {}
+    verdict = ownership.thing_type(ctx, name)
+    if verdict is None:
+        ctx.namespace.remove(things.TYPE_KIND, name)
+        return None
+    if not verdict:
+        ctx.namespace.remove(things.TYPE_KIND, name)
+        raise not_ours("thing type", name, "its description is not iotbutton's")
+    others = iot.list_things(thingTypeName=name, maxResults=1).get("things", [])
+    if others:
+        ctx.namespace.remove(things.TYPE_KIND, name)
+        return "left", (
+            "left in AWS: things this registry does not know still use it (another machine's "
+            "buttons?); the last `iotbutton clean` removes it"
+        )
     if not record.get("deprecated_at"):
         try:
             iot.deprecate_thing_type(thingTypeName=name)
@@ -110,7 +152,7 @@ def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> str | No
         elif error_code(exc) == "InvalidRequestException" and _within_delay(
             record["deprecated_at"]
         ):
-            return (
+            return "pending", (
                 f"deprecated; AWS allows deleting it from {_deletable_at(record['deprecated_at'])}"
                 " — run `iotbutton clean` again then"
             )
@@ -120,11 +162,14 @@ def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> str | No
     return None
 
 
-def _removing(remove: Callable[[AppContext, str], None]) -> Callable[[AppContext, str, bool], None]:
+def _removing(
+    remove: Callable[[AppContext, str], None],
+) -> Callable[[AppContext, str, bool], Removal]:
     """Adapt a ``remove(ctx, id)`` that has no local files to keep."""
 
-    def run(ctx: AppContext, resource_id: str, keep_local: bool) -> None:
+    def run(ctx: AppContext, resource_id: str, keep_local: bool) -> Removal:
         remove(ctx, resource_id)
+        return None
 
     return run
 
@@ -157,6 +202,8 @@ KINDS: list[Kind] = [
     Kind("things", "thing", _remove_thing, after=("certificates",), own_only=True),
     Kind("policies", "IoT policy", _remove_policy, after=("certificates",)),
     Kind("thing_types", "thing type", _remove_thing_type, after=("things",)),
+    # Private keys an earlier clean deleted the certificate of but could not delete themselves.
+    Kind(certs.LEFTOVER_KIND, "key file", _remove_leftover_file),
 ]
 
 
@@ -183,7 +230,8 @@ def _label(kind: Kind, resource_id: str, record: dict[str, Any]) -> str:
             f"{kind.label} {resource_id[:12]}… of {record.get('thing') or record.get('role', '?')}"
         )
     if kind.name == certs.REQUEST_KIND:
-        return f"{kind.label} for {record.get('thing') or '?'} ({record.get('since', '?')})"
+        owner = record.get("thing") or record.get("role") or "?"
+        return f"{kind.label} for {owner} ({record.get('since', '?')})"
     return f"{kind.label} {resource_id}"
 
 
@@ -199,7 +247,7 @@ def execute(
     A kind that waits only for what it owns (a thing, for its certificates) does not wait for
     the whole phase before it: each thing goes as soon as its own certificates are gone.
     """
-    ctx.check_namespace_owner()
+    ctx.before_changes()
     report = CleanReport()
     report_lock = threading.Lock()
     done_early: set[tuple[str, str]] = set()
@@ -239,7 +287,7 @@ def execute(
                     outcome = Outcome(step, "skipped", f"waits for {stayed.label}")
                 else:
                     outcome = _run(ctx, step_kind, step, keep_local)
-                if outcome.status in ("failed", "skipped") and stayed is None:
+                if outcome.status in BLOCKING and stayed is None:
                     stayed = step
                 finish(outcome)
 
@@ -286,7 +334,7 @@ def _tasks(ready: list[Step], followers: dict[str, Step]) -> list[list[Step]]:
 def _blocker(kind: Kind, step: Step, report: CleanReport) -> Step | None:
     """The first unremoved resource that must go before ``step`` can, if any."""
     for outcome in report.outcomes:
-        blocking = outcome.step.kind in kind.after and outcome.status in ("failed", "skipped")
+        blocking = outcome.step.kind in kind.after and outcome.status in BLOCKING
         if blocking and (not kind.own_only or outcome.step.owner == step.resource_id):
             return outcome.step
     return None
@@ -302,13 +350,16 @@ def _finish(
 
 def _run(ctx: AppContext, kind: Kind, step: Step, keep_local: bool) -> Outcome:
     try:
-        pending = kind.remove(ctx, step.resource_id, keep_local)
+        removal = kind.remove(ctx, step.resource_id, keep_local)
+    except NotOurs as left:
+        ctx.namespace.remove(kind.name, step.resource_id)
+        return Outcome(step, "left", left.message)
     except Exception as exc:
-        error = clean_error(exc)
+        error = clean_error(exc, ctx)
         if error is None:
             raise
         return Outcome(step, "failed", error.message)
-    return Outcome(step, "pending", pending) if pending else Outcome(step, "removed")
+    return Outcome(step, *removal) if removal else Outcome(step, "removed")
 
 
 def _within_delay(deprecated_at: str) -> bool:

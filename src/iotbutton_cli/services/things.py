@@ -6,16 +6,17 @@ whatever an interrupted run left half done instead of creating duplicates.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
 from iotbutton_cli.context import AppContext, clean_error
-from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.errors import IotButtonError, not_ours
 from iotbutton_cli.registry import utc_now
-from iotbutton_cli.services import certs, keyfiles
+from iotbutton_cli.services import bulk, certs, keyfiles, ownership
 from iotbutton_cli.services.policies import ensure_button_policy
 from iotbutton_cli.services.retry import retry_while
 from iotbutton_cli.services.serials import not_found
@@ -67,44 +68,64 @@ def provision(
     workers: int = DEFAULT_WORKERS,
     on_done: Callable[[ProvisionResult], None] | None = None,
 ) -> ProvisionReport:
-    """Provision ``serials`` concurrently; one button's failure never loses the others' records."""
-    ctx.check_namespace_owner()
+    """Provision ``serials`` concurrently; one button's failure never loses the others' records.
+
+    Ctrl-C stops it at once: no new button is started, the ones in flight stop after their
+    current step (everything made so far is recorded), and the KeyboardInterrupt goes on.
+    """
+    ctx.before_changes()
     # Certificates an interrupted run made but could not record go first (none: no AWS call).
     certs.reclaim_quietly(ctx)
     policy = ensure_button_policy(ctx)
     ensure_thing_type(ctx, thing_type)
     keyfiles.amazon_root_ca()
     report = ProvisionReport(policy=policy.name, thing_type=thing_type)
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(serials)))) as pool:
-        futures = {pool.submit(provision_button, ctx, s, thing_type): s for s in serials}
-        for future in as_completed(futures):
-            result = _result_of(futures[future], future)
-            report.buttons.append(result)
-            if on_done:
-                on_done(result)
-    # A CreateKeysAndCertificate that was retried may have made a certificate whose answer was
+
+    def done(serial: str, future: Future[ProvisionResult]) -> None:
+        result = _result_of(ctx, serial, future)
+        report.buttons.append(result)
+        if on_done:
+            on_done(result)
+
+    bulk.run(
+        serials,
+        lambda serial, stopping: provision_button(ctx, serial, thing_type, stopping),
+        done,
+        workers=min(workers, len(serials)),
+    )
+    # A CreateCertificateFromCsr that was retried may have made a certificate whose answer was
     # lost; with no call of ours running any more, such certificates can be told apart.
     certs.reclaim_quietly(ctx)
     report.buttons.sort(key=lambda button: button.serial)
     return report
 
 
-def _result_of(serial: str, future: Any) -> ProvisionResult:
+def _result_of(ctx: AppContext, serial: str, future: Future[ProvisionResult]) -> ProvisionResult:
     try:
         return future.result()
+    except bulk.Stopped:
+        return ProvisionResult(serial, "stopped")
     except Exception as exc:
-        error = clean_error(exc)
+        error = clean_error(exc, ctx)
         if error is None:
             raise
         return ProvisionResult(serial, "failed", error=error.as_dict())
 
 
-def provision_button(ctx: AppContext, serial: str, thing_type: str) -> ProvisionResult:
+def provision_button(
+    ctx: AppContext, serial: str, thing_type: str, stopping: threading.Event | None = None
+) -> ProvisionResult:
     """Thing → certificate and keys → policy → thing principal, skipping what is already done.
 
     One button at a time across processes: two commands provisioning the same serial at once
-    would otherwise each issue it a certificate.
+    would otherwise each issue it a certificate. ``stopping`` is checked between the steps.
     """
+
+    def step() -> None:
+        if stopping is not None and stopping.is_set():
+            raise bulk.Stopped(serial)
+
+    step()
     with ctx.namespace.lock(KIND, serial):
         recorded = ctx.namespace.get(KIND, serial)
         if recorded and _complete(ctx, serial, recorded):
@@ -119,6 +140,7 @@ def provision_button(ctx: AppContext, serial: str, thing_type: str) -> Provision
                 record.pop("pending", None)
 
             ctx.namespace.apply(record_thing)
+            step()
         cert_id = _reusable_certificate(ctx, serial)
         if cert_id is None:
             cert_id = certs.issue_certificate(ctx, serial)  # records it as the button's, too
@@ -146,7 +168,7 @@ def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
             raise
     else:
         if existing.get("attributes", {}) != THING_ATTRIBUTE:
-            _forget_pending(ctx, serial)
+            ctx.namespace.forget_pending(KIND, serial)
             raise IotButtonError(
                 "thing-not-ours",
                 f"A thing named {serial} already exists in this account and was not made by "
@@ -165,13 +187,6 @@ def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
     return iot.create_thing(
         thingName=serial, thingTypeName=thing_type, attributePayload={"attributes": THING_ATTRIBUTE}
     )
-
-
-def _forget_pending(ctx: AppContext, serial: str) -> None:
-    """Drop a pending record of ours for a thing that turned out to be someone else's."""
-    with ctx.namespace.transaction() as resources:
-        if resources.get(KIND, {}).get(serial, {}).get("pending"):
-            del resources[KIND][serial]
 
 
 def _reusable_certificate(ctx: AppContext, serial: str) -> str | None:
@@ -193,12 +208,20 @@ def ensure_thing_type(ctx: AppContext, name: str) -> str:
     except Exception as exc:
         if not is_not_found(exc):
             raise
-        response = iot.create_thing_type(
-            thingTypeName=name,
-            thingTypeProperties={"thingTypeDescription": THING_TYPE_DESCRIPTION},
-            tags=aws_tags(),
-        )
-        ctx.namespace.put(TYPE_KIND, name, {"arn": response["thingTypeArn"]})
+        # Recorded (pending) first, so a run killed before the registry write leaves it findable.
+        arn = ctx.arn("iot", f"thingtype/{name}")
+        ctx.namespace.put(TYPE_KIND, name, {"arn": arn, "pending": True})
+        try:
+            response = iot.create_thing_type(
+                thingTypeName=name,
+                thingTypeProperties={"thingTypeDescription": THING_TYPE_DESCRIPTION},
+                tags=aws_tags(),
+            )
+        except Exception as exc:
+            if error_code(exc) != "ResourceAlreadyExistsException":
+                raise
+            return ensure_thing_type(ctx, name)  # another process made it a moment ago
+        ctx.namespace.confirm(TYPE_KIND, name, {"arn": response["thingTypeArn"]})
         return "created"
     if description.get("thingTypeMetadata", {}).get("deprecated"):
         if ctx.namespace.get(TYPE_KIND, name) is not None:
@@ -211,11 +234,13 @@ def ensure_thing_type(ctx: AppContext, name: str) -> str:
             "Pass another --type, or undeprecate it in AWS.",
         )
     properties = description.get("thingTypeProperties", {})
-    if ctx.namespace.get(TYPE_KIND, name) is None and (
-        properties.get("thingTypeDescription") == THING_TYPE_DESCRIPTION
-    ):
-        # Ours, created by a run that stopped before recording it.
-        ctx.namespace.put(TYPE_KIND, name, {"arn": description["thingTypeArn"]})
+    recorded = ctx.namespace.get(TYPE_KIND, name)
+    if recorded is None or recorded.get("pending"):
+        if properties.get("thingTypeDescription") == THING_TYPE_DESCRIPTION:
+            # Ours, created by a run that stopped before recording it.
+            ctx.namespace.confirm(TYPE_KIND, name, {"arn": description["thingTypeArn"]})
+        else:
+            ctx.namespace.forget_pending(TYPE_KIND, name)  # someone else's: used, never removed
     return "exists"
 
 
@@ -269,26 +294,43 @@ def _button(serial: str, record: dict, certificates: dict, root_ca: str) -> Butt
     )
 
 
-def delete_button(ctx: AppContext, serial: str, keep_local: bool = False) -> list[str]:
-    """Retire every certificate of the button, then delete the thing. Returns retired cert ids."""
-    ctx.check_namespace_owner()
+def delete_button(ctx: AppContext, serial: str, keep_local: bool = False) -> DeleteReport:
+    """Retire every certificate of the button, then delete the thing."""
+    ctx.before_changes()
     if ctx.namespace.get(KIND, serial) is None and not certs.certificates_of(ctx, serial):
         raise not_found(serial)
+    report = DeleteReport(serial)
     with ctx.namespace.lock(KIND, serial):
-        retired = list(certs.certificates_of(ctx, serial))
-        for cert_id in retired:
-            certs.retire_certificate(ctx, cert_id, keep_local=keep_local)
+        for cert_id in list(certs.certificates_of(ctx, serial)):
+            report.files_left.update(certs.retire_certificate(ctx, cert_id, keep_local=keep_local))
+            report.certificates.append(cert_id)
         delete_thing(ctx, serial)
-    return retired
+    return report
+
+
+@dataclass
+class DeleteReport:
+    serial: str
+    certificates: list[str] = field(default_factory=list)
+    files_left: dict[str, str] = field(default_factory=dict)  # path -> why it is still there
 
 
 def delete_thing(ctx: AppContext, serial: str) -> None:
-    """DeleteThing, retried while AWS still sees a principal attached (detach is asynchronous)."""
+    """DeleteThing, retried while AWS still sees a principal attached (detach is asynchronous).
+
+    Only a thing that carries iotbutton's attribute is deleted; a recorded name that turns out
+    to be someone else's thing is forgotten and left alone (:class:`NotOurs`)."""
     iot = ctx.client("iot")
-    if (ctx.namespace.get(KIND, serial) or {}).get("pending") and not _ours_in_aws(iot, serial):
-        # Our CreateThing never happened; a thing of that name now is someone else's.
+    verdict = ownership.thing(ctx, serial)
+    if verdict is None:
         ctx.namespace.remove(KIND, serial)
         return
+    if not verdict:
+        pending = (ctx.namespace.get(KIND, serial) or {}).get("pending")
+        ctx.namespace.remove(KIND, serial)
+        if pending:
+            return  # our CreateThing never happened; the thing of that name is another's
+        raise not_ours("thing", serial, "it has no createdBy=iotbutton-cli attribute")
 
     def attempt() -> None:
         try:
@@ -299,16 +341,6 @@ def delete_thing(ctx: AppContext, serial: str) -> None:
 
     retry_while(attempt, _thing_still_attached)
     ctx.namespace.remove(KIND, serial)
-
-
-def _ours_in_aws(iot: Any, serial: str) -> bool:
-    try:
-        thing = iot.describe_thing(thingName=serial)
-    except Exception as exc:
-        if is_not_found(exc):
-            return False
-        raise
-    return bool(thing.get("attributes", {}) == THING_ATTRIBUTE)
 
 
 def _thing_still_attached(exc: BaseException) -> bool:

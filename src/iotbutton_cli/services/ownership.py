@@ -1,0 +1,89 @@
+"""Is it iotbutton's? The marks iotbutton leaves on what it makes, checked before it changes or
+deletes anything.
+
+A registry entry alone proves nothing: the file can be damaged, restored from another machine, or
+edited. So before ``clean`` (or ``things delete``, ``certs rotate``) touches a resource the
+registry names, it looks for the same marks ``clean --discover`` goes by:
+
+- a thing: the attribute ``createdBy=iotbutton-cli``;
+- a certificate: the subject iotbutton writes into its requests (organization ``iotbutton-cli``,
+  services/devicekeys.py); or, for one made before iotbutton signed its own keys, being attached
+  to one of iotbutton's things or to one of its policies;
+- a thing type: iotbutton's description;
+- a policy: exactly the document iotbutton writes (services/policies.py);
+- the notifier's role, function, bucket, parameter and log groups: the ``managed-by=iotbutton`` tag.
+
+Each check answers True (ours), False (someone else's: left alone) or None (already gone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iotbutton_cli.aws_errors import is_not_found
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.services import devicekeys
+from iotbutton_cli.services.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, THING_ATTRIBUTE
+
+
+def thing(ctx: AppContext, name: str) -> bool | None:
+    try:
+        described = ctx.client("iot").describe_thing(thingName=name)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    attributes = described.get("attributes") or {}
+    return all(attributes.get(key) == value for key, value in THING_ATTRIBUTE.items())
+
+
+def certificate(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> bool | None:
+    iot = ctx.client("iot")
+    try:
+        description = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    marks = devicekeys.certificate_marks(description.get("certificatePem", ""))
+    if marks is not None and marks.made_by_iotbutton:
+        return True
+    return _attached_to_ours(ctx, description["certificateArn"])
+
+
+def _attached_to_ours(ctx: AppContext, arn: str) -> bool:
+    """A certificate from before iotbutton made its own keys is ours while it is attached to
+    iotbutton's thing or policy (detaching it is the last thing iotbutton does before the delete,
+    and a retried delete of an INACTIVE, detached certificate finds it gone or refuses)."""
+    from iotbutton_cli.services import policies
+
+    iot = ctx.client("iot")
+    for name in iot.list_principal_things(principal=arn).get("things", []):
+        if thing(ctx, name):
+            return True
+    attached = iot.list_attached_policies(target=arn).get("policies", [])
+    return any(
+        policy["policyName"] in policies.documents(ctx)
+        and policies.is_ours(ctx, policy["policyName"])
+        for policy in attached
+    )
+
+
+def thing_type(ctx: AppContext, name: str) -> bool | None:
+    from iotbutton_cli.services.things import THING_TYPE_DESCRIPTION
+
+    try:
+        described = ctx.client("iot").describe_thing_type(thingTypeName=name)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    properties = described.get("thingTypeProperties") or {}
+    return bool(properties.get("thingTypeDescription") == THING_TYPE_DESCRIPTION)
+
+
+def tagged(tags: list[dict[str, str]] | dict[str, str]) -> bool:
+    """True if ``tags`` (AWS's list of Key/Value pairs, or a mapping) carry iotbutton's tag."""
+    if isinstance(tags, dict):
+        return tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE
+    return {"Key": MANAGED_BY_KEY, "Value": MANAGED_BY_VALUE} in tags
