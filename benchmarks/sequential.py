@@ -4,8 +4,9 @@
     python benchmarks/sequential.py teardown MANIFEST [--endpoint-url URL]
 
 ``provision`` makes the same calls as ``iotbutton things create`` (a policy and a thing type once;
-per button CreateThing, CreateKeysAndCertificate, AttachPolicy, AttachThingPrincipal), writes each
-certificate and key to files as the examples do, and records what it made in MANIFEST.
+per button CreateThing, an RSA key made here and signed with CreateCertificateFromCsr, AttachPolicy,
+AttachThingPrincipal), writes each certificate and key to files as the examples do, and records
+what it made in MANIFEST.
 ``teardown`` undoes it in AWS's order (DetachPolicy, UpdateCertificate INACTIVE,
 DetachThingPrincipal, DeleteCertificate, DeleteThing, then policy and thing type). Default boto3
 settings, one call at a time, no registry, no locking: the floor a shell loop would reach.
@@ -49,15 +50,33 @@ def provision(iot, count: int, prefix: str, manifest: Path) -> None:
     for index in range(count):
         name = f"{prefix}{index:04d}"
         iot.create_thing(thingName=name, thingTypeName=THING_TYPE)
-        cert = iot.create_keys_and_certificate(setAsActive=True)
+        private_key, csr = key_and_csr(name)
+        cert = iot.create_certificate_from_csr(certificateSigningRequest=csr, setAsActive=True)
         (folder / f"{name}.cert.pem").write_text(cert["certificatePem"])
         key = folder / f"{name}.private.key"
-        key.write_text(cert["keyPair"]["PrivateKey"])
+        key.write_text(private_key)
         os.chmod(key, 0o600)
         iot.attach_policy(policyName=POLICY, target=cert["certificateArn"])
         iot.attach_thing_principal(thingName=name, principal=cert["certificateArn"])
         made.append({"thing": name, "id": cert["certificateId"], "arn": cert["certificateArn"]})
     manifest.write_text(json.dumps(made))
+
+
+def key_and_csr(name: str) -> tuple[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return pem.decode(), csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def teardown(iot, manifest: Path) -> None:
