@@ -14,6 +14,7 @@ from iotbutton_cli.sandbox.rules_engine import (
     rules_from_moto,
     topic_matches,
 )
+from iotbutton_cli.services.rules import DEFAULT_SQL
 
 CLICK = {
     "serialNumber": "G030JF0553648RUH",
@@ -94,6 +95,16 @@ def test_select_named_fields_and_aliases():
         json.dumps(CLICK).encode(),
     )
     assert result == {"serial": "G030JF0553648RUH", "clickType": "LONG"}
+
+
+def test_the_default_rule_adds_the_topics_serial_and_it_beats_the_payloads():
+    """A stolen certificate publishes to its own topic with any payload: the rule's topicSerial
+    is the topic's level 2, counted from 1 as IoT does, even when the payload has one."""
+    forged = {**CLICK, "serialNumber": "G030VICTIM000001", "topicSerial": "G030VICTIM000001"}
+
+    message = evaluate(rule(DEFAULT_SQL), "iotbutton/G030OWN", json.dumps(forged).encode())
+
+    assert message == {**forged, "topicSerial": "G030OWN"}
 
 
 @pytest.mark.parametrize(
