@@ -119,7 +119,7 @@ CASES = [
         None,
         ["rules", "create", "--name", "iotbutton_ok", "--sql", "DROP TABLE x"],
         2,
-        "Unsupported rule SQL",
+        "Cannot read --sql at column 1",
     ),
     ("rule-unknown", None, ["rules", "show", "NOPE"], 2, "No topic rule 'NOPE'"),
     ("sim-two-clicks", None, ["sim", "click", "--single", "--double"], 2, "Choose one"),

@@ -48,7 +48,9 @@ def test_test_invokes_the_deployed_function(cli, deployed, twilio_standin):
         "serialNumber": "iotbutton-test",
         "batteryVoltage": "1650mV",
         "clickType": "DOUBLE",
+        "topicSerial": "iotbutton-test",  # what the rule adds: `notify test` sends what it would
     }
+    assert "notes" not in result["payload"], "the function found nothing odd in it"
     statuses = sorted((r["channel"], r["to"], r["status"]) for r in result["payload"]["results"])
     assert statuses == [("call", CALL_TO, "sent"), ("sms", SMS_TO, "sent")]
     outbox = twilio_standin.outbox()

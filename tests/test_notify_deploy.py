@@ -93,7 +93,7 @@ def test_deploy_creates_every_resource(ctx):
 
     iot = boto3.client("iot", region_name="us-east-1")
     rule = iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]
-    assert rule["sql"] == "SELECT * FROM 'iotbutton/+'"
+    assert rule["sql"] == "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/+'"
     assert rule["awsIotSqlVersion"] == "2016-03-23"
     assert rule["actions"] == [{"lambda": {"functionArn": function["FunctionArn"]}}]
     assert rule["errorAction"]["cloudwatchLogs"]["logGroupName"] == "/iotbutton/rule-errors"
@@ -225,9 +225,12 @@ def test_rules_commands(ctx, cli):
         "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'",
     )
     assert created["action"] == "created" and created["permission"] is True
+    assert created["sql"] == (
+        "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/+' WHERE clickType = 'LONG'"
+    )
     one = cli.json("rules", "create", "--serial", "G030JF0553648RUH")
     assert one["name"] == "iotbutton_G030JF0553648RUH"
-    assert one["sql"] == "SELECT * FROM 'iotbutton/G030JF0553648RUH'"
+    assert one["sql"] == "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/G030JF0553648RUH'"
     names = [r["name"] for r in cli.json("rules", "list")]
     assert names == ["iotbutton_G030JF0553648RUH", "iotbutton_long_only", "iotbutton_notifier"]
     assert cli.json("rules", "show", "iotbutton_long_only")["enabled"] is True
@@ -257,7 +260,18 @@ def test_rules_commands(ctx, cli):
     ("args", "message"),
     [
         (["--name", "bad-name"], "Invalid rule name 'bad-name'"),
-        (["--name", "iotbutton_ok", "--sql", "DROP TABLE x"], "Unsupported rule SQL"),
+        (
+            ["--name", "iotbutton_ok", "--sql", "DROP TABLE x"],
+            "Cannot read --sql at column 1: expected SELECT, found 'DROP'.",
+        ),
+        (
+            ["--name", "iotbutton_ok", "--sql", "SELECT * FROM 'iotbutton/#/x'"],
+            "Cannot read --sql at column 26: '#' may only be the last topic level.",
+        ),
+        (
+            ["--name", "iotbutton_ok", "--sql", "SELECT *, serialNumber AS topicSerial FROM 'a'"],
+            "The --sql sets topicSerial from the payload, not from the topic.",
+        ),
         (["--serial", "a/b"], "Invalid serial"),
         (["--serial", "A1", "--sql", "SELECT * FROM 'x'"], "not both"),
         ([], "A rule needs a --name."),
@@ -304,3 +318,75 @@ def test_a_second_machine_adopts_the_deployed_notifier(ctx, isolated_env):
     report = notifier_deploy.deploy(AppContext(), deploy_input())
 
     assert report.up_to_date
+
+
+def test_a_bad_sql_is_one_usage_line_with_the_column_and_an_example(cli, aws):
+    sql = "SELECT * FROM 'iotbutton/+' WHERE clickType LIKE 'L%'"
+
+    result = cli("rules", "create", "--name", "iotbutton_long", "--sql", sql, "--json", code=2)
+
+    error = json.loads(result.stdout)["error"]
+    assert error == {
+        "code": "bad-rule-sql",
+        "message": "Cannot read --sql at column 45: expected a comparison "
+        "(=, <>, <, <=, >, >=), found 'LIKE'.",
+        "hint": "iotbutton understands SELECT *, fields and topic(n) [AS name] FROM "
+        "'<topic filter>' [WHERE comparisons with AND, OR, NOT], "
+        "e.g. --sql \"SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'\".",
+        "exit_status": 2,
+    }
+    assert sql[44:48] == "LIKE"  # column 45, counted from 1
+    human = cli("rules", "create", "--name", "iotbutton_long", "--sql", sql, code=2)
+    assert human.stderr.count("\n") == 2, "one line for the error, one for the hint"
+
+
+def test_rules_create_adds_the_topics_serial_and_shows_the_sql_it_used(ctx, cli):
+    notifier_deploy.deploy(ctx, deploy_input())
+    sql = "SELECT clickType, batteryVoltage FROM 'iotbutton/+' WHERE clickType = 'LONG'"
+
+    result = cli("rules", "create", "--name", "iotbutton_long", "--sql", sql)
+
+    used = (
+        "SELECT clickType, batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+' "
+        "WHERE clickType = 'LONG'"
+    )
+    assert result.stdout == f"Rule iotbutton_long created: {used}\n"
+    assert "Added topic(2) AS topicSerial to the SELECT" in result.stderr
+    iot = boto3.client("iot", region_name="us-east-1")
+    assert iot.get_topic_rule(ruleName="iotbutton_long")["rule"]["sql"] == used
+    again = cli.json("rules", "create", "--name", "iotbutton_long", "--sql", sql)
+    assert again["action"] == "unchanged" and again["sql"] == used
+
+
+def test_rules_create_keeps_a_topic_serial_the_sql_already_takes_from_the_topic(ctx, cli):
+    notifier_deploy.deploy(ctx, deploy_input())
+    sql = "SELECT *, topic(3) AS topicSerial FROM 'site/alarms/+'"
+
+    result = cli("rules", "create", "--name", "iotbutton_site", "--sql", sql)
+
+    assert result.stdout == f"Rule iotbutton_site created: {sql}\n"
+    assert "Added" not in result.stderr
+
+
+def test_a_redeploy_moves_the_default_rule_to_the_topics_serial(ctx):
+    """A rule made before the notifier trusted only the topic gets the new SQL."""
+    notifier_deploy.deploy(ctx, deploy_input())
+    iot = boto3.client("iot", region_name="us-east-1")
+    rule = iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]
+    old = {key: rule[key] for key in ("actions", "errorAction", "description", "ruleDisabled")}
+    iot.replace_topic_rule(
+        ruleName="iotbutton_notifier",
+        topicRulePayload={
+            **old,
+            "sql": "SELECT * FROM 'iotbutton/+'",
+            "awsIotSqlVersion": "2016-03-23",
+        },
+    )
+
+    report = notifier_deploy.deploy(AppContext(), deploy_input())
+
+    steps = {(step.resource, step.name): step.action for step in report.steps}
+    assert steps[("topic rule", "iotbutton_notifier")] == "updated"
+    assert iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]["sql"] == (
+        "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/+'"
+    )

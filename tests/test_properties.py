@@ -1,5 +1,5 @@
-"""Property tests (hypothesis): serial validation and notify.yaml parsing, over inputs nobody
-would think to write by hand.
+"""Property tests (hypothesis): serial validation, notify.yaml parsing and rules SQL, over inputs
+nobody would think to write by hand.
 
 The contract checked for every input: a serial is accepted exactly when AWS would accept it as a
 thing name and MQTT as a topic level; a config either parses into exactly what it says, or fails
@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from iotbutton_cli import iotsql
 from iotbutton_cli.errors import ExitStatus, IotButtonError
 from iotbutton_cli.notifier import handler
-from iotbutton_cli.services import notify_config, serials
+from iotbutton_cli.services import notify_config, rules, serials
 
 # Loaded CI machines are slow; the properties, not the timings, are under test.
 settings.register_profile(
@@ -256,3 +257,76 @@ def test_any_text_gives_a_config_or_one_clean_usage_error(text):
         parse(text)
     except IotButtonError as error:
         assert_usage_error(error, text)
+
+
+# -- rules SQL -------------------------------------------------------------------------------
+
+identifiers = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(
+    lambda name: name.upper() not in iotsql.KEYWORDS
+)
+topic_levels = st.text(
+    st.characters(blacklist_characters="/+#'\x00", blacklist_categories=["Cs"]), max_size=6
+)
+sql_noise = st.text(
+    st.sampled_from(list("SELECTFROMWHEREANDORNOTAStopic*,()'=<>!. _-+#/0123456789abc\n\t;\"")),
+    max_size=80,
+)
+
+
+@given(st.one_of(sql_noise, st.text(max_size=80)))
+@example("SELECT * FROM 'iotbutton/+' WHERE")
+@example("SELECT * FROM 'a\nb' WHERE x = '\n")
+@example("SELECT topic(99999999999999999999) AS t FROM 'x'")
+def test_any_sql_parses_or_fails_at_a_column_inside_it_with_one_line(sql):
+    try:
+        iotsql.parse(sql)
+    except iotsql.IotSqlError as error:
+        assert 1 <= error.column <= len(sql) + 1
+        assert error.reason.strip() and "\n" not in error.reason
+    try:
+        request = rules.rule_for("iotbutton_prop", sql, None)
+    except IotButtonError as error:
+        assert error.code == "bad-rule-sql"
+        assert_usage_error(error, None)
+    else:  # what iotbutton stores always takes topicSerial from the topic
+        selected = iotsql.parse(request.sql).item_named("topicSerial")
+        assert selected is not None and isinstance(selected.expression, iotsql.Topic)
+
+
+@given(
+    st.lists(st.sampled_from(["+", "#", "iotbutton", "a"]) | topic_levels, min_size=1, max_size=5),
+    st.lists(st.sampled_from(["*", "field", "topic"]), min_size=1, max_size=4),
+    st.lists(topic_levels, min_size=1, max_size=6),
+    identifiers,
+)
+def test_a_valid_statement_reads_back_and_topic_levels_count_from_one(
+    filter_levels, kinds, topic, name
+):
+    """Parse what a user could write; the sandbox evaluates topic(n) as level n (from 1)."""
+    from iotbutton_cli.sandbox import rules_engine
+
+    topic_filter = "/".join(filter_levels)
+    valid_filter = iotsql.topic_filter_problem(topic_filter) is None
+    items = []
+    for index, kind in enumerate(kinds):
+        if kind == "*":
+            items.append("*")
+        elif kind == "field":
+            items.append(f"{name} AS f{index}")
+        else:
+            items.append(f"topic({index + 1}) AS t{index}")
+    sql = f"SELECT {', '.join(items)} FROM '{topic_filter}'"
+    if not valid_filter:
+        with pytest.raises(iotsql.IotSqlError):
+            iotsql.parse(sql)
+        return
+    statement = iotsql.parse(sql)
+    assert statement.topic_filter == topic_filter
+    assert len(statement.select) == len(kinds)
+    message = rules_engine._selected(statement.select, {name: 1}, "/".join(topic))
+    for index, kind in enumerate(kinds):
+        if kind == "topic":
+            expected = topic[index] if index < len(topic) else None
+            assert message.get(f"t{index}") == expected
+        elif kind == "field":
+            assert message[f"f{index}"] == 1

@@ -36,7 +36,14 @@ def messaging_config(clicks: dict[str, Any], **overrides: Any) -> dict[str, Any]
 
 
 def button_event(click: str = "SINGLE", **overrides: Any) -> dict[str, Any]:
-    event = {"serialNumber": SERIAL, "batteryVoltage": "1650mV", "clickType": click}
+    """What the function gets for a click through iotbutton's rules: the button's payload plus
+    ``topicSerial`` from the topic."""
+    event = {
+        "serialNumber": SERIAL,
+        "batteryVoltage": "1650mV",
+        "clickType": click,
+        "topicSerial": SERIAL,
+    }
     event.update(overrides)
     return event
 

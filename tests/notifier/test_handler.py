@@ -280,6 +280,30 @@ def test_retried_invocation_only_sends_to_recipients_that_failed(deployment):
     assert sorted(delivered) == [("Calls", BOB), ("Messages", ALICE), ("Messages", CAROL)]
 
 
+def test_a_fault_sending_to_one_recipient_never_unrecords_the_others(deployment, monkeypatch):
+    """An unexpected error for one recipient (here the first) is a retryable failure of that
+    recipient alone: the others stay recorded, so Lambda's retry does not message them twice."""
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE], call=[BOB])}))
+    context = LambdaContext(aws_request_id="fault-once")
+    real_sms_body = handler.sms_body
+
+    def broken_sms_body(text):
+        raise RuntimeError("injected fault\nsecond line")
+
+    monkeypatch.setattr(handler, "sms_body", broken_sms_body)
+    with pytest.raises(handler.DeliveryIncomplete) as raised:
+        handler.lambda_handler(button_event(), context)
+    monkeypatch.setattr(handler, "sms_body", real_sms_body)
+    retried = handler.lambda_handler(button_event(), context)
+
+    sms, call = raised.value.result["results"]
+    assert sms["status"] == "failed"
+    assert sms["error"]["message"] == "internal error: RuntimeError: injected fault?second line"
+    assert call["status"] == "sent"
+    assert [item["status"] for item in retried["results"]] == ["sent", "skipped-duplicate"]
+    assert sorted(entry["resource"] for entry in deployment.sent()) == ["Calls", "Messages"]
+
+
 def test_skipped_duplicates_carry_the_original_sid(deployment):
     deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
     context = LambdaContext(aws_request_id="same-id")
@@ -300,36 +324,221 @@ def test_skipped_duplicates_carry_the_original_sid(deployment):
     assert len(deployment.sent()) == 2
 
 
-# -- ignored events --------------------------------------------------------------------------
+# -- the topic names the button ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "event",
-    [
-        None,
-        "SINGLE",
-        ["SINGLE"],
-        {},
-        {"clickType": "SINGLE"},
-        {"serialNumber": SERIAL},
-        {"serialNumber": 42, "clickType": "SINGLE"},
-        {"serialNumber": SERIAL, "clickType": ["SINGLE"]},
-        {"serialNumber": SERIAL, "clickType": "SINGLE", "batteryVoltage": {"mV": 1650}},
-        {"serialNumber": SERIAL, "clickType": "TRIPLE", "batteryVoltage": "1650mV"},
-        {"serialNumber": SERIAL, "clickType": "single", "batteryVoltage": "1650mV"},
-    ],
-)
-def test_malformed_events_and_unknown_clicks_are_ignored_without_aws(event, monkeypatch, caplog):
-    # No AWS and no Twilio: an ignored event must not reach for either.
-    monkeypatch.delenv("IOTBUTTON_CONFIG_BUCKET", raising=False)
+def logged_warnings(caplog) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "iotbutton.notifier" and record.levelno == logging.WARNING
+    ]
+
+
+def test_the_topic_serial_names_the_button_whatever_the_payload_claims(deployment, caplog):
+    """A stolen certificate may publish only to its own topic, but its payload can claim any
+    serial: the messages name the topic's button, and the log shows both."""
+    deployment.write_config(
+        messaging_config({"LONG": click_config(sms=[ALICE], call=[BOB], message="{serial}")})
+    )
+    event = button_event("LONG", serialNumber="G030VICTIM000001")
 
     with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
         result = handler.lambda_handler(event, LambdaContext())
 
-    assert result["results"] == []
-    assert result["ignored"]
-    logged = json.loads(caplog.records[-1].getMessage())
-    assert logged == result
+    [sms] = deployment.sent("Messages")
+    [call] = deployment.sent("Calls")
+    assert sms["fields"]["Body"] == SERIAL
+    assert twiml_text(call["fields"]["Twiml"]) == SERIAL
+    assert result["serial"] == SERIAL
+    [warning] = logged_warnings(caplog)
+    assert "'G030VICTIM000001'" in warning and f"'{SERIAL}'" in warning
+    assert result["notes"] == [warning]
+
+
+def test_a_claimed_serial_is_shown_sanitised_in_the_warning(deployment, caplog):
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+    event = button_event(serialNumber="EVIL\n[ERROR] forged log line\ud800")
+
+    with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
+        handler.lambda_handler(event, LambdaContext())
+
+    [warning] = logged_warnings(caplog)
+    assert "'EVIL??ERROR??forged?log?line?'" in warning
+    assert "\n" not in warning
+
+
+def test_an_event_from_an_older_rule_falls_back_to_the_payload_serial_and_says_so(
+    deployment, caplog
+):
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE], message="{serial}")})
+    )
+    event = button_event()
+    del event["topicSerial"]
+
+    with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
+        result = handler.lambda_handler(event, LambdaContext())
+
+    assert deployment.sent()[0]["fields"]["Body"] == SERIAL
+    assert result["serial"] == SERIAL
+    [warning] = logged_warnings(caplog)
+    assert "no topicSerial" in warning and "notify deploy" in warning
+
+
+@pytest.mark.parametrize(
+    ("serial", "shown"),
+    [
+        ("G030JF0553648RUH", "G030JF0553648RUH"),
+        ("G030:_-a", "G030:_-a"),
+        ("G030 <b>&amp;", "G030??b??amp?"),
+        ("G030\u000bJF\u0000", "G030?JF?"),
+        ("G030\ud800", "G030?"),
+        ("Gr\u00fc\U0001f600", "Gr??"),
+        ("A" * 1700, "A" * 128),
+        ("", "unknown"),
+        (None, "unknown"),
+        (42, "unknown"),
+        ({"nested": "object"}, "unknown"),
+    ],
+)
+def test_a_serial_reaches_the_message_only_as_a_thing_name_or_sanitised(
+    deployment, caplog, serial, shown
+):
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE], call=[BOB], message="{serial}")})
+    )
+
+    with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
+        result = handler.lambda_handler(
+            button_event(topicSerial=serial, serialNumber=serial), LambdaContext()
+        )
+
+    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert deployment.sent("Messages")[0]["fields"]["Body"] == shown
+    assert twiml_text(deployment.sent("Calls")[0]["fields"]["Twiml"]) == shown
+    assert result["serial"] == shown
+    valid = shown == serial
+    assert bool(logged_warnings(caplog)) is not valid, "an invalid serial is logged, once"
+
+
+# -- odd events are alarms too ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "serial", "click"),
+    [
+        (None, "unknown", "SINGLE"),
+        ("SINGLE", "unknown", "SINGLE"),
+        (["SINGLE"], "unknown", "SINGLE"),
+        (17, "unknown", "SINGLE"),
+        ({}, "unknown", "SINGLE"),
+        ({"clickType": "LONG"}, "unknown", "LONG"),
+        ({"topicSerial": SERIAL}, SERIAL, "SINGLE"),
+        ({"serialNumber": SERIAL}, SERIAL, "SINGLE"),
+        ({"serialNumber": 42, "clickType": "DOUBLE"}, "unknown", "DOUBLE"),
+        ({"topicSerial": SERIAL, "clickType": ["SINGLE"]}, SERIAL, "SINGLE"),
+        ({"topicSerial": SERIAL, "clickType": "TRIPLE"}, SERIAL, "SINGLE"),
+        ({"topicSerial": SERIAL, "clickType": "single"}, SERIAL, "SINGLE"),
+        ({"topicSerial": SERIAL, "clickType": " Long\n"}, SERIAL, "LONG"),
+        ({"topicSerial": SERIAL, "clickType": None}, SERIAL, "SINGLE"),
+    ],
+)
+def test_a_malformed_event_still_raises_the_alarm(deployment, caplog, event, serial, click):
+    deployment.write_config(
+        messaging_config(
+            {
+                name: click_config(sms=[ALICE], call=[BOB], message=f"{name} {{serial}}")
+                for name in handler.CLICK_TYPES
+            }
+        )
+    )
+
+    with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
+        result = handler.lambda_handler(event, LambdaContext())
+
+    assert "ignored" not in result
+    assert (result["serial"], result["click"]) == (serial, click)
+    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert deployment.sent("Messages")[0]["fields"]["Body"] == f"{click} {serial}"
+    assert logged_warnings(caplog), "what was odd about the event is logged"
+    assert json.loads(caplog.records[-1].getMessage()) == result
+
+
+@pytest.mark.parametrize(
+    ("battery", "shown"),
+    [
+        ("1650mV", "1650mV"),
+        (1650, "1650"),
+        (1.65, "1.65"),
+        (10**40, "unknown"),
+        (True, "unknown"),
+        (None, "unknown"),
+        ("", "unknown"),
+        ("  ", "unknown"),
+        (["1650mV"], "unknown"),
+        ({"mV": 1650}, "unknown"),
+        ("\u000b1650\u0000mV\u000c", "1650?mV"),  # strip() takes \v and \f
+        ("x" * 100_000, "x" * 15 + "\u2026"),
+    ],
+)
+def test_a_battery_reading_of_any_type_renders_as_short_text(deployment, battery, shown):
+    deployment.write_config(
+        messaging_config(
+            {"SINGLE": click_config(sms=[ALICE], call=[BOB], message="battery {battery}")}
+        )
+    )
+
+    result = handler.lambda_handler(button_event(batteryVoltage=battery), LambdaContext())
+
+    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert deployment.sent("Messages")[0]["fields"]["Body"] == f"battery {shown}"
+    assert twiml_text(deployment.sent("Calls")[0]["fields"]["Twiml"]) == f"battery {shown}"
+
+
+def test_the_rendered_text_carries_nothing_xml_or_a_phone_refuses(deployment):
+    """The person comes from the config, but the rendered text is cleaned as a whole."""
+    person = "Gran\u0000dma\u000b\u0085\ud800 \U0001f600\ttab"
+    deployment.write_config(
+        messaging_config(
+            {"LONG": click_config(sms=[ALICE], call=[BOB], message="{person}\nline two")},
+            person=person,
+        )
+    )
+
+    result = handler.lambda_handler(button_event("LONG"), LambdaContext())
+
+    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    expected = "Gran?dma??? \U0001f600\ttab\nline two"
+    assert deployment.sent("Messages")[0]["fields"]["Body"] == expected
+    assert twiml_text(deployment.sent("Calls")[0]["fields"]["Twiml"]) == expected
+
+
+def test_an_sms_is_cut_to_1600_utf16_code_units(deployment):
+    """Twilio counts UTF-16 code units: an emoji takes two."""
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE], message="\U0001f600" * 900)})
+    )
+
+    result = handler.lambda_handler(button_event(), LambdaContext())
+
+    assert result["results"][0]["status"] == "sent"
+    body = deployment.sent()[0]["fields"]["Body"]
+    assert len(body.encode("utf-16-le")) // 2 <= 1600
+    assert body == "\U0001f600" * 799 + "\u2026"
+
+
+def test_log_lines_are_one_line_and_always_encode(deployment, caplog):
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+    event = button_event(clickType="TRI\nPLE\ud800", serialNumber="a\u2028b", topicSerial="c\rd")
+
+    with caplog.at_level(logging.DEBUG, logger="iotbutton.notifier"):
+        handler.lambda_handler(event, LambdaContext())
+
+    for record in caplog.records:
+        line = record.getMessage()
+        assert line.splitlines() == [line]
+        line.encode("utf-8")  # no lone surrogate
 
 
 def test_click_missing_from_config_is_ignored(deployment):

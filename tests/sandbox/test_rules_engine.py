@@ -1,4 +1,5 @@
-"""The sandbox's rules engine: topic filters, WHERE, SELECT, as AWS IoT SQL defines them."""
+"""The sandbox's rules engine: topic filters, WHERE, SELECT and topic(n), as AWS IoT SQL defines
+them, with the same parser `rules create` checks with."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from iotbutton_cli.sandbox.rules_engine import (
     rules_from_moto,
     topic_matches,
 )
+from iotbutton_cli.services.rules import DEFAULT_SQL
 
 CLICK = {
     "serialNumber": "G030JF0553648RUH",
     "batteryVoltage": "1650mV",
     "clickType": "LONG",
     "battery": 1650,
+    "nested": {"level": 2},
 }
 
 
@@ -65,6 +68,15 @@ def test_topic_filters(topic_filter, topic, matches):
         ("(clickType = 'SINGLE' OR clickType = 'LONG') AND battery >= 1650", True),
         ("missing = 'x'", False),
         ("serialNumber = 'G030JF0553648RUH'", True),
+        ("topic(1) = 'iotbutton'", True),
+        ("topic(2) = 'G030'", True),
+        ("topic(2) = 'iotbutton'", False),
+        ("topic(3) = 'G030'", False),
+        ("topic() = 'iotbutton/G030'", True),
+        ("battery = '1650'", False),
+        ("battery <> '1650'", False),
+        ("clickType = TRUE", False),
+        ("nested.level = 2", True),
     ],
 )
 def test_where(where, fires):
@@ -83,6 +95,34 @@ def test_select_named_fields_and_aliases():
         json.dumps(CLICK).encode(),
     )
     assert result == {"serial": "G030JF0553648RUH", "clickType": "LONG"}
+
+
+def test_the_default_rule_adds_the_topics_serial_and_it_beats_the_payloads():
+    """A stolen certificate publishes to its own topic with any payload: the rule's topicSerial
+    is the topic's level 2, counted from 1 as IoT does, even when the payload has one."""
+    forged = {**CLICK, "serialNumber": "G030VICTIM000001", "topicSerial": "G030VICTIM000001"}
+
+    message = evaluate(rule(DEFAULT_SQL), "iotbutton/G030OWN", json.dumps(forged).encode())
+
+    assert message == {**forged, "topicSerial": "G030OWN"}
+
+
+@pytest.mark.parametrize(
+    ("select", "topic", "expected"),
+    [
+        ("topic() AS t", "a/b/c", {"t": "a/b/c"}),
+        ("topic(1) AS t", "a/b/c", {"t": "a"}),
+        ("topic(3) AS t", "a/b/c", {"t": "c"}),
+        ("topic(4) AS t", "a/b/c", {}),
+        ("topic(2) AS t, clickType AS t", "a/b/c", {"t": "LONG"}),
+        ("clickType AS t, topic(2) AS t", "a/b/c", {"t": "b"}),
+        ("nested.level, missing", "a/b/c", {"level": 2}),
+    ],
+)
+def test_select_items_apply_in_order_and_undefined_ones_are_left_out(select, topic, expected):
+    message = evaluate(rule(f"SELECT {select} FROM '#'"), topic, json.dumps(CLICK).encode())
+
+    assert message == expected
 
 
 def test_select_star_passes_the_payload_and_actions_are_read():
@@ -106,6 +146,9 @@ def test_disabled_rules_and_non_json_payloads_do_not_fire():
         "SELECT * FROM 'x' WHERE clickType LIKE 'L%'",
         "SELECT * FROM 'x' WHERE (clickType = 'LONG'",
         "SELECT * FROM 'x' WHERE clickType =",
+        "SELECT * FROM 'a/#/b'",
+        "SELECT topic(0) AS t FROM 'x'",
+        "SELECT topic(2) FROM 'x'",
     ],
 )
 def test_unsupported_sql_is_refused_not_guessed(sql):

@@ -23,7 +23,11 @@ def create(
     name: Annotated[str | None, typer.Option("--name", help="Rule name.")] = None,
     sql: Annotated[
         str | None,
-        typer.Option("--sql", help="e.g. \"SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'\""),
+        typer.Option(
+            "--sql",
+            help="e.g. \"SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'\" "
+            "(topic(2) AS topicSerial is added if missing)",
+        ),
     ] = None,
     serial: Annotated[
         str | None, typer.Option("--serial", help="Only this button's clicks.")
@@ -34,10 +38,16 @@ def create(
     from iotbutton_cli.services import notifier_deploy, rules
 
     app_ctx = app_context(ctx, json)
-    rule_name, rule_sql = rules.rule_for(name, sql, serial)
+    request = rules.rule_for(name, sql, serial)
+    rule_name, rule_sql = request.name, request.sql
     target = notifier_deploy.rule_target(app_ctx)
     action = rules.ensure_rule(app_ctx, rule_name, rule_sql, target)
     info = rules.show_rule(app_ctx, rule_name)
+    if request.added_topic_serial:
+        output.info(
+            f"Added {rules.TOPIC_SERIAL_ITEM} to the SELECT: the notifier names the button by "
+            "the topic it published to, not by what its payload claims."
+        )
     if rule_name != rules.DEFAULT_RULE and app_ctx.namespace.get(rules.KIND, rules.DEFAULT_RULE):
         output.info(
             f"Note: {rules.DEFAULT_RULE} also sends every click to the notifier, so clicks this "
@@ -47,7 +57,9 @@ def create(
     if json:
         output.emit_json({**output.to_jsonable(info), "action": action})
     else:
-        output.say(f"Rule {rule_name} {action}: {rule_sql}")
+        from rich.markup import escape  # the SQL may hold [...], which is Rich markup
+
+        output.say(f"Rule {rule_name} {action}: {escape(rule_sql)}")
 
 
 @app.command("list")

@@ -2,16 +2,36 @@
 
 Runs alone inside AWS Lambda (Python 3.13 runtime): standard library plus the runtime's boto3, and
 nothing else from iotbutton_cli. Twilio is called over its REST API with urllib; boto3 is imported
-only when the config or secret must be read, so malformed events cost no AWS calls.
+only when the config or secret must first be read (once per warm container).
 
 Entry point: ``handler.lambda_handler(event, context)``.
 
-Event (what an IoT button publishes; the topic rule passes it through)::
+Event. A button publishes ``{"serialNumber", "batteryVoltage", "clickType"}`` to
+``iotbutton/<serial>``; iotbutton's topic rules (``SELECT *, topic(2) AS topicSerial FROM
+'iotbutton/+'``, SQL version 2016-03-23) add the serial from the topic, so the function gets::
 
-    {"serialNumber": "G030JF0553648RUH", "batteryVoltage": "1650mV", "clickType": "SINGLE"}
+    {"serialNumber": "G030JF0553648RUH", "batteryVoltage": "1650mV", "clickType": "SINGLE",
+     "topicSerial": "G030JF0553648RUH"}
 
-``serialNumber`` and ``clickType`` are required strings. ``batteryVoltage`` may be missing (it
-renders as "unknown"): an alarm is not dropped for want of a battery reading.
+``topicSerial`` names the button: the IoT policy lets a certificate publish only to its own
+topic, while the payload is whatever the device wrote, so a stolen certificate cannot speak for
+another button. A ``serialNumber`` that disagrees is logged (WARNING) and the topic's serial is
+used; an event without ``topicSerial`` (a rule made before iotbutton selected it) falls back to
+``serialNumber`` and logs a WARNING saying so.
+
+Malformed events are alarms, never ignored: a button press that produces no message is the
+worst failure. An event that is not an object, or lacks fields, still alerts: the serial comes from
+``topicSerial``, else ``serialNumber``, else it is shown as "unknown"; a missing or unknown click
+type is handled as SINGLE (after a case-insensitive match), with a WARNING; a battery reading of
+any type renders as short text or "unknown".
+
+What reaches a message is sanitised and bounded, so that Twilio accepts it whatever the payload
+held: a serial that is not an AWS thing name (``^[A-Za-z0-9:_-]{1,128}$``) is shown with each
+other character replaced by "?" and cut to 128; the battery is printable text of at most 16
+characters; the rendered text (template and person included) has no lone surrogates, no
+characters XML 1.0 forbids and no other control characters (tab, newline and carriage return are
+kept), and is cut to 1,600 UTF-16 code units for an SMS and to fit 4,000 characters of TwiML for a
+call. Log lines are one line each, with anything unprintable escaped.
 
 Environment::
 
@@ -52,8 +72,13 @@ new containers). A Twilio 20003 (authentication failed) drops the cached secret.
 Result (returned and logged as one JSON line)::
 
     {"serial", "click", "results": [{"channel": "sms"|"call", "to", "status":
-     "sent"|"failed"|"skipped-duplicate", "sid"?, "error"?: {"code", "message"}, "attempts"?}],
-     "ignored"?: "reason"}
+     "sent"|"failed"|"skipped-duplicate", "sid"?, "note"?, "error"?: {"code", "message"},
+     "attempts"?}], "notes"?: ["what was odd about the event"], "ignored"?: "reason"}
+
+``serial`` and ``click`` are the values the messages used. ``ignored`` appears only when the config
+has nobody for the click type. Any 2xx answer from Twilio means the request was accepted: it is
+``sent``, and when the answer's body cannot be read (not a JSON object, no sid, not UTF-8, empty)
+the item has no ``sid`` and a ``note`` saying so.
 
 Retries and duplicates. Each Twilio request is tried up to ``MAX_ATTEMPTS`` times with exponential
 backoff and jitter on HTTP 429, 5xx, Twilio code 20429 and network errors/timeouts, within the
@@ -79,6 +104,7 @@ import json
 import logging
 import os
 import random
+import re
 import string
 import threading
 import time
@@ -105,6 +131,22 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 API_VERSION = "2010-04-01"
 USER_AGENT = "iotbutton-notifier/1 (+https://github.com/iotbutton/iotbutton-cli) python-urllib"
 TWIML_MAX_CHARS = 4000
+SMS_MAX_UNITS = 1600  # Twilio counts a Body in UTF-16 code units
+SERIAL_MAX_CHARS = 128
+SERIAL_CHARS = frozenset(string.ascii_letters + string.digits + ":_-")  # AWS thing names
+BATTERY_MAX_CHARS = 16
+LOGGED_VALUE_MAX_CHARS = 40
+TWILIO_TEXT_MAX_CHARS = 300  # of an error message or sid from Twilio, as reported
+UNKNOWN = "unknown"
+REPLACEMENT = "?"
+ELLIPSIS = "\u2026"
+# XML 1.0 forbids C0 controls but tab, newline and carriage return, surrogates, U+FFFE and
+# U+FFFF; the C1 controls (U+007F-U+009F) it allows, but no phone should get them either.
+UNSAFE_IN_MESSAGE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# What would break a log line in two, or fail to encode: controls, line and paragraph separators,
+# lone surrogates. Escaped as \uXXXX.
+UNSAFE_IN_LOG = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+NO_BODY_NOTE = "Twilio answered 2xx but its answer could not be read; counted as sent"
 MAX_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 4.0
@@ -210,9 +252,12 @@ def format_time(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class ButtonEvent:
+    """A click as the messages tell it: every field already safe to put in a message."""
+
     serial: str
     click: str
     battery: str
+    notes: tuple[str, ...] = ()  # what was not as a button sends it; logged as warnings
 
 
 @dataclass(frozen=True)
@@ -270,21 +315,144 @@ class Settings:
         )
 
 
-def parse_event(event: object) -> ButtonEvent | str:
-    """The button event, or the reason it is ignored."""
-    if not isinstance(event, dict):
-        return f"event is not a JSON object (got {type(event).__name__})"
-    serial, click = event.get("serialNumber"), event.get("clickType")
-    battery = event.get("batteryVoltage", "unknown")
-    if not isinstance(serial, str) or not serial.strip():
-        return "event has no serialNumber string"
-    if not isinstance(click, str) or not click:
-        return "event has no clickType string"
-    if not isinstance(battery, (str, int, float)) or isinstance(battery, bool):
-        return "event batteryVoltage is not a string"
-    if click not in CLICK_TYPES:
-        return f"unknown click type {click!r}"
-    return ButtonEvent(serial=serial.strip(), click=click, battery=str(battery))
+class _Missing:
+    """A field the event does not have (distinct from a JSON null)."""
+
+
+MISSING = _Missing()
+
+
+def parse_event(event: object) -> ButtonEvent:
+    """The click an event reports, whatever it holds: an odd event is still an alarm."""
+    notes: list[str] = []
+    if isinstance(event, dict):
+        fields: Mapping[str, object] = event
+    else:
+        fields = {}
+        notes.append(f"event is not a JSON object ({type(event).__name__}); alerting anyway")
+    return ButtonEvent(
+        serial=event_serial(fields, notes),
+        click=event_click(fields.get("clickType", MISSING), notes),
+        battery=battery_text(fields.get("batteryVoltage", MISSING)),
+        notes=tuple(notes),
+    )
+
+
+def event_serial(fields: Mapping[str, object], notes: list[str]) -> str:
+    """The topic's serial (the rule's ``topicSerial``); the payload's only from an older rule."""
+    claimed = fields.get("serialNumber", MISSING)
+    if "topicSerial" in fields:
+        topic_serial = fields["topicSerial"]
+        serial = shown_serial(topic_serial, "topicSerial", notes)
+        if claimed is not MISSING and claimed != topic_serial:
+            notes.append(
+                f"payload serialNumber {shown_serial(claimed)!r} differs from the topic's "
+                f"{serial!r}; handled as the topic's button"
+            )
+        return serial
+    if claimed is MISSING:
+        notes.append("event has neither topicSerial nor serialNumber; serial shown as unknown")
+        return UNKNOWN
+    notes.append(
+        "event has no topicSerial (a topic rule made before iotbutton selected it?): using the "
+        "payload's serialNumber, which the device wrote itself; `iotbutton notify deploy` "
+        "updates the rule"
+    )
+    return shown_serial(claimed, "serialNumber", notes)
+
+
+def shown_serial(value: object, name: str | None = None, notes: list[str] | None = None) -> str:
+    """A serial safe in any message: an AWS thing name as it is; anything else with each other
+    character replaced by "?" and cut to 128, or "unknown" if it is not a non-empty string."""
+    if not isinstance(value, str) or not value:
+        shown = UNKNOWN
+    else:
+        cut = value[:SERIAL_MAX_CHARS]
+        shown = "".join(char if char in SERIAL_CHARS else REPLACEMENT for char in cut)
+        if shown == value:
+            return shown
+    if notes is not None:
+        notes.append(f"{name} {shown_value(value)} is not a valid serial; shown as {shown!r}")
+    return shown
+
+
+def event_click(value: object, notes: list[str]) -> str:
+    """SINGLE, DOUBLE or LONG; anything else is handled as SINGLE rather than dropped."""
+    if isinstance(value, str):
+        if value in CLICK_TYPES:
+            return value
+        folded = value.strip().upper()
+        if folded in CLICK_TYPES:
+            notes.append(f"click type {shown_value(value)} handled as {folded}")
+            return folded
+    notes.append(
+        f"click type {shown_value(value)} is not SINGLE, DOUBLE or LONG; handled as SINGLE"
+    )
+    return "SINGLE"
+
+
+def battery_text(value: object) -> str:
+    """Short printable text for any battery reading, or "unknown"."""
+    if isinstance(value, str) and value.strip():
+        return printable(value.strip(), BATTERY_MAX_CHARS)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Bounded before str(): a huge int takes long to print, or refuses to.
+        return str(value) if abs(value) < 10**BATTERY_MAX_CHARS else UNKNOWN
+    if isinstance(value, float):
+        text = str(value)
+        return text if len(text) <= BATTERY_MAX_CHARS else UNKNOWN
+    return UNKNOWN
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (an ellipsis marks the cut), with every character
+    that is not printable (controls, separators, lone surrogates, ...) replaced by "?"."""
+    if len(text) > limit:
+        text = text[: limit - 1] + ELLIPSIS
+    return "".join(char if char.isprintable() else REPLACEMENT for char in text)
+
+
+def shown_value(value: object) -> str:
+    """A payload value for the log: a short quoted string, or what kind of value it is."""
+    if value is MISSING:
+        return "(missing)"
+    if isinstance(value, str):
+        return repr(printable(value, LOGGED_VALUE_MAX_CHARS))
+    return f"({type(value).__name__})"
+
+
+def message_text(template: str, config: MessagingConfig, event: ButtonEvent) -> str:
+    """The filled-in message with everything XML or a phone cannot carry replaced by "?"."""
+    return UNSAFE_IN_MESSAGE.sub(REPLACEMENT, render(template, template_values(config, event)))
+
+
+def utf16_units(text: str) -> int:
+    """Length as Twilio counts a Body: characters beyond U+FFFF take two code units."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def sms_body(text: str) -> str:
+    """``text`` cut, with an ellipsis, to Twilio's 1,600 UTF-16 code units."""
+    if utf16_units(text) <= SMS_MAX_UNITS:
+        return text
+    units = 0
+    for end, char in enumerate(text):  # noqa: B007 -- ``end`` is used after the loop
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > SMS_MAX_UNITS - 1:
+            break
+    log(logging.WARNING, "SMS cut to %d of %d characters to fit Twilio's limit", end, len(text))
+    return text[:end] + ELLIPSIS
+
+
+def one_line(text: str) -> str:
+    """``text`` as one log line that always encodes: controls, separators and lone surrogates
+    become \\uXXXX escapes."""
+    return UNSAFE_IN_LOG.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def log(level: int, message: str, *args: object) -> None:
+    """Log one line, whatever the arguments hold."""
+    logger.log(level, "%s", one_line(message % args if args else message))
 
 
 def parse_config(document: object) -> MessagingConfig:
@@ -407,6 +575,7 @@ def delivered_sid(request_id: str | None, channel: str, to: str) -> str | None:
 
 
 def remember_delivery(request_id: str | None, channel: str, to: str, sid: str) -> None:
+    """Record a recipient Twilio accepted (``sid`` "" when its answer could not be read)."""
     if request_id is None:
         return
     with _cache_lock:
@@ -437,7 +606,7 @@ def call_twiml(text: str) -> str:
             fits = middle
         else:
             too_long = middle
-    logger.warning("message cut to %d of %d characters to fit in Twiml", fits, len(text))
+    log(logging.WARNING, "message cut to %d of %d characters to fit in Twiml", fits, len(text))
     return say(fits)
 
 
@@ -453,6 +622,7 @@ class Outcome:
     attempts: int = 0
     http_status: int | None = None
     more_info: str | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -470,7 +640,7 @@ class TwilioClient:
 
     def send(self, channel: str, to: str, sender: str, text: str) -> Outcome:
         if channel == "sms":
-            return self.create("Messages", {"To": to, "From": sender, "Body": text})
+            return self.create("Messages", {"To": to, "From": sender, "Body": sms_body(text)})
         return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text)})
 
     def create(self, resource: str, form: Mapping[str, str]) -> Outcome:
@@ -518,10 +688,9 @@ class TwilioClient:
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                body = json.loads(response.read() or b"{}")
-                return Outcome(ok=True, sid=body.get("sid"), http_status=response.status)
+                return accepted_outcome(response.status, read_body(response))
         except urllib.error.HTTPError as error:
-            return twilio_error_outcome(error.code, read_error_body(error))
+            return twilio_error_outcome(error.code, json_object(read_body(error)))
         except (
             urllib.error.URLError,
             TimeoutError,
@@ -530,32 +699,53 @@ class TwilioClient:
         ) as exc:
             reason = getattr(exc, "reason", exc)
             return Outcome(ok=False, message=f"network error: {reason}", retryable=True)
-        except json.JSONDecodeError:
-            return Outcome(ok=False, message="Twilio answered 2xx with a body that is not JSON")
 
     def _authorization(self) -> str:
         token = base64.b64encode(f"{self.auth_user}:{self.secret}".encode()).decode("ascii")
         return f"Basic {token}"
 
 
-def read_error_body(error: urllib.error.HTTPError) -> dict[str, Any]:
+def read_body(response: Any) -> bytes:
+    """The answer's body, or b"" if it cannot be read to the end (the status stands anyway)."""
     try:
-        body = json.loads(error.read() or b"{}")
-    except (json.JSONDecodeError, OSError, ValueError):
+        return bytes(response.read())
+    except (OSError, http.client.HTTPException, ValueError):
+        return b""
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or {} if it is anything else (empty, not UTF-8, a list...)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
         return {}
-    return body if isinstance(body, dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def accepted_outcome(status: int, body: bytes) -> Outcome:
+    """Any 2xx means Twilio took the request: sent, with its sid when the answer says one."""
+    sid = json_object(body).get("sid")
+    if isinstance(sid, str) and sid:
+        return Outcome(ok=True, sid=printable(sid, TWILIO_TEXT_MAX_CHARS), http_status=status)
+    return Outcome(ok=True, http_status=status, note=NO_BODY_NOTE)
 
 
 def twilio_error_outcome(status: int, body: Mapping[str, Any]) -> Outcome:
-    code = body.get("code") if isinstance(body.get("code"), int) else None
+    code = body.get("code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else None
     retryable = status == 429 or status >= 500 or code == TOO_MANY_REQUESTS_CODE
+    message, more_info = body.get("message"), body.get("more_info")
     return Outcome(
         ok=False,
         code=code,
-        message=str(body.get("message") or f"HTTP {status}"),
+        message=printable(message, TWILIO_TEXT_MAX_CHARS)
+        if isinstance(message, str) and message
+        else f"HTTP {status}",
         retryable=retryable,
         http_status=status,
-        more_info=body.get("more_info"),
+        more_info=printable(more_info, TWILIO_TEXT_MAX_CHARS)
+        if isinstance(more_info, str)
+        else None,
     )
 
 
@@ -592,26 +782,36 @@ def deliver(
     for delivery in deliveries:
         sid = delivered_sid(request_id, delivery.channel, delivery.to)
         if sid is not None:
-            results[delivery] = (_item(delivery, "skipped-duplicate", sid=sid), None)
+            results[delivery] = (_item(delivery, "skipped-duplicate", sid=sid or None), None)
         else:
             pending.append(delivery)
     if pending:
         workers = min(MAX_WORKERS, len(pending))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twilio") as pool:
-            outcomes = pool.map(
-                lambda item: client.send(item.channel, item.to, sender, text), pending
-            )
+            outcomes = pool.map(lambda item: send_safely(client, item, sender, text), pending)
             for delivery, outcome in zip(pending, outcomes, strict=True):
                 results[delivery] = (_record_outcome(delivery, outcome, request_id), outcome)
     return results
 
 
+def send_safely(client: TwilioClient, delivery: Delivery, sender: str, text: str) -> Outcome:
+    """Send to one recipient; a bug here must not stop the others' deliveries being recorded
+    (an unrecorded delivery would be sent again on Lambda's retry)."""
+    try:
+        return client.send(delivery.channel, delivery.to, sender, text)
+    except Exception as exc:
+        problem = f"internal error: {type(exc).__name__}: {exc}"
+        return Outcome(ok=False, message=printable(problem, TWILIO_TEXT_MAX_CHARS), retryable=True)
+
+
 def _record_outcome(delivery: Delivery, outcome: Outcome, request_id: str | None) -> dict[str, Any]:
-    if outcome.ok and outcome.sid:
-        remember_delivery(request_id, delivery.channel, delivery.to, outcome.sid)
-        return _item(delivery, "sent", sid=outcome.sid, attempts=outcome.attempts)
     if outcome.ok:
-        outcome.ok, outcome.message = False, "Twilio answered 2xx without a sid"
+        remember_delivery(request_id, delivery.channel, delivery.to, outcome.sid or "")
+        if outcome.note:
+            log(logging.WARNING, "%s to %s: %s", delivery.channel, delivery.to, outcome.note)
+        return _item(
+            delivery, "sent", sid=outcome.sid, note=outcome.note, attempts=outcome.attempts
+        )
     log_twilio_failure(delivery, outcome)
     error = {"code": outcome.code, "message": outcome.message}
     return _item(delivery, "failed", error=error, attempts=outcome.attempts)
@@ -626,7 +826,8 @@ def _item(delivery: Delivery, status: str, **extra: Any) -> dict[str, Any]:
 def log_twilio_failure(delivery: Delivery, outcome: Outcome) -> None:
     meaning = TWILIO_ERROR_MEANINGS.get(outcome.code or 0)
     code = f"Twilio error {outcome.code}" if outcome.code else "error"
-    logger.warning(
+    log(
+        logging.WARNING,
         "%s to %s failed after %d attempt(s): %s%s: %s%s",
         delivery.channel,
         delivery.to,
@@ -640,15 +841,15 @@ def log_twilio_failure(delivery: Delivery, outcome: Outcome) -> None:
 
 def lambda_handler(event: object, context: object) -> dict[str, Any]:
     parsed = parse_event(event)
-    if isinstance(parsed, str):
-        return finish(ignored_result(event, parsed), level=logging.WARNING)
+    for note in parsed.notes:
+        log(logging.WARNING, "%s", note)
     settings = Settings.from_environment()
     config = load_config(settings)
     click = config.clicks.get(parsed.click)
     if click is None or not (click.sms or click.call):
-        return finish(ignored_result(event, f"no recipients configured for {parsed.click}"))
+        return finish(ignored_result(parsed, f"no recipients configured for {parsed.click}"))
 
-    text = render(click.message, template_values(config, parsed))
+    text = message_text(click.message, config, parsed)
     client = TwilioClient(
         api_base=settings.api_base,
         account_sid=config.account_sid,
@@ -660,13 +861,20 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
     listed = listed_deliveries(click)
     outcomes = deliver(list(dict.fromkeys(listed)), client, config.sender, text, request_id)
-    result = {"serial": parsed.serial, "click": parsed.click, "results": report(listed, outcomes)}
+    result = event_result(parsed, report(listed, outcomes))
     failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]
     if any(outcome.code == AUTH_FAILED_CODE for outcome in failures):
         forget_secret(settings)
     finish(result, level=logging.ERROR if failures else logging.INFO)
     if any(outcome.retryable or outcome.code == AUTH_FAILED_CODE for outcome in failures):
         raise DeliveryIncomplete(result)
+    return result
+
+
+def event_result(event: ButtonEvent, results: list[dict[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {"serial": event.serial, "click": event.click, "results": results}
+    if event.notes:
+        result["notes"] = list(event.notes)
     return result
 
 
@@ -707,18 +915,11 @@ def invocation_deadline(context: object) -> float | None:
     return monotonic() + millis / 1000.0 - SAFETY_MARGIN_SECONDS
 
 
-def ignored_result(event: object, reason: str) -> dict[str, Any]:
-    source = event if isinstance(event, dict) else {}
-    serial, click = source.get("serialNumber"), source.get("clickType")
-    return {
-        "serial": serial if isinstance(serial, str) else None,
-        "click": click if isinstance(click, str) else None,
-        "results": [],
-        "ignored": reason,
-    }
+def ignored_result(event: ButtonEvent, reason: str) -> dict[str, Any]:
+    return {**event_result(event, []), "ignored": reason}
 
 
 def finish(result: dict[str, Any], level: int = logging.INFO) -> dict[str, Any]:
     """Log the result as one JSON line (no secrets in it by construction) and return it."""
-    logger.log(level, json.dumps(result, sort_keys=True, ensure_ascii=False))
+    log(level, "%s", json.dumps(result, sort_keys=True, ensure_ascii=False))
     return result

@@ -1,30 +1,32 @@
 """A small AWS IoT rules engine: the topic rules stored in moto, applied to published messages.
 
-It understands what iotbutton's rules use, and says so when a rule uses more: ``SELECT`` of ``*``
-or named fields (with ``AS``), ``FROM`` a topic filter with ``+`` and ``#``, and a ``WHERE`` made of
-comparisons (``=``, ``<>``, ``!=``, ``<``, ``<=``, ``>``, ``>=``) between payload fields, quoted
-strings and numbers, joined by ``AND`` / ``OR`` with parentheses and ``NOT``. Lambda actions are
-run; other actions are logged as not emulated.
+The SQL is read by :mod:`iotbutton_cli.iotsql`, the same parser ``rules create`` checks with, so a
+rule iotbutton accepts is a rule the sandbox runs. Evaluation follows IoT SQL: ``topic(n)`` is the
+topic's n-th level counted from 1 (``topic()`` the whole topic); a field or level that does not
+exist is undefined, leaves its key out of the message and makes a comparison not true; values of
+different types (string, number, boolean) compare as not true; SELECT items are applied in order,
+so ``SELECT *, topic(2) AS topicSerial`` sets ``topicSerial`` from the topic even when the payload
+has one. A rule the parser refuses is logged and skipped. Lambda actions are run; other actions are
+logged as not emulated.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from iotbutton_cli import iotsql
+
 log = logging.getLogger("iotbutton.sandbox.rules")
 
-STATEMENT = re.compile(
-    r"^\s*SELECT\s+(?P<select>.+?)\s+FROM\s+'(?P<topic>[^']+)'(?:\s+WHERE\s+(?P<where>.+?))?\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
-TOKEN = re.compile(
-    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)|(?P<op><>|!=|<=|>=|=|<|>)"
-    r"|(?P<paren>[()])|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"
-)
+
+class _Undefined:
+    """IoT SQL's Undefined: a field or topic level that is not there."""
+
+
+UNDEFINED = _Undefined()
 
 
 class RuleSyntaxError(ValueError):
@@ -35,12 +37,14 @@ class RuleSyntaxError(ValueError):
 class Rule:
     name: str
     sql: str
-    topic_filter: str
-    select: list[tuple[str, str]]  # (field, alias); [("*", "*")] for everything
-    where: Any  # parsed condition tree, or None
+    statement: iotsql.Statement
     lambda_arns: list[str]
     other_actions: list[str]
     enabled: bool
+
+    @property
+    def topic_filter(self) -> str:
+        return self.statement.topic_filter
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -57,11 +61,11 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 
 
 def parse_rule(name: str, payload: dict[str, Any]) -> Rule:
-    match = STATEMENT.match(payload.get("sql", ""))
-    if match is None:
-        raise RuleSyntaxError(f"rule {name}: cannot parse SQL {payload.get('sql')!r}")
-    select = _parse_select(match.group("select"))
-    where = _Parser(match.group("where")).parse() if match.group("where") else None
+    sql = payload.get("sql", "")
+    try:
+        statement = iotsql.parse(sql)
+    except iotsql.IotSqlError as exc:
+        raise RuleSyntaxError(f"rule {name}: cannot parse SQL {sql!r} at {exc}") from None
     lambdas, others = [], []
     for action in payload.get("actions", []):
         for kind, settings in action.items():
@@ -71,26 +75,12 @@ def parse_rule(name: str, payload: dict[str, Any]) -> Rule:
                 others.append(kind)
     return Rule(
         name=name,
-        sql=payload["sql"],
-        topic_filter=match.group("topic"),
-        select=select,
-        where=where,
+        sql=sql,
+        statement=statement,
         lambda_arns=lambdas,
         other_actions=others,
         enabled=not payload.get("ruleDisabled", False),
     )
-
-
-def _parse_select(text: str) -> list[tuple[str, str]]:
-    fields = []
-    for part in text.split(","):
-        pieces = re.split(r"\s+AS\s+", part.strip(), flags=re.IGNORECASE)
-        field = pieces[0].strip()
-        if field != "*" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", field):
-            raise RuleSyntaxError(f"unsupported SELECT expression {field!r}")
-        alias = pieces[1].strip() if len(pieces) > 1 else field.split(".")[-1]
-        fields.append((field, alias))
-    return fields
 
 
 def evaluate(rule: Rule, topic: str, payload: bytes) -> dict[str, Any] | None:
@@ -104,142 +94,83 @@ def evaluate(rule: Rule, topic: str, payload: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(document, dict):
         return None
-    if rule.where is not None and not _truthy(rule.where, document):
+    where = rule.statement.where
+    if where is not None and not _truthy(where, document, topic):
         return None
-    if rule.select == [("*", "*")]:
-        return document
-    result: dict[str, Any] = {}
-    for field, alias in rule.select:
-        if field == "*":
-            result.update(document)
-        else:
-            value = _lookup(document, field)
-            if value is not None:
-                result[alias] = value
-    return result
+    return _selected(rule.statement.select, document, topic)
 
 
-def _lookup(document: dict[str, Any], path: str) -> Any:
+def _selected(
+    select: tuple[iotsql.SelectItem, ...], document: dict[str, Any], topic: str
+) -> dict[str, Any]:
+    message: dict[str, Any] = {}
+    for item in select:
+        if isinstance(item.expression, iotsql.Star):
+            message.update(document)
+            continue
+        value = _value(item.expression, document, topic)
+        if value is not UNDEFINED and item.name is not None:
+            message[item.name] = value
+    return message
+
+
+def topic_level(topic: str, level: int | None) -> str | _Undefined:
+    """``topic(level)`` as IoT computes it: levels count from 1; None is the whole topic."""
+    if level is None:
+        return topic
+    levels = topic.split("/")
+    return levels[level - 1] if level <= len(levels) else UNDEFINED
+
+
+def _value(operand: iotsql.Operand, document: dict[str, Any], topic: str) -> Any:
+    if isinstance(operand, iotsql.Literal):
+        return operand.value
+    if isinstance(operand, iotsql.Topic):
+        return topic_level(topic, operand.level)
     value: Any = document
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
+    for part in operand.path:
+        if not isinstance(value, dict) or part not in value:
+            return UNDEFINED
+        value = value[part]
     return value
 
 
-def _truthy(node: Any, document: dict[str, Any]) -> bool:
-    kind = node[0]
-    if kind == "and":
-        return _truthy(node[1], document) and _truthy(node[2], document)
-    if kind == "or":
-        return _truthy(node[1], document) or _truthy(node[2], document)
-    if kind == "not":
-        return not _truthy(node[1], document)
-    _, op, left, right = node
-    a, b = _value(left, document), _value(right, document)
-    if a is None or b is None:
-        return False  # IoT SQL: comparisons with an undefined field are not true
-    try:
-        return bool(
-            {
-                "=": a == b,
-                "<>": a != b,
-                "!=": a != b,
-                "<": a < b,
-                "<=": a <= b,
-                ">": a > b,
-                ">=": a >= b,
-            }[op]
-        )
-    except TypeError:
+def _truthy(node: iotsql.Condition, document: dict[str, Any], topic: str) -> bool:
+    if isinstance(node, iotsql.Junction):
+        left = _truthy(node.left, document, topic)
+        if node.op == "AND":
+            return left and _truthy(node.right, document, topic)
+        return left or _truthy(node.right, document, topic)
+    if isinstance(node, iotsql.Not):
+        return not _truthy(node.operand, document, topic)
+    left, right = _value(node.left, document, topic), _value(node.right, document, topic)
+    return _compare(node.op, left, right)
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    """IoT SQL: undefined values, nulls and values of different types are never comparable."""
+    kind = _kind(left)
+    if kind is None or kind != _kind(right):
         return False
-
-
-def _value(operand: tuple[str, Any], document: dict[str, Any]) -> Any:
-    kind, value = operand
-    return _lookup(document, value) if kind == "field" else value
-
-
-class _Parser:
-    """Recursive descent over ``or := and (OR and)*``, ``and := not (AND not)*``,
-    ``not := NOT not | '(' or ')' | comparison``."""
-
-    def __init__(self, text: str) -> None:
-        self.tokens = self._tokenize(text)
-        self.position = 0
-
-    @staticmethod
-    def _tokenize(text: str) -> list[tuple[str, str]]:
-        tokens, position = [], 0
-        text = text.rstrip()
-        while position < len(text):
-            match = TOKEN.match(text, position)
-            if match is None or match.end() == position:
-                raise RuleSyntaxError(f"unsupported WHERE syntax near {text[position:]!r}")
-            kind = match.lastgroup or ""
-            tokens.append((kind, match.group(kind)))
-            position = match.end()
-        return tokens
-
-    def parse(self) -> Any:
-        node = self._or()
-        if self.position != len(self.tokens):
-            raise RuleSyntaxError(f"unexpected {self.tokens[self.position][1]!r} in WHERE")
-        return node
-
-    def _peek_word(self, word: str) -> bool:
-        if self.position < len(self.tokens):
-            kind, value = self.tokens[self.position]
-            return kind == "word" and value.upper() == word
+    if op == "=":
+        return bool(left == right)
+    if op in ("<>", "!="):
+        return bool(left != right)
+    if kind == "boolean":
         return False
-
-    def _or(self) -> Any:
-        node = self._and()
-        while self._peek_word("OR"):
-            self.position += 1
-            node = ("or", node, self._and())
-        return node
-
-    def _and(self) -> Any:
-        node = self._not()
-        while self._peek_word("AND"):
-            self.position += 1
-            node = ("and", node, self._not())
-        return node
-
-    def _not(self) -> Any:
-        if self._peek_word("NOT"):
-            self.position += 1
-            return ("not", self._not())
-        if self.position < len(self.tokens) and self.tokens[self.position] == ("paren", "("):
-            self.position += 1
-            node = self._or()
-            if self.position >= len(self.tokens) or self.tokens[self.position] != ("paren", ")"):
-                raise RuleSyntaxError("missing ')' in WHERE")
-            self.position += 1
-            return node
-        left = self._operand()
-        if self.position >= len(self.tokens) or self.tokens[self.position][0] != "op":
-            raise RuleSyntaxError("expected a comparison in WHERE")
-        op = self.tokens[self.position][1]
-        self.position += 1
-        return ("cmp", op, left, self._operand())
-
-    def _operand(self) -> tuple[str, Any]:
-        if self.position >= len(self.tokens):
-            raise RuleSyntaxError("WHERE ends too early")
-        kind, value = self.tokens[self.position]
-        self.position += 1
-        if kind == "string":
-            return ("literal", value[1:-1].replace("''", "'"))
-        if kind == "number":
-            return ("literal", float(value) if "." in value else int(value))
-        if kind == "word" and value.upper() in ("TRUE", "FALSE"):
-            return ("literal", value.upper() == "TRUE")
-        if kind == "word":
-            return ("field", value)
-        raise RuleSyntaxError(f"unexpected {value!r} in WHERE")
+    return bool(
+        {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    )
 
 
 def rules_from_moto(account: str, region: str) -> list[Rule]:

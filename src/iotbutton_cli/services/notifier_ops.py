@@ -141,6 +141,12 @@ def button_event(serial: str, click: str, battery_mv: int = 1650) -> dict[str, s
     return {"serialNumber": serial, "batteryVoltage": f"{battery_mv}mV", "clickType": click}
 
 
+def rule_event(serial: str, click: str) -> dict[str, str]:
+    """What the function receives when that button clicks: the payload plus what iotbutton's
+    rules select from the topic, ``topic(2) AS topicSerial``."""
+    return {**button_event(serial, click), rules.TOPIC_SERIAL: serial}
+
+
 def default_serial(ctx: AppContext) -> str:
     """The only recorded button, if there is exactly one; else a name that says it is a test."""
     things = list(ctx.namespace.items("things"))
@@ -148,8 +154,9 @@ def default_serial(ctx: AppContext) -> str:
 
 
 def invoke_test(ctx: AppContext, serial: str, click: str) -> TestInvocation:
-    """Invoke the deployed function synchronously with a button event, as IoT would."""
-    event = button_event(serial, check_click(click))  # bad input first, before any AWS call
+    """Invoke the deployed function synchronously with the event a click gives it through
+    iotbutton's rules."""
+    event = rule_event(serial, check_click(click))  # bad input first, before any AWS call
     if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
         raise not_deployed()
     response = ctx.client("lambda").invoke(

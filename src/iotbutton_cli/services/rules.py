@@ -3,6 +3,11 @@
 Without ``lambda:AddPermission`` for ``iot.amazonaws.com`` (scoped by SourceArn and SourceAccount)
 a rule silently never invokes the function, so a rule and its permission are made and removed
 together. Every rule gets an error action that logs failed invocations to CloudWatch Logs.
+
+Every rule also selects ``topic(2) AS topicSerial``: the serial in the topic is the one the IoT
+policy lets a certificate publish to, while the payload's ``serialNumber`` is whatever the device
+wrote. The notifier names the button by ``topicSerial``, so a stolen certificate can only speak
+for its own button.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from iotbutton_cli import iotsql
 from iotbutton_cli.aws_errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
@@ -21,14 +27,18 @@ from iotbutton_cli.services.serials import validate_serial
 KIND = "topic_rules"
 PERMISSION_KIND = "lambda_permissions"
 DEFAULT_RULE = "iotbutton_notifier"
-DEFAULT_SQL = f"SELECT * FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT rule SQL, no database
+# The topic's second level is the button's serial (iotbutton/<serial>); the notifier trusts it,
+# not the payload's serialNumber.
+TOPIC_SERIAL = "topicSerial"
+TOPIC_SERIAL_ITEM = f"topic(2) AS {TOPIC_SERIAL}"
+DEFAULT_SQL = f"SELECT *, {TOPIC_SERIAL_ITEM} FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT SQL
+SQL_EXAMPLE = "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'"
 SQL_VERSION = "2016-03-23"
 RULE_DESCRIPTION = "Invokes the iotbutton notifier"  # how `clean --discover` knows our rules
 RULE_NAME = re.compile(r"^[a-zA-Z0-9_]{1,128}$")
 # Every rule iotbutton makes is named with this prefix: the documented IAM policy scopes topic rules
 # to rule/iotbutton_*, and `clean --discover` reads only rules named so.
 RULE_PREFIX = "iotbutton_"
-SQL_SHAPE = re.compile(r"^\s*SELECT\s+.+?\s+FROM\s+'[^']+'(\s+WHERE\s+.+)?\s*$", re.I | re.S)
 
 
 @dataclass(frozen=True)
@@ -68,30 +78,60 @@ def validate_rule_name(name: str) -> str:
     return name
 
 
-def rule_for(name: str | None, sql: str | None, serial: str | None) -> tuple[str, str]:
-    """The (name, SQL) a ``rules create`` asks for, validated before any AWS call."""
+@dataclass(frozen=True)
+class RuleRequest:
+    """What a ``rules create`` will make: the name, the SQL as it will be stored, and whether
+    iotbutton added ``topic(2) AS topicSerial`` to the SQL it was given."""
+
+    name: str
+    sql: str
+    added_topic_serial: bool = False
+
+
+def rule_for(name: str | None, sql: str | None, serial: str | None) -> RuleRequest:
+    """The rule a ``rules create`` asks for, validated before any AWS call."""
     if serial is not None:
         validate_serial(serial)
         if sql is not None:
             raise usage_error(
                 "sql-and-serial",
                 "Give --sql or --serial, not both.",
-                "--serial S is short for --sql \"SELECT * FROM 'iotbutton/S'\".",
+                f'--serial S is short for --sql "SELECT *, {TOPIC_SERIAL_ITEM} '  # noqa: S608
+                "FROM 'iotbutton/S'\".",
             )
-        sql = f"SELECT * FROM '{TOPIC_PREFIX}/{serial}'"  # noqa: S608 - serial validated
+        sql = f"SELECT *, {TOPIC_SERIAL_ITEM} FROM '{TOPIC_PREFIX}/{serial}'"  # noqa: S608
         name = name or f"{RULE_PREFIX}{serial.replace('-', '_').replace(':', '_')}"
     if name is None:
         raise usage_error("rule-name-missing", "A rule needs a --name.", "Or pass --serial.")
     validate_rule_name(name)
-    sql = sql or DEFAULT_SQL
-    if not SQL_SHAPE.match(sql):
+    if sql is None:
+        return RuleRequest(name, DEFAULT_SQL)
+    statement = parse_rule_sql(sql)
+    selected = statement.item_named(TOPIC_SERIAL)
+    if selected is None:
+        return RuleRequest(name, iotsql.with_select_item(sql, statement, TOPIC_SERIAL_ITEM), True)
+    if not isinstance(selected.expression, iotsql.Topic):
         raise usage_error(
             "bad-rule-sql",
-            f"Unsupported rule SQL: {sql!r}.",
-            "Use SELECT <fields> FROM '<topic filter>' [WHERE <condition>], "
-            "e.g. SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'.",
+            f"The --sql sets {TOPIC_SERIAL} from the payload, not from the topic.",
+            f"The notifier takes {TOPIC_SERIAL} as the button's serial: write "
+            f"{TOPIC_SERIAL_ITEM}, or leave it out and iotbutton adds it.",
         )
-    return name, sql
+    return RuleRequest(name, sql)
+
+
+def parse_rule_sql(sql: str) -> iotsql.Statement:
+    """The parsed SQL, or a one-line usage error that says where reading it stopped."""
+    try:
+        return iotsql.parse(sql)
+    except iotsql.IotSqlError as exc:
+        raise usage_error(
+            "bad-rule-sql",
+            f"Cannot read --sql at column {exc.column}: {exc.reason}.",
+            "iotbutton understands SELECT *, fields and topic(n) [AS name] FROM "  # noqa: S608
+            "'<topic filter>' [WHERE comparisons with AND, OR, NOT], "
+            f'e.g. --sql "{SQL_EXAMPLE}".',
+        ) from None
 
 
 def _payload(sql: str, target: RuleTarget) -> dict[str, Any]:
