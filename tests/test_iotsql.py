@@ -13,9 +13,16 @@ from iotbutton_cli.iotsql import Comparison, Field, Junction, Literal, Not, Sele
 
 
 def test_the_default_rule_reads_as_the_payload_plus_the_topics_serial():
-    statement = iotsql.parse("SELECT *, topic(2) AS topicSerial FROM 'iotbutton/+'")
+    statement = iotsql.parse(
+        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+'"
+    )
 
-    assert statement.select == (SelectItem(Star()), SelectItem(Topic(2), "topicSerial"))
+    assert statement.select == (
+        SelectItem(Field(("serialNumber",))),
+        SelectItem(Field(("clickType",))),
+        SelectItem(Field(("batteryVoltage",))),
+        SelectItem(Topic(2), "topicSerial"),
+    )
     assert statement.topic_filter == "iotbutton/+"
     assert statement.where is None
     assert statement.item_named("topicSerial") == SelectItem(Topic(2), "topicSerial")
@@ -118,22 +125,34 @@ def test_a_long_token_is_shown_shortened():
 @pytest.mark.parametrize(
     ("sql", "expected"),
     [
-        ("SELECT * FROM 'iotbutton/+'", "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/+'"),
         (
-            "select  clickType as c  from 'a/+' where c = 'x'",
-            "select  clickType as c, topic(2) AS topicSerial  from 'a/+' where c = 'x'",
+            "SELECT * FROM 'iotbutton/+'",
+            "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial "
+            "FROM 'iotbutton/+'",
         ),
         (
-            "SELECT a.b FROM 'x'\nWHERE a.b > 1",
-            "SELECT a.b, topic(2) AS topicSerial FROM 'x'\nWHERE a.b > 1",
+            "select  clickType as c  from 'a/+' where c = 'x'",
+            "SELECT clickType AS c, topic(2) AS topicSerial  from 'a/+' where c = 'x'",
+        ),
+        (
+            "SELECT *, clickType FROM 'x'\nWHERE a.b > 1",
+            "SELECT serialNumber, batteryVoltage, clickType, topic(2) AS topicSerial "
+            "FROM 'x'\nWHERE a.b > 1",
         ),
     ],
 )
-def test_a_select_item_is_added_where_the_select_list_ends(sql, expected):
-    added = iotsql.with_select_item(sql, iotsql.parse(sql), "topic(2) AS topicSerial")
+def test_the_select_list_is_rewritten_to_what_the_notifier_can_trust(sql, expected):
+    """``*`` becomes the fields the notifier reads (a payload must not be able to bring its own
+    topicSerial), and topicSerial is taken from the topic."""
+    from iotbutton_cli.services.rules import trusted_select
 
-    assert added == expected
-    assert iotsql.parse(added).item_named("topicSerial") == SelectItem(Topic(2), "topicSerial")
+    statement = iotsql.parse(sql)
+    items, changed = trusted_select(statement)
+    rewritten = iotsql.with_select_list(sql, statement, items)
+
+    assert changed and rewritten == expected
+    assert iotsql.parse(rewritten).item_named("topicSerial") == SelectItem(Topic(2), "topicSerial")
+    assert not any(isinstance(item.expression, Star) for item in iotsql.parse(rewritten).select)
 
 
 @pytest.mark.parametrize(

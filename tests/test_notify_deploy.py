@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.services import notifier_deploy, teardown
+from iotbutton_cli.services import notifier_deploy, rules, teardown
 
 SECRET = "f" * 32
 DOCUMENT = {
@@ -93,7 +93,14 @@ def test_deploy_creates_every_resource(ctx):
 
     iot = boto3.client("iot", region_name="us-east-1")
     rule = iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]
-    assert rule["sql"] == "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/+'"
+    assert (
+        rule["sql"]
+        == rules.DEFAULT_SQL
+        == (
+            "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial "
+            "FROM 'iotbutton/+'"
+        )
+    )
     assert rule["awsIotSqlVersion"] == "2016-03-23"
     assert rule["actions"] == [{"lambda": {"functionArn": function["FunctionArn"]}}]
     assert rule["errorAction"]["cloudwatchLogs"]["logGroupName"] == "/iotbutton/rule-errors"
@@ -226,11 +233,15 @@ def test_rules_commands(ctx, cli):
     )
     assert created["action"] == "created" and created["permission"] is True
     assert created["sql"] == (
-        "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/+' WHERE clickType = 'LONG'"
+        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial "
+        "FROM 'iotbutton/+' WHERE clickType = 'LONG'"
     )
     one = cli.json("rules", "create", "--serial", "G030JF0553648RUH")
     assert one["name"] == "iotbutton_G030JF0553648RUH"
-    assert one["sql"] == "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/G030JF0553648RUH'"
+    assert one["sql"] == (
+        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial "
+        "FROM 'iotbutton/G030JF0553648RUH'"
+    )
     names = [r["name"] for r in cli.json("rules", "list")]
     assert names == ["iotbutton_G030JF0553648RUH", "iotbutton_long_only", "iotbutton_notifier"]
     assert cli.json("rules", "show", "iotbutton_long_only")["enabled"] is True
@@ -351,7 +362,7 @@ def test_rules_create_adds_the_topics_serial_and_shows_the_sql_it_used(ctx, cli)
         "WHERE clickType = 'LONG'"
     )
     assert result.stdout == f"Rule iotbutton_long created: {used}\n"
-    assert "Added topic(2) AS topicSerial to the SELECT" in result.stderr
+    assert "Selected serialNumber, clickType, batteryVoltage, topic(2)" in result.stderr
     iot = boto3.client("iot", region_name="us-east-1")
     assert iot.get_topic_rule(ruleName="iotbutton_long")["rule"]["sql"] == used
     again = cli.json("rules", "create", "--name", "iotbutton_long", "--sql", sql)
@@ -360,12 +371,12 @@ def test_rules_create_adds_the_topics_serial_and_shows_the_sql_it_used(ctx, cli)
 
 def test_rules_create_keeps_a_topic_serial_the_sql_already_takes_from_the_topic(ctx, cli):
     notifier_deploy.deploy(ctx, deploy_input())
-    sql = "SELECT *, topic(3) AS topicSerial FROM 'site/alarms/+'"
+    sql = "SELECT serialNumber, clickType, batteryVoltage, topic(3) AS topicSerial FROM 'site/+/x'"
 
     result = cli("rules", "create", "--name", "iotbutton_site", "--sql", sql)
 
     assert result.stdout == f"Rule iotbutton_site created: {sql}\n"
-    assert "Added" not in result.stderr
+    assert "Selected" not in result.stderr
 
 
 def test_a_redeploy_moves_the_default_rule_to_the_topics_serial(ctx):
@@ -388,5 +399,5 @@ def test_a_redeploy_moves_the_default_rule_to_the_topics_serial(ctx):
     steps = {(step.resource, step.name): step.action for step in report.steps}
     assert steps[("topic rule", "iotbutton_notifier")] == "updated"
     assert iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]["sql"] == (
-        "SELECT *, topic(2) AS topicSerial FROM 'iotbutton/+'"
+        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+'"
     )

@@ -338,7 +338,18 @@ class _Parser:
         return expression
 
 
-def with_select_item(sql: str, statement: Statement, item: str) -> str:
-    """``sql`` with ``item`` added at the end of its SELECT list, the rest kept as written."""
-    end = statement.select_end
-    return f"{sql[:end]}, {item}{sql[end:]}"
+def item_text(item: SelectItem) -> str:
+    """A SELECT item written back as SQL."""
+    expression = item.expression
+    if isinstance(expression, Star):
+        text = "*"
+    elif isinstance(expression, Field):
+        text = ".".join(expression.path)
+    else:
+        text = "topic()" if expression.level is None else f"topic({expression.level})"
+    return f"{text} AS {item.alias}" if item.alias else text
+
+
+def with_select_list(sql: str, statement: Statement, items: list[str]) -> str:
+    """``sql`` with its SELECT list replaced by ``items``; FROM and WHERE kept as written."""
+    return "SELECT " + ", ".join(items) + sql[statement.select_end :]

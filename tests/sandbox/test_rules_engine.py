@@ -97,14 +97,20 @@ def test_select_named_fields_and_aliases():
     assert result == {"serial": "G030JF0553648RUH", "clickType": "LONG"}
 
 
-def test_the_default_rule_adds_the_topics_serial_and_it_beats_the_payloads():
+def test_the_default_rule_takes_the_serial_from_the_topic_whatever_the_payload_says():
     """A stolen certificate publishes to its own topic with any payload: the rule's topicSerial
-    is the topic's level 2, counted from 1 as IoT does, even when the payload has one."""
+    is the topic's level 2, counted from 1 as IoT does, and the payload's own topicSerial is not
+    even selected (the rule names its fields instead of ``*``)."""
     forged = {**CLICK, "serialNumber": "G030VICTIM000001", "topicSerial": "G030VICTIM000001"}
 
     message = evaluate(rule(DEFAULT_SQL), "iotbutton/G030OWN", json.dumps(forged).encode())
 
-    assert message == {**forged, "topicSerial": "G030OWN"}
+    assert message == {
+        "serialNumber": "G030VICTIM000001",
+        "clickType": forged["clickType"],
+        "batteryVoltage": forged["batteryVoltage"],
+        "topicSerial": "G030OWN",
+    }
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def create(
         typer.Option(
             "--sql",
             help="e.g. \"SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'\" "
-            "(topic(2) AS topicSerial is added if missing)",
+            "(* becomes the notifier's fields; topic(2) AS topicSerial is added if missing)",
         ),
     ] = None,
     serial: Annotated[
@@ -43,10 +43,10 @@ def create(
     target = notifier_deploy.rule_target(app_ctx)
     action = rules.ensure_rule(app_ctx, rule_name, rule_sql, target)
     info = rules.show_rule(app_ctx, rule_name)
-    if request.added_topic_serial:
+    if request.changed_select:
         output.info(
-            f"Added {rules.TOPIC_SERIAL_ITEM} to the SELECT: the notifier names the button by "
-            "the topic it published to, not by what its payload claims."
+            f"Selected {rules.NOTIFIER_SELECT}: the notifier names the button by the topic it "
+            "published to, and a payload cannot claim that name for itself."
         )
     if rule_name != rules.DEFAULT_RULE and app_ctx.namespace.get(rules.KIND, rules.DEFAULT_RULE):
         output.info(

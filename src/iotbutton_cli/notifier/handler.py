@@ -7,8 +7,9 @@ only when the config or secret must first be read (once per warm container).
 Entry point: ``handler.lambda_handler(event, context)``.
 
 Event. A button publishes ``{"serialNumber", "batteryVoltage", "clickType"}`` to
-``iotbutton/<serial>``; iotbutton's topic rules (``SELECT *, topic(2) AS topicSerial FROM
-'iotbutton/+'``, SQL version 2016-03-23) add the serial from the topic, so the function gets::
+``iotbutton/<serial>``; iotbutton's topic rules (``SELECT serialNumber, clickType,
+batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+'``, SQL version 2016-03-23) add the
+serial from the topic, so the function gets::
 
     {"serialNumber": "G030JF0553648RUH", "batteryVoltage": "1650mV", "clickType": "SINGLE",
      "topicSerial": "G030JF0553648RUH"}

@@ -7,7 +7,9 @@ together. Every rule gets an error action that logs failed invocations to CloudW
 Every rule also selects ``topic(2) AS topicSerial``: the serial in the topic is the one the IoT
 policy lets a certificate publish to, while the payload's ``serialNumber`` is whatever the device
 wrote. The notifier names the button by ``topicSerial``, so a stolen certificate can only speak
-for its own button.
+for its own button. The rules select the payload's fields by name, never ``*``: with ``SELECT *``
+a payload could carry a ``topicSerial`` of its own, and AWS does not document which of the two
+would win.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ DEFAULT_RULE = "iotbutton_notifier"
 # not the payload's serialNumber.
 TOPIC_SERIAL = "topicSerial"
 TOPIC_SERIAL_ITEM = f"topic(2) AS {TOPIC_SERIAL}"
-DEFAULT_SQL = f"SELECT *, {TOPIC_SERIAL_ITEM} FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT SQL
+# What the notifier reads of a click: a rule's ``*`` becomes these.
+NOTIFIER_FIELDS = ("serialNumber", "clickType", "batteryVoltage")
+NOTIFIER_SELECT = ", ".join((*NOTIFIER_FIELDS, TOPIC_SERIAL_ITEM))
+DEFAULT_SQL = f"SELECT {NOTIFIER_SELECT} FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT SQL
 SQL_EXAMPLE = "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'"
 SQL_VERSION = "2016-03-23"
 RULE_DESCRIPTION = "Invokes the iotbutton notifier"  # how `clean --discover` knows our rules
@@ -81,11 +86,12 @@ def validate_rule_name(name: str) -> str:
 @dataclass(frozen=True)
 class RuleRequest:
     """What a ``rules create`` will make: the name, the SQL as it will be stored, and whether
-    iotbutton added ``topic(2) AS topicSerial`` to the SQL it was given."""
+    iotbutton changed the SELECT it was given (``*`` into the notifier's fields, and
+    ``topic(2) AS topicSerial`` added)."""
 
     name: str
     sql: str
-    added_topic_serial: bool = False
+    changed_select: bool = False
 
 
 def rule_for(name: str | None, sql: str | None, serial: str | None) -> RuleRequest:
@@ -96,10 +102,10 @@ def rule_for(name: str | None, sql: str | None, serial: str | None) -> RuleReque
             raise usage_error(
                 "sql-and-serial",
                 "Give --sql or --serial, not both.",
-                f'--serial S is short for --sql "SELECT *, {TOPIC_SERIAL_ITEM} '  # noqa: S608
+                f'--serial S is short for --sql "SELECT {NOTIFIER_SELECT} '  # noqa: S608
                 "FROM 'iotbutton/S'\".",
             )
-        sql = f"SELECT *, {TOPIC_SERIAL_ITEM} FROM '{TOPIC_PREFIX}/{serial}'"  # noqa: S608
+        sql = f"SELECT {NOTIFIER_SELECT} FROM '{TOPIC_PREFIX}/{serial}'"  # noqa: S608
         name = name or f"{RULE_PREFIX}{serial.replace('-', '_').replace(':', '_')}"
     if name is None:
         raise usage_error("rule-name-missing", "A rule needs a --name.", "Or pass --serial.")
@@ -108,16 +114,34 @@ def rule_for(name: str | None, sql: str | None, serial: str | None) -> RuleReque
         return RuleRequest(name, DEFAULT_SQL)
     statement = parse_rule_sql(sql)
     selected = statement.item_named(TOPIC_SERIAL)
-    if selected is None:
-        return RuleRequest(name, iotsql.with_select_item(sql, statement, TOPIC_SERIAL_ITEM), True)
-    if not isinstance(selected.expression, iotsql.Topic):
+    if selected is not None and not isinstance(selected.expression, iotsql.Topic):
         raise usage_error(
             "bad-rule-sql",
             f"The --sql sets {TOPIC_SERIAL} from the payload, not from the topic.",
             f"The notifier takes {TOPIC_SERIAL} as the button's serial: write "
             f"{TOPIC_SERIAL_ITEM}, or leave it out and iotbutton adds it.",
         )
-    return RuleRequest(name, sql)
+    items, changed = trusted_select(statement)
+    if not changed:
+        return RuleRequest(name, sql)
+    return RuleRequest(name, iotsql.with_select_list(sql, statement, items), True)
+
+
+def trusted_select(statement: iotsql.Statement) -> tuple[list[str], bool]:
+    """The SELECT list with ``*`` replaced by the notifier's fields and ``topicSerial`` taken from
+    the topic; and whether that differs from what was written."""
+    items: list[str] = []
+    changed = False
+    for item in statement.select:
+        if isinstance(item.expression, iotsql.Star):
+            items += [field for field in NOTIFIER_FIELDS if statement.item_named(field) is None]
+            changed = True
+        else:
+            items.append(iotsql.item_text(item))
+    if statement.item_named(TOPIC_SERIAL) is None:
+        items.append(TOPIC_SERIAL_ITEM)
+        changed = True
+    return items, changed
 
 
 def parse_rule_sql(sql: str) -> iotsql.Statement:
