@@ -35,7 +35,13 @@ def test_foreign_resources_written_into_the_registry_are_left_alone(cli, aws, is
         ),
     )
 
+    rule = {"sql": "SELECT * FROM 'theirs/+'", "actions": [], "description": "their own"}
+    iot.create_topic_rule(ruleName="iotbutton_theirs", topicRulePayload=rule)
+
     def plant(resources):
+        resources["topic_rules"] = {
+            "iotbutton_theirs": {"arn": "arn:aws:iot:us-east-1:123456789012:rule/iotbutton_theirs"}
+        }
         resources["things"]["THEIRS"] = {"arn": "arn:aws:iot:us-east-1:123456789012:thing/THEIRS"}
         resources["certificates"][theirs["certificateId"]] = {
             "arn": theirs["certificateArn"],
@@ -49,7 +55,13 @@ def test_foreign_resources_written_into_the_registry_are_left_alone(cli, aws, is
     result = cli.json("clean", "--yes")
 
     left = {s["id"]: s["detail"] for s in result["steps"] if s["status"] == "left"}
-    assert set(left) == {"THEIRS", theirs["certificateId"], "theirs-policy"}, result["steps"]
+    assert set(left) == {
+        "THEIRS",
+        theirs["certificateId"],
+        "theirs-policy",
+        "iotbutton_theirs",
+    }, result["steps"]
+    assert iot.get_topic_rule(ruleName="iotbutton_theirs")["rule"]["sql"] == rule["sql"]
     assert result["complete"] is True
     assert [t["thingName"] for t in iot.list_things()["things"]] == ["THEIRS"]
     certificate = iot.describe_certificate(certificateId=theirs["certificateId"])

@@ -22,7 +22,7 @@ from typing import Any
 from iotbutton_cli import iotsql
 from iotbutton_cli.aws_errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.errors import IotButtonError, usage_error
+from iotbutton_cli.errors import IotButtonError, not_ours, usage_error
 from iotbutton_cli.services.policies import TOPIC_PREFIX
 from iotbutton_cli.services.serials import validate_serial
 
@@ -174,11 +174,13 @@ def _payload(sql: str, target: RuleTarget) -> dict[str, Any]:
     }
 
 
-def _made_by_us(rule: dict[str, Any], target: RuleTarget) -> bool:
-    """Our description and our function: made by iotbutton (on another machine, or by a run
-    that stopped before recording it)."""
-    arns = [action.get("lambda", {}).get("functionArn") for action in rule.get("actions", [])]
-    return rule.get("description") == RULE_DESCRIPTION and target.function_arn in arns
+def _made_by_us(rule: dict[str, Any], function_name: str) -> bool:
+    """Our description, and it invokes our function: made by iotbutton (on another machine, or by
+    a run that stopped before recording it)."""
+    arns = [action.get("lambda", {}).get("functionArn") or "" for action in rule.get("actions", [])]
+    return rule.get("description") == RULE_DESCRIPTION and any(
+        arn.split(":function:")[-1].split(":")[0] == function_name for arn in arns
+    )
 
 
 def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -196,7 +198,11 @@ def ensure_rule(ctx: AppContext, name: str, sql: str, target: RuleTarget) -> str
         if not _rule_missing(exc):
             raise
         current = None
+    arn = ctx.arn("iot", f"rule/{name}")
+    record = {"arn": arn, "function": target.function_name, "sql": sql}
     if current is None:
+        # Recorded (pending) first: a run killed before the registry write leaves it to `clean`.
+        ctx.namespace.put(KIND, name, {**record, "pending": True})
         try:
             iot.create_topic_rule(ruleName=name, topicRulePayload=wanted)
             action = "created"
@@ -207,7 +213,10 @@ def ensure_rule(ctx: AppContext, name: str, sql: str, target: RuleTarget) -> str
                 raise
             current = iot.get_topic_rule(ruleName=name)
     if current is not None:
-        if ctx.namespace.get(KIND, name) is None and not _made_by_us(current["rule"], target):
+        recorded = ctx.namespace.get(KIND, name)
+        known = recorded is not None and not recorded.get("pending")
+        if not known and not _made_by_us(current["rule"], target.function_name):
+            ctx.namespace.forget_pending(KIND, name)
             raise IotButtonError(
                 "rule-not-ours",
                 f"A topic rule named {name} exists that iotbutton did not create.",
@@ -216,8 +225,7 @@ def ensure_rule(ctx: AppContext, name: str, sql: str, target: RuleTarget) -> str
         if _differs(current["rule"], wanted):
             iot.replace_topic_rule(ruleName=name, topicRulePayload=wanted)
             action = "updated"
-    arn = ctx.arn("iot", f"rule/{name}")
-    ctx.namespace.put(KIND, name, {"arn": arn, "function": target.function_name, "sql": sql})
+    ctx.namespace.confirm(KIND, name, record)
     if ensure_permission(ctx, name, arn, target.function_name) and action == "unchanged":
         action = "updated"
     return action
@@ -235,6 +243,8 @@ def ensure_permission(ctx: AppContext, rule_name: str, rule_arn: str, function: 
         if statement.get("Sid") == sid:
             ctx.namespace.put(PERMISSION_KIND, sid, {"function": function, "rule": rule_name})
             return False
+    # Recorded first: it lives in our function, and a permission that was never added is gone.
+    ctx.namespace.put(PERMISSION_KIND, sid, {"function": function, "rule": rule_name})
     try:
         lam.add_permission(
             FunctionName=function,
@@ -247,7 +257,6 @@ def ensure_permission(ctx: AppContext, rule_name: str, rule_arn: str, function: 
     except Exception as exc:
         if error_code(exc) != "ResourceConflictException":
             raise
-    ctx.namespace.put(PERMISSION_KIND, sid, {"function": function, "rule": rule_name})
     return True
 
 
@@ -267,9 +276,16 @@ def _rule_missing(exc: BaseException) -> bool:
 
 
 def delete_rule(ctx: AppContext, name: str) -> None:
-    """Delete the rule (NotFound is done); its permission goes with it."""
+    """Delete the rule (NotFound is done); its permission goes with it. Only a rule with
+    iotbutton's description that invokes the notifier is deleted."""
+    iot = ctx.client("iot")
+    function = (ctx.namespace.get(KIND, name) or {}).get("function") or "iotbutton-notifier"
     try:
-        ctx.client("iot").delete_topic_rule(ruleName=name)
+        rule = iot.get_topic_rule(ruleName=name)["rule"]
+        if not _made_by_us(rule, function):
+            ctx.namespace.remove(KIND, name)
+            raise not_ours("topic rule", name, "its description or action is not iotbutton's")
+        iot.delete_topic_rule(ruleName=name)
     except Exception as exc:
         if not _rule_missing(exc):
             raise
