@@ -89,7 +89,12 @@ def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
 
     cleaned = cli.json("--sandbox", "clean", "--yes")
     assert cleaned["complete"] is True
-    aws = {"endpoint_url": sandbox["aws_url"], "region_name": "us-east-1"}
+    aws = {
+        "endpoint_url": sandbox["aws_url"],
+        "region_name": "us-east-1",
+        "aws_access_key_id": sandbox["access_key_id"],
+        "aws_secret_access_key": sandbox["secret_access_key"],
+    }
     iot = boto3.client("iot", **aws)
     assert iot.list_things()["things"] == []
     assert iot.list_certificates()["certificates"] == []
@@ -198,6 +203,8 @@ def test_a_sandbox_that_does_not_answer_is_named_in_the_error(cli, isolated_env,
         json.dumps(
             {
                 "pid": os.getpid(),
+                "access_key_id": "AKIA" + "A" * 16,
+                "secret_access_key": "s" * 40,
                 "aws_url": f"http://127.0.0.1:{closed_port}",
                 "mqtt_host": "localhost",
                 "mqtt_port": closed_port,

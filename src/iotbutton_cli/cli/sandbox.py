@@ -43,7 +43,7 @@ def start(
         aws_port, mqtt_port, twilio_port, verbose=app_ctx.settings.verbose > 0
     )
     if json:
-        output.emit_json({**output.to_jsonable(info), "started": started})
+        output.emit_json({**info.public(), "started": started})
         return
     state = "Started the sandbox" if started else "The sandbox is already running"
     output.say(f"{state} (pid {info.pid}).")
@@ -108,9 +108,7 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
     app_context(ctx, json)
     info = sandbox_control.running()
     if json:
-        output.emit_json(
-            {"running": info is not None, **(output.to_jsonable(info) if info else {})}
-        )
+        output.emit_json({"running": info is not None, **(info.public() if info else {})})
     elif info is None:
         output.say("The sandbox is not running. Start it with `iotbutton sandbox start`.")
     else:
@@ -120,12 +118,30 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
         raise typer.Exit(int(ExitStatus.FAILED))
 
 
+@app.command("env")
+def env(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Print shell lines that point AWS tools at the sandbox (use with eval)."""
+    import shlex
+
+    from iotbutton_cli.services import sandbox_control
+
+    app_context(ctx, json)
+    variables = sandbox_control.aws_environment(sandbox_control.require_running())
+    if json:
+        output.emit_json(variables)
+        return
+    for name, value in variables.items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+    typer.echo("unset " + " ".join(sandbox_control.UNSET_FOR_SANDBOX))
+
+
 def _print_status(info: Any) -> None:
     output.table(
         None,
         ["service", "where"],
         [
             ["AWS API (moto)", info.aws_url],
+            ["AWS access key id", info.access_key_id],
             ["MQTT over TLS", f"{info.mqtt_host}:{info.mqtt_port}"],
             ["CA file for devices", info.ca_file],
             ["Twilio stand-in", info.twilio_url],
@@ -133,6 +149,7 @@ def _print_status(info: Any) -> None:
         ],
     )
     output.info("Use it: `iotbutton --sandbox things create` (or set IOTBUTTON_SANDBOX=1).")
+    output.info('Other AWS tools: eval "$(iotbutton sandbox env)" (it prints the secret key).')
 
 
 @app.command("outbox")

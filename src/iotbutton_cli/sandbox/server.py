@@ -1,8 +1,10 @@
 """The sandbox process: AWS (moto), an MQTT broker, the rules engine and Twilio, on loopback.
 
 Run by ``iotbutton sandbox start`` as ``python -m iotbutton_cli.sandbox.server --state-dir DIR``.
-It writes ``sandbox.json`` (pid, ports, CA file) into DIR once every part listens, and removes it
-when it stops (SIGTERM or Ctrl-C).
+It writes ``sandbox.json`` (pid, ports, CA file, and the AWS key pair its AWS port accepts) into
+DIR, 0600, once every part listens, and removes it when it stops (SIGTERM or Ctrl-C). Other
+local users can reach the ports but not that file: the AWS port wants the key pair, the Twilio
+stand-in the deployed Twilio secret, the MQTT broker a device certificate.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,12 @@ class SandboxState:
     outbox: str
     region: str = REGION
     account: str = ACCOUNT
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
+
+    def public(self) -> dict[str, Any]:
+        """What may go in a log: everything but the secret."""
+        return {k: v for k, v in asdict(self).items() if k != "secret_access_key"}
 
 
 class Sandbox:
@@ -62,6 +70,7 @@ class Sandbox:
         from iotbutton_cli.sandbox.broker import Broker, MotoDirectory
         from iotbutton_cli.sandbox.tls import ensure_ca
         from iotbutton_cli.sandbox.twilio import TwilioStandIn
+        from iotbutton_cli.services.notifier_deploy import SECRET_PARAMETER
 
         ensure_private_dir(self.state_dir)
         aws_port, mqtt_port, twilio_port = self.ports
@@ -69,7 +78,13 @@ class Sandbox:
         aws_url = self.aws.start()
         # A new sandbox has an empty account, so its outbox starts empty too.
         (self.state_dir / OUTBOX_FILE).unlink(missing_ok=True)
-        self.twilio = TwilioStandIn(outbox_path=self.state_dir / OUTBOX_FILE, port=twilio_port)
+        aws = self.aws
+        # Twilio's stand-in accepts what Twilio would: the secret the notifier was deployed with.
+        self.twilio = TwilioStandIn(
+            outbox_path=self.state_dir / OUTBOX_FILE,
+            port=twilio_port,
+            deployed_secret=lambda: aws.parameter_value(SECRET_PARAMETER, REGION),
+        )
         twilio_url = self.twilio.start()
         ca = ensure_ca(self.state_dir / "tls")
         self.broker = Broker(
@@ -85,6 +100,8 @@ class Sandbox:
             ca_file=str(ca.ca_cert),
             twilio_url=twilio_url,
             outbox=str(self.state_dir / OUTBOX_FILE),
+            access_key_id=self.aws.keys.access_key_id,
+            secret_access_key=self.aws.keys.secret_access_key,
         )
         return self.state
 
@@ -192,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.stop()
         return 1
     state_path = write_state(args.state_dir, state)
-    log.info("sandbox ready: %s", json.dumps(asdict(state)))
+    log.info("sandbox ready: %s", json.dumps(state.public()))
     try:
         stopping.wait()
     finally:

@@ -1,8 +1,8 @@
 """Start, find and stop the sandbox process, and read its outbox.
 
-The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``); its pid, ports
-and CA file are in ``<state dir>/sandbox/sandbox.json``, written once everything listens. A pid
-file whose process is gone is stale: it is removed and said so.
+The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``); its pid, ports,
+CA file and AWS key pair are in ``<state dir>/sandbox/sandbox.json`` (0600), written once
+everything listens. A pid file whose process is gone is stale: it is removed and said so.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ SANDBOX_NAMESPACE = "sandbox"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOG_FILE = "sandbox.log"
+# What would override the sandbox's keys in an AWS tool's environment, or add to them.
+UNSET_FOR_SANDBOX = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
 
 
 @dataclass
@@ -37,6 +39,23 @@ class SandboxInfo:
     outbox: str
     region: str
     account: str
+    # The key pair the sandbox's AWS port accepts (and nothing else).
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> SandboxInfo | None:
+        """The info in a sandbox.json, or None if it is not one this version wrote."""
+        known = {f.name for f in fields(cls)}
+        try:
+            info = cls(**{key: value for key, value in data.items() if key in known})
+        except TypeError:
+            return None
+        return info if info.access_key_id and info.secret_access_key else None
+
+    def public(self) -> dict[str, Any]:
+        """What `sandbox status --json` shows (secret included: the owner asked for it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def sandbox_dir() -> Path:
@@ -76,7 +95,10 @@ def running() -> SandboxInfo | None:
     if not _alive(int(data.get("pid", 0))):
         path.unlink(missing_ok=True)
         return None
-    return SandboxInfo(**data)
+    info = SandboxInfo.from_state(data)
+    if info is None:
+        path.unlink(missing_ok=True)
+    return info
 
 
 def forget_sandbox_records() -> int:
@@ -190,6 +212,21 @@ def require_running() -> SandboxInfo:
             "Start it with `iotbutton sandbox start` (or pass --sandbox to any command).",
         )
     return info
+
+
+def aws_environment(info: SandboxInfo) -> dict[str, str]:
+    """The variables that make any AWS SDK or the AWS CLI talk to the sandbox with its key.
+
+    boto3 reads the region from AWS_DEFAULT_REGION (the AWS CLI and newer SDKs from AWS_REGION),
+    so both are set.
+    """
+    return {
+        "AWS_ACCESS_KEY_ID": info.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": info.secret_access_key,
+        "AWS_REGION": info.region,
+        "AWS_DEFAULT_REGION": info.region,
+        "AWS_ENDPOINT_URL": info.aws_url,
+    }
 
 
 def outbox(info: SandboxInfo) -> list[dict[str, Any]]:
