@@ -13,9 +13,12 @@ import os
 import pwd
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -364,7 +367,42 @@ def test_lambda_functions_run_with_the_sandbox_key(sandbox_aws):
     assert payload == {"key": keys.access_key_id, "value": "read-it"}
 
 
-# --- the Twilio port accepts the deployed secret only ----------------------------------------
+# --- idle connections ------------------------------------------------------------------------
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sockets.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+    return sockets
+
+
+def wait_closed_by_server(sockets: list[socket.socket], timeout: float = 60.0) -> bool:
+    """True once the server has closed every one of ``sockets`` (EOF or reset on read)."""
+    deadline = time.monotonic() + timeout
+    for sock in sockets:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            if sock.recv(1) != b"":
+                return False
+        except (ConnectionResetError, OSError) as exc:
+            if isinstance(exc, TimeoutError):
+                return False
+    return True
+
+
+@pytest.fixture
+def many_files():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture
@@ -372,6 +410,79 @@ def sandbox(cli):
     info = cli.json("sandbox", "start")
     yield info
     cli("sandbox", "stop")
+
+
+def test_1005_idle_connections_do_not_block_the_aws_port(cli, many_files, sandbox, monkeypatch):
+    """Past waitress's old connection limit (1000) and select()'s 1024 descriptors."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    port = int(urllib.parse.urlsplit(sandbox["aws_url"]).port or 0)
+    idle = open_idle(port, 1005)
+    try:
+        cli("--sandbox", "things", "create", "G030JF0553648RUH")
+        listed = cli.json("--sandbox", "things", "list")
+    finally:
+        for sock in idle:
+            sock.close()
+    assert [button["serial"] for button in listed] == ["G030JF0553648RUH"]
+
+
+def still_open(sockets: list[socket.socket]) -> bool:
+    """True if the server has closed none of ``sockets``."""
+    for sock in sockets:
+        sock.setblocking(False)
+        try:
+            if sock.recv(1) == b"":
+                return False
+        except BlockingIOError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
+def test_the_aws_port_serves_beside_1005_connections_it_keeps(
+    cli, many_files, tmp_path, monkeypatch
+):
+    """Served alongside the idle connections, not after evicting them: with idle channels
+    kept for an hour, only a connection limit above 1005 and poll() (this process's
+    descriptors are past 1024: the clients' and the server's ends are both here) let it answer."""
+    from iotbutton_cli.sandbox.aws_server import SandboxAWS, reset_moto
+
+    server = SandboxAWS(tmp_path / "state", channel_timeout=3600, cleanup_interval=3600)
+    server.start()
+    reset_moto()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.keys.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.keys.secret_access_key)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    idle = open_idle(server.port, 1005)
+    try:
+        cli("things", "create", "G030JF0553648RUH")
+        listed = cli.json("things", "list")
+        assert still_open(idle), "the server dropped idle connections to serve this one"
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert [button["serial"] for button in listed] == ["G030JF0553648RUH"]
+
+
+def test_idle_aws_connections_are_closed(tmp_path):
+    from iotbutton_cli.sandbox.aws_server import SandboxAWS
+
+    server = SandboxAWS(tmp_path / "state", channel_timeout=1, cleanup_interval=1)
+    server.start()
+    try:
+        idle = open_idle(server.port, 5)
+        assert wait_closed_by_server(idle), "waitress kept idle connections open"
+        for sock in idle:
+            sock.close()
+    finally:
+        server.stop()
+
+
+def request_threads() -> int:
+    return sum("process_request_thread" in t.name for t in threading.enumerate())
 
 
 def twilio_post(base_url: str, user: str | None, secret: str, account: str = ACCOUNT_SID) -> Any:
@@ -389,6 +500,35 @@ def twilio_post(base_url: str, user: str | None, secret: str, account: str = ACC
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
+
+
+def test_idle_twilio_connections_time_out_and_do_not_block_a_request():
+    from iotbutton_cli.sandbox.twilio import TwilioStandIn
+
+    before = request_threads()
+    with TwilioStandIn(credentials={ACCOUNT_SID: "s" * 32}, idle_timeout=0.5) as stand_in:
+        port = int(stand_in.base_url.rsplit(":", 1)[1])
+        idle = open_idle(port, 200)
+        try:
+            status, _ = twilio_post(stand_in.base_url, ACCOUNT_SID, "s" * 32)
+            assert status == 201
+            assert wait_closed_by_server(idle), "the stand-in kept idle connections open"
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 30
+        while request_threads() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert request_threads() == before, "threads of idle connections are still there"
+
+
+def test_the_stand_in_closes_idle_connections_by_default():
+    from iotbutton_cli.sandbox import twilio
+
+    assert twilio.TwilioStandIn().idle_timeout == twilio.IDLE_TIMEOUT_SECONDS == 15.0
+
+
+# --- the Twilio port accepts the deployed secret only ----------------------------------------
 
 
 def test_twilio_stand_in_accepts_only_the_deployed_secret(cli, sandbox):

@@ -39,6 +39,14 @@ MOTO_API_PATH = re.compile(r"^/+moto-api(/|$)")
 SANDBOX_ACCOUNT = "123456789012"
 SANDBOX_REGION = "us-east-1"
 SERVER_THREADS = 16
+# Idle keep-alive connections are closed after this long (checked every CLEANUP_INTERVAL), so
+# connections nobody uses cannot pile up to the connection limit.
+CHANNEL_TIMEOUT_SECONDS = 30
+CLEANUP_INTERVAL_SECONDS = 5
+# Connections at once: as many as open files allow, less some for everything else the process
+# opens (MQTT clients, Lambda workers' pipes, the Twilio stand-in, logs).
+MAX_CONNECTIONS = 10_000
+FILES_KEPT_FREE = 256
 # RSA keys made ahead of time for CreateKeysAndCertificate (see KeyPool).
 KEY_POOL_SIZE = 16
 
@@ -59,12 +67,16 @@ class SandboxAWS:
         port: int = 0,
         host: str = "127.0.0.1",
         keys: sigv4.KeyPair | None = None,
+        channel_timeout: int = CHANNEL_TIMEOUT_SECONDS,
+        cleanup_interval: int = CLEANUP_INTERVAL_SECONDS,
     ) -> None:
         self.host = host
         self.port = port
         self.state_folder = state_folder
         # The only key this server accepts; Lambda functions get it too, as a role's credentials.
         self.keys = keys or sigv4.KeyPair.generate()
+        self.channel_timeout = channel_timeout
+        self.cleanup_interval = cleanup_interval
         self.url = ""
         self.runner: LambdaRunner | None = None
         self._server: Any = None
@@ -77,7 +89,8 @@ class SandboxAWS:
         waitress rather than werkzeug's development server: werkzeug closes every connection
         after one request, so each AWS call paid a new TCP connection and a new server thread.
         Its threads also serve Lambda invocations, whose code calls back into this server:
-        enough of them that those calls never wait for each other.
+        enough of them that those calls never wait for each other. poll() rather than select(),
+        which fails outright once a descriptor is past 1024; idle connections time out.
         """
         from moto.server import create_backend_app
         from waitress.server import create_server
@@ -90,7 +103,10 @@ class SandboxAWS:
             port=self.port,
             threads=SERVER_THREADS,
             ident="iotbutton-sandbox",
-            connection_limit=1000,
+            connection_limit=connection_limit(),
+            channel_timeout=self.channel_timeout,
+            cleanup_interval=self.cleanup_interval,
+            asyncore_use_poll=True,
         )
         self.port = int(self._server.effective_port)
         self.url = f"http://{self.host}:{self.port}"
@@ -317,6 +333,16 @@ def reset_moto() -> None:
 
     with MOTO_LOCK:
         moto_api_backend.reset()
+
+
+def connection_limit() -> int:
+    """How many connections waitress may hold: what RLIMIT_NOFILE allows, less a margin."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(64, min(MAX_CONNECTIONS, soft - FILES_KEPT_FREE))
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

@@ -182,6 +182,21 @@ def write_state(state_dir: Path, state: SandboxState) -> Path:
     return path
 
 
+def raise_open_file_limit(wanted: int = 65_536) -> None:
+    """Every connection is a descriptor: allow as many as the hard limit lets a process have
+    (the soft limit is often 1024, the hard one far more), so the AWS port's connection limit
+    (see aws_server.connection_limit) is not the first thing idle clients exhaust."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:  # e.g. macOS caps it below the hard limit
+            log.debug("could not raise the open-file limit to %s: %s", target, exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="iotbutton-sandbox")
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -198,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     for chatty in ("amqtt", "transitions", "waitress"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    raise_open_file_limit()
     sandbox = Sandbox(args.state_dir, args.aws_port, args.mqtt_port, args.twilio_port)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -18,6 +18,7 @@ the notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` an
 * records the request in an outbox -- form fields and the answer, never the Authorization header
   -- if it was authenticated. Refused requests are logged (and kept in memory, ``refused()``), never
   written to the outbox, so no one without the secret can put entries there;
+* closes connections idle for ``idle_timeout`` seconds, so idle clients cannot keep threads.
 
 Differences from Twilio worth knowing: any well-formed E.164 ``From`` is accepted (real test
 credentials accept only ``+15005550006``), SIP and ``client:`` call endpoints are refused, and
@@ -91,6 +92,8 @@ DEFAULT_FAILURE_MESSAGES = {
     20503: "Service Unavailable",
 }
 DEFAULT_FAILURE_CODES = {401: 20003, 429: 20429, 500: 20500, 503: 20503}
+# Seconds a connection may sit without a complete request before it is closed.
+IDLE_TIMEOUT_SECONDS = 15.0
 ACCOUNT_IN_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/")
 
 
@@ -434,7 +437,7 @@ class TwilioStandIn:
     ``https://api.twilio.com``) and ``stop()``. ``outbox()`` lists every request received.
     Who is let in: with ``deployed_secret`` (a function returning the secret deployed now, or
     None if none is), that secret; with ``credentials`` (user AC…/SK… -> secret), those; with
-    neither, any non-empty secret.
+    neither, any non-empty secret. ``idle_timeout`` is how long a connection may wait, idle.
     """
 
     def __init__(
@@ -446,16 +449,18 @@ class TwilioStandIn:
         deployed_secret: Callable[[], str | None] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
         self._outbox_path = os.fspath(outbox_path) if outbox_path is not None else None
         self._plan = [dataclasses.replace(failure) for failure in fail_plan or ()]
         self._credentials = dict(credentials) if credentials is not None else None
         self._deployed_secret = deployed_secret
+        self.idle_timeout = idle_timeout
         self._refused: list[dict[str, Any]] = []
         self._address = (host, port)
         self._lock = threading.Lock()
         self._outbox: list[dict[str, Any]] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._validator: SpecValidator | None = None
 
@@ -464,8 +469,7 @@ class TwilioStandIn:
     def start(self) -> str:
         if self._server is None:
             self._validator = shared_validator()
-            server = ThreadingHTTPServer(self._address, _RequestHandler)
-            server.daemon_threads = True
+            server = _Server(self._address, _RequestHandler)
             server.stand_in = self  # type: ignore[attr-defined]
             self._server = server
             self._thread = threading.Thread(
@@ -655,10 +659,21 @@ class TwilioStandIn:
             handle.write(line + "\n")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 makes a burst of clients wait for SYN retries
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "TwilioStandIn/1"
     sys_version = ""
+    timeout = IDLE_TIMEOUT_SECONDS  # StreamRequestHandler: the socket's timeout
+
+    def setup(self) -> None:
+        super().setup()
+        # Per stand-in (tests shorten it): an idle connection is closed, and its thread ends.
+        self.connection.settimeout(self.server.stand_in.idle_timeout)  # type: ignore[attr-defined]
 
     def _dispatch(self) -> None:
         stand_in: TwilioStandIn = self.server.stand_in  # type: ignore[attr-defined]
