@@ -197,12 +197,15 @@ def test_a_sandbox_that_does_not_answer_is_named_in_the_error(cli, isolated_env,
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
+    from iotbutton_cli.process_identity import identity
+
     state = isolated_env / "state" / "sandbox"
     state.mkdir(parents=True)
     (state / "sandbox.json").write_text(
         json.dumps(
             {
                 "pid": os.getpid(),
+                "process": identity(os.getpid()),
                 "access_key_id": "AKIA" + "A" * 16,
                 "secret_access_key": "s" * 40,
                 "aws_url": f"http://127.0.0.1:{closed_port}",

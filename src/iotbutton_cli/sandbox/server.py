@@ -1,10 +1,11 @@
 """The sandbox process: AWS (moto), an MQTT broker, the rules engine and Twilio, on loopback.
 
 Run by ``iotbutton sandbox start`` as ``python -m iotbutton_cli.sandbox.server --state-dir DIR``.
-It writes ``sandbox.json`` (pid, ports, CA file, and the AWS key pair its AWS port accepts) into
-DIR, 0600, once every part listens, and removes it when it stops (SIGTERM or Ctrl-C). Other
-local users can reach the ports but not that file: the AWS port wants the key pair, the Twilio
-stand-in the deployed Twilio secret, the MQTT broker a device certificate.
+It writes ``sandbox.json`` (pid and what identifies the process, ports, CA file, and the AWS key
+pair its AWS port accepts) into DIR, 0600, once every part listens, and removes it when it stops
+(SIGTERM or Ctrl-C). Other local users can reach the ports but not that file: the AWS port wants
+the key pair, the Twilio stand-in the deployed Twilio secret, the MQTT broker a device
+certificate.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ class SandboxState:
     account: str = ACCOUNT
     access_key_id: str = ""
     secret_access_key: str = field(default="", repr=False)
+    # process_identity.identity(pid) when it started: a later process with the same pid is not it.
+    process: dict[str, str] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """What may go in a log: everything but the secret."""
-        return {k: v for k, v in asdict(self).items() if k != "secret_access_key"}
+        return {k: v for k, v in asdict(self).items() if k not in ("secret_access_key", "process")}
 
 
 class Sandbox:
@@ -66,6 +69,7 @@ class Sandbox:
 
     def start(self) -> SandboxState:
         from iotbutton_cli.paths import ensure_private_dir
+        from iotbutton_cli.process_identity import identity
         from iotbutton_cli.sandbox.aws_server import SandboxAWS
         from iotbutton_cli.sandbox.broker import Broker, MotoDirectory
         from iotbutton_cli.sandbox.tls import ensure_ca
@@ -102,6 +106,7 @@ class Sandbox:
             outbox=str(self.state_dir / OUTBOX_FILE),
             access_key_id=self.aws.keys.access_key_id,
             secret_access_key=self.aws.keys.secret_access_key,
+            process=identity(os.getpid()) or {},
         )
         return self.state
 

@@ -1,8 +1,10 @@
 """Start, find and stop the sandbox process, and read its outbox.
 
-The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``); its pid, ports,
-CA file and AWS key pair are in ``<state dir>/sandbox/sandbox.json`` (0600), written once
-everything listens. A pid file whose process is gone is stale: it is removed and said so.
+The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``); its pid, the
+identity of that process (start time and command line), its ports, CA file and AWS key pair are in
+``<state dir>/sandbox/sandbox.json`` (0600), written once everything listens. A state file whose
+process is gone is removed. One whose pid now belongs to another process is *stale*: it is
+removed, said so, and that process is never signalled.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from iotbutton_cli import process_identity
 from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.paths import ensure_private_dir, state_dir
 
@@ -42,6 +45,7 @@ class SandboxInfo:
     # The key pair the sandbox's AWS port accepts (and nothing else).
     access_key_id: str
     secret_access_key: str = field(repr=False)
+    process: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> SandboxInfo | None:
@@ -54,8 +58,17 @@ class SandboxInfo:
         return info if info.access_key_id and info.secret_access_key else None
 
     def public(self) -> dict[str, Any]:
-        """What `sandbox status --json` shows (secret included: the owner asked for it)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """What `sandbox status --json` shows: all but the process identity (secret included:
+        the owner asked for it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "process"}
+
+
+@dataclass
+class Found:
+    """What the state file says: a running sandbox, nothing, or a stale pid (another process)."""
+
+    info: SandboxInfo | None = None
+    stale_pid: int | None = None
 
 
 def sandbox_dir() -> Path:
@@ -82,23 +95,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def running() -> SandboxInfo | None:
-    """The running sandbox, or None (a stale state file is removed)."""
+def _is_the_sandbox(info: SandboxInfo) -> bool:
+    """Whether ``info.pid`` is still the process that wrote the state file."""
+    if not _alive(info.pid):
+        return False
+    if not info.process:  # it could not tell itself (no /proc and no ps): liveness is all
+        return True
+    return process_identity.same_process(info.pid, info.process)
+
+
+def find() -> Found:
+    """What runs, according to the state file; a file naming no sandbox is removed."""
     path = _state_path()
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        return None
+        return Found()
     except ValueError:
         path.unlink(missing_ok=True)
-        return None
-    if not _alive(int(data.get("pid", 0))):
+        return Found()
+    pid = data.get("pid") if isinstance(data, dict) else None
+    if not isinstance(pid, int) or not _alive(pid):
         path.unlink(missing_ok=True)
-        return None
+        return Found()
     info = SandboxInfo.from_state(data)
-    if info is None:
+    if info is None or not _is_the_sandbox(info):
         path.unlink(missing_ok=True)
-    return info
+        return Found(stale_pid=pid)
+    return Found(info=info)
+
+
+def running() -> SandboxInfo | None:
+    """The running sandbox, or None (a state file naming no sandbox is removed)."""
+    return find().info
 
 
 def forget_sandbox_records() -> int:
@@ -188,19 +217,51 @@ def _tail(path: Path, count: int) -> list[str]:
         return []
 
 
-def stop() -> SandboxInfo | None:
-    """Stop the running sandbox (SIGTERM, then SIGKILL); None if none was running."""
-    info = running()
+def stop() -> Found:
+    """Stop the running sandbox (SIGTERM, then SIGKILL); ``Found()`` if none was running.
+
+    A pid is signalled only while it is still the sandbox's process: a stale state file (the pid
+    now someone else's) is removed and nothing is signalled.
+    """
+    found = find()
+    info = found.info
     if info is None:
-        return None
-    os.kill(info.pid, signal.SIGTERM)
+        return found
+    _signal_the_sandbox(info, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and _alive(info.pid):
+    while time.monotonic() < deadline and _is_the_sandbox(info):
         time.sleep(0.05)
-    if _alive(info.pid):
-        os.kill(info.pid, signal.SIGKILL)
+    _signal_the_sandbox(info, signal.SIGKILL)
     _state_path().unlink(missing_ok=True)
-    return info
+    return found
+
+
+def _signal_the_sandbox(info: SandboxInfo, signum: int) -> None:
+    """Send ``signum`` to the sandbox's process, if ``info.pid`` still is it.
+
+    Where Linux offers a pidfd, the check and the signal are about one process for certain: the
+    pid cannot be handed to another between them.
+    """
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(info.pid)
+        except ProcessLookupError:
+            return
+        except OSError:  # an older kernel
+            pidfd = None
+    try:
+        if not _is_the_sandbox(info):
+            return
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signum)
+        else:
+            os.kill(info.pid, signum)
+    except ProcessLookupError:
+        pass
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def require_running() -> SandboxInfo:
