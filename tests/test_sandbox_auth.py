@@ -582,6 +582,7 @@ def test_status_and_env_hand_the_owner_the_keys(cli, sandbox, isolated_env):
         json.loads((state / "sandbox.json").read_text())["secret_access_key"]
         == (sandbox["secret_access_key"])
     )
+    assert stat.S_IMODE((state / "sandbox.log").stat().st_mode) == 0o600
     assert sandbox["secret_access_key"] not in (state / "sandbox.log").read_text()
 
     assert cli.json("sandbox", "env") == {
