@@ -445,7 +445,12 @@ def bench_sandbox_bulk(
 ) -> None:
     print(f"bulk: {count} buttons in the sandbox")
     env = base_env(home)
-    loop_env = {**env, "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
+    # The sandbox accepts only its own key pair (sandbox status --json shows it).
+    loop_env = {
+        **env,
+        "AWS_ACCESS_KEY_ID": info["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": info["secret_access_key"],
+    }
     runs = [
         compare_bulk(
             ["--sandbox"],

@@ -125,16 +125,23 @@ def fault_proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
 
 @pytest.fixture
 def sandbox_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The sandbox's AWS endpoint (moto, Lambda Invoke run locally), empty, as AWS_ENDPOINT_URL."""
-    import urllib.request
-
-    from iotbutton_cli.sandbox.aws_server import SandboxAWS
+    """The sandbox's AWS endpoint (moto, Lambda Invoke run locally), empty, as AWS_ENDPOINT_URL,
+    with its key pair as the environment's credentials (it accepts no other)."""
+    from iotbutton_cli.sandbox.aws_server import SandboxAWS, reset_moto
 
     server = SandboxAWS(tmp_path / "sandbox-state")
     url = server.start()
-    # moto's backends are process-wide: start each test from an empty account.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+    # moto's backends are process-wide: start each test from an empty account. (The server
+    # does not serve /moto-api; it runs in this process, so moto is reset here directly.)
+    reset_moto()
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.keys.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.keys.secret_access_key)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    import boto3
+
+    # boto3.client() shares one session, which keeps the first credentials it found.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     yield server
     server.stop()
 

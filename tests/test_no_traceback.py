@@ -253,3 +253,29 @@ def test_typer_usage_errors_are_json_errors_with_json(cli, args):
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "usage" and error["exit_status"] == 2 and error["hint"]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_unreachable_says_the_sandbox_on_every_row():
+    """Per-button rows of `things create` and per-step rows of `clean` name the sandbox too, not
+    "AWS", when the sandbox is what could not be reached."""
+    from concurrent.futures import Future
+
+    from botocore.exceptions import EndpointConnectionError
+
+    from iotbutton_cli.context import AppContext, Settings
+    from iotbutton_cli.services import teardown, things
+
+    ctx = AppContext(Settings(sandbox=True))
+    lost = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/")
+    future: Future = Future()
+    future.set_exception(lost)
+    row = things._result_of(ctx, SERIAL, future)
+    assert row.action == "failed" and "Could not reach the sandbox" in row.error["message"]
+
+    def unreachable(ctx, resource_id, keep_local):
+        raise lost
+
+    kind = teardown.Kind("things", "thing", unreachable)
+    step = teardown.Step("things", SERIAL, f"thing {SERIAL}")
+    outcome = teardown._run(ctx, kind, step, keep_local=False)
+    assert outcome.status == "failed" and "Could not reach the sandbox" in outcome.detail

@@ -89,7 +89,12 @@ def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
 
     cleaned = cli.json("--sandbox", "clean", "--yes")
     assert cleaned["complete"] is True
-    aws = {"endpoint_url": sandbox["aws_url"], "region_name": "us-east-1"}
+    aws = {
+        "endpoint_url": sandbox["aws_url"],
+        "region_name": "us-east-1",
+        "aws_access_key_id": sandbox["access_key_id"],
+        "aws_secret_access_key": sandbox["secret_access_key"],
+    }
     iot = boto3.client("iot", **aws)
     assert iot.list_things()["things"] == []
     assert iot.list_certificates()["certificates"] == []
@@ -192,12 +197,17 @@ def test_a_sandbox_that_does_not_answer_is_named_in_the_error(cli, isolated_env,
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
+    from iotbutton_cli.process_identity import identity
+
     state = isolated_env / "state" / "sandbox"
     state.mkdir(parents=True)
     (state / "sandbox.json").write_text(
         json.dumps(
             {
                 "pid": os.getpid(),
+                "process": identity(os.getpid()),
+                "access_key_id": "AKIA" + "A" * 16,
+                "secret_access_key": "s" * 40,
                 "aws_url": f"http://127.0.0.1:{closed_port}",
                 "mqtt_host": "localhost",
                 "mqtt_port": closed_port,
@@ -213,3 +223,21 @@ def test_a_sandbox_that_does_not_answer_is_named_in_the_error(cli, isolated_env,
     assert "Could not reach the sandbox" in result.stderr
     assert "iotbutton sandbox status" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_sandbox_dying_during_sim_click_is_one_line(cli, sandbox):
+    """Clicks on one connection, and the broker goes away under them: the command says how far
+    it got, in one line, and exits 1."""
+    import signal
+
+    cli("--sandbox", "things", "create", SERIAL)
+    clicking = iotbutton_process("--sandbox", "sim", "click", "--count", "100000")
+    time.sleep(2)  # connected and publishing
+    assert clicking.poll() is None, clicking.communicate()
+    os.kill(sandbox["pid"], signal.SIGKILL)
+    _, stderr = clicking.communicate(timeout=60)
+
+    assert clicking.returncode == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Error: ") and lines[1].startswith("Hint: ")
+    assert "clicks were sent" in lines[0] and "Traceback" not in stderr

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from support import TWILIO_SECRET, notify_init_args
 
-AWS_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzEXAMPLEKEY"
 AWS_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN"
 
 
 def test_verbose_output_holds_no_secret(
     cli, sandbox_aws, twilio_standin, monkeypatch, isolated_env
 ):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    # The sandbox accepts only its own key; a session token beside it is ignored, as here.
+    aws_secret = sandbox_aws.keys.secret_access_key
     monkeypatch.setenv("AWS_SESSION_TOKEN", AWS_TOKEN)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
     base = ["--twilio-api-base", twilio_standin.base_url]
@@ -35,12 +35,12 @@ def test_verbose_output_holds_no_secret(
     assert "iot:CreateCertificateFromCsr" in everything  # -v really logs the calls
     assert "Response body" in everything  # -vv: botocore's too
     assert "****" in everything  # and masked
-    for secret in (TWILIO_SECRET, AWS_SECRET, AWS_TOKEN, "PRIVATE KEY"):
+    for secret in (TWILIO_SECRET, aws_secret, AWS_TOKEN, "PRIVATE KEY"):
         assert secret not in everything, secret
     for path in isolated_env.rglob("*"):
         if path.is_file() and not path.name.endswith("-private.pem.key"):
             text = path.read_text(errors="ignore")
-            assert TWILIO_SECRET not in text and AWS_SECRET not in text, path
+            assert TWILIO_SECRET not in text and aws_secret not in text, path
 
 
 SECRET_SHAPES = [

@@ -67,12 +67,14 @@ class AppContext:
         from iotbutton_cli.aws_errors import after_call
 
         if self.sandbox:
-            # The sandbox's own account: never the user's profile or keys.
+            # The sandbox's own account and key pair: never the user's profile or keys.
+            info = self.sandbox_info
             session = boto3.Session(
-                aws_access_key_id="sandbox",
-                aws_secret_access_key="sandbox",  # noqa: S106 - moto accepts any key
-                region_name=self.sandbox_info.region,
+                aws_access_key_id=info.access_key_id,
+                aws_secret_access_key=info.secret_access_key,
+                region_name=info.region,
             )
+            _mask_credentials(session)
         else:
             session = boto3.Session(profile_name=self.settings.profile or None)
             _mask_credentials(session)

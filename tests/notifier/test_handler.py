@@ -181,7 +181,8 @@ def test_wrong_secret_fails_with_20003_and_forgets_the_cached_secret(deployment,
     assert item["status"] == "failed"
     assert item["error"] == {"code": 20003, "message": "Authenticate"}
     assert item["attempts"] == 1, "a 401 is not retried within the invocation"
-    assert [entry["http_status"] for entry in strict_twilio.outbox()] == [401]
+    assert [entry["http_status"] for entry in strict_twilio.refused()] == [401]
+    assert strict_twilio.outbox() == [], "an unauthenticated request is never in the outbox"
     assert handler._secret_cache == {}, "the next invocation must re-read the secret"
 
 

@@ -207,7 +207,8 @@ def test_bad_auth_is_401_20003(twilio, options, why):
 
     assert (status, body["code"], body["message"]) == (401, 20003, "Authenticate"), why
     assert headers["WWW-Authenticate"] == 'Basic realm="Twilio API"'
-    assert twilio.outbox()[0]["http_status"] == 401
+    assert twilio.outbox() == [], "refused requests cannot put entries in the outbox"
+    assert [entry["http_status"] for entry in twilio.refused()] == [401]
 
 
 def test_api_key_user_is_accepted_when_known(tmp_path):
@@ -236,6 +237,7 @@ def test_outbox_file_matches_memory_is_private_and_holds_no_secret(twilio, tmp_p
     path = tmp_path / "outbox.jsonl"
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == twilio.outbox()
+    assert [line["resource"] for line in lines] == ["Messages"], "the refused call is not there"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     text = path.read_text()
     assert SECRET not in text and "wrong-secret" not in text

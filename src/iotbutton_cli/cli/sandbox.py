@@ -43,7 +43,7 @@ def start(
         aws_port, mqtt_port, twilio_port, verbose=app_ctx.settings.verbose > 0
     )
     if json:
-        output.emit_json({**output.to_jsonable(info), "started": started})
+        output.emit_json({**info.public(), "started": started})
         return
     state = "Started the sandbox" if started else "The sandbox is already running"
     output.say(f"{state} (pid {info.pid}).")
@@ -83,20 +83,25 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
     from iotbutton_cli.services import sandbox_control
 
     app_context(ctx, json)
-    info = sandbox_control.stop()
-    forgotten = sandbox_control.forget_sandbox_records() if info else 0
+    found = sandbox_control.stop()
+    info = found.info
+    gone = info is not None or found.stale_pid is not None
+    forgotten = sandbox_control.forget_sandbox_records() if gone else 0
     if json:
-        output.emit_json(
-            {
-                "stopped": info is not None,
-                "pid": info.pid if info else None,
-                "forgotten_records": forgotten,
-            }
-        )
-    elif info is None:
-        output.say("The sandbox is not running.")
-    else:
+        result: dict[str, Any] = {
+            "stopped": info is not None,
+            "pid": info.pid if info else None,
+            "forgotten_records": forgotten,
+        }
+        if found.stale_pid is not None:
+            result.update(stale=True, stale_pid=found.stale_pid)
+        output.emit_json(result)
+    elif info is not None:
         output.say(f"Stopped the sandbox (pid {info.pid}).")
+    elif found.stale_pid is not None:
+        output.say(f"The sandbox is not running. {_stale_note(found.stale_pid)}")
+    else:
+        output.say("The sandbox is not running.")
 
 
 @app.command("status")
@@ -106,18 +111,51 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
     from iotbutton_cli.services import sandbox_control
 
     app_context(ctx, json)
-    info = sandbox_control.running()
+    found = sandbox_control.find()
+    info = found.info
     if json:
-        output.emit_json(
-            {"running": info is not None, **(output.to_jsonable(info) if info else {})}
-        )
-    elif info is None:
-        output.say("The sandbox is not running. Start it with `iotbutton sandbox start`.")
-    else:
+        if info is not None:
+            output.emit_json({"running": True, **info.public()})
+        elif found.stale_pid is not None:
+            output.emit_json({"running": False, "stale": True, "pid": found.stale_pid})
+        else:
+            output.emit_json({"running": False})
+    elif info is not None:
         output.say(f"The sandbox is running (pid {info.pid}).")
         _print_status(info)
+    elif found.stale_pid is not None:
+        output.say(
+            f"The sandbox is not running. {_stale_note(found.stale_pid)} "
+            "Start it with `iotbutton sandbox start`."
+        )
+    else:
+        output.say("The sandbox is not running. Start it with `iotbutton sandbox start`.")
     if info is None:
         raise typer.Exit(int(ExitStatus.FAILED))
+
+
+def _stale_note(pid: int) -> str:
+    return (
+        f"Its state file was stale: pid {pid} now belongs to another process, which was left "
+        "alone. Removed the state file."
+    )
+
+
+@app.command("env")
+def env(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Print shell lines that point AWS tools at the sandbox (use with eval)."""
+    import shlex
+
+    from iotbutton_cli.services import sandbox_control
+
+    app_context(ctx, json)
+    variables = sandbox_control.aws_environment(sandbox_control.require_running())
+    if json:
+        output.emit_json(variables)
+        return
+    for name, value in variables.items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+    typer.echo("unset " + " ".join(sandbox_control.UNSET_FOR_SANDBOX))
 
 
 def _print_status(info: Any) -> None:
@@ -126,6 +164,7 @@ def _print_status(info: Any) -> None:
         ["service", "where"],
         [
             ["AWS API (moto)", info.aws_url],
+            ["AWS access key id", info.access_key_id],
             ["MQTT over TLS", f"{info.mqtt_host}:{info.mqtt_port}"],
             ["CA file for devices", info.ca_file],
             ["Twilio stand-in", info.twilio_url],
@@ -133,6 +172,7 @@ def _print_status(info: Any) -> None:
         ],
     )
     output.info("Use it: `iotbutton --sandbox things create` (or set IOTBUTTON_SANDBOX=1).")
+    output.info('Other AWS tools: eval "$(iotbutton sandbox env)" (it prints the secret key).')
 
 
 @app.command("outbox")

@@ -1,13 +1,19 @@
 """The sandbox's AWS API: moto's server, plus Lambda invocations that really run the code.
 
-moto answers every AWS call in-process. Lambda ``Invoke`` is the exception: moto would need Docker,
-so this server intercepts it and runs the function's deployed zip with :class:`LambdaRunner`, with
-the function's own environment and its AWS endpoint pointed back here. What the function logs is
+Every request must be signed (SigV4) with the sandbox's own key pair (:mod:`.sigv4`), or it is
+refused in AWS's error shape (:mod:`.aws_refusal`); moto's management API (``/moto-api``, which
+can reset the whole account) is never served.
+
+moto answers every AWS call in-process. Lambda ``Invoke`` is the exception: moto would need
+Docker, so this server intercepts it and runs the function's deployed zip with
+:class:`LambdaRunner`, with the function's own environment, the sandbox's key pair as its role's
+credentials, and its AWS endpoint pointed back here. What the function logs is
 written to its CloudWatch log group in moto, as Lambda does, so ``notify logs`` shows it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -17,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from iotbutton_cli.sandbox import csr_signing
+from iotbutton_cli.sandbox import aws_refusal, csr_signing, sigv4
 from iotbutton_cli.sandbox.lambda_runner import (
     FunctionCode,
     Invocation,
@@ -28,8 +34,19 @@ from iotbutton_cli.sandbox.lambda_runner import (
 log = logging.getLogger("iotbutton.sandbox.aws")
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+# moto's management API: reset the account, change its behaviour. Never for callers to reach.
+MOTO_API_PATH = re.compile(r"^/+moto-api(/|$)")
 SANDBOX_ACCOUNT = "123456789012"
+SANDBOX_REGION = "us-east-1"
 SERVER_THREADS = 16
+# Idle keep-alive connections are closed after this long (checked every CLEANUP_INTERVAL), so
+# connections nobody uses cannot pile up to the connection limit.
+CHANNEL_TIMEOUT_SECONDS = 30
+CLEANUP_INTERVAL_SECONDS = 5
+# Connections at once: as many as open files allow, less some for everything else the process
+# opens (MQTT clients, Lambda workers' pipes, the Twilio stand-in, logs).
+MAX_CONNECTIONS = 10_000
+FILES_KEPT_FREE = 256
 # RSA keys made ahead of time for CreateKeysAndCertificate (see KeyPool).
 KEY_POOL_SIZE = 16
 
@@ -37,7 +54,6 @@ KEY_POOL_SIZE = 16
 # certificates while another creates one fails with "dictionary changed size during iteration".
 # Every moto request, and every read of moto's state by the rest of the sandbox, holds this lock.
 MOTO_LOCK = threading.RLock()
-SANDBOX_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
 
 StartResponse = Callable[..., Any]
 
@@ -45,10 +61,22 @@ StartResponse = Callable[..., Any]
 class SandboxAWS:
     """moto on a loopback port, with Lambda Invoke run locally."""
 
-    def __init__(self, state_folder: Path, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        state_folder: Path,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        keys: sigv4.KeyPair | None = None,
+        channel_timeout: int = CHANNEL_TIMEOUT_SECONDS,
+        cleanup_interval: int = CLEANUP_INTERVAL_SECONDS,
+    ) -> None:
         self.host = host
         self.port = port
         self.state_folder = state_folder
+        # The only key this server accepts; Lambda functions get it too, as a role's credentials.
+        self.keys = keys or sigv4.KeyPair.generate()
+        self.channel_timeout = channel_timeout
+        self.cleanup_interval = cleanup_interval
         self.url = ""
         self.runner: LambdaRunner | None = None
         self._server: Any = None
@@ -61,7 +89,8 @@ class SandboxAWS:
         waitress rather than werkzeug's development server: werkzeug closes every connection
         after one request, so each AWS call paid a new TCP connection and a new server thread.
         Its threads also serve Lambda invocations, whose code calls back into this server:
-        enough of them that those calls never wait for each other.
+        enough of them that those calls never wait for each other. poll() rather than select(),
+        which fails outright once a descriptor is past 1024; idle connections time out.
         """
         from moto.server import create_backend_app
         from waitress.server import create_server
@@ -75,7 +104,10 @@ class SandboxAWS:
             port=self.port,
             threads=SERVER_THREADS,
             ident="iotbutton-sandbox",
-            connection_limit=1000,
+            connection_limit=connection_limit(),
+            channel_timeout=self.channel_timeout,
+            cleanup_interval=self.cleanup_interval,
+            asyncore_use_poll=True,
         )
         self.port = int(self._server.effective_port)
         self.url = f"http://{self.host}:{self.port}"
@@ -93,10 +125,28 @@ class SandboxAWS:
             self.runner.stop()
 
     def _function_env_base(self) -> dict[str, str]:
-        return {**minimal_environment(), **SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
+        """What Lambda gives every function: its role's credentials (here, the sandbox's own key,
+        so the notifier can read its config and secret) and the endpoint to use them on."""
+        return {
+            **minimal_environment(),
+            "AWS_ACCESS_KEY_ID": self.keys.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.keys.secret_access_key,
+            "AWS_ENDPOINT_URL": self.url,
+        }
 
     def _wsgi(self, moto_app: Any) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
         def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            if MOTO_API_PATH.match(environ.get("PATH_INFO", "")):
+                log.warning("refused %s: moto's API is not served", _request_line(environ))
+                return aws_refusal.not_found(start_response)
+            body = _read_body(environ)
+            refusal = sigv4.verify(environ, body, self.keys)
+            if refusal is not None:
+                log.warning(
+                    "refused %s: %s (%s)", _request_line(environ), refusal.reason, refusal.message
+                )
+                return aws_refusal.respond(refusal, environ, body, start_response)
+            environ["wsgi.input"] = io.BytesIO(body)
             match = INVOKE_PATH.match(environ.get("PATH_INFO", ""))
             if match and environ.get("REQUEST_METHOD") == "POST":
                 return self._invoke(environ, start_response, match.group("name"))
@@ -160,6 +210,20 @@ class SandboxAWS:
         start_response("200 OK", headers)
         return [data]
 
+    def parameter_value(self, name: str, region: str = SANDBOX_REGION) -> str | None:
+        """The current (decrypted) value of an SSM parameter in moto, or None if there is none."""
+        from moto.ssm.models import ssm_backends
+
+        with MOTO_LOCK:
+            try:
+                parameter = ssm_backends[SANDBOX_ACCOUNT][region].get_parameter(name)
+            except Exception:
+                return None
+            if parameter is None:
+                return None
+            value = parameter.decrypt(parameter.value)
+        return None if value is None else str(value)
+
     def function_code(self, name_or_arn: str, region: str) -> FunctionCode | None:
         """The deployed code and settings of a function, straight from moto's backend."""
         from moto.awslambda.models import lambda_backends
@@ -199,8 +263,11 @@ class SandboxAWS:
         return invocation
 
     def _write_log(self, function_name: str, region: str, invocation: Invocation) -> None:
-        """Append the invocation's log to /aws/lambda/<name>, creating group and stream as
-        Lambda does (it can, because the execution role allows it)."""
+        """Append the invocation's log to a new stream of /aws/lambda/<name>, as Lambda does.
+
+        The group itself is not created: the notifier's role may create streams, not groups
+        (iotbutton makes the group, tagged, at deploy), so on AWS a missing group means a lost
+        log, not an untagged group that the next deploy would refuse as someone else's."""
         from moto.logs.models import logs_backends
 
         backend = logs_backends[SANDBOX_ACCOUNT][region]
@@ -215,7 +282,8 @@ class SandboxAWS:
         try:
             with MOTO_LOCK:
                 if group not in backend.groups:
-                    backend.create_log_group(group, {})
+                    log.warning("no log group %s: the invocation's log is lost", group)
+                    return
                 backend.create_log_stream(group, stream)
                 if events:
                     backend.put_log_events(group, stream, events)
@@ -261,6 +329,37 @@ class KeyPool:
             except queue.Empty:
                 pass
         return self._rsa.generate_private_key(public_exponent=public_exponent, key_size=key_size)
+
+
+def reset_moto() -> None:
+    """Empty every moto backend in this process, as moto's /moto-api/reset did (which this
+    server no longer serves): for tests and benchmarks that run the server in-process."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    with MOTO_LOCK:
+        moto_api_backend.reset()
+
+
+def connection_limit() -> int:
+    """How many connections waitress may hold: what RLIMIT_NOFILE allows, less a margin."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(64, min(MAX_CONNECTIONS, soft - FILES_KEPT_FREE))
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def _request_line(environ: dict[str, Any]) -> str:
+    return f"{environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')[:200]}"
 
 
 def _dispatcher(create_app: Callable[..., Any]) -> Any:

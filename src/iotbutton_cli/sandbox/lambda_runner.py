@@ -231,8 +231,9 @@ class LambdaRunner:
     """Warm workers per function; a new code hash or environment replaces the old worker."""
 
     def __init__(self, folder: Path, base_env: dict[str, str]) -> None:
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from iotbutton_cli.paths import ensure_private_dir
+
+        self.folder = ensure_private_dir(folder)  # the deployed code is the sandbox owner's
         self.base_env = base_env
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()

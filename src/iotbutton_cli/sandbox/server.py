@@ -1,8 +1,11 @@
 """The sandbox process: AWS (moto), an MQTT broker, the rules engine and Twilio, on loopback.
 
 Run by ``iotbutton sandbox start`` as ``python -m iotbutton_cli.sandbox.server --state-dir DIR``.
-It writes ``sandbox.json`` (pid, ports, CA file) into DIR once every part listens, and removes it
-when it stops (SIGTERM or Ctrl-C).
+It writes ``sandbox.json`` (pid and what identifies the process, ports, CA file, and the AWS key
+pair its AWS port accepts) into DIR, 0600, once every part listens, and removes it when it stops
+(SIGTERM or Ctrl-C). Other local users can reach the ports but not that file: the AWS port wants
+the key pair, the Twilio stand-in the deployed Twilio secret, the MQTT broker a device
+certificate.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,14 @@ class SandboxState:
     outbox: str
     region: str = REGION
     account: str = ACCOUNT
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
+    # process_identity.identity(pid) when it started: a later process with the same pid is not it.
+    process: dict[str, str] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        """What may go in a log: everything but the secret."""
+        return {k: v for k, v in asdict(self).items() if k not in ("secret_access_key", "process")}
 
 
 class Sandbox:
@@ -58,10 +69,12 @@ class Sandbox:
 
     def start(self) -> SandboxState:
         from iotbutton_cli.paths import ensure_private_dir
+        from iotbutton_cli.process_identity import identity
         from iotbutton_cli.sandbox.aws_server import SandboxAWS
         from iotbutton_cli.sandbox.broker import Broker, MotoDirectory
         from iotbutton_cli.sandbox.tls import ensure_ca
         from iotbutton_cli.sandbox.twilio import TwilioStandIn
+        from iotbutton_cli.services.notifier_deploy import SECRET_PARAMETER
 
         ensure_private_dir(self.state_dir)
         aws_port, mqtt_port, twilio_port = self.ports
@@ -69,7 +82,13 @@ class Sandbox:
         aws_url = self.aws.start()
         # A new sandbox has an empty account, so its outbox starts empty too.
         (self.state_dir / OUTBOX_FILE).unlink(missing_ok=True)
-        self.twilio = TwilioStandIn(outbox_path=self.state_dir / OUTBOX_FILE, port=twilio_port)
+        aws = self.aws
+        # Twilio's stand-in accepts what Twilio would: the secret the notifier was deployed with.
+        self.twilio = TwilioStandIn(
+            outbox_path=self.state_dir / OUTBOX_FILE,
+            port=twilio_port,
+            deployed_secret=lambda: aws.parameter_value(SECRET_PARAMETER, REGION),
+        )
         twilio_url = self.twilio.start()
         ca = ensure_ca(self.state_dir / "tls")
         self.broker = Broker(
@@ -85,6 +104,9 @@ class Sandbox:
             ca_file=str(ca.ca_cert),
             twilio_url=twilio_url,
             outbox=str(self.state_dir / OUTBOX_FILE),
+            access_key_id=self.aws.keys.access_key_id,
+            secret_access_key=self.aws.keys.secret_access_key,
+            process=identity(os.getpid()) or {},
         )
         return self.state
 
@@ -165,6 +187,21 @@ def write_state(state_dir: Path, state: SandboxState) -> Path:
     return path
 
 
+def raise_open_file_limit(wanted: int = 65_536) -> None:
+    """Every connection is a descriptor: allow as many as the hard limit lets a process have
+    (the soft limit is often 1024, the hard one far more), so the AWS port's connection limit
+    (see aws_server.connection_limit) is not the first thing idle clients exhaust."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:  # e.g. macOS caps it below the hard limit
+            log.debug("could not raise the open-file limit to %s: %s", target, exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="iotbutton-sandbox")
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -181,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     for chatty in ("amqtt", "transitions", "waitress"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    raise_open_file_limit()
     sandbox = Sandbox(args.state_dir, args.aws_port, args.mqtt_port, args.twilio_port)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -192,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.stop()
         return 1
     state_path = write_state(args.state_dir, state)
-    log.info("sandbox ready: %s", json.dumps(asdict(state)))
+    log.info("sandbox ready: %s", json.dumps(state.public()))
     try:
         stopping.wait()
     finally:

@@ -4,8 +4,10 @@ The sandbox and the tests point the notifier at this server instead of Twilio. I
 the notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``.../Calls.json``
 -- and for each request it:
 
-* checks HTTP Basic auth is present, with an ``AC…`` or ``SK…`` user (and, if ``credentials`` were
-  given, the right secret), answering 401 / Twilio error 20003 otherwise;
+* checks HTTP Basic auth: an ``AC…`` user equal to the account in the path, or an ``SK…`` user,
+  with the right secret -- in the sandbox, the secret the notifier was deployed with (the SSM
+  parameter's current value, ``deployed_secret``); in unit tests, a ``credentials`` mapping --
+  answering 401 / Twilio error 20003 otherwise, and to everything while no secret is deployed;
 * validates the request against Twilio's own OpenAPI description (a trimmed copy shipped in
   ``iotbutton_cli/data``) with openapi-core;
 * applies the rules the description does not state: which fields are required together, E.164
@@ -13,7 +15,10 @@ the notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` an
   and the "magic" numbers of Twilio's test credentials (``To +15005550001`` is invalid, ...);
 * answers like Twilio: 201 with a resource body (``sid``, ``status`` "queued", ...) or the error
   shape ``{"code", "message", "more_info", "status"}``;
-* records the request in an outbox -- form fields and the answer, never the Authorization header.
+* records the request in an outbox -- form fields and the answer, never the Authorization header
+  -- if it was authenticated. Refused requests are logged (and kept in memory, ``refused()``), never
+  written to the outbox, so no one without the secret can put entries there;
+* closes connections idle for ``idle_timeout`` seconds, so idle clients cannot keep threads.
 
 Differences from Twilio worth knowing: any well-formed E.164 ``From`` is accepted (real test
 credentials accept only ``+15005550006``), SIP and ``client:`` call endpoints are refused, and
@@ -35,7 +40,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,6 +92,9 @@ DEFAULT_FAILURE_MESSAGES = {
     20503: "Service Unavailable",
 }
 DEFAULT_FAILURE_CODES = {401: 20003, 429: 20429, 500: 20500, 503: 20503}
+# Seconds a connection may sit without a complete request before it is closed.
+IDLE_TIMEOUT_SECONDS = 15.0
+ACCOUNT_IN_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/")
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,7 @@ class Exchange:
     http_status: int = 0
     answer: dict[str, Any] = dataclasses.field(default_factory=dict)
     spec_errors: list[str] = dataclasses.field(default_factory=list)
+    authenticated: bool = False
 
     def outbox_entry(self, time: str) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -426,7 +435,9 @@ class TwilioStandIn:
 
     Use as a context manager or call ``start()`` (returns the base URL to use in place of
     ``https://api.twilio.com``) and ``stop()``. ``outbox()`` lists every request received.
-    ``credentials`` maps a user (AC…/SK…) to its secret; without it any non-empty secret passes.
+    Who is let in: with ``deployed_secret`` (a function returning the secret deployed now, or
+    None if none is), that secret; with ``credentials`` (user AC…/SK… -> secret), those; with
+    neither, any non-empty secret. ``idle_timeout`` is how long a connection may wait, idle.
     """
 
     def __init__(
@@ -435,16 +446,21 @@ class TwilioStandIn:
         fail_plan: Iterable[PlannedFailure] | None = None,
         *,
         credentials: Mapping[str, str] | None = None,
+        deployed_secret: Callable[[], str | None] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
         self._outbox_path = os.fspath(outbox_path) if outbox_path is not None else None
         self._plan = [dataclasses.replace(failure) for failure in fail_plan or ()]
         self._credentials = dict(credentials) if credentials is not None else None
+        self._deployed_secret = deployed_secret
+        self.idle_timeout = idle_timeout
+        self._refused: list[dict[str, Any]] = []
         self._address = (host, port)
         self._lock = threading.Lock()
         self._outbox: list[dict[str, Any]] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._validator: SpecValidator | None = None
 
@@ -453,8 +469,7 @@ class TwilioStandIn:
     def start(self) -> str:
         if self._server is None:
             self._validator = shared_validator()
-            server = ThreadingHTTPServer(self._address, _RequestHandler)
-            server.daemon_threads = True
+            server = _Server(self._address, _RequestHandler)
             server.stand_in = self  # type: ignore[attr-defined]
             self._server = server
             self._thread = threading.Thread(
@@ -502,6 +517,12 @@ class TwilioStandIn:
         with self._lock:
             return [dict(entry) for entry in self._outbox]
 
+    def refused(self) -> list[dict[str, Any]]:
+        """The requests refused as unauthenticated (``method``, ``path``, ``auth_user``,
+        ``http_status``): logged and listed here, never in the outbox."""
+        with self._lock:
+            return [dict(entry) for entry in self._refused]
+
     def plan(self, failure: PlannedFailure) -> None:
         """Add a scripted failure while the server runs."""
         with self._lock:
@@ -524,6 +545,7 @@ class TwilioStandIn:
         route = ROUTE.match(path)
         fields = parse_form(body, header_value(headers, "Content-Type") or "")
         credentials = basic_auth(header_value(headers, "Authorization"))
+        account = ACCOUNT_IN_PATH.match(path)
         exchange = Exchange(
             method=method,
             path=path,
@@ -531,6 +553,7 @@ class TwilioStandIn:
             account_sid=route["account"] if route else None,
             auth_user=credentials[0] if credentials else None,
             fields=recorded_fields(fields),
+            authenticated=self._authenticated(credentials, account["account"] if account else ""),
         )
         error = self._request_error(exchange, route, credentials, fields)
         if error is None:
@@ -551,17 +574,14 @@ class TwilioStandIn:
         credentials: tuple[str, str] | None,
         fields: Mapping[str, Any],
     ) -> TwilioError | None:
-        """Routing, scripted failures and authentication, in the order Twilio's edge sees them."""
+        """Routing, authentication, then scripted failures (which only the authenticated reach)."""
         if route is None:
             return TwilioError(404, 20404, f"The requested resource {exchange.path} was not found")
         if exchange.method != "POST":
             return TwilioError(405, 20004, "Method not allowed")
-        planned = self._take_planned_failure(route["resource"], fields)
-        if planned is not None:
-            return planned
-        if not self._authenticated(credentials, route["account"]):
+        if not exchange.authenticated:
             return TwilioError(401, 20003, "Authenticate")
-        return None
+        return self._take_planned_failure(route["resource"], fields)
 
     def _content_error(
         self,
@@ -599,12 +619,32 @@ class TwilioStandIn:
             return False
         if user.startswith("AC") and user != account:
             return False
-        if self._credentials is None:
+        if self._deployed_secret is not None:
+            expected = self._deployed_secret()
+        elif self._credentials is not None:
+            expected = self._credentials.get(user)
+        else:
             return True
-        expected = self._credentials.get(user)
-        return expected is not None and hmac.compare_digest(expected, secret)
+        return expected is not None and hmac.compare_digest(expected.encode(), secret.encode())
 
     def _record(self, exchange: Exchange) -> None:
+        if not exchange.authenticated:
+            refused = {
+                "method": exchange.method,
+                "path": exchange.path,
+                "auth_user": exchange.auth_user,
+                "http_status": exchange.http_status,
+            }
+            logger.warning(
+                "twilio stand-in refused %s %r (user %r): %s, not recorded in the outbox",
+                exchange.method,
+                exchange.path[:200],
+                (exchange.auth_user or "")[:40],
+                exchange.http_status,
+            )
+            with self._lock:
+                self._refused.append(refused)
+            return
         entry = exchange.outbox_entry(iso_now())
         with self._lock:
             self._outbox.append(entry)
@@ -619,10 +659,21 @@ class TwilioStandIn:
             handle.write(line + "\n")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 makes a burst of clients wait for SYN retries
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "TwilioStandIn/1"
     sys_version = ""
+    timeout = IDLE_TIMEOUT_SECONDS  # StreamRequestHandler: the socket's timeout
+
+    def setup(self) -> None:
+        super().setup()
+        # Per stand-in (tests shorten it): an idle connection is closed, and its thread ends.
+        self.connection.settimeout(self.server.stand_in.idle_timeout)  # type: ignore[attr-defined]
 
     def _dispatch(self) -> None:
         stand_in: TwilioStandIn = self.server.stand_in  # type: ignore[attr-defined]

@@ -1,8 +1,10 @@
 """Start, find and stop the sandbox process, and read its outbox.
 
-The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``); its pid, ports
-and CA file are in ``<state dir>/sandbox/sandbox.json``, written once everything listens. A pid
-file whose process is gone is stale: it is removed and said so.
+The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``); its pid, the
+identity of that process (start time and command line), its ports, CA file and AWS key pair are in
+``<state dir>/sandbox/sandbox.json`` (0600), written once everything listens. A state file whose
+process is gone is removed. One whose pid now belongs to another process is *stale*: it is
+removed, said so, and that process is never signalled.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from iotbutton_cli import process_identity
 from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.paths import ensure_private_dir, state_dir
 
@@ -24,6 +27,8 @@ SANDBOX_NAMESPACE = "sandbox"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOG_FILE = "sandbox.log"
+# What would override the sandbox's keys in an AWS tool's environment, or add to them.
+UNSET_FOR_SANDBOX = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
 
 
 @dataclass
@@ -37,6 +42,33 @@ class SandboxInfo:
     outbox: str
     region: str
     account: str
+    # The key pair the sandbox's AWS port accepts (and nothing else).
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    process: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> SandboxInfo | None:
+        """The info in a sandbox.json, or None if it is not one this version wrote."""
+        known = {f.name for f in fields(cls)}
+        try:
+            info = cls(**{key: value for key, value in data.items() if key in known})
+        except TypeError:
+            return None
+        return info if info.access_key_id and info.secret_access_key else None
+
+    def public(self) -> dict[str, Any]:
+        """What `sandbox status --json` shows: all but the process identity (secret included:
+        the owner asked for it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "process"}
+
+
+@dataclass
+class Found:
+    """What the state file says: a running sandbox, nothing, or a stale pid (another process)."""
+
+    info: SandboxInfo | None = None
+    stale_pid: int | None = None
 
 
 def sandbox_dir() -> Path:
@@ -63,20 +95,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def running() -> SandboxInfo | None:
-    """The running sandbox, or None (a stale state file is removed)."""
+def _is_the_sandbox(info: SandboxInfo) -> bool:
+    """Whether ``info.pid`` is still the process that wrote the state file."""
+    if not _alive(info.pid):
+        return False
+    if not info.process:  # it could not tell itself (no /proc and no ps): liveness is all
+        return True
+    return process_identity.same_process(info.pid, info.process)
+
+
+def find() -> Found:
+    """What runs, according to the state file; a file naming no sandbox is removed."""
     path = _state_path()
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        return None
+        return Found()
     except ValueError:
         path.unlink(missing_ok=True)
-        return None
-    if not _alive(int(data.get("pid", 0))):
+        return Found()
+    pid = data.get("pid") if isinstance(data, dict) else None
+    if not isinstance(pid, int) or not _alive(pid):
         path.unlink(missing_ok=True)
-        return None
-    return SandboxInfo(**data)
+        return Found()
+    info = SandboxInfo.from_state(data)
+    if info is None or not _is_the_sandbox(info):
+        path.unlink(missing_ok=True)
+        return Found(stale_pid=pid)
+    return Found(info=info)
+
+
+def running() -> SandboxInfo | None:
+    """The running sandbox, or None (a state file naming no sandbox is removed)."""
+    return find().info
 
 
 def forget_sandbox_records() -> int:
@@ -121,7 +172,9 @@ def start(
     if verbose:
         command.append("--verbose")
     log_path = folder / LOG_FILE
-    with open(log_path, "ab") as log:
+    # The log names phone numbers and who was refused: the owner's alone, like everything here.
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(log_fd, "ab") as log:
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -166,19 +219,51 @@ def _tail(path: Path, count: int) -> list[str]:
         return []
 
 
-def stop() -> SandboxInfo | None:
-    """Stop the running sandbox (SIGTERM, then SIGKILL); None if none was running."""
-    info = running()
+def stop() -> Found:
+    """Stop the running sandbox (SIGTERM, then SIGKILL); ``Found()`` if none was running.
+
+    A pid is signalled only while it is still the sandbox's process: a stale state file (the pid
+    now someone else's) is removed and nothing is signalled.
+    """
+    found = find()
+    info = found.info
     if info is None:
-        return None
-    os.kill(info.pid, signal.SIGTERM)
+        return found
+    _signal_the_sandbox(info, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and _alive(info.pid):
+    while time.monotonic() < deadline and _is_the_sandbox(info):
         time.sleep(0.05)
-    if _alive(info.pid):
-        os.kill(info.pid, signal.SIGKILL)
+    _signal_the_sandbox(info, signal.SIGKILL)
     _state_path().unlink(missing_ok=True)
-    return info
+    return found
+
+
+def _signal_the_sandbox(info: SandboxInfo, signum: int) -> None:
+    """Send ``signum`` to the sandbox's process, if ``info.pid`` still is it.
+
+    Where Linux offers a pidfd, the check and the signal are about one process for certain: the
+    pid cannot be handed to another between them.
+    """
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(info.pid)
+        except ProcessLookupError:
+            return
+        except OSError:  # an older kernel
+            pidfd = None
+    try:
+        if not _is_the_sandbox(info):
+            return
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signum)
+        else:
+            os.kill(info.pid, signum)
+    except ProcessLookupError:
+        pass
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def require_running() -> SandboxInfo:
@@ -190,6 +275,21 @@ def require_running() -> SandboxInfo:
             "Start it with `iotbutton sandbox start` (or pass --sandbox to any command).",
         )
     return info
+
+
+def aws_environment(info: SandboxInfo) -> dict[str, str]:
+    """The variables that make any AWS SDK or the AWS CLI talk to the sandbox with its key.
+
+    boto3 reads the region from AWS_DEFAULT_REGION (the AWS CLI and newer SDKs from AWS_REGION),
+    so both are set.
+    """
+    return {
+        "AWS_ACCESS_KEY_ID": info.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": info.secret_access_key,
+        "AWS_REGION": info.region,
+        "AWS_DEFAULT_REGION": info.region,
+        "AWS_ENDPOINT_URL": info.aws_url,
+    }
 
 
 def outbox(info: SandboxInfo) -> list[dict[str, Any]]:
