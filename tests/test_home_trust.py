@@ -157,3 +157,48 @@ def test_a_read_only_home_stops_before_the_first_aws_call(cli, aws, tmpfs_home):
     assert "Cannot write in" in result.stderr and len(result.stderr.strip().splitlines()) == 2
     assert things_in_aws() == [SERIAL]
     assert (tmpfs_home / "registry.json").read_bytes() == registry_before
+
+
+def test_an_unreadable_key_folder_is_one_line_not_a_lost_key(moto_url, tmp_path):
+    """A key folder the command may not look into: `sim click` says so in one line, and
+    `things create` does not take the keys for lost and retire a working certificate. (As root,
+    the commands run without the capabilities that would let them read anything.)"""
+    import shutil
+    import sys
+
+    from awsinventory import aws_env, run
+    from awsinventory import recorded as recorded_in
+
+    home = tmp_path / "home"
+    env = aws_env(home, moto_url)
+    assert run("things", "create", SERIAL, env=env).returncode == 0
+    (folder,) = [path.parent for path in home.rglob("*-private.pem.key")]
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("as root, this needs setpriv to drop the capability to read anything")
+        prefix = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--"]
+    folder.chmod(0)
+    try:
+        clicked = subprocess.run(
+            [*prefix, sys.executable, "-m", "iotbutton_cli", "sim", "click", SERIAL],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        again = subprocess.run(
+            [*prefix, sys.executable, "-m", "iotbutton_cli", "things", "create", SERIAL],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        folder.chmod(0o700)
+    lines = clicked.stderr.strip().splitlines()
+    assert clicked.returncode == 1 and "Traceback" not in clicked.stderr
+    assert len(lines) == 2 and "Cannot look at the key file" in lines[0], clicked.stderr
+    assert "Traceback" not in again.stderr, again.stderr
+    assert len(recorded_in(home)["certificates"]) == 1  # the working certificate stays
