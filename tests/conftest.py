@@ -154,3 +154,16 @@ def twilio_standin() -> Iterator[Any]:
 
     with TwilioStandIn(credentials={TWILIO_ACCOUNT_SID: TWILIO_SECRET}) as stand_in:
         yield stand_in
+
+
+@pytest.fixture
+def sandbox(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh background sandbox, started through the CLI, that accepts the tests' Twilio
+    secret once the notifier is deployed with it; stopped afterwards."""
+    from support import TWILIO_SECRET
+
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
+    info = cli.json("sandbox", "start")
+    assert info["started"] is True
+    yield info
+    cli("sandbox", "stop")

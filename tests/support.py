@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,13 @@ def registry_document(home: Path) -> dict[str, Any]:
 def recorded(home: Path, kind: str) -> dict[str, Any]:
     namespace = registry_document(home)["namespaces"].get(NAMESPACE, {})
     return namespace.get("resources", {}).get(kind, {})
+
+
+def wait_for_outbox(cli: Any, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The sandbox's outbox once it holds ``count`` entries (or what it holds at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries: list[dict[str, Any]] = cli.json("sandbox", "outbox")
+        if len(entries) >= count or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.2)

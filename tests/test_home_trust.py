@@ -179,22 +179,15 @@ def test_an_unreadable_key_folder_is_one_line_not_a_lost_key(moto_url, tmp_path)
         if setpriv is None:
             pytest.skip("as root, this needs setpriv to drop the capability to read anything")
         prefix = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--"]
+
+    def iotbutton(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [*prefix, sys.executable, "-m", "iotbutton_cli", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
     folder.chmod(0)
     try:
-        clicked = subprocess.run(
-            [*prefix, sys.executable, "-m", "iotbutton_cli", "sim", "click", SERIAL],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        again = subprocess.run(
-            [*prefix, sys.executable, "-m", "iotbutton_cli", "things", "create", SERIAL],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        clicked = iotbutton("sim", "click", SERIAL)
+        again = iotbutton("things", "create", SERIAL)
     finally:
         folder.chmod(0o700)
     lines = clicked.stderr.strip().splitlines()

@@ -8,32 +8,12 @@ the button by it, and the people get the real button's name.
 from __future__ import annotations
 
 import json
-import time
 
-import pytest
-
-from support import TWILIO_SECRET, notify_init_args
+from support import notify_init_args, wait_for_outbox
 
 SERIAL = "G030JF0553648RUH"
 VICTIM = "G030VICTIM000001"
 SMS_TO = "+15551230001"
-
-
-@pytest.fixture
-def sandbox(cli, monkeypatch):
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
-    info = cli.json("sandbox", "start")
-    yield info
-    cli("sandbox", "stop")
-
-
-def wait_for_outbox(cli, count: int, timeout: float = 20.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = cli.json("sandbox", "outbox")
-        if len(entries) >= count or time.monotonic() > deadline:
-            return entries
-        time.sleep(0.2)
 
 
 def test_a_forged_serial_in_the_payload_is_not_what_the_people_read(cli, sandbox):

@@ -14,31 +14,12 @@ import sys
 import time
 
 import boto3
-import pytest
 
-from support import TWILIO_SECRET, notify_init_args
+from support import TWILIO_SECRET, notify_init_args, wait_for_outbox
 
 SERIAL = "G030JF0553648RUH"
 SMS_TO = "+15551230001"
 CALL_TO = "+15551230002"
-
-
-@pytest.fixture
-def sandbox(cli, monkeypatch):
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
-    info = cli.json("sandbox", "start")
-    assert info["started"] is True
-    yield info
-    cli("sandbox", "stop")
-
-
-def wait_for_outbox(cli, count: int, timeout: float = 20.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = cli.json("sandbox", "outbox")
-        if len(entries) >= count or time.monotonic() > deadline:
-            return entries
-        time.sleep(0.2)
 
 
 def deploy_notifier(cli):
