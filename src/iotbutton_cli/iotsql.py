@@ -23,7 +23,6 @@ import re
 from dataclasses import dataclass
 
 KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AS", "AND", "OR", "NOT", "TRUE", "FALSE"})
-COMPARISONS = ("=", "<>", "!=", "<", "<=", ">", ">=")
 TOKEN = re.compile(
     r"(?P<string>'(?:[^']|'')*')"
     r"|(?P<number>-?\d+(?:\.\d+)?)"

@@ -22,9 +22,8 @@ from typing import Any
 from iotbutton_cli.aws_errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.services import notifier_deploy, policies, rules, simulator, things
-from iotbutton_cli.services.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, THING_ATTRIBUTE
-
-OUR_TAG = {"Key": MANAGED_BY_KEY, "Value": MANAGED_BY_VALUE}
+from iotbutton_cli.services.ownership import tagged
+from iotbutton_cli.services.tags import THING_ATTRIBUTE
 
 
 @dataclass
@@ -139,7 +138,7 @@ def _notifier(ctx: AppContext, found: Found) -> None:
             if is_not_found(exc):
                 continue
             raise
-        if OUR_TAG in tags:
+        if tagged(tags):
             found.add("roles", role, {"arn": arn, "inline_policies": [role]})
     _function(ctx, found)
     _bucket(ctx, found, names.bucket)
@@ -152,7 +151,7 @@ def _notifier(ctx: AppContext, found: Found) -> None:
             if is_not_found(exc):
                 continue
             raise
-        if tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
+        if tagged(tags):
             found.add("log_groups", group, {"retention_days": notifier_deploy.LOG_RETENTION_DAYS})
 
 
@@ -165,7 +164,7 @@ def _function(ctx: AppContext, found: Found) -> None:
         if is_not_found(exc):
             return
         raise
-    if lam.list_tags(Resource=arn).get("Tags", {}).get(MANAGED_BY_KEY) != MANAGED_BY_VALUE:
+    if not tagged(lam.list_tags(Resource=arn).get("Tags", {})):
         return
     found.add("functions", name, {"arn": arn})
     try:
@@ -192,7 +191,7 @@ def _bucket(ctx: AppContext, found: Found, bucket: str) -> None:
         if error_code(exc) in ("NoSuchBucket", "NoSuchTagSet", "404", "403", "AccessDenied"):
             return
         raise
-    if OUR_TAG in tags:
+    if tagged(tags):
         keys = [item["Key"] for item in _pages(s3, "list_objects_v2", "Contents", Bucket=bucket)]
         found.add(
             "buckets",
@@ -210,5 +209,5 @@ def _parameter(ctx: AppContext, found: Found) -> None:
         if is_not_found(exc) or error_code(exc) == "InvalidResourceId":
             return
         raise
-    if OUR_TAG in tags:
+    if tagged(tags):
         found.add("parameters", name, {})
