@@ -723,8 +723,9 @@ def bench_clicks(report: Report, home: Path, serial: str, clicks: int) -> None:
     print(f"click to outbox: {clicks} clicks + 1 cold")
     os.environ["IOTBUTTON_HOME"] = str(home)
     from iotbutton_cli.context import AppContext, Settings
-    from iotbutton_cli.services import sandbox_control, simulator
-    from iotbutton_cli.services.endpoint import data_endpoint
+    from iotbutton_cli.device import simulator
+    from iotbutton_cli.provisioning.endpoint import data_endpoint
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     ctx = AppContext(Settings(sandbox=True))
     serial, identity = simulator.button_identity(ctx, serial)
@@ -793,7 +794,7 @@ def _lines(path: Path) -> int:
 def bench_sim_throughput(report: Report, home: Path, serial: str, reps: int, clicks: int) -> None:
     print(f"`sim click --count {clicks}`")
     env = base_env(home)
-    from iotbutton_cli.services import sandbox_control
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     os.environ["IOTBUTTON_HOME"] = str(home)
     outbox = Path(sandbox_control.require_running().outbox)

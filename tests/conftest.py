@@ -42,7 +42,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     empty.write_text("")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    from iotbutton_cli.services import retry
+    from iotbutton_cli.aws import retry
 
     monkeypatch.setattr(retry, "BASE_DELAY_SECONDS", 0.01)
     return home

@@ -35,7 +35,7 @@ def test_rotate_order_never_leaves_the_button_without_a_certificate(cli, iot, mo
     """Record the order of AWS calls: the new certificate is attached before the old detaches."""
     cli("things", "create", SERIAL)
     from iotbutton_cli.context import AppContext
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.provisioning import certs
 
     ctx = AppContext()
     calls: list[str] = []

@@ -415,8 +415,8 @@ def _open_request(ctx: Any, request_id: str, **fields: Any) -> Any:
     Returns the key request, so the test can make the certificate the call would have made."""
     import socket
 
-    from iotbutton_cli.registry import utc_now
-    from iotbutton_cli.services import certs, devicekeys, keyfiles
+    from iotbutton_cli.provisioning import certs, devicekeys, keyfiles
+    from iotbutton_cli.registry.store import utc_now
 
     keys = devicekeys.new_key_request(SERIAL, request_id)
     key_file = keyfiles.write_request_key(
@@ -444,7 +444,7 @@ def test_reclaim_retires_only_the_certificates_a_dead_request_lost(cli, iot) -> 
     """What the call of a dead process made is found by the key and subject it asked for; every
     other certificate made at the same time is another tool's, however unattached and ACTIVE."""
     from iotbutton_cli.context import AppContext
-    from iotbutton_cli.services import certs, devicekeys
+    from iotbutton_cli.provisioning import certs, devicekeys
 
     cli("things", "create", SERIAL)
     ctx = AppContext()
@@ -472,8 +472,8 @@ def test_reclaim_leaves_what_a_running_request_may_own(cli, iot) -> None:
     import os
 
     from iotbutton_cli.context import AppContext
-    from iotbutton_cli.registry import utc_now
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.provisioning import certs
+    from iotbutton_cli.registry.store import utc_now
 
     cli("things", "create", SERIAL)
     ctx = AppContext()
@@ -499,8 +499,8 @@ def test_a_request_of_an_older_iotbutton_is_left_alone(cli, iot) -> None:
     """A request recorded before iotbutton made its own keys names no key: nothing can prove a
     certificate is its own, so `clean` reports it and deletes nothing."""
     from iotbutton_cli.context import AppContext
-    from iotbutton_cli.registry import utc_now
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.provisioning import certs
+    from iotbutton_cli.registry.store import utc_now
 
     cli("things", "create", SERIAL)
     ctx = AppContext()

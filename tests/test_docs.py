@@ -32,38 +32,9 @@ REGION = "us-east-1"
 DOCUMENTED_GROUPS = ["things", "certs", "notify", "rules", "sandbox", "sim"]
 DOCUMENTED_COMMANDS = ["endpoint", "clean", "paths", "demo"]
 
-# The source files whose error codes docs/reference.md explains. Add a file when its codes are
-# documented.
-DOCUMENTED_ERROR_SOURCES = [
-    "aws_errors.py",
-    "cli/demo.py",
-    "cli/notify.py",
-    "cli/output.py",
-    "cli/rules.py",
-    "cli/sandbox.py",
-    "cli/sim.py",
-    "context.py",
-    "errors.py",
-    "paths.py",
-    "registry.py",
-    "services/bundle.py",
-    "services/certs.py",
-    "services/demo.py",
-    "services/discover.py",
-    "services/endpoint.py",
-    "services/keyfiles.py",
-    "services/notifier_deploy.py",
-    "services/notifier_ops.py",
-    "services/notify_config.py",
-    "services/policies.py",
-    "services/ratelimit.py",
-    "services/rules.py",
-    "services/sandbox_control.py",
-    "services/serials.py",
-    "services/simulator.py",
-    "services/teardown.py",
-    "services/things.py",
-]
+# Every source file's error codes are explained in docs/reference.md: a new module cannot raise an
+# undocumented one.
+DOCUMENTED_ERROR_SOURCES = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py"))
 # Calls that raise an error, and which positional argument holds its code: the factories, and
 # the notify.yaml parser's ``self.fail(line_or_node, code, detail, hint)``.
 ERROR_FACTORIES = {"IotButtonError": 0, "usage_error": 0, "credentials_error": 0, "fail": 1}
@@ -157,7 +128,7 @@ class CallRecorder:
         context["docs_test_params"] = dict(params)
 
     def _record(self, model: Any, context: dict[str, Any], **_: Any) -> None:
-        from iotbutton_cli.aws_errors import iam_action
+        from iotbutton_cli.aws.errors import iam_action
 
         found = authorizations(iam_action(model), context.get("docs_test_params", {}))
         with self._lock:
@@ -302,7 +273,7 @@ def done(value: Any) -> Any:
 
 @pytest.fixture
 def stand_in_mqtt(monkeypatch: pytest.MonkeyPatch) -> None:
-    from iotbutton_cli.services import simulator
+    from iotbutton_cli.device import simulator
 
     monkeypatch.setattr(simulator, "_connect", lambda endpoint, identity: StandInMqtt())
 
@@ -310,8 +281,8 @@ def stand_in_mqtt(monkeypatch: pytest.MonkeyPatch) -> None:
 def interrupted_certificate_request(iot: Any) -> str:
     """What a `things create` killed between CreateCertificateFromCsr's answer and the registry
     write leaves: an open certificate request, and a certificate in AWS that nothing records."""
-    from iotbutton_cli.registry import Registry, utc_now
-    from iotbutton_cli.services.devicekeys import new_key_request
+    from iotbutton_cli.provisioning.devicekeys import new_key_request
+    from iotbutton_cli.registry.store import Registry, utc_now
 
     since = utc_now()
     request = new_key_request(SERIAL, "0123456789abcdef")
@@ -336,7 +307,7 @@ def certificate_of_an_older_iotbutton(iot: Any, serial: str) -> None:
     signed its own keys), recorded as the button's second one and attached to the button policy
     only (a rotation stopped half-way): it carries no subject mark, so the retirement proves it
     is ours by its attachments (to a thing of ours: none; to a policy of ours: yes)."""
-    from iotbutton_cli.registry import Registry
+    from iotbutton_cli.registry.store import Registry
 
     made = iot.create_keys_and_certificate(setAsActive=True)
     iot.attach_policy(policyName="iotbutton-button", target=made["certificateArn"])
@@ -393,7 +364,7 @@ def run_notifier_lifecycle(
     cli: Any, twilio_url: str, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every path of notify and rules that talks to AWS, with the function really invoked."""
-    from iotbutton_cli.services import bundle
+    from iotbutton_cli.notify import bundle
 
     base = ["--twilio-api-base", twilio_url]
     init = ["notify", "init", "--account-sid", TWILIO_ACCOUNT_SID, "--from", "+15005550006"]
@@ -552,9 +523,8 @@ def test_iam_doc_lists_every_action_in_its_table():
 
 def test_notifier_doc_shows_what_the_code_writes():
     """The template, the roles' policies and the function's settings, as the code makes them."""
-    from iotbutton_cli.services import notifier_deploy as deploy
-    from iotbutton_cli.services import rules
-    from iotbutton_cli.services.notify_config import render_template
+    from iotbutton_cli.notify import deploy, rules
+    from iotbutton_cli.notify.config import render_template
 
     text = (DOCS / "notifier.md").read_text(encoding="utf-8")
     [template] = re.findall(r"```yaml\n(.*?)```", section(text, "The config file"), flags=re.S)

@@ -8,8 +8,17 @@ import sys
 
 import pytest
 
-from iotbutton_cli import iotsql
-from iotbutton_cli.iotsql import Comparison, Field, Junction, Literal, Not, SelectItem, Star, Topic
+from iotbutton_cli.aws import iotsql
+from iotbutton_cli.aws.iotsql import (
+    Comparison,
+    Field,
+    Junction,
+    Literal,
+    Not,
+    SelectItem,
+    Star,
+    Topic,
+)
 
 
 def test_the_default_rule_reads_as_the_payload_plus_the_topics_serial():
@@ -144,7 +153,7 @@ def test_a_long_token_is_shown_shortened():
 def test_the_select_list_is_rewritten_to_what_the_notifier_can_trust(sql, expected):
     """``*`` becomes the fields the notifier reads (a payload must not be able to bring its own
     topicSerial), and topicSerial is taken from the topic."""
-    from iotbutton_cli.services.rules import trusted_select
+    from iotbutton_cli.notify.rules import trusted_select
 
     statement = iotsql.parse(sql)
     items, changed = trusted_select(statement)
@@ -165,14 +174,14 @@ def test_valid_mqtt_topic_filters(topic_filter):
 
 def test_the_parser_is_light_enough_for_the_cli_to_import():
     probe = (
-        "import sys; before = set(sys.modules); import iotbutton_cli.iotsql; "
+        "import sys; before = set(sys.modules); import iotbutton_cli.aws.iotsql; "
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
     ours = [name for name in loaded if name.startswith("iotbutton_cli")]
-    assert ours == ["iotbutton_cli", "iotbutton_cli.iotsql"]
+    assert ours == ["iotbutton_cli", "iotbutton_cli.aws", "iotbutton_cli.aws.iotsql"]
     assert {name.split(".")[0] for name in loaded} - set(sys.stdlib_module_names) == {
         "iotbutton_cli"
     }

@@ -11,7 +11,8 @@ import pytest
 from parliament import analyze_policy_string
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.services import notifier_deploy, policies
+from iotbutton_cli.notify import deploy as notifier_deploy
+from iotbutton_cli.provisioning import policies
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

@@ -263,7 +263,8 @@ def test_unreachable_says_the_sandbox_on_every_row():
     from botocore.exceptions import EndpointConnectionError
 
     from iotbutton_cli.context import AppContext, Settings
-    from iotbutton_cli.services import teardown, things
+    from iotbutton_cli.lifecycle import teardown
+    from iotbutton_cli.provisioning import things
 
     ctx = AppContext(Settings(sandbox=True))
     lost = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/")

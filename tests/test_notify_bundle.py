@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from iotbutton_cli.services import bundle as bundles
+from iotbutton_cli.notify import bundle as bundles
 
 MAX_BUNDLE_BYTES = 50 * 1024
 
@@ -39,7 +39,7 @@ print(json.dumps({{
 
 
 def handler_source() -> bytes:
-    return resources.files("iotbutton_cli.notifier").joinpath("handler.py").read_bytes()
+    return resources.files("iotbutton_cli.notifier_lambda").joinpath("handler.py").read_bytes()
 
 
 def test_two_builds_give_identical_bytes(tmp_path):
@@ -152,7 +152,7 @@ def test_bundle_is_stable_across_processes(tmp_path, attempt):
     """A fresh interpreter (new hash seed, new import order) builds the same bytes."""
     here = bundles.bundle_bytes()
     script = (
-        "import sys, hashlib; from iotbutton_cli.services.bundle import bundle_bytes; "
+        "import sys, hashlib; from iotbutton_cli.notify.bundle import bundle_bytes; "
         "sys.stdout.write(hashlib.sha256(bundle_bytes()).hexdigest())"
     )
     completed = subprocess.run(

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from iotbutton_cli.errors import ExitStatus, IotButtonError
-from iotbutton_cli.notifier import handler
-from iotbutton_cli.services import notify_config
-from iotbutton_cli.services.notify_config import NotifyConfig, TwilioSecret, resolve_secret
+from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notify import config as notify_config
+from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret, resolve_secret
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 API_KEY_SID = "SK" + "fedcba9876543210" * 2

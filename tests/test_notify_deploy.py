@@ -12,7 +12,9 @@ import boto3
 import pytest
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.services import notifier_deploy, rules, teardown
+from iotbutton_cli.lifecycle import teardown
+from iotbutton_cli.notify import deploy as notifier_deploy
+from iotbutton_cli.notify import rules
 
 SECRET = "f" * 32
 DOCUMENT = {

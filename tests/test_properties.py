@@ -17,10 +17,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from iotbutton_cli import iotsql
+from iotbutton_cli.aws import iotsql
 from iotbutton_cli.errors import ExitStatus, IotButtonError
-from iotbutton_cli.notifier import handler
-from iotbutton_cli.services import notify_config, rules, serials
+from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notify import config as notify_config
+from iotbutton_cli.notify import rules
+from iotbutton_cli.provisioning import serials
 
 # Loaded CI machines are slow; the properties, not the timings, are under test.
 settings.register_profile(

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from iotbutton_cli.aws import ratelimit
+from iotbutton_cli.aws.ratelimit import RateLimiter, TokenBucket
 from iotbutton_cli.errors import ExitStatus, IotButtonError
-from iotbutton_cli.services import ratelimit
-from iotbutton_cli.services.ratelimit import RateLimiter, TokenBucket
 
 RATE = 5.0
 LATENCY = 0.1

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from iotbutton_cli.errors import IotButtonError
-from iotbutton_cli.registry import SCHEMA_VERSION, Registry
+from iotbutton_cli.registry.store import SCHEMA_VERSION, Registry
 
 
 def make_namespace(path: Path):
@@ -145,7 +145,7 @@ def test_without_a_lock_updates_would_be_lost(tmp_path, monkeypatch):
     """The lock is what makes the concurrency test pass: without it, updates vanish."""
     from contextlib import nullcontext
 
-    import iotbutton_cli.registry as registry_module
+    import iotbutton_cli.registry.store as registry_module
 
     monkeypatch.setattr(registry_module.Registry, "_locked", lambda self: nullcontext())
     ns = make_namespace(tmp_path / "registry.json")

@@ -154,7 +154,7 @@ def test_a_sandbox_that_died_leaves_no_phantom_records(cli, sandbox):
     registry's sandbox namespace."""
     import signal
 
-    from iotbutton_cli.services.sandbox_control import _alive
+    from iotbutton_cli.sandbox.client import _alive
 
     cli("--sandbox", "things", "create", SERIAL)
     os.kill(sandbox["pid"], signal.SIGKILL)
@@ -178,7 +178,7 @@ def test_a_sandbox_that_does_not_answer_is_named_in_the_error(cli, isolated_env,
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    from iotbutton_cli.process_identity import identity
+    from iotbutton_cli.sandbox.process_identity import identity
 
     state = isolated_env / "state" / "sandbox"
     state.mkdir(parents=True)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from iotbutton_cli import process_identity
+from iotbutton_cli.sandbox import process_identity
 
 
 @pytest.fixture

@@ -164,7 +164,7 @@ def test_delete_asks_and_refuses_without_a_terminal(cli, iot):
 def test_resumes_a_run_interrupted_after_the_thing(cli, iot, isolated_env):
     """A run killed after CreateThing was recorded: the re-run finishes the button."""
     from iotbutton_cli.context import AppContext
-    from iotbutton_cli.services import policies, things
+    from iotbutton_cli.provisioning import policies, things
 
     ctx = AppContext()
     policies.ensure_button_policy(ctx)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from iotbutton_cli.errors import IotButtonError, credentials_error, usage_error
 
 if TYPE_CHECKING:
-    from iotbutton_cli.registry import Namespace, Registry
+    from iotbutton_cli.registry.store import Namespace, Registry
 
 log = logging.getLogger("iotbutton")
 
@@ -53,7 +53,7 @@ class AppContext:
     @cached_property
     def sandbox_info(self) -> Any:
         """The running sandbox (started now if needed); only in sandbox mode."""
-        from iotbutton_cli.services import sandbox_control
+        from iotbutton_cli.sandbox import client as sandbox_control
 
         info, started = sandbox_control.start()
         if started:
@@ -64,7 +64,7 @@ class AppContext:
     def session(self) -> Any:
         import boto3
 
-        from iotbutton_cli.aws_errors import after_call
+        from iotbutton_cli.aws.errors import after_call
 
         if self.sandbox:
             # The sandbox's own account and key pair: never the user's profile or keys.
@@ -128,14 +128,14 @@ class AppContext:
 
     @cached_property
     def rate_limiter(self) -> Any:
-        """Per-operation token buckets at AWS IoT's published rates (services/ratelimit.py)."""
-        from iotbutton_cli.services import ratelimit
+        """Per-operation token buckets at AWS IoT's published rates (aws/ratelimit.py)."""
+        from iotbutton_cli.aws import ratelimit
 
         return ratelimit.from_environment()
 
     def _limit_rate(self, client: Any) -> None:
         """Bulk work stays under AWS's per-API quotas instead of riding on throttling retries."""
-        from iotbutton_cli.services import ratelimit
+        from iotbutton_cli.aws import ratelimit
 
         limiter = self.rate_limiter  # read (and a typo in it reported) even where it won't apply
         if ratelimit.applies(client, self.sandbox):
@@ -156,7 +156,7 @@ class AppContext:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            from iotbutton_cli.registry import Registry
+            from iotbutton_cli.registry.store import Registry
 
             self._registry = Registry()
         return self._registry
@@ -165,7 +165,7 @@ class AppContext:
     def namespace(self) -> Namespace:
         if self.sandbox:
             # Separate from any real account's, whatever account id moto reports.
-            from iotbutton_cli.services.sandbox_control import SANDBOX_NAMESPACE
+            from iotbutton_cli.sandbox.client import SANDBOX_NAMESPACE
 
             return self.registry.namespace(
                 SANDBOX_NAMESPACE, account=self.account_id, region=self.region
@@ -240,7 +240,7 @@ def clean_error(exc: BaseException, ctx: AppContext | None = None) -> IotButtonE
     command's ``ctx``, what is said of "AWS" is said of the sandbox in sandbox mode."""
     if isinstance(exc, IotButtonError):
         return exc
-    from iotbutton_cli.aws_errors import translate
+    from iotbutton_cli.aws.errors import translate
 
     error = translate(exc)
     if error is None and isinstance(exc, OSError):

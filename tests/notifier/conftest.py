@@ -17,7 +17,7 @@ from notifier_support import (
     SECRET_PARAMETER,
 )
 
-from iotbutton_cli.notifier import handler
+from iotbutton_cli.notifier_lambda import handler
 from iotbutton_cli.sandbox.twilio import TwilioStandIn
 
 

@@ -10,7 +10,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-import iotbutton_cli.notifier as notifier_package
+import iotbutton_cli.notifier_lambda as notifier_package
 
 NOTIFIER_DIR = Path(notifier_package.__file__).parent
 

@@ -23,7 +23,7 @@ from notifier_support import (
     messaging_config,
 )
 
-from iotbutton_cli.notifier import handler
+from iotbutton_cli.notifier_lambda import handler
 from iotbutton_cli.sandbox.twilio import PlannedFailure, TwilioStandIn
 
 ALICE, BOB, CAROL = "+15551230001", "+15551230002", "+15551230003"

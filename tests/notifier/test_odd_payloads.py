@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from notifier_support import SERIAL, LambdaContext, click_config, messaging_config
 
-from iotbutton_cli.notifier import handler
+from iotbutton_cli.notifier_lambda import handler
 
 ALICE, BOB, CAROL = "+15551230001", "+15551230002", "+15551230003"
 EXAMPLES = 40  # each example is three HTTP requests, each checked against Twilio's API description

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from notifier_support import LambdaContext, button_event, click_config, messaging_config
 
-from iotbutton_cli.notifier import handler
+from iotbutton_cli.notifier_lambda import handler
 
 ALICE, BOB = "+15551230001", "+15551230002"
 

@@ -163,7 +163,7 @@ def running(iot: Any, ca: CaFiles) -> Iterator[RunningBroker]:
 @pytest.fixture
 def button_policy(iot: Any) -> str:
     from iotbutton_cli.context import AppContext
-    from iotbutton_cli.services.policies import BUTTON_POLICY_NAME, button_policy_document
+    from iotbutton_cli.provisioning.policies import BUTTON_POLICY_NAME, button_policy_document
 
     document = button_policy_document(AppContext())
     iot.create_policy(policyName=BUTTON_POLICY_NAME, policyDocument=json.dumps(document))

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from iotbutton_cli.context import AppContext, Settings
-from iotbutton_cli.services import notifier_deploy
+from iotbutton_cli.notify import deploy as notifier_deploy
 from support import TWILIO_ACCOUNT_SID as ACCOUNT_SID
 from support import TWILIO_SECRET as SECRET
 
@@ -54,7 +54,7 @@ def twilio(twilio_standin):
 
 
 def test_deployed_notifier_runs_and_messages_twilio(sandbox, twilio):
-    handler = resources.files("iotbutton_cli.notifier").joinpath("handler.py").read_text()
+    handler = resources.files("iotbutton_cli.notifier_lambda").joinpath("handler.py").read_text()
     ctx = AppContext(Settings())
     notifier_deploy.deploy(ctx, source(zipped({"handler.py": handler}), twilio.base_url))
     lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")

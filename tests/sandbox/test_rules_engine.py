@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from iotbutton_cli.notify.rules import DEFAULT_SQL
 from iotbutton_cli.sandbox.rules_engine import (
     RuleSyntaxError,
     evaluate,
@@ -14,7 +15,6 @@ from iotbutton_cli.sandbox.rules_engine import (
     rules_from_moto,
     topic_matches,
 )
-from iotbutton_cli.services.rules import DEFAULT_SQL
 
 CLICK = {
     "serialNumber": "G030JF0553648RUH",

@@ -17,7 +17,7 @@ SerialArgument = Annotated[str, typer.Argument(help="The button's serial (its th
 @app.command("list")
 def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """List every recorded certificate and the button it belongs to."""
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.provisioning import certs
 
     app_ctx = app_context(ctx, json)
     rows = certs.list_certificates(app_ctx)
@@ -40,7 +40,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -> None:
     """Show a button's current certificate, with its status as AWS sees it now."""
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.provisioning import certs
 
     info = certs.show_certificate(app_context(ctx, json), serial)
     if json:
@@ -60,7 +60,7 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
 @app.command("rotate")
 def rotate(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -> None:
     """Issue a new certificate, attach it, then retire the old one (never certless)."""
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.provisioning import certs
 
     new_id, retired = certs.rotate_certificate(app_context(ctx, json), serial)
     if json:
@@ -75,7 +75,7 @@ def revoke(
     ctx: typer.Context, serial: SerialArgument, yes: YesOption = False, json: JsonOption = False
 ) -> None:
     """Deactivate a button's certificate: the button can no longer connect."""
-    from iotbutton_cli.services import certs
+    from iotbutton_cli.provisioning import certs
 
     app_ctx = app_context(ctx, json)
     output.confirm(f"Deactivate the certificate of {serial}? The button will stop working.", yes)

@@ -11,7 +11,7 @@ from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, app
 from iotbutton_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
-    from iotbutton_cli.services.teardown import CleanReport, Step
+    from iotbutton_cli.lifecycle.teardown import CleanReport, Step
 
 
 def clean(
@@ -32,13 +32,13 @@ def clean(
     json: JsonOption = False,
 ) -> None:
     """Tear down every recorded resource, in dependency order; what fails stays recorded."""
-    from iotbutton_cli.services import teardown
+    from iotbutton_cli.lifecycle import teardown
 
     app_ctx = app_context(ctx, json)
     app_ctx.check_namespace_owner()
     found = None
     if discover:
-        from iotbutton_cli.services import discover as discovery
+        from iotbutton_cli.lifecycle import discover as discovery
 
         found = discovery.discover(app_ctx)
         known = teardown.plan(app_ctx)
@@ -66,7 +66,7 @@ def clean(
         return
     output.confirm(f"Remove these {len(steps)} resources?", yes)
     if found is not None:
-        from iotbutton_cli.services import discover as discovery
+        from iotbutton_cli.lifecycle import discover as discovery
 
         discovery.record(app_ctx, found)  # from here on, the registry knows them
     with output.progress() as bar:

@@ -20,8 +20,8 @@ def demo(
     """Provision a button, deploy the notifier, click SINGLE/DOUBLE/LONG, show the messages."""
     from rich.markup import escape
 
+    from iotbutton_cli import demo as demos
     from iotbutton_cli.errors import ExitStatus
-    from iotbutton_cli.services import demo as demos
 
     app_context(ctx, json)
     outcome = demos.DemoOutcome()

@@ -10,7 +10,7 @@ from iotbutton_cli.cli.common import JsonOption, app_context
 
 def endpoint(ctx: typer.Context, json: JsonOption = False) -> None:
     """Show the account's MQTT endpoint (iot:Data-ATS), port and CA file."""
-    from iotbutton_cli.services.endpoint import data_endpoint
+    from iotbutton_cli.provisioning.endpoint import data_endpoint
 
     result = data_endpoint(app_context(ctx, json))
     if json:

@@ -47,7 +47,7 @@ def init(
     json: JsonOption = False,
 ) -> None:
     """Write a commented notify.yaml to edit: numbers and messages per click (no secrets)."""
-    from iotbutton_cli.services import notify_config
+    from iotbutton_cli.notify import config as notify_config
 
     app_context(ctx, json)
     path = notify_config.write_template(
@@ -85,7 +85,7 @@ def init(
 @app.command("check")
 def check(ctx: typer.Context, json: JsonOption = False) -> None:
     """Validate notify.yaml without calling AWS, and show who gets what per click."""
-    from iotbutton_cli.services import notify_config
+    from iotbutton_cli.notify import config as notify_config
 
     app_context(ctx, json)
     config = notify_config.load_config(notify_config.config_path())
@@ -150,7 +150,7 @@ def _print_check(summary: dict[str, Any]) -> None:
 @app.command("bundle")
 def bundle(ctx: typer.Context, json: JsonOption = False) -> None:
     """Build the notifier's Lambda zip (same code, same bytes) into the cache folder."""
-    from iotbutton_cli.services import bundle as bundles
+    from iotbutton_cli.notify import bundle as bundles
 
     app_context(ctx, json)
     built = bundles.build_bundle()
@@ -191,7 +191,7 @@ def _sandbox_twilio(app_ctx: Any) -> str | None:
 def _config_and_secret() -> tuple[Any, Any]:
     """The config and the Twilio secret; asks for the secret only when a person can answer
     (never with --json)."""
-    from iotbutton_cli.services import notify_config
+    from iotbutton_cli.notify import config as notify_config
 
     config = notify_config.load_config(notify_config.config_path())
     prompt = (
@@ -221,8 +221,8 @@ def deploy(
     json: JsonOption = False,
 ) -> None:
     """Deploy the notifier: role, config, secret, function and topic rule; only what changed."""
-    from iotbutton_cli.services import bundle as bundles
-    from iotbutton_cli.services import notifier_deploy
+    from iotbutton_cli.notify import bundle as bundles
+    from iotbutton_cli.notify import deploy as notifier_deploy
 
     app_ctx = app_context(ctx, json)
     config, secret = _config_and_secret()
@@ -255,7 +255,7 @@ def deploy(
 @app.command("show")
 def show(ctx: typer.Context, json: JsonOption = False) -> None:
     """Show what is deployed: function, code hash, config summary (no secrets), rules."""
-    from iotbutton_cli.services import notifier_ops
+    from iotbutton_cli.notify import ops as notifier_ops
 
     status = notifier_ops.status(app_context(ctx, json))
     if json:
@@ -306,7 +306,7 @@ def test(
 ) -> None:
     """Invoke the deployed function with a button event and show what it sent."""
     from iotbutton_cli.errors import ExitStatus
-    from iotbutton_cli.services import notifier_ops
+    from iotbutton_cli.notify import ops as notifier_ops
 
     app_ctx = app_context(ctx, json)
     result = notifier_ops.invoke_test(
@@ -361,7 +361,7 @@ def send(
 ) -> None:
     """Send one click's messages from this machine (Twilio SDK) to check numbers and credentials."""
     from iotbutton_cli.errors import ExitStatus
-    from iotbutton_cli.services import notifier_ops
+    from iotbutton_cli.notify import ops as notifier_ops
 
     app_ctx = app_context(ctx, json)
     config, secret = _config_and_secret()
@@ -404,8 +404,9 @@ def logs(
     import sys
     from datetime import datetime, timezone
 
-    from iotbutton_cli.services import notifier_deploy, notifier_ops
-    from iotbutton_cli.services.durations import parse_duration
+    from iotbutton_cli.notify import deploy as notifier_deploy
+    from iotbutton_cli.notify import ops as notifier_ops
+    from iotbutton_cli.notify.durations import parse_duration
 
     app_ctx = app_context(ctx, json)
     seconds = parse_duration(

@@ -11,7 +11,7 @@ from iotbutton_cli.cli.common import JsonOption, app_context
 def paths(ctx: typer.Context, json: JsonOption = False) -> None:
     """Show the registry, key, config and cache locations ($IOTBUTTON_HOME overrides them)."""
     from iotbutton_cli import paths as dirs
-    from iotbutton_cli.registry import default_path
+    from iotbutton_cli.registry.store import default_path
 
     app_context(ctx, json)
     result = {

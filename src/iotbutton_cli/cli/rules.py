@@ -35,7 +35,8 @@ def create(
     json: JsonOption = False,
 ) -> None:
     """Create (or update) a rule that invokes the deployed notifier, with its permission."""
-    from iotbutton_cli.services import notifier_deploy, rules
+    from iotbutton_cli.notify import deploy as notifier_deploy
+    from iotbutton_cli.notify import rules
 
     app_ctx = app_context(ctx, json)
     request = rules.rule_for(name, sql, serial)
@@ -65,7 +66,7 @@ def create(
 @app.command("list")
 def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """List the rules iotbutton made in this account and region."""
-    from iotbutton_cli.services import rules
+    from iotbutton_cli.notify import rules
 
     found = rules.list_rules(app_context(ctx, json))
     if json:
@@ -87,7 +88,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, name: NameArgument, json: JsonOption = False) -> None:
     """Show a rule as AWS has it now."""
-    from iotbutton_cli.services import rules
+    from iotbutton_cli.notify import rules
 
     info = rules.show_rule(app_context(ctx, json), name)
     if json:
@@ -112,7 +113,7 @@ def delete(
     ctx: typer.Context, name: NameArgument, yes: YesOption = False, json: JsonOption = False
 ) -> None:
     """Delete a rule and its Lambda permission."""
-    from iotbutton_cli.services import rules
+    from iotbutton_cli.notify import rules
 
     app_ctx = app_context(ctx, json)
     rules.show_rule(app_ctx, name)  # unknown names fail before the question

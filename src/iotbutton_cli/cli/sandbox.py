@@ -33,7 +33,7 @@ def start(
     json: JsonOption = False,
 ) -> None:
     """Start the sandbox in the background (or in the foreground) on loopback."""
-    from iotbutton_cli.services import sandbox_control
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     app_ctx = app_context(ctx, json)
     if foreground:
@@ -52,8 +52,8 @@ def start(
 
 def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose: bool) -> None:
     from iotbutton_cli.errors import IotButtonError
+    from iotbutton_cli.sandbox import client as sandbox_control
     from iotbutton_cli.sandbox import server
-    from iotbutton_cli.services import sandbox_control
 
     current = sandbox_control.running()
     if current is not None:
@@ -80,7 +80,7 @@ def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose:
 @app.command("stop")
 def stop(ctx: typer.Context, json: JsonOption = False) -> None:
     """Stop the sandbox (its AWS state is lost; the registry's sandbox namespace is emptied)."""
-    from iotbutton_cli.services import sandbox_control
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     app_context(ctx, json)
     found = sandbox_control.stop()
@@ -108,7 +108,7 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
 def status(ctx: typer.Context, json: JsonOption = False) -> None:
     """Show whether the sandbox runs, and where its AWS, MQTT and Twilio endpoints are."""
     from iotbutton_cli.errors import ExitStatus
-    from iotbutton_cli.services import sandbox_control
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     app_context(ctx, json)
     found = sandbox_control.find()
@@ -146,7 +146,7 @@ def env(ctx: typer.Context, json: JsonOption = False) -> None:
     """Print shell lines that point AWS tools at the sandbox (use with eval)."""
     import shlex
 
-    from iotbutton_cli.services import sandbox_control
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     app_context(ctx, json)
     variables = sandbox_control.aws_environment(sandbox_control.require_running())
@@ -184,7 +184,7 @@ def outbox(
     """Show the SMS and calls the Twilio stand-in received (with --json: one list)."""
     import time
 
-    from iotbutton_cli.services import sandbox_control
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     app_context(ctx, json)
     info = sandbox_control.require_running()

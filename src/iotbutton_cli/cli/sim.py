@@ -29,8 +29,8 @@ def click(
     json: JsonOption = False,
 ) -> None:
     """Publish a click exactly as the button does (mutual TLS, client id = serial)."""
+    from iotbutton_cli.device import simulator
     from iotbutton_cli.errors import usage_error
-    from iotbutton_cli.services import simulator
 
     app_ctx = app_context(ctx, json)
     chosen = [
@@ -67,7 +67,7 @@ def subscribe(
     json: JsonOption = False,
 ) -> None:
     """Print each message on the button topics live, until Ctrl-C, --duration or --count."""
-    from iotbutton_cli.services import simulator
+    from iotbutton_cli.device import simulator
 
     app_ctx = app_context(ctx, json)
 
@@ -110,8 +110,8 @@ def send(
     json: JsonOption = False,
 ) -> None:
     """Publish any payload as a button, e.g. to try a custom rule."""
+    from iotbutton_cli.device import simulator
     from iotbutton_cli.errors import usage_error
-    from iotbutton_cli.services import simulator
 
     app_ctx = app_context(ctx, json)
     if (message is None) == (file is None):

@@ -35,8 +35,8 @@ def create(
     json: JsonOption = False,
 ) -> None:
     """Create buttons: thing, certificate and keys, policy; re-running changes nothing."""
-    from iotbutton_cli.services import things
-    from iotbutton_cli.services.serials import resolve_serials
+    from iotbutton_cli.provisioning import things
+    from iotbutton_cli.provisioning.serials import resolve_serials
 
     app_ctx = app_context(ctx, json)
     serials = resolve_serials(serial, count)
@@ -69,7 +69,7 @@ def create(
 @app.command("list")
 def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """List the buttons recorded for this account and region."""
-    from iotbutton_cli.services import things
+    from iotbutton_cli.provisioning import things
 
     buttons = things.list_buttons(app_context(ctx, json))
     if json:
@@ -94,7 +94,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -> None:
     """Show a button: its thing, certificate status (asked of AWS) and file paths."""
-    from iotbutton_cli.services import things
+    from iotbutton_cli.provisioning import things
 
     button, live = things.show_button(app_context(ctx, json), serial)
     if json:
@@ -123,7 +123,7 @@ def delete(
     json: JsonOption = False,
 ) -> None:
     """Delete a button: detach, deactivate and delete its certificates, then the thing."""
-    from iotbutton_cli.services import things
+    from iotbutton_cli.provisioning import things
 
     app_ctx = app_context(ctx, json)
     output.confirm(f"Delete button {serial} and its certificates?", yes)
@@ -150,7 +150,7 @@ def _files_state(files: dict[str, str]) -> str:
     if not files:
         return "none"
     from iotbutton_cli.errors import IotButtonError
-    from iotbutton_cli.services.keyfiles import KeyFiles
+    from iotbutton_cli.provisioning.keyfiles import KeyFiles
 
     try:
         return "ok" if KeyFiles(**files).complete() else "MISSING"

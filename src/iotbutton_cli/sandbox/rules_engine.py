@@ -1,12 +1,12 @@
 """A small AWS IoT rules engine: the topic rules stored in moto, applied to published messages.
 
-The SQL is read by :mod:`iotbutton_cli.iotsql`, the same parser ``rules create`` checks with, so a
-rule iotbutton accepts is a rule the sandbox runs. Evaluation follows IoT SQL: ``topic(n)`` is the
+The SQL is read by :mod:`iotbutton_cli.aws.iotsql`, the same parser ``rules create`` checks with, so
+a rule iotbutton accepts is a rule the sandbox runs. Evaluation follows IoT SQL: ``topic(n)`` is the
 topic's n-th level counted from 1 (``topic()`` the whole topic); a field or level that does not
 exist is undefined, leaves its key out of the message and makes a comparison not true; values of
-different types (string, number, boolean) compare as not true; SELECT items are applied in order,
-so ``SELECT *, topic(2) AS topicSerial`` sets ``topicSerial`` from the topic even when the payload
-has one. A rule the parser refuses is logged and skipped. Lambda actions are run; other actions are
+different types (string, number, boolean) compare as not true; SELECT items are applied in order, so
+``SELECT *, topic(2) AS topicSerial`` sets ``topicSerial`` from the topic even when the payload has
+one. A rule the parser refuses is logged and skipped. Lambda actions are run; other actions are
 logged as not emulated.
 """
 
@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from iotbutton_cli import iotsql
+from iotbutton_cli.aws import iotsql
 
 log = logging.getLogger("iotbutton.sandbox.rules")
 

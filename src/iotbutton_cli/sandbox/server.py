@@ -68,13 +68,13 @@ class Sandbox:
         self._invokers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rule")
 
     def start(self) -> SandboxState:
+        from iotbutton_cli.notify.deploy import SECRET_PARAMETER
         from iotbutton_cli.paths import ensure_private_dir
-        from iotbutton_cli.process_identity import identity
         from iotbutton_cli.sandbox.aws_server import SandboxAWS
         from iotbutton_cli.sandbox.broker import Broker, MotoDirectory
+        from iotbutton_cli.sandbox.process_identity import identity
         from iotbutton_cli.sandbox.tls import ensure_ca
         from iotbutton_cli.sandbox.twilio import TwilioStandIn
-        from iotbutton_cli.services.notifier_deploy import SECRET_PARAMETER
 
         ensure_private_dir(self.state_dir)
         aws_port, mqtt_port, twilio_port = self.ports

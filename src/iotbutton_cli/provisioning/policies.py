@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from iotbutton_cli.aws_errors import error_code, is_not_found
+from iotbutton_cli.aws.errors import error_code, is_not_found
+from iotbutton_cli.aws.tags import aws_tags
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
-from iotbutton_cli.services.tags import aws_tags
 
 BUTTON_POLICY_NAME = "iotbutton-button"
 MONITOR_POLICY = "iotbutton-monitor"

@@ -24,7 +24,7 @@ from iotbutton_cli import paths
 from iotbutton_cli.errors import IotButtonError
 
 HANDLER = "handler.lambda_handler"
-NOTIFIER_PACKAGE = "iotbutton_cli.notifier"
+NOTIFIER_PACKAGE = "iotbutton_cli.notifier_lambda"
 BUNDLE_FILES = ("handler.py",)
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
 FILE_MODE = 0o644

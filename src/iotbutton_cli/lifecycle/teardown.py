@@ -5,7 +5,7 @@ dependency order; within a kind, steps run concurrently. Each removal leaves the
 NotFound counts as already gone, and whatever fails stays recorded so a re-run can finish the job.
 
 Nothing is deleted on the registry's word alone: each removal first checks iotbutton's marks on
-the resource (services/ownership.py). A resource without them is *left* (and forgotten: the
+the resource (provisioning/ownership.py). A resource without them is *left* (and forgotten: the
 registry was wrong to name it), and so is a policy or thing type that another registry's buttons
 (another machine on the same account) still use: the last ``clean`` removes it.
 """
@@ -19,19 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from iotbutton_cli.aws_errors import error_code, is_not_found
+from iotbutton_cli.aws.errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext, clean_error
 from iotbutton_cli.errors import NotOurs, not_ours
-from iotbutton_cli.registry import utc_now
-from iotbutton_cli.services import (
-    certs,
-    keyfiles,
-    notifier_deploy,
-    ownership,
-    policies,
-    rules,
-    things,
-)
+from iotbutton_cli.notify import deploy as notifier_deploy
+from iotbutton_cli.notify import rules
+from iotbutton_cli.provisioning import certs, keyfiles, ownership, policies, things
+from iotbutton_cli.registry.store import utc_now
 
 THING_TYPE_DELETE_DELAY = timedelta(minutes=5)
 
@@ -196,7 +190,7 @@ KINDS: list[Kind] = [
         _removing(notifier_deploy.delete_role),
         after=("functions", "topic_rules"),
     ),
-    # A certificate an interrupted run made but never recorded (see services/certs.py).
+    # A certificate an interrupted run made but never recorded (see provisioning/certs.py).
     Kind(certs.REQUEST_KIND, "unconfirmed certificate request", _remove_certificate_request),
     Kind("certificates", "certificate", _remove_certificate),
     Kind("things", "thing", _remove_thing, after=("certificates",), own_only=True),

@@ -13,7 +13,7 @@ call finished normally is closed together with recording its certificate. A requ
 (the process died, or the call was retried or failed) is *settled* once its call can no longer be
 running; :func:`reclaim_lost_certificates` then looks at the unrecorded certificates AWS created
 in the request's time window and retires those that carry the request's public key or the subject
-iotbutton wrote into the request (see services/devicekeys.py). Nothing else is touched: a
+iotbutton wrote into the request (see provisioning/devicekeys.py). Nothing else is touched: a
 certificate that cannot be proven to be one of ours is another tool's.
 """
 
@@ -29,14 +29,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
+from iotbutton_cli.aws.errors import error_code, error_message, is_not_found
+from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
-from iotbutton_cli.registry import utc_now
-from iotbutton_cli.services import devicekeys, keyfiles, ownership
-from iotbutton_cli.services.policies import BUTTON_POLICY_NAME
-from iotbutton_cli.services.retry import retry_while
-from iotbutton_cli.services.serials import not_found
+from iotbutton_cli.provisioning import devicekeys, keyfiles, ownership
+from iotbutton_cli.provisioning.policies import BUTTON_POLICY_NAME
+from iotbutton_cli.provisioning.serials import not_found
+from iotbutton_cli.registry.store import utc_now
 
 log = logging.getLogger("iotbutton")
 
@@ -363,7 +363,7 @@ def usable(record: dict) -> bool:
 def retire_certificate(ctx: AppContext, cert_id: str, keep_local: bool = False) -> dict[str, str]:
     """Detach policy → INACTIVE → detach thing → delete, as AWS requires; NotFound means done.
 
-    Only a certificate that carries iotbutton's marks is touched (see services/ownership.py);
+    Only a certificate that carries iotbutton's marks is touched (see provisioning/ownership.py);
     one that does not is left in AWS and forgotten, with :class:`NotOurs`. Detaches are
     attempted even when the registry does not record the attachment: a run that was killed
     between AWS's answer and the registry write must still be cleaned up. So the steps need no

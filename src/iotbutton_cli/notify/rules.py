@@ -19,12 +19,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from iotbutton_cli import iotsql
-from iotbutton_cli.aws_errors import error_code, is_not_found
+from iotbutton_cli.aws import iotsql
+from iotbutton_cli.aws.errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours, usage_error
-from iotbutton_cli.services.policies import TOPIC_PREFIX
-from iotbutton_cli.services.serials import validate_serial
+from iotbutton_cli.provisioning.policies import TOPIC_PREFIX
+from iotbutton_cli.provisioning.serials import validate_serial
 
 KIND = "topic_rules"
 PERMISSION_KIND = "lambda_permissions"

@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotbutton_cli.aws_errors import is_not_found
+from iotbutton_cli.aws.errors import is_not_found
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
-from iotbutton_cli.services import notifier_deploy, rules
-from iotbutton_cli.services.notifier_deploy import FUNCTION_LOG_GROUP, FUNCTION_NAME
-from iotbutton_cli.services.notify_config import NotifyConfig, TwilioSecret, twiml
+from iotbutton_cli.notify import deploy as notifier_deploy
+from iotbutton_cli.notify import rules
+from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret, twiml
+from iotbutton_cli.notify.deploy import FUNCTION_LOG_GROUP, FUNCTION_NAME
 
 CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
 DEFAULT_TEST_SERIAL = "iotbutton-test"
@@ -240,7 +241,7 @@ def send_from_here(
     """Send one click's messages through Twilio's SDK, the way the notifier would."""
     from datetime import datetime, timezone
 
-    from iotbutton_cli.notifier.handler import format_time, render
+    from iotbutton_cli.notifier_lambda.handler import format_time, render
 
     click = check_click(click)
     settings = config.clicks.get(click)

@@ -9,7 +9,7 @@ Layout under the data dir::
                               request-<request-id>-private.pem.key
 
 The private key is made here before AWS is asked to certify it, and written under its certificate
-request's name first (see services/certs.py); once the certificate arrives it is renamed after
+request's name first (see provisioning/certs.py); once the certificate arrives it is renamed after
 the certificate. Files are created with their final modes, so the private key is never world- or
 group-readable, not even for an instant, and they are written and deleted only inside
 ``keys/`` without following a link (see paths.py).

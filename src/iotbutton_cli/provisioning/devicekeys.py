@@ -5,7 +5,7 @@ letting AWS make the key (CreateKeysAndCertificate): the private key never cross
 and a certificate can be proven to be iotbutton's. A certificate whose CreateCertificateFromCsr
 answer was lost carries either the public key this machine made (AWS signs the key it was sent)
 or the subject iotbutton wrote into the request: organization ``iotbutton-cli`` and, as its
-``serialNumber`` attribute, the id of the certificate request (see services/certs.py). Another
+``serialNumber`` attribute, the id of the certificate request (see provisioning/certs.py). Another
 tool's certificate carries neither, so it is never mistaken for one of ours.
 
 cryptography is imported inside the functions, so the CLI's start-up never pays for it.

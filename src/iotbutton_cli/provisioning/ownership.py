@@ -7,10 +7,10 @@ registry names, it looks for the same marks ``clean --discover`` goes by:
 
 - a thing: the attribute ``createdBy=iotbutton-cli``;
 - a certificate: the subject iotbutton writes into its requests (organization ``iotbutton-cli``,
-  services/devicekeys.py); or, for one made before iotbutton signed its own keys, being attached
+  provisioning/devicekeys.py); or, for one made before iotbutton signed its own keys, being attached
   to one of iotbutton's things or to one of its policies;
 - a thing type: iotbutton's description;
-- a policy: exactly the document iotbutton writes (services/policies.py);
+- a policy: exactly the document iotbutton writes (provisioning/policies.py);
 - the notifier's role, function, bucket, parameter and log groups: the ``managed-by=iotbutton`` tag.
 
 Each check answers True (ours), False (someone else's: left alone) or None (already gone).
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from iotbutton_cli.aws_errors import is_not_found
+from iotbutton_cli.aws.errors import is_not_found
+from iotbutton_cli.aws.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, THING_ATTRIBUTE
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.services import devicekeys
-from iotbutton_cli.services.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, THING_ATTRIBUTE
+from iotbutton_cli.provisioning import devicekeys
 
 
 def thing(ctx: AppContext, name: str) -> bool | None:
@@ -55,7 +55,7 @@ def _attached_to_ours(ctx: AppContext, arn: str) -> bool:
     """A certificate from before iotbutton made its own keys is ours while it is attached to
     iotbutton's thing or policy (detaching it is the last thing iotbutton does before the delete,
     and a retried delete of an INACTIVE, detached certificate finds it gone or refuses)."""
-    from iotbutton_cli.services import policies
+    from iotbutton_cli.provisioning import policies
 
     iot = ctx.client("iot")
     for name in iot.list_principal_things(principal=arn).get("things", []):
@@ -70,7 +70,7 @@ def _attached_to_ours(ctx: AppContext, arn: str) -> bool:
 
 
 def thing_type(ctx: AppContext, name: str) -> bool | None:
-    from iotbutton_cli.services.things import THING_TYPE_DESCRIPTION
+    from iotbutton_cli.provisioning.things import THING_TYPE_DESCRIPTION
 
     try:
         described = ctx.client("iot").describe_thing_type(thingTypeName=name)

@@ -3,8 +3,8 @@
 ``notify init`` writes :data:`TEMPLATE`; :func:`load_config` reads the file and checks everything
 the notifier will depend on *before* any AWS call, reporting each problem as ``file:line: what``
 with exit status 2. :meth:`NotifyConfig.lambda_document` is exactly the JSON the notifier's
-``parse_config`` accepts (see ``iotbutton_cli.notifier.handler``, whose template rules are reused
-here; the dependency only goes this way, the handler never imports the CLI).
+``parse_config`` accepts (see :mod:`iotbutton_cli.notifier_lambda.handler`, whose template
+rules are reused here; the dependency only goes this way, the handler never imports the CLI).
 
 The Twilio secret never sits in this file: :func:`resolve_secret` takes it from the environment
 (``TWILIO_AUTH_TOKEN``, or ``TWILIO_API_KEY`` + ``TWILIO_API_SECRET`` as Twilio's own tools do)
@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 
 from iotbutton_cli import paths
 from iotbutton_cli.errors import IotButtonError, usage_error
-from iotbutton_cli.notifier.handler import (
+from iotbutton_cli.notifier_lambda.handler import (
     CLICK_TYPES,
     CONFIG_VERSION,
     TEMPLATE_FIELDS,

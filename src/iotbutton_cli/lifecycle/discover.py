@@ -19,11 +19,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotbutton_cli.aws_errors import error_code, is_not_found
+from iotbutton_cli.aws.errors import error_code, is_not_found
+from iotbutton_cli.aws.tags import THING_ATTRIBUTE
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.services import notifier_deploy, policies, rules, simulator, things
-from iotbutton_cli.services.ownership import tagged
-from iotbutton_cli.services.tags import THING_ATTRIBUTE
+from iotbutton_cli.device import simulator
+from iotbutton_cli.notify import deploy as notifier_deploy
+from iotbutton_cli.notify import rules
+from iotbutton_cli.provisioning import policies, things
+from iotbutton_cli.provisioning.ownership import tagged
 
 
 @dataclass

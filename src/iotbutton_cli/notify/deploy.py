@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
+from iotbutton_cli.aws.errors import error_code, error_message, is_not_found
+from iotbutton_cli.aws.retry import retry_while
+from iotbutton_cli.aws.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, aws_tags
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
-from iotbutton_cli.services import ownership, rules
-from iotbutton_cli.services.retry import retry_while
-from iotbutton_cli.services.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, aws_tags
+from iotbutton_cli.notify import rules
+from iotbutton_cli.provisioning import ownership
 
 FUNCTION_NAME = "iotbutton-notifier"
 SECRET_PARAMETER = "/iotbutton/twilio-secret"  # noqa: S105 - a name, not the secret

@@ -40,7 +40,7 @@ from iotbutton_cli.paths import (
     sync_folder,
     write_private_file,
 )
-from iotbutton_cli.registry_shape import check_document
+from iotbutton_cli.registry.shape import check_document
 
 SCHEMA_VERSION = 1
 REGISTRY_FILE = "registry.json"

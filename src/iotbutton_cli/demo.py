@@ -96,7 +96,7 @@ def run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
 
 def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
     from iotbutton_cli.context import AppContext, Settings
-    from iotbutton_cli.services import sandbox_control
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     sandbox_control.stop()  # a kept demo from last time: start from an empty account
     yield DemoEvent("step", "Starting a private sandbox (AWS IoT, Lambda and Twilio, offline)")
@@ -128,7 +128,10 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
 
 
 def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
-    from iotbutton_cli.services import bundle, notifier_deploy, notify_config, things
+    from iotbutton_cli.notify import bundle
+    from iotbutton_cli.notify import config as notify_config
+    from iotbutton_cli.notify import deploy as notifier_deploy
+    from iotbutton_cli.provisioning import things
 
     yield DemoEvent("step", f"Provisioning button {DEMO_SERIAL}: thing, certificate, keys, policy")
     report = things.provision(ctx, [DEMO_SERIAL])
@@ -164,7 +167,7 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
 
 
 def _watch(ctx: Any, traffic: list[Any]) -> threading.Thread:
-    from iotbutton_cli.services import simulator
+    from iotbutton_cli.device import simulator
 
     ready = threading.Event()
 
@@ -183,7 +186,8 @@ def _watch(ctx: Any, traffic: list[Any]) -> threading.Thread:
 
 
 def _click(ctx: Any, click: str, outcome: DemoOutcome) -> Iterator[DemoEvent]:
-    from iotbutton_cli.services import sandbox_control, simulator
+    from iotbutton_cli.device import simulator
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     before = len(sandbox_control.outbox(sandbox_control.require_running()))
     simulator.click(ctx, DEMO_SERIAL, click)
@@ -226,7 +230,8 @@ def _describe(requests: list[tuple[str, str]]) -> str:
 
 
 def _clean_up(ctx: Any) -> Iterator[DemoEvent]:
-    from iotbutton_cli.services import sandbox_control, teardown
+    from iotbutton_cli.lifecycle import teardown
+    from iotbutton_cli.sandbox import client as sandbox_control
 
     yield DemoEvent("step", "Cleaning up: everything the demo created, in AWS's order")
     try:

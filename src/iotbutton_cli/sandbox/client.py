@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from iotbutton_cli import process_identity
 from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.paths import ensure_private_dir, state_dir
+from iotbutton_cli.sandbox import process_identity
 
 SANDBOX_NAMESPACE = "sandbox"
 START_TIMEOUT_SECONDS = 60.0
@@ -133,8 +133,8 @@ def running() -> SandboxInfo | None:
 def forget_sandbox_records() -> int:
     """moto keeps its state in memory only: once a sandbox is gone, so is everything in it, and
     the registry must not keep pretending otherwise. Returns how many records were dropped."""
-    from iotbutton_cli.registry import Registry
-    from iotbutton_cli.services import keyfiles
+    from iotbutton_cli.provisioning import keyfiles
+    from iotbutton_cli.registry.store import Registry
 
     with Registry().transaction() as document:
         namespace = document["namespaces"].pop(SANDBOX_NAMESPACE, None)

@@ -12,15 +12,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotbutton_cli.aws_errors import error_code, error_message, is_not_found
+from iotbutton_cli.aws import bulk
+from iotbutton_cli.aws.errors import error_code, error_message, is_not_found
+from iotbutton_cli.aws.retry import retry_while
+from iotbutton_cli.aws.tags import THING_ATTRIBUTE, aws_tags
 from iotbutton_cli.context import AppContext, clean_error
 from iotbutton_cli.errors import IotButtonError, not_ours
-from iotbutton_cli.registry import utc_now
-from iotbutton_cli.services import bulk, certs, keyfiles, ownership
-from iotbutton_cli.services.policies import ensure_button_policy
-from iotbutton_cli.services.retry import retry_while
-from iotbutton_cli.services.serials import not_found
-from iotbutton_cli.services.tags import THING_ATTRIBUTE, aws_tags
+from iotbutton_cli.provisioning import certs, keyfiles, ownership
+from iotbutton_cli.provisioning.policies import ensure_button_policy
+from iotbutton_cli.provisioning.serials import not_found
+from iotbutton_cli.registry.store import utc_now
 
 KIND = "things"
 TYPE_KIND = "thing_types"

@@ -1,0 +1,1 @@
+"""The device side of a button: a simulated one today."""

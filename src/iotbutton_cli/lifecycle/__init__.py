@@ -1,0 +1,1 @@
+"""Tearing down what iotbutton made, in reverse order, and finding what a lost registry forgot."""

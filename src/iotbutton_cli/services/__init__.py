@@ -1,1 +1,0 @@
-"""The library behind the CLI: plain functions over an AppContext, returning dataclasses."""
