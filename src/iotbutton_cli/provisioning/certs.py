@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from iotbutton_cli.aws.errors import error_code, error_message, is_not_found
+from iotbutton_cli.aws.calls import absent_ok, deleted
+from iotbutton_cli.aws.errors import error_code, error_message
 from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
@@ -289,15 +289,10 @@ def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = No
 
 
 def _made_for(iot: Any, cert_id: str, requests: dict[str, dict[str, Any]]) -> str | None:
-    try:
-        pem = iot.describe_certificate(certificateId=cert_id)["certificateDescription"][
-            "certificatePem"
-        ]
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    marks = devicekeys.certificate_marks(pem)
+    described = absent_ok(iot.describe_certificate, certificateId=cert_id)
+    if described is None:
+        return None
+    marks = devicekeys.certificate_marks(described["certificateDescription"]["certificatePem"])
     return _owner(marks, requests) if marks else None
 
 
@@ -393,17 +388,15 @@ def _retire_in_aws(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> Non
     reached: dict[str, Any] = {}
     try:
         for policy in sorted({BUTTON_POLICY_NAME, *record.get("policies", [])}):
-            _ignore_not_found(partial(iot.detach_policy, policyName=policy, target=arn))
+            deleted(iot.detach_policy, policyName=policy, target=arn)
         reached["policies"] = []
-        if _ignore_not_found(
-            lambda: iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
-        ):
+        if deleted(iot.update_certificate, certificateId=cert_id, newStatus="INACTIVE"):
             reached["status"] = "INACTIVE"
         if serial:
-            _ignore_not_found(lambda: iot.detach_thing_principal(thingName=serial, principal=arn))
+            deleted(iot.detach_thing_principal, thingName=serial, principal=arn)
             reached["thing_attached"] = False
         retry_while(
-            lambda: _ignore_not_found(lambda: iot.delete_certificate(certificateId=cert_id)),
+            partial(deleted, iot.delete_certificate, certificateId=cert_id),
             _still_attached,
         )
     except BaseException:
@@ -480,24 +473,10 @@ def current_certificate(ctx: AppContext, serial: str) -> tuple[str, dict]:
 
 def live_status(ctx: AppContext, cert_id: str) -> str:
     """The certificate's status as AWS sees it now (``MISSING`` if AWS has no such certificate)."""
-    try:
-        description = ctx.client("iot").describe_certificate(certificateId=cert_id)
-    except Exception as exc:
-        if is_not_found(exc):
-            return "MISSING"
-        raise
+    description = absent_ok(ctx.client("iot").describe_certificate, certificateId=cert_id)
+    if description is None:
+        return "MISSING"
     return str(description["certificateDescription"]["status"])
-
-
-def _ignore_not_found(call: Callable[[], object]) -> bool:
-    """Run ``call``; False if AWS says the resource is already gone."""
-    try:
-        call()
-    except Exception as exc:
-        if is_not_found(exc):
-            return False
-        raise
-    return True
 
 
 def _still_attached(exc: BaseException) -> bool:

@@ -20,31 +20,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from iotbutton_cli.aws.errors import is_not_found
+from iotbutton_cli.aws.calls import absent_ok
 from iotbutton_cli.aws.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, THING_ATTRIBUTE
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.provisioning import devicekeys
 
 
 def thing(ctx: AppContext, name: str) -> bool | None:
-    try:
-        described = ctx.client("iot").describe_thing(thingName=name)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    described = absent_ok(ctx.client("iot").describe_thing, thingName=name)
+    if described is None:
+        return None
     attributes = described.get("attributes") or {}
     return all(attributes.get(key) == value for key, value in THING_ATTRIBUTE.items())
 
 
 def certificate(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> bool | None:
     iot = ctx.client("iot")
-    try:
-        description = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    described = absent_ok(iot.describe_certificate, certificateId=cert_id)
+    if described is None:
+        return None
+    description = described["certificateDescription"]
     marks = devicekeys.certificate_marks(description.get("certificatePem", ""))
     if marks is not None and marks.made_by_iotbutton:
         return True
@@ -72,12 +67,9 @@ def _attached_to_ours(ctx: AppContext, arn: str) -> bool:
 def thing_type(ctx: AppContext, name: str) -> bool | None:
     from iotbutton_cli.provisioning.things import THING_TYPE_DESCRIPTION
 
-    try:
-        described = ctx.client("iot").describe_thing_type(thingTypeName=name)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    described = absent_ok(ctx.client("iot").describe_thing_type, thingTypeName=name)
+    if described is None:
+        return None
     properties = described.get("thingTypeProperties") or {}
     return bool(properties.get("thingTypeDescription") == THING_TYPE_DESCRIPTION)
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iotbutton_cli.aws import bulk
-from iotbutton_cli.aws.errors import error_code, error_message, is_not_found
+from iotbutton_cli.aws.calls import absent_ok, deleted
+from iotbutton_cli.aws.errors import error_code, error_message
 from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.aws.tags import THING_ATTRIBUTE, aws_tags
 from iotbutton_cli.context import AppContext, clean_error
@@ -162,12 +163,8 @@ def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
     identical arguments: only the ``createdBy`` attribute tells our thing from another.
     """
     iot = ctx.client("iot")
-    try:
-        existing = iot.describe_thing(thingName=serial)
-    except Exception as exc:
-        if not is_not_found(exc):
-            raise
-    else:
+    existing = absent_ok(iot.describe_thing, thingName=serial)
+    if existing is not None:
         if existing.get("attributes", {}) != THING_ATTRIBUTE:
             ctx.namespace.forget_pending(KIND, serial)
             raise IotButtonError(
@@ -204,11 +201,8 @@ def _reusable_certificate(ctx: AppContext, serial: str) -> str | None:
 def ensure_thing_type(ctx: AppContext, name: str) -> str:
     """Create the thing type, or use an existing one (recording it only if iotbutton made it)."""
     iot = ctx.client("iot")
-    try:
-        description = iot.describe_thing_type(thingTypeName=name)
-    except Exception as exc:
-        if not is_not_found(exc):
-            raise
+    description = absent_ok(iot.describe_thing_type, thingTypeName=name)
+    if description is None:
         # Recorded (pending) first, so a run killed before the registry write leaves it findable.
         arn = ctx.arn("iot", f"thingtype/{name}")
         ctx.namespace.put(TYPE_KIND, name, {"arn": arn, "pending": True})
@@ -263,12 +257,7 @@ def show_button(ctx: AppContext, serial: str) -> tuple[Button, dict[str, Any]]:
     button = _button(
         serial, record, ctx.namespace.items(certs.KIND), str(keyfiles.amazon_root_ca())
     )
-    try:
-        thing = ctx.client("iot").describe_thing(thingName=serial)
-    except Exception as exc:
-        if not is_not_found(exc):
-            raise
-        thing = None
+    thing = absent_ok(ctx.client("iot").describe_thing, thingName=serial)
     if button.certificate_id:
         button.certificate_status = certs.live_status(ctx, button.certificate_id)
     live = {
@@ -334,11 +323,7 @@ def delete_thing(ctx: AppContext, serial: str) -> None:
         raise not_ours("thing", serial, "it has no createdBy=iotbutton-cli attribute")
 
     def attempt() -> None:
-        try:
-            iot.delete_thing(thingName=serial)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        deleted(iot.delete_thing, thingName=serial)
 
     retry_while(attempt, _thing_still_attached)
     ctx.namespace.remove(KIND, serial)
