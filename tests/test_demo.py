@@ -35,3 +35,20 @@ def test_demo_keep_leaves_its_sandbox_to_explore(cli, isolated_env, monkeypatch)
         stopped = cli("sandbox", "stop", "--json", code=None)
     assert result.exit_code == 0
     assert json.loads(stopped.stdout)["stopped"] is True
+
+
+def test_a_demo_button_that_cannot_be_provisioned_is_a_clear_error(cli, isolated_env):
+    """The demo's keys folder is a file: its button gets no key files, and the demo says so
+    with an error code (not a traceback), cleans up and stops its sandbox."""
+    demo_home = isolated_env / "demo"
+    demo_home.mkdir(parents=True)
+    (demo_home / "keys").write_text("not a folder\n")
+
+    result = cli("demo", "--json", code=None)
+
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "demo-provisioning-failed"
+    assert "G030JF0553648RUH" in error["message"] and error["hint"]
+    assert "Traceback" not in result.stderr
+    assert not (demo_home / "state" / "sandbox" / "sandbox.json").exists()

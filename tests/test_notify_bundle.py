@@ -38,8 +38,15 @@ print(json.dumps({{
 """
 
 
-def handler_source() -> bytes:
-    return resources.files("iotbutton_cli.notifier_lambda").joinpath("handler.py").read_bytes()
+def package_source(name: str) -> bytes:
+    return resources.files("iotbutton_cli.notifier_lambda").joinpath(name).read_bytes()
+
+
+PACKAGE_FILES = sorted(
+    f"notifier_lambda/{entry.name}"
+    for entry in resources.files("iotbutton_cli.notifier_lambda").iterdir()
+    if entry.name.endswith(".py")
+)
 
 
 def test_two_builds_give_identical_bytes(tmp_path):
@@ -75,14 +82,15 @@ def test_entries_timestamps_and_modes_are_fixed(tmp_path):
     with zipfile.ZipFile(built.path) as archive:
         assert archive.testzip() is None
         infos = archive.infolist()
-        assert [info.filename for info in infos] == ["handler.py"]
+        assert [info.filename for info in infos] == PACKAGE_FILES
         for info in infos:
             assert info.date_time == (1980, 1, 1, 0, 0, 0)
             assert info.external_attr >> 16 == 0o100644
             assert info.create_system == 3
             assert info.compress_type == zipfile.ZIP_DEFLATED
             assert info.comment == b"" and info.extra == b""
-        assert archive.read("handler.py") == handler_source()
+        for name in PACKAGE_FILES:
+            assert archive.read(name) == package_source(name.split("/", 1)[1])
         assert not any(
             "__pycache__" in name or name.endswith(".pyc") for name in archive.namelist()
         )
@@ -98,9 +106,9 @@ def test_default_folder_is_the_cache_and_a_damaged_copy_is_replaced(isolated_env
     assert again.path.read_bytes() == built.data
 
 
-def test_handler_string_names_the_zip_root_module():
-    assert bundles.HANDLER == "handler.lambda_handler"
-    assert bundles.BUNDLE_FILES == ("handler.py",)
+def test_handler_string_names_the_package_module_in_the_zip():
+    assert bundles.HANDLER == "notifier_lambda.handler.lambda_handler"
+    assert sorted(bundles.BUNDLE_FILES) == PACKAGE_FILES, "every module of the package, no other"
 
 
 def test_the_zip_runs_alone_in_isolated_mode(tmp_path):
@@ -124,7 +132,7 @@ def test_the_zip_runs_alone_in_isolated_mode(tmp_path):
     report = json.loads(completed.stdout)
     assert report["event"] == ["unknown", "SINGLE", "unknown"], "an odd event is still an alarm"
     assert report["problem"].startswith("environment variable(s) not set")
-    assert report["file"] == str(built.path / "handler.py")
+    assert report["file"] == str(built.path / "notifier_lambda" / "handler.py")
     assert report["path"][0] == str(built.path)
     assert not [entry for entry in report["path"] if "site-packages" in entry]
     assert report["ours_importable"] is False
@@ -139,7 +147,7 @@ def test_notify_bundle_command(cli, isolated_env):
     assert path.parent == isolated_env / "cache"
     assert report["size"] == path.stat().st_size
     assert report["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert report["handler"] == "handler.lambda_handler"
+    assert report["handler"] == "notifier_lambda.handler.lambda_handler"
 
     human = cli("notify", "bundle")
     assert str(path) in human.stdout
@@ -160,7 +168,48 @@ def test_bundle_is_stable_across_processes(tmp_path, attempt):
         capture_output=True,
         text=True,
         check=True,
-        env={"PYTHONHASHSEED": str(attempt + 1), "PATH": "/usr/bin:/bin"},
+        env={
+            "PYTHONHASHSEED": str(attempt + 1),
+            "PATH": "/usr/bin:/bin",
+            # The iotbutton_cli under test, not whichever one is installed.
+            "PYTHONPATH": str(Path(bundles.__file__).parents[2]),
+        },
         cwd=tmp_path,
     )
     assert completed.stdout == hashlib.sha256(here).hexdigest()
+
+
+def test_a_deploy_moves_a_function_to_the_packaged_handler(aws):
+    """A function deployed before the package layout names ``handler.lambda_handler``, which
+    the new zip does not have: the next deploy sets the function's Handler to the new one."""
+    import boto3
+
+    from iotbutton_cli.context import AppContext
+    from iotbutton_cli.notify import deploy as notifier_deploy
+
+    document = {
+        "version": 1,
+        "account_sid": "AC" + "a" * 32,
+        "api_key_sid": None,
+        "from": "+15005550006",
+        "person": "Grandma",
+        "clicks": {"SINGLE": {"sms": ["+15551230001"], "call": [], "message": "{person}"}},
+    }
+    data = bundles.bundle_bytes()
+
+    def deploy(handler: str) -> notifier_deploy.DeployReport:
+        source = notifier_deploy.DeployInput(
+            document, "s3cret", data, bundles.lambda_code_sha256(data), handler=handler
+        )
+        return notifier_deploy.deploy(AppContext(), source)
+
+    deploy("handler.lambda_handler")
+    report = deploy(bundles.HANDLER)
+
+    function = boto3.client("lambda", region_name="us-east-1").get_function(
+        FunctionName=notifier_deploy.FUNCTION_NAME
+    )["Configuration"]
+    assert function["Handler"] == "notifier_lambda.handler.lambda_handler"
+    actions = {step.resource: step.action for step in report.steps}
+    assert actions["Lambda function"] == "updated"
+    assert deploy(bundles.HANDLER).up_to_date

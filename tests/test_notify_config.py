@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from iotbutton_cli.errors import ExitStatus, IotButtonError
-from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notifier_lambda import contract, handler
 from iotbutton_cli.notify import config as notify_config
 from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret, resolve_secret
 
@@ -85,9 +85,9 @@ def test_init_writes_the_commented_template_0600(cli, isolated_env):
     assert text == notify_config.render_template()
     for needle in ("E.164", "TWILIO_AUTH_TOKEN", "TWILIO_API_SECRET", "NEVER goes in this file"):
         assert needle in text
-    for field in handler.TEMPLATE_FIELDS:
+    for field in contract.TEMPLATE_FIELDS:
         assert "{" + field + "}" in text
-    for click in handler.CLICK_TYPES:
+    for click in contract.CLICK_TYPES:
         assert f"  {click}:" in text
     assert "notify check" in result.stderr and "notify deploy" in result.stderr
 
@@ -141,23 +141,23 @@ def test_init_with_options_gives_a_config_the_handler_accepts(cli):
     assert config.account_sid == ACCOUNT_SID
     assert config.sender == SENDER
     assert config.person == 'Zoë "Nana" O\'Brien'
-    assert list(config.clicks) == list(handler.CLICK_TYPES)
+    assert list(config.clicks) == list(contract.CLICK_TYPES)
     for click in config.clicks.values():
         assert click.sms == ("+15551230001", "+447700900123")
         assert click.call == ("+15551230003",)
 
     document = json.loads(json.dumps(config.lambda_document()))  # it travels as JSON via S3
-    parsed = handler.parse_config(document)
+    parsed = contract.parse_config(document)
 
     assert parsed.account_sid == ACCOUNT_SID
     assert parsed.api_key_sid is None
     assert parsed.sender == SENDER
     assert parsed.person == config.person
-    assert set(parsed.clicks) == set(handler.CLICK_TYPES)
+    assert set(parsed.clicks) == set(contract.CLICK_TYPES)
     for name, click in config.clicks.items():
-        assert parsed.clicks[name] == handler.ClickConfig(click.sms, click.call, click.message)
+        assert parsed.clicks[name] == contract.ClickConfig(click.sms, click.call, click.message)
         event = handler.ButtonEvent(serial="G030JF0553648RUH", click=name, battery="1650mV")
-        text = handler.render(click.message, handler.template_values(parsed, event))
+        text = contract.render(click.message, handler.template_values(parsed, event))
         assert "G030JF0553648RUH" in text and "{" not in text
 
 
@@ -203,7 +203,7 @@ def test_write_template_applies_numbers_to_every_click(tmp_path):
     )
     config = notify_config.load_config(path)
     assert {name: (c.sms, c.call) for name, c in config.clicks.items()} == {
-        name: (("+15551230001",), ()) for name in handler.CLICK_TYPES
+        name: (("+15551230001",), ()) for name in contract.CLICK_TYPES
     }
 
 
@@ -490,7 +490,7 @@ def test_yaml_quirks_read_as_written():
 def test_click_with_no_numbers_is_kept_and_ignored():
     config = notify_config.parse_config_text(replace_line(6, "    sms: []"))
     assert config.clicks["SINGLE"].recipients == 0
-    parsed = handler.parse_config(config.lambda_document())
+    parsed = contract.parse_config(config.lambda_document())
     assert parsed.clicks["SINGLE"].sms == () and parsed.clicks["SINGLE"].call == ()
 
 
@@ -523,7 +523,7 @@ def test_lambda_document_round_trips_through_parse_config():
     document = config.lambda_document()
 
     assert document == {
-        "version": handler.CONFIG_VERSION,
+        "version": contract.CONFIG_VERSION,
         "account_sid": ACCOUNT_SID,
         "api_key_sid": API_KEY_SID,
         "from": SENDER,
@@ -546,7 +546,7 @@ def test_lambda_document_round_trips_through_parse_config():
             },
         },
     }
-    parsed = handler.parse_config(json.loads(json.dumps(document)))
+    parsed = contract.parse_config(json.loads(json.dumps(document)))
     assert parsed.auth_user == API_KEY_SID
     assert parsed.clicks["DOUBLE"].sms == ("+15551230001", "+15551230002")
 
@@ -556,8 +556,8 @@ def test_lambda_document_follows_the_stored_secret():
     token = TwilioSecret(ACCOUNT_SID, SECRET, "TWILIO_AUTH_TOKEN")
     key = TwilioSecret(OTHER_KEY_SID, SECRET, "TWILIO_API_SECRET")
 
-    assert handler.parse_config(config.lambda_document(token)).auth_user == ACCOUNT_SID
-    assert handler.parse_config(config.lambda_document(key)).auth_user == OTHER_KEY_SID
+    assert contract.parse_config(config.lambda_document(token)).auth_user == ACCOUNT_SID
+    assert contract.parse_config(config.lambda_document(key)).auth_user == OTHER_KEY_SID
 
 
 def test_summary_holds_no_secret_and_counts():

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from iotbutton_cli.aws import iotsql
 from iotbutton_cli.errors import ExitStatus, IotButtonError
-from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notifier_lambda import contract
 from iotbutton_cli.notify import config as notify_config
 from iotbutton_cli.notify import rules
 from iotbutton_cli.provisioning import serials
@@ -105,7 +105,7 @@ not_e164 = st.one_of(
     st.builds(lambda n: f"1555{n}", st.integers(100000, 999999)),  # no plus
 )
 hex_digits = st.text("0123456789abcdefABCDEF", min_size=32, max_size=32)
-field_names = st.sampled_from(sorted(handler.TEMPLATE_FIELDS))
+field_names = st.sampled_from(sorted(contract.TEMPLATE_FIELDS))
 template_pieces = st.one_of(
     st.text(
         st.characters(blacklist_characters="{}", blacklist_categories=["Cs", "Cc"]), max_size=30
@@ -134,7 +134,7 @@ def documents(draw):
     sender = draw(e164)
     others = e164.filter(lambda number: number != sender)
     clicks = {}
-    for click in handler.CLICK_TYPES:
+    for click in contract.CLICK_TYPES:
         if draw(st.booleans()):
             clicks[click] = {
                 "sms": draw(st.lists(others, max_size=3)),
@@ -144,12 +144,12 @@ def documents(draw):
     if not any(item["sms"] or item["call"] for item in clicks.values()):
         clicks["SINGLE"] = {"sms": [draw(others)], "call": [], "message": draw(templates)}
     return {
-        "version": handler.CONFIG_VERSION,
+        "version": contract.CONFIG_VERSION,
         "account_sid": "AC" + draw(hex_digits),
         "api_key_sid": draw(st.none() | hex_digits.map(lambda digits: "SK" + digits)),
         "from": sender,
         "person": draw(people),
-        "clicks": {click: clicks[click] for click in handler.CLICK_TYPES if click in clicks},
+        "clicks": {click: clicks[click] for click in contract.CLICK_TYPES if click in clicks},
     }
 
 
@@ -170,12 +170,12 @@ def as_yaml(document) -> str:
 def fits(document) -> bool:
     """Whether every message fits once filled in (longer ones are rightly refused)."""
     for click, item in document["clicks"].items():
-        filled = handler.render(
+        filled = contract.render(
             item["message"], notify_config.worst_case_fields(document["person"], click)
         )
         if item["sms"] and notify_config.sms_length(filled) > notify_config.SMS_MAX_CHARS:
             return False
-        if item["call"] and len(notify_config.twiml(filled)) > handler.TWIML_MAX_CHARS:
+        if item["call"] and len(notify_config.twiml(filled)) > contract.TWIML_MAX_CHARS:
             return False
     return True
 
@@ -195,7 +195,7 @@ def test_a_valid_config_parses_into_exactly_what_it_says(document):
     config = parse(text)
     assert config.lambda_document() == document
     # ... and the notifier accepts that document as it is.
-    handler.parse_config(json.loads(json.dumps(document)))
+    contract.parse_config(json.loads(json.dumps(document)))
 
 
 @given(documents(), st.sampled_from(["from", "sms", "call"]), not_e164)
@@ -218,7 +218,7 @@ def test_a_number_that_is_not_e164_is_refused_on_its_line(document, where, bad):
 @given(documents(), st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=12))
 def test_a_template_field_that_does_not_exist_is_refused(document, name):
     field = "{" + name + "}"
-    if name in handler.TEMPLATE_FIELDS or "{" in name or "}" in name:
+    if name in contract.TEMPLATE_FIELDS or "{" in name or "}" in name:
         return
     click = next(iter(document["clicks"]))
     document["clicks"][click]["message"] += field

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.paths import HOME_ENV, data_dir
 
 DEMO_SERIAL = "G030JF0553648RUH"
@@ -137,7 +138,7 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
     report = things.provision(ctx, [DEMO_SERIAL])
     button = report.buttons[0]
     if button.action == "failed" or button.certificate_id is None:
-        raise RuntimeError(f"provisioning failed: {button.error}")
+        raise _provisioning_failed(button.error)
     yield DemoEvent(
         "detail",
         f"certificate {button.certificate_id[:12]}… ACTIVE, policy "
@@ -163,6 +164,19 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
     yield DemoEvent(
         "detail",
         "SINGLE → SMS Alice · DOUBLE → SMS Alice + call Bob · LONG → SMS and calls to both",
+    )
+
+
+def _provisioning_failed(error: dict[str, Any] | None) -> IotButtonError:
+    """The demo's button could not be made: say why (the provisioning error's own message)."""
+    why = (error or {}).get("message") or "no certificate was issued"
+    code = (error or {}).get("code")
+    return IotButtonError(
+        "demo-provisioning-failed",
+        f"The demo could not provision its button {DEMO_SERIAL}: {why}"
+        + (f" ({code})" if code else ""),
+        (error or {}).get("hint")
+        or f"See the demo's sandbox log under {demo_home()}, then run `iotbutton demo` again.",
     )
 
 

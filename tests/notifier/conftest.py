@@ -18,6 +18,7 @@ from notifier_support import (
 )
 
 from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notifier_lambda import twilio as twilio_rest
 from iotbutton_cli.sandbox.twilio import TwilioStandIn
 
 
@@ -47,7 +48,7 @@ def fresh_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     """Each test starts with empty caches and a sleep that records instead of waiting."""
     sleeps: list[float] = []
     handler.reset_caches()
-    monkeypatch.setattr(handler, "sleep", sleeps.append)
+    monkeypatch.setattr(twilio_rest, "sleep", sleeps.append)
     yield sleeps
     handler.reset_caches()
 

@@ -18,7 +18,7 @@ PROBE = """
 import json, sys
 sys.path[:0] = [{zip!r}]
 sys.path.append({site!r})
-import handler
+from notifier_lambda import handler
 event = handler.parse_event({{"serialNumber": 7, "clickType": "single"}})
 try:
     handler.lambda_handler({{"serialNumber": 7, "clickType": "SINGLE"}}, None)
@@ -35,10 +35,10 @@ print(json.dumps({{
 
 
 def build_zip(target: Path) -> Path:
-    """Lambda's layout: the notifier package's files at the root of the zip."""
+    """Lambda's layout: the notifier package, whole, in a ``notifier_lambda/`` folder."""
     with zipfile.ZipFile(target, "w") as bundle:
         for source in sorted(NOTIFIER_DIR.glob("*.py")):
-            bundle.write(source, source.name)
+            bundle.write(source, f"notifier_lambda/{source.name}")
     return target
 
 
@@ -62,15 +62,21 @@ def test_handler_runs_from_the_zip_alone_in_isolated_mode(tmp_path):
     assert report["boto3_imported"] is False, "boto3 is imported only to read config/secret"
 
 
-def test_handler_source_imports_only_the_standard_library_and_boto3():
-    tree = ast.parse((NOTIFIER_DIR / "handler.py").read_text())
+def test_notifier_source_imports_only_the_standard_library_and_boto3():
+    """Every module of the package: the standard library, boto3, and each other (relatively,
+    so the same code works as iotbutton_cli.notifier_lambda and as notifier_lambda in the zip)."""
+    ours = {path.stem for path in NOTIFIER_DIR.glob("*.py")}
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports: the zip has no package around it"
-            imported.add((node.module or "").split(".")[0])
+    for path in sorted(NOTIFIER_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1, f"{path.name}: a relative import leaves the package"
+                modules = [node.module] if node.module else [a.name for a in node.names]
+                assert set(modules) <= ours, f"{path.name}: imports {modules}, not ours"
+            elif isinstance(node, ast.ImportFrom):
+                imported.add((node.module or "").split(".")[0])
 
     third_party = imported - set(sys.stdlib_module_names)
     assert third_party == {"boto3"}

@@ -23,7 +23,8 @@ from notifier_support import (
     messaging_config,
 )
 
-from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notifier_lambda import contract, handler
+from iotbutton_cli.notifier_lambda import twilio as twilio_rest
 from iotbutton_cli.sandbox.twilio import PlannedFailure, TwilioStandIn
 
 ALICE, BOB, CAROL = "+15551230001", "+15551230002", "+15551230003"
@@ -162,7 +163,7 @@ def test_long_message_is_shortened_to_twilios_twiml_limit(deployment):
 
     assert result["results"][0]["status"] == "sent"
     [call] = deployment.sent("Calls")
-    assert len(call["fields"]["Twiml"]) <= handler.TWIML_MAX_CHARS
+    assert len(call["fields"]["Twiml"]) <= contract.TWIML_MAX_CHARS
     assert set(twiml_text(call["fields"]["Twiml"])) == {"&"}
 
 
@@ -211,7 +212,7 @@ def test_throttled_request_is_retried_and_then_sent(deployment):
     assert item["status"] == "sent" and item["attempts"] == 2
     assert [entry["http_status"] for entry in deployment.twilio.outbox()] == [429, 201]
     [delay] = deployment.sleeps
-    assert handler.BACKOFF_BASE_SECONDS / 2 <= delay <= handler.BACKOFF_BASE_SECONDS
+    assert twilio_rest.BACKOFF_BASE_SECONDS / 2 <= delay <= twilio_rest.BACKOFF_BASE_SECONDS
 
 
 def test_server_errors_exhaust_retries_with_growing_backoff(deployment):
@@ -223,10 +224,11 @@ def test_server_errors_exhaust_retries_with_growing_backoff(deployment):
 
     alice, bob = raised.value.result["results"]
     assert alice["status"] == "sent"
-    assert bob["status"] == "failed" and bob["attempts"] == handler.MAX_ATTEMPTS
+    assert bob["status"] == "failed" and bob["attempts"] == twilio_rest.MAX_ATTEMPTS
     assert bob["error"]["code"] == 20500
     first, second = deployment.sleeps
-    assert first <= handler.BACKOFF_BASE_SECONDS < second <= 2 * handler.BACKOFF_BASE_SECONDS
+    base = twilio_rest.BACKOFF_BASE_SECONDS
+    assert first <= base < second <= 2 * base
 
 
 def test_network_errors_are_retried_then_reported(deployment, monkeypatch):
@@ -240,9 +242,9 @@ def test_network_errors_are_retried_then_reported(deployment, monkeypatch):
         handler.lambda_handler(button_event(), LambdaContext())
 
     [item] = raised.value.result["results"]
-    assert item["status"] == "failed" and item["attempts"] == handler.MAX_ATTEMPTS
+    assert item["status"] == "failed" and item["attempts"] == twilio_rest.MAX_ATTEMPTS
     assert item["error"]["message"].startswith("network error")
-    assert len(deployment.sleeps) == handler.MAX_ATTEMPTS - 1
+    assert len(deployment.sleeps) == twilio_rest.MAX_ATTEMPTS - 1
 
 
 def test_no_request_starts_when_the_invocation_is_out_of_time(deployment):
@@ -261,7 +263,7 @@ def test_no_request_starts_when_the_invocation_is_out_of_time(deployment):
 
 
 def test_retried_invocation_only_sends_to_recipients_that_failed(deployment):
-    deployment.twilio.plan(PlannedFailure(status=503, times=handler.MAX_ATTEMPTS, to=CAROL))
+    deployment.twilio.plan(PlannedFailure(status=503, times=twilio_rest.MAX_ATTEMPTS, to=CAROL))
     deployment.write_config(
         messaging_config({"SINGLE": click_config(sms=[ALICE, CAROL], call=[BOB])})
     )
@@ -286,15 +288,15 @@ def test_a_fault_sending_to_one_recipient_never_unrecords_the_others(deployment,
     recipient alone: the others stay recorded, so Lambda's retry does not message them twice."""
     deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE], call=[BOB])}))
     context = LambdaContext(aws_request_id="fault-once")
-    real_sms_body = handler.sms_body
+    real_sms_body = twilio_rest.sms_body
 
     def broken_sms_body(text):
         raise RuntimeError("injected fault\nsecond line")
 
-    monkeypatch.setattr(handler, "sms_body", broken_sms_body)
+    monkeypatch.setattr(twilio_rest, "sms_body", broken_sms_body)
     with pytest.raises(handler.DeliveryIncomplete) as raised:
         handler.lambda_handler(button_event(), context)
-    monkeypatch.setattr(handler, "sms_body", real_sms_body)
+    monkeypatch.setattr(twilio_rest, "sms_body", real_sms_body)
     retried = handler.lambda_handler(button_event(), context)
 
     sms, call = raised.value.result["results"]
@@ -450,7 +452,7 @@ def test_a_malformed_event_still_raises_the_alarm(deployment, caplog, event, ser
         messaging_config(
             {
                 name: click_config(sms=[ALICE], call=[BOB], message=f"{name} {{serial}}")
-                for name in handler.CLICK_TYPES
+                for name in contract.CLICK_TYPES
             }
         )
     )
@@ -596,7 +598,7 @@ def test_broken_config_is_a_config_error(deployment, change, message):
     config.update(change)
     deployment.write_config(config)
 
-    with pytest.raises(handler.ConfigError, match=re.escape(message)):
+    with pytest.raises(contract.ConfigError, match=re.escape(message)):
         handler.lambda_handler(button_event(), LambdaContext())
     assert deployment.twilio.outbox() == []
 
@@ -604,7 +606,7 @@ def test_broken_config_is_a_config_error(deployment, change, message):
 def test_missing_environment_is_a_config_error(deployment, monkeypatch):
     monkeypatch.delenv("IOTBUTTON_SECRET_PARAMETER")
 
-    with pytest.raises(handler.ConfigError, match="IOTBUTTON_SECRET_PARAMETER"):
+    with pytest.raises(contract.ConfigError, match="IOTBUTTON_SECRET_PARAMETER"):
         handler.lambda_handler(button_event(), LambdaContext())
 
 
@@ -647,13 +649,13 @@ def test_secret_never_reaches_logs_result_or_outbox(
 
 
 def test_template_fields_are_the_documented_ones():
-    assert handler.TEMPLATE_FIELDS == ("person", "serial", "click", "battery", "time")
+    assert contract.TEMPLATE_FIELDS == ("person", "serial", "click", "battery", "time")
 
 
 def test_render_fills_fields_and_keeps_escaped_braces():
     fields = {"person": "Ann", "serial": "S", "click": "LONG", "battery": "1.5V", "time": "t"}
 
-    assert handler.render("{{ {person} }} {click}", fields) == "{ Ann } LONG"
+    assert contract.render("{{ {person} }} {click}", fields) == "{ Ann } LONG"
 
 
 @pytest.mark.parametrize(
@@ -661,15 +663,15 @@ def test_render_fills_fields_and_keeps_escaped_braces():
     ["{}", "{0}", "{name}", "{person.__class__}", "{serial[0]}", "{time:>20}", "{person!r}", "{"],
 )
 def test_render_refuses_anything_but_plain_known_fields(template):
-    fields = dict.fromkeys(handler.TEMPLATE_FIELDS, "x")
+    fields = dict.fromkeys(contract.TEMPLATE_FIELDS, "x")
 
-    with pytest.raises(handler.TemplateError):
-        handler.render(template, fields)
+    with pytest.raises(contract.TemplateError):
+        contract.render(template, fields)
 
 
 def test_render_needs_a_value_for_every_field_used():
-    with pytest.raises(handler.TemplateError, match="battery"):
-        handler.render("{battery}", {"person": "x"})
+    with pytest.raises(contract.TemplateError, match="battery"):
+        contract.render("{battery}", {"person": "x"})
 
 
 def test_time_is_formatted_in_utc():
@@ -677,4 +679,4 @@ def test_time_is_formatted_in_utc():
 
     moment = datetime(2026, 11, 22, 0, 4, tzinfo=timezone(timedelta(hours=1)))
 
-    assert handler.format_time(moment) == "2026-11-21 23:04 UTC"
+    assert contract.format_time(moment) == "2026-11-21 23:04 UTC"

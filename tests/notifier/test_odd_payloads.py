@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from notifier_support import SERIAL, LambdaContext, click_config, messaging_config
 
-from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notifier_lambda import contract, handler
 
 ALICE, BOB, CAROL = "+15551230001", "+15551230002", "+15551230003"
 EXAMPLES = 40  # each example is three HTTP requests, each checked against Twilio's API description
@@ -83,7 +83,7 @@ def configured(request, deployment):
         messaging_config(
             {
                 click: click_config(sms=[ALICE, BOB], call=[CAROL], message=message)
-                for click in handler.CLICK_TYPES
+                for click in contract.CLICK_TYPES
             },
             person=person,
         )
@@ -134,7 +134,7 @@ def test_every_recipient_gets_the_alarm_whatever_the_event_holds(configured, cap
         ("sms", BOB, "sent"),
         ("call", CAROL, "sent"),
     ]
-    assert result["click"] in handler.CLICK_TYPES
+    assert result["click"] in contract.CLICK_TYPES
     json.dumps(result, ensure_ascii=False).encode("utf-8")  # Lambda can return it
     new = configured.twilio.outbox()[before:]
     assert len(new) == 3

@@ -16,6 +16,7 @@ import pytest
 from notifier_support import LambdaContext, button_event, click_config, messaging_config
 
 from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notifier_lambda import twilio as twilio_rest
 
 ALICE, BOB = "+15551230001", "+15551230002"
 
@@ -88,14 +89,14 @@ def test_a_2xx_with_an_unreadable_body_is_sent_and_never_sent_again(scripted, st
             "channel": "sms",
             "to": ALICE,
             "status": "sent",
-            "note": handler.NO_BODY_NOTE,
+            "note": twilio_rest.NO_BODY_NOTE,
             "attempts": 1,
         },
         {
             "channel": "call",
             "to": BOB,
             "status": "sent",
-            "note": handler.NO_BODY_NOTE,
+            "note": twilio_rest.NO_BODY_NOTE,
             "attempts": 1,
         },
     ]
@@ -123,9 +124,9 @@ def test_an_unreadable_server_error_is_retried_and_then_raises(scripted, body):
         handler.lambda_handler(button_event(), LambdaContext())
 
     for item in raised.value.result["results"]:
-        assert item["status"] == "failed" and item["attempts"] == handler.MAX_ATTEMPTS
+        assert item["status"] == "failed" and item["attempts"] == twilio_rest.MAX_ATTEMPTS
         assert item["error"] == {"code": None, "message": "HTTP 503"}
-    assert len(scripted.received) == 2 * handler.MAX_ATTEMPTS
+    assert len(scripted.received) == 2 * twilio_rest.MAX_ATTEMPTS
 
 
 def test_an_unreadable_client_error_fails_without_retry(scripted):

@@ -325,3 +325,19 @@ def test_trim_script_reproduces_the_shipped_spec_from_the_recorded_source(tmp_pa
     assert output.read_bytes() == SHIPPED_SPEC.read_bytes()
     recorded = json.loads(output.read_text())["info"]["x-iotbutton-trimmed-from"]["sha256"]
     assert recorded == hashlib.sha256(SOURCE_SPEC.read_bytes()).hexdigest()
+
+
+def test_the_stand_in_shares_no_code_with_the_notifier():
+    """It is the oracle the notifier is checked against: it must not borrow the notifier's rules."""
+    import ast
+
+    import iotbutton_cli.sandbox.twilio as stand_in
+
+    tree = ast.parse(Path(stand_in.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." * node.level + (node.module or ""))
+    assert not [name for name in imported if "notifier_lambda" in name or name.startswith(".")]

@@ -7,12 +7,12 @@ import hashlib
 import io
 import json
 import zipfile
-from importlib import resources
 
 import boto3
 import pytest
 
 from iotbutton_cli.context import AppContext, Settings
+from iotbutton_cli.notify import bundle
 from iotbutton_cli.notify import deploy as notifier_deploy
 from support import TWILIO_ACCOUNT_SID as ACCOUNT_SID
 from support import TWILIO_SECRET as SECRET
@@ -38,9 +38,13 @@ def zipped(files: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def source(data: bytes, twilio_base: str | None = None) -> notifier_deploy.DeployInput:
+def source(
+    data: bytes, twilio_base: str | None = None, handler: str = "handler.lambda_handler"
+) -> notifier_deploy.DeployInput:
     sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
-    return notifier_deploy.DeployInput(DOCUMENT, SECRET, data, sha, twilio_api_base=twilio_base)
+    return notifier_deploy.DeployInput(
+        DOCUMENT, SECRET, data, sha, handler=handler, twilio_api_base=twilio_base
+    )
 
 
 @pytest.fixture
@@ -54,9 +58,8 @@ def twilio(twilio_standin):
 
 
 def test_deployed_notifier_runs_and_messages_twilio(sandbox, twilio):
-    handler = resources.files("iotbutton_cli.notifier_lambda").joinpath("handler.py").read_text()
     ctx = AppContext(Settings())
-    notifier_deploy.deploy(ctx, source(zipped({"handler.py": handler}), twilio.base_url))
+    notifier_deploy.deploy(ctx, source(bundle.bundle_bytes(), twilio.base_url, bundle.HANDLER))
     lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
 
     event = {"serialNumber": "G030JF0553648RUH", "batteryVoltage": "1650mV", "clickType": "DOUBLE"}

@@ -54,6 +54,7 @@ def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose:
     from iotbutton_cli.errors import IotButtonError
     from iotbutton_cli.sandbox import client as sandbox_control
     from iotbutton_cli.sandbox import server
+    from iotbutton_cli.sandbox.protocol import server_args
 
     current = sandbox_control.running()
     if current is not None:
@@ -62,17 +63,8 @@ def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose:
             f"The sandbox is already running in the background (pid {current.pid}).",
             "Stop it first with `iotbutton sandbox stop`.",
         )
-    args = [
-        "--state-dir",
-        str(sandbox_control.sandbox_dir()),
-        "--aws-port",
-        str(aws_port),
-        "--mqtt-port",
-        str(mqtt_port),
-        "--twilio-port",
-        str(twilio_port),
-    ]
-    status = server.main([*args, "--verbose"] if verbose else args)
+    args = server_args(sandbox_control.sandbox_dir(), aws_port, mqtt_port, twilio_port, verbose)
+    status = server.main(args)
     if status:
         raise typer.Exit(status)
 
@@ -83,10 +75,9 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
     from iotbutton_cli.sandbox import client as sandbox_control
 
     app_context(ctx, json)
-    found = sandbox_control.stop()
+    stopped = sandbox_control.stop_and_forget()
+    found, forgotten = stopped.found, stopped.forgotten_records
     info = found.info
-    gone = info is not None or found.stale_pid is not None
-    forgotten = sandbox_control.forget_sandbox_records() if gone else 0
     if json:
         result: dict[str, Any] = {
             "stopped": info is not None,

@@ -2,7 +2,8 @@
 
 A simulated button connects exactly as the hardware does: client id = serial, its own certificate
 and key, the ATS endpoint on port 8883 with Amazon Root CA 1 (or the sandbox's broker and CA), and
-publishes ``{"serialNumber", "batteryVoltage", "clickType"}`` to ``iotbutton/<serial>``.
+publishes ``{"serialNumber", "batteryVoltage", "clickType"}`` to ``iotbutton/<serial>`` (the
+payload the notifier's contract describes: ``notifier_lambda.contract.button_payload``).
 
 Watching uses a separate monitor identity (own certificate, own policy that may only subscribe to
 and receive the button topics), so buttons' policies stay publish-only.
@@ -22,6 +23,7 @@ from typing import Any
 from iotbutton_cli.aws import topics
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
+from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload
 from iotbutton_cli.provisioning import certs, keyfiles, policies
 from iotbutton_cli.provisioning.endpoint import Endpoint, data_endpoint
 from iotbutton_cli.provisioning.policies import MONITOR_CLIENT_PREFIX, MONITOR_POLICY, TOPIC_PREFIX
@@ -29,7 +31,6 @@ from iotbutton_cli.provisioning.serials import not_found, validate_serial
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 MONITOR_ROLE = "monitor"
-CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
 
 
 @dataclass
@@ -209,7 +210,7 @@ def click(
     serial, identity = button_identity(ctx, serial)
     endpoint = data_endpoint(ctx)
     topic = f"{TOPIC_PREFIX}/{serial}"
-    payload = {"serialNumber": serial, "batteryVoltage": f"{battery_mv}mV", "clickType": click_type}
+    payload = button_payload(serial, click_type, battery_mv)
     connection = _connect(endpoint, identity)
     sent: list[Published] = []
     try:

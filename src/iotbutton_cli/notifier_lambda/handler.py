@@ -1,10 +1,13 @@
 """The notifier Lambda: turn an AWS IoT button click into Twilio SMS messages and voice calls.
 
 Runs alone inside AWS Lambda (Python 3.13 runtime): standard library plus the runtime's boto3, and
-nothing else from iotbutton_cli. Twilio is called over its REST API with urllib; boto3 is imported
-only when the config or secret must first be read (once per warm container).
+nothing else from iotbutton_cli. Twilio is called over its REST API with urllib (:mod:`.twilio`);
+boto3 is imported only when the config or secret must first be read (once per warm container).
+What it shares with the CLI (click types, the payload, the messaging config, templates, TwiML) is
+in :mod:`.contract`. The package is zipped whole, its modules importing each other relatively,
+so the same code runs inside the CLI and inside Lambda.
 
-Entry point: ``handler.lambda_handler(event, context)``.
+Entry point: ``notifier_lambda.handler.lambda_handler(event, context)``.
 
 Event. A button publishes ``{"serialNumber", "batteryVoltage", "clickType"}`` to
 ``iotbutton/<serial>``; iotbutton's topic rules (``SELECT serialNumber, clickType,
@@ -43,7 +46,7 @@ Environment::
     TWILIO_API_BASE              default https://api.twilio.com (the sandbox points it elsewhere)
     IOTBUTTON_TWILIO_TIMEOUT     seconds per Twilio request, default 10
 
-Messaging config (the contract with the deployer)::
+Messaging config (the contract with the deployer; see ``contract.parse_config``)::
 
     {
       "version": 1,
@@ -63,8 +66,8 @@ Messaging config (the contract with the deployer)::
 Templates are ``str.format``-style with exactly the fields in ``TEMPLATE_FIELDS``: ``{person}``,
 ``{serial}``, ``{click}``, ``{battery}``, ``{time}`` ("2026-11-21 23:04 UTC"). ``{{`` and ``}}``
 are literal braces; anything else in braces (positional fields, attributes, indexes, conversions,
-format specs) is refused. ``render`` and ``check_template`` are the rules; the CLI's config
-validator may copy them.
+format specs) is refused. ``contract.render`` and ``contract.check_template`` are the rules, which
+the CLI's config validator uses too.
 
 The config and secret are cached per warm container, keyed by bucket/key and parameter name; to
 change the config, write it under a new key or update the function configuration (either reaches
@@ -81,11 +84,11 @@ has nobody for the click type. Any 2xx answer from Twilio means the request was 
 ``sent``, and when the answer's body cannot be read (not a JSON object, no sid, not UTF-8, empty)
 the item has no ``sid`` and a ``note`` saying so.
 
-Retries and duplicates. Each Twilio request is tried up to ``MAX_ATTEMPTS`` times with exponential
-backoff and jitter on HTTP 429, 5xx, Twilio code 20429 and network errors/timeouts, within the
-Lambda's remaining time. IoT invokes Lambda asynchronously and Lambda retries a failed invocation
-with the same ``aws_request_id``; so each recipient that succeeded is remembered per warm container
-under (request id, channel, recipient) and skipped on a retry. The invocation raises
+Retries and duplicates. Each Twilio request is tried up to ``twilio.MAX_ATTEMPTS`` times with
+exponential backoff and jitter on HTTP 429, 5xx, Twilio code 20429 and network errors/timeouts,
+within the Lambda's remaining time. IoT invokes Lambda asynchronously and Lambda retries a failed
+invocation with the same ``aws_request_id``; so each recipient that succeeded is remembered per
+warm container under (request id, channel, recipient) and skipped on a retry. The invocation raises
 ``DeliveryIncomplete`` at the end only if some recipient failed in a way a retry could fix
 (throttling, 5xx, network, authentication); errors a retry cannot fix (invalid or unsubscribed
 number, unverified trial number, ...) are reported in the result and logged at ERROR level, and do
@@ -99,95 +102,56 @@ request that timed out may have reached Twilio and is retried, which can also du
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import logging
 import os
-import random
-import re
 import string
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from xml.sax.saxutils import escape
 
-logger = logging.getLogger("iotbutton.notifier")
-logger.setLevel(logging.INFO)
+from . import twilio
+from .contract import (
+    BATTERY_FIELD,
+    CLICK_FIELD,
+    CONFIG_BUCKET_ENV,
+    CONFIG_KEY_ENV,
+    SECRET_PARAMETER_ENV,
+    SERIAL_FIELD,
+    TOPIC_SERIAL_FIELD,
+    TWILIO_API_BASE_ENV,
+    TWILIO_TIMEOUT_ENV,
+    ClickConfig,
+    ConfigError,
+    MessagingConfig,
+    click_type,
+    format_time,
+    parse_config,
+    render,
+)
+from .text import REPLACEMENT, UNSAFE_IN_MESSAGE, log, printable
+from .twilio import AUTH_FAILED_CODE, TWILIO_ERROR_MEANINGS, TWILIO_TEXT_MAX_CHARS, Outcome
 
-TEMPLATE_FIELDS = ("person", "serial", "click", "battery", "time")
-CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
-CHANNELS = ("sms", "call")
-CONFIG_VERSION = 1
-DEFAULT_API_BASE = "https://api.twilio.com"
 DEFAULT_TIMEOUT_SECONDS = 10.0
-API_VERSION = "2010-04-01"
-USER_AGENT = "iotbutton-notifier/1 (+https://github.com/iotbutton/iotbutton-cli) python-urllib"
-TWIML_MAX_CHARS = 4000
-SMS_MAX_UNITS = 1600  # Twilio counts a Body in UTF-16 code units
 SERIAL_MAX_CHARS = 128
 SERIAL_CHARS = frozenset(string.ascii_letters + string.digits + ":_-")  # AWS thing names
 BATTERY_MAX_CHARS = 16
 LOGGED_VALUE_MAX_CHARS = 40
-TWILIO_TEXT_MAX_CHARS = 300  # of an error message or sid from Twilio, as reported
 UNKNOWN = "unknown"
-REPLACEMENT = "?"
-ELLIPSIS = "\u2026"
-# XML 1.0 forbids C0 controls but tab, newline and carriage return, surrogates, U+FFFE and
-# U+FFFF; the C1 controls (U+007F-U+009F) it allows, but no phone should get them either.
-UNSAFE_IN_MESSAGE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-# What would break a log line in two, or fail to encode: controls, line and paragraph separators,
-# lone surrogates. Escaped as \uXXXX.
-UNSAFE_IN_LOG = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-NO_BODY_NOTE = "Twilio answered 2xx but its answer could not be read; counted as sent"
-MAX_ATTEMPTS = 3
-BACKOFF_BASE_SECONDS = 0.5
-BACKOFF_CAP_SECONDS = 4.0
 SAFETY_MARGIN_SECONDS = 1.0
-MIN_ATTEMPT_SECONDS = 1.0
 MAX_WORKERS = 8
 DELIVERY_RECORD_LIMIT = 10_000
-AUTH_FAILED_CODE = 20003
-TOO_MANY_REQUESTS_CODE = 20429
-
-TWILIO_ERROR_MEANINGS = {
-    20003: "authentication failed: check the account/API key SID and the secret in SSM",
-    20429: "too many requests: Twilio is rate limiting this account",
-    21211: "invalid 'To' phone number",
-    21212: "invalid 'From' phone number",
-    21408: "no permission to send to this region",
-    21606: "the 'From' number cannot send SMS or is not owned by this account",
-    21608: "unverified number: trial accounts may only send to verified numbers",
-    21610: "recipient has unsubscribed (replied STOP)",
-    21614: "'To' is not a mobile number and cannot receive SMS",
-    32018: "Twiml longer than 4000 characters",
-}
-
-# Replaced by tests so retries run instantly; also the seam for any other clock.
-sleep: Callable[[float], None] = time.sleep
-monotonic: Callable[[], float] = time.monotonic
 
 _config_cache: dict[tuple[str, str], MessagingConfig] = {}
 _secret_cache: dict[str, str] = {}
 _clients: dict[str, Any] = {}
 _delivered: OrderedDict[tuple[str, str, str], str] = OrderedDict()
 _cache_lock = threading.Lock()
-
-
-class ConfigError(Exception):
-    """The deployment is broken (environment, config object or secret): a person must fix it."""
-
-
-class TemplateError(ValueError):
-    """A message template uses something other than the allowed ``{field}`` names."""
 
 
 class DeliveryIncomplete(RuntimeError):
@@ -199,56 +163,7 @@ class DeliveryIncomplete(RuntimeError):
         self.result = result
 
 
-# -- templates -------------------------------------------------------------------------------
-
-
-def check_template(template: str) -> list[str]:
-    """The field names a template uses, in order; raises TemplateError if it breaks the rules."""
-    if not isinstance(template, str):
-        raise TemplateError("a message template must be a string")
-    names = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise TemplateError(f"malformed template: {exc}") from None
-    for _literal, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if name not in TEMPLATE_FIELDS:
-            allowed = ", ".join("{" + field_name + "}" for field_name in TEMPLATE_FIELDS)
-            raise TemplateError(f"unknown template field {_shown(name)}; allowed: {allowed}")
-        if spec or conversion:
-            raise TemplateError(
-                f"template field {_shown(name)} may not have a format or conversion"
-            )
-        names.append(name)
-    return names
-
-
-def _shown(name: str) -> str:
-    """A field as written, kept to one line: messages about it are one line."""
-    field = "{" + name + "}"
-    return field if field.isprintable() else repr(field)
-
-
-def render(template: str, fields: Mapping[str, object]) -> str:
-    """Fill a template's ``{field}`` names from ``fields`` under the rules of check_template."""
-    check_template(template)
-    parts = []
-    for literal, name, _spec, _conversion in string.Formatter().parse(template):
-        parts.append(literal)
-        if name is not None:
-            if name not in fields:
-                raise TemplateError(f"no value for template field {{{name}}}")
-            parts.append(str(fields[name]))
-    return "".join(parts)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-# -- event and config ------------------------------------------------------------------------
+# -- event and settings ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -262,26 +177,6 @@ class ButtonEvent:
 
 
 @dataclass(frozen=True)
-class ClickConfig:
-    sms: tuple[str, ...]
-    call: tuple[str, ...]
-    message: str
-
-
-@dataclass(frozen=True)
-class MessagingConfig:
-    account_sid: str
-    api_key_sid: str | None
-    sender: str
-    person: str
-    clicks: Mapping[str, ClickConfig]
-
-    @property
-    def auth_user(self) -> str:
-        return self.api_key_sid or self.account_sid
-
-
-@dataclass(frozen=True)
 class Settings:
     bucket: str
     key: str
@@ -291,26 +186,24 @@ class Settings:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        names = ("IOTBUTTON_CONFIG_BUCKET", "IOTBUTTON_CONFIG_KEY", "IOTBUTTON_SECRET_PARAMETER")
+        names = (CONFIG_BUCKET_ENV, CONFIG_KEY_ENV, SECRET_PARAMETER_ENV)
         missing = [name for name in names if not environ.get(name)]
         if missing:
             raise ConfigError(f"environment variable(s) not set: {', '.join(missing)}")
-        raw_timeout = environ.get("IOTBUTTON_TWILIO_TIMEOUT") or str(DEFAULT_TIMEOUT_SECONDS)
+        raw_timeout = environ.get(TWILIO_TIMEOUT_ENV) or str(DEFAULT_TIMEOUT_SECONDS)
         try:
             timeout = float(raw_timeout)
         except ValueError:
-            raise ConfigError(
-                f"IOTBUTTON_TWILIO_TIMEOUT is not a number: {raw_timeout!r}"
-            ) from None
+            raise ConfigError(f"{TWILIO_TIMEOUT_ENV} is not a number: {raw_timeout!r}") from None
         if timeout <= 0:
-            raise ConfigError("IOTBUTTON_TWILIO_TIMEOUT must be positive")
-        api_base = (environ.get("TWILIO_API_BASE") or DEFAULT_API_BASE).rstrip("/")
+            raise ConfigError(f"{TWILIO_TIMEOUT_ENV} must be positive")
+        api_base = (environ.get(TWILIO_API_BASE_ENV) or twilio.DEFAULT_API_BASE).rstrip("/")
         if urllib.parse.urlsplit(api_base).scheme not in ("https", "http"):
-            raise ConfigError(f"TWILIO_API_BASE must be an http(s) URL: {api_base!r}")
+            raise ConfigError(f"{TWILIO_API_BASE_ENV} must be an http(s) URL: {api_base!r}")
         return cls(
-            bucket=environ["IOTBUTTON_CONFIG_BUCKET"],
-            key=environ["IOTBUTTON_CONFIG_KEY"],
-            secret_parameter=environ["IOTBUTTON_SECRET_PARAMETER"],
+            bucket=environ[CONFIG_BUCKET_ENV],
+            key=environ[CONFIG_KEY_ENV],
+            secret_parameter=environ[SECRET_PARAMETER_ENV],
             api_base=api_base,
             timeout=timeout,
         )
@@ -333,18 +226,18 @@ def parse_event(event: object) -> ButtonEvent:
         notes.append(f"event is not a JSON object ({type(event).__name__}); alerting anyway")
     return ButtonEvent(
         serial=event_serial(fields, notes),
-        click=event_click(fields.get("clickType", MISSING), notes),
-        battery=battery_text(fields.get("batteryVoltage", MISSING)),
+        click=event_click(fields.get(CLICK_FIELD, MISSING), notes),
+        battery=battery_text(fields.get(BATTERY_FIELD, MISSING)),
         notes=tuple(notes),
     )
 
 
 def event_serial(fields: Mapping[str, object], notes: list[str]) -> str:
     """The topic's serial (the rule's ``topicSerial``); the payload's only from an older rule."""
-    claimed = fields.get("serialNumber", MISSING)
-    if "topicSerial" in fields:
-        topic_serial = fields["topicSerial"]
-        serial = shown_serial(topic_serial, "topicSerial", notes)
+    claimed = fields.get(SERIAL_FIELD, MISSING)
+    if TOPIC_SERIAL_FIELD in fields:
+        topic_serial = fields[TOPIC_SERIAL_FIELD]
+        serial = shown_serial(topic_serial, TOPIC_SERIAL_FIELD, notes)
         if claimed is not MISSING and claimed != topic_serial:
             notes.append(
                 f"payload serialNumber {shown_serial(claimed)!r} differs from the topic's "
@@ -359,7 +252,7 @@ def event_serial(fields: Mapping[str, object], notes: list[str]) -> str:
         "payload's serialNumber, which the device wrote itself; `iotbutton notify deploy` "
         "updates the rule"
     )
-    return shown_serial(claimed, "serialNumber", notes)
+    return shown_serial(claimed, SERIAL_FIELD, notes)
 
 
 def shown_serial(value: object, name: str | None = None, notes: list[str] | None = None) -> str:
@@ -379,13 +272,11 @@ def shown_serial(value: object, name: str | None = None, notes: list[str] | None
 
 def event_click(value: object, notes: list[str]) -> str:
     """SINGLE, DOUBLE or LONG; anything else is handled as SINGLE rather than dropped."""
-    if isinstance(value, str):
-        if value in CLICK_TYPES:
-            return value
-        folded = value.strip().upper()
-        if folded in CLICK_TYPES:
-            notes.append(f"click type {shown_value(value)} handled as {folded}")
-            return folded
+    click = click_type(value)
+    if click is not None:
+        if click != value:
+            notes.append(f"click type {shown_value(value)} handled as {click}")
+        return click
     notes.append(
         f"click type {shown_value(value)} is not SINGLE, DOUBLE or LONG; handled as SINGLE"
     )
@@ -405,14 +296,6 @@ def battery_text(value: object) -> str:
     return UNKNOWN
 
 
-def printable(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters (an ellipsis marks the cut), with every character
-    that is not printable (controls, separators, lone surrogates, ...) replaced by "?"."""
-    if len(text) > limit:
-        text = text[: limit - 1] + ELLIPSIS
-    return "".join(char if char.isprintable() else REPLACEMENT for char in text)
-
-
 def shown_value(value: object) -> str:
     """A payload value for the log: a short quoted string, or what kind of value it is."""
     if value is MISSING:
@@ -425,90 +308,6 @@ def shown_value(value: object) -> str:
 def message_text(template: str, config: MessagingConfig, event: ButtonEvent) -> str:
     """The filled-in message with everything XML or a phone cannot carry replaced by "?"."""
     return UNSAFE_IN_MESSAGE.sub(REPLACEMENT, render(template, template_values(config, event)))
-
-
-def utf16_units(text: str) -> int:
-    """Length as Twilio counts a Body: characters beyond U+FFFF take two code units."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
-
-
-def sms_body(text: str) -> str:
-    """``text`` cut, with an ellipsis, to Twilio's 1,600 UTF-16 code units."""
-    if utf16_units(text) <= SMS_MAX_UNITS:
-        return text
-    units = 0
-    for end, char in enumerate(text):  # noqa: B007 -- ``end`` is used after the loop
-        units += 2 if ord(char) > 0xFFFF else 1
-        if units > SMS_MAX_UNITS - 1:
-            break
-    log(logging.WARNING, "SMS cut to %d of %d characters to fit Twilio's limit", end, len(text))
-    return text[:end] + ELLIPSIS
-
-
-def one_line(text: str) -> str:
-    """``text`` as one log line that always encodes: controls, separators and lone surrogates
-    become \\uXXXX escapes."""
-    return UNSAFE_IN_LOG.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
-
-
-def log(level: int, message: str, *args: object) -> None:
-    """Log one line, whatever the arguments hold."""
-    logger.log(level, "%s", one_line(message % args if args else message))
-
-
-def parse_config(document: object) -> MessagingConfig:
-    """Check the messaging config's shape and turn it into a MessagingConfig."""
-    if not isinstance(document, dict):
-        raise ConfigError("messaging config is not a JSON object")
-    if document.get("version") != CONFIG_VERSION:
-        raise ConfigError(f"messaging config version must be {CONFIG_VERSION}")
-    account_sid = _required_string(document, "account_sid")
-    if not account_sid.startswith("AC"):
-        raise ConfigError("account_sid must start with AC")
-    api_key_sid = document.get("api_key_sid")
-    if api_key_sid is not None and not (
-        isinstance(api_key_sid, str) and api_key_sid.startswith("SK")
-    ):
-        raise ConfigError("api_key_sid must be null or a string starting with SK")
-    clicks = document.get("clicks")
-    if not isinstance(clicks, dict):
-        raise ConfigError("clicks must be an object")
-    unknown = sorted(set(clicks) - set(CLICK_TYPES))
-    if unknown:
-        raise ConfigError(f"unknown click type(s) in config: {', '.join(unknown)}")
-    return MessagingConfig(
-        account_sid=account_sid,
-        api_key_sid=api_key_sid,
-        sender=_required_string(document, "from"),
-        person=_required_string(document, "person"),
-        clicks={click: _parse_click(click, value) for click, value in clicks.items()},
-    )
-
-
-def _required_string(document: Mapping[str, Any], name: str) -> str:
-    value = document.get(name)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name} must be a non-empty string")
-    return value
-
-
-def _parse_click(click: str, value: object) -> ClickConfig:
-    if not isinstance(value, dict):
-        raise ConfigError(f"clicks.{click} must be an object")
-    numbers = {}
-    for channel in CHANNELS:
-        listed = value.get(channel, [])
-        if not isinstance(listed, list) or not all(isinstance(n, str) and n for n in listed):
-            raise ConfigError(f"clicks.{click}.{channel} must be a list of phone numbers")
-        numbers[channel] = tuple(listed)
-    message = value.get("message")
-    if not isinstance(message, str) or not message:
-        raise ConfigError(f"clicks.{click}.message must be a non-empty string")
-    try:
-        check_template(message)
-    except TemplateError as exc:
-        raise ConfigError(f"clicks.{click}.message: {exc}") from None
-    return ClickConfig(sms=numbers["sms"], call=numbers["call"], message=message)
 
 
 def _client(service: str) -> Any:
@@ -585,177 +384,6 @@ def remember_delivery(request_id: str | None, channel: str, to: str, sid: str) -
             _delivered.popitem(last=False)
 
 
-# -- Twilio ----------------------------------------------------------------------------------
-
-
-def call_twiml(text: str) -> str:
-    """TwiML that speaks ``text``, cut short if needed to fit Twilio's 4000-character limit.
-
-    Escaping can grow a character fivefold (``&`` -> ``&amp;``), so the longest prefix that fits
-    is found by bisection rather than by subtracting the excess.
-    """
-
-    def say(length: int) -> str:
-        return f"<Response><Say>{escape(text[:length])}</Say></Response>"
-
-    if len(say(len(text))) <= TWIML_MAX_CHARS:
-        return say(len(text))
-    fits, too_long = 0, len(text)
-    while too_long - fits > 1:
-        middle = (fits + too_long) // 2
-        if len(say(middle)) <= TWIML_MAX_CHARS:
-            fits = middle
-        else:
-            too_long = middle
-    log(logging.WARNING, "message cut to %d of %d characters to fit in Twiml", fits, len(text))
-    return say(fits)
-
-
-@dataclass
-class Outcome:
-    """The result of one Twilio request after retries."""
-
-    ok: bool
-    sid: str | None = None
-    code: int | None = None
-    message: str = ""
-    retryable: bool = False
-    attempts: int = 0
-    http_status: int | None = None
-    more_info: str | None = None
-    note: str | None = None
-
-
-@dataclass
-class TwilioClient:
-    api_base: str
-    account_sid: str
-    auth_user: str
-    secret: str = field(repr=False)
-    timeout: float
-    deadline: float | None = None
-
-    def url(self, resource: str) -> str:
-        account = urllib.parse.quote(self.account_sid, safe="")
-        return f"{self.api_base}/{API_VERSION}/Accounts/{account}/{resource}.json"
-
-    def send(self, channel: str, to: str, sender: str, text: str) -> Outcome:
-        if channel == "sms":
-            return self.create("Messages", {"To": to, "From": sender, "Body": sms_body(text)})
-        return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text)})
-
-    def create(self, resource: str, form: Mapping[str, str]) -> Outcome:
-        """POST with retries on throttling, server errors and network trouble."""
-        outcome = Outcome(ok=False)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            timeout = self._attempt_timeout()
-            if timeout is None:
-                outcome.message = outcome.message or "no time left in this invocation"
-                outcome.retryable = True
-                break
-            outcome = self._post_once(resource, form, timeout)
-            outcome.attempts = attempt
-            if outcome.ok or not outcome.retryable or attempt == MAX_ATTEMPTS:
-                break
-            delay = backoff_delay(attempt)
-            if not self._time_left_for(delay):
-                break
-            sleep(delay)
-        return outcome
-
-    def _attempt_timeout(self) -> float | None:
-        if self.deadline is None:
-            return self.timeout
-        left = self.deadline - monotonic()
-        return min(self.timeout, left) if left >= MIN_ATTEMPT_SECONDS else None
-
-    def _time_left_for(self, delay: float) -> bool:
-        if self.deadline is None:
-            return True
-        return self.deadline - monotonic() - delay >= MIN_ATTEMPT_SECONDS
-
-    def _post_once(self, resource: str, form: Mapping[str, str], timeout: float) -> Outcome:
-        # The scheme is checked in Settings: only http(s) URLs get here.
-        request = urllib.request.Request(  # noqa: S310
-            self.url(resource),
-            data=urllib.parse.urlencode(form).encode("utf-8"),
-            method="POST",
-            headers={
-                "Authorization": self._authorization(),
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                return accepted_outcome(response.status, read_body(response))
-        except urllib.error.HTTPError as error:
-            return twilio_error_outcome(error.code, json_object(read_body(error)))
-        except (
-            urllib.error.URLError,
-            TimeoutError,
-            ConnectionError,
-            http.client.HTTPException,
-        ) as exc:
-            reason = getattr(exc, "reason", exc)
-            return Outcome(ok=False, message=f"network error: {reason}", retryable=True)
-
-    def _authorization(self) -> str:
-        token = base64.b64encode(f"{self.auth_user}:{self.secret}".encode()).decode("ascii")
-        return f"Basic {token}"
-
-
-def read_body(response: Any) -> bytes:
-    """The answer's body, or b"" if it cannot be read to the end (the status stands anyway)."""
-    try:
-        return bytes(response.read())
-    except (OSError, http.client.HTTPException, ValueError):
-        return b""
-
-
-def json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or {} if it is anything else (empty, not UTF-8, a list...)."""
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def accepted_outcome(status: int, body: bytes) -> Outcome:
-    """Any 2xx means Twilio took the request: sent, with its sid when the answer says one."""
-    sid = json_object(body).get("sid")
-    if isinstance(sid, str) and sid:
-        return Outcome(ok=True, sid=printable(sid, TWILIO_TEXT_MAX_CHARS), http_status=status)
-    return Outcome(ok=True, http_status=status, note=NO_BODY_NOTE)
-
-
-def twilio_error_outcome(status: int, body: Mapping[str, Any]) -> Outcome:
-    code = body.get("code")
-    code = code if isinstance(code, int) and not isinstance(code, bool) else None
-    retryable = status == 429 or status >= 500 or code == TOO_MANY_REQUESTS_CODE
-    message, more_info = body.get("message"), body.get("more_info")
-    return Outcome(
-        ok=False,
-        code=code,
-        message=printable(message, TWILIO_TEXT_MAX_CHARS)
-        if isinstance(message, str) and message
-        else f"HTTP {status}",
-        retryable=retryable,
-        http_status=status,
-        more_info=printable(more_info, TWILIO_TEXT_MAX_CHARS)
-        if isinstance(more_info, str)
-        else None,
-    )
-
-
-def backoff_delay(attempt: int) -> float:
-    """Full-jitter exponential backoff: uniform in [base/2, min(cap, base * 2**(attempt-1))]."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 -- jitter, not cryptography
-
-
 # -- the handler -----------------------------------------------------------------------------
 
 
@@ -772,7 +400,7 @@ def listed_deliveries(click: ClickConfig) -> list[Delivery]:
 
 def deliver(
     deliveries: Iterable[Delivery],
-    client: TwilioClient,
+    client: twilio.TwilioClient,
     sender: str,
     text: str,
     request_id: str | None,
@@ -795,7 +423,7 @@ def deliver(
     return results
 
 
-def send_safely(client: TwilioClient, delivery: Delivery, sender: str, text: str) -> Outcome:
+def send_safely(client: twilio.TwilioClient, delivery: Delivery, sender: str, text: str) -> Outcome:
     """Send to one recipient; a bug here must not stop the others' deliveries being recorded
     (an unrecorded delivery would be sent again on Lambda's retry)."""
     try:
@@ -851,7 +479,7 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         return finish(ignored_result(parsed, f"no recipients configured for {parsed.click}"))
 
     text = message_text(click.message, config, parsed)
-    client = TwilioClient(
+    client = twilio.TwilioClient(
         api_base=settings.api_base,
         account_sid=config.account_sid,
         auth_user=config.auth_user,
@@ -913,7 +541,7 @@ def invocation_deadline(context: object) -> float | None:
         millis = float(remaining())
     except (TypeError, ValueError):
         return None
-    return monotonic() + millis / 1000.0 - SAFETY_MARGIN_SECONDS
+    return twilio.monotonic() + millis / 1000.0 - SAFETY_MARGIN_SECONDS
 
 
 def ignored_result(event: ButtonEvent, reason: str) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """Build the notifier Lambda's zip, byte for byte reproducible.
 
-The zip holds ``handler.py`` at its root (Lambda handler string :data:`HANDLER`), read from the
-installed package's resources. Entries are sorted and written with fixed 1980-01-01 timestamps,
-a fixed mode (0644), ``ZIP_DEFLATED`` at a fixed level and no ``__pycache__``: the same code gives
-the same bytes, so a redeploy can compare :attr:`Bundle.code_sha256` with what Lambda reports as
-``CodeSha256`` and upload nothing when they match. (Deflate output depends on the zlib build too,
-so two machines with different zlib libraries may produce different, equally valid bytes.)
+The zip holds the notifier's package whole, as ``notifier_lambda/`` (:data:`BUNDLE_FILES`; Lambda
+handler string :data:`HANDLER`), read from the installed package's resources: its modules import
+each other relatively, so the code the CLI imports is the code Lambda runs. Entries are sorted and
+written with fixed 1980-01-01 timestamps, a fixed mode (0644), ``ZIP_DEFLATED`` at a fixed level
+and no ``__pycache__``: the same code gives the same bytes, so a redeploy can compare
+:attr:`Bundle.code_sha256` with what Lambda reports as ``CodeSha256`` and upload nothing when they
+match. (Deflate output depends on the zlib build too, so two machines with different zlib libraries
+may produce different, equally valid bytes.)
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from pathlib import Path
 from iotbutton_cli import paths
 from iotbutton_cli.errors import IotButtonError
 
-HANDLER = "handler.lambda_handler"
 NOTIFIER_PACKAGE = "iotbutton_cli.notifier_lambda"
-BUNDLE_FILES = ("handler.py",)
+PACKAGE_DIR = "notifier_lambda"  # the package's folder in the zip
+HANDLER = f"{PACKAGE_DIR}.handler.lambda_handler"
+MODULES = ("__init__.py", "contract.py", "handler.py", "text.py", "twilio.py")
+BUNDLE_FILES = tuple(f"{PACKAGE_DIR}/{module}" for module in MODULES)
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
 FILE_MODE = 0o644
 COMPRESS_LEVEL = 9
@@ -70,10 +74,10 @@ def bundle_bytes() -> bytes:
     """The zip's bytes, built in memory."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name in sorted(BUNDLE_FILES):
+        for module in sorted(MODULES):
             archive.writestr(
-                _entry(name),
-                _source(name),
+                _entry(f"{PACKAGE_DIR}/{module}"),
+                _source(module),
                 compress_type=zipfile.ZIP_DEFLATED,
                 compresslevel=COMPRESS_LEVEL,
             )

@@ -3,8 +3,8 @@
 ``notify init`` writes :data:`TEMPLATE`; :func:`load_config` reads the file and checks everything
 the notifier will depend on *before* any AWS call, reporting each problem as ``file:line: what``
 with exit status 2. :meth:`NotifyConfig.lambda_document` is exactly the JSON the notifier's
-``parse_config`` accepts (see :mod:`iotbutton_cli.notifier_lambda.handler`, whose template
-rules are reused here; the dependency only goes this way, the handler never imports the CLI).
+``parse_config`` accepts (see :mod:`iotbutton_cli.notifier_lambda.contract`, whose template
+rules are reused here; the dependency only goes this way, the notifier never imports the CLI).
 
 The Twilio secret never sits in this file: :func:`resolve_secret` takes it from the environment
 (``TWILIO_AUTH_TOKEN``, or ``TWILIO_API_KEY`` + ``TWILIO_API_SECRET`` as Twilio's own tools do)
@@ -23,18 +23,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from xml.sax.saxutils import escape
 
 from iotbutton_cli import paths
 from iotbutton_cli.errors import IotButtonError, usage_error
-from iotbutton_cli.notifier_lambda.handler import (
+from iotbutton_cli.notifier_lambda.contract import (
+    CHANNELS,
     CLICK_TYPES,
     CONFIG_VERSION,
+    SMS_MAX_UNITS,
     TEMPLATE_FIELDS,
     TWIML_MAX_CHARS,
     TemplateError,
     check_template,
     render,
+    twiml,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ CONFIG_NAME = "notify.yaml"
 ACCOUNT_SID_PATTERN = re.compile(r"AC[0-9a-fA-F]{32}")
 API_KEY_SID_PATTERN = re.compile(r"SK[0-9a-fA-F]{32}")
 E164_PATTERN = re.compile(r"\+[1-9][0-9]{1,14}")  # [0-9], not \d: no other scripts' digits
-SMS_MAX_CHARS = 1600  # Twilio's limit for a message body
+SMS_MAX_CHARS = SMS_MAX_UNITS  # Twilio's limit for a message body, in UTF-16 code units
 # Bounds that keep a mistaken or hostile file from costing memory, time or a flood of calls.
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_RECIPIENTS = 50  # per click type, SMS and calls together
@@ -52,7 +54,6 @@ MAX_NESTING = 20  # the template needs 4 levels
 PERSON_MAX_CHARS = 100
 TOP_LEVEL_KEYS = ("account_sid", "api_key_sid", "from", "person", "clicks")
 CLICK_KEYS = ("sms", "call", "message")
-CHANNELS = ("sms", "call")
 # The longest each template field can be when a click arrives ({person} is the config's own value,
 # {click} the click type's name): thing names go up to 128 characters, "1650mV" is a typical
 # battery reading, and times look like "2026-11-21 23:04 UTC".
@@ -369,11 +370,6 @@ def worst_case_fields(person: str, click: str) -> dict[str, str]:
     values.update(person=person, click=click)
     assert set(values) == set(TEMPLATE_FIELDS)
     return values
-
-
-def twiml(text: str) -> str:
-    """The TwiML a call speaks ``text`` with, as the notifier builds it (before any cut)."""
-    return f"<Response><Say>{escape(text)}</Say></Response>"
 
 
 def sms_length(text: str) -> int:

@@ -22,11 +22,11 @@ from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.aws.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, aws_tags
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
+from iotbutton_cli.notifier_lambda.contract import SECRET_PARAMETER
 from iotbutton_cli.notify import rules
 from iotbutton_cli.provisioning import ownership
 
 FUNCTION_NAME = "iotbutton-notifier"
-SECRET_PARAMETER = "/iotbutton/twilio-secret"  # noqa: S105 - a name, not the secret
 FUNCTION_LOG_GROUP = f"/aws/lambda/{FUNCTION_NAME}"
 RULE_ERROR_LOG_GROUP = "/iotbutton/rule-errors"
 RUNTIME = "python3.13"

@@ -13,12 +13,12 @@ from typing import Any
 from iotbutton_cli.aws.errors import is_not_found
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
+from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload, twiml
 from iotbutton_cli.notify import deploy as notifier_deploy
 from iotbutton_cli.notify import rules
-from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret, twiml
+from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret
 from iotbutton_cli.notify.deploy import FUNCTION_LOG_GROUP, FUNCTION_NAME
 
-CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
 DEFAULT_TEST_SERIAL = "iotbutton-test"
 TWILIO_API = "https://api.twilio.com"
 
@@ -139,7 +139,7 @@ class TestInvocation:
 
 def button_event(serial: str, click: str, battery_mv: int = 1650) -> dict[str, str]:
     """The exact payload an AWS IoT button publishes."""
-    return {"serialNumber": serial, "batteryVoltage": f"{battery_mv}mV", "clickType": click}
+    return button_payload(serial, click, battery_mv)
 
 
 def rule_event(serial: str, click: str) -> dict[str, str]:
@@ -241,7 +241,7 @@ def send_from_here(
     """Send one click's messages through Twilio's SDK, the way the notifier would."""
     from datetime import datetime, timezone
 
-    from iotbutton_cli.notifier_lambda.handler import format_time, render
+    from iotbutton_cli.notifier_lambda.contract import format_time, render
 
     click = check_click(click)
     settings = config.clicks.get(click)

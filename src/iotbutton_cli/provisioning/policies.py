@@ -16,7 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from iotbutton_cli.aws.errors import error_code, is_not_found
+from iotbutton_cli.aws.calls import absent_is_fine, absent_ok
+from iotbutton_cli.aws.errors import error_code
 from iotbutton_cli.aws.tags import aws_tags
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
@@ -103,11 +104,8 @@ def ensure_policy(ctx: AppContext, name: str) -> PolicyResult:
     iot = ctx.client("iot")
     wanted = documents(ctx)[name]
     recorded = ctx.namespace.get(KIND, name)
-    try:
-        current = iot.get_policy(policyName=name)
-    except Exception as exc:
-        if not is_not_found(exc):
-            raise
+    current = absent_ok(iot.get_policy, policyName=name)
+    if current is None:
         return _create(ctx, name, wanted)
     arn = current["policyArn"]
     same = json.loads(current["policyDocument"]) == wanted
@@ -160,12 +158,9 @@ def _replace_default_version(iot: Any, name: str, document: dict[str, Any]) -> N
 def is_ours(ctx: AppContext, name: str) -> bool | None:
     """True if policy ``name`` has iotbutton's document, False if not, None if it is gone."""
     wanted = documents(ctx).get(name)
-    try:
-        current = ctx.client("iot").get_policy(policyName=name)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    current = absent_ok(ctx.client("iot").get_policy, policyName=name)
+    if current is None:
+        return None
     return wanted is not None and json.loads(current["policyDocument"]) == wanted
 
 
@@ -197,14 +192,11 @@ def delete_policy(ctx: AppContext, name: str) -> str | None:
             f"left in AWS: {len(users)} certificate(s) that this registry does not know still "
             "use it (another machine's buttons?); the last `iotbutton clean` removes it"
         )
-    try:
+    with absent_is_fine():
         versions = iot.list_policy_versions(policyName=name)["policyVersions"]
         for version in versions:
             if not version["isDefaultVersion"]:
                 iot.delete_policy_version(policyName=name, policyVersionId=version["versionId"])
         iot.delete_policy(policyName=name)
-    except Exception as exc:
-        if not is_not_found(exc):
-            raise
     ctx.namespace.remove(KIND, name)
     return None

@@ -30,14 +30,13 @@ from iotbutton_cli.sandbox.lambda_runner import (
     LambdaRunner,
     minimal_environment,
 )
+from iotbutton_cli.sandbox.protocol import SANDBOX_ACCOUNT, SANDBOX_REGION
 
 log = logging.getLogger("iotbutton.sandbox.aws")
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 # moto's management API: reset the account, change its behaviour. Never for callers to reach.
 MOTO_API_PATH = re.compile(r"^/+moto-api(/|$)")
-SANDBOX_ACCOUNT = "123456789012"
-SANDBOX_REGION = "us-east-1"
 SERVER_THREADS = 16
 # Idle keep-alive connections are closed after this long (checked every CLEANUP_INTERVAL), so
 # connections nobody uses cannot pile up to the connection limit.

@@ -53,13 +53,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from iotbutton_cli.sandbox.iot_auth import is_allowed
+from iotbutton_cli.sandbox.protocol import SANDBOX_ACCOUNT as DEFAULT_ACCOUNT
+from iotbutton_cli.sandbox.protocol import SANDBOX_REGION as DEFAULT_REGION
 from iotbutton_cli.sandbox.tls import CaFiles
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-DEFAULT_ACCOUNT = "123456789012"
-DEFAULT_REGION = "us-east-1"
 LISTENER = "default"
 PLUGIN_NAME = "IotCorePolicyPlugin"
 HANDSHAKE_TIMEOUT_SECONDS = 10.0

@@ -1,7 +1,8 @@
 """Start, find and stop the sandbox process, and read its outbox.
 
-The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``); its pid, the
-identity of that process (start time and command line), its ports, CA file and AWS key pair are in
+The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``, see
+:mod:`.protocol` for what client and server share); its pid, the identity of that process (start
+time and command line), its ports, CA file and AWS key pair are in
 ``<state dir>/sandbox/sandbox.json`` (0600), written once everything listens. A state file whose
 process is gone is removed. One whose pid now belongs to another process is *stale*: it is
 removed, said so, and that process is never signalled.
@@ -13,15 +14,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.paths import ensure_private_dir, state_dir
 from iotbutton_cli.sandbox import process_identity
+from iotbutton_cli.sandbox.protocol import STATE_FILE, SandboxInfo, server_command
 
 SANDBOX_NAMESPACE = "sandbox"
 START_TIMEOUT_SECONDS = 60.0
@@ -29,38 +30,6 @@ STOP_TIMEOUT_SECONDS = 10.0
 LOG_FILE = "sandbox.log"
 # What would override the sandbox's keys in an AWS tool's environment, or add to them.
 UNSET_FOR_SANDBOX = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
-
-
-@dataclass
-class SandboxInfo:
-    pid: int
-    aws_url: str
-    mqtt_host: str
-    mqtt_port: int
-    ca_file: str
-    twilio_url: str
-    outbox: str
-    region: str
-    account: str
-    # The key pair the sandbox's AWS port accepts (and nothing else).
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    process: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_state(cls, data: dict[str, Any]) -> SandboxInfo | None:
-        """The info in a sandbox.json, or None if it is not one this version wrote."""
-        known = {f.name for f in fields(cls)}
-        try:
-            info = cls(**{key: value for key, value in data.items() if key in known})
-        except TypeError:
-            return None
-        return info if info.access_key_id and info.secret_access_key else None
-
-    def public(self) -> dict[str, Any]:
-        """What `sandbox status --json` shows: all but the process identity (secret included:
-        the owner asked for it)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "process"}
 
 
 @dataclass
@@ -76,7 +45,7 @@ def sandbox_dir() -> Path:
 
 
 def _state_path() -> Path:
-    return sandbox_dir() / "sandbox.json"
+    return sandbox_dir() / STATE_FILE
 
 
 def _alive(pid: int) -> bool:
@@ -156,21 +125,7 @@ def start(
         return current, False
     forget_sandbox_records()  # left by a sandbox that died without `sandbox stop`
     folder = ensure_private_dir(sandbox_dir())
-    command = [
-        sys.executable,
-        "-m",
-        "iotbutton_cli.sandbox.server",
-        "--state-dir",
-        str(folder),
-        "--aws-port",
-        str(aws_port),
-        "--mqtt-port",
-        str(mqtt_port),
-        "--twilio-port",
-        str(twilio_port),
-    ]
-    if verbose:
-        command.append("--verbose")
+    command = server_command(folder, aws_port, mqtt_port, twilio_port, verbose)
     log_path = folder / LOG_FILE
     # The log names phone numbers and who was refused: the owner's alone, like everything here.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -236,6 +191,26 @@ def stop() -> Found:
     _signal_the_sandbox(info, signal.SIGKILL)
     _state_path().unlink(missing_ok=True)
     return found
+
+
+@dataclass
+class Stopped:
+    """What `sandbox stop` did: what the state file said (the sandbox stopped, a stale pid, or
+    nothing) and how many records of the registry's sandbox namespace were forgotten."""
+
+    found: Found
+    forgotten_records: int = 0
+
+
+def stop_and_forget() -> Stopped:
+    """Stop the sandbox and forget what the registry recorded in it: moto's state went with it.
+
+    With no state file at all nothing is forgotten: the records may belong to a sandbox that
+    another process is starting right now.
+    """
+    found = stop()
+    gone = found.info is not None or found.stale_pid is not None
+    return Stopped(found, forget_sandbox_records() if gone else 0)
 
 
 def _signal_the_sandbox(info: SandboxInfo, signum: int) -> None:

@@ -19,38 +19,17 @@ import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iotbutton_cli.sandbox.protocol import SANDBOX_ACCOUNT as ACCOUNT
+from iotbutton_cli.sandbox.protocol import SANDBOX_REGION as REGION
+from iotbutton_cli.sandbox.protocol import STATE_FILE, SandboxInfo
+
 log = logging.getLogger("iotbutton.sandbox")
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 HOST = "127.0.0.1"
-STATE_FILE = "sandbox.json"
 OUTBOX_FILE = "outbox.jsonl"
-
-
-@dataclass
-class SandboxState:
-    pid: int
-    aws_url: str
-    mqtt_host: str
-    mqtt_port: int
-    ca_file: str
-    twilio_url: str
-    outbox: str
-    region: str = REGION
-    account: str = ACCOUNT
-    access_key_id: str = ""
-    secret_access_key: str = field(default="", repr=False)
-    # process_identity.identity(pid) when it started: a later process with the same pid is not it.
-    process: dict[str, str] = field(default_factory=dict)
-
-    def public(self) -> dict[str, Any]:
-        """What may go in a log: everything but the secret."""
-        return {k: v for k, v in asdict(self).items() if k not in ("secret_access_key", "process")}
 
 
 class Sandbox:
@@ -61,14 +40,14 @@ class Sandbox:
     ) -> None:
         self.state_dir = state_dir
         self.ports = (aws_port, mqtt_port, twilio_port)
-        self.state: SandboxState | None = None
+        self.state: SandboxInfo | None = None
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         # IoT invokes Lambda asynchronously: a click never waits for the function.
         self._invokers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rule")
 
-    def start(self) -> SandboxState:
-        from iotbutton_cli.notify.deploy import SECRET_PARAMETER
+    def start(self) -> SandboxInfo:
+        from iotbutton_cli.notifier_lambda.contract import SECRET_PARAMETER
         from iotbutton_cli.paths import ensure_private_dir
         from iotbutton_cli.sandbox.aws_server import SandboxAWS
         from iotbutton_cli.sandbox.broker import Broker, MotoDirectory
@@ -96,7 +75,7 @@ class Sandbox:
         )
         self._loop_thread.start()
         port = asyncio.run_coroutine_threadsafe(self.broker.start(), self._loop).result(30)
-        self.state = SandboxState(
+        self.state = SandboxInfo(
             pid=os.getpid(),
             aws_url=aws_url,
             mqtt_host="localhost",
@@ -104,6 +83,8 @@ class Sandbox:
             ca_file=str(ca.ca_cert),
             twilio_url=twilio_url,
             outbox=str(self.state_dir / OUTBOX_FILE),
+            region=REGION,
+            account=ACCOUNT,
             access_key_id=self.aws.keys.access_key_id,
             secret_access_key=self.aws.keys.secret_access_key,
             process=identity(os.getpid()) or {},
@@ -179,11 +160,11 @@ def iot_may_invoke(function_name: str, rule_arn: str) -> bool:
     return False
 
 
-def write_state(state_dir: Path, state: SandboxState) -> Path:
+def write_state(state_dir: Path, state: SandboxInfo) -> Path:
     from iotbutton_cli.paths import write_private_file
 
     path = state_dir / STATE_FILE
-    write_private_file(path, json.dumps(asdict(state), indent=2) + "\n")
+    write_private_file(path, json.dumps(state.state(), indent=2) + "\n")
     return path
 
 
@@ -202,14 +183,19 @@ def raise_open_file_limit(wanted: int = 65_536) -> None:
             log.debug("could not raise the open-file limit to %s: %s", target, exc)
 
 
-def main(argv: list[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
+    """Parses what ``protocol.server_args`` builds."""
     parser = argparse.ArgumentParser(prog="iotbutton-sandbox")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--aws-port", type=int, default=0)
     parser.add_argument("--mqtt-port", type=int, default=0)
     parser.add_argument("--twilio-port", type=int, default=0)
     parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argument_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -230,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.stop()
         return 1
     state_path = write_state(args.state_dir, state)
-    log.info("sandbox ready: %s", json.dumps(state.public()))
+    log.info("sandbox ready: %s", json.dumps(state.loggable()))
     try:
         stopping.wait()
     finally:

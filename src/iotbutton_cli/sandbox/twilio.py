@@ -24,6 +24,11 @@ Differences from Twilio worth knowing: any well-formed E.164 ``From`` is accepte
 credentials accept only ``+15005550006``), SIP and ``client:`` call endpoints are refused, and
 nothing is ever delivered. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for retry tests.
 openapi-core is imported only when a server starts, because the CLI's start-up time matters.
+
+It is the oracle the notifier's tests check against, so it shares no code with the notifier: it
+never imports ``iotbutton_cli.notifier_lambda`` (its limits, field names and TwiML rules are
+written here again, from Twilio's description), so a mistake in the notifier's own rules cannot
+make the stand-in agree with it.
 """
 
 from __future__ import annotations

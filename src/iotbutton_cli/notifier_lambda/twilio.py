@@ -1,0 +1,226 @@
+"""Twilio's REST API over urllib: create a Message or a Call, with retries, inside a deadline.
+
+Standard library only. ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` (To, From, Body)
+and ``.../Calls.json`` (To, From, Twiml), HTTP Basic auth with an API key or the account SID. Any
+2xx means Twilio accepted the request; errors come as ``{"code", "message", "more_info",
+"status"}``. Each request is tried up to ``MAX_ATTEMPTS`` times with exponential backoff and
+jitter on HTTP 429, 5xx, Twilio code 20429 and network errors/timeouts, within the deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .contract import SMS_MAX_UNITS, fitted_twiml
+from .text import ELLIPSIS, log, printable
+
+DEFAULT_API_BASE = "https://api.twilio.com"
+API_VERSION = "2010-04-01"
+USER_AGENT = "iotbutton-notifier/1 (+https://github.com/iotbutton/iotbutton-cli) python-urllib"
+TWILIO_TEXT_MAX_CHARS = 300  # of an error message or sid from Twilio, as reported
+NO_BODY_NOTE = "Twilio answered 2xx but its answer could not be read; counted as sent"
+MAX_ATTEMPTS = 3
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 4.0
+MIN_ATTEMPT_SECONDS = 1.0
+AUTH_FAILED_CODE = 20003
+TOO_MANY_REQUESTS_CODE = 20429
+
+TWILIO_ERROR_MEANINGS = {
+    20003: "authentication failed: check the account/API key SID and the secret in SSM",
+    20429: "too many requests: Twilio is rate limiting this account",
+    21211: "invalid 'To' phone number",
+    21212: "invalid 'From' phone number",
+    21408: "no permission to send to this region",
+    21606: "the 'From' number cannot send SMS or is not owned by this account",
+    21608: "unverified number: trial accounts may only send to verified numbers",
+    21610: "recipient has unsubscribed (replied STOP)",
+    21614: "'To' is not a mobile number and cannot receive SMS",
+    32018: "Twiml longer than 4000 characters",
+}
+
+# Replaced by tests so retries run instantly; also the seam for any other clock.
+sleep: Callable[[float], None] = time.sleep
+monotonic: Callable[[], float] = time.monotonic
+
+
+def call_twiml(text: str) -> str:
+    """TwiML that speaks ``text``, cut short if needed to fit Twilio's 4000-character limit."""
+    document, kept = fitted_twiml(text)
+    if kept < len(text):
+        log(logging.WARNING, "message cut to %d of %d characters to fit in Twiml", kept, len(text))
+    return document
+
+
+def utf16_units(text: str) -> int:
+    """Length as Twilio counts a Body: characters beyond U+FFFF take two code units."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def sms_body(text: str) -> str:
+    """``text`` cut, with an ellipsis, to Twilio's 1,600 UTF-16 code units."""
+    if utf16_units(text) <= SMS_MAX_UNITS:
+        return text
+    units = 0
+    for end, char in enumerate(text):  # noqa: B007 -- ``end`` is used after the loop
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > SMS_MAX_UNITS - 1:
+            break
+    log(logging.WARNING, "SMS cut to %d of %d characters to fit Twilio's limit", end, len(text))
+    return text[:end] + ELLIPSIS
+
+
+@dataclass
+class Outcome:
+    """The result of one Twilio request after retries."""
+
+    ok: bool
+    sid: str | None = None
+    code: int | None = None
+    message: str = ""
+    retryable: bool = False
+    attempts: int = 0
+    http_status: int | None = None
+    more_info: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class TwilioClient:
+    api_base: str
+    account_sid: str
+    auth_user: str
+    secret: str = field(repr=False)
+    timeout: float
+    deadline: float | None = None
+
+    def url(self, resource: str) -> str:
+        account = urllib.parse.quote(self.account_sid, safe="")
+        return f"{self.api_base}/{API_VERSION}/Accounts/{account}/{resource}.json"
+
+    def send(self, channel: str, to: str, sender: str, text: str) -> Outcome:
+        if channel == "sms":
+            return self.create("Messages", {"To": to, "From": sender, "Body": sms_body(text)})
+        return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text)})
+
+    def create(self, resource: str, form: Mapping[str, str]) -> Outcome:
+        """POST with retries on throttling, server errors and network trouble."""
+        outcome = Outcome(ok=False)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            timeout = self._attempt_timeout()
+            if timeout is None:
+                outcome.message = outcome.message or "no time left in this invocation"
+                outcome.retryable = True
+                break
+            outcome = self._post_once(resource, form, timeout)
+            outcome.attempts = attempt
+            if outcome.ok or not outcome.retryable or attempt == MAX_ATTEMPTS:
+                break
+            delay = backoff_delay(attempt)
+            if not self._time_left_for(delay):
+                break
+            sleep(delay)
+        return outcome
+
+    def _attempt_timeout(self) -> float | None:
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - monotonic()
+        return min(self.timeout, left) if left >= MIN_ATTEMPT_SECONDS else None
+
+    def _time_left_for(self, delay: float) -> bool:
+        if self.deadline is None:
+            return True
+        return self.deadline - monotonic() - delay >= MIN_ATTEMPT_SECONDS
+
+    def _post_once(self, resource: str, form: Mapping[str, str], timeout: float) -> Outcome:
+        # The scheme is checked in Settings: only http(s) URLs get here.
+        request = urllib.request.Request(  # noqa: S310
+            self.url(resource),
+            data=urllib.parse.urlencode(form).encode("utf-8"),
+            method="POST",
+            headers={
+                "Authorization": self._authorization(),
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return accepted_outcome(response.status, read_body(response))
+        except urllib.error.HTTPError as error:
+            return twilio_error_outcome(error.code, json_object(read_body(error)))
+        except (
+            urllib.error.URLError,
+            TimeoutError,
+            ConnectionError,
+            http.client.HTTPException,
+        ) as exc:
+            reason = getattr(exc, "reason", exc)
+            return Outcome(ok=False, message=f"network error: {reason}", retryable=True)
+
+    def _authorization(self) -> str:
+        token = base64.b64encode(f"{self.auth_user}:{self.secret}".encode()).decode("ascii")
+        return f"Basic {token}"
+
+
+def read_body(response: Any) -> bytes:
+    """The answer's body, or b"" if it cannot be read to the end (the status stands anyway)."""
+    try:
+        return bytes(response.read())
+    except (OSError, http.client.HTTPException, ValueError):
+        return b""
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or {} if it is anything else (empty, not UTF-8, a list...)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def accepted_outcome(status: int, body: bytes) -> Outcome:
+    """Any 2xx means Twilio took the request: sent, with its sid when the answer says one."""
+    sid = json_object(body).get("sid")
+    if isinstance(sid, str) and sid:
+        return Outcome(ok=True, sid=printable(sid, TWILIO_TEXT_MAX_CHARS), http_status=status)
+    return Outcome(ok=True, http_status=status, note=NO_BODY_NOTE)
+
+
+def twilio_error_outcome(status: int, body: Mapping[str, Any]) -> Outcome:
+    code = body.get("code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    retryable = status == 429 or status >= 500 or code == TOO_MANY_REQUESTS_CODE
+    message, more_info = body.get("message"), body.get("more_info")
+    return Outcome(
+        ok=False,
+        code=code,
+        message=printable(message, TWILIO_TEXT_MAX_CHARS)
+        if isinstance(message, str) and message
+        else f"HTTP {status}",
+        retryable=retryable,
+        http_status=status,
+        more_info=printable(more_info, TWILIO_TEXT_MAX_CHARS)
+        if isinstance(more_info, str)
+        else None,
+    )
+
+
+def backoff_delay(attempt: int) -> float:
+    """Full-jitter exponential backoff: uniform in [base/2, min(cap, base * 2**(attempt-1))]."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 -- jitter, not cryptography
