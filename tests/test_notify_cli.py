@@ -74,7 +74,7 @@ def test_show_and_logs(cli, deployed):
     assert "START RequestId" in cli("notify", "logs").stdout
 
 
-def test_send_from_this_machine_with_the_twilio_sdk(cli, configured, twilio_standin):
+def test_send_from_this_machine_as_the_notifier_would(cli, configured, twilio_standin):
     results = cli.json(
         "notify", "send", "--click", "SINGLE", "--twilio-api-base", twilio_standin.base_url
     )

@@ -341,3 +341,32 @@ def test_the_stand_in_shares_no_code_with_the_notifier():
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
     assert not [name for name in imported if "notifier_lambda" in name or name.startswith(".")]
+
+
+def test_twilio_s_own_sdk_is_answered_as_twilio_would(twilio):
+    """A client we did not write: Twilio's Python SDK creates a message and a call on the
+    stand-in, gets Twilio's resource shapes back, and gets Twilio's error for a wrong secret."""
+    from twilio.base.exceptions import TwilioRestException
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    base = twilio.base_url.rstrip("/")
+
+    class ToTheStandIn(TwilioHttpClient):
+        def request(self, method, uri, *args, **kwargs):
+            uri = uri.replace("https://api.twilio.com", base, 1)
+            return super().request(method, uri, *args, **kwargs)
+
+    client = Client(ACCOUNT_SID, SECRET, http_client=ToTheStandIn(timeout=15))
+    message = client.messages.create(to=TO, from_=FROM, body="Help")
+    assert message.sid.startswith("SM") and message.status == "queued"
+    call = client.calls.create(
+        to="+15551230002", from_=FROM, twiml="<Response><Say>Help</Say></Response>"
+    )
+    assert call.sid.startswith("CA")
+    assert [entry["resource"] for entry in twilio.outbox()] == ["Messages", "Calls"]
+
+    wrong = Client(ACCOUNT_SID, "x" * 32, http_client=ToTheStandIn(timeout=15))
+    with pytest.raises(TwilioRestException) as refused:
+        wrong.messages.create(to=TO, from_=FROM, body="Help")
+    assert refused.value.status == 401 and refused.value.code == 20003

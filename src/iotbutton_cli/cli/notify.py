@@ -359,7 +359,7 @@ def send(
     twilio_api_base: TwilioBaseOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Send one click's messages from this machine (Twilio SDK) to check numbers and credentials."""
+    """Send one click's messages from this machine, as the notifier would, to check numbers."""
     from iotbutton_cli.errors import ExitStatus
     from iotbutton_cli.notify import ops as notifier_ops
 

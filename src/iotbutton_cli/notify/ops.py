@@ -13,14 +13,14 @@ from typing import Any
 from iotbutton_cli.aws.errors import is_not_found
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
-from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload, twiml
+from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload
 from iotbutton_cli.notify import deploy as notifier_deploy
 from iotbutton_cli.notify import rules
 from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret
 from iotbutton_cli.notify.deploy import FUNCTION_LOG_GROUP, FUNCTION_NAME
 
 DEFAULT_TEST_SERIAL = "iotbutton-test"
-TWILIO_API = "https://api.twilio.com"
+SEND_TIMEOUT_SECONDS = 15.0  # per Twilio request, as the SDK client this replaced waited
 
 
 def not_deployed() -> IotButtonError:
@@ -219,7 +219,7 @@ def log_events(
         sleep(poll_seconds)
 
 
-# --- send (from this machine, with the Twilio SDK) ---------------------------------------------
+# --- send (from this machine, with the notifier's Twilio client) --------------------------------
 
 
 @dataclass
@@ -259,43 +259,26 @@ def send_from_here(
         "time": format_time(datetime.now(timezone.utc)),
     }
     text = render(settings.message, fields)
-    client = _twilio_client(config, secret, api_base)
+    # The notifier's own Twilio client: what this checks is exactly what the Lambda will send.
+    from iotbutton_cli.notifier_lambda import twilio as twilio_rest
+
+    client = twilio_rest.TwilioClient(
+        api_base=(api_base or twilio_rest.DEFAULT_API_BASE).rstrip("/"),
+        account_sid=config.account_sid,
+        auth_user=secret.username,
+        secret=secret.value,
+        timeout=SEND_TIMEOUT_SECONDS,
+    )
     results = []
     for channel, numbers in (("sms", settings.sms), ("call", settings.call)):
         for number in numbers:
-            results.append(_send_one(client, channel, number, config.sender, text))
+            outcome = client.send(channel, number, config.sender, text)
+            results.append(_send_result(channel, number, outcome))
     return results
 
 
-def _send_one(client: Any, channel: str, to: str, sender: str, text: str) -> SendResult:
-    from twilio.base.exceptions import TwilioRestException
-
-    try:
-        if channel == "sms":
-            resource = client.messages.create(to=to, from_=sender, body=text)
-        else:
-            resource = client.calls.create(to=to, from_=sender, twiml=twiml(text))
-    except TwilioRestException as exc:
-        return SendResult(
-            channel,
-            to,
-            "failed",
-            error={"code": exc.code, "message": exc.msg, "status": exc.status},
-        )
-    return SendResult(channel, to, "sent", sid=resource.sid)
-
-
-def _twilio_client(config: NotifyConfig, secret: TwilioSecret, api_base: str | None) -> Any:
-    from twilio.http.http_client import TwilioHttpClient
-    from twilio.rest import Client
-
-    class RedirectingHttpClient(TwilioHttpClient):
-        """Send requests for api.twilio.com to ``api_base`` (the sandbox's stand-in)."""
-
-        def request(self, method: str, uri: str, *args: Any, **kwargs: Any) -> Any:
-            if api_base and uri.startswith(TWILIO_API):
-                uri = api_base.rstrip("/") + uri[len(TWILIO_API) :]
-            return super().request(method, uri, *args, **kwargs)
-
-    http_client = RedirectingHttpClient(timeout=15) if api_base else None
-    return Client(secret.username, secret.value, config.account_sid, http_client=http_client)
+def _send_result(channel: str, to: str, outcome: Any) -> SendResult:
+    if outcome.ok:
+        return SendResult(channel, to, "sent", sid=outcome.sid)
+    error = {"code": outcome.code, "message": outcome.message, "status": outcome.http_status}
+    return SendResult(channel, to, "failed", error=error)
