@@ -373,7 +373,9 @@ def run_notifier_lifecycle(
     cli(*init, "--person", "Grandma")
     cli("notify", "check")
     cli("notify", "bundle")
+    assert cli.json("notify", "deploy", *base, "--dry-run")["up_to_date"] is False
     assert cli.json("notify", "deploy", *base)["up_to_date"] is False
+    assert cli.json("notify", "deploy", *base, "--dry-run")["up_to_date"] is True
     assert cli.json("notify", "deploy", *base)["up_to_date"] is True
     cli("notify", "show")
     assert cli.json("notify", "test", "--click", "LONG")["ok"] is True

@@ -12,7 +12,9 @@ import boto3
 import pytest
 
 from iotbutton_cli.context import AppContext
+from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.lifecycle import teardown
+from iotbutton_cli.notify import bundle as bundles
 from iotbutton_cli.notify import deploy as notifier_deploy
 from iotbutton_cli.notify import rules
 
@@ -42,7 +44,9 @@ MUTATING = (
 def bundle_bytes(text: str = "def lambda_handler(event, context):\n    return {}\n") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(zipfile.ZipInfo("handler.py", (1980, 1, 1, 0, 0, 0)), text)
+        # Laid out as the real bundle is, so the default handler string finds it.
+        archive.writestr(zipfile.ZipInfo("notifier_lambda/__init__.py", (1980, 1, 1, 0, 0, 0)), "")
+        archive.writestr(zipfile.ZipInfo("notifier_lambda/handler.py", (1980, 1, 1, 0, 0, 0)), text)
     return buffer.getvalue()
 
 
@@ -76,9 +80,8 @@ def test_deploy_creates_every_resource(ctx):
         "IOTBUTTON_SECRET_PARAMETER": "/iotbutton/twilio-secret:1",
         "IOTBUTTON_TWILIO_TIMEOUT": "5",
     }
-    assert function["Runtime"] == notifier_deploy.RUNTIME and function["Handler"] == (
-        "handler.lambda_handler"
-    )
+    assert function["Runtime"] == notifier_deploy.RUNTIME
+    assert function["Handler"] == "notifier_lambda.handler.lambda_handler" == bundles.HANDLER
     assert SECRET not in json.dumps(function)
 
     s3 = boto3.client("s3", region_name="us-east-1")
@@ -403,3 +406,113 @@ def test_a_redeploy_moves_the_default_rule_to_the_topics_serial(ctx):
     assert iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]["sql"] == (
         "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+'"
     )
+
+
+# --- notify deploy --dry-run ---------------------------------------------------------------------
+
+READS = ("Get", "List", "Describe", "Head")
+
+
+@pytest.fixture
+def every_call(monkeypatch):
+    """The operation names of every AWS call any AppContext makes (the CLI's included)."""
+    from functools import cached_property
+
+    calls: list[str] = []
+    make_session = AppContext.__dict__["session"].func
+
+    def session(self):
+        created = make_session(self)
+        created.events.register("before-call", lambda model, **_: calls.append(model.name))
+        return created
+
+    hooked = cached_property(session)
+    hooked.__set_name__(AppContext, "session")
+    monkeypatch.setattr(AppContext, "session", hooked)
+    return calls
+
+
+def test_a_dry_run_plans_every_resource_and_changes_nothing(ctx, isolated_env, every_call):
+    plan = notifier_deploy.plan_deploy(ctx, deploy_input())
+
+    assert [(s.resource, s.action) for s in plan.steps] == [
+        ("IAM role", "create"),
+        ("IAM role", "create"),
+        ("log group", "create"),
+        ("log group", "create"),
+        ("S3 bucket", "create"),
+        ("config object", "create"),
+        ("SSM parameter", "create"),
+        ("Lambda function", "create"),
+        ("topic rule", "create"),
+    ]
+    assert every_call and all(name.startswith(READS) for name in every_call), every_call
+    assert not (isolated_env / "registry.json").exists()
+    assert boto3.client("iam", region_name="us-east-1").list_roles()["Roles"] == []
+
+
+def test_a_dry_run_predicts_what_the_deploy_then_does(ctx, isolated_env, every_call):
+    notifier_deploy.deploy(ctx, deploy_input())
+    registry = (isolated_env / "registry.json").read_bytes()
+    changed = deploy_input({**DOCUMENT, "person": "Grandpa"}, "e" * 32)
+    del every_call[:]
+
+    plan = notifier_deploy.plan_deploy(AppContext(), changed)
+
+    assert every_call and all(name.startswith(READS) for name in every_call), every_call
+    assert (isolated_env / "registry.json").read_bytes() == registry
+    planned = {(s.resource, s.action, s.changes) for s in plan.steps if s.action != "unchanged"}
+    assert planned == {
+        ("config object", "create", ()),
+        ("SSM parameter", "update", ("value",)),
+        ("Lambda function", "update", ("environment",)),
+        ("old config objects", "update", ()),
+    }
+    report = notifier_deploy.deploy(AppContext(), changed)
+    assert [(s.resource, s.name, s.action) for s in report.steps] == [
+        (s.resource, s.name, s.outcome) for s in plan.steps
+    ]
+    assert notifier_deploy.plan_deploy(AppContext(), changed).up_to_date
+
+
+def test_a_dry_run_refuses_what_the_deploy_would_refuse(ctx, isolated_env):
+    boto3.client("iam").create_role(
+        RoleName="iotbutton-notifier-us-east-1", AssumeRolePolicyDocument="{}"
+    )
+
+    with pytest.raises(IotButtonError) as raised:
+        notifier_deploy.plan_deploy(ctx, deploy_input())
+
+    assert raised.value.code == "resource-not-ours"
+
+
+def test_notify_deploy_dry_run_prints_the_plan(cli, aws, isolated_env, monkeypatch, every_call):
+    from support import TWILIO_SECRET, notify_init_args
+
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
+    cli(*notify_init_args("Grandma"))
+    cli("notify", "deploy")
+    registry = (isolated_env / "registry.json").read_bytes()
+    cli(*notify_init_args("Grandpa"), "--force")
+    del every_call[:]
+
+    shown = cli("notify", "deploy", "--dry-run")
+    result = cli.json("notify", "deploy", "--dry-run")
+
+    assert every_call and all(name.startswith(READS) for name in every_call), every_call
+    assert (isolated_env / "registry.json").read_bytes() == registry
+    assert "Would deploy (account 123456789012, us-east-1)" in shown.stdout
+    assert "update: environment" in shown.stdout
+    assert "A deploy would make 3 change(s)." in shown.stdout
+    assert TWILIO_SECRET not in shown.stdout + shown.stderr + json.dumps(result)
+    assert result["dry_run"] is True and result["up_to_date"] is False
+    function = next(s for s in result["steps"] if s["resource"] == "Lambda function")
+    assert function == {
+        "resource": "Lambda function",
+        "name": "iotbutton-notifier",
+        "action": "update",
+        "changes": ["environment"],
+    }
+    cli("notify", "deploy")
+    assert cli.json("notify", "deploy", "--dry-run")["up_to_date"] is True
+    assert "a deploy would change nothing" in cli("notify", "deploy", "--dry-run").stdout

@@ -129,7 +129,6 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
 
 
 def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
-    from iotbutton_cli.notify import bundle
     from iotbutton_cli.notify import config as notify_config
     from iotbutton_cli.notify import deploy as notifier_deploy
     from iotbutton_cli.provisioning import things
@@ -146,14 +145,8 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
     )
     yield DemoEvent("step", "Deploying the notifier Lambda with a demo config")
     config = notify_config.parse_config_text(DEMO_CONFIG, Path("demo-notify.yaml"))
-    built = bundle.build_bundle()
-    source = notifier_deploy.DeployInput(
-        lambda_document=config.lambda_document(),
-        secret=DEMO_SECRET,
-        bundle_data=built.data,
-        code_sha256=built.code_sha256,
-        handler=bundle.HANDLER,
-        twilio_api_base=ctx.sandbox_info.twilio_url,
+    source = notifier_deploy.prepare(
+        config.lambda_document(), DEMO_SECRET, twilio_api_base=ctx.sandbox_info.twilio_url
     )
     deployed = notifier_deploy.deploy(ctx, source)
     yield DemoEvent(

@@ -28,6 +28,9 @@ ABSENT_CODES_BY_OPERATION: dict[str, frozenset[str]] = {
     "ListTagsForResource": frozenset({"InvalidResourceId"}),
     "AddTagsToResource": frozenset({"InvalidResourceId"}),
     "GetBucketTagging": frozenset({"NoSuchTagSet"}),
+    # A bucket's optional settings: "not set" is the bucket's answer, not an error.
+    "GetPublicAccessBlock": frozenset({"NoSuchPublicAccessBlockConfiguration"}),
+    "GetBucketEncryption": frozenset({"ServerSideEncryptionConfigurationNotFoundError"}),
 }
 
 

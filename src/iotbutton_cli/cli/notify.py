@@ -217,25 +217,27 @@ def deploy(
             "--no-default-rule leaves routing to your own `rules create`.",
         ),
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show what would change (AWS reads only); change nothing."),
+    ] = False,
     twilio_api_base: TwilioBaseOption = None,
     json: JsonOption = False,
 ) -> None:
     """Deploy the notifier: role, config, secret, function and topic rule; only what changed."""
-    from iotbutton_cli.notify import bundle as bundles
     from iotbutton_cli.notify import deploy as notifier_deploy
 
     app_ctx = app_context(ctx, json)
     config, secret = _config_and_secret()
-    built = bundles.build_bundle()
-    source = notifier_deploy.DeployInput(
-        lambda_document=config.lambda_document(secret),
-        secret=secret.value,
-        bundle_data=built.data,
-        code_sha256=built.code_sha256,
-        handler=bundles.HANDLER,
+    source = notifier_deploy.prepare(
+        config.lambda_document(secret),
+        secret.value,
         twilio_api_base=twilio_api_base or _sandbox_twilio(app_ctx),
         default_rule=default_rule,
     )
+    if dry_run:
+        _print_plan(app_ctx, notifier_deploy.plan_deploy(app_ctx, source), json)
+        return
 
     def show_step(step: Any) -> None:
         mark = "·" if step.action == "unchanged" else "✓"
@@ -250,6 +252,43 @@ def deploy(
         changed = sum(step.action != "unchanged" for step in report.steps)
         output.say(f"Deployed the notifier: {changed} change(s). {report.function_arn}")
         output.info("Try it: `iotbutton notify test --click SINGLE`.")
+
+
+def _print_plan(app_ctx: Any, plan: Any, json: bool) -> None:
+    if json:
+        output.emit_json(
+            {
+                "dry_run": True,
+                "up_to_date": plan.up_to_date,
+                "config_key": plan.config_key,
+                "steps": [
+                    {
+                        "resource": step.resource,
+                        "name": step.name,
+                        "action": step.action,
+                        "changes": list(step.changes),
+                    }
+                    for step in plan.steps
+                ],
+            }
+        )
+        return
+    output.table(
+        f"Would deploy (account {app_ctx.account_id}, {app_ctx.region})",
+        ["#", "resource", "change"],
+        [
+            [
+                index,
+                f"{step.resource} {step.name}",
+                step.action + (f": {', '.join(step.changes)}" if step.changes else ""),
+            ]
+            for index, step in enumerate(plan.steps, 1)
+        ],
+    )
+    if plan.up_to_date:
+        output.say("The notifier is up to date: a deploy would change nothing.")
+    else:
+        output.say(f"A deploy would make {plan.change_count} change(s).")
 
 
 @app.command("show")
@@ -404,17 +443,13 @@ def logs(
     import sys
     from datetime import datetime, timezone
 
-    from iotbutton_cli.notify import deploy as notifier_deploy
     from iotbutton_cli.notify import ops as notifier_ops
     from iotbutton_cli.notify.durations import parse_duration
+    from iotbutton_cli.notify.resources import LOG_RETENTION_DAYS
 
     app_ctx = app_context(ctx, json)
-    seconds = parse_duration(
-        since, "--since", "m", most_seconds=notifier_deploy.LOG_RETENTION_DAYS * 86400
-    )
-    if app_ctx.namespace.get("functions", "iotbutton-notifier") is None:
-        raise notifier_ops.not_deployed()
-    for event in notifier_ops.log_events(app_ctx, seconds, follow=follow):
+    seconds = parse_duration(since, "--since", "m", most_seconds=LOG_RETENTION_DAYS * 86400)
+    for event in notifier_ops.function_logs(app_ctx, seconds, follow=follow):
         moment = datetime.fromtimestamp(event.timestamp / 1000, timezone.utc)
         if json:
             line = {"time": moment.isoformat(), "message": event.message, "stream": event.stream}

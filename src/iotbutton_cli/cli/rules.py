@@ -35,21 +35,17 @@ def create(
     json: JsonOption = False,
 ) -> None:
     """Create (or update) a rule that invokes the deployed notifier, with its permission."""
-    from iotbutton_cli.notify import deploy as notifier_deploy
     from iotbutton_cli.notify import rules
 
-    app_ctx = app_context(ctx, json)
-    request = rules.rule_for(name, sql, serial)
-    rule_name, rule_sql = request.name, request.sql
-    target = notifier_deploy.rule_target(app_ctx)
-    action = rules.ensure_rule(app_ctx, rule_name, rule_sql, target)
-    info = rules.show_rule(app_ctx, rule_name)
-    if request.changed_select:
+    created = rules.create_rule(app_context(ctx, json), name, sql, serial)
+    rule_name, rule_sql = created.request.name, created.request.sql
+    info, action = created.info, created.action
+    if created.request.changed_select:
         output.info(
             f"Selected {rules.NOTIFIER_SELECT}: the notifier names the button by the topic it "
             "published to, and a payload cannot claim that name for itself."
         )
-    if rule_name != rules.DEFAULT_RULE and app_ctx.namespace.get(rules.KIND, rules.DEFAULT_RULE):
+    if created.doubles_default_rule:
         output.info(
             f"Note: {rules.DEFAULT_RULE} also sends every click to the notifier, so clicks this "
             "rule matches will message twice. `iotbutton notify deploy --no-default-rule` "

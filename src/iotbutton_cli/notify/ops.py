@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotbutton_cli.aws.errors import is_not_found
+from iotbutton_cli.aws.calls import absent_is_fine, absent_ok
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
 from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload
@@ -61,16 +61,14 @@ def status(ctx: AppContext) -> NotifierStatus:
     which holds no secret)."""
     if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
         raise not_deployed()
-    try:
-        function = ctx.client("lambda").get_function(FunctionName=FUNCTION_NAME)["Configuration"]
-    except Exception as exc:
-        if is_not_found(exc):
-            raise IotButtonError(
-                "notifier-missing",
-                f"The registry records {FUNCTION_NAME}, but AWS has no such function.",
-                "Run `iotbutton notify deploy` to recreate it.",
-            ) from exc
-        raise
+    found = absent_ok(ctx.client("lambda").get_function, FunctionName=FUNCTION_NAME)
+    if found is None:
+        raise IotButtonError(
+            "notifier-missing",
+            f"The registry records {FUNCTION_NAME}, but AWS has no such function.",
+            "Run `iotbutton notify deploy` to recreate it.",
+        )
+    function = found["Configuration"]
     env = function.get("Environment", {}).get("Variables", {})
     bucket, key = env.get("IOTBUTTON_CONFIG_BUCKET", ""), env.get("IOTBUTTON_CONFIG_KEY", "")
     document = _deployed_config(ctx, bucket, key)
@@ -88,13 +86,10 @@ def status(ctx: AppContext) -> NotifierStatus:
 
 
 def _deployed_config(ctx: AppContext, bucket: str, key: str) -> dict[str, Any]:
-    try:
-        body = ctx.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    except Exception as exc:
-        if is_not_found(exc):
-            return {}
-        raise
-    return dict(json.loads(body))
+    found = absent_ok(ctx.client("s3").get_object, Bucket=bucket, Key=key)
+    if found is None:
+        return {}
+    return dict(json.loads(found["Body"].read()))
 
 
 def _summary(document: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +170,14 @@ def invoke_test(ctx: AppContext, serial: str, click: str) -> TestInvocation:
 # --- logs ----------------------------------------------------------------------------------------
 
 
+def function_logs(ctx: AppContext, since_seconds: int, follow: bool = False) -> Iterator[LogEvent]:
+    """``notify logs``: the deployed function's log events; refuses at once (not at the first
+    event) when the registry records no notifier."""
+    if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
+        raise not_deployed()
+    return log_events(ctx, since_seconds, follow=follow)
+
+
 @dataclass
 class LogEvent:
     timestamp: int
@@ -196,12 +199,9 @@ def log_events(
     while True:
         newest = start
         kwargs: dict[str, Any] = {"logGroupName": FUNCTION_LOG_GROUP, "startTime": start}
-        try:
+        pages: list[dict[str, Any]] = []
+        with absent_is_fine():
             pages = list(logs.get_paginator("filter_log_events").paginate(**kwargs))
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
-            pages = []
         for page in pages:
             for event in page.get("events", []):
                 if event["eventId"] in seen:

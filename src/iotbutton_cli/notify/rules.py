@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from iotbutton_cli.aws import iotsql
-from iotbutton_cli.aws.errors import error_code, is_not_found
+from iotbutton_cli.aws.calls import absent_is_fine, absent_ok, deleted
+from iotbutton_cli.aws.errors import error_code
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours, usage_error
+from iotbutton_cli.notify import plan, resources
+from iotbutton_cli.notify.plan import DeployAction
 from iotbutton_cli.provisioning.policies import TOPIC_PREFIX
 from iotbutton_cli.provisioning.serials import validate_serial
 
@@ -158,7 +161,8 @@ def parse_rule_sql(sql: str) -> iotsql.Statement:
         ) from None
 
 
-def _payload(sql: str, target: RuleTarget) -> dict[str, Any]:
+def rule_payload(sql: str, target: RuleTarget) -> dict[str, Any]:
+    """The ``topicRulePayload`` of a rule that invokes the notifier."""
     return {
         "sql": sql,
         "description": RULE_DESCRIPTION,
@@ -183,72 +187,114 @@ def _made_by_us(rule: dict[str, Any], function_name: str) -> bool:
     )
 
 
-def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    return any(current.get(key) != value for key, value in wanted.items() if key != "description")
+def rule_target(ctx: AppContext) -> RuleTarget:
+    """The deployed notifier, for ``rules create``; refuses if ``notify deploy`` has not run."""
+    function = ctx.namespace.get(resources.FUNCTION_KIND, resources.FUNCTION_NAME)
+    role = ctx.namespace.get(resources.ROLE_KIND, resources.Names.for_context(ctx).rule_error_role)
+    if function is None or role is None:
+        raise IotButtonError(
+            "notifier-not-deployed",
+            "The notifier is not deployed in this account and region.",
+            "Run `iotbutton notify deploy` first.",
+        )
+    return RuleTarget(
+        resources.FUNCTION_NAME, function["arn"], role["arn"], resources.RULE_ERROR_LOG_GROUP
+    )
 
 
-def ensure_rule(ctx: AppContext, name: str, sql: str, target: RuleTarget) -> str:
+# --- read, plan, apply ---------------------------------------------------------------------------
+
+
+def current_rule(
+    ctx: AppContext, name: str, function_name: str, forget_pending: bool = True
+) -> dict[str, Any] | None:
+    """The rule's payload as AWS has it (reads only), or None; a rule of that name that is not
+    iotbutton's is refused (``forget_pending=False``: leave the registry as it is)."""
+    found = absent_ok(ctx.client("iot").get_topic_rule, ruleName=name)
+    if found is None:
+        return None
+    _require_ours(ctx, name, found["rule"], function_name, forget_pending)
+    return dict(found["rule"])
+
+
+def _require_ours(
+    ctx: AppContext,
+    name: str,
+    rule: dict[str, Any],
+    function_name: str,
+    forget_pending: bool = True,
+) -> None:
+    recorded = ctx.namespace.get(KIND, name)
+    known = recorded is not None and not recorded.get("pending")
+    if known or _made_by_us(rule, function_name):
+        return
+    if forget_pending:
+        ctx.namespace.forget_pending(KIND, name)
+    raise IotButtonError(
+        "rule-not-ours",
+        f"A topic rule named {name} exists that iotbutton did not create.",
+        "Use another rule name; iotbutton never changes resources it did not make.",
+    )
+
+
+def has_permission(ctx: AppContext, rule_name: str, function: str) -> bool:
+    """Whether the function's policy already lets IoT invoke it for this rule."""
+    sid = statement_id(rule_name)
+    return any(s.get("Sid") == sid for s in _policy_statements(ctx.client("lambda"), function))
+
+
+def ensure_rule(ctx: AppContext, name: str, sql: str, target: RuleTarget) -> DeployAction:
     """Create or update the rule, then its permission; returns created, updated or unchanged."""
+    current = current_rule(ctx, name, target.function_name)
+    permission = has_permission(ctx, name, target.function_name)
+    step = plan.rule_step(name, current, rule_payload(sql, target), permission)
+    return apply_rule(ctx, step, sql, target, permission).outcome
+
+
+def apply_rule(
+    ctx: AppContext, step: plan.Step, sql: str, target: RuleTarget, permission: bool
+) -> plan.Step:
+    """Make the planned change to the rule ``step.name`` and its permission; the step as it was
+    applied (a create that found the rule made meanwhile is planned again against it)."""
     iot = ctx.client("iot")
-    wanted = _payload(sql, target)
-    action = "unchanged"
-    try:
-        current = iot.get_topic_rule(ruleName=name)
-    except Exception as exc:
-        if not _rule_missing(exc):
-            raise
-        current = None
+    name = step.name
+    wanted = rule_payload(sql, target)
     arn = ctx.arn("iot", f"rule/{name}")
     record = {"arn": arn, "function": target.function_name, "sql": sql}
-    if current is None:
+    if step.action == "create":
         # Recorded (pending) first: a run killed before the registry write leaves it to `clean`.
         ctx.namespace.put(KIND, name, {**record, "pending": True})
         try:
             iot.create_topic_rule(ruleName=name, topicRulePayload=wanted)
-            action = "created"
         except Exception as exc:
             # Our own call retried after its answer was lost (or a deploy running elsewhere):
             # handled as an existing rule, adopted only if it is iotbutton's.
             if error_code(exc) != "ResourceAlreadyExistsException":
                 raise
-            current = iot.get_topic_rule(ruleName=name)
-    if current is not None:
-        recorded = ctx.namespace.get(KIND, name)
-        known = recorded is not None and not recorded.get("pending")
-        if not known and not _made_by_us(current["rule"], target.function_name):
-            ctx.namespace.forget_pending(KIND, name)
-            raise IotButtonError(
-                "rule-not-ours",
-                f"A topic rule named {name} exists that iotbutton did not create.",
-                "Use another rule name; iotbutton never changes resources it did not make.",
-            )
-        if _differs(current["rule"], wanted):
-            iot.replace_topic_rule(ruleName=name, topicRulePayload=wanted)
-            action = "updated"
+            current = iot.get_topic_rule(ruleName=name)["rule"]
+            _require_ours(ctx, name, current, target.function_name)
+            step = plan.rule_step(name, current, wanted, permission)
+    if "rule" in step.changes:
+        iot.replace_topic_rule(ruleName=name, topicRulePayload=wanted)
     ctx.namespace.confirm(KIND, name, record)
-    if ensure_permission(ctx, name, arn, target.function_name) and action == "unchanged":
-        action = "updated"
-    return action
+    sid = statement_id(name)
+    # Recorded first: it lives in our function, and a permission that was never added is gone.
+    ctx.namespace.put(PERMISSION_KIND, sid, {"function": target.function_name, "rule": name})
+    if not permission:
+        add_permission(ctx, name, arn, target.function_name)
+    return step
 
 
 def statement_id(rule_name: str) -> str:
     return f"iotbutton-rule-{rule_name}"
 
 
-def ensure_permission(ctx: AppContext, rule_name: str, rule_arn: str, function: str) -> bool:
-    """Let IoT invoke ``function`` for this rule only; True if a permission had to be added."""
-    lam = ctx.client("lambda")
-    sid = statement_id(rule_name)
-    for statement in _policy_statements(lam, function):
-        if statement.get("Sid") == sid:
-            ctx.namespace.put(PERMISSION_KIND, sid, {"function": function, "rule": rule_name})
-            return False
-    # Recorded first: it lives in our function, and a permission that was never added is gone.
-    ctx.namespace.put(PERMISSION_KIND, sid, {"function": function, "rule": rule_name})
+def add_permission(ctx: AppContext, rule_name: str, rule_arn: str, function: str) -> None:
+    """Let IoT invoke ``function`` for this rule only (a permission already there is fine)."""
     try:
-        lam.add_permission(
+        ctx.client("lambda").add_permission(
             FunctionName=function,
-            StatementId=sid,
+            StatementId=statement_id(rule_name),
             Action="lambda:InvokeFunction",
             Principal="iot.amazonaws.com",
             SourceArn=rule_arn,
@@ -257,38 +303,26 @@ def ensure_permission(ctx: AppContext, rule_name: str, rule_arn: str, function: 
     except Exception as exc:
         if error_code(exc) != "ResourceConflictException":
             raise
-    return True
 
 
 def _policy_statements(lam: Any, function: str) -> list[dict[str, Any]]:
-    try:
-        policy = lam.get_policy(FunctionName=function)["Policy"]
-    except Exception as exc:
-        if is_not_found(exc):
-            return []
-        raise
-    return list(json.loads(policy).get("Statement", []))
-
-
-def _rule_missing(exc: BaseException) -> bool:
-    # GetTopicRule answers UnauthorizedException for a rule that does not exist.
-    return is_not_found(exc) or error_code(exc) == "UnauthorizedException"
+    found = absent_ok(lam.get_policy, FunctionName=function)
+    if found is None:
+        return []
+    return list(json.loads(found["Policy"]).get("Statement", []))
 
 
 def delete_rule(ctx: AppContext, name: str) -> None:
     """Delete the rule (NotFound is done); its permission goes with it. Only a rule with
     iotbutton's description that invokes the notifier is deleted."""
     iot = ctx.client("iot")
-    function = (ctx.namespace.get(KIND, name) or {}).get("function") or "iotbutton-notifier"
-    try:
+    function = (ctx.namespace.get(KIND, name) or {}).get("function") or resources.FUNCTION_NAME
+    with absent_is_fine():
         rule = iot.get_topic_rule(ruleName=name)["rule"]
         if not _made_by_us(rule, function):
             ctx.namespace.remove(KIND, name)
             raise not_ours("topic rule", name, "its description or action is not iotbutton's")
         iot.delete_topic_rule(ruleName=name)
-    except Exception as exc:
-        if not _rule_missing(exc):
-            raise
     ctx.namespace.remove(KIND, name)
     sid = statement_id(name)
     permission = ctx.namespace.get(PERMISSION_KIND, sid)
@@ -300,12 +334,37 @@ def remove_permission(ctx: AppContext, sid: str) -> None:
     record = ctx.namespace.get(PERMISSION_KIND, sid)
     if record is None:
         return
-    try:
-        ctx.client("lambda").remove_permission(FunctionName=record["function"], StatementId=sid)
-    except Exception as exc:
-        if not is_not_found(exc):
-            raise
+    deleted(
+        ctx.client("lambda").remove_permission, FunctionName=record["function"], StatementId=sid
+    )
     ctx.namespace.remove(PERMISSION_KIND, sid)
+
+
+# --- rules create ------------------------------------------------------------------------------
+
+
+@dataclass
+class RuleCreated:
+    """What ``rules create`` did: the rule as AWS has it now, and what to tell the user."""
+
+    info: RuleInfo
+    action: DeployAction
+    request: RuleRequest
+    # The default rule also sends every click to the notifier: clicks this rule matches
+    # message twice.
+    doubles_default_rule: bool
+
+
+def create_rule(
+    ctx: AppContext, name: str | None, sql: str | None, serial: str | None
+) -> RuleCreated:
+    """``rules create``: validate (before any AWS call), then create or update the rule with its
+    permission against the deployed notifier."""
+    request = rule_for(name, sql, serial)
+    target = rule_target(ctx)
+    action = ensure_rule(ctx, request.name, request.sql, target)
+    doubles = request.name != DEFAULT_RULE and ctx.namespace.get(KIND, DEFAULT_RULE) is not None
+    return RuleCreated(show_rule(ctx, request.name), action, request, doubles)
 
 
 def list_rules(ctx: AppContext) -> list[RuleInfo]:
@@ -320,18 +379,14 @@ def show_rule(ctx: AppContext, name: str) -> RuleInfo:
             f"No topic rule {name!r} in the registry for this account and region.",
             "List them with `iotbutton rules list`.",
         )
-    try:
-        rule = ctx.client("iot").get_topic_rule(ruleName=name)["rule"]
-    except Exception as exc:
-        if not _rule_missing(exc):
-            raise
-        rule = {}
+    found = absent_ok(ctx.client("iot").get_topic_rule, ruleName=name)
+    rule: dict[str, Any] = found["rule"] if found else {}
     actions = rule.get("actions", [])
     function_arn = actions[0].get("lambda", {}).get("functionArn") if actions else None
     return RuleInfo(
         name=name,
         arn=record["arn"],
-        sql=rule.get("sql", record.get("sql", "")),
+        sql=str(rule.get("sql", record.get("sql", ""))),
         enabled=bool(rule) and not rule.get("ruleDisabled", False),
         function_arn=function_arn,
         permission=ctx.namespace.get(PERMISSION_KIND, statement_id(name)) is not None,

@@ -1,0 +1,225 @@
+"""Read what AWS has of the notifier: reads only (Get, List, Describe, Head), never a change.
+
+:func:`read` gathers the state :func:`iotbutton_cli.notify.plan.plan` compares with the wanted
+one, and checks that every existing resource with iotbutton's name is iotbutton's, so a deploy
+that would refuse refuses before it changes anything, and a dry run shows the same refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from iotbutton_cli.aws.calls import absent_ok
+from iotbutton_cli.aws.errors import error_code
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.notify import rules
+from iotbutton_cli.notify.plan import Current, Wanted
+from iotbutton_cli.notify.resources import (
+    BUCKET_KIND,
+    FUNCTION_KIND,
+    FUNCTION_NAME,
+    LOG_GROUP_KIND,
+    PARAMETER_KIND,
+    ROLE_KIND,
+    SECRET_PARAMETER,
+)
+from iotbutton_cli.provisioning import ownership
+
+Tags = list[dict[str, str]] | dict[str, str]
+
+
+def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Current:
+    """The notifier as AWS and the registry have it. ``forget_pending=False`` (a dry run) leaves
+    the registry as it is even when a resource turns out not to be ours."""
+    namespace = ctx.namespace
+    iam, logs, s3 = ctx.client("iam"), ctx.client("logs"), ctx.client("s3")
+    roles: dict[str, dict[str, Any] | None] = {}
+    for name in wanted.roles:
+        roles[name] = role(iam, name)
+        if roles[name] is not None:
+            require_ours(
+                ctx, ROLE_KIND, name, partial(iam_tags, iam, name), "IAM role", forget_pending
+            )
+    log_groups: dict[str, dict[str, Any] | None] = {}
+    for name in wanted.log_groups:
+        log_groups[name] = log_group(logs, name)
+        if log_groups[name] is not None:
+            tags = partial(log_group_tags, logs, name)
+            require_ours(ctx, LOG_GROUP_KIND, name, tags, "log group", forget_pending)
+    bucket = bucket_state(ctx, wanted.bucket)
+    if bucket is not None:
+        require_ours(
+            ctx,
+            BUCKET_KIND,
+            wanted.bucket,
+            lambda: bucket_tags(s3, wanted.bucket, ctx.account_id),
+            "S3 bucket",
+            forget_pending,
+        )
+    ssm, lam = ctx.client("ssm"), ctx.client("lambda")
+    secret = parameter(ssm)
+    if secret is not None:
+        require_ours(
+            ctx,
+            PARAMETER_KIND,
+            SECRET_PARAMETER,
+            lambda: parameter_tags(ssm, SECRET_PARAMETER),
+            "SSM parameter",
+            forget_pending,
+        )
+    function = function_configuration(lam)
+    if function is not None:
+        require_ours(
+            ctx,
+            FUNCTION_KIND,
+            FUNCTION_NAME,
+            lambda: function_tags(lam, function["FunctionArn"]),
+            "Lambda function",
+            forget_pending,
+        )
+    rule, permission = None, False
+    if wanted.rule_payload is not None:
+        rule = rules.current_rule(ctx, wanted.rule_name, FUNCTION_NAME, forget_pending)
+        permission = function is not None and rules.has_permission(
+            ctx, wanted.rule_name, FUNCTION_NAME
+        )
+    record = namespace.get(BUCKET_KIND, wanted.bucket) or {}
+    return Current(
+        roles=roles,
+        log_groups=log_groups,
+        bucket=bucket,
+        config_object=bucket is not None and object_exists(s3, wanted.bucket, wanted.config_key),
+        secret=secret,
+        function=function,
+        rule=rule,
+        rule_permission=permission,
+        default_rule_recorded=namespace.get(rules.KIND, wanted.rule_name) is not None,
+        config_objects=tuple(record.get("objects", [])),
+    )
+
+
+def require_ours(
+    ctx: AppContext,
+    kind: str,
+    name: str,
+    tags: Callable[[], Tags],
+    label: str,
+    forget_pending: bool = True,
+) -> None:
+    """An existing resource is ours if recorded, or tagged by us (a run that stopped early, or
+    another machine). Tags are fetched only when the registry does not know the resource (a
+    record still pending proves nothing: our create may never have happened)."""
+    recorded = ctx.namespace.get(kind, name)
+    if recorded is not None and not recorded.get("pending"):
+        return
+    if ownership.tagged(tags()):
+        return
+    if forget_pending:
+        ctx.namespace.forget_pending(kind, name)
+    raise IotButtonError(
+        "resource-not-ours",
+        f"The {label} {name} exists but was not made by iotbutton.",
+        "Delete or rename it; iotbutton never changes resources it did not make.",
+    )
+
+
+# --- IAM ---------------------------------------------------------------------------------------
+
+
+def role(iam: Any, name: str) -> dict[str, Any] | None:
+    """``{"Arn", "policy"}`` (the inline policy named like the role, or None), or None."""
+    found = absent_ok(iam.get_role, RoleName=name)
+    if found is None:
+        return None
+    policy = absent_ok(iam.get_role_policy, RoleName=name, PolicyName=name)
+    return {"Arn": found["Role"]["Arn"], "policy": policy["PolicyDocument"] if policy else None}
+
+
+def iam_tags(iam: Any, name: str) -> list[dict[str, str]]:
+    return list(iam.list_role_tags(RoleName=name).get("Tags", []))
+
+
+# --- CloudWatch Logs ---------------------------------------------------------------------------
+
+
+def log_group(logs: Any, name: str) -> dict[str, Any] | None:
+    groups = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    group = next((g for g in groups if g["logGroupName"] == name), None)
+    return None if group is None else {"retentionInDays": group.get("retentionInDays")}
+
+
+def log_group_tags(logs: Any, name: str) -> dict[str, str]:
+    return dict(logs.list_tags_log_group(logGroupName=name).get("tags", {}))
+
+
+# --- S3 ----------------------------------------------------------------------------------------
+
+
+def bucket_state(ctx: AppContext, bucket: str) -> dict[str, Any] | None:
+    """The bucket's settings, or None; a bucket of that name in another account is refused."""
+    s3 = ctx.client("s3")
+    try:
+        found = absent_ok(s3.head_bucket, Bucket=bucket, ExpectedBucketOwner=ctx.account_id)
+    except Exception as exc:
+        if error_code(exc) == "403":
+            raise IotButtonError(
+                "bucket-not-ours",
+                f"The S3 bucket {bucket} belongs to another account.",
+                "S3 bucket names are global; this one is taken.",
+            ) from exc
+        raise
+    if found is None:
+        return None
+    return bucket_settings(ctx, bucket)
+
+
+def bucket_settings(ctx: AppContext, bucket: str) -> dict[str, Any]:
+    s3 = ctx.client("s3")
+    block = absent_ok(s3.get_public_access_block, Bucket=bucket)
+    return {
+        "untagged": bool((ctx.namespace.get(BUCKET_KIND, bucket) or {}).get("untagged")),
+        "public_access_block": dict(block["PublicAccessBlockConfiguration"]) if block else {},
+        "encrypted": absent_ok(s3.get_bucket_encryption, Bucket=bucket) is not None,
+    }
+
+
+def bucket_tags(s3: Any, bucket: str, account: str) -> list[dict[str, str]]:
+    """The bucket's tags; a missing bucket is an error here (the caller decides what it means)."""
+    try:
+        return list(s3.get_bucket_tagging(Bucket=bucket, ExpectedBucketOwner=account)["TagSet"])
+    except Exception as exc:
+        if error_code(exc) == "NoSuchTagSet":
+            return []
+        raise
+
+
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
+    return absent_ok(s3.head_object, Bucket=bucket, Key=key) is not None
+
+
+# --- SSM ---------------------------------------------------------------------------------------
+
+
+def parameter(ssm: Any) -> dict[str, Any] | None:
+    """The secret parameter, decrypted to compare it with the secret; never shown."""
+    found = absent_ok(ssm.get_parameter, Name=SECRET_PARAMETER, WithDecryption=True)
+    return None if found is None else dict(found["Parameter"])
+
+
+def parameter_tags(ssm: Any, name: str) -> list[dict[str, str]]:
+    return list(ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"])
+
+
+# --- Lambda ------------------------------------------------------------------------------------
+
+
+def function_configuration(lam: Any) -> dict[str, Any] | None:
+    found = absent_ok(lam.get_function, FunctionName=FUNCTION_NAME)
+    return None if found is None else dict(found["Configuration"])
+
+
+def function_tags(lam: Any, arn: str) -> dict[str, str]:
+    return dict(lam.list_tags(Resource=arn).get("Tags", {}))

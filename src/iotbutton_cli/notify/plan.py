@@ -1,0 +1,269 @@
+"""The deploy planner: what AWS has and what the notifier wants in, the changes to make out.
+
+Pure functions over plain data, no AWS and no registry: :mod:`iotbutton_cli.notify.current` reads
+the current state, :mod:`iotbutton_cli.notify.apply` makes the planned changes, and
+``notify deploy --dry-run`` prints the plan. Each ``*_step`` function plans one resource; the
+apply calls them again when a resource turns out to exist after all (a create that lost a race),
+so one set of rules decides what differs.
+
+Current state uses AWS's own shapes where there is one (a function's ``Configuration``, a topic
+rule's payload); ``None`` means the resource does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from iotbutton_cli.notifier_lambda.contract import SECRET_PARAMETER, SECRET_PARAMETER_ENV
+from iotbutton_cli.notify.resources import FUNCTION_NAME, PUBLIC_ACCESS_BLOCK, secret_reference
+
+PlannedAction = Literal["create", "update", "unchanged", "remove"]
+DeployAction = Literal["created", "updated", "unchanged", "removed"]
+DONE: dict[PlannedAction, DeployAction] = {
+    "create": "created",
+    "update": "updated",
+    "unchanged": "unchanged",
+    "remove": "removed",
+}
+
+ROLE = "IAM role"
+LOG_GROUP = "log group"
+BUCKET = "S3 bucket"
+CONFIG_OBJECT = "config object"
+PARAMETER = "SSM parameter"
+FUNCTION = "Lambda function"
+RULE = "topic rule"
+OLD_CONFIG_OBJECTS = "old config objects"
+
+# The function settings a deploy manages, by the name a plan gives them.
+FUNCTION_SETTINGS = {
+    "Role": "role",
+    "Handler": "handler",
+    "Runtime": "runtime",
+    "MemorySize": "memory",
+    "Timeout": "timeout",
+    "Environment": "environment",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One resource's planned change; ``changes`` names what differs (for ``update``)."""
+
+    resource: str
+    name: str
+    action: PlannedAction
+    changes: tuple[str, ...] = ()
+
+    @property
+    def outcome(self) -> DeployAction:
+        """What a deploy reports once the step is applied."""
+        return DONE[self.action]
+
+    @property
+    def changes_something(self) -> bool:
+        return self.action != "unchanged"
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    config_key: str = ""
+
+    @property
+    def up_to_date(self) -> bool:
+        return not any(step.changes_something for step in self.steps)
+
+    @property
+    def change_count(self) -> int:
+        return sum(step.changes_something for step in self.steps)
+
+
+@dataclass(frozen=True)
+class Current:
+    """What AWS and the registry have; ``None`` for a resource that does not exist.
+
+    - ``roles``: name -> ``{"Arn": ..., "policy": <inline policy document or None>}``
+    - ``log_groups``: name -> ``{"retentionInDays": <days or None>}``
+    - ``bucket``: ``{"public_access_block": {...}, "encrypted": bool, "untagged": bool}``
+      (``untagged``: the registry says a deploy created it and stopped before tagging it)
+    - ``secret``: SSM's ``Parameter`` (``Type``, ``Value``, ``Version``)
+    - ``function``: Lambda's ``Configuration`` (``FunctionArn``, ``CodeSha256``, settings)
+    - ``rule``: the default rule as GetTopicRule has it
+    - ``rule_permission``: the function's policy lets IoT invoke it for the default rule
+    - ``default_rule_recorded``: the registry records the default rule
+    - ``config_objects``: the config objects the registry records in the bucket
+    """
+
+    roles: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    log_groups: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    bucket: dict[str, Any] | None = None
+    config_object: bool = False
+    secret: dict[str, Any] | None = field(default=None, repr=False)
+    function: dict[str, Any] | None = None
+    rule: dict[str, Any] | None = None
+    rule_permission: bool = False
+    default_rule_recorded: bool = False
+    config_objects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the notifier should be.
+
+    - ``roles``: name -> its inline policy document
+    - ``log_groups``: name -> retention in days
+    - ``function``: ``{"CodeSha256": ..., "config": <UpdateFunctionConfiguration's settings>}``;
+      the planner sets the secret's version in the environment
+    - ``rule_payload``: the default rule's ``topicRulePayload``, or ``None`` when the default
+      rule is not wanted (``--no-default-rule``)
+    """
+
+    roles: dict[str, dict[str, Any]]
+    log_groups: dict[str, int]
+    bucket: str
+    config_key: str
+    secret: str = field(repr=False)
+    function: dict[str, Any] = field(default_factory=dict)
+    rule_name: str = "iotbutton_notifier"
+    rule_payload: dict[str, Any] | None = None
+
+
+def _step(resource: str, name: str, changes: list[str]) -> Step:
+    return Step(resource, name, "update" if changes else "unchanged", tuple(changes))
+
+
+def role_step(name: str, current: dict[str, Any] | None, policy: dict[str, Any]) -> Step:
+    if current is None:
+        return Step(ROLE, name, "create")
+    have = current.get("policy")
+    if isinstance(have, str):  # IAM returns the document URL-decoded; boto3 parses it, moto not
+        have = json.loads(have)
+    return _step(ROLE, name, ["inline policy"] if have != policy else [])
+
+
+def log_group_step(name: str, current: dict[str, Any] | None, retention_days: int) -> Step:
+    if current is None:
+        return Step(LOG_GROUP, name, "create")
+    differs = current.get("retentionInDays") != retention_days
+    return _step(LOG_GROUP, name, ["retention"] if differs else [])
+
+
+def bucket_step(name: str, current: dict[str, Any] | None) -> Step:
+    if current is None:
+        return Step(BUCKET, name, "create")
+    changes = []
+    if current.get("untagged"):
+        changes.append("tags")
+    if current.get("public_access_block") != PUBLIC_ACCESS_BLOCK:
+        changes.append("public access block")
+    if not current.get("encrypted"):
+        changes.append("encryption")
+    return _step(BUCKET, name, changes)
+
+
+def config_object_step(key: str, exists: bool) -> Step:
+    """The config is named by its hash: if the key exists, its content is already right."""
+    return Step(CONFIG_OBJECT, key, "unchanged" if exists else "create")
+
+
+def secret_step(name: str, current: dict[str, Any] | None, secret: str) -> Step:
+    """The secret is compared, never named in the plan."""
+    if current is None:
+        return Step(PARAMETER, name, "create")
+    changes = []
+    if current.get("Type") != "SecureString":
+        changes.append("type")
+    if current.get("Value") != secret:
+        changes.append("value")
+    return _step(PARAMETER, name, changes)
+
+
+def secret_version(current: dict[str, Any] | None, step: Step) -> int:
+    """The parameter version after ``step``: SSM numbers them 1, 2, 3..."""
+    if current is None or step.action == "create":
+        return 1
+    version = int(current["Version"])
+    return version + 1 if step.action == "update" else version
+
+
+def with_secret_version(config: dict[str, Any], version: int) -> dict[str, Any]:
+    variables = {
+        **config["Environment"]["Variables"],
+        SECRET_PARAMETER_ENV: secret_reference(version),
+    }
+    return {**config, "Environment": {"Variables": variables}}
+
+
+def function_step(name: str, current: dict[str, Any] | None, wanted: dict[str, Any]) -> Step:
+    """Code (by its SHA-256) and each managed setting; only the environment's variables count."""
+    if current is None:
+        return Step(FUNCTION, name, "create")
+    changes = ["code"] if current.get("CodeSha256") != wanted["CodeSha256"] else []
+    for key, value in wanted["config"].items():
+        have = current.get(key)
+        if key == "Environment":
+            have = {"Variables": (have or {}).get("Variables", {})}
+        if have != value:
+            changes.append(FUNCTION_SETTINGS.get(key, key))
+    return _step(FUNCTION, name, changes)
+
+
+def rule_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """A rule's payload against the wanted one; the description is how we know it, not a
+    setting."""
+    return any(current.get(key) != value for key, value in wanted.items() if key != "description")
+
+
+def rule_step(
+    name: str, current: dict[str, Any] | None, payload: dict[str, Any], permission: bool
+) -> Step:
+    """``current`` is the rule as GetTopicRule has it; ``permission``: the function's policy
+    already lets IoT invoke it for this rule (a create adds it when it does not)."""
+    if current is None:
+        return Step(RULE, name, "create")
+    changes = []
+    if rule_differs(current, payload):
+        changes.append("rule")
+    if not permission:
+        changes.append("invoke permission")
+    return _step(RULE, name, changes)
+
+
+def stale_objects_step(recorded: tuple[str, ...] | list[str], keep: str) -> Step | None:
+    """Config objects the function no longer reads once it reads ``keep``."""
+    stale = [key for key in recorded if key != keep]
+    return Step(OLD_CONFIG_OBJECTS, ", ".join(stale), "update") if stale else None
+
+
+def plan(current: Current, wanted: Wanted) -> Plan:
+    """Every resource in dependency order: roles, log groups, bucket, config object, secret,
+    function, topic rule, then the old config objects."""
+    steps = [role_step(name, current.roles.get(name), p) for name, p in wanted.roles.items()]
+    steps += [
+        log_group_step(name, current.log_groups.get(name), days)
+        for name, days in wanted.log_groups.items()
+    ]
+    steps.append(bucket_step(wanted.bucket, current.bucket))
+    steps.append(config_object_step(wanted.config_key, current.config_object))
+    secret = secret_step(SECRET_PARAMETER, current.secret, wanted.secret)
+    steps.append(secret)
+    function = {
+        **wanted.function,
+        "config": with_secret_version(
+            wanted.function["config"], secret_version(current.secret, secret)
+        ),
+    }
+    steps.append(function_step(FUNCTION_NAME, current.function, function))
+    if wanted.rule_payload is not None:
+        steps.append(
+            rule_step(wanted.rule_name, current.rule, wanted.rule_payload, current.rule_permission)
+        )
+    elif current.default_rule_recorded:
+        steps.append(Step(RULE, wanted.rule_name, "remove"))
+    stale = stale_objects_step(current.config_objects, wanted.config_key)
+    if stale is not None:
+        steps.append(stale)
+    return Plan(tuple(steps), wanted.config_key)

@@ -1,0 +1,187 @@
+"""What the notifier is made of: resource names, settings and policy documents, as data.
+
+Nothing here calls AWS: :mod:`iotbutton_cli.notify.plan` compares these wanted settings with what
+AWS has, and :mod:`iotbutton_cli.notify.apply` makes the difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.notifier_lambda.contract import (
+    CONFIG_BUCKET_ENV,
+    CONFIG_KEY_ENV,
+    SECRET_PARAMETER,
+    SECRET_PARAMETER_ENV,
+    TWILIO_API_BASE_ENV,
+    TWILIO_TIMEOUT_ENV,
+)
+from iotbutton_cli.notify.bundle import HANDLER
+
+FUNCTION_NAME = "iotbutton-notifier"
+FUNCTION_LOG_GROUP = f"/aws/lambda/{FUNCTION_NAME}"
+RULE_ERROR_LOG_GROUP = "/iotbutton/rule-errors"
+RUNTIME = "python3.13"
+ARCHITECTURE = "arm64"  # pure Python: Graviton is cheaper and as fast
+MEMORY_MB = 128
+TIMEOUT_SECONDS = 30
+TWILIO_TIMEOUT_SECONDS = "5"  # 3 attempts x 5 s fit the 30 s function timeout
+LOG_RETENTION_DAYS = 30
+CONFIG_PREFIX = "notifier/config-"
+
+ROLE_KIND = "roles"
+LOG_GROUP_KIND = "log_groups"
+BUCKET_KIND = "buckets"
+PARAMETER_KIND = "parameters"
+FUNCTION_KIND = "functions"
+
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+
+
+@dataclass(frozen=True)
+class Names:
+    """Resource names for one account and region (IAM and S3 names are global, hence suffixes)."""
+
+    function_role: str
+    rule_error_role: str
+    bucket: str
+
+    @classmethod
+    def for_context(cls, ctx: AppContext) -> Names:
+        return cls(
+            function_role=f"iotbutton-notifier-{ctx.region}",
+            rule_error_role=f"iotbutton-rule-errors-{ctx.region}",
+            bucket=f"iotbutton-config-{ctx.account_id}-{ctx.region}",
+        )
+
+
+@dataclass(frozen=True)
+class DeployInput:
+    """Everything a deploy needs from the user's machine; the secret never leaves this object
+    except towards SSM."""
+
+    lambda_document: dict[str, Any]
+    secret: str = field(repr=False)
+    bundle_data: bytes = field(repr=False)
+    code_sha256: str = ""
+    handler: str = HANDLER
+    twilio_api_base: str | None = None  # the sandbox points Twilio calls at its stand-in
+    # The default rule sends every button's clicks to the notifier; without it, only the
+    # user's own rules (`rules create`) do, so they never message twice.
+    default_rule: bool = True
+
+
+def trust_policy(service: str, account: str | None = None) -> str:
+    """Trust one AWS service; with ``account``, only on behalf of that account (so another
+    account's IoT cannot use the role: the confused-deputy guard AWS recommends)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if account:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account}}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def role_arn(ctx: AppContext, name: str) -> str:
+    return f"arn:{ctx.partition}:iam::{ctx.account_id}:role/{name}"
+
+
+def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
+    """Read the config objects and the one parameter; write its own log group. Nothing else.
+
+    The config grant covers ``notifier/config-*`` rather than the current key: a redeploy with a
+    new config switches the function to a new key, and IAM changes take seconds to reach Lambda,
+    so an exact-key grant would fail the first clicks after each config change."""
+    partition = ctx.partition
+    log_group = ctx.arn("logs", f"log-group:{FUNCTION_LOG_GROUP}")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadConfig",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:{partition}:s3:::{names.bucket}/{CONFIG_PREFIX}*",
+            },
+            {
+                "Sid": "ReadTwilioSecret",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": ctx.arn("ssm", f"parameter{SECRET_PARAMETER}"),
+            },
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"{log_group}:*",
+            },
+        ],
+    }
+
+
+def rule_error_policy(ctx: AppContext) -> dict[str, Any]:
+    log_group = ctx.arn("logs", f"log-group:{RULE_ERROR_LOG_GROUP}")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WriteRuleErrors",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"{log_group}:*",
+            }
+        ],
+    }
+
+
+def config_key_for(document: dict[str, Any]) -> str:
+    digest = hashlib.sha256(canonical(document)).hexdigest()[:16]
+    return f"{CONFIG_PREFIX}{digest}.json"
+
+
+def canonical(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def environment(
+    bucket: str, config_key: str, secret_version: int, twilio_api_base: str | None
+) -> dict[str, str]:
+    # The secret is named by its parameter version, so a new secret reaches warm containers (a
+    # new environment starts fresh ones).
+    variables = {
+        CONFIG_BUCKET_ENV: bucket,
+        CONFIG_KEY_ENV: config_key,
+        SECRET_PARAMETER_ENV: secret_reference(secret_version),
+        TWILIO_TIMEOUT_ENV: TWILIO_TIMEOUT_SECONDS,
+    }
+    if twilio_api_base:
+        variables[TWILIO_API_BASE_ENV] = twilio_api_base
+    return variables
+
+
+def secret_reference(version: int) -> str:
+    return f"{SECRET_PARAMETER}:{version}"
+
+
+def function_config(role: str, variables: dict[str, str], handler: str) -> dict[str, Any]:
+    """The function's settings as ``UpdateFunctionConfiguration`` takes them."""
+    return {
+        "Role": role,
+        "Handler": handler,
+        "Runtime": RUNTIME,
+        "MemorySize": MEMORY_MB,
+        "Timeout": TIMEOUT_SECONDS,
+        "Environment": {"Variables": variables},
+    }
