@@ -282,7 +282,7 @@ class MessagingConfig:
 
 
 @dataclass(frozen=True)
-class Settings:
+class LambdaSettings:
     bucket: str
     key: str
     secret_parameter: str
@@ -290,7 +290,7 @@ class Settings:
     timeout: float
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LambdaSettings:
         names = ("IOTBUTTON_CONFIG_BUCKET", "IOTBUTTON_CONFIG_KEY", "IOTBUTTON_SECRET_PARAMETER")
         missing = [name for name in names if not environ.get(name)]
         if missing:
@@ -525,7 +525,7 @@ def _client(service: str) -> Any:
         return _clients[service]
 
 
-def load_config(settings: Settings) -> MessagingConfig:
+def load_config(settings: LambdaSettings) -> MessagingConfig:
     cache_key = (settings.bucket, settings.key)
     cached = _config_cache.get(cache_key)
     if cached is not None:
@@ -540,7 +540,7 @@ def load_config(settings: Settings) -> MessagingConfig:
     return config
 
 
-def load_secret(settings: Settings) -> str:
+def load_secret(settings: LambdaSettings) -> str:
     cached = _secret_cache.get(settings.secret_parameter)
     if cached is not None:
         return cached
@@ -552,7 +552,7 @@ def load_secret(settings: Settings) -> str:
     return secret
 
 
-def forget_secret(settings: Settings) -> None:
+def forget_secret(settings: LambdaSettings) -> None:
     _secret_cache.pop(settings.secret_parameter, None)
 
 
@@ -612,7 +612,7 @@ def call_twiml(text: str) -> str:
 
 
 @dataclass
-class Outcome:
+class TwilioOutcome:
     """The result of one Twilio request after retries."""
 
     ok: bool
@@ -639,14 +639,14 @@ class TwilioClient:
         account = urllib.parse.quote(self.account_sid, safe="")
         return f"{self.api_base}/{API_VERSION}/Accounts/{account}/{resource}.json"
 
-    def send(self, channel: str, to: str, sender: str, text: str) -> Outcome:
+    def send(self, channel: str, to: str, sender: str, text: str) -> TwilioOutcome:
         if channel == "sms":
             return self.create("Messages", {"To": to, "From": sender, "Body": sms_body(text)})
         return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text)})
 
-    def create(self, resource: str, form: Mapping[str, str]) -> Outcome:
+    def create(self, resource: str, form: Mapping[str, str]) -> TwilioOutcome:
         """POST with retries on throttling, server errors and network trouble."""
-        outcome = Outcome(ok=False)
+        outcome = TwilioOutcome(ok=False)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             timeout = self._attempt_timeout()
             if timeout is None:
@@ -674,8 +674,8 @@ class TwilioClient:
             return True
         return self.deadline - monotonic() - delay >= MIN_ATTEMPT_SECONDS
 
-    def _post_once(self, resource: str, form: Mapping[str, str], timeout: float) -> Outcome:
-        # The scheme is checked in Settings: only http(s) URLs get here.
+    def _post_once(self, resource: str, form: Mapping[str, str], timeout: float) -> TwilioOutcome:
+        # The scheme is checked in LambdaSettings: only http(s) URLs get here.
         request = urllib.request.Request(  # noqa: S310
             self.url(resource),
             data=urllib.parse.urlencode(form).encode("utf-8"),
@@ -699,7 +699,7 @@ class TwilioClient:
             http.client.HTTPException,
         ) as exc:
             reason = getattr(exc, "reason", exc)
-            return Outcome(ok=False, message=f"network error: {reason}", retryable=True)
+            return TwilioOutcome(ok=False, message=f"network error: {reason}", retryable=True)
 
     def _authorization(self) -> str:
         token = base64.b64encode(f"{self.auth_user}:{self.secret}".encode()).decode("ascii")
@@ -723,20 +723,20 @@ def json_object(body: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def accepted_outcome(status: int, body: bytes) -> Outcome:
+def accepted_outcome(status: int, body: bytes) -> TwilioOutcome:
     """Any 2xx means Twilio took the request: sent, with its sid when the answer says one."""
     sid = json_object(body).get("sid")
     if isinstance(sid, str) and sid:
-        return Outcome(ok=True, sid=printable(sid, TWILIO_TEXT_MAX_CHARS), http_status=status)
-    return Outcome(ok=True, http_status=status, note=NO_BODY_NOTE)
+        return TwilioOutcome(ok=True, sid=printable(sid, TWILIO_TEXT_MAX_CHARS), http_status=status)
+    return TwilioOutcome(ok=True, http_status=status, note=NO_BODY_NOTE)
 
 
-def twilio_error_outcome(status: int, body: Mapping[str, Any]) -> Outcome:
+def twilio_error_outcome(status: int, body: Mapping[str, Any]) -> TwilioOutcome:
     code = body.get("code")
     code = code if isinstance(code, int) and not isinstance(code, bool) else None
     retryable = status == 429 or status >= 500 or code == TOO_MANY_REQUESTS_CODE
     message, more_info = body.get("message"), body.get("more_info")
-    return Outcome(
+    return TwilioOutcome(
         ok=False,
         code=code,
         message=printable(message, TWILIO_TEXT_MAX_CHARS)
@@ -776,10 +776,10 @@ def deliver(
     sender: str,
     text: str,
     request_id: str | None,
-) -> dict[Delivery, tuple[dict[str, Any], Outcome | None]]:
+) -> dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]]:
     """Send to every recipient not already served for this request id, concurrently."""
     pending: list[Delivery] = []
-    results: dict[Delivery, tuple[dict[str, Any], Outcome | None]] = {}
+    results: dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]] = {}
     for delivery in deliveries:
         sid = delivered_sid(request_id, delivery.channel, delivery.to)
         if sid is not None:
@@ -795,17 +795,21 @@ def deliver(
     return results
 
 
-def send_safely(client: TwilioClient, delivery: Delivery, sender: str, text: str) -> Outcome:
+def send_safely(client: TwilioClient, delivery: Delivery, sender: str, text: str) -> TwilioOutcome:
     """Send to one recipient; a bug here must not stop the others' deliveries being recorded
     (an unrecorded delivery would be sent again on Lambda's retry)."""
     try:
         return client.send(delivery.channel, delivery.to, sender, text)
     except Exception as exc:
         problem = f"internal error: {type(exc).__name__}: {exc}"
-        return Outcome(ok=False, message=printable(problem, TWILIO_TEXT_MAX_CHARS), retryable=True)
+        return TwilioOutcome(
+            ok=False, message=printable(problem, TWILIO_TEXT_MAX_CHARS), retryable=True
+        )
 
 
-def _record_outcome(delivery: Delivery, outcome: Outcome, request_id: str | None) -> dict[str, Any]:
+def _record_outcome(
+    delivery: Delivery, outcome: TwilioOutcome, request_id: str | None
+) -> dict[str, Any]:
     if outcome.ok:
         remember_delivery(request_id, delivery.channel, delivery.to, outcome.sid or "")
         if outcome.note:
@@ -824,7 +828,7 @@ def _item(delivery: Delivery, status: str, **extra: Any) -> dict[str, Any]:
     return item
 
 
-def log_twilio_failure(delivery: Delivery, outcome: Outcome) -> None:
+def log_twilio_failure(delivery: Delivery, outcome: TwilioOutcome) -> None:
     meaning = TWILIO_ERROR_MEANINGS.get(outcome.code or 0)
     code = f"Twilio error {outcome.code}" if outcome.code else "error"
     log(
@@ -844,7 +848,7 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
     parsed = parse_event(event)
     for note in parsed.notes:
         log(logging.WARNING, "%s", note)
-    settings = Settings.from_environment()
+    settings = LambdaSettings.from_environment()
     config = load_config(settings)
     click = config.clicks.get(parsed.click)
     if click is None or not (click.sms or click.call):
@@ -881,7 +885,7 @@ def event_result(event: ButtonEvent, results: list[dict[str, Any]]) -> dict[str,
 
 def report(
     listed: list[Delivery],
-    outcomes: Mapping[Delivery, tuple[dict[str, Any], Outcome | None]],
+    outcomes: Mapping[Delivery, tuple[dict[str, Any], TwilioOutcome | None]],
 ) -> list[dict[str, Any]]:
     """Per-recipient results in config order; a number listed twice is a skipped duplicate."""
     items, reported = [], set()

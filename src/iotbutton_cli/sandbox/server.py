@@ -27,7 +27,6 @@ log = logging.getLogger("iotbutton.sandbox")
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-HOST = "127.0.0.1"
 STATE_FILE = "sandbox.json"
 OUTBOX_FILE = "outbox.jsonl"
 
