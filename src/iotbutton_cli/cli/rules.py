@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, YesOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, YesOption, command_context
 
 app = typer.Typer(
     help="Topic rules that route clicks to the notifier (one button, or only LONG clicks).",
@@ -38,29 +38,30 @@ def create(
     from iotbutton_cli.notify import deploy as notifier_deploy
     from iotbutton_cli.notify import rules
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     request = rules.rule_for(name, sql, serial)
     rule_name, rule_sql = request.name, request.sql
     target = notifier_deploy.rule_target(app_ctx)
     action = rules.ensure_rule(app_ctx, rule_name, rule_sql, target)
     info = rules.show_rule(app_ctx, rule_name)
     if request.changed_select:
-        output.info(
+        out.info(
             f"Selected {rules.NOTIFIER_SELECT}: the notifier names the button by the topic it "
             "published to, and a payload cannot claim that name for itself."
         )
     if rule_name != rules.DEFAULT_RULE and app_ctx.namespace.get(rules.KIND, rules.DEFAULT_RULE):
-        output.info(
+        out.info(
             f"Note: {rules.DEFAULT_RULE} also sends every click to the notifier, so clicks this "
             "rule matches will message twice. `iotbutton notify deploy --no-default-rule` "
             "leaves routing to your own rules."
         )
-    if json:
-        output.emit_json({**output.to_jsonable(info), "action": action})
-    else:
+
+    def render() -> None:
         from rich.markup import escape  # the SQL may hold [...], which is Rich markup
 
-        output.say(f"Rule {rule_name} {action}: {escape(rule_sql)}")
+        out.say(f"Rule {rule_name} {action}: {escape(rule_sql)}")
+
+    out.result(views.rule_created_view(info, action), human=render)
 
 
 @app.command("list")
@@ -68,21 +69,23 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """List the rules iotbutton made in this account and region."""
     from iotbutton_cli.notify import rules
 
-    found = rules.list_rules(app_context(ctx, json))
-    if json:
-        output.emit_json(found)
-        return
-    if not found:
-        output.info("No rules yet. `iotbutton notify deploy` creates the default one.")
-        return
-    output.table(
-        None,
-        ["rule", "SQL", "enabled", "permission"],
-        [
-            [r.name, r.sql, "yes" if r.enabled else "NO", "yes" if r.permission else "NO"]
-            for r in found
-        ],
-    )
+    app_ctx, out = command_context(ctx, json)
+    found = rules.list_rules(app_ctx)
+
+    def render() -> None:
+        if not found:
+            out.info("No rules yet. `iotbutton notify deploy` creates the default one.")
+            return
+        out.table(
+            None,
+            ["rule", "SQL", "enabled", "permission"],
+            [
+                [r.name, r.sql, "yes" if r.enabled else "NO", "yes" if r.permission else "NO"]
+                for r in found
+            ],
+        )
+
+    out.result([views.rule_view(r) for r in found], human=render)
 
 
 @app.command("show")
@@ -90,21 +93,22 @@ def show(ctx: typer.Context, name: NameArgument, json: JsonOption = False) -> No
     """Show a rule as AWS has it now."""
     from iotbutton_cli.notify import rules
 
-    info = rules.show_rule(app_context(ctx, json), name)
-    if json:
-        output.emit_json(info)
-        return
-    output.table(
-        None,
-        ["field", "value"],
-        [
-            ["name", info.name],
-            ["ARN", info.arn],
-            ["SQL", info.sql],
-            ["enabled", "yes" if info.enabled else "NO (missing in AWS?)"],
-            ["function", info.function_arn or "-"],
-            ["invoke permission", "yes" if info.permission else "NO"],
-        ],
+    app_ctx, out = command_context(ctx, json)
+    info = rules.show_rule(app_ctx, name)
+    out.result(
+        views.rule_view(info),
+        human=lambda: out.table(
+            None,
+            ["field", "value"],
+            [
+                ["name", info.name],
+                ["ARN", info.arn],
+                ["SQL", info.sql],
+                ["enabled", "yes" if info.enabled else "NO (missing in AWS?)"],
+                ["function", info.function_arn or "-"],
+                ["invoke permission", "yes" if info.permission else "NO"],
+            ],
+        ),
     )
 
 
@@ -115,11 +119,11 @@ def delete(
     """Delete a rule and its Lambda permission."""
     from iotbutton_cli.notify import rules
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     rules.show_rule(app_ctx, name)  # unknown names fail before the question
-    output.confirm(f"Delete rule {name}?", yes)
+    out.confirm(f"Delete rule {name}?", yes)
     rules.delete_rule(app_ctx, name)
-    if json:
-        output.emit_json({"name": name, "deleted": True})
-    else:
-        output.say(f"Deleted rule {name} and its invoke permission.")
+    out.result(
+        views.rule_deleted_view(name),
+        human=lambda: out.say(f"Deleted rule {name} and its invoke permission."),
+    )
