@@ -227,3 +227,14 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
 
     problems = compare(run.outputs)
     assert not problems, "\n".join(problems)
+
+
+def test_json_mode_belongs_to_one_invocation(cli, aws):
+    """--json lives on the invocation's Output: the next command in the same process, without
+    --json, prints its error for people again (stderr, nothing on stdout)."""
+    as_json = cli("things", "show", "NOPE", "--json", code=2)
+    assert json.loads(as_json.stdout)["error"]["code"] == "unknown-serial"
+
+    for_people = cli("things", "show", "NOPE", code=2)
+    assert for_people.stdout == ""
+    assert "Error: No button 'NOPE'" in for_people.stderr
