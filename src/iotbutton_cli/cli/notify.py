@@ -62,11 +62,10 @@ def init(
         call=call or [],
         force=force,
     )
-
-    def render() -> None:
-        _print_next_steps(out, path, account_sid, from_, person, bool(sms or call))
-
-    out.result(views.config_written_view(path), human=render)
+    out.result(
+        views.config_written_view(path),
+        human=lambda: _print_next_steps(out, path, account_sid, from_, person, bool(sms or call)),
+    )
 
 
 def _print_next_steps(
