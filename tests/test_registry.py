@@ -38,7 +38,7 @@ def test_put_update_remove_and_empty_namespace_disappears(tmp_path):
 
     ns.remove("things", "A")
     assert json.loads(path.read_text())["namespaces"] == {}
-    assert ns.is_empty()
+    assert not any(ns.snapshot().values())
 
 
 def test_file_is_private_and_no_temporary_files_remain(tmp_path):

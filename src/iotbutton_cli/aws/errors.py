@@ -74,10 +74,6 @@ def is_not_found(exc: BaseException) -> bool:
     return error_code(exc) in NOT_FOUND_CODES
 
 
-def is_throttling(exc: BaseException) -> bool:
-    return error_code(exc) in THROTTLING_CODES
-
-
 def iam_action(model: Any) -> str:
     """``iot:CreateThing`` for botocore's CreateThing operation model."""
     metadata = model.service_model.metadata

@@ -179,10 +179,10 @@ def topic_filter_problem(topic_filter: str) -> tuple[str, int] | None:
 
 def parse(sql: str) -> Statement:
     """Parse ``sql``; raises IotSqlError (with a column) for anything outside the subset."""
-    return _Parser(sql).statement()
+    return _SqlParser(sql).statement()
 
 
-class _Parser:
+class _SqlParser:
     """Recursive descent: ``condition := and (OR and)*``, ``and := not (AND not)*``,
     ``not := NOT not | '(' condition ')' | operand comparison operand``."""
 

@@ -34,15 +34,19 @@ INTERRUPTED = 130  # what shells report for Ctrl-C
 
 class ErrorHandlingGroup(TyperGroup):
     """Turn every :class:`IotButtonError` (and botocore error, and failed file operation) into
-    one line and an exit status; with ``--json``, usage errors too become a JSON error."""
+    one line and an exit status; with ``--json``, usage errors too become a JSON error.
+
+    Errors print through the command's :class:`~iotbutton_cli.cli.output.Output`, found in the
+    click context's ``meta`` (shared by every context of one invocation). Usage errors come from
+    click before any command has run, so :meth:`main` decides JSON from ``--json`` in argv."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            from iotbutton_cli.cli.output import render_error
+            from iotbutton_cli.cli.output import Output
 
-            render_error(
+            Output.of(ctx).error(
                 IotButtonError(
                     "interrupted",
                     "Interrupted; everything created so far is recorded in the registry.",
@@ -57,9 +61,9 @@ class ErrorHandlingGroup(TyperGroup):
             error = clean_error(exc, root if isinstance(root, AppContext) else None)
             if error is None:
                 raise
-            from iotbutton_cli.cli.output import render_error
+            from iotbutton_cli.cli.output import Output
 
-            render_error(error)
+            Output.of(ctx).error(error)
             raise typer.Exit(int(error.exit_status)) from None
 
     def main(  # type: ignore[override]
@@ -107,11 +111,10 @@ def _show_usage_error(exc: Any, as_json: bool) -> None:
     if not as_json:
         exc.show()
         return
-    from iotbutton_cli.cli.output import render_error, set_json_mode
+    from iotbutton_cli.cli.output import Output
 
     command = getattr(getattr(exc, "ctx", None), "command_path", None) or "iotbutton"
-    set_json_mode(True)
-    render_error(
+    Output(json_mode=True).error(
         IotButtonError("usage", exc.format_message(), f"See `{command} --help`.", ExitStatus.USAGE)
     )
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, YesOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, YesOption, command_context
 
 app = typer.Typer(help="Manage the buttons' X.509 certificates.", no_args_is_help=True)
 
@@ -19,22 +19,23 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """List every recorded certificate and the button it belongs to."""
     from iotbutton_cli.provisioning import certs
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     rows = certs.list_certificates(app_ctx)
-    if json:
-        output.emit_json(rows)
-        return
-    if not rows:
-        output.info("No certificates yet. Create a button with `iotbutton things create`.")
-        return
-    output.table(
-        None,
-        ["certificate", "button", "status", "current", "created"],
-        [
-            [c.certificate_id[:12], c.serial, c.status, "yes" if c.current else "", c.created]
-            for c in rows
-        ],
-    )
+
+    def render() -> None:
+        if not rows:
+            out.info("No certificates yet. Create a button with `iotbutton things create`.")
+            return
+        out.table(
+            None,
+            ["certificate", "button", "status", "current", "created"],
+            [
+                [c.certificate_id[:12], c.serial, c.status, "yes" if c.current else "", c.created]
+                for c in rows
+            ],
+        )
+
+    out.result([views.certificate_view(c) for c in rows], human=render)
 
 
 @app.command("show")
@@ -42,10 +43,8 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
     """Show a button's current certificate, with its status as AWS sees it now."""
     from iotbutton_cli.provisioning import certs
 
-    info = certs.show_certificate(app_context(ctx, json), serial)
-    if json:
-        output.emit_json(info)
-        return
+    app_ctx, out = command_context(ctx, json)
+    info = certs.show_certificate(app_ctx, serial)
     rows = [
         ["certificate", info.certificate_id],
         ["ARN", info.arn],
@@ -54,7 +53,9 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
         ["created", info.created],
         *[[name.replace("_", " ") + " file", path] for name, path in info.files.items()],
     ]
-    output.table(None, ["field", "value"], rows)
+    out.result(
+        views.certificate_view(info), human=lambda: out.table(None, ["field", "value"], rows)
+    )
 
 
 @app.command("rotate")
@@ -62,12 +63,15 @@ def rotate(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False)
     """Issue a new certificate, attach it, then retire the old one (never certless)."""
     from iotbutton_cli.provisioning import certs
 
-    new_id, retired = certs.rotate_certificate(app_context(ctx, json), serial)
-    if json:
-        output.emit_json({"serial": serial, "certificate_id": new_id, "retired": retired})
-    else:
-        old = ", ".join(cert_id[:12] for cert_id in retired) or "none"
-        output.say(f"Button {serial} now uses certificate {new_id[:12]}; retired: {old}.")
+    app_ctx, out = command_context(ctx, json)
+    new_id, retired = certs.rotate_certificate(app_ctx, serial)
+    old = ", ".join(cert_id[:12] for cert_id in retired) or "none"
+    out.result(
+        views.certificate_rotated_view(serial, new_id, retired),
+        human=lambda: out.say(
+            f"Button {serial} now uses certificate {new_id[:12]}; retired: {old}."
+        ),
+    )
 
 
 @app.command("revoke")
@@ -77,13 +81,13 @@ def revoke(
     """Deactivate a button's certificate: the button can no longer connect."""
     from iotbutton_cli.provisioning import certs
 
-    app_ctx = app_context(ctx, json)
-    output.confirm(f"Deactivate the certificate of {serial}? The button will stop working.", yes)
+    app_ctx, out = command_context(ctx, json)
+    out.confirm(f"Deactivate the certificate of {serial}? The button will stop working.", yes)
     cert_id = certs.revoke_certificate(app_ctx, serial)
-    if json:
-        output.emit_json({"serial": serial, "certificate_id": cert_id, "status": "INACTIVE"})
-    else:
-        output.say(
+    out.result(
+        views.certificate_revoked_view(serial, cert_id),
+        human=lambda: out.say(
             f"Certificate {cert_id[:12]} of {serial} is INACTIVE. "
             f"`iotbutton certs rotate {serial}` issues a fresh one."
-        )
+        ),
+    )

@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, command_context
 from iotbutton_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
+    from iotbutton_cli.cli.output import Output
     from iotbutton_cli.lifecycle.teardown import CleanReport, Step
 
 
@@ -34,7 +35,7 @@ def clean(
     """Tear down every recorded resource, in dependency order; what fails stays recorded."""
     from iotbutton_cli.lifecycle import teardown
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     app_ctx.check_namespace_owner()
     found = None
     if discover:
@@ -42,39 +43,38 @@ def clean(
 
         found = discovery.discover(app_ctx)
         known = teardown.plan(app_ctx)
-        output.info(
+        out.info(
             f"Discovered {found.count()} resources made by iotbutton "
             f"({found.count() - _overlap(known, found)} not in the registry)."
         )
     steps = teardown.plan(app_ctx, found.resources if found else None)
     where = f"account {app_ctx.account_id}, {app_ctx.region}"
     if not steps:
-        if json:
-            output.emit_json({"dry_run": dry_run, "complete": True, "pending": 0, "steps": []})
-        else:
-            output.say(f"Nothing to clean in {where}.")
+        out.result(
+            views.clean_nothing_view(dry_run),
+            human=lambda: out.say(f"Nothing to clean in {where}."),
+        )
         return
-    if not json:
-        output.table(
+    if not out.json:
+        out.table(
             f"{'Would remove' if dry_run else 'Plan'} ({where})",
             ["#", "resource"],
             [[index, step.label] for index, step in enumerate(steps, 1)],
         )
     if dry_run:
-        if json:
-            output.emit_json({"dry_run": True, "steps": _steps_json(steps)})
+        out.result(views.clean_plan_view(steps), human=lambda: None)  # the plan is shown above
         return
-    output.confirm(f"Remove these {len(steps)} resources?", yes)
+    out.confirm(f"Remove these {len(steps)} resources?", yes)
     if found is not None:
         from iotbutton_cli.lifecycle import discover as discovery
 
         discovery.record(app_ctx, found)  # from here on, the registry knows them
-    with output.progress() as bar:
+    with out.progress() as bar:
         task = bar.add_task("Removing", total=len(steps))
         report = teardown.execute(
             app_ctx, steps, keep_local=keep_local, on_done=lambda outcome: bar.advance(task)
         )
-    _render(report, json)
+    out.result(views.clean_report_view(report), human=lambda: _print_report(out, report))
     if report.failed:
         raise typer.Exit(int(ExitStatus.PARTIAL))
 
@@ -84,42 +84,16 @@ def _overlap(known: list[Step], found: Any) -> int:
     return sum((kind, rid) in recorded for kind, items in found.resources.items() for rid in items)
 
 
-def _steps_json(steps: list[Step]) -> list[dict[str, str]]:
-    return [
-        {"kind": step.kind, "id": step.resource_id, "label": step.label, "status": "planned"}
-        for step in steps
-    ]
-
-
-def _render(report: CleanReport, json: bool) -> None:
-    if json:
-        output.emit_json(
-            {
-                "dry_run": False,
-                "complete": report.complete,
-                "pending": len(report.with_status("pending")),
-                "steps": [
-                    {
-                        "kind": o.step.kind,
-                        "id": o.step.resource_id,
-                        "label": o.step.label,
-                        "status": o.status,
-                        "detail": o.detail,
-                    }
-                    for o in report.outcomes
-                ],
-            }
-        )
-        return
+def _print_report(out: Output, report: CleanReport) -> None:
     removed = report.with_status("removed")
-    output.say(f"Removed {len(removed)} of {len(report.outcomes)} resources.")
+    out.say(f"Removed {len(removed)} of {len(report.outcomes)} resources.")
     for outcome in report.outcomes:
         if outcome.status != "removed":
-            output.info(f"  {outcome.status}: {outcome.step.label}: {outcome.detail}")
+            out.info(f"  {outcome.status}: {outcome.step.label}: {outcome.detail}")
     if report.with_status("left"):
-        output.info(
+        out.info(
             "What was left is not iotbutton's to remove (or is still used by another registry); "
             "the registry no longer lists it."
         )
     if report.failed:
-        output.info("What could not be removed is still recorded; run `iotbutton clean` again.")
+        out.info("What could not be removed is still recorded; run `iotbutton clean` again.")

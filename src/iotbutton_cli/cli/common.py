@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from iotbutton_cli.cli.output import set_json_mode
+from iotbutton_cli.cli.output import Output
 
 if TYPE_CHECKING:
     from iotbutton_cli.context import AppContext
@@ -18,15 +18,24 @@ KeepLocalOption = Annotated[
 ]
 
 
-def app_context(ctx: typer.Context, json: bool = False) -> AppContext:
-    """The resolved global options; also switches error output to JSON when asked, and checks
-    that iotbutton's folders can be trusted before the command touches a file."""
+def command_context(ctx: typer.Context, json: bool = False) -> tuple[AppContext, Output]:
+    """The resolved global options and this command's :class:`Output`.
+
+    The Output is made first and attached to the click context, so every error from here on
+    (the folder check below included) prints as JSON with ``--json``; then iotbutton's folders
+    are checked before the command touches a file."""
     from iotbutton_cli.context import AppContext  # not for --help: it brings the registry
     from iotbutton_cli.paths import check_home
 
-    set_json_mode(json)
+    out = Output(json).attach(ctx)
     check_home()
     root = ctx.find_root()
     if not isinstance(root.obj, AppContext):
         root.obj = AppContext()
-    return root.obj
+    return root.obj, out
+
+
+def app_context(ctx: typer.Context, json: bool = False) -> AppContext:
+    """:func:`command_context` for code that needs no Output of its own (errors still print as
+    JSON with ``--json``)."""
+    return command_context(ctx, json)[0]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, command_context
+
+if TYPE_CHECKING:
+    from iotbutton_cli.cli.output import Output
 
 
 def demo(
@@ -23,9 +26,9 @@ def demo(
     from iotbutton_cli import demo as demos
     from iotbutton_cli.errors import ExitStatus
 
-    app_context(ctx, json)
+    _, out = command_context(ctx, json)
     outcome = demos.DemoOutcome()
-    console = output.stdout_console()
+    console = out.stdout_console()
     events = []
     for event in demos.run(keep, outcome):
         events.append(event)
@@ -46,17 +49,11 @@ def demo(
             for message in event.data:
                 console.print(f"  {escape(message.topic)} {escape(str(message.payload))}")
         elif event.kind == "outbox":
-            _print_outbox(event.text, event.data)
-    if json:
-        output.emit_json(
-            {
-                "ok": outcome.ok,
-                "clicks": outcome.clicks,
-                "home": outcome.home,
-                "outbox": next((e.data for e in events if e.kind == "outbox"), []),
-            }
-        )
-    elif outcome.ok:
+            _print_outbox(out, event.text, event.data)
+
+    def render() -> None:
+        if not outcome.ok:
+            return
         console.print("\n[bold green]Every click produced exactly the configured messages.[/]")
         if keep:
             console.print(
@@ -68,19 +65,22 @@ def demo(
                 "Next: `iotbutton sandbox start`, then the same commands with "
                 "--sandbox; or drop --sandbox to do it for real on AWS."
             )
+
+    outbox: list[dict[str, Any]] = next((e.data for e in events if e.kind == "outbox"), [])
+    out.result(views.demo_view(outcome, outbox), human=render)
     if not outcome.ok:
         raise typer.Exit(int(ExitStatus.FAILED))
 
 
-def _print_outbox(title: str, entries: list[dict]) -> None:
+def _print_outbox(out: Output, title: str, entries: list[dict]) -> None:
     from rich.markup import escape
 
-    console = output.stdout_console()
+    console = out.stdout_console()
     console.print(
         f"\n[bold cyan]▶ {escape(title)}[/] (each request checked against Twilio's "
         "OpenAPI description)"
     )
-    output.table(
+    out.table(
         None,
         ["", "to", "text", "Twilio answered"],
         [

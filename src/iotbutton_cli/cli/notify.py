@@ -6,12 +6,15 @@ boto3 nor Rich.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, command_context
+
+if TYPE_CHECKING:
+    from iotbutton_cli.cli.output import Output
 
 app = typer.Typer(
     help="Deploy and test the notifier that turns clicks into SMS and calls.",
@@ -49,7 +52,7 @@ def init(
     """Write a commented notify.yaml to edit: numbers and messages per click (no secrets)."""
     from iotbutton_cli.notify import config as notify_config
 
-    app_context(ctx, json)
+    _, out = command_context(ctx, json)
     path = notify_config.write_template(
         notify_config.config_path(),
         account_sid=account_sid,
@@ -59,21 +62,32 @@ def init(
         call=call or [],
         force=force,
     )
-    if json:
-        output.emit_json({"path": str(path)})
-        return
+    out.result(
+        views.config_written_view(path),
+        human=lambda: _print_next_steps(out, path, account_sid, from_, person, bool(sms or call)),
+    )
+
+
+def _print_next_steps(
+    out: Output,
+    path: Any,
+    account_sid: str | None,
+    from_: str | None,
+    person: str | None,
+    has_numbers: bool,
+) -> None:
     from rich.markup import escape
 
-    output.say(f"Wrote the notifier config to {escape(str(path))}")
+    out.say(f"Wrote the notifier config to {escape(str(path))}")
     missing = [
         name
         for name, value in (("account_sid", account_sid), ("from", from_), ("person", person))
         if not value
     ]
-    if not (sms or call):
+    if not has_numbers:
         missing.append("the numbers to text (sms) or call (call) per click type")
     edit = f"fill in {', '.join(missing)}" if missing else "adjust numbers and messages"
-    output.info(
+    out.info(
         "Next steps:\n"
         f"  1. Edit {escape(str(path))}: {edit}.\n"
         "  2. Keep the Twilio secret out of the file: set TWILIO_AUTH_TOKEN (or TWILIO_API_KEY "
@@ -87,24 +101,14 @@ def check(ctx: typer.Context, json: JsonOption = False) -> None:
     """Validate notify.yaml without calling AWS, and show who gets what per click."""
     from iotbutton_cli.notify import config as notify_config
 
-    app_context(ctx, json)
+    _, out = command_context(ctx, json)
     config = notify_config.load_config(notify_config.config_path())
     secret, problem = notify_config.check_secret_available(config)
-    summary = config.summary()
-    summary["twilio_secret"] = {
-        "available": secret is not None,
-        "source": secret.source if secret else None,
-        "username": secret.username if secret else None,
-        "problem": problem.message if problem else None,
-        "problem_code": problem.code if problem else None,
-    }
-    if json:
-        output.emit_json({"valid": True, **summary})
-        return
-    _print_check(summary)
+    summary = views.config_check_view(config, secret, problem)
+    out.result(summary, human=lambda: _print_check(out, summary))
 
 
-def _print_check(summary: dict[str, Any]) -> None:
+def _print_check(out: Output, summary: dict[str, Any]) -> None:
     from rich.markup import escape
 
     secret = summary["twilio_secret"]
@@ -117,8 +121,8 @@ def _print_check(summary: dict[str, Any]) -> None:
         )
     else:
         credential_line = f"PROBLEM: {secret['problem']}"
-    output.say(f"{escape(summary['path'])} is valid.")
-    output.table(
+    out.say(f"{escape(summary['path'])} is valid.")
+    out.table(
         None,
         ["setting", "value"],
         [
@@ -129,7 +133,7 @@ def _print_check(summary: dict[str, Any]) -> None:
             ["Twilio secret", escape(credential_line)],
         ],
     )
-    output.table(
+    out.table(
         None,
         ["click", "sms", "call", "message"],
         [
@@ -144,7 +148,7 @@ def _print_check(summary: dict[str, Any]) -> None:
     )
     quiet = [click for click, item in summary["clicks"].items() if not item["sms"] + item["call"]]
     if quiet:
-        output.info(f"{', '.join(quiet)}: no numbers, so these clicks do nothing.")
+        out.info(f"{', '.join(quiet)}: no numbers, so these clicks do nothing.")
 
 
 @app.command("bundle")
@@ -152,24 +156,18 @@ def bundle(ctx: typer.Context, json: JsonOption = False) -> None:
     """Build the notifier's Lambda zip (same code, same bytes) into the cache folder."""
     from iotbutton_cli.notify import bundle as bundles
 
-    app_context(ctx, json)
+    _, out = command_context(ctx, json)
     built = bundles.build_bundle()
-    result = {
-        "path": str(built.path),
-        "size": built.size,
-        "sha256": built.sha256_hex,
-        "code_sha256": built.code_sha256,
-        "handler": bundles.HANDLER,
-    }
-    if json:
-        output.emit_json(result)
-        return
-    from rich.markup import escape
 
-    output.say(f"Built {escape(str(built.path))} ({built.size} bytes)")
-    output.say(f"SHA-256     {built.sha256_hex}")
-    output.say(f"CodeSha256  {built.code_sha256}")
-    output.say(f"handler     {bundles.HANDLER}")
+    def render() -> None:
+        from rich.markup import escape
+
+        out.say(f"Built {escape(str(built.path))} ({built.size} bytes)")
+        out.say(f"SHA-256     {built.sha256_hex}")
+        out.say(f"CodeSha256  {built.code_sha256}")
+        out.say(f"handler     {bundles.HANDLER}")
+
+    out.result(views.bundle_view(built, bundles.HANDLER), human=render)
 
 
 TwilioBaseOption = Annotated[
@@ -188,16 +186,14 @@ def _sandbox_twilio(app_ctx: Any) -> str | None:
     return str(app_ctx.sandbox_info.twilio_url) if app_ctx.sandbox else None
 
 
-def _config_and_secret() -> tuple[Any, Any]:
+def _config_and_secret(out: Output) -> tuple[Any, Any]:
     """The config and the Twilio secret; asks for the secret only when a person can answer
     (never with --json)."""
     from iotbutton_cli.notify import config as notify_config
 
     config = notify_config.load_config(notify_config.config_path())
     prompt = (
-        None
-        if output.json_mode()
-        else (lambda question: typer.prompt(question, hide_input=True, err=True))
+        None if out.json else (lambda question: typer.prompt(question, hide_input=True, err=True))
     )
     secret = notify_config.resolve_secret(config, prompt=prompt)
     from iotbutton_cli.logsetup import register_secret
@@ -227,8 +223,8 @@ def deploy(
     """Deploy the notifier: role, config, secret, function and topic rule; only what changed."""
     from iotbutton_cli.notify import deploy as notifier_deploy
 
-    app_ctx = app_context(ctx, json)
-    config, secret = _config_and_secret()
+    app_ctx, out = command_context(ctx, json)
+    config, secret = _config_and_secret(out)
     source = notifier_deploy.prepare(
         config.lambda_document(secret),
         secret.value,
@@ -236,59 +232,46 @@ def deploy(
         default_rule=default_rule,
     )
     if dry_run:
-        _print_plan(app_ctx, notifier_deploy.plan_deploy(app_ctx, source), json)
+        _print_plan(out, app_ctx, notifier_deploy.plan_deploy(app_ctx, source))
         return
 
     def show_step(step: Any) -> None:
         mark = "·" if step.action == "unchanged" else "✓"
-        output.info(f"{mark} {step.resource} {step.name}: {step.action}")
+        out.info(f"{mark} {step.resource} {step.name}: {step.action}")
 
     report = notifier_deploy.deploy(app_ctx, source, on_step=show_step)
-    if json:
-        output.emit_json({**output.to_jsonable(report), "up_to_date": report.up_to_date})
-    elif report.up_to_date:
-        output.say(f"The notifier is up to date ({report.function_arn}).")
-    else:
+
+    def render() -> None:
+        if report.up_to_date:
+            out.say(f"The notifier is up to date ({report.function_arn}).")
+            return
         changed = sum(step.action != "unchanged" for step in report.steps)
-        output.say(f"Deployed the notifier: {changed} change(s). {report.function_arn}")
-        output.info("Try it: `iotbutton notify test --click SINGLE`.")
+        out.say(f"Deployed the notifier: {changed} change(s). {report.function_arn}")
+        out.info("Try it: `iotbutton notify test --click SINGLE`.")
+
+    out.result(views.deploy_view(report), human=render)
 
 
-def _print_plan(app_ctx: Any, plan: Any, json: bool) -> None:
-    if json:
-        output.emit_json(
-            {
-                "dry_run": True,
-                "up_to_date": plan.up_to_date,
-                "config_key": plan.config_key,
-                "steps": [
-                    {
-                        "resource": step.resource,
-                        "name": step.name,
-                        "action": step.action,
-                        "changes": list(step.changes),
-                    }
-                    for step in plan.steps
-                ],
-            }
-        )
-        return
-    output.table(
-        f"Would deploy (account {app_ctx.account_id}, {app_ctx.region})",
-        ["#", "resource", "change"],
-        [
+def _print_plan(out: Output, app_ctx: Any, plan: Any) -> None:
+    def render() -> None:
+        out.table(
+            f"Would deploy (account {app_ctx.account_id}, {app_ctx.region})",
+            ["#", "resource", "change"],
             [
-                index,
-                f"{step.resource} {step.name}",
-                step.action + (f": {', '.join(step.changes)}" if step.changes else ""),
-            ]
-            for index, step in enumerate(plan.steps, 1)
-        ],
-    )
-    if plan.up_to_date:
-        output.say("The notifier is up to date: a deploy would change nothing.")
-    else:
-        output.say(f"A deploy would make {plan.change_count} change(s).")
+                [
+                    index,
+                    f"{step.resource} {step.name}",
+                    step.action + (f": {', '.join(step.changes)}" if step.changes else ""),
+                ]
+                for index, step in enumerate(plan.steps, 1)
+            ],
+        )
+        if plan.up_to_date:
+            out.say("The notifier is up to date: a deploy would change nothing.")
+        else:
+            out.say(f"A deploy would make {plan.change_count} change(s).")
+
+    out.result(views.deploy_plan_view(plan), human=render)
 
 
 @app.command("show")
@@ -296,13 +279,15 @@ def show(ctx: typer.Context, json: JsonOption = False) -> None:
     """Show what is deployed: function, code hash, config summary (no secrets), rules."""
     from iotbutton_cli.notify import ops as notifier_ops
 
-    status = notifier_ops.status(app_context(ctx, json))
-    if json:
-        output.emit_json(status)
-        return
+    app_ctx, out = command_context(ctx, json)
+    status = notifier_ops.status(app_ctx)
+    out.result(views.notifier_status_view(status), human=lambda: _print_status(out, status))
+
+
+def _print_status(out: Output, status: Any) -> None:
     from rich.markup import escape
 
-    output.table(
+    out.table(
         None,
         ["notifier", "value"],
         [
@@ -319,7 +304,7 @@ def show(ctx: typer.Context, json: JsonOption = False) -> None:
             ["rules", ", ".join(rule.name for rule in status.rules) or "-"],
         ],
     )
-    output.table(
+    out.table(
         None,
         ["click", "sms", "call", "message"],
         [
@@ -347,31 +332,28 @@ def test(
     from iotbutton_cli.errors import ExitStatus
     from iotbutton_cli.notify import ops as notifier_ops
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     result = notifier_ops.invoke_test(
         app_ctx, serial or notifier_ops.default_serial(app_ctx), click
     )
-    if json:
-        output.emit_json({**output.to_jsonable(result), "ok": result.ok})
-    else:
-        _print_invocation(result)
+    out.result(views.test_invocation_view(result), human=lambda: _print_invocation(out, result))
     if not result.ok:
         raise typer.Exit(int(ExitStatus.FAILED))
 
 
-def _print_invocation(result: Any) -> None:
+def _print_invocation(out: Output, result: Any) -> None:
     from rich.markup import escape
 
-    output.say(f"Invoked with {escape(str(result.event))}")
+    out.say(f"Invoked with {escape(str(result.event))}")
     if result.function_error:
-        output.say(
+        out.say(
             f"[bold red]The function failed ({result.function_error}):[/] "
             f"{escape(str(result.payload))}"
         )
     elif isinstance(result.payload, dict) and result.payload.get("ignored"):
-        output.say(f"The function ignored the event: {escape(str(result.payload['ignored']))}")
+        out.say(f"The function ignored the event: {escape(str(result.payload['ignored']))}")
     elif isinstance(result.payload, dict):
-        output.table(
+        out.table(
             None,
             ["channel", "to", "status", "sid / error"],
             [
@@ -385,7 +367,7 @@ def _print_invocation(result: Any) -> None:
             ],
         )
     if result.log_tail:
-        output.info("[dim]" + escape(result.log_tail.rstrip()) + "[/]")
+        out.info("[dim]" + escape(result.log_tail.rstrip()) + "[/]")
 
 
 @app.command("send")
@@ -402,14 +384,13 @@ def send(
     from iotbutton_cli.errors import ExitStatus
     from iotbutton_cli.notify import ops as notifier_ops
 
-    app_ctx = app_context(ctx, json)
-    config, secret = _config_and_secret()
+    app_ctx, out = command_context(ctx, json)
+    config, secret = _config_and_secret(out)
     api_base = twilio_api_base or _sandbox_twilio(app_ctx)
     results = notifier_ops.send_from_here(config, secret, click, serial, api_base)
-    if json:
-        output.emit_json(results)
-    else:
-        output.table(
+    out.result(
+        [views.send_result_view(r) for r in results],
+        human=lambda: out.table(
             None,
             ["channel", "to", "status", "sid / error"],
             [
@@ -421,7 +402,8 @@ def send(
                 ]
                 for r in results
             ],
-        )
+        ),
+    )
     if any(r.status == "failed" for r in results):
         raise typer.Exit(int(ExitStatus.FAILED))
 
@@ -439,7 +421,6 @@ def logs(
     json: JsonOption = False,
 ) -> None:
     """Print the function's CloudWatch logs (JSON lines with --json)."""
-    import json as jsonlib
     import sys
     from datetime import datetime, timezone
 
@@ -447,13 +428,12 @@ def logs(
     from iotbutton_cli.notify.durations import parse_duration
     from iotbutton_cli.notify.resources import LOG_RETENTION_DAYS
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     seconds = parse_duration(since, "--since", "m", most_seconds=LOG_RETENTION_DAYS * 86400)
     for event in notifier_ops.function_logs(app_ctx, seconds, follow=follow):
+        if out.json:
+            out.json_line(views.log_line_view(event))
+            continue
         moment = datetime.fromtimestamp(event.timestamp / 1000, timezone.utc)
-        if json:
-            line = {"time": moment.isoformat(), "message": event.message, "stream": event.stream}
-            sys.stdout.write(jsonlib.dumps(line) + "\n")
-        else:
-            sys.stdout.write(f"{moment:%Y-%m-%d %H:%M:%S} {event.message}\n")
+        sys.stdout.write(f"{moment:%Y-%m-%d %H:%M:%S} {event.message}\n")
         sys.stdout.flush()

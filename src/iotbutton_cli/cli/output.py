@@ -1,121 +1,153 @@
 """Rendering: results on stdout (Rich for people, JSON for scripts), everything else on stderr.
 
-Rich is imported on first use so ``--help`` never pays for it.
+A command gets its :class:`Output` from :func:`iotbutton_cli.cli.common.command_context` and
+hands it each result twice: as a *view* (a plain dict or list from :mod:`.views`, what ``--json``
+prints) and as a *human* renderer (a function that prints tables and lines for people)::
+
+    app_ctx, out = command_context(ctx, json)
+    out.result(views.endpoint_view(found), human=lambda: out.table(...))
+
+Whether this run prints JSON lives on the Output, one per invocation, kept in the click
+context's ``meta`` (which click shares between a command's context and all its parents), so the
+error handler in :mod:`.app` finds the same Output when the command fails, without any module
+state. Rich is imported on first use so ``--help`` never pays for it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from iotbutton_cli.errors import ExitStatus, IotButtonError
 
-_json_mode = False
 NO_WRAP_COLUMNS = frozenset({"serial", "certificate", "created", "status", "button"})
+META_KEY = "iotbutton.output"
 
 
-def set_json_mode(enabled: bool) -> None:
-    """Commands call this first, so errors raised later are printed as JSON too."""
-    global _json_mode
-    _json_mode = enabled
+class Output:
+    """How this invocation prints: JSON on stdout for scripts (``--json``), or Rich for people."""
 
+    def __init__(self, json_mode: bool = False) -> None:
+        self.json = json_mode
 
-def json_mode() -> bool:
-    return _json_mode
+    # -- where it lives -----------------------------------------------------------------------
 
+    def attach(self, ctx: Any) -> Output:
+        """Make this the Output that errors of this invocation are printed through."""
+        ctx.meta[META_KEY] = self
+        return self
 
-def stdout_console() -> Any:
-    from rich.console import Console
+    @classmethod
+    def of(cls, ctx: Any) -> Output:
+        """The invocation's Output; before a command has made one (an error in option parsing,
+        or a Ctrl-C before the command began), a human one."""
+        found = ctx.meta.get(META_KEY) if ctx is not None else None
+        return found if isinstance(found, Output) else cls()
 
-    return Console(soft_wrap=True)
+    # -- results ------------------------------------------------------------------------------
 
+    def result(self, view: Any, *, human: Callable[[], None]) -> None:
+        """The command's result: ``view`` as JSON in JSON mode, otherwise ``human()``."""
+        if self.json:
+            self.write_json(view)
+        else:
+            human()
 
-def stderr_console() -> Any:
-    from rich.console import Console
+    def write_json(self, view: Any) -> None:
+        """One JSON document on stdout (indented, as every ``--json`` result is)."""
+        sys.stdout.write(json.dumps(view, indent=2, default=str) + "\n")
+        sys.stdout.flush()
 
-    return Console(stderr=True, soft_wrap=True)
+    @staticmethod
+    def json_line(view: Any) -> None:
+        """One compact JSON object and a newline: for commands that stream (JSON Lines)."""
+        sys.stdout.write(json.dumps(view) + "\n")
+        sys.stdout.flush()
 
+    # -- for people -----------------------------------------------------------------------------
 
-def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {key: to_jsonable(item) for key, item in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(item) for item in value]
-    return value
+    @staticmethod
+    def stdout_console() -> Any:
+        from rich.console import Console
 
+        return Console(soft_wrap=True)
 
-def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(value), indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    @staticmethod
+    def stderr_console() -> Any:
+        from rich.console import Console
 
+        return Console(stderr=True, soft_wrap=True)
 
-def say(message: str) -> None:
-    """A result line for people, on stdout."""
-    stdout_console().print(message, highlight=False)
+    def say(self, message: str) -> None:
+        """A result line for people, on stdout."""
+        self.stdout_console().print(message, highlight=False)
 
+    def info(self, message: str) -> None:
+        """A line for people, on stderr; silent in JSON mode."""
+        if not self.json:
+            self.stderr_console().print(message, highlight=False)
 
-def info(message: str) -> None:
-    """A line for people, on stderr; silent in JSON mode."""
-    if not _json_mode:
-        stderr_console().print(message, highlight=False)
+    def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+        from rich.table import Table
 
+        grid = Table(title=title, show_lines=False, header_style="bold")
+        for column in columns:
+            grid.add_column(column, overflow="fold", no_wrap=column in NO_WRAP_COLUMNS)
+        for row in rows:
+            grid.add_row(*["" if cell is None else str(cell) for cell in row])
+        self.stdout_console().print(grid)
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.table import Table
-
-    grid = Table(title=title, show_lines=False, header_style="bold")
-    for column in columns:
-        grid.add_column(column, overflow="fold", no_wrap=column in NO_WRAP_COLUMNS)
-    for row in rows:
-        grid.add_row(*["" if cell is None else str(cell) for cell in row])
-    stdout_console().print(grid)
-
-
-def render_error(error: IotButtonError) -> None:
-    """One line and a hint on stderr (or ``{"error": ...}`` on stdout in JSON mode)."""
-    if _json_mode:
-        emit_json({"error": error.as_dict()})
-        return
-    from rich.markup import escape
-
-    console = stderr_console()
-    console.print(f"[bold red]Error:[/] {escape(error.message)}", highlight=False)
-    if error.hint:
-        console.print(f"[dim]Hint:[/] {escape(error.hint)}", highlight=False)
-
-
-def confirm(question: str, assume_yes: bool) -> None:
-    """Ask before acting; ``--yes`` skips the question. With ``--json`` or without a terminal
-    nothing prompts, so only ``--yes`` lets the command act."""
-    if assume_yes:
-        return
-    if _json_mode or not sys.stdin.isatty():
-        raise IotButtonError(
-            "needs-confirmation",
-            "This command asks for confirmation, and cannot ask here (no terminal, or --json).",
-            "Pass --yes to go ahead without asking.",
-            ExitStatus.USAGE,
+    def progress(self) -> Any:
+        """A progress bar on stderr that disappears when done (no bar in JSON mode)."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
         )
-    import typer
 
-    if not typer.confirm(question, default=False, err=True):
-        raise typer.Abort()
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.stderr_console(),
+            transient=True,
+            disable=self.json,
+        )
 
+    # -- asking and failing ---------------------------------------------------------------------
 
-def progress() -> Any:
-    """A progress bar on stderr that disappears when done (no bar in JSON mode)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def confirm(self, question: str, assume_yes: bool) -> None:
+        """Ask before acting; ``--yes`` skips the question. With ``--json`` or without a
+        terminal nothing prompts, so only ``--yes`` lets the command act."""
+        if assume_yes:
+            return
+        if self.json or not sys.stdin.isatty():
+            raise IotButtonError(
+                "needs-confirmation",
+                "This command asks for confirmation, and cannot ask here (no terminal, or --json).",
+                "Pass --yes to go ahead without asking.",
+                ExitStatus.USAGE,
+            )
+        import typer
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr_console(),
-        transient=True,
-        disable=_json_mode,
-    )
+        if not typer.confirm(question, default=False, err=True):
+            raise typer.Abort()
+
+    def error(self, error: IotButtonError) -> None:
+        """One line and a hint on stderr (or ``{"error": ...}`` on stdout in JSON mode)."""
+        if self.json:
+            from iotbutton_cli.cli.views import error_view
+
+            self.write_json({"error": error_view(error)})
+            return
+        from rich.markup import escape
+
+        console = self.stderr_console()
+        console.print(f"[bold red]Error:[/] {escape(error.message)}", highlight=False)
+        if error.hint:
+            console.print(f"[dim]Hint:[/] {escape(error.hint)}", highlight=False)

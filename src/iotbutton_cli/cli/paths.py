@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, command_context
 
 
 def paths(ctx: typer.Context, json: JsonOption = False) -> None:
@@ -13,15 +13,15 @@ def paths(ctx: typer.Context, json: JsonOption = False) -> None:
     from iotbutton_cli import paths as dirs
     from iotbutton_cli.registry.store import default_path
 
-    app_context(ctx, json)
-    result = {
-        "registry": str(default_path()),
-        "keys": str(dirs.data_dir() / "keys"),
-        "config": str(dirs.config_dir()),
-        "cache": str(dirs.cache_dir()),
-        "state": str(dirs.state_dir()),
-    }
-    if json:
-        output.emit_json(result)
-    else:
-        output.table(None, ["what", "where"], [[k, v] for k, v in result.items()])
+    _, out = command_context(ctx, json)
+    result = views.paths_view(
+        registry=default_path(),
+        keys=dirs.data_dir() / "keys",
+        config=dirs.config_dir(),
+        cache=dirs.cache_dir(),
+        state=dirs.state_dir(),
+    )
+    out.result(
+        result,
+        human=lambda: out.table(None, ["what", "where"], [[k, v] for k, v in result.items()]),
+    )

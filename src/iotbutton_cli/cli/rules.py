@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, YesOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, YesOption, command_context
 
 app = typer.Typer(
     help="Topic rules that route clicks to the notifier (one button, or only LONG clicks).",
@@ -37,26 +37,28 @@ def create(
     """Create (or update) a rule that invokes the deployed notifier, with its permission."""
     from iotbutton_cli.notify import rules
 
-    created = rules.create_rule(app_context(ctx, json), name, sql, serial)
+    app_ctx, out = command_context(ctx, json)
+    created = rules.create_rule(app_ctx, name, sql, serial)
     rule_name, rule_sql = created.request.name, created.request.sql
     info, action = created.info, created.action
     if created.request.changed_select:
-        output.info(
+        out.info(
             f"Selected {rules.NOTIFIER_SELECT}: the notifier names the button by the topic it "
             "published to, and a payload cannot claim that name for itself."
         )
     if created.doubles_default_rule:
-        output.info(
+        out.info(
             f"Note: {rules.DEFAULT_RULE} also sends every click to the notifier, so clicks this "
             "rule matches will message twice. `iotbutton notify deploy --no-default-rule` "
             "leaves routing to your own rules."
         )
-    if json:
-        output.emit_json({**output.to_jsonable(info), "action": action})
-    else:
+
+    def render() -> None:
         from rich.markup import escape  # the SQL may hold [...], which is Rich markup
 
-        output.say(f"Rule {rule_name} {action}: {escape(rule_sql)}")
+        out.say(f"Rule {rule_name} {action}: {escape(rule_sql)}")
+
+    out.result(views.rule_created_view(info, action), human=render)
 
 
 @app.command("list")
@@ -64,21 +66,23 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """List the rules iotbutton made in this account and region."""
     from iotbutton_cli.notify import rules
 
-    found = rules.list_rules(app_context(ctx, json))
-    if json:
-        output.emit_json(found)
-        return
-    if not found:
-        output.info("No rules yet. `iotbutton notify deploy` creates the default one.")
-        return
-    output.table(
-        None,
-        ["rule", "SQL", "enabled", "permission"],
-        [
-            [r.name, r.sql, "yes" if r.enabled else "NO", "yes" if r.permission else "NO"]
-            for r in found
-        ],
-    )
+    app_ctx, out = command_context(ctx, json)
+    found = rules.list_rules(app_ctx)
+
+    def render() -> None:
+        if not found:
+            out.info("No rules yet. `iotbutton notify deploy` creates the default one.")
+            return
+        out.table(
+            None,
+            ["rule", "SQL", "enabled", "permission"],
+            [
+                [r.name, r.sql, "yes" if r.enabled else "NO", "yes" if r.permission else "NO"]
+                for r in found
+            ],
+        )
+
+    out.result([views.rule_view(r) for r in found], human=render)
 
 
 @app.command("show")
@@ -86,21 +90,22 @@ def show(ctx: typer.Context, name: NameArgument, json: JsonOption = False) -> No
     """Show a rule as AWS has it now."""
     from iotbutton_cli.notify import rules
 
-    info = rules.show_rule(app_context(ctx, json), name)
-    if json:
-        output.emit_json(info)
-        return
-    output.table(
-        None,
-        ["field", "value"],
-        [
-            ["name", info.name],
-            ["ARN", info.arn],
-            ["SQL", info.sql],
-            ["enabled", "yes" if info.enabled else "NO (missing in AWS?)"],
-            ["function", info.function_arn or "-"],
-            ["invoke permission", "yes" if info.permission else "NO"],
-        ],
+    app_ctx, out = command_context(ctx, json)
+    info = rules.show_rule(app_ctx, name)
+    out.result(
+        views.rule_view(info),
+        human=lambda: out.table(
+            None,
+            ["field", "value"],
+            [
+                ["name", info.name],
+                ["ARN", info.arn],
+                ["SQL", info.sql],
+                ["enabled", "yes" if info.enabled else "NO (missing in AWS?)"],
+                ["function", info.function_arn or "-"],
+                ["invoke permission", "yes" if info.permission else "NO"],
+            ],
+        ),
     )
 
 
@@ -111,11 +116,11 @@ def delete(
     """Delete a rule and its Lambda permission."""
     from iotbutton_cli.notify import rules
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     rules.show_rule(app_ctx, name)  # unknown names fail before the question
-    output.confirm(f"Delete rule {name}?", yes)
+    out.confirm(f"Delete rule {name}?", yes)
     rules.delete_rule(app_ctx, name)
-    if json:
-        output.emit_json({"name": name, "deleted": True})
-    else:
-        output.say(f"Deleted rule {name} and its invoke permission.")
+    out.result(
+        views.rule_deleted_view(name),
+        human=lambda: out.say(f"Deleted rule {name} and its invoke permission."),
+    )

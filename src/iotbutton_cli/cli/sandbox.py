@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, command_context
+
+if TYPE_CHECKING:
+    from iotbutton_cli.cli.output import Output
 
 app = typer.Typer(
     help="Run AWS IoT, Lambda and Twilio offline on this machine (no account needed).",
@@ -35,19 +38,20 @@ def start(
     """Start the sandbox in the background (or in the foreground) on loopback."""
     from iotbutton_cli.sandbox import client as sandbox_control
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     if foreground:
         _run_in_foreground(aws_port, mqtt_port, twilio_port, app_ctx.settings.verbose > 0)
         return
     info, started = sandbox_control.start(
         aws_port, mqtt_port, twilio_port, verbose=app_ctx.settings.verbose > 0
     )
-    if json:
-        output.emit_json({**info.public(), "started": started})
-        return
-    state = "Started the sandbox" if started else "The sandbox is already running"
-    output.say(f"{state} (pid {info.pid}).")
-    _print_status(info)
+
+    def render() -> None:
+        state = "Started the sandbox" if started else "The sandbox is already running"
+        out.say(f"{state} (pid {info.pid}).")
+        _print_status(out, info)
+
+    out.result(views.sandbox_started_view(info, started), human=render)
 
 
 def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose: bool) -> None:
@@ -74,25 +78,20 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
     """Stop the sandbox (its AWS state is lost; the registry's sandbox namespace is emptied)."""
     from iotbutton_cli.sandbox import client as sandbox_control
 
-    app_context(ctx, json)
+    _, out = command_context(ctx, json)
     stopped = sandbox_control.stop_and_forget()
     found, forgotten = stopped.found, stopped.forgotten_records
     info = found.info
-    if json:
-        result: dict[str, Any] = {
-            "stopped": info is not None,
-            "pid": info.pid if info else None,
-            "forgotten_records": forgotten,
-        }
-        if found.stale_pid is not None:
-            result.update(stale=True, stale_pid=found.stale_pid)
-        output.emit_json(result)
-    elif info is not None:
-        output.say(f"Stopped the sandbox (pid {info.pid}).")
-    elif found.stale_pid is not None:
-        output.say(f"The sandbox is not running. {_stale_note(found.stale_pid)}")
-    else:
-        output.say("The sandbox is not running.")
+
+    def render() -> None:
+        if info is not None:
+            out.say(f"Stopped the sandbox (pid {info.pid}).")
+        elif found.stale_pid is not None:
+            out.say(f"The sandbox is not running. {_stale_note(found.stale_pid)}")
+        else:
+            out.say("The sandbox is not running.")
+
+    out.result(views.sandbox_stopped_view(info, found.stale_pid, forgotten), human=render)
 
 
 @app.command("status")
@@ -101,26 +100,23 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
     from iotbutton_cli.errors import ExitStatus
     from iotbutton_cli.sandbox import client as sandbox_control
 
-    app_context(ctx, json)
+    _, out = command_context(ctx, json)
     found = sandbox_control.find()
     info = found.info
-    if json:
+
+    def render() -> None:
         if info is not None:
-            output.emit_json({"running": True, **info.public()})
+            out.say(f"The sandbox is running (pid {info.pid}).")
+            _print_status(out, info)
         elif found.stale_pid is not None:
-            output.emit_json({"running": False, "stale": True, "pid": found.stale_pid})
+            out.say(
+                f"The sandbox is not running. {_stale_note(found.stale_pid)} "
+                "Start it with `iotbutton sandbox start`."
+            )
         else:
-            output.emit_json({"running": False})
-    elif info is not None:
-        output.say(f"The sandbox is running (pid {info.pid}).")
-        _print_status(info)
-    elif found.stale_pid is not None:
-        output.say(
-            f"The sandbox is not running. {_stale_note(found.stale_pid)} "
-            "Start it with `iotbutton sandbox start`."
-        )
-    else:
-        output.say("The sandbox is not running. Start it with `iotbutton sandbox start`.")
+            out.say("The sandbox is not running. Start it with `iotbutton sandbox start`.")
+
+    out.result(views.sandbox_status_view(info, found.stale_pid), human=render)
     if info is None:
         raise typer.Exit(int(ExitStatus.FAILED))
 
@@ -139,18 +135,19 @@ def env(ctx: typer.Context, json: JsonOption = False) -> None:
 
     from iotbutton_cli.sandbox import client as sandbox_control
 
-    app_context(ctx, json)
+    _, out = command_context(ctx, json)
     variables = sandbox_control.aws_environment(sandbox_control.require_running())
-    if json:
-        output.emit_json(variables)
-        return
-    for name, value in variables.items():
-        typer.echo(f"export {name}={shlex.quote(value)}")
-    typer.echo("unset " + " ".join(sandbox_control.UNSET_FOR_SANDBOX))
+
+    def render() -> None:
+        for name, value in variables.items():
+            typer.echo(f"export {name}={shlex.quote(value)}")
+        typer.echo("unset " + " ".join(sandbox_control.UNSET_FOR_SANDBOX))
+
+    out.result(views.environment_view(variables), human=render)
 
 
-def _print_status(info: Any) -> None:
-    output.table(
+def _print_status(out: Output, info: Any) -> None:
+    out.table(
         None,
         ["service", "where"],
         [
@@ -162,8 +159,8 @@ def _print_status(info: Any) -> None:
             ["region / account", f"{info.region} / {info.account}"],
         ],
     )
-    output.info("Use it: `iotbutton --sandbox things create` (or set IOTBUTTON_SANDBOX=1).")
-    output.info('Other AWS tools: eval "$(iotbutton sandbox env)" (it prints the secret key).')
+    out.info("Use it: `iotbutton --sandbox things create` (or set IOTBUTTON_SANDBOX=1).")
+    out.info('Other AWS tools: eval "$(iotbutton sandbox env)" (it prints the secret key).')
 
 
 @app.command("outbox")
@@ -177,30 +174,28 @@ def outbox(
 
     from iotbutton_cli.sandbox import client as sandbox_control
 
-    app_context(ctx, json)
+    _, out = command_context(ctx, json)
     info = sandbox_control.require_running()
     entries = sandbox_control.outbox(info)
-    if json and not follow:
-        output.emit_json(entries)
+    if out.json and not follow:
+        out.write_json(views.outbox_view(entries))
         return
     shown = 0
     while True:
-        for entry in entries[shown:]:
-            _print_entry(entry, json)
+        for entry in views.outbox_view(entries[shown:]):
+            _print_entry(out, entry)
         shown = len(entries)
         if not follow:
             if not entries:
-                output.info("The outbox is empty: no SMS or call yet.")
+                out.info("The outbox is empty: no SMS or call yet.")
             return
         time.sleep(0.5)
         entries = sandbox_control.outbox(info)
 
 
-def _print_entry(entry: dict[str, Any], as_json: bool) -> None:
-    import json as jsonlib
-
-    if as_json:
-        typer.echo(jsonlib.dumps(entry))
+def _print_entry(out: Output, entry: dict[str, Any]) -> None:
+    if out.json:
+        out.json_line(entry)
         return
     fields = entry.get("fields", {})
     what = fields.get("Body") or fields.get("Twiml") or ""

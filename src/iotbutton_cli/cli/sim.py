@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, command_context
 
 app = typer.Typer(help="Simulate a button and watch MQTT traffic.", no_args_is_help=True)
 
@@ -32,7 +32,7 @@ def click(
     from iotbutton_cli.device import simulator
     from iotbutton_cli.errors import usage_error
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     chosen = [
         name for name, flag in (("SINGLE", single), ("DOUBLE", double), ("LONG", long)) if flag
     ]
@@ -43,15 +43,16 @@ def click(
             "Run the command once per click type; --count repeats one.",
         )
     sent = simulator.click(app_ctx, serial, (chosen or ["SINGLE"])[0], battery, count)
-    if json:
-        output.emit_json(sent)
-        return
-    first = sent[0]
-    times = f"{len(sent)} x " if len(sent) > 1 else ""
-    output.say(
-        f"Published {times}{first.payload['clickType']} to {first.topic} "
-        f"via {first.host}:{first.port}: {first.payload}"
-    )
+
+    def render() -> None:
+        first = sent[0]
+        times = f"{len(sent)} x " if len(sent) > 1 else ""
+        out.say(
+            f"Published {times}{first.payload['clickType']} to {first.topic} "
+            f"via {first.host}:{first.port}: {first.payload}"
+        )
+
+    out.result([views.published_view(one) for one in sent], human=render)
 
 
 @app.command("subscribe")
@@ -69,29 +70,27 @@ def subscribe(
     """Print each message on the button topics live, until Ctrl-C, --duration or --count."""
     from iotbutton_cli.device import simulator
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
 
     def show(message: Any) -> None:
-        if json:
-            import json as jsonlib
-
-            typer.echo(jsonlib.dumps(output.to_jsonable(message)))
+        if out.json:
+            out.json_line(views.received_view(message))
         else:
             from rich.markup import escape
 
-            output.say(
+            out.say(
                 f"[dim]{message.time}[/] [bold]{escape(message.topic)}[/] "
                 f"{escape(str(message.payload))}"
             )
 
     def ready() -> None:
         # Always on stderr, --json too: scripts wait for this line before they publish.
-        output.stderr_console().print(f"Watching {topic} (Ctrl-C to stop)…", highlight=False)
+        out.stderr_console().print(f"Watching {topic} (Ctrl-C to stop)…", highlight=False)
 
     try:
         simulator.subscribe(app_ctx, topic, show, duration, count, ready)
     except KeyboardInterrupt:
-        output.info("Stopped.")
+        out.info("Stopped.")
 
 
 @app.command("send")
@@ -113,7 +112,7 @@ def send(
     from iotbutton_cli.device import simulator
     from iotbutton_cli.errors import usage_error
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     if (message is None) == (file is None):
         raise usage_error(
             "one-payload",
@@ -122,7 +121,7 @@ def send(
         )
     payload = message.encode() if message is not None else file.read_bytes()  # type: ignore[union-attr]
     sent = simulator.send(app_ctx, topic, payload, as_serial)
-    if json:
-        output.emit_json(sent)
-    else:
-        output.say(f"Published {len(payload)} bytes to {sent.topic} as {sent.serial}.")
+    out.result(
+        views.published_view(sent),
+        human=lambda: out.say(f"Published {len(payload)} bytes to {sent.topic} as {sent.serial}."),
+    )

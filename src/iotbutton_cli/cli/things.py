@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from iotbutton_cli.cli import output
-from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, app_context
+from iotbutton_cli.cli import views
+from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, command_context
 from iotbutton_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from iotbutton_cli.cli.output import Output
 
 app = typer.Typer(
     help="Provision and manage buttons (IoT things with their certificates).", no_args_is_help=True
@@ -38,9 +41,9 @@ def create(
     from iotbutton_cli.provisioning import things
     from iotbutton_cli.provisioning.serials import resolve_serials
 
-    app_ctx = app_context(ctx, json)
+    app_ctx, out = command_context(ctx, json)
     serials = resolve_serials(serial, count)
-    with output.progress() as bar:
+    with out.progress() as bar:
         task = bar.add_task("Provisioning buttons", total=len(serials))
         report = things.provision(
             app_ctx,
@@ -49,19 +52,20 @@ def create(
             workers=workers,
             on_done=lambda result: bar.advance(task),
         )
-    if json:
-        output.emit_json(report)
-    else:
+
+    def render() -> None:
         columns = ["serial", "result", "certificate"]
         rows = [[b.serial, b.action, (b.certificate_id or "")[:12]] for b in report.buttons]
         if report.failed:
             columns.append("error")
             for row, button in zip(rows, report.buttons, strict=True):
                 row.append((button.error or {}).get("message", ""))
-        output.table(None, columns, rows)
+        out.table(None, columns, rows)
         changed = [b for b in report.buttons if b.action != "unchanged"]
         if not changed:
-            output.info("Nothing to do: every button already exists.")
+            out.info("Nothing to do: every button already exists.")
+
+    out.result(views.provision_report_view(report), human=render)
     if report.failed:
         raise typer.Exit(int(ExitStatus.FAILED))
 
@@ -71,24 +75,26 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """List the buttons recorded for this account and region."""
     from iotbutton_cli.provisioning import things
 
-    buttons = things.list_buttons(app_context(ctx, json))
-    if json:
-        output.emit_json(buttons)
-        return
-    if not buttons:
-        output.info("No buttons yet. Create one with `iotbutton things create`.")
-        return
-    rows = [
-        [
-            b.serial,
-            (b.certificate_id or "-")[:12],
-            b.certificate_status or "-",
-            b.created,
-            _files_state(b.files),
+    app_ctx, out = command_context(ctx, json)
+    buttons = things.list_buttons(app_ctx)
+
+    def render() -> None:
+        if not buttons:
+            out.info("No buttons yet. Create one with `iotbutton things create`.")
+            return
+        rows = [
+            [
+                b.serial,
+                (b.certificate_id or "-")[:12],
+                b.certificate_status or "-",
+                b.created,
+                _files_state(b.files),
+            ]
+            for b in buttons
         ]
-        for b in buttons
-    ]
-    output.table(None, ["serial", "certificate", "status", "created", "files"], rows)
+        out.table(None, ["serial", "certificate", "status", "created", "files"], rows)
+
+    out.result([views.button_view(b) for b in buttons], human=render)
 
 
 @app.command("show")
@@ -96,10 +102,14 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
     """Show a button: its thing, certificate status (asked of AWS) and file paths."""
     from iotbutton_cli.provisioning import things
 
-    button, live = things.show_button(app_context(ctx, json), serial)
-    if json:
-        output.emit_json({**output.to_jsonable(button), "aws": live})
-        return
+    app_ctx, out = command_context(ctx, json)
+    button, live = things.show_button(app_ctx, serial)
+    out.result(
+        views.button_detail_view(button, live), human=lambda: _print_button(out, button, live)
+    )
+
+
+def _print_button(out: Output, button: Any, live: dict[str, Any]) -> None:
     rows: list[list[Any]] = [
         ["serial", button.serial],
         ["thing ARN", button.thing_arn],
@@ -111,7 +121,7 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
         *[[name.replace("_", " ") + " file", path] for name, path in button.files.items()],
         ["root CA", button.root_ca],
     ]
-    output.table(None, ["field", "value"], rows)
+    out.table(None, ["field", "value"], rows)
 
 
 @app.command("delete")
@@ -125,22 +135,16 @@ def delete(
     """Delete a button: detach, deactivate and delete its certificates, then the thing."""
     from iotbutton_cli.provisioning import things
 
-    app_ctx = app_context(ctx, json)
-    output.confirm(f"Delete button {serial} and its certificates?", yes)
+    app_ctx, out = command_context(ctx, json)
+    out.confirm(f"Delete button {serial} and its certificates?", yes)
     report = things.delete_button(app_ctx, serial, keep_local=keep_local)
-    if json:
-        output.emit_json(
-            {
-                "serial": serial,
-                "deleted": True,
-                "certificates": report.certificates,
-                "files_left": report.files_left,
-            }
-        )
-    else:
-        output.say(f"Deleted button {serial} and {len(report.certificates)} certificate(s).")
+
+    def render() -> None:
+        out.say(f"Deleted button {serial} and {len(report.certificates)} certificate(s).")
         for reason in report.files_left.values():
-            output.info(f"Left on disk: {reason}. `iotbutton clean` tries again.")
+            out.info(f"Left on disk: {reason}. `iotbutton clean` tries again.")
+
+    out.result(views.button_deleted_view(serial, report), human=render)
     if report.files_left:
         raise typer.Exit(int(ExitStatus.PARTIAL))
 

@@ -53,13 +53,13 @@ class Received:
 
 
 @dataclass(frozen=True)
-class Identity:
+class DeviceCredentials:
     client_id: str
     certificate: str
     private_key: str
 
 
-def button_identity(ctx: AppContext, serial: str | None) -> tuple[str, Identity]:
+def button_identity(ctx: AppContext, serial: str | None) -> tuple[str, DeviceCredentials]:
     """The button to act as: the given serial, or the only one recorded."""
     if serial is None:
         things = sorted(ctx.namespace.items("things"))
@@ -83,15 +83,17 @@ def button_identity(ctx: AppContext, serial: str | None) -> tuple[str, Identity]
             f"The certificate or private key of {serial} is missing on this machine.",
             f"Issue a new certificate with `iotbutton certs rotate {serial}`.",
         )
-    return serial, Identity(serial, files["certificate"], files["private_key"])
+    return serial, DeviceCredentials(serial, files["certificate"], files["private_key"])
 
 
-def monitor_identity(ctx: AppContext) -> Identity:
+def monitor_identity(ctx: AppContext) -> DeviceCredentials:
     """The monitor's certificate, created (and recorded, so `clean` removes it) on first use."""
     for cert_id, record in ctx.namespace.items(certs.KIND).items():
         if record.get("role") == MONITOR_ROLE and certs.usable(record):
             files = record["files"]
-            return Identity(_monitor_client_id(), files["certificate"], files["private_key"])
+            return DeviceCredentials(
+                _monitor_client_id(), files["certificate"], files["private_key"]
+            )
         if record.get("role") == MONITOR_ROLE:
             certs.retire_certificate(ctx, cert_id)
     ctx.before_changes()
@@ -103,7 +105,7 @@ def monitor_identity(ctx: AppContext) -> Identity:
     iot.attach_policy(policyName=MONITOR_POLICY, target=arn)
     ctx.namespace.update(certs.KIND, cert_id, policies=[MONITOR_POLICY])
     files = keyfiles.key_files(ctx.namespace.key, MONITOR_ROLE, cert_id)
-    return Identity(_monitor_client_id(), files.certificate, files.private_key)
+    return DeviceCredentials(_monitor_client_id(), files.certificate, files.private_key)
 
 
 def _monitor_client_id() -> str:
@@ -114,7 +116,7 @@ def _monitor_client_id() -> str:
 # --- MQTT ----------------------------------------------------------------------------------------
 
 
-def _connect(endpoint: Endpoint, identity: Identity) -> Any:
+def _connect(endpoint: Endpoint, identity: DeviceCredentials) -> Any:
     from awsiot import mqtt_connection_builder
 
     connection = mqtt_connection_builder.mtls_from_path(
@@ -136,7 +138,9 @@ def _connect(endpoint: Endpoint, identity: Identity) -> Any:
     return connection
 
 
-def _connect_error(endpoint: Endpoint, identity: Identity, exc: BaseException) -> IotButtonError:
+def _connect_error(
+    endpoint: Endpoint, identity: DeviceCredentials, exc: BaseException
+) -> IotButtonError:
     text = f"{type(exc).__name__}: {exc}"
     where = f"{endpoint.host}:{endpoint.port}"
     # A TLS server that rejects a client certificate ends the handshake, which the client

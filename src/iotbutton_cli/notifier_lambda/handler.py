@@ -135,7 +135,7 @@ from .contract import (
     render,
 )
 from .text import REPLACEMENT, UNSAFE_IN_MESSAGE, log, printable
-from .twilio import AUTH_FAILED_CODE, TWILIO_ERROR_MEANINGS, TWILIO_TEXT_MAX_CHARS, Outcome
+from .twilio import AUTH_FAILED_CODE, TWILIO_ERROR_MEANINGS, TWILIO_TEXT_MAX_CHARS, TwilioOutcome
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 SERIAL_MAX_CHARS = 128
@@ -177,7 +177,7 @@ class ButtonEvent:
 
 
 @dataclass(frozen=True)
-class Settings:
+class LambdaSettings:
     bucket: str
     key: str
     secret_parameter: str
@@ -185,7 +185,7 @@ class Settings:
     timeout: float
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LambdaSettings:
         names = (CONFIG_BUCKET_ENV, CONFIG_KEY_ENV, SECRET_PARAMETER_ENV)
         missing = [name for name in names if not environ.get(name)]
         if missing:
@@ -324,7 +324,7 @@ def _client(service: str) -> Any:
         return _clients[service]
 
 
-def load_config(settings: Settings) -> MessagingConfig:
+def load_config(settings: LambdaSettings) -> MessagingConfig:
     cache_key = (settings.bucket, settings.key)
     cached = _config_cache.get(cache_key)
     if cached is not None:
@@ -339,7 +339,7 @@ def load_config(settings: Settings) -> MessagingConfig:
     return config
 
 
-def load_secret(settings: Settings) -> str:
+def load_secret(settings: LambdaSettings) -> str:
     cached = _secret_cache.get(settings.secret_parameter)
     if cached is not None:
         return cached
@@ -351,7 +351,7 @@ def load_secret(settings: Settings) -> str:
     return secret
 
 
-def forget_secret(settings: Settings) -> None:
+def forget_secret(settings: LambdaSettings) -> None:
     _secret_cache.pop(settings.secret_parameter, None)
 
 
@@ -404,10 +404,10 @@ def deliver(
     sender: str,
     text: str,
     request_id: str | None,
-) -> dict[Delivery, tuple[dict[str, Any], Outcome | None]]:
+) -> dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]]:
     """Send to every recipient not already served for this request id, concurrently."""
     pending: list[Delivery] = []
-    results: dict[Delivery, tuple[dict[str, Any], Outcome | None]] = {}
+    results: dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]] = {}
     for delivery in deliveries:
         sid = delivered_sid(request_id, delivery.channel, delivery.to)
         if sid is not None:
@@ -423,17 +423,23 @@ def deliver(
     return results
 
 
-def send_safely(client: twilio.TwilioClient, delivery: Delivery, sender: str, text: str) -> Outcome:
+def send_safely(
+    client: twilio.TwilioClient, delivery: Delivery, sender: str, text: str
+) -> TwilioOutcome:
     """Send to one recipient; a bug here must not stop the others' deliveries being recorded
     (an unrecorded delivery would be sent again on Lambda's retry)."""
     try:
         return client.send(delivery.channel, delivery.to, sender, text)
     except Exception as exc:
         problem = f"internal error: {type(exc).__name__}: {exc}"
-        return Outcome(ok=False, message=printable(problem, TWILIO_TEXT_MAX_CHARS), retryable=True)
+        return TwilioOutcome(
+            ok=False, message=printable(problem, TWILIO_TEXT_MAX_CHARS), retryable=True
+        )
 
 
-def _record_outcome(delivery: Delivery, outcome: Outcome, request_id: str | None) -> dict[str, Any]:
+def _record_outcome(
+    delivery: Delivery, outcome: TwilioOutcome, request_id: str | None
+) -> dict[str, Any]:
     if outcome.ok:
         remember_delivery(request_id, delivery.channel, delivery.to, outcome.sid or "")
         if outcome.note:
@@ -452,7 +458,7 @@ def _item(delivery: Delivery, status: str, **extra: Any) -> dict[str, Any]:
     return item
 
 
-def log_twilio_failure(delivery: Delivery, outcome: Outcome) -> None:
+def log_twilio_failure(delivery: Delivery, outcome: TwilioOutcome) -> None:
     meaning = TWILIO_ERROR_MEANINGS.get(outcome.code or 0)
     code = f"Twilio error {outcome.code}" if outcome.code else "error"
     log(
@@ -472,7 +478,7 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
     parsed = parse_event(event)
     for note in parsed.notes:
         log(logging.WARNING, "%s", note)
-    settings = Settings.from_environment()
+    settings = LambdaSettings.from_environment()
     config = load_config(settings)
     click = config.clicks.get(parsed.click)
     if click is None or not (click.sms or click.call):
@@ -509,7 +515,7 @@ def event_result(event: ButtonEvent, results: list[dict[str, Any]]) -> dict[str,
 
 def report(
     listed: list[Delivery],
-    outcomes: Mapping[Delivery, tuple[dict[str, Any], Outcome | None]],
+    outcomes: Mapping[Delivery, tuple[dict[str, Any], TwilioOutcome | None]],
 ) -> list[dict[str, Any]]:
     """Per-recipient results in config order; a number listed twice is a skipped duplicate."""
     items, reported = [], set()

@@ -82,7 +82,7 @@ def sms_body(text: str) -> str:
 
 
 @dataclass
-class Outcome:
+class TwilioOutcome:
     """The result of one Twilio request after retries."""
 
     ok: bool
@@ -109,14 +109,14 @@ class TwilioClient:
         account = urllib.parse.quote(self.account_sid, safe="")
         return f"{self.api_base}/{API_VERSION}/Accounts/{account}/{resource}.json"
 
-    def send(self, channel: str, to: str, sender: str, text: str) -> Outcome:
+    def send(self, channel: str, to: str, sender: str, text: str) -> TwilioOutcome:
         if channel == "sms":
             return self.create("Messages", {"To": to, "From": sender, "Body": sms_body(text)})
         return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text)})
 
-    def create(self, resource: str, form: Mapping[str, str]) -> Outcome:
+    def create(self, resource: str, form: Mapping[str, str]) -> TwilioOutcome:
         """POST with retries on throttling, server errors and network trouble."""
-        outcome = Outcome(ok=False)
+        outcome = TwilioOutcome(ok=False)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             timeout = self._attempt_timeout()
             if timeout is None:
@@ -144,8 +144,8 @@ class TwilioClient:
             return True
         return self.deadline - monotonic() - delay >= MIN_ATTEMPT_SECONDS
 
-    def _post_once(self, resource: str, form: Mapping[str, str], timeout: float) -> Outcome:
-        # The scheme is checked in Settings: only http(s) URLs get here.
+    def _post_once(self, resource: str, form: Mapping[str, str], timeout: float) -> TwilioOutcome:
+        # The scheme is checked in LambdaSettings: only http(s) URLs get here.
         request = urllib.request.Request(  # noqa: S310
             self.url(resource),
             data=urllib.parse.urlencode(form).encode("utf-8"),
@@ -169,7 +169,7 @@ class TwilioClient:
             http.client.HTTPException,
         ) as exc:
             reason = getattr(exc, "reason", exc)
-            return Outcome(ok=False, message=f"network error: {reason}", retryable=True)
+            return TwilioOutcome(ok=False, message=f"network error: {reason}", retryable=True)
 
     def _authorization(self) -> str:
         token = base64.b64encode(f"{self.auth_user}:{self.secret}".encode()).decode("ascii")
@@ -193,20 +193,20 @@ def json_object(body: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def accepted_outcome(status: int, body: bytes) -> Outcome:
+def accepted_outcome(status: int, body: bytes) -> TwilioOutcome:
     """Any 2xx means Twilio took the request: sent, with its sid when the answer says one."""
     sid = json_object(body).get("sid")
     if isinstance(sid, str) and sid:
-        return Outcome(ok=True, sid=printable(sid, TWILIO_TEXT_MAX_CHARS), http_status=status)
-    return Outcome(ok=True, http_status=status, note=NO_BODY_NOTE)
+        return TwilioOutcome(ok=True, sid=printable(sid, TWILIO_TEXT_MAX_CHARS), http_status=status)
+    return TwilioOutcome(ok=True, http_status=status, note=NO_BODY_NOTE)
 
 
-def twilio_error_outcome(status: int, body: Mapping[str, Any]) -> Outcome:
+def twilio_error_outcome(status: int, body: Mapping[str, Any]) -> TwilioOutcome:
     code = body.get("code")
     code = code if isinstance(code, int) and not isinstance(code, bool) else None
     retryable = status == 429 or status >= 500 or code == TOO_MANY_REQUESTS_CODE
     message, more_info = body.get("message"), body.get("more_info")
-    return Outcome(
+    return TwilioOutcome(
         ok=False,
         code=code,
         message=printable(message, TWILIO_TEXT_MAX_CHARS)

@@ -462,6 +462,3 @@ class Namespace:
     def lock(self, kind: str, resource_id: str) -> AbstractContextManager[None]:
         """Serialize multi-step work on one resource across processes (see ``resource_lock``)."""
         return self.registry.resource_lock(f"{self.key} {kind} {resource_id}")
-
-    def is_empty(self) -> bool:
-        return not any(self.snapshot().values())

@@ -28,7 +28,6 @@ from iotbutton_cli.sandbox.protocol import STATE_FILE, SandboxInfo
 
 log = logging.getLogger("iotbutton.sandbox")
 
-HOST = "127.0.0.1"
 OUTBOX_FILE = "outbox.jsonl"
 
 

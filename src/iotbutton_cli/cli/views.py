@@ -1,0 +1,483 @@
+"""What ``--json`` prints: one function per result, naming every key it writes.
+
+These are the documented JSON shapes (docs/reference.md, pinned by tests/test_json_views.py).
+They read the service layer's results field by field and never dump a dataclass whole, so
+renaming a service field is a type error here, not a silent change to a promised output.
+Values are plain JSON types (paths become strings).
+
+Only type names are imported from the services, so loading this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iotbutton_cli.demo import DemoOutcome
+    from iotbutton_cli.device.simulator import Published, Received
+    from iotbutton_cli.errors import IotButtonError
+    from iotbutton_cli.lifecycle.teardown import CleanReport, Step
+    from iotbutton_cli.notify.bundle import Bundle
+    from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret
+    from iotbutton_cli.notify.deploy import DeployReport, StepResult
+    from iotbutton_cli.notify.ops import LogEvent, NotifierStatus, SendResult, TestInvocation
+    from iotbutton_cli.notify.plan import Plan
+    from iotbutton_cli.notify.rules import RuleInfo
+    from iotbutton_cli.provisioning.certs import CertificateInfo
+    from iotbutton_cli.provisioning.endpoint import Endpoint
+    from iotbutton_cli.provisioning.things import (
+        Button,
+        DeleteReport,
+        ProvisionReport,
+        ProvisionResult,
+    )
+    from iotbutton_cli.sandbox.client import SandboxInfo
+
+View = dict[str, Any]
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def error_view(error: IotButtonError) -> View:
+    """The ``error`` of every JSON failure."""
+    return {
+        "code": error.code,
+        "message": error.message,
+        "hint": error.hint,
+        "exit_status": int(error.exit_status),
+    }
+
+
+def _error_record_view(error: dict[str, Any] | None) -> View | None:
+    """An error a service kept as ``IotButtonError.as_dict()`` (a failed button)."""
+    if error is None:
+        return None
+    return {
+        "code": error.get("code"),
+        "message": error.get("message"),
+        "hint": error.get("hint"),
+        "exit_status": error.get("exit_status"),
+    }
+
+
+def _files_view(files: dict[str, str]) -> dict[str, str]:
+    """A button's key files by role (certificate, private_key, public_key): paths as text."""
+    return {str(role): str(path) for role, path in files.items()}
+
+
+# -- things -------------------------------------------------------------------------------------
+
+
+def provision_result_view(result: ProvisionResult) -> View:
+    return {
+        "serial": result.serial,
+        "action": result.action,
+        "certificate_id": result.certificate_id,
+        "error": _error_record_view(result.error),
+    }
+
+
+def provision_report_view(report: ProvisionReport) -> View:
+    """``things create``."""
+    return {
+        "policy": report.policy,
+        "thing_type": report.thing_type,
+        "buttons": [provision_result_view(button) for button in report.buttons],
+    }
+
+
+def button_view(button: Button) -> View:
+    """One of ``things list``."""
+    return {
+        "serial": button.serial,
+        "thing_arn": button.thing_arn,
+        "thing_type": button.thing_type,
+        "created": button.created,
+        "certificate_id": button.certificate_id,
+        "certificate_arn": button.certificate_arn,
+        "certificate_status": button.certificate_status,
+        "files": _files_view(button.files),
+        "root_ca": str(button.root_ca),
+    }
+
+
+def button_detail_view(button: Button, live: dict[str, Any]) -> View:
+    """``things show``: the recorded button and what AWS says about its thing now."""
+    return {
+        **button_view(button),
+        "aws": {
+            "exists": live["exists"],
+            "attributes": dict(live["attributes"]),
+            "version": live["version"],
+        },
+    }
+
+
+def button_deleted_view(serial: str, report: DeleteReport) -> View:
+    """``things delete``."""
+    return {
+        "serial": serial,
+        "deleted": True,
+        "certificates": list(report.certificates),
+        "files_left": {str(path): reason for path, reason in report.files_left.items()},
+    }
+
+
+# -- certs --------------------------------------------------------------------------------------
+
+
+def certificate_view(cert: CertificateInfo) -> View:
+    """``certs show``, and one of ``certs list``."""
+    return {
+        "certificate_id": cert.certificate_id,
+        "arn": cert.arn,
+        "serial": cert.serial,
+        "status": cert.status,
+        "created": cert.created,
+        "files": _files_view(cert.files),
+        "current": cert.current,
+    }
+
+
+def certificate_rotated_view(serial: str, certificate_id: str, retired: list[str]) -> View:
+    """``certs rotate``."""
+    return {"serial": serial, "certificate_id": certificate_id, "retired": list(retired)}
+
+
+def certificate_revoked_view(serial: str, certificate_id: str) -> View:
+    """``certs revoke``."""
+    return {"serial": serial, "certificate_id": certificate_id, "status": "INACTIVE"}
+
+
+# -- endpoint and paths -------------------------------------------------------------------------
+
+
+def endpoint_view(endpoint: Endpoint) -> View:
+    """``endpoint``."""
+    return {"host": endpoint.host, "port": endpoint.port, "ca_file": str(endpoint.ca_file)}
+
+
+def paths_view(registry: Path, keys: Path, config: Path, cache: Path, state: Path) -> View:
+    """``paths``."""
+    return {
+        "registry": str(registry),
+        "keys": str(keys),
+        "config": str(config),
+        "cache": str(cache),
+        "state": str(state),
+    }
+
+
+# -- notify -------------------------------------------------------------------------------------
+
+
+def config_written_view(path: Path) -> View:
+    """``notify init``."""
+    return {"path": str(path)}
+
+
+def config_check_view(
+    config: NotifyConfig, secret: TwilioSecret | None, problem: IotButtonError | None
+) -> View:
+    """``notify check``: the config's summary (no secrets) and where the secret would come
+    from."""
+    return {
+        "valid": True,
+        "path": str(config.path),
+        "account_sid": config.account_sid,
+        "api_key_sid": config.api_key_sid,
+        "from": config.sender,
+        "person": config.person,
+        "clicks": {
+            click: {
+                "sms": list(item.sms),
+                "call": list(item.call),
+                "sms_count": len(item.sms),
+                "call_count": len(item.call),
+                "message": item.message,
+            }
+            for click, item in config.clicks.items()
+        },
+        "recipients": len({n for item in config.clicks.values() for n in item.sms + item.call}),
+        "twilio_secret": {
+            "available": secret is not None,
+            "source": secret.source if secret else None,
+            "username": secret.username if secret else None,
+            "problem": problem.message if problem else None,
+            "problem_code": problem.code if problem else None,
+        },
+    }
+
+
+def bundle_view(built: Bundle, handler: str) -> View:
+    """``notify bundle``."""
+    return {
+        "path": str(built.path),
+        "size": built.size,
+        "sha256": built.sha256_hex,
+        "code_sha256": built.code_sha256,
+        "handler": handler,
+    }
+
+
+def deploy_step_view(step: StepResult) -> View:
+    return {"resource": step.resource, "name": step.name, "action": step.action}
+
+
+def deploy_plan_view(plan: Plan) -> dict[str, Any]:
+    """``notify deploy --dry-run --json``: what a deploy would do, step by step."""
+    return {
+        "dry_run": True,
+        "up_to_date": plan.up_to_date,
+        "config_key": plan.config_key,
+        "steps": [
+            {
+                "resource": step.resource,
+                "name": step.name,
+                "action": step.action,
+                "changes": list(step.changes),
+            }
+            for step in plan.steps
+        ],
+    }
+
+
+def deploy_view(report: DeployReport) -> View:
+    """``notify deploy``."""
+    return {
+        "function_arn": report.function_arn,
+        "code_sha256": report.code_sha256,
+        "config_key": report.config_key,
+        "steps": [deploy_step_view(step) for step in report.steps],
+        "up_to_date": report.up_to_date,
+    }
+
+
+def _deployed_config_view(config: dict[str, Any]) -> View:
+    """The deployed config as ``notify show`` summarises it (no secrets: it holds none)."""
+    return {
+        "from": config.get("from"),
+        "person": config.get("person"),
+        "account_sid": config.get("account_sid"),
+        "api_key_sid": config.get("api_key_sid"),
+        "clicks": {
+            click: {
+                "sms": list(item.get("sms", [])),
+                "call": list(item.get("call", [])),
+                "message": item.get("message", ""),
+            }
+            for click, item in config.get("clicks", {}).items()
+        },
+    }
+
+
+def notifier_status_view(status: NotifierStatus) -> View:
+    """``notify show``."""
+    return {
+        "function_arn": status.function_arn,
+        "runtime": status.runtime,
+        "code_sha256": status.code_sha256,
+        "last_modified": status.last_modified,
+        "state": status.state,
+        "config_object": status.config_object,
+        "secret_parameter": status.secret_parameter,
+        "config": _deployed_config_view(status.config),
+        "rules": [rule_view(rule) for rule in status.rules],
+    }
+
+
+def test_invocation_view(result: TestInvocation) -> View:
+    """``notify test``: the event sent, and the function's own answer as it gave it."""
+    return {
+        "event": dict(result.event),
+        "payload": result.payload,  # the notifier's response, its own contract
+        "function_error": result.function_error,
+        "log_tail": result.log_tail,
+        "ok": result.ok,
+    }
+
+
+def send_result_view(result: SendResult) -> View:
+    """One of ``notify send``."""
+    return {
+        "channel": result.channel,
+        "to": result.to,
+        "status": result.status,
+        "sid": result.sid,
+        "error": _twilio_error_view(result.error),
+    }
+
+
+def _twilio_error_view(error: dict[str, Any] | None) -> View | None:
+    """Twilio's refusal: its error code, message and HTTP status."""
+    if error is None:
+        return None
+    return {
+        "code": error.get("code"),
+        "message": error.get("message"),
+        "status": error.get("status"),
+    }
+
+
+def log_line_view(event: LogEvent) -> View:
+    """One line of ``notify logs --json``: ``time`` in ISO 8601 UTC."""
+    from datetime import datetime, timezone
+
+    moment = datetime.fromtimestamp(event.timestamp / 1000, timezone.utc)
+    return {"time": moment.isoformat(), "message": event.message, "stream": event.stream}
+
+
+# -- rules --------------------------------------------------------------------------------------
+
+
+def rule_view(rule: RuleInfo) -> View:
+    """``rules show``, and one of ``rules list``."""
+    return {
+        "name": rule.name,
+        "arn": rule.arn,
+        "sql": rule.sql,
+        "enabled": rule.enabled,
+        "function_arn": rule.function_arn,
+        "permission": rule.permission,
+    }
+
+
+def rule_created_view(rule: RuleInfo, action: str) -> View:
+    """``rules create``: the rule as AWS has it, and what was done."""
+    return {**rule_view(rule), "action": action}
+
+
+def rule_deleted_view(name: str) -> View:
+    """``rules delete``."""
+    return {"name": name, "deleted": True}
+
+
+# -- sim ----------------------------------------------------------------------------------------
+
+
+def published_view(sent: Published) -> View:
+    """``sim send``, and one of ``sim click``."""
+    return {
+        "serial": sent.serial,
+        "topic": sent.topic,
+        "payload": sent.payload,
+        "host": sent.host,
+        "port": sent.port,
+    }
+
+
+def received_view(message: Received) -> View:
+    """One line of ``sim subscribe --json``."""
+    return {"topic": message.topic, "payload": message.payload, "time": message.time}
+
+
+# -- sandbox ------------------------------------------------------------------------------------
+
+
+def sandbox_view(info: SandboxInfo) -> View:
+    """Where the running sandbox is, its key pair included (the owner asked for it)."""
+    return {
+        "pid": info.pid,
+        "aws_url": info.aws_url,
+        "mqtt_host": info.mqtt_host,
+        "mqtt_port": info.mqtt_port,
+        "ca_file": info.ca_file,
+        "twilio_url": info.twilio_url,
+        "outbox": info.outbox,
+        "region": info.region,
+        "account": info.account,
+        "access_key_id": info.access_key_id,
+        "secret_access_key": info.secret_access_key,
+    }
+
+
+def sandbox_started_view(info: SandboxInfo, started: bool) -> View:
+    """``sandbox start``."""
+    return {**sandbox_view(info), "started": started}
+
+
+def sandbox_stopped_view(
+    info: SandboxInfo | None, stale_pid: int | None, forgotten_records: int
+) -> View:
+    """``sandbox stop``; ``stale`` and ``stale_pid`` only when the state file was stale."""
+    view: View = {
+        "stopped": info is not None,
+        "pid": info.pid if info else None,
+        "forgotten_records": forgotten_records,
+    }
+    if stale_pid is not None:
+        view.update(stale=True, stale_pid=stale_pid)
+    return view
+
+
+def sandbox_status_view(info: SandboxInfo | None, stale_pid: int | None) -> View:
+    """``sandbox status``."""
+    if info is not None:
+        return {"running": True, **sandbox_view(info)}
+    if stale_pid is not None:
+        return {"running": False, "stale": True, "pid": stale_pid}
+    return {"running": False}
+
+
+def environment_view(variables: dict[str, str]) -> View:
+    """``sandbox env``: variable name to value (the names are the data)."""
+    return {str(name): str(value) for name, value in variables.items()}
+
+
+def outbox_view(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``sandbox outbox``: the Twilio stand-in's records as it wrote them (its own format,
+    documented with the sandbox), oldest first."""
+    return [dict(entry) for entry in entries]
+
+
+# -- clean --------------------------------------------------------------------------------------
+
+
+def clean_nothing_view(dry_run: bool) -> View:
+    """``clean`` with nothing recorded."""
+    return {"dry_run": dry_run, "complete": True, "pending": 0, "steps": []}
+
+
+def clean_plan_view(steps: list[Step]) -> View:
+    """``clean --dry-run``."""
+    return {
+        "dry_run": True,
+        "steps": [
+            {"kind": step.kind, "id": step.resource_id, "label": step.label, "status": "planned"}
+            for step in steps
+        ],
+    }
+
+
+def clean_report_view(report: CleanReport) -> View:
+    """``clean``."""
+    return {
+        "dry_run": False,
+        "complete": report.complete,
+        "pending": len(report.with_status("pending")),
+        "steps": [
+            {
+                "kind": outcome.step.kind,
+                "id": outcome.step.resource_id,
+                "label": outcome.step.label,
+                "status": outcome.status,
+                "detail": outcome.detail,
+            }
+            for outcome in report.outcomes
+        ],
+    }
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def demo_view(outcome: DemoOutcome, outbox: list[dict[str, Any]]) -> View:
+    """``demo``."""
+    return {
+        "ok": outcome.ok,
+        "clicks": dict(outcome.clicks),
+        "home": outcome.home,
+        "outbox": outbox_view(outbox),
+    }
