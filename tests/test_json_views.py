@@ -185,6 +185,7 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
     run("notify init", *notify_init_args("Grandma")[2:], "--call", "+15551230002")
     run("notify check")
     run("notify bundle")
+    run("notify deploy", "--dry-run")  # the plan: documented under notify deploy too
     run("notify deploy")
     run("rules create", "--serial", SERIAL)
     run("rules list")
