@@ -24,6 +24,7 @@ from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
 from iotbutton_cli.notify import rules
 from iotbutton_cli.provisioning import ownership
+from iotbutton_cli.registry import kinds
 
 FUNCTION_NAME = "iotbutton-notifier"
 SECRET_PARAMETER = "/iotbutton/twilio-secret"  # noqa: S105 - a name, not the secret
@@ -37,11 +38,11 @@ TWILIO_TIMEOUT_SECONDS = "5"  # 3 attempts x 5 s fit the 30 s function timeout
 LOG_RETENTION_DAYS = 30
 CONFIG_PREFIX = "notifier/config-"
 
-ROLE_KIND = "roles"
-LOG_GROUP_KIND = "log_groups"
-BUCKET_KIND = "buckets"
-PARAMETER_KIND = "parameters"
-FUNCTION_KIND = "functions"
+ROLE_KIND = kinds.ROLES
+LOG_GROUP_KIND = kinds.LOG_GROUPS
+BUCKET_KIND = kinds.BUCKETS
+PARAMETER_KIND = kinds.PARAMETERS
+FUNCTION_KIND = kinds.FUNCTIONS
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from iotbutton_cli.notify import deploy as notifier_deploy
 from iotbutton_cli.notify import rules
 from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret, twiml
 from iotbutton_cli.notify.deploy import FUNCTION_LOG_GROUP, FUNCTION_NAME
+from iotbutton_cli.registry import kinds
 
 CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
 DEFAULT_TEST_SERIAL = "iotbutton-test"
@@ -150,7 +151,7 @@ def rule_event(serial: str, click: str) -> dict[str, str]:
 
 def default_serial(ctx: AppContext) -> str:
     """The only recorded button, if there is exactly one; else a name that says it is a test."""
-    things = list(ctx.namespace.items("things"))
+    things = list(ctx.namespace.items(kinds.THINGS))
     return things[0] if len(things) == 1 else DEFAULT_TEST_SERIAL
 
 
