@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,7 +13,8 @@ from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, app
 from iotbutton_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
-    from iotbutton_cli.lifecycle.teardown import CleanReport, Step
+    from iotbutton_cli.context import AppContext
+    from iotbutton_cli.lifecycle.teardown import CleanPlan, CleanReport, Outcome, Step
 
 
 def clean(
@@ -35,53 +38,56 @@ def clean(
     from iotbutton_cli.lifecycle import teardown
 
     app_ctx = app_context(ctx, json)
-    app_ctx.check_namespace_owner()
-    found = None
-    if discover:
-        from iotbutton_cli.lifecycle import discover as discovery
 
-        found = discovery.discover(app_ctx)
-        known = teardown.plan(app_ctx)
-        output.info(
-            f"Discovered {found.count()} resources made by iotbutton "
-            f"({found.count() - _overlap(known, found)} not in the registry)."
-        )
-    steps = teardown.plan(app_ctx, found.resources if found else None)
-    where = f"account {app_ctx.account_id}, {app_ctx.region}"
-    if not steps:
+    def review(plan: CleanPlan) -> None:
+        if plan.discovered is not None:
+            output.info(
+                f"Discovered {plan.discovered} resources made by iotbutton "
+                f"({plan.unrecorded} not in the registry)."
+            )
+        if not plan.steps:
+            return
+        if not json:
+            output.table(
+                f"{'Would remove' if dry_run else 'Plan'} ({_where(app_ctx)})",
+                ["#", "resource"],
+                [[index, step.label] for index, step in enumerate(plan.steps, 1)],
+            )
+        if not dry_run:
+            output.confirm(f"Remove these {len(plan.steps)} resources?", yes)
+
+    result = teardown.clean(
+        app_ctx,
+        discover=discover,
+        dry_run=dry_run,
+        keep_local=keep_local,
+        review=review,
+        progress=_progress,
+    )
+    if not result.plan.steps:
         if json:
             output.emit_json({"dry_run": dry_run, "complete": True, "pending": 0, "steps": []})
         else:
-            output.say(f"Nothing to clean in {where}.")
+            output.say(f"Nothing to clean in {_where(app_ctx)}.")
         return
-    if not json:
-        output.table(
-            f"{'Would remove' if dry_run else 'Plan'} ({where})",
-            ["#", "resource"],
-            [[index, step.label] for index, step in enumerate(steps, 1)],
-        )
-    if dry_run:
+    if result.report is None:  # a dry run
         if json:
-            output.emit_json({"dry_run": True, "steps": _steps_json(steps)})
+            output.emit_json({"dry_run": True, "steps": _steps_json(result.plan.steps)})
         return
-    output.confirm(f"Remove these {len(steps)} resources?", yes)
-    if found is not None:
-        from iotbutton_cli.lifecycle import discover as discovery
-
-        discovery.record(app_ctx, found)  # from here on, the registry knows them
-    with output.progress() as bar:
-        task = bar.add_task("Removing", total=len(steps))
-        report = teardown.execute(
-            app_ctx, steps, keep_local=keep_local, on_done=lambda outcome: bar.advance(task)
-        )
-    _render(report, json)
-    if report.failed:
+    _render(result.report, json)
+    if result.report.failed:
         raise typer.Exit(int(ExitStatus.PARTIAL))
 
 
-def _overlap(known: list[Step], found: Any) -> int:
-    recorded = {(step.kind, step.resource_id) for step in known}
-    return sum((kind, rid) in recorded for kind, items in found.resources.items() for rid in items)
+def _where(app_ctx: AppContext) -> str:
+    return f"account {app_ctx.account_id}, {app_ctx.region}"
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[Outcome], None]]:
+    with output.progress() as bar:
+        task = bar.add_task("Removing", total=total)
+        yield lambda outcome: bar.advance(task)
 
 
 def _steps_json(steps: list[Step]) -> list[dict[str, str]]:
