@@ -263,8 +263,9 @@ def test_unreachable_says_the_sandbox_on_every_row():
     from botocore.exceptions import EndpointConnectionError
 
     from iotbutton_cli.context import AppContext, Settings
-    from iotbutton_cli.lifecycle import teardown
+    from iotbutton_cli.lifecycle import kinds_table, teardown
     from iotbutton_cli.provisioning import things
+    from iotbutton_cli.registry import kinds
 
     ctx = AppContext(Settings(sandbox=True))
     lost = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/")
@@ -276,7 +277,7 @@ def test_unreachable_says_the_sandbox_on_every_row():
     def unreachable(ctx, resource_id, keep_local):
         raise lost
 
-    kind = teardown.Kind("things", "thing", unreachable)
-    step = teardown.Step("things", SERIAL, f"thing {SERIAL}")
+    kind = kinds_table.Row(kinds.BY_NAME[kinds.THINGS], unreachable)
+    step = teardown.Step(kinds.THINGS, SERIAL, f"thing {SERIAL}")
     outcome = teardown._run(ctx, kind, step, keep_local=False)
     assert outcome.status == "failed" and "Could not reach the sandbox" in outcome.detail

@@ -27,7 +27,8 @@ ABSENT_CODES_BY_OPERATION: dict[str, frozenset[str]] = {
     # SSM's tag operations call a missing parameter an invalid resource id.
     "ListTagsForResource": frozenset({"InvalidResourceId"}),
     "AddTagsToResource": frozenset({"InvalidResourceId"}),
-    "GetBucketTagging": frozenset({"NoSuchTagSet"}),
+    # A bucket without tags has no tag set; some S3-compatible stores answer a bare 404.
+    "GetBucketTagging": frozenset({"NoSuchTagSet", "404"}),
     # A bucket's optional settings: "not set" is the bucket's answer, not an error.
     "GetPublicAccessBlock": frozenset({"NoSuchPublicAccessBlockConfiguration"}),
     "GetBucketEncryption": frozenset({"ServerSideEncryptionConfigurationNotFoundError"}),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,7 +14,8 @@ from iotbutton_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
     from iotbutton_cli.cli.output import Output
-    from iotbutton_cli.lifecycle.teardown import CleanReport, Step
+    from iotbutton_cli.context import AppContext
+    from iotbutton_cli.lifecycle.teardown import CleanPlan, CleanReport, Outcome
 
 
 def clean(
@@ -36,52 +39,55 @@ def clean(
     from iotbutton_cli.lifecycle import teardown
 
     app_ctx, out = command_context(ctx, json)
-    app_ctx.check_namespace_owner()
-    found = None
-    if discover:
-        from iotbutton_cli.lifecycle import discover as discovery
 
-        found = discovery.discover(app_ctx)
-        known = teardown.plan(app_ctx)
-        out.info(
-            f"Discovered {found.count()} resources made by iotbutton "
-            f"({found.count() - _overlap(known, found)} not in the registry)."
-        )
-    steps = teardown.plan(app_ctx, found.resources if found else None)
-    where = f"account {app_ctx.account_id}, {app_ctx.region}"
-    if not steps:
+    def review(plan: CleanPlan) -> None:
+        if plan.discovered is not None:
+            out.info(
+                f"Discovered {plan.discovered} resources made by iotbutton "
+                f"({plan.unrecorded} not in the registry)."
+            )
+        if not plan.steps:
+            return
+        if not out.json:
+            out.table(
+                f"{'Would remove' if dry_run else 'Plan'} ({_where(app_ctx)})",
+                ["#", "resource"],
+                [[index, step.label] for index, step in enumerate(plan.steps, 1)],
+            )
+        if not dry_run:
+            out.confirm(f"Remove these {len(plan.steps)} resources?", yes)
+
+    @contextmanager
+    def progress(total: int) -> Iterator[Callable[[Outcome], None]]:
+        with out.progress() as bar:
+            task = bar.add_task("Removing", total=total)
+            yield lambda outcome: bar.advance(task)
+
+    result = teardown.clean(
+        app_ctx,
+        discover=discover,
+        dry_run=dry_run,
+        keep_local=keep_local,
+        review=review,
+        progress=progress,
+    )
+    if not result.plan.steps:
         out.result(
             views.clean_nothing_view(dry_run),
-            human=lambda: out.say(f"Nothing to clean in {where}."),
+            human=lambda: out.say(f"Nothing to clean in {_where(app_ctx)}."),
         )
         return
-    if not out.json:
-        out.table(
-            f"{'Would remove' if dry_run else 'Plan'} ({where})",
-            ["#", "resource"],
-            [[index, step.label] for index, step in enumerate(steps, 1)],
-        )
-    if dry_run:
-        out.result(views.clean_plan_view(steps), human=lambda: None)  # the plan is shown above
+    report = result.report
+    if report is None:  # a dry run: the plan is shown above
+        out.result(views.clean_plan_view(result.plan.steps), human=lambda: None)
         return
-    out.confirm(f"Remove these {len(steps)} resources?", yes)
-    if found is not None:
-        from iotbutton_cli.lifecycle import discover as discovery
-
-        discovery.record(app_ctx, found)  # from here on, the registry knows them
-    with out.progress() as bar:
-        task = bar.add_task("Removing", total=len(steps))
-        report = teardown.execute(
-            app_ctx, steps, keep_local=keep_local, on_done=lambda outcome: bar.advance(task)
-        )
     out.result(views.clean_report_view(report), human=lambda: _print_report(out, report))
     if report.failed:
         raise typer.Exit(int(ExitStatus.PARTIAL))
 
 
-def _overlap(known: list[Step], found: Any) -> int:
-    recorded = {(step.kind, step.resource_id) for step in known}
-    return sum((kind, rid) in recorded for kind, items in found.resources.items() for rid in items)
+def _where(app_ctx: AppContext) -> str:
+    return f"account {app_ctx.account_id}, {app_ctx.region}"
 
 
 def _print_report(out: Output, report: CleanReport) -> None:

@@ -1,8 +1,10 @@
 """`clean`: remove everything the registry holds for one account and region, in AWS's order.
 
 The plan is data (a list of steps), so ``--dry-run`` only shows it. Execution walks the kinds in
-dependency order; within a kind, steps run concurrently. Each removal leaves the registry at once,
-NotFound counts as already gone, and whatever fails stays recorded so a re-run can finish the job.
+the order their declared constraints give (registry/kinds.py; each kind's remover is bound to it
+in kinds_table.py); within a kind, steps run concurrently. Each removal leaves the registry at
+once, NotFound counts as already gone, and whatever fails stays recorded so a re-run can finish
+the job.
 
 Nothing is deleted on the registry's word alone: each removal first checks iotbutton's marks on
 the resource (provisioning/ownership.py). A resource without them is *left* (and forgotten: the
@@ -13,21 +15,29 @@ registry was wrong to name it), and so is a policy or thing type that another re
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
-from iotbutton_cli.aws.errors import error_code, is_not_found
 from iotbutton_cli.context import AppContext, clean_error
-from iotbutton_cli.errors import NotOurs, not_ours
-from iotbutton_cli.notify import deploy as notifier_deploy
-from iotbutton_cli.notify import rules
-from iotbutton_cli.provisioning import certs, keyfiles, ownership, policies, things
-from iotbutton_cli.registry.store import utc_now
+from iotbutton_cli.errors import NotOurs
+from iotbutton_cli.lifecycle import discover as discovery
+from iotbutton_cli.lifecycle.kinds_table import TEARDOWN, Row
+from iotbutton_cli.provisioning import keyfiles, things
+from iotbutton_cli.registry import kinds, records
 
-THING_TYPE_DELETE_DELAY = timedelta(minutes=5)
+# What a step ended in: gone; still to do later (a thing type waiting out its deprecation); left
+# alone (not iotbutton's, or still used by another registry); gone from AWS with some key files
+# left on disk; failed; or not attempted because what must go first stayed.
+Status = Literal["removed", "pending", "left", "files-left", "failed", "skipped"]
+BLOCKING: tuple[Status, ...] = ("failed", "skipped")  # what dependent resources must wait for
+UNFINISHED: tuple[Status, ...] = (*BLOCKING, "files-left")
+
+# The kinds in teardown order, each with its remover.
+KINDS: list[Row] = TEARDOWN
+KIND_BY_NAME: dict[str, Row] = {kind.name: kind for kind in KINDS}
 
 
 @dataclass(frozen=True)
@@ -38,17 +48,10 @@ class Step:
     owner: str | None = None  # the resource this one belongs to (a certificate's thing)
 
 
-# What a removal can end in besides "removed": still to do later, left alone, or gone from AWS
-# with some of its key files left on disk.
-Removal = tuple[str, str] | None
-BLOCKING = ("failed", "skipped")  # what the resources that depend on this one must wait for
-UNFINISHED = (*BLOCKING, "files-left")
-
-
 @dataclass
 class Outcome:
     step: Step
-    status: str  # removed | pending | left | files-left | failed | skipped
+    status: Status
     detail: str = ""
 
 
@@ -56,7 +59,7 @@ class Outcome:
 class CleanReport:
     outcomes: list[Outcome] = field(default_factory=list)
 
-    def with_status(self, status: str) -> list[Outcome]:
+    def with_status(self, status: Status) -> list[Outcome]:
         return [outcome for outcome in self.outcomes if outcome.status == status]
 
     @property
@@ -71,137 +74,61 @@ class CleanReport:
 
 
 @dataclass(frozen=True)
-class Kind:
-    """One kind of recorded resource: how to name it, remove it, and what must go first."""
+class CleanPlan:
+    """What ``clean`` is about to remove, shown (and agreed to) before anything changes."""
 
-    name: str
-    label: str
-    # Removes one resource; returns None when it is gone, else (status, why).
-    remove: Callable[[AppContext, str, bool], Removal]
-    # Kinds that must be gone first: all of them, or (own_only) just those it owns.
-    after: tuple[str, ...] = ()
-    own_only: bool = False
+    steps: list[Step]
+    discovered: int | None = None  # resources `--discover` found (None: it was not asked)
+    unrecorded: int = 0  # of those, how many the registry did not know
 
 
-def _remove_certificate(ctx: AppContext, cert_id: str, keep_local: bool) -> Removal:
-    left = certs.retire_certificate(ctx, cert_id, keep_local=keep_local)
-    if left:
-        return "files-left", "deleted in AWS; " + "; ".join(left.values())
-    return None
+@dataclass
+class CleanResult:
+    plan: CleanPlan
+    dry_run: bool
+    report: CleanReport | None = None  # None: nothing was removed (a dry run, or nothing to do)
 
 
-def _remove_certificate_request(ctx: AppContext, request_id: str, keep_local: bool) -> Removal:
-    certs.reclaim_request(ctx, request_id)
-    return None
+Progress = Callable[[int], AbstractContextManager[Callable[[Outcome], None]]]
 
 
-def _remove_leftover_file(ctx: AppContext, path: str, keep_local: bool) -> Removal:
-    certs.remove_leftover(ctx, path)
-    return None
+def clean(
+    ctx: AppContext,
+    *,
+    discover: bool = False,
+    dry_run: bool = False,
+    keep_local: bool = False,
+    review: Callable[[CleanPlan], None] | None = None,
+    progress: Progress | None = None,
+) -> CleanResult:
+    """`iotbutton clean`: plan (finding what the registry lost, with ``discover``), let
+    ``review`` see the plan (it raises to stop), then remove it all unless ``dry_run``.
+
+    What discovery found is recorded only once the plan is agreed to, and before the first
+    removal. ``progress(total)`` gives the callback told of each outcome as it happens.
+    """
+    ctx.check_namespace_owner()
+    found = discovery.discover(ctx) if discover else None
+    steps = plan(ctx, found.resources if found else None)
+    the_plan = CleanPlan(steps)
+    if found is not None:
+        the_plan = CleanPlan(steps, found.count(), found.count() - _overlap(plan(ctx), found))
+    if review is not None:
+        review(the_plan)
+    result = CleanResult(the_plan, dry_run)
+    if dry_run or not steps:
+        return result
+    if found is not None:
+        discovery.record(ctx, found)  # from here on, the registry knows them
+    watching = progress(len(steps)) if progress else nullcontext(None)
+    with watching as on_done:
+        result.report = execute(ctx, steps, keep_local=keep_local, on_done=on_done)
+    return result
 
 
-def _remove_thing(ctx: AppContext, serial: str, keep_local: bool) -> Removal:
-    things.delete_thing(ctx, serial)
-    return None
-
-
-def _remove_policy(ctx: AppContext, name: str, keep_local: bool) -> Removal:
-    why = policies.delete_policy(ctx, name)
-    return ("left", why) if why else None
-
-
-def _remove_thing_type(ctx: AppContext, name: str, keep_local: bool) -> Removal:
-    """Deprecate, then delete; AWS deletes a type only 5 minutes after its deprecation."""
-    iot = ctx.client("iot")
-    record = ctx.namespace.get(things.TYPE_KIND, name) or {}
-    verdict = ownership.thing_type(ctx, name)
-    if verdict is None:
-        ctx.namespace.remove(things.TYPE_KIND, name)
-        return None
-    if not verdict:
-        ctx.namespace.remove(things.TYPE_KIND, name)
-        raise not_ours("thing type", name, "its description is not iotbutton's")
-    others = iot.list_things(thingTypeName=name, maxResults=1).get("things", [])
-    if others:
-        ctx.namespace.remove(things.TYPE_KIND, name)
-        return "left", (
-            "left in AWS: things this registry does not know still use it (another machine's "
-            "buttons?); the last `iotbutton clean` removes it"
-        )
-    if not record.get("deprecated_at"):
-        try:
-            iot.deprecate_thing_type(thingTypeName=name)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
-            ctx.namespace.remove(things.TYPE_KIND, name)
-            return None
-        record["deprecated_at"] = utc_now()
-        ctx.namespace.update(things.TYPE_KIND, name, deprecated_at=record["deprecated_at"])
-    try:
-        iot.delete_thing_type(thingTypeName=name)
-    except Exception as exc:
-        if is_not_found(exc):
-            pass
-        elif error_code(exc) == "InvalidRequestException" and _within_delay(
-            record["deprecated_at"]
-        ):
-            return "pending", (
-                f"deprecated; AWS allows deleting it from {_deletable_at(record['deprecated_at'])}"
-                " — run `iotbutton clean` again then"
-            )
-        else:
-            raise
-    ctx.namespace.remove(things.TYPE_KIND, name)
-    return None
-
-
-def _removing(
-    remove: Callable[[AppContext, str], None],
-) -> Callable[[AppContext, str, bool], Removal]:
-    """Adapt a ``remove(ctx, id)`` that has no local files to keep."""
-
-    def run(ctx: AppContext, resource_id: str, keep_local: bool) -> Removal:
-        remove(ctx, resource_id)
-        return None
-
-    return run
-
-
-# Rules and permissions first (a rule must not invoke a half-deleted function), then the function
-# and what it uses, then the buttons, then the IoT policy and thing type they used.
-KINDS: list[Kind] = [
-    Kind("topic_rules", "topic rule", _removing(rules.delete_rule)),
-    Kind("lambda_permissions", "Lambda permission", _removing(rules.remove_permission)),
-    Kind(
-        "functions",
-        "Lambda function",
-        _removing(notifier_deploy.delete_function),
-        after=("topic_rules", "lambda_permissions"),
-    ),
-    Kind(
-        "log_groups", "log group", _removing(notifier_deploy.delete_log_group), after=("functions",)
-    ),
-    Kind("parameters", "SSM parameter", _removing(notifier_deploy.delete_parameter)),
-    Kind("buckets", "S3 bucket", _removing(notifier_deploy.delete_bucket)),
-    Kind(
-        "roles",
-        "IAM role",
-        _removing(notifier_deploy.delete_role),
-        after=("functions", "topic_rules"),
-    ),
-    # A certificate an interrupted run made but never recorded (see provisioning/certs.py).
-    Kind(certs.REQUEST_KIND, "unconfirmed certificate request", _remove_certificate_request),
-    Kind("certificates", "certificate", _remove_certificate),
-    Kind("things", "thing", _remove_thing, after=("certificates",), own_only=True),
-    Kind("policies", "IoT policy", _remove_policy, after=("certificates",)),
-    Kind("thing_types", "thing type", _remove_thing_type, after=("things",)),
-    # Private keys an earlier clean deleted the certificate of but could not delete themselves.
-    Kind(certs.LEFTOVER_KIND, "key file", _remove_leftover_file),
-]
-
-
-KIND_BY_NAME = {kind.name: kind for kind in KINDS}
+def _overlap(known: list[Step], found: discovery.Found) -> int:
+    recorded = {(step.kind, step.resource_id) for step in known}
+    return sum((kind, rid) in recorded for kind, items in found.resources.items() for rid in items)
 
 
 def plan(ctx: AppContext, extra: dict[str, dict[str, Any]] | None = None) -> list[Step]:
@@ -218,14 +145,14 @@ def plan(ctx: AppContext, extra: dict[str, dict[str, Any]] | None = None) -> lis
     return steps
 
 
-def _label(kind: Kind, resource_id: str, record: dict[str, Any]) -> str:
-    if kind.name == "certificates":
-        return (
-            f"{kind.label} {resource_id[:12]}… of {record.get('thing') or record.get('role', '?')}"
-        )
-    if kind.name == certs.REQUEST_KIND:
-        owner = record.get("thing") or record.get("role") or "?"
-        return f"{kind.label} for {owner} ({record.get('since', '?')})"
+def _label(kind: Row, resource_id: str, record: Mapping[str, Any]) -> str:
+    if kind.name == kinds.CERTIFICATES:
+        cert = records.certificate(record)
+        return f"{kind.label} {resource_id[:12]}… of {cert.get('thing') or cert.get('role', '?')}"
+    if kind.name == kinds.CERTIFICATE_REQUESTS:
+        request = records.certificate_request(record)
+        owner = request.get("thing") or request.get("role") or "?"
+        return f"{kind.label} for {owner} ({request.get('since', '?')})"
     return f"{kind.label} {resource_id}"
 
 
@@ -236,7 +163,7 @@ def execute(
     workers: int = things.DEFAULT_WORKERS,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> CleanReport:
-    """Remove ``steps`` kind by kind in KINDS order, each kind's resources concurrently.
+    """Remove ``steps`` kind by kind in teardown order, each kind's resources concurrently.
 
     A kind that waits only for what it owns (a thing, for its certificates) does not wait for
     the whole phase before it: each thing goes as soon as its own certificates are gone.
@@ -272,7 +199,7 @@ def execute(
             if step.kind != kind.name
         )
 
-        def run_chain(chain: list[Step], kind: Kind = kind) -> None:
+        def run_chain(chain: list[Step], kind: Row = kind) -> None:
             """An owner's resources one by one, then (unless one stayed) what they blocked."""
             stayed: Step | None = None
             for step in chain:
@@ -295,13 +222,16 @@ def execute(
     return report
 
 
-def _followers(kind: Kind, steps: list[Step], report: CleanReport) -> dict[str, Step]:
+def _followers(kind: Row, steps: list[Step], report: CleanReport) -> dict[str, Step]:
     """Steps of a later kind that wait only for their own resources of ``kind`` (and nothing
     that has failed or been skipped), keyed by owner: they can run right after them."""
     followers = {}
-    for later in KINDS[KINDS.index(kind) + 1 :]:
+    here = KINDS.index(kind)
+    for later in KINDS[here + 1 :]:
         if not later.own_only or later.after != (kind.name,):
             continue
+        if any(KINDS.index(KIND_BY_NAME[name]) > here for name in later.kind.follows):
+            continue  # it must also come after a kind that is not done yet
         for step in steps:
             if step.kind == later.name and _blocker(later, step, report) is None:
                 followers[step.resource_id] = step
@@ -325,7 +255,7 @@ def _tasks(ready: list[Step], followers: dict[str, Step]) -> list[list[Step]]:
     return tasks
 
 
-def _blocker(kind: Kind, step: Step, report: CleanReport) -> Step | None:
+def _blocker(kind: Row, step: Step, report: CleanReport) -> Step | None:
     """The first unremoved resource that must go before ``step`` can, if any."""
     for outcome in report.outcomes:
         blocking = outcome.step.kind in kind.after and outcome.status in BLOCKING
@@ -342,7 +272,7 @@ def _finish(
         on_done(outcome)
 
 
-def _run(ctx: AppContext, kind: Kind, step: Step, keep_local: bool) -> Outcome:
+def _run(ctx: AppContext, kind: Row, step: Step, keep_local: bool) -> Outcome:
     try:
         removal = kind.remove(ctx, step.resource_id, keep_local)
     except NotOurs as left:
@@ -354,15 +284,3 @@ def _run(ctx: AppContext, kind: Kind, step: Step, keep_local: bool) -> Outcome:
             raise
         return Outcome(step, "failed", error.message)
     return Outcome(step, *removal) if removal else Outcome(step, "removed")
-
-
-def _within_delay(deprecated_at: str) -> bool:
-    """AWS refuses DeleteThingType for 5 minutes after deprecation; a refusal later than that
-    (plus a minute for clock skew) has another cause and is a real failure."""
-    moment = datetime.strptime(deprecated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    return datetime.now(timezone.utc) < moment + THING_TYPE_DELETE_DELAY + timedelta(minutes=1)
-
-
-def _deletable_at(deprecated_at: str) -> str:
-    moment = datetime.strptime(deprecated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    return (moment + THING_TYPE_DELETE_DELAY).strftime("%H:%M UTC")

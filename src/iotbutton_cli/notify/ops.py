@@ -18,6 +18,7 @@ from iotbutton_cli.notify import deploy as notifier_deploy
 from iotbutton_cli.notify import rules
 from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret
 from iotbutton_cli.notify.deploy import FUNCTION_LOG_GROUP, FUNCTION_NAME
+from iotbutton_cli.registry import kinds
 
 DEFAULT_TEST_SERIAL = "iotbutton-test"
 SEND_TIMEOUT_SECONDS = 15.0  # per Twilio request, as the SDK client this replaced waited
@@ -145,7 +146,7 @@ def rule_event(serial: str, click: str) -> dict[str, str]:
 
 def default_serial(ctx: AppContext) -> str:
     """The only recorded button, if there is exactly one; else a name that says it is a test."""
-    things = list(ctx.namespace.items("things"))
+    things = list(ctx.namespace.items(kinds.THINGS))
     return things[0] if len(things) == 1 else DEFAULT_TEST_SERIAL
 
 

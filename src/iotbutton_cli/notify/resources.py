@@ -21,6 +21,7 @@ from iotbutton_cli.notifier_lambda.contract import (
     TWILIO_TIMEOUT_ENV,
 )
 from iotbutton_cli.notify.bundle import HANDLER
+from iotbutton_cli.registry import kinds
 
 FUNCTION_NAME = "iotbutton-notifier"
 FUNCTION_LOG_GROUP = f"/aws/lambda/{FUNCTION_NAME}"
@@ -33,11 +34,11 @@ TWILIO_TIMEOUT_SECONDS = "5"  # 3 attempts x 5 s fit the 30 s function timeout
 LOG_RETENTION_DAYS = 30
 CONFIG_PREFIX = "notifier/config-"
 
-ROLE_KIND = "roles"
-LOG_GROUP_KIND = "log_groups"
-BUCKET_KIND = "buckets"
-PARAMETER_KIND = "parameters"
-FUNCTION_KIND = "functions"
+ROLE_KIND = kinds.ROLES
+LOG_GROUP_KIND = kinds.LOG_GROUPS
+BUCKET_KIND = kinds.BUCKETS
+PARAMETER_KIND = kinds.PARAMETERS
+FUNCTION_KIND = kinds.FUNCTIONS
 
 PUBLIC_ACCESS_BLOCK = {
     "BlockPublicAcls": True,

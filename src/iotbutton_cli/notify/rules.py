@@ -28,9 +28,10 @@ from iotbutton_cli.notify import plan, resources
 from iotbutton_cli.notify.plan import DeployAction
 from iotbutton_cli.provisioning.policies import TOPIC_PREFIX
 from iotbutton_cli.provisioning.serials import validate_serial
+from iotbutton_cli.registry import kinds
 
-KIND = "topic_rules"
-PERMISSION_KIND = "lambda_permissions"
+KIND = kinds.TOPIC_RULES
+PERMISSION_KIND = kinds.LAMBDA_PERMISSIONS
 DEFAULT_RULE = "iotbutton_notifier"
 # The topic's second level is the button's serial (iotbutton/<serial>); the notifier trusts it,
 # not the payload's serialNumber.

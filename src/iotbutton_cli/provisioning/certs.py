@@ -36,13 +36,14 @@ from iotbutton_cli.errors import IotButtonError, not_ours
 from iotbutton_cli.provisioning import devicekeys, keyfiles, ownership
 from iotbutton_cli.provisioning.policies import BUTTON_POLICY_NAME
 from iotbutton_cli.provisioning.serials import not_found
+from iotbutton_cli.registry import kinds
 from iotbutton_cli.registry.store import utc_now
 
 log = logging.getLogger("iotbutton")
 
-KIND = "certificates"
-REQUEST_KIND = "certificate_requests"
-LEFTOVER_KIND = "leftover_files"
+KIND = kinds.CERTIFICATES
+REQUEST_KIND = kinds.CERTIFICATE_REQUESTS
+LEFTOVER_KIND = kinds.LEFTOVER_FILES
 # AWS stamps creationDate with its clock, requests use ours: SigV4 keeps the two within 5 minutes.
 CLOCK_SKEW = timedelta(minutes=5)
 # Longest a CreateCertificateFromCsr call of a process that died may have gone on (all retries).
@@ -143,7 +144,7 @@ def attach_certificate(ctx: AppContext, cert_id: str, serial: str) -> None:
         certificate = resources.get(KIND, {}).get(cert_id)
         if certificate is not None:
             certificate.update(policies=[BUTTON_POLICY_NAME], thing_attached=True)
-        thing = resources.get("things", {}).get(serial)
+        thing = resources.get(kinds.THINGS, {}).get(serial)
         if thing is not None:
             thing["certificate"] = cert_id
 
@@ -431,11 +432,11 @@ def remove_leftover(ctx: AppContext, path: str) -> None:
 
 def rotate_certificate(ctx: AppContext, serial: str) -> tuple[str, list[str]]:
     """Issue and attach a new certificate first, then retire the old ones: never certless."""
-    things = ctx.namespace.items("things")
+    things = ctx.namespace.items(kinds.THINGS)
     if serial not in things:
         raise not_found(serial)
     ctx.before_changes()
-    with ctx.namespace.lock("things", serial):
+    with ctx.namespace.lock(kinds.THINGS, serial):
         reclaim_quietly(ctx)
         old = list(certificates_of(ctx, serial))
         new_id = issue_certificate(ctx, serial)  # also recorded as the button's certificate
@@ -457,7 +458,7 @@ def revoke_certificate(ctx: AppContext, serial: str) -> str:
 
 def current_certificate(ctx: AppContext, serial: str) -> tuple[str, dict]:
     """The id and record of the certificate the button uses now."""
-    thing = ctx.namespace.get("things", serial)
+    thing = ctx.namespace.get(kinds.THINGS, serial)
     if thing is None:
         raise not_found(serial)
     cert_id = thing.get("certificate") or ""
@@ -488,7 +489,7 @@ def _still_attached(exc: BaseException) -> bool:
 
 def list_certificates(ctx: AppContext) -> list[CertificateInfo]:
     """Every recorded certificate, from the registry alone."""
-    current = {rec.get("certificate") for rec in ctx.namespace.items("things").values()}
+    current = {rec.get("certificate") for rec in ctx.namespace.items(kinds.THINGS).values()}
     return [
         _info(cert_id, record, cert_id in current)
         for cert_id, record in sorted(

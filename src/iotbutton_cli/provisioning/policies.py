@@ -21,12 +21,13 @@ from iotbutton_cli.aws.errors import error_code
 from iotbutton_cli.aws.tags import aws_tags
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
+from iotbutton_cli.registry import kinds
 
 BUTTON_POLICY_NAME = "iotbutton-button"
 MONITOR_POLICY = "iotbutton-monitor"
 MONITOR_CLIENT_PREFIX = "iotbutton-monitor-"
 TOPIC_PREFIX = "iotbutton"
-KIND = "policies"
+KIND = kinds.POLICIES
 
 
 def button_policy_document(ctx: AppContext) -> dict[str, Any]:
@@ -179,7 +180,7 @@ def delete_policy(ctx: AppContext, name: str) -> str | None:
         ctx.namespace.remove(KIND, name)
         raise not_ours("IoT policy", name, "its document is not the one iotbutton writes")
     iot = ctx.client("iot")
-    known = {record.get("arn") for record in ctx.namespace.items("certificates").values()}
+    known = {record.get("arn") for record in ctx.namespace.items(kinds.CERTIFICATES).values()}
     users = [
         target
         for page in iot.get_paginator("list_targets_for_policy").paginate(policyName=name)

@@ -22,10 +22,11 @@ from iotbutton_cli.errors import IotButtonError, not_ours
 from iotbutton_cli.provisioning import certs, keyfiles, ownership
 from iotbutton_cli.provisioning.policies import ensure_button_policy
 from iotbutton_cli.provisioning.serials import not_found
+from iotbutton_cli.registry import kinds
 from iotbutton_cli.registry.store import utc_now
 
-KIND = "things"
-TYPE_KIND = "thing_types"
+KIND = kinds.THINGS
+TYPE_KIND = kinds.THING_TYPES
 DEFAULT_THING_TYPE = "iotbutton"
 THING_TYPE_DESCRIPTION = "AWS IoT buttons provisioned by iotbutton"
 DEFAULT_WORKERS = 8

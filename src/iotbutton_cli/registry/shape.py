@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from iotbutton_cli.registry import kinds
+
 # kind -> {field: (allowed types, required)}
 Field = tuple[tuple[type, ...], bool]
 TEXT: tuple[type, ...] = (str,)
@@ -17,13 +19,13 @@ OPTIONAL_TEXT: tuple[type, ...] = (str, type(None))
 FLAG: tuple[type, ...] = (bool, type(None))
 
 FIELDS: dict[str, dict[str, Field]] = {
-    "things": {
+    kinds.THINGS: {
         "arn": (TEXT, True),
         "certificate": (OPTIONAL_TEXT, False),
         "thing_type": (OPTIONAL_TEXT, False),
         "pending": (FLAG, False),
     },
-    "certificates": {
+    kinds.CERTIFICATES: {
         "arn": (TEXT, True),
         "thing": (OPTIONAL_TEXT, False),
         "role": (OPTIONAL_TEXT, False),
@@ -32,7 +34,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "files": ((dict,), False),
         "thing_attached": (FLAG, False),
     },
-    "certificate_requests": {
+    kinds.CERTIFICATE_REQUESTS: {
         "since": (TEXT, True),
         "until": (OPTIONAL_TEXT, False),
         "thing": (OPTIONAL_TEXT, False),
@@ -42,17 +44,21 @@ FIELDS: dict[str, dict[str, Field]] = {
         "key_file": (OPTIONAL_TEXT, False),
         "public_key_sha256": (OPTIONAL_TEXT, False),
     },
-    "leftover_files": {"reason": (OPTIONAL_TEXT, False)},
-    "policies": {"arn": (TEXT, True), "pending": (FLAG, False)},
-    "thing_types": {"arn": (TEXT, True), "pending": (FLAG, False)},
-    "roles": {"arn": (TEXT, True), "inline_policies": ((list,), False)},
-    "functions": {"arn": (TEXT, True)},
-    "buckets": {"arn": (TEXT, True), "objects": ((list,), False)},
-    "topic_rules": {"arn": (TEXT, True), "function": (OPTIONAL_TEXT, False)},
-    "lambda_permissions": {"function": (TEXT, True), "rule": (OPTIONAL_TEXT, False)},
+    kinds.LEFTOVER_FILES: {"reason": (OPTIONAL_TEXT, False)},
+    kinds.POLICIES: {"arn": (TEXT, True), "pending": (FLAG, False)},
+    kinds.THING_TYPES: {"arn": (TEXT, True), "pending": (FLAG, False)},
+    kinds.ROLES: {"arn": (TEXT, True), "inline_policies": ((list,), False)},
+    kinds.FUNCTIONS: {"arn": (TEXT, True)},
+    kinds.BUCKETS: {"arn": (TEXT, True), "objects": ((list,), False)},
+    kinds.TOPIC_RULES: {"arn": (TEXT, True), "function": (OPTIONAL_TEXT, False)},
+    kinds.LAMBDA_PERMISSIONS: {"function": (TEXT, True), "rule": (OPTIONAL_TEXT, False)},
 }
 KEY_FILE_NAMES = {"certificate", "private_key", "public_key"}
-STRING_LISTS = {("certificates", "policies"), ("roles", "inline_policies"), ("buckets", "objects")}
+STRING_LISTS = {
+    (kinds.CERTIFICATES, "policies"),
+    (kinds.ROLES, "inline_policies"),
+    (kinds.BUCKETS, "objects"),
+}
 
 
 def check_document(document: dict[str, Any]) -> str | None:
@@ -92,7 +98,7 @@ def _check_kind(where: str, kind: str, items: Any) -> str | None:
                 return f"{place} → {name} is {_kind(value)}"
             if (kind, name) in STRING_LISTS and not _all_text(value):
                 return f"{place} → {name} holds something other than text"
-        files = record.get("files") if kind == "certificates" else None
+        files = record.get("files") if kind == kinds.CERTIFICATES else None
         if files and (
             set(files) != KEY_FILE_NAMES or not all(isinstance(v, str) for v in files.values())
         ):
