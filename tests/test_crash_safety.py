@@ -415,7 +415,8 @@ def _open_request(ctx: Any, request_id: str, **fields: Any) -> Any:
     Returns the key request, so the test can make the certificate the call would have made."""
     import socket
 
-    from iotbutton_cli.provisioning import certs, devicekeys, keyfiles
+    from iotbutton_cli.provisioning import certs, devicekeys
+    from iotbutton_cli.registry import keyfiles
     from iotbutton_cli.registry.store import utc_now
 
     keys = devicekeys.new_key_request(SERIAL, request_id)

@@ -154,7 +154,7 @@ def _files_state(files: dict[str, str]) -> str:
     if not files:
         return "none"
     from iotbutton_cli.errors import IotButtonError
-    from iotbutton_cli.provisioning.keyfiles import KeyFiles
+    from iotbutton_cli.registry.keyfiles import KeyFiles
 
     try:
         return "ok" if KeyFiles(**files).complete() else "MISSING"

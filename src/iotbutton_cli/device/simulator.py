@@ -24,10 +24,11 @@ from iotbutton_cli.aws import topics
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
 from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload
-from iotbutton_cli.provisioning import certs, keyfiles, policies
+from iotbutton_cli.provisioning import certs, policies
 from iotbutton_cli.provisioning.endpoint import Endpoint, data_endpoint
 from iotbutton_cli.provisioning.policies import MONITOR_CLIENT_PREFIX, MONITOR_POLICY, TOPIC_PREFIX
 from iotbutton_cli.provisioning.serials import not_found, validate_serial
+from iotbutton_cli.registry import keyfiles
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 MONITOR_ROLE = "monitor"

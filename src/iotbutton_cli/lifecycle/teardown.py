@@ -25,8 +25,8 @@ from iotbutton_cli.context import AppContext, clean_error
 from iotbutton_cli.errors import NotOurs
 from iotbutton_cli.lifecycle import discover as discovery
 from iotbutton_cli.lifecycle.kinds_table import TEARDOWN, Row
-from iotbutton_cli.provisioning import keyfiles, things
-from iotbutton_cli.registry import kinds, records
+from iotbutton_cli.provisioning import things
+from iotbutton_cli.registry import keyfiles, kinds, records
 
 # What a step ended in: gone; still to do later (a thing type waiting out its deprecation); left
 # alone (not iotbutton's, or still used by another registry); gone from AWS with some key files

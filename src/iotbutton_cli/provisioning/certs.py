@@ -33,10 +33,10 @@ from iotbutton_cli.aws.errors import error_code, error_message
 from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours
-from iotbutton_cli.provisioning import devicekeys, keyfiles, ownership
+from iotbutton_cli.provisioning import devicekeys, ownership
 from iotbutton_cli.provisioning.policies import BUTTON_POLICY_NAME
 from iotbutton_cli.provisioning.serials import not_found
-from iotbutton_cli.registry import kinds
+from iotbutton_cli.registry import keyfiles, kinds
 from iotbutton_cli.registry.store import utc_now
 
 log = logging.getLogger("iotbutton")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.provisioning import keyfiles
+from iotbutton_cli.registry import keyfiles
 
 MQTT_TLS_PORT = 8883
 

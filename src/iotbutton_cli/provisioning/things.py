@@ -19,10 +19,10 @@ from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.aws.tags import THING_ATTRIBUTE, aws_tags
 from iotbutton_cli.context import AppContext, clean_error
 from iotbutton_cli.errors import IotButtonError, not_ours
-from iotbutton_cli.provisioning import certs, keyfiles, ownership
+from iotbutton_cli.provisioning import certs, ownership
 from iotbutton_cli.provisioning.policies import ensure_button_policy
 from iotbutton_cli.provisioning.serials import not_found
-from iotbutton_cli.registry import kinds
+from iotbutton_cli.registry import keyfiles, kinds
 from iotbutton_cli.registry.store import utc_now
 
 KIND = kinds.THINGS

@@ -1,1 +1,2 @@
-"""The per-user record of what iotbutton made: the store, its shape, the kinds of record."""
+"""What iotbutton keeps on this machine: the registry (store, shape, kinds, record types) and the
+key files its certificate records name, both in the user's private folders."""

@@ -102,7 +102,7 @@ def running() -> SandboxInfo | None:
 def forget_sandbox_records() -> int:
     """moto keeps its state in memory only: once a sandbox is gone, so is everything in it, and
     the registry must not keep pretending otherwise. Returns how many records were dropped."""
-    from iotbutton_cli.provisioning import keyfiles
+    from iotbutton_cli.registry import keyfiles
     from iotbutton_cli.registry.store import Registry
 
     with Registry().transaction() as document:
