@@ -525,7 +525,7 @@ def test_iam_doc_lists_every_action_in_its_table():
 
 def test_notifier_doc_shows_what_the_code_writes():
     """The template, the roles' policies and the function's settings, as the code makes them."""
-    from iotbutton_cli.notify import deploy, rules
+    from iotbutton_cli.notify import resources, rules
     from iotbutton_cli.notify.config import render_template
 
     text = (DOCS / "notifier.md").read_text(encoding="utf-8")
@@ -539,30 +539,30 @@ def test_notifier_doc_shows_what_the_code_writes():
             return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{resource}"
 
     ctx = Context()
-    names = deploy.Names.for_context(ctx)  # type: ignore[arg-type]
+    names = resources.Names.for_context(ctx)  # type: ignore[arg-type]
     blocks = [
         json.loads(block)
         for block in re.findall(r"```json\n(.*?)```", section(text, "The roles"), flags=re.S)
     ]
     trust, function_policy, rule_error_policy = blocks
-    assert trust == json.loads(deploy._trust("lambda.amazonaws.com"))
-    assert function_policy == deploy.function_policy(ctx, names)  # type: ignore[arg-type]
-    assert rule_error_policy == deploy.rule_error_policy(ctx)  # type: ignore[arg-type]
+    assert trust == json.loads(resources.trust_policy("lambda.amazonaws.com"))
+    assert function_policy == resources.function_policy(ctx, names)  # type: ignore[arg-type]
+    assert rule_error_policy == resources.rule_error_policy(ctx)  # type: ignore[arg-type]
 
     for fact in (
-        f"`{deploy.RUNTIME}`",
-        f"`{deploy.ARCHITECTURE}`",
-        f"{deploy.MEMORY_MB} MB",
-        f"{deploy.TIMEOUT_SECONDS} s",
-        f"{deploy.LOG_RETENTION_DAYS}-day",
-        f"`{deploy.FUNCTION_NAME}`",
-        f"`{deploy.SECRET_PARAMETER}`",
-        f"`{deploy.FUNCTION_LOG_GROUP}`",
-        f"`{deploy.RULE_ERROR_LOG_GROUP}`",
+        f"`{resources.RUNTIME}`",
+        f"`{resources.ARCHITECTURE}`",
+        f"{resources.MEMORY_MB} MB",
+        f"{resources.TIMEOUT_SECONDS} s",
+        f"{resources.LOG_RETENTION_DAYS}-day",
+        f"`{resources.FUNCTION_NAME}`",
+        f"`{resources.SECRET_PARAMETER}`",
+        f"`{resources.FUNCTION_LOG_GROUP}`",
+        f"`{resources.RULE_ERROR_LOG_GROUP}`",
         f"`{rules.DEFAULT_RULE}`",
         rules.DEFAULT_SQL,
         rules.SQL_VERSION,
-        deploy.ENCRYPTION["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        resources.ENCRYPTION["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"],
     ):
         assert fact in text, f"docs/notifier.md does not say {fact}"
 

@@ -11,7 +11,7 @@ import pytest
 from parliament import analyze_policy_string
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.notify import deploy as notifier_deploy
+from iotbutton_cli.notify import resources as notifier_resources
 from iotbutton_cli.provisioning import policies
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -28,9 +28,9 @@ def findings(document: dict) -> list[tuple[str, object]]:
 
 
 def test_the_notifier_roles_pass_parliament(ctx):
-    names = notifier_deploy.Names.for_context(ctx)
-    assert findings(notifier_deploy.function_policy(ctx, names)) == []
-    assert findings(notifier_deploy.rule_error_policy(ctx)) == []
+    names = notifier_resources.Names.for_context(ctx)
+    assert findings(notifier_resources.function_policy(ctx, names)) == []
+    assert findings(notifier_resources.rule_error_policy(ctx)) == []
 
 
 def test_parliament_would_flag_a_broad_policy():

@@ -186,6 +186,7 @@ def test_a_deploy_moves_a_function_to_the_packaged_handler(aws):
 
     from iotbutton_cli.context import AppContext
     from iotbutton_cli.notify import deploy as notifier_deploy
+    from iotbutton_cli.notify.resources import FUNCTION_NAME
 
     document = {
         "version": 1,
@@ -207,7 +208,7 @@ def test_a_deploy_moves_a_function_to_the_packaged_handler(aws):
     report = deploy(bundles.HANDLER)
 
     function = boto3.client("lambda", region_name="us-east-1").get_function(
-        FunctionName=notifier_deploy.FUNCTION_NAME
+        FunctionName=FUNCTION_NAME
     )["Configuration"]
     assert function["Handler"] == "notifier_lambda.handler.lambda_handler"
     actions = {step.resource: step.action for step in report.steps}

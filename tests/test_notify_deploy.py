@@ -17,6 +17,7 @@ from iotbutton_cli.lifecycle import teardown
 from iotbutton_cli.notify import bundle as bundles
 from iotbutton_cli.notify import deploy as notifier_deploy
 from iotbutton_cli.notify import rules
+from iotbutton_cli.notify.resources import RUNTIME
 
 SECRET = "f" * 32
 DOCUMENT = {
@@ -80,7 +81,7 @@ def test_deploy_creates_every_resource(ctx):
         "IOTBUTTON_SECRET_PARAMETER": "/iotbutton/twilio-secret:1",
         "IOTBUTTON_TWILIO_TIMEOUT": "5",
     }
-    assert function["Runtime"] == notifier_deploy.RUNTIME
+    assert function["Runtime"] == RUNTIME
     assert function["Handler"] == "notifier_lambda.handler.lambda_handler" == bundles.HANDLER
     assert SECRET not in json.dumps(function)
 

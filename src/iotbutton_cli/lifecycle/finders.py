@@ -17,7 +17,7 @@ from iotbutton_cli.aws.errors import error_code
 from iotbutton_cli.aws.tags import THING_ATTRIBUTE
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.device import simulator
-from iotbutton_cli.notify import deploy as notifier_deploy
+from iotbutton_cli.notify import resources as notifier_resources
 from iotbutton_cli.notify import rules
 from iotbutton_cli.provisioning import policies, things
 from iotbutton_cli.provisioning.ownership import tagged
@@ -125,7 +125,7 @@ def find_thing_types(ctx: AppContext, found: Found) -> None:
 def find_topic_rules(ctx: AppContext, found: Found) -> None:
     """Rules with iotbutton's prefix and description that invoke the notifier."""
     iot = ctx.client("iot")
-    function_arn = ctx.arn("lambda", f"function:{notifier_deploy.FUNCTION_NAME}")
+    function_arn = ctx.arn("lambda", f"function:{notifier_resources.FUNCTION_NAME}")
     for summary in _pages(iot, "list_topic_rules", "rules"):
         if not summary["ruleName"].startswith(rules.RULE_PREFIX):
             continue  # not iotbutton's: not even read (the IAM policy allows only its own)
@@ -137,7 +137,7 @@ def find_topic_rules(ctx: AppContext, found: Found) -> None:
                 summary["ruleName"],
                 TopicRuleRecord(
                     arn=summary["ruleArn"],
-                    function=notifier_deploy.FUNCTION_NAME,
+                    function=notifier_resources.FUNCTION_NAME,
                     sql=rule.get("sql", ""),
                 ),
             )
@@ -145,7 +145,7 @@ def find_topic_rules(ctx: AppContext, found: Found) -> None:
 
 def find_roles(ctx: AppContext, found: Found) -> None:
     """The notifier's and the rule error action's roles, by name and tag."""
-    names = notifier_deploy.Names.for_context(ctx)
+    names = notifier_resources.Names.for_context(ctx)
     iam = ctx.client("iam")
     for role in (names.function_role, names.rule_error_role):
         described = absent_ok(iam.get_role, RoleName=role)
@@ -159,7 +159,7 @@ def find_roles(ctx: AppContext, found: Found) -> None:
 def find_functions(ctx: AppContext, found: Found) -> None:
     """The notifier function, by name and tag, and the rules' permissions to invoke it."""
     lam = ctx.client("lambda")
-    name = notifier_deploy.FUNCTION_NAME
+    name = notifier_resources.FUNCTION_NAME
     function = absent_ok(lam.get_function, FunctionName=name)
     if function is None:
         return
@@ -184,7 +184,7 @@ def find_functions(ctx: AppContext, found: Found) -> None:
 def find_buckets(ctx: AppContext, found: Found) -> None:
     """The config bucket, by name, owner and tag."""
     s3 = ctx.client("s3")
-    bucket = notifier_deploy.Names.for_context(ctx).bucket
+    bucket = notifier_resources.Names.for_context(ctx).bucket
     try:
         tagging = absent_ok(
             s3.get_bucket_tagging, Bucket=bucket, ExpectedBucketOwner=ctx.account_id
@@ -204,7 +204,7 @@ def find_buckets(ctx: AppContext, found: Found) -> None:
 
 def find_parameters(ctx: AppContext, found: Found) -> None:
     """The Twilio secret's parameter, by name and tag."""
-    name = notifier_deploy.SECRET_PARAMETER
+    name = notifier_resources.SECRET_PARAMETER
     listed = absent_ok(
         ctx.client("ssm").list_tags_for_resource, ResourceType="Parameter", ResourceId=name
     )
@@ -215,11 +215,11 @@ def find_parameters(ctx: AppContext, found: Found) -> None:
 def find_log_groups(ctx: AppContext, found: Found) -> None:
     """The function's and the rule error action's log groups, by name and tag."""
     logs = ctx.client("logs")
-    for group in (notifier_deploy.FUNCTION_LOG_GROUP, notifier_deploy.RULE_ERROR_LOG_GROUP):
+    for group in (notifier_resources.FUNCTION_LOG_GROUP, notifier_resources.RULE_ERROR_LOG_GROUP):
         listed = absent_ok(logs.list_tags_log_group, logGroupName=group)
         if listed is not None and tagged(listed.get("tags", {})):
             found.add(
                 kinds.LOG_GROUPS,
                 group,
-                LogGroupRecord(retention_days=notifier_deploy.LOG_RETENTION_DAYS),
+                LogGroupRecord(retention_days=notifier_resources.LOG_RETENTION_DAYS),
             )

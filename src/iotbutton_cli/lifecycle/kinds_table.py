@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from iotbutton_cli.lifecycle import finders, removers
 from iotbutton_cli.lifecycle.finders import Finder
 from iotbutton_cli.lifecycle.removers import Remover, removing
-from iotbutton_cli.notify import deploy as notifier_deploy
+from iotbutton_cli.notify import apply as notifier_apply
 from iotbutton_cli.notify import rules
 from iotbutton_cli.registry import kinds
 from iotbutton_cli.registry.kinds import Kind, KindName
@@ -68,11 +68,11 @@ ROWS: dict[str, Row] = {
             removing(rules.remove_permission),
             found_with=(kinds.FUNCTIONS,),
         ),
-        _row(kinds.FUNCTIONS, removing(notifier_deploy.delete_function), finders.find_functions),
-        _row(kinds.LOG_GROUPS, removing(notifier_deploy.delete_log_group), finders.find_log_groups),
-        _row(kinds.PARAMETERS, removing(notifier_deploy.delete_parameter), finders.find_parameters),
-        _row(kinds.BUCKETS, removing(notifier_deploy.delete_bucket), finders.find_buckets),
-        _row(kinds.ROLES, removing(notifier_deploy.delete_role), finders.find_roles),
+        _row(kinds.FUNCTIONS, removing(notifier_apply.delete_function), finders.find_functions),
+        _row(kinds.LOG_GROUPS, removing(notifier_apply.delete_log_group), finders.find_log_groups),
+        _row(kinds.PARAMETERS, removing(notifier_apply.delete_parameter), finders.find_parameters),
+        _row(kinds.BUCKETS, removing(notifier_apply.delete_bucket), finders.find_buckets),
+        _row(kinds.ROLES, removing(notifier_apply.delete_role), finders.find_roles),
         _row(kinds.CERTIFICATE_REQUESTS, removers.certificate_request),
         _row(
             kinds.CERTIFICATES,

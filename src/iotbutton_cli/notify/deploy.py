@@ -22,33 +22,13 @@ from iotbutton_cli.context import AppContext
 from iotbutton_cli.notify import apply, rules
 from iotbutton_cli.notify import current as aws_state
 from iotbutton_cli.notify import plan as planner
-from iotbutton_cli.notify.apply import (  # noqa: F401 - `clean` removes the notifier with these
-    delete_bucket,
-    delete_function,
-    delete_log_group,
-    delete_parameter,
-    delete_role,
-)
 from iotbutton_cli.notify.plan import DeployAction, Plan, Step
-from iotbutton_cli.notify.resources import (  # noqa: F401 - the notifier's names, for every module
-    ARCHITECTURE,
-    BUCKET_KIND,
-    CONFIG_PREFIX,
-    ENCRYPTION,
-    FUNCTION_KIND,
+from iotbutton_cli.notify.resources import (
     FUNCTION_LOG_GROUP,
     FUNCTION_NAME,
-    LOG_GROUP_KIND,
     LOG_RETENTION_DAYS,
-    MEMORY_MB,
-    PARAMETER_KIND,
-    PUBLIC_ACCESS_BLOCK,
-    ROLE_KIND,
     RULE_ERROR_LOG_GROUP,
-    RUNTIME,
     SECRET_PARAMETER,
-    TIMEOUT_SECONDS,
-    TWILIO_TIMEOUT_SECONDS,
     DeployInput,
     Names,
     config_key_for,
@@ -58,8 +38,6 @@ from iotbutton_cli.notify.resources import (  # noqa: F401 - the notifier's name
     role_arn,
     rule_error_policy,
 )
-from iotbutton_cli.notify.resources import trust_policy as _trust  # noqa: F401
-from iotbutton_cli.notify.rules import rule_target  # noqa: F401 - `rules create`'s, moved
 
 FUNCTION_ROLE_SERVICE = "lambda.amazonaws.com"
 RULE_ERROR_ROLE_SERVICE = "iot.amazonaws.com"

@@ -14,10 +14,9 @@ from iotbutton_cli.aws.calls import absent_is_fine, absent_ok
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
 from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload
-from iotbutton_cli.notify import deploy as notifier_deploy
 from iotbutton_cli.notify import rules
 from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret
-from iotbutton_cli.notify.deploy import FUNCTION_LOG_GROUP, FUNCTION_NAME
+from iotbutton_cli.notify.resources import FUNCTION_LOG_GROUP, FUNCTION_NAME
 from iotbutton_cli.registry import kinds
 
 DEFAULT_TEST_SERIAL = "iotbutton-test"
@@ -60,7 +59,7 @@ class NotifierStatus:
 def status(ctx: AppContext) -> NotifierStatus:
     """What is deployed, read from AWS (the config summary comes from the deployed object,
     which holds no secret)."""
-    if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
+    if ctx.namespace.get(kinds.FUNCTIONS, FUNCTION_NAME) is None:
         raise not_deployed()
     found = absent_ok(ctx.client("lambda").get_function, FunctionName=FUNCTION_NAME)
     if found is None:
@@ -154,7 +153,7 @@ def invoke_test(ctx: AppContext, serial: str, click: str) -> TestInvocation:
     """Invoke the deployed function synchronously with the event a click gives it through
     iotbutton's rules."""
     event = rule_event(serial, check_click(click))  # bad input first, before any AWS call
-    if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
+    if ctx.namespace.get(kinds.FUNCTIONS, FUNCTION_NAME) is None:
         raise not_deployed()
     response = ctx.client("lambda").invoke(
         FunctionName=FUNCTION_NAME, Payload=json.dumps(event).encode(), LogType="Tail"
@@ -174,7 +173,7 @@ def invoke_test(ctx: AppContext, serial: str, click: str) -> TestInvocation:
 def function_logs(ctx: AppContext, since_seconds: int, follow: bool = False) -> Iterator[LogEvent]:
     """``notify logs``: the deployed function's log events; refuses at once (not at the first
     event) when the registry records no notifier."""
-    if ctx.namespace.get(notifier_deploy.FUNCTION_KIND, FUNCTION_NAME) is None:
+    if ctx.namespace.get(kinds.FUNCTIONS, FUNCTION_NAME) is None:
         raise not_deployed()
     return log_events(ctx, since_seconds, follow=follow)
 
