@@ -102,9 +102,8 @@ def check(ctx: typer.Context, json: JsonOption = False) -> None:
     from iotbutton_cli.notify import config as notify_config
 
     _, out = command_context(ctx, json)
-    config = notify_config.load_config(notify_config.config_path())
-    secret, problem = notify_config.check_secret_available(config)
-    summary = views.config_check_view(config, secret, problem)
+    found = notify_config.check()
+    summary = views.config_check_view(found.config, found.secret, found.problem)
     out.result(summary, human=lambda: _print_check(out, summary))
 
 
@@ -333,9 +332,7 @@ def test(
     from iotbutton_cli.notify import ops as notifier_ops
 
     app_ctx, out = command_context(ctx, json)
-    result = notifier_ops.invoke_test(
-        app_ctx, serial or notifier_ops.default_serial(app_ctx), click
-    )
+    result = notifier_ops.invoke_test(app_ctx, serial, click)
     out.result(views.test_invocation_view(result), human=lambda: _print_invocation(out, result))
     if not result.ok:
         raise typer.Exit(int(ExitStatus.FAILED))

@@ -136,7 +136,7 @@ def env(ctx: typer.Context, json: JsonOption = False) -> None:
     from iotbutton_cli.sandbox import client as sandbox_control
 
     _, out = command_context(ctx, json)
-    variables = sandbox_control.aws_environment(sandbox_control.require_running())
+    variables = sandbox_control.aws_environment()
 
     def render() -> None:
         for name, value in variables.items():
@@ -175,8 +175,7 @@ def outbox(
     from iotbutton_cli.sandbox import client as sandbox_control
 
     _, out = command_context(ctx, json)
-    info = sandbox_control.require_running()
-    entries = sandbox_control.outbox(info)
+    entries = sandbox_control.outbox()
     if out.json and not follow:
         out.write_json(views.outbox_view(entries))
         return
@@ -190,7 +189,7 @@ def outbox(
                 out.info("The outbox is empty: no SMS or call yet.")
             return
         time.sleep(0.5)
-        entries = sandbox_control.outbox(info)
+        entries = sandbox_control.outbox()
 
 
 def _print_entry(out: Output, entry: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from iotbutton_cli.provisioning import certs, policies
 from iotbutton_cli.provisioning.endpoint import Endpoint, data_endpoint
 from iotbutton_cli.provisioning.policies import MONITOR_CLIENT_PREFIX, MONITOR_POLICY, TOPIC_PREFIX
 from iotbutton_cli.provisioning.serials import not_found, validate_serial
-from iotbutton_cli.registry import keyfiles
+from iotbutton_cli.registry import keyfiles, kinds
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 MONITOR_ROLE = "monitor"
@@ -63,7 +63,7 @@ class DeviceCredentials:
 def button_identity(ctx: AppContext, serial: str | None) -> tuple[str, DeviceCredentials]:
     """The button to act as: the given serial, or the only one recorded."""
     if serial is None:
-        things = sorted(ctx.namespace.items("things"))
+        things = sorted(ctx.namespace.items(kinds.THINGS))
         if len(things) != 1:
             raise usage_error(
                 "which-button",
@@ -74,7 +74,7 @@ def button_identity(ctx: AppContext, serial: str | None) -> tuple[str, DeviceCre
             )
         serial = things[0]
     validate_serial(serial)
-    if ctx.namespace.get("things", serial) is None:
+    if ctx.namespace.get(kinds.THINGS, serial) is None:
         raise not_found(serial)
     _, record = certs.current_certificate(ctx, serial)
     files = record.get("files") or {}

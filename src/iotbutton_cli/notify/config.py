@@ -848,6 +848,21 @@ _SECRET_VARS = (
 )
 
 
+@dataclass(frozen=True)
+class ConfigCheck:
+    """What ``notify check`` finds: the validated config, and the secret or why there is none."""
+
+    config: NotifyConfig
+    secret: TwilioSecret | None
+    problem: IotButtonError | None
+
+
+def check(path: Path | None = None, environ: Mapping[str, str] = os.environ) -> ConfigCheck:
+    """Validate notify.yaml and look for the Twilio secret, without prompting or calling AWS."""
+    config = load_config(path)
+    return ConfigCheck(config, *check_secret_available(config, environ))
+
+
 def check_secret_available(
     config: NotifyConfig, environ: Mapping[str, str] = os.environ
 ) -> tuple[TwilioSecret | None, IotButtonError | None]:

@@ -149,10 +149,11 @@ def default_serial(ctx: AppContext) -> str:
     return things[0] if len(things) == 1 else DEFAULT_TEST_SERIAL
 
 
-def invoke_test(ctx: AppContext, serial: str, click: str) -> TestInvocation:
+def invoke_test(ctx: AppContext, serial: str | None, click: str) -> TestInvocation:
     """Invoke the deployed function synchronously with the event a click gives it through
-    iotbutton's rules."""
-    event = rule_event(serial, check_click(click))  # bad input first, before any AWS call
+    iotbutton's rules (``serial`` None: see :func:`default_serial`)."""
+    # Bad input first, before any AWS call.
+    event = rule_event(serial or default_serial(ctx), check_click(click))
     if ctx.namespace.get(kinds.FUNCTIONS, FUNCTION_NAME) is None:
         raise not_deployed()
     response = ctx.client("lambda").invoke(

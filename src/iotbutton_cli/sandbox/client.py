@@ -102,7 +102,7 @@ def running() -> SandboxInfo | None:
 def forget_sandbox_records() -> int:
     """moto keeps its state in memory only: once a sandbox is gone, so is everything in it, and
     the registry must not keep pretending otherwise. Returns how many records were dropped."""
-    from iotbutton_cli.registry import keyfiles
+    from iotbutton_cli.registry import keyfiles, kinds
     from iotbutton_cli.registry.store import Registry
 
     with Registry().transaction() as document:
@@ -110,7 +110,7 @@ def forget_sandbox_records() -> int:
     if namespace is None:
         return 0
     resources = namespace.get("resources", {})
-    for record in resources.get("certificates", {}).values():
+    for record in resources.get(kinds.CERTIFICATES, {}).values():
         keyfiles.remove_key_files(record.get("files"))
     keyfiles.remove_empty_namespace_dir(SANDBOX_NAMESPACE)
     return sum(len(items) for items in resources.values())
@@ -252,12 +252,14 @@ def require_running() -> SandboxInfo:
     return info
 
 
-def aws_environment(info: SandboxInfo) -> dict[str, str]:
-    """The variables that make any AWS SDK or the AWS CLI talk to the sandbox with its key.
+def aws_environment(info: SandboxInfo | None = None) -> dict[str, str]:
+    """The variables that make any AWS SDK or the AWS CLI talk to the sandbox with its key (of
+    the running sandbox when ``info`` is None).
 
     boto3 reads the region from AWS_DEFAULT_REGION (the AWS CLI and newer SDKs from AWS_REGION),
     so both are set.
     """
+    info = info or require_running()
     return {
         "AWS_ACCESS_KEY_ID": info.access_key_id,
         "AWS_SECRET_ACCESS_KEY": info.secret_access_key,
@@ -267,8 +269,10 @@ def aws_environment(info: SandboxInfo) -> dict[str, str]:
     }
 
 
-def outbox(info: SandboxInfo) -> list[dict[str, Any]]:
-    """Every Twilio request the stand-in received, oldest first."""
+def outbox(info: SandboxInfo | None = None) -> list[dict[str, Any]]:
+    """Every Twilio request the stand-in received, oldest first (of the running sandbox when
+    ``info`` is None)."""
+    info = info or require_running()
     entries = []
     for line in _lines(Path(info.outbox)):
         try:
