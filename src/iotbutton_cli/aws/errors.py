@@ -69,11 +69,6 @@ def error_message(exc: BaseException) -> str:
     return str(exc)
 
 
-def is_not_found(exc: BaseException) -> bool:
-    """True for every way AWS says "there is no such thing" (IoT, IAM, S3, SSM, Lambda...)."""
-    return error_code(exc) in NOT_FOUND_CODES
-
-
 def iam_action(model: Any) -> str:
     """``iot:CreateThing`` for botocore's CreateThing operation model."""
     metadata = model.service_model.metadata
