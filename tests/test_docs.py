@@ -677,3 +677,23 @@ def test_json_examples_in_the_docs_are_valid_json():
     for path in sorted(DOCS.glob("*.md")):
         for block in re.findall(r"```json\n(.*?)```", path.read_text(encoding="utf-8"), re.S):
             json.loads(block)
+
+
+def test_reference_help_blocks_are_what_the_commands_print():
+    """Every `Usage: iotbutton ...` block in reference.md is that command's --help, verbatim
+    (at an 80-column terminal): no `<list[str]>` or `serial <str>` a user never sees."""
+    from typer.testing import CliRunner
+
+    from iotbutton_cli.cli.app import app
+
+    blocks = re.findall(r"```\n(Usage: iotbutton.*?)\n```", reference(), flags=re.S)
+    assert len(blocks) > 20
+    for block in blocks:
+        words = block.split("\n", 1)[0].split()[2:]
+        args = [word for word in words if re.fullmatch(r"[a-z][a-z-]*", word)]
+        result = CliRunner().invoke(
+            app, [*args, "--help"], prog_name="iotbutton", terminal_width=78
+        )
+        assert result.stdout.rstrip("\n") == block, (
+            f"docs/reference.md: `iotbutton {' '.join(args)} --help` differs"
+        )
