@@ -92,3 +92,33 @@ def test_throttling_is_retried_past_the_connection_budget(cli, fault_proxy):
     [button] = cli.json("things", "create", "G030JF0553648RUH")["buttons"]
     assert button["action"] == "created"
     assert fault.hits == retry.CONNECT_ATTEMPTS + 1
+
+
+@pytest.fixture
+def not_aws() -> Iterator[str]:
+    """A web server that answers every request with an empty 404, as some proxies do."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Empty(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Empty)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endpoint_that_is_not_aws_is_one_line(cli, not_aws):
+    result = cli("--endpoint-url", not_aws, "things", "create", code=1)
+    assert_one_line_error(result, "The endpoint answered with something that is not an AWS")
+    assert "--endpoint-url" in result.stderr

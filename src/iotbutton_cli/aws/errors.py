@@ -89,6 +89,16 @@ def after_call(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any)
 
 def translate(exc: BaseException) -> IotButtonError | None:
     """The user-facing error for a botocore exception, or None if ``exc`` is not one."""
+    parsers = sys.modules.get("botocore.parsers")
+    if parsers is not None and isinstance(exc, parsers.ResponseParserError):
+        # Something answered that is not AWS: a web server at --endpoint-url, a captive portal.
+        detail = str(exc).split("\n", 1)[0].split(", invalid", 1)[0]
+        return IotButtonError(
+            "not-aws",
+            f"The endpoint answered with something that is not an AWS response: {detail}.",
+            "Check --endpoint-url / AWS_ENDPOINT_URL, and any proxy or captive portal "
+            "(HTTPS_PROXY) between you and AWS.",
+        )
     exceptions = sys.modules.get("botocore.exceptions")
     if exceptions is None or not isinstance(exc, exceptions.BotoCoreError | exceptions.ClientError):
         return None
