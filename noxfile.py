@@ -34,6 +34,11 @@ def demo(session: nox.Session) -> None:
     """The main job: a click becomes an SMS and a call, offline, in a private sandbox."""
     session.install(".")
     session.run("iotbutton", "demo", *session.posargs)
+    session.log(
+        "That `iotbutton` lives in .nox/demo, which is not on your PATH. To run the commands "
+        "above yourself: `pipx install .` from this checkout (`pipx install iotbutton-cli` once "
+        "it is published), or `. .nox/demo/bin/activate` for this shell."
+    )
 
 
 @nox.session

@@ -181,3 +181,27 @@ def test_clean_leaves_no_empty_key_folders(cli, iot, isolated_env):
     cli("things", "create", "G030JF0553648RUH")
     cli("clean", "--yes")
     assert list((isolated_env / "keys").iterdir()) == []
+
+
+def test_many_resources_are_summarised_by_kind_before_the_rows(cli, iot):
+    cli("things", "create", "--count", "10")  # 10 certificates, 10 things, policy, type: 22
+
+    plan = cli("clean", "--dry-run").stdout
+    assert plan.index("By kind (22 resources)") < plan.index("Would remove")
+    summary = plan[: plan.index("Would remove")]
+    for kind, count in (("certificates", 10), ("things", 10), ("policies", 1), ("thing types", 1)):
+        assert any(kind in line and f" {count} " in line for line in summary.splitlines()), summary
+    assert summary.index("certificates") < summary.index("things") < summary.index("thing types")
+
+    result = cli("clean", "--yes")
+    assert "Removed 22 of 22 resources." in result.stdout
+    assert "certificates: 10 removed" in result.stderr
+    assert "thing types: 1 removed" in result.stderr
+    assert iot.list_things()["things"] == []
+
+
+def test_a_few_resources_get_no_summary(cli, iot):
+    cli("things", "create", "G030JF0553648RUH")
+    assert "By kind" not in cli("clean", "--dry-run").stdout
+    result = cli("clean", "--yes")
+    assert "By kind" not in result.stdout and "removed" not in result.stderr

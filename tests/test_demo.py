@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
+import tempfile
 
+from iotbutton_cli import demo as demos
 from support import registry_document
 
 
@@ -14,35 +17,82 @@ def test_demo_clicks_and_checks_every_message(cli, isolated_env):
     assert result["clicks"] == {"SINGLE": True, "DOUBLE": True, "LONG": True}
     assert len(result["outbox"]) == 7
     assert {entry["http_status"] for entry in result["outbox"]} == {201}
-    assert result["home"] == str(isolated_env / "demo")
+    # It ran in a folder of its own under IOTBUTTON_HOME, and left nothing of it behind: no
+    # CA, cache, locks, registry or sandbox state, and no <data>/demo.
+    assert result["home"].startswith(str(isolated_env / "iotbutton-demo-"))
+    assert list(isolated_env.iterdir()) == []
     # The user's own registry and sandbox are untouched; the demo's sandbox is gone.
     assert registry_document(isolated_env)["namespaces"] == {}
-    assert not (isolated_env / "demo" / "state" / "sandbox" / "sandbox.json").exists()
     assert cli.json("sandbox", "status", code=1) == {"running": False}
 
 
+def test_demo_writes_nothing_in_the_data_folder(cli, tmp_path, monkeypatch):
+    """Without IOTBUTTON_HOME (a user's first run), the demo works in a temporary folder that it
+    deletes: the user's data, config and cache folders are not even created."""
+    user = tmp_path / "user"
+    for name, sub in (
+        ("HOME", ""),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_CACHE_HOME", ".cache"),
+        ("XDG_STATE_HOME", ".local/state"),
+    ):
+        monkeypatch.setenv(name, str(user / sub))
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    monkeypatch.delenv("IOTBUTTON_HOME")
+
+    result = cli("demo", code=None)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "Removed the demo's folder: it left nothing on disk." in result.stdout
+    assert not user.exists()
+    assert list(temporary.iterdir()) == []
+
+
 def test_demo_keep_leaves_its_sandbox_to_explore(cli, isolated_env, monkeypatch):
+    home = isolated_env / "demo"
     try:
         result = cli("demo", "--keep", code=None)
         assert "Every click produced exactly the configured messages." in result.stdout
-        assert f"IOTBUTTON_HOME={isolated_env / 'demo'}" in result.stdout
-        monkeypatch.setenv("IOTBUTTON_HOME", str(isolated_env / "demo"))
+        lines = result.stdout.splitlines()
+        explore = next(line for line in lines if line.startswith("Explore: "))
+        stop = next(line for line in lines if line.startswith("Stop it: "))
+        # Both are whole commands, as a shell would read them when pasted.
+        assert shlex.split(explore.removeprefix("Explore: ")) == [
+            f"IOTBUTTON_HOME={home}",
+            "iotbutton",
+            "--sandbox",
+            "things",
+            "list",
+        ]
+        assignment, *command = shlex.split(stop.removeprefix("Stop it: "))
+        assert assignment == f"IOTBUTTON_HOME={home}" and command == [
+            "iotbutton",
+            "sandbox",
+            "stop",
+        ]
+        monkeypatch.setenv("IOTBUTTON_HOME", str(home))
         listed = cli.json("--sandbox", "things", "list")
         assert [button["serial"] for button in listed] == ["G030JF0553648RUH"]
+        stopped = cli(*command[1:], "--json", code=None)
     finally:
         # Whatever failed above, the kept sandbox must not outlive the test.
-        monkeypatch.setenv("IOTBUTTON_HOME", str(isolated_env / "demo"))
-        stopped = cli("sandbox", "stop", "--json", code=None)
+        monkeypatch.setenv("IOTBUTTON_HOME", str(home))
+        cli("sandbox", "stop", "--json", code=None)
     assert result.exit_code == 0
     assert json.loads(stopped.stdout)["stopped"] is True
 
 
-def test_a_demo_button_that_cannot_be_provisioned_is_a_clear_error(cli, isolated_env):
+def test_a_demo_button_that_cannot_be_provisioned_is_a_clear_error(cli, isolated_env, monkeypatch):
     """The demo's keys folder is a file: its button gets no key files, and the demo says so
-    with an error code (not a traceback), cleans up and stops its sandbox."""
-    demo_home = isolated_env / "demo"
+    with an error code (not a traceback), cleans up, stops its sandbox, and keeps its folder
+    (with the sandbox's log) where the hint says."""
+    demo_home = isolated_env / "broken-demo"
     demo_home.mkdir(parents=True)
     (demo_home / "keys").write_text("not a folder\n")
+    monkeypatch.setattr(demos, "fresh_home", lambda: demo_home)
 
     result = cli("demo", "--json", code=None)
 
@@ -50,5 +100,7 @@ def test_a_demo_button_that_cannot_be_provisioned_is_a_clear_error(cli, isolated
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "demo-provisioning-failed"
     assert "G030JF0553648RUH" in error["message"] and error["hint"]
+    assert str(demo_home) in error["message"] + error["hint"]
     assert "Traceback" not in result.stderr
     assert not (demo_home / "state" / "sandbox" / "sandbox.json").exists()
+    assert (demo_home / "keys").is_file()  # kept, as the hint says

@@ -677,3 +677,42 @@ def test_json_examples_in_the_docs_are_valid_json():
     for path in sorted(DOCS.glob("*.md")):
         for block in re.findall(r"```json\n(.*?)```", path.read_text(encoding="utf-8"), re.S):
             json.loads(block)
+
+
+def test_reference_help_blocks_are_what_the_commands_print():
+    """Every `Usage: iotbutton ...` block in reference.md is that command's --help, verbatim
+    (at an 80-column terminal): no `<list[str]>` or `serial <str>` a user never sees."""
+    from typer.testing import CliRunner
+
+    from iotbutton_cli.cli.app import app
+
+    blocks = re.findall(r"```\n(Usage: iotbutton.*?)\n```", reference(), flags=re.S)
+    assert len(blocks) > 20
+    for block in blocks:
+        words = block.split("\n", 1)[0].split()[2:]
+        args = [word for word in words if re.fullmatch(r"[a-z][a-z-]*", word)]
+        result = CliRunner().invoke(
+            app, [*args, "--help"], prog_name="iotbutton", terminal_width=78
+        )
+        assert result.stdout.rstrip("\n") == block, (
+            f"docs/reference.md: `iotbutton {' '.join(args)} --help` differs"
+        )
+
+
+def test_install_lines_work_from_a_checkout_before_the_package_is_published():
+    """`pipx install iotbutton-cli` fails until it is on PyPI: the README and getting-started
+    say `pipx install .` first, and `nox -s demo` says how to get `iotbutton` on PATH."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert "[build-system]" in pyproject  # what `pipx install .` builds with
+    assert re.search(r"(?m)^\[project\.scripts\]\niotbutton = ", pyproject)  # and puts on PATH
+    for path in (ROOT / "README.md", DOCS / "getting-started.md"):
+        text = path.read_text(encoding="utf-8")
+        assert "pipx install ." in text, f"{path.name} does not say how to install a checkout"
+        first_install = re.search(r"pipx install (\S+)", text)
+        assert first_install and first_install.group(1) == ".", (
+            f"{path.name}'s first install line is `pipx install {first_install.group(1)}`"
+        )
+        assert "not published" in text or "not yet" in text
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    demo_session = noxfile[noxfile.index("def demo(") :].split("\n@nox.session", 1)[0]
+    assert "not on your PATH" in demo_session and "pipx install ." in demo_session

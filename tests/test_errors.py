@@ -26,6 +26,17 @@ def test_missing_credentials(cli, monkeypatch):
 def test_unknown_profile(cli):
     result = cli("--profile", "nope", "things", "list", code=3)
     assert_one_line_error(result, "The config profile (nope) could not be found")
+    assert "aws configure" not in result.stderr  # the AWS CLI may not be installed
+
+
+def test_unknown_profile_hint_lists_the_profiles_there_are(cli, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = us-east-1\n[profile work]\nregion = eu-west-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    result = cli("--profile", "wrok", "things", "list", code=3)
+    assert_one_line_error(result, "(wrok) could not be found")
+    hint = result.stderr.strip().splitlines()[1]
+    assert str(config) in hint and "Profiles found there: work." in hint
 
 
 def test_profile_from_environment(cli, monkeypatch):

@@ -191,6 +191,20 @@ def test_init_rejects_bad_options_before_writing(cli, option, value, fragment):
 
     assert fragment in error["message"]
     assert not notify_config.config_path().exists()
+    if error["code"] == "notify-bad-number":
+        # A flag's hint speaks of flags: no YAML quotes for a file the user has not seen yet.
+        assert "quotes" not in error["hint"] and f"e.g. {option} +15551234567" in error["hint"]
+
+
+@pytest.mark.parametrize("option", ["--sms", "--call"])
+def test_init_names_the_option_that_repeats_the_from_number(cli, option):
+    result = cli("notify", "init", "--from", SENDER, option, SENDER, code=2)
+
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"Error: {option} {SENDER} is the --from number.", result.stderr
+    assert lines[1].startswith("Hint: ") and "21266" in lines[1] and len(lines) == 2
+    assert "notify.yaml" not in result.stderr  # no line of a file that was never written
+    assert not notify_config.config_path().exists()
 
 
 def test_write_template_applies_numbers_to_every_click(tmp_path):

@@ -114,13 +114,17 @@ class AppContext:
             if service not in self._clients:
                 from botocore.config import Config
 
+                from iotbutton_cli.aws import retry
+
                 config = Config(
                     region_name=self.region,
                     retries=_retry_config(),
+                    connect_timeout=retry.CONNECT_TIMEOUT_SECONDS,
                     max_pool_connections=MAX_POOL_CONNECTIONS,
                     user_agent_extra="iotbutton-cli",
                 )
                 client = self.session.client(service, config=config, endpoint_url=self.endpoint_url)
+                retry.limit_connection_retries(client)
                 if service == "iot":
                     self._limit_rate(client)
                 self._clients[service] = client

@@ -1,14 +1,18 @@
 """``iotbutton demo``: the whole story in a private sandbox, checked at every step.
 
-The demo lives in its own home folder (``<data dir>/demo``) with its own sandbox process, so it
-never touches the user's registry, keys, notify.yaml or sandbox. It provisions a button, deploys
-the notifier with a demo config, clicks SINGLE, DOUBLE and LONG, checks that exactly the expected
-Twilio requests arrived, and cleans up (unless kept). Events are yielded for the CLI to render.
+The demo lives in its own home folder with its own sandbox process, so it never touches the
+user's registry, keys, notify.yaml or sandbox: a fresh temporary folder (under ``$IOTBUTTON_HOME``
+when that is set), deleted when the demo succeeded, or ``<data dir>/demo`` with ``--keep``. It
+provisions a button, deploys the notifier with a demo config, clicks SINGLE, DOUBLE and LONG,
+checks that exactly the expected Twilio requests arrived, and cleans up (unless kept). Events are
+yielded for the CLI to render.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -67,10 +71,22 @@ class DemoOutcome:
     ok: bool = True
     clicks: dict[str, bool] = field(default_factory=dict)
     home: str = ""
+    removed: bool = False  # the demo's folder is gone: nothing of it is left on disk
 
 
 def demo_home() -> Path:
+    """Where ``demo --keep`` keeps its sandbox and resources for the user to explore."""
     return data_dir() / "demo"
+
+
+def fresh_home() -> Path:
+    """A new empty folder for a demo that keeps nothing: in the system's temporary folder, so the
+    user's data folder is never written, or under ``$IOTBUTTON_HOME`` when that is set (tests
+    and parallel setups keep everything they write under it)."""
+    parent = Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None
+    if parent is not None:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="iotbutton-demo-", dir=parent))
 
 
 @contextmanager
@@ -89,17 +105,31 @@ def _home(path: Path) -> Iterator[None]:
 
 def run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
     """Run the demo, yielding what happens; ``outcome`` says whether every click worked."""
-    home = demo_home()
+    if keep:
+        home = demo_home()
+        with _home(home):
+            from iotbutton_cli.sandbox import client as sandbox_control
+
+            sandbox_control.stop()  # a kept demo from last time
+        shutil.rmtree(home, ignore_errors=True)  # ... and its records: start from nothing
+    else:
+        home = fresh_home()
     outcome.home = str(home)
-    with _home(home):
-        yield from _run(keep, outcome)
+    finished = False
+    try:
+        with _home(home):
+            yield from _run(keep, outcome)
+        finished = True
+    finally:
+        if not keep and finished and outcome.ok:
+            shutil.rmtree(home, ignore_errors=True)  # its CA, cache, locks and registry too
+            outcome.removed = not home.exists()
 
 
 def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
     from iotbutton_cli.context import AppContext, Settings
     from iotbutton_cli.sandbox import client as sandbox_control
 
-    sandbox_control.stop()  # a kept demo from last time: start from an empty account
     yield DemoEvent("step", "Starting a private sandbox (AWS IoT, Lambda and Twilio, offline)")
     info, _ = sandbox_control.start()
     yield DemoEvent(
@@ -169,7 +199,8 @@ def _provisioning_failed(error: dict[str, Any] | None) -> IotButtonError:
         f"The demo could not provision its button {DEMO_SERIAL}: {why}"
         + (f" ({code})" if code else ""),
         (error or {}).get("hint")
-        or f"See the demo's sandbox log under {demo_home()}, then run `iotbutton demo` again.",
+        or f"See the demo's sandbox log under {os.environ.get(HOME_ENV) or demo_home()} "
+        "(kept for that; delete it when done), then run `iotbutton demo` again.",
     )
 
 

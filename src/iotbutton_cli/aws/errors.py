@@ -89,6 +89,16 @@ def after_call(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any)
 
 def translate(exc: BaseException) -> IotButtonError | None:
     """The user-facing error for a botocore exception, or None if ``exc`` is not one."""
+    parsers = sys.modules.get("botocore.parsers")
+    if parsers is not None and isinstance(exc, parsers.ResponseParserError):
+        # Something answered that is not AWS: a web server at --endpoint-url, a captive portal.
+        detail = str(exc).split("\n", 1)[0].split(", invalid", 1)[0]
+        return IotButtonError(
+            "not-aws",
+            f"The endpoint answered with something that is not an AWS response: {detail}.",
+            "Check --endpoint-url / AWS_ENDPOINT_URL, and any proxy or captive portal "
+            "(HTTPS_PROXY) between you and AWS.",
+        )
     exceptions = sys.modules.get("botocore.exceptions")
     if exceptions is None or not isinstance(exc, exceptions.BotoCoreError | exceptions.ClientError):
         return None
@@ -127,18 +137,15 @@ def _translate_client_error(exc: Any) -> IotButtonError:
 
 def _translate_botocore_error(exc: BaseException, exceptions: Any) -> IotButtonError:
     if isinstance(exc, exceptions.ProfileNotFound):
-        return credentials_error(
-            "unknown-profile",
-            str(exc),
-            "List your profiles with `aws configure list-profiles`, or drop --profile.",
-        )
+        return credentials_error("unknown-profile", str(exc), _profiles_hint())
     if isinstance(exc, exceptions.NoCredentialsError | exceptions.PartialCredentialsError):
         return credentials_error(
             "no-credentials",
             "No AWS credentials found."
             if isinstance(exc, exceptions.NoCredentialsError)
             else f"Incomplete AWS credentials: {exc}",
-            "Run `aws configure`, set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
+            "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE for a profile in "
+            "~/.aws/credentials (`aws configure` writes one, if you have the AWS CLI), "
             "or try the offline sandbox with --sandbox.",
         )
     if isinstance(exc, exceptions.NoRegionError):
@@ -158,3 +165,28 @@ def _translate_botocore_error(exc: BaseException, exceptions: Any) -> IotButtonE
             "Check your network, the region, or --endpoint-url / AWS_ENDPOINT_URL.",
         )
     return IotButtonError("aws-error", f"AWS client error: {exc}", "Run again with -v for detail.")
+
+
+def _profiles_hint() -> str:
+    """Which profiles exist, read as botocore reads them (no AWS CLI needed to list them)."""
+    import os
+
+    import botocore.session
+
+    files = [
+        os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config",
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials",
+    ]
+    try:
+        names = sorted(set(botocore.session.Session().available_profiles) - {"default"})
+    except Exception:  # a broken config file: the hint still names the files
+        names = []
+    known = (
+        f"Profiles found there: {', '.join(names)}."
+        if names
+        else "No named profiles are defined there."
+    )
+    return (
+        f"Profiles live in {files[0]} ([profile NAME]) and {files[1]} ([NAME]). {known} "
+        "Pass one with --profile, or unset AWS_PROFILE and drop --profile."
+    )

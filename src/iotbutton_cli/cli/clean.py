@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,10 +12,13 @@ from iotbutton_cli.cli import views
 from iotbutton_cli.cli.common import JsonOption, KeepLocalOption, YesOption, command_context
 from iotbutton_cli.errors import ExitStatus
 
+# From this many resources on, a summary by kind comes before the rows, plan and report alike.
+SUMMARY_FROM = 20
+
 if TYPE_CHECKING:
     from iotbutton_cli.cli.output import Output
     from iotbutton_cli.context import AppContext
-    from iotbutton_cli.lifecycle.teardown import CleanPlan, CleanReport, Outcome
+    from iotbutton_cli.lifecycle.teardown import CleanPlan, CleanReport, Outcome, Step
 
 
 def clean(
@@ -49,6 +52,12 @@ def clean(
         if not plan.steps:
             return
         if not out.json:
+            if len(plan.steps) >= SUMMARY_FROM:
+                out.table(
+                    f"By kind ({len(plan.steps)} resources)",
+                    ["kind", "resources"],
+                    [[kind, count] for kind, count in _count_by_kind(plan.steps).items()],
+                )
             out.table(
                 f"{'Would remove' if dry_run else 'Plan'} ({_where(app_ctx)})",
                 ["#", "resource"],
@@ -86,6 +95,15 @@ def clean(
         raise typer.Exit(int(ExitStatus.PARTIAL))
 
 
+def _count_by_kind(steps: Iterable[Step]) -> dict[str, int]:
+    """How many steps of each kind, in teardown order (the steps come in that order)."""
+    counts: dict[str, int] = {}
+    for step in steps:
+        kind = step.kind.replace("_", " ")
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def _where(app_ctx: AppContext) -> str:
     return f"account {app_ctx.account_id}, {app_ctx.region}"
 
@@ -93,6 +111,14 @@ def _where(app_ctx: AppContext) -> str:
 def _print_report(out: Output, report: CleanReport) -> None:
     removed = report.with_status("removed")
     out.say(f"Removed {len(removed)} of {len(report.outcomes)} resources.")
+    if len(report.outcomes) >= SUMMARY_FROM:
+        by_kind: dict[str, dict[str, int]] = {}
+        for outcome in report.outcomes:
+            statuses = by_kind.setdefault(outcome.step.kind.replace("_", " "), {})
+            statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+        for kind, statuses in by_kind.items():
+            counts = ", ".join(f"{count} {status}" for status, count in statuses.items())
+            out.info(f"  {kind}: {counts}")
     for outcome in report.outcomes:
         if outcome.status != "removed":
             out.info(f"  {outcome.status}: {outcome.step.label}: {outcome.detail}")

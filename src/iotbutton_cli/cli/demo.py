@@ -21,6 +21,8 @@ def demo(
     json: JsonOption = False,
 ) -> None:
     """Provision a button, deploy the notifier, click SINGLE/DOUBLE/LONG, show the messages."""
+    import shlex
+
     from rich.markup import escape
 
     from iotbutton_cli import demo as demos
@@ -53,14 +55,19 @@ def demo(
 
     def render() -> None:
         if not outcome.ok:
+            if not keep:
+                out.info(f"The demo's folder is kept for its logs: {outcome.home}")
             return
         console.print("\n[bold green]Every click produced exactly the configured messages.[/]")
         if keep:
-            console.print(
-                f"Explore: IOTBUTTON_HOME={escape(outcome.home)} iotbutton --sandbox "
-                "things list (stop with: … iotbutton sandbox stop)"
-            )
+            # Pasteable as printed: the demo's own IOTBUTTON_HOME, never the user's sandbox.
+            home = f"IOTBUTTON_HOME={shlex.quote(outcome.home)}"
+            explore = f"Explore: {home} iotbutton --sandbox things list"
+            console.print(escape(explore), soft_wrap=True)
+            console.print(escape(f"Stop it: {home} iotbutton sandbox stop"), soft_wrap=True)
         else:
+            if outcome.removed:
+                console.print("Removed the demo's folder: it left nothing on disk.")
             console.print(
                 "Next: `iotbutton sandbox start`, then the same commands with "
                 "--sandbox; or drop --sandbox to do it for real on AWS."

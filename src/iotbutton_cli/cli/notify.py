@@ -38,11 +38,19 @@ def init(
     ] = None,
     sms: Annotated[
         list[str] | None,
-        typer.Option("--sms", help="Number to text on every click type (E.164); repeatable."),
+        typer.Option(
+            "--sms",
+            metavar="<str>",  # not <list[str]>, whatever the Typer version
+            help="Number to text on every click type (E.164); repeatable.",
+        ),
     ] = None,
     call: Annotated[
         list[str] | None,
-        typer.Option("--call", help="Number to call on every click type (E.164); repeatable."),
+        typer.Option(
+            "--call",
+            metavar="<str>",  # not <list[str]>, whatever the Typer version
+            help="Number to call on every click type (E.164); repeatable.",
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing config with a fresh template.")

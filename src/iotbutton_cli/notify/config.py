@@ -72,6 +72,10 @@ E164_HINT = (
     "Write phone numbers in E.164, in quotes: a plus, the country code and the number, no spaces "
     'or dashes, e.g. "+15551234567".'
 )
+OPTION_E164_HINT = (
+    "Give phone numbers in E.164: a plus, the country code and the number, no spaces or dashes, "
+    "e.g. --sms +15551234567."
+)
 SHAPE_HINT = "Compare it with the template: `iotbutton notify init --force` writes a fresh one."
 TEMPLATE_HINT = "Use only {person}, {serial}, {click}, {battery} and {time}; {{ and }} for braces."
 NO_SECRETS_HINT = (
@@ -251,7 +255,14 @@ def write_template(
             "Edit it, or pass --force to replace it with a fresh template.",
         )
     text = render_template(account_sid, from_, person, sms, call)
-    _Parser(path, allow_incomplete=True).parse(text)  # the template itself must be sound
+    try:
+        _Parser(path, allow_incomplete=True).parse(text)  # the template itself must be sound
+    except IotButtonError as exc:
+        # _check_options should have caught it; still, never name a line of a file not written.
+        detail = exc.message.removeprefix(f"{path}:").split(": ", 1)[-1]
+        raise usage_error(
+            exc.code, f"These options would not make a valid notify.yaml: {detail}.", exc.hint
+        ) from None
     paths.write_private_file(path, text, mode=0o600)
     return path
 
@@ -302,7 +313,16 @@ def _check_options(
     for option, number in options:
         if not E164_PATTERN.fullmatch(number):
             raise usage_error(
-                "notify-bad-number", f"{option} {number!r} is not an E.164 phone number.", E164_HINT
+                "notify-bad-number",
+                f"{option} {number!r} is not an E.164 phone number.",
+                OPTION_E164_HINT.replace("--sms", option),
+            )
+        if option != "--from" and number == from_:
+            raise usage_error(
+                "notify-bad-number",
+                f"{option} {number} is the --from number.",
+                "Twilio cannot send a number a message or call from itself (error 21266); "
+                "give --from your Twilio number and --sms/--call the people to reach.",
             )
 
 
