@@ -35,6 +35,10 @@ def click(
         int, typer.Option("--battery", min=0, max=5000, help="Battery voltage in mV.")
     ] = 1650,
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many clicks.")] = 1,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Sandbox: wait until Twilio received the click's SMS/calls."),
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """Publish a click as the button does.
@@ -54,7 +58,15 @@ def click(
             "Choose one of --single, --double, --long.",
             "Run the command once per click type; --count repeats one.",
         )
-    sent = simulator.click(app_ctx, serial, (chosen or ["SINGLE"])[0], battery, count)
+    click_type = (chosen or ["SINGLE"])[0]
+    deliveries: list[dict[str, Any]] | None = None
+    if wait:
+        from iotbutton_cli.notify import delivery
+
+        waited = delivery.click_and_wait(app_ctx, serial, click_type, battery, count)
+        sent, deliveries = waited.sent, waited.deliveries
+    else:
+        sent = simulator.click(app_ctx, serial, click_type, battery, count)
 
     def render() -> None:
         first = sent[0]
@@ -63,8 +75,23 @@ def click(
             f"Published {times}{first.payload['clickType']} to {first.topic} "
             f"via {first.host}:{first.port}: {payload_text(first.payload)}"
         )
+        if deliveries is not None:
+            from rich.markup import escape
+
+            out.say(escape(_delivered(deliveries)))
 
     out.result([views.published_view(one) for one in sent], human=render)
+
+
+def _delivered(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "The notifier's config names no SMS or call for this click: nothing to wait for."
+    each = []
+    for entry in entries:
+        kind = "SMS" if entry.get("resource") == "Messages" else "call"
+        answer = entry.get("status") or entry.get("error", {}).get("code")
+        each.append(f"{kind} to {entry.get('fields', {}).get('To', '?')} [{answer}]")
+    return "Twilio received: " + ", ".join(each) + " (`iotbutton sandbox outbox` shows them)."
 
 
 @app.command("subscribe")
