@@ -10,6 +10,7 @@ yielded for the CLI to render.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -226,23 +227,14 @@ def _watch(ctx: Any, traffic: list[Any]) -> threading.Thread:
 def _click(ctx: Any, click: str, outcome: DemoOutcome) -> Iterator[DemoEvent]:
     from iotbutton_cli.device import simulator
     from iotbutton_cli.sandbox import client as sandbox_control
+    from iotbutton_cli.sandbox import outbox
 
     before = len(sandbox_control.outbox(sandbox_control.require_running()))
     simulator.click(ctx, DEMO_SERIAL, click)
     yield DemoEvent("click", f"Clicked {click}", click)
     expected = sorted(EXPECTED[click])
-    deadline = time.monotonic() + OUTBOX_TIMEOUT_SECONDS
-    got: list[tuple[str, str]] = []
-    while time.monotonic() < deadline:
-        entries = sandbox_control.outbox(sandbox_control.require_running())[before:]
-        got = sorted(
-            (entry["resource"], entry["fields"].get("To", ""))
-            for entry in entries
-            if entry.get("http_status") == 201
-        )
-        if len(got) >= len(expected):
-            break
-        time.sleep(0.1)
+    with contextlib.suppress(IotButtonError):  # what did arrive is reported below
+        outbox.wait_for(len(expected), since=before, timeout=OUTBOX_TIMEOUT_SECONDS)
     time.sleep(0.2)  # anything extra would show up now
     entries = sandbox_control.outbox(sandbox_control.require_running())[before:]
     got = sorted((entry["resource"], entry["fields"].get("To", "")) for entry in entries)

@@ -26,6 +26,7 @@ def demo(
     from rich.markup import escape
 
     from iotbutton_cli import demo as demos
+    from iotbutton_cli.cli.sim import payload_text
     from iotbutton_cli.errors import ExitStatus
 
     _, out = command_context(ctx, json)
@@ -49,7 +50,8 @@ def demo(
         elif event.kind == "traffic":
             console.print(f"\n[bold cyan]▶ {escape(event.text)}[/]")
             for message in event.data:
-                console.print(f"  {escape(message.topic)} {escape(str(message.payload))}")
+                text = payload_text(message.payload)
+                console.print(f"  {escape(message.topic)} {escape(text)}")
         elif event.kind == "outbox":
             _print_outbox(out, event.text, event.data)
 

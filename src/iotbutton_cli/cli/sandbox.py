@@ -167,6 +167,13 @@ def _print_status(out: Output, info: Any) -> None:
 def outbox(
     ctx: typer.Context,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+    wait: Annotated[
+        int | None,
+        typer.Option("--wait", min=1, help="First wait until it holds N entries."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="How long --wait waits, in seconds.")
+    ] = 30.0,
     json: JsonOption = False,
 ) -> None:
     """Show the SMS and calls the Twilio stand-in received (with --json: one list)."""
@@ -175,7 +182,12 @@ def outbox(
     from iotbutton_cli.sandbox import client as sandbox_control
 
     _, out = command_context(ctx, json)
-    entries = sandbox_control.outbox()
+    if wait is not None:
+        from iotbutton_cli.sandbox import outbox as sandbox_outbox
+
+        entries = sandbox_outbox.wait_for(wait, timeout=timeout)
+    else:
+        entries = sandbox_control.outbox()
     if out.json and not follow:
         out.write_json(views.outbox_view(entries))
         return

@@ -13,6 +13,15 @@ from iotbutton_cli.cli.common import JsonOption, command_context
 app = typer.Typer(help="Simulate a button and watch MQTT traffic.", no_args_is_help=True)
 
 
+def payload_text(payload: Any) -> str:
+    """A payload as people read it: JSON as JSON (not a Python dict), text as it came."""
+    import json
+
+    if isinstance(payload, str):
+        return payload
+    return json.dumps(payload, ensure_ascii=False)
+
+
 @app.command("click")
 def click(
     ctx: typer.Context,
@@ -26,9 +35,16 @@ def click(
         int, typer.Option("--battery", min=0, max=5000, help="Battery voltage in mV.")
     ] = 1650,
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many clicks.")] = 1,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Sandbox: wait until Twilio received the click's SMS/calls."),
+    ] = False,
     json: JsonOption = False,
 ) -> None:
-    """Publish a click exactly as the button does (mutual TLS, client id = serial)."""
+    """Publish a click as the button does.
+
+    Mutual TLS, client id = serial.
+    """
     from iotbutton_cli.device import simulator
     from iotbutton_cli.errors import usage_error
 
@@ -42,17 +58,40 @@ def click(
             "Choose one of --single, --double, --long.",
             "Run the command once per click type; --count repeats one.",
         )
-    sent = simulator.click(app_ctx, serial, (chosen or ["SINGLE"])[0], battery, count)
+    click_type = (chosen or ["SINGLE"])[0]
+    deliveries: list[dict[str, Any]] | None = None
+    if wait:
+        from iotbutton_cli.notify import delivery
+
+        waited = delivery.click_and_wait(app_ctx, serial, click_type, battery, count)
+        sent, deliveries = waited.sent, waited.deliveries
+    else:
+        sent = simulator.click(app_ctx, serial, click_type, battery, count)
 
     def render() -> None:
         first = sent[0]
         times = f"{len(sent)} x " if len(sent) > 1 else ""
         out.say(
             f"Published {times}{first.payload['clickType']} to {first.topic} "
-            f"via {first.host}:{first.port}: {first.payload}"
+            f"via {first.host}:{first.port}: {payload_text(first.payload)}"
         )
+        if deliveries is not None:
+            from rich.markup import escape
+
+            out.say(escape(_delivered(deliveries)))
 
     out.result([views.published_view(one) for one in sent], human=render)
+
+
+def _delivered(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "The notifier's config names no SMS or call for this click: nothing to wait for."
+    each = []
+    for entry in entries:
+        kind = "SMS" if entry.get("resource") == "Messages" else "call"
+        answer = entry.get("status") or entry.get("error", {}).get("code")
+        each.append(f"{kind} to {entry.get('fields', {}).get('To', '?')} [{answer}]")
+    return "Twilio received: " + ", ".join(each) + " (`iotbutton sandbox outbox` shows them)."
 
 
 @app.command("subscribe")
@@ -65,9 +104,18 @@ def subscribe(
     count: Annotated[
         int | None, typer.Option("--count", "-n", min=1, help="Stop after N messages.")
     ] = None,
+    reconnect_for: Annotated[
+        float,
+        typer.Option(
+            "--reconnect-for", min=0, help="After losing the connection, retry for S seconds."
+        ),
+    ] = 60.0,
     json: JsonOption = False,
 ) -> None:
-    """Print each message on the button topics live, until Ctrl-C, --duration or --count."""
+    """Print the button topics' messages live.
+
+    Until Ctrl-C, --duration or --count; a lost connection is retried for a while.
+    """
     from iotbutton_cli.device import simulator
 
     app_ctx, out = command_context(ctx, json)
@@ -78,17 +126,23 @@ def subscribe(
         else:
             from rich.markup import escape
 
+            arrived = message.time.astimezone().strftime("%H:%M:%S")
             out.say(
-                f"[dim]{message.time}[/] [bold]{escape(message.topic)}[/] "
-                f"{escape(str(message.payload))}"
+                f"[dim]{arrived}[/] [bold]{escape(message.topic)}[/] "
+                f"{escape(payload_text(message.payload))}"
             )
 
     def ready() -> None:
         # Always on stderr, --json too: scripts wait for this line before they publish.
         out.stderr_console().print(f"Watching {topic} (Ctrl-C to stop)…", highlight=False)
 
+    def status(text: str) -> None:
+        out.stderr_console().print(text, highlight=False)
+
     try:
-        simulator.subscribe(app_ctx, topic, show, duration, count, ready)
+        simulator.subscribe(
+            app_ctx, topic, show, duration, count, ready, status, reconnect_for=reconnect_for
+        )
     except KeyboardInterrupt:
         out.info("Stopped.")
 
@@ -108,7 +162,10 @@ def send(
     ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Publish any payload as a button, e.g. to try a custom rule."""
+    """Publish any payload as a button.
+
+    For example, to try a custom rule.
+    """
     from iotbutton_cli.device import simulator
     from iotbutton_cli.errors import usage_error
 

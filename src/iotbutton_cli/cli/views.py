@@ -369,8 +369,12 @@ def published_view(sent: Published) -> View:
 
 
 def received_view(message: Received) -> View:
-    """One line of ``sim subscribe --json``."""
-    return {"topic": message.topic, "payload": message.payload, "time": message.time}
+    """One line of ``sim subscribe --json``: ``time`` in ISO 8601 UTC, to the millisecond."""
+    return {
+        "topic": message.topic,
+        "payload": message.payload,
+        "time": message.time.isoformat(timespec="milliseconds"),
+    }
 
 
 # -- sandbox ------------------------------------------------------------------------------------

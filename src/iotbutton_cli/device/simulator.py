@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from iotbutton_cli.aws import topics
@@ -31,6 +32,9 @@ from iotbutton_cli.provisioning.serials import not_found, validate_serial
 from iotbutton_cli.registry import keyfiles, kinds
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+RECONNECT_FOR_SECONDS = 60.0  # how long `sim subscribe` keeps trying after losing the broker
+RECONNECT_MIN_SECONDS = 1
+RECONNECT_MAX_SECONDS = 5
 MONITOR_ROLE = "monitor"
 
 
@@ -47,7 +51,7 @@ class Published:
 class Received:
     topic: str
     payload: Any
-    time: str
+    time: datetime  # when it arrived, timezone-aware (UTC)
 
 
 # --- identities --------------------------------------------------------------------------------
@@ -117,10 +121,16 @@ def _monitor_client_id() -> str:
 # --- MQTT ----------------------------------------------------------------------------------------
 
 
-def _connect(endpoint: Endpoint, identity: DeviceCredentials) -> Any:
+def _connect(endpoint: Endpoint, identity: DeviceCredentials, **callbacks: Any) -> Any:
+    """Connected, or a one-line error. ``callbacks``: awscrt's ``on_connection_interrupted`` and
+    ``on_connection_resumed``, for a client that stays connected (it then reconnects by itself,
+    retrying every 1 to 5 s)."""
     from awsiot import mqtt_connection_builder
 
     connection = mqtt_connection_builder.mtls_from_path(
+        **callbacks,
+        reconnect_min_timeout_secs=RECONNECT_MIN_SECONDS,
+        reconnect_max_timeout_secs=RECONNECT_MAX_SECONDS,
         endpoint=endpoint.host,
         port=endpoint.port,
         cert_filepath=identity.certificate,
@@ -262,17 +272,40 @@ def subscribe(
     duration: float | None = None,
     count: int | None = None,
     ready: Callable[[], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
+    reconnect_for: float = RECONNECT_FOR_SECONDS,
 ) -> int:
-    """Print button traffic as the monitor until ``duration`` passes or ``count`` arrive."""
+    """Print button traffic as the monitor until ``duration`` passes or ``count`` arrive.
+
+    A lost connection is reported through ``on_status`` and retried (the subscription is made
+    again on the new connection) for ``reconnect_for`` seconds; then ``connection-lost``.
+    """
     from awscrt import mqtt
 
     topics.check_filter(topic)
     identity = monitor_identity(ctx)
     endpoint = data_endpoint(ctx)
-    connection = _connect(endpoint, identity)
+    where = f"{endpoint.host}:{endpoint.port}"
     received = 0
     done = threading.Event()
+    changed = threading.Event()  # the connection went or came back
     lock = threading.Lock()
+    state: dict[str, Any] = {"lost_at": None, "why": "", "resumed": False}
+
+    def status(text: str) -> None:
+        if on_status:
+            on_status(text)
+
+    def interrupted(*_: Any, error: Any = None, **__: Any) -> None:
+        with lock:
+            state["lost_at"] = time.monotonic()
+            state["why"] = getattr(error, "name", None) or str(error or "")
+        changed.set()
+
+    def resumed(*_: Any, **__: Any) -> None:
+        with lock:
+            state["resumed"] = True
+        changed.set()
 
     def handle(topic: str, payload: bytes, **_: Any) -> None:
         nonlocal received
@@ -284,25 +317,78 @@ def subscribe(
             if done.is_set():
                 return
             received += 1
-            on_message(Received(topic, body, time.strftime("%H:%M:%S")))
+            on_message(Received(topic, body, datetime.now(timezone.utc)))
             if count is not None and received >= count:
                 done.set()
+                changed.set()
 
+    connection = _connect(
+        endpoint, identity, on_connection_interrupted=interrupted, on_connection_resumed=resumed
+    )
     try:
-        future, _ = connection.subscribe(topic, mqtt.QoS.AT_LEAST_ONCE, callback=handle)
-        try:
-            granted = future.result(timeout=CONNECT_TIMEOUT_SECONDS)
-        except mqtt.SubscribeError:  # the broker answered SUBACK failure (0x80)
-            granted = {}
-        if granted.get("qos") is None or str(granted.get("qos")).endswith("FAILURE"):
-            raise IotButtonError(
-                "subscribe-denied",
-                f"The endpoint refused the subscription to {topic}.",
-                f"The monitor may watch only {TOPIC_PREFIX}/... topics.",
-            )
+        _subscribe_once(connection, topic, handle, mqtt)
         if ready:
             ready()
-        done.wait(timeout=duration)
+        deadline = None if duration is None else time.monotonic() + duration
+        while not done.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            with lock:
+                lost_at, why, back = state["lost_at"], state["why"], state["resumed"]
+                state["resumed"] = False
+                changed.clear()
+            if back:
+                with lock:
+                    state["lost_at"] = None
+                # A clean session keeps no subscription: make it again on the new connection.
+                try:
+                    _subscribe_once(connection, topic, handle, mqtt)
+                except IotButtonError:
+                    raise
+                except Exception:  # lost again meanwhile: the loss callback tells
+                    with lock:
+                        if state["lost_at"] is None:
+                            state["lost_at"], state["why"] = time.monotonic(), "resubscribe failed"
+                    continue
+                status(f"Reconnected to {where}; watching {topic} again.")
+                continue
+            if lost_at is not None and why is not None:
+                status(
+                    f"Lost the connection to {where} ({why}); "
+                    f"trying to reconnect for {reconnect_for:.0f} s…"
+                )
+                with lock:
+                    state["why"] = None  # said once per loss
+            if lost_at is not None and now - lost_at >= reconnect_for:
+                raise IotButtonError(
+                    "connection-lost",
+                    f"Lost the connection to {where} and could not reconnect within "
+                    f"{reconnect_for:.0f} s.",
+                    "Check the endpoint (`iotbutton endpoint`); for the sandbox, `iotbutton "
+                    "sandbox status`, then run the command again.",
+                )
+            waits = [0.5]
+            if deadline is not None:
+                waits.append(deadline - now)
+            if lost_at is not None:
+                waits.append(lost_at + reconnect_for - now)
+            # Woken at once by a message count reached, a loss or a reconnection.
+            changed.wait(timeout=max(0.0, min(waits)))
     finally:
         _disconnect(connection)
     return received
+
+
+def _subscribe_once(connection: Any, topic: str, handle: Callable[..., None], mqtt: Any) -> None:
+    future, _ = connection.subscribe(topic, mqtt.QoS.AT_LEAST_ONCE, callback=handle)
+    try:
+        granted = future.result(timeout=CONNECT_TIMEOUT_SECONDS)
+    except mqtt.SubscribeError:  # the broker answered SUBACK failure (0x80)
+        granted = {}
+    if granted.get("qos") is None or str(granted.get("qos")).endswith("FAILURE"):
+        raise IotButtonError(
+            "subscribe-denied",
+            f"The endpoint refused the subscription to {topic}.",
+            f"The monitor may watch only {TOPIC_PREFIX}/... topics.",
+        )

@@ -1,0 +1,41 @@
+"""Wait for the Twilio stand-in's outbox: a click's SMS and calls arrive a moment after the click
+(the rule invokes the notifier, whose first run starts a worker), not with it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.sandbox import client
+from iotbutton_cli.sandbox.protocol import SandboxInfo
+
+WAIT_SECONDS = 30.0
+POLL_SECONDS = 0.1
+
+
+def wait_for(
+    count: int, since: int = 0, timeout: float = WAIT_SECONDS, info: SandboxInfo | None = None
+) -> list[dict[str, Any]]:
+    """The outbox's entries after the first ``since``, once there are at least ``count`` of them
+    (of the running sandbox when ``info`` is None); ``outbox-timeout`` after ``timeout`` s."""
+    info = info or client.require_running()
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = client.outbox(info)[since:]
+        if len(entries) >= count:
+            return entries
+        if time.monotonic() >= deadline:
+            raise IotButtonError(
+                "outbox-timeout",
+                f"The outbox received {len(entries)} of the {count} SMS and calls waited for "
+                f"within {timeout:g} s.",
+                "See what the notifier did with `iotbutton --sandbox notify logs`, and the "
+                "rules with `iotbutton --sandbox rules list`.",
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def size(info: SandboxInfo | None = None) -> int:
+    """How many entries the outbox holds now."""
+    return len(client.outbox(info))
