@@ -275,7 +275,9 @@ def done(value: Any) -> Any:
 def stand_in_mqtt(monkeypatch: pytest.MonkeyPatch) -> None:
     from iotbutton_cli.device import simulator
 
-    monkeypatch.setattr(simulator, "_connect", lambda endpoint, identity, **callbacks: StandInMqtt())
+    monkeypatch.setattr(
+        simulator, "_connect", lambda endpoint, identity, **callbacks: StandInMqtt()
+    )
 
 
 def interrupted_certificate_request(iot: Any) -> str:
