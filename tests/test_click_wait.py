@@ -70,7 +70,7 @@ def test_click_wait_needs_a_deployed_notifier(cli, sandbox):
     result = cli("--sandbox", "sim", "click", "--wait", code=1)
 
     assert "notifier is not deployed" in result.stderr
-    assert "iotbutton notify deploy" in result.stderr
+    assert "`iotbutton --sandbox notify deploy`" in result.stderr  # pasteable as printed
 
 
 def test_click_wait_needs_the_sandbox(cli):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -35,14 +36,29 @@ class Settings:
     endpoint_url: str | None = None
     verbose: int = 0
     sandbox: bool = False
+    # True when the sandbox was asked for by IOTBUTTON_SANDBOX, not --sandbox: then a command
+    # pasted from a hint reaches the sandbox without the flag.
+    sandbox_from_env: bool = False
+
+    @property
+    def sandbox_flag_needed(self) -> bool:
+        """Whether a command printed for pasting needs ``--sandbox`` to reach the same place."""
+        return self.sandbox and not self.sandbox_from_env
 
 
 class AppContext:
     """Everything a service needs to talk to AWS and to the registry, resolved lazily and once."""
 
-    def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        registry: Registry | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self._registry = registry
+        # Where a line for the user goes that is no command's result (the CLI: stderr).
+        self.notice = notice or log.info
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
 
@@ -55,10 +71,11 @@ class AppContext:
         """The running sandbox (started now if needed); only in sandbox mode."""
         from iotbutton_cli.sandbox import client as sandbox_control
 
-        info, started = sandbox_control.start()
-        if started:
-            log.info("started the sandbox (pid %s)", info.pid)
-        return info
+        result = sandbox_control.start()
+        notice = result.notice()
+        if notice:
+            self.notice(notice)
+        return result.info
 
     @cached_property
     def session(self) -> Any:
@@ -252,7 +269,7 @@ def clean_error(exc: BaseException, ctx: AppContext | None = None) -> IotButtonE
 
         error = file_error(exc)
     if error is not None and error.code == "unreachable" and ctx is not None and ctx.sandbox:
-        return IotButtonError(
+        return sandbox_gone_error(ctx) or IotButtonError(
             "unreachable",
             error.message.replace("Could not reach AWS", "Could not reach the sandbox"),
             "Its process may have just died: run `iotbutton sandbox status`, then "
@@ -260,6 +277,27 @@ def clean_error(exc: BaseException, ctx: AppContext | None = None) -> IotButtonE
             error.exit_status,
         )
     return error
+
+
+def sandbox_gone_error(ctx: AppContext) -> IotButtonError | None:
+    """``sandbox-stopped`` if the sandbox this command was using is no longer running (its
+    process is gone, as `sandbox status` would say), else None: said at once, not after
+    retries against its closed ports."""
+    if not ctx.sandbox or "sandbox_info" not in ctx.__dict__:
+        return None
+    from iotbutton_cli.sandbox import client as sandbox_control
+
+    used = ctx.sandbox_info
+    now = sandbox_control.running()
+    if now is not None and now.pid == used.pid:
+        return None
+    return IotButtonError(
+        "sandbox-stopped",
+        f"The sandbox (pid {used.pid}) stopped while this command ran, and what it held "
+        "went with it.",
+        "Run the command again: --sandbox starts a fresh, empty sandbox (`iotbutton sandbox "
+        "start` does too).",
+    )
 
 
 def _check_endpoint_url(url: str | None) -> None:

@@ -132,7 +132,7 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
     from iotbutton_cli.sandbox import client as sandbox_control
 
     yield DemoEvent("step", "Starting a private sandbox (AWS IoT, Lambda and Twilio, offline)")
-    info, _ = sandbox_control.start()
+    info = sandbox_control.start().info
     yield DemoEvent(
         "detail",
         f"AWS API {info.aws_url} · MQTT/TLS {info.mqtt_host}:"

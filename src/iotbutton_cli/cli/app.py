@@ -76,7 +76,7 @@ class ErrorHandlingGroup(TyperGroup):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        argv = list(sys.argv[1:] if args is None else args)
+        argv = hoist_global_options(list(sys.argv[1:] if args is None else args))
         try:
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except _click_exceptions() as exc:
@@ -86,6 +86,58 @@ class ErrorHandlingGroup(TyperGroup):
             sys.stderr.write("Aborted.\n")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+# The global options as main_options declares them: name -> whether it takes a value.
+GLOBAL_OPTIONS = {
+    "--profile": True,
+    "--region": True,
+    "--endpoint-url": True,
+    "--sandbox": False,
+    "-v": False,
+    "-vv": False,
+    "-vvv": False,
+    "--verbose": False,
+}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options given after the command (``iotbutton things create --sandbox``) to
+    the front, where click looks for them, as the AWS CLI accepts them anywhere. No command
+    has an option of the same name; ``--`` ends the options, as everywhere."""
+    front: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            rest.extend(argv[index:])
+            break
+        name = word.split("=", 1)[0]
+        if seen_command and name in GLOBAL_OPTIONS:
+            takes_value = GLOBAL_OPTIONS[name] and "=" not in word
+            front.extend(argv[index : index + (2 if takes_value else 1)])
+            index += 2 if takes_value else 1
+            continue
+        if not word.startswith("-"):
+            if not seen_command and _is_option_value(rest):
+                rest.append(word)
+                index += 1
+                continue
+            seen_command = True
+        rest.append(word)
+        index += 1
+    return front + rest
+
+
+def _is_option_value(before: list[str]) -> bool:
+    """Whether the word after ``before`` is the value of a global option given before the
+    command (``--region eu-west-1 things list``), not the command."""
+    if not before:
+        return False
+    last = before[-1]
+    return GLOBAL_OPTIONS.get(last, False) is True
 
 
 def _click_exceptions() -> tuple[type[Any], ...]:
@@ -185,9 +237,19 @@ def main_options(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
-    """Global options go before the command: iotbutton --region eu-west-1 things list."""
+    """Global options go before the command (iotbutton --region eu-west-1 things list) or
+    after it."""
     _configure_logging(verbose)
-    ctx.obj = AppContext(Settings(profile, region, endpoint_url, verbose, sandbox))
+    source = ctx.get_parameter_source("sandbox")
+    from_env = sandbox and getattr(source, "name", "") == "ENVIRONMENT"
+    settings = Settings(profile, region, endpoint_url, verbose, sandbox, from_env)
+    ctx.obj = AppContext(settings, notice=_notice)
+
+
+def _notice(line: str) -> None:
+    """A line that is no command's result (such as "Started the sandbox"): stderr, always."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _configure_logging(verbose: int) -> None:

@@ -27,11 +27,11 @@ def command_context(ctx: typer.Context, json: bool = False) -> tuple[AppContext,
     from iotbutton_cli.context import AppContext  # not for --help: it brings the registry
     from iotbutton_cli.paths import check_home
 
-    out = Output(json).attach(ctx)
-    check_home()
     root = ctx.find_root()
     if not isinstance(root.obj, AppContext):
         root.obj = AppContext()
+    out = Output(json, sandbox_flag=root.obj.settings.sandbox_flag_needed).attach(ctx)
+    check_home()
     return root.obj, out
 
 

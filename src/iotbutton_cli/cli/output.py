@@ -16,6 +16,7 @@ state. Rich is imported on first use so ``--help`` never pays for it.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,13 +25,27 @@ from iotbutton_cli.errors import ExitStatus, IotButtonError
 
 NO_WRAP_COLUMNS = frozenset({"serial", "certificate", "created", "status", "button"})
 META_KEY = "iotbutton.output"
+# A command quoted for pasting (`iotbutton things list`), but not one that needs no --sandbox
+# (the sandbox group, paths, demo) or has it already.
+QUOTED_COMMAND = re.compile(r"`iotbutton (?!--sandbox\b|sandbox\b|paths\b|demo\b|--help\b)")
 
 
 class Output:
-    """How this invocation prints: JSON on stdout for scripts (``--json``), or Rich for people."""
+    """How this invocation prints: JSON on stdout for scripts (``--json``), or Rich for people.
 
-    def __init__(self, json_mode: bool = False) -> None:
+    With ``sandbox_flag`` (``--sandbox`` was given, not ``IOTBUTTON_SANDBOX``), every command
+    quoted in a line, a hint or a next step gets ``--sandbox``, so pasting it reaches the same
+    sandbox and not the user's AWS account."""
+
+    def __init__(self, json_mode: bool = False, sandbox_flag: bool = False) -> None:
         self.json = json_mode
+        self.sandbox_flag = sandbox_flag
+
+    def pasteable(self, text: str) -> str:
+        """``text`` with every quoted command runnable as printed in this mode."""
+        if not self.sandbox_flag:
+            return text
+        return QUOTED_COMMAND.sub("`iotbutton --sandbox ", text)
 
     # -- where it lives -----------------------------------------------------------------------
 
@@ -82,12 +97,12 @@ class Output:
 
     def say(self, message: str) -> None:
         """A result line for people, on stdout."""
-        self.stdout_console().print(message, highlight=False)
+        self.stdout_console().print(self.pasteable(message), highlight=False)
 
     def info(self, message: str) -> None:
         """A line for people, on stderr; silent in JSON mode."""
         if not self.json:
-            self.stderr_console().print(message, highlight=False)
+            self.stderr_console().print(self.pasteable(message), highlight=False)
 
     def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
         from rich.table import Table
@@ -140,6 +155,12 @@ class Output:
 
     def error(self, error: IotButtonError) -> None:
         """One line and a hint on stderr (or ``{"error": ...}`` on stdout in JSON mode)."""
+        if self.sandbox_flag:
+            from dataclasses import replace
+
+            error = replace(
+                error, message=self.pasteable(error.message), hint=self.pasteable(error.hint)
+            )
         if self.json:
             from iotbutton_cli.cli.views import error_view
 

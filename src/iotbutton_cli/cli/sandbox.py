@@ -42,16 +42,19 @@ def start(
     if foreground:
         _run_in_foreground(aws_port, mqtt_port, twilio_port, app_ctx.settings.verbose > 0)
         return
-    info, started = sandbox_control.start(
+    result = sandbox_control.start(
         aws_port, mqtt_port, twilio_port, verbose=app_ctx.settings.verbose > 0
     )
+    info = result.info
 
     def render() -> None:
-        state = "Started the sandbox" if started else "The sandbox is already running"
+        state = "Started the sandbox" if result.started else "The sandbox is already running"
         out.say(f"{state} (pid {info.pid}).")
+        if result.forgotten:
+            out.say(result.forgotten_line())
         _print_status(out, info)
 
-    out.result(views.sandbox_started_view(info, started), human=render)
+    out.result(views.sandbox_started_view(result), human=render)
 
 
 def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose: bool) -> None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         ProvisionReport,
         ProvisionResult,
     )
-    from iotbutton_cli.sandbox.client import SandboxInfo
+    from iotbutton_cli.sandbox.client import SandboxInfo, Started
 
 View = dict[str, Any]
 
@@ -397,9 +397,14 @@ def sandbox_view(info: SandboxInfo) -> View:
     }
 
 
-def sandbox_started_view(info: SandboxInfo, started: bool) -> View:
-    """``sandbox start``."""
-    return {**sandbox_view(info), "started": started}
+def sandbox_started_view(result: Started) -> View:
+    """``sandbox start``; ``forgotten_records``: what the registry held of a sandbox that had
+    died without `sandbox stop`, forgotten now."""
+    return {
+        **sandbox_view(result.info),
+        "started": result.started,
+        "forgotten_records": sum(result.forgotten.values()),
+    }
 
 
 def sandbox_stopped_view(

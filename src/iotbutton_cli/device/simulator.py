@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from iotbutton_cli.aws import topics
-from iotbutton_cli.context import AppContext
+from iotbutton_cli.context import AppContext, sandbox_gone_error
 from iotbutton_cli.errors import IotButtonError, usage_error
 from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload
 from iotbutton_cli.provisioning import certs, policies
@@ -354,6 +354,9 @@ def subscribe(
                 status(f"Reconnected to {where}; watching {topic} again.")
                 continue
             if lost_at is not None and why is not None:
+                gone = sandbox_gone_error(ctx)  # no broker will come back: say so at once
+                if gone is not None:
+                    raise gone
                 status(
                     f"Lost the connection to {where} ({why}); "
                     f"trying to reconnect for {reconnect_for:.0f} s…"

@@ -20,6 +20,7 @@ from iotbutton_cli.aws.tags import THING_ATTRIBUTE, aws_tags
 from iotbutton_cli.context import AppContext, clean_error
 from iotbutton_cli.errors import IotButtonError, not_ours
 from iotbutton_cli.provisioning import certs, ownership
+from iotbutton_cli.provisioning.endpoint import device_ca_file
 from iotbutton_cli.provisioning.policies import ensure_button_policy
 from iotbutton_cli.provisioning.serials import not_found
 from iotbutton_cli.registry import keyfiles, kinds
@@ -244,7 +245,7 @@ def list_buttons(ctx: AppContext) -> list[Button]:
     """The buttons the registry holds for this account and region (no AWS calls)."""
     things = ctx.namespace.items(KIND)
     certificates = ctx.namespace.items(certs.KIND)
-    root_ca = str(keyfiles.data_dir() / keyfiles.ROOT_CA_NAME)
+    root_ca = device_ca_file(ctx)
     return [
         _button(serial, record, certificates, root_ca) for serial, record in sorted(things.items())
     ]
@@ -255,9 +256,7 @@ def show_button(ctx: AppContext, serial: str) -> tuple[Button, dict[str, Any]]:
     record = ctx.namespace.get(KIND, serial)
     if record is None:
         raise not_found(serial)
-    button = _button(
-        serial, record, ctx.namespace.items(certs.KIND), str(keyfiles.amazon_root_ca())
-    )
+    button = _button(serial, record, ctx.namespace.items(certs.KIND), device_ca_file(ctx))
     thing = absent_ok(ctx.client("iot").describe_thing, thingName=serial)
     if button.certificate_id:
         button.certificate_status = certs.live_status(ctx, button.certificate_id)

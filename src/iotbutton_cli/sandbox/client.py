@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ SANDBOX_NAMESPACE = "sandbox"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOG_FILE = "sandbox.log"
+# How the server's log names a port it could not listen on (server.PortInUse).
+PORT_IN_USE = re.compile(r"the (aws|mqtt|twilio) port (\d+) is already in use")
+PART_NAMES = {"aws": "AWS", "mqtt": "MQTT", "twilio": "Twilio"}
 # What would override the sandbox's keys in an AWS tool's environment, or add to them.
 UNSET_FOR_SANDBOX = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
 
@@ -102,28 +106,66 @@ def running() -> SandboxInfo | None:
 def forget_sandbox_records() -> int:
     """moto keeps its state in memory only: once a sandbox is gone, so is everything in it, and
     the registry must not keep pretending otherwise. Returns how many records were dropped."""
+    return sum(_forget_sandbox_namespace().values())
+
+
+def _forget_sandbox_namespace() -> dict[str, int]:
+    """Drop the registry's sandbox namespace and its key files; how many records of each kind."""
     from iotbutton_cli.registry import keyfiles, kinds
     from iotbutton_cli.registry.store import Registry
 
     with Registry().transaction() as document:
         namespace = document["namespaces"].pop(SANDBOX_NAMESPACE, None)
     if namespace is None:
-        return 0
+        return {}
     resources = namespace.get("resources", {})
     for record in resources.get(kinds.CERTIFICATES, {}).values():
         keyfiles.remove_key_files(record.get("files"))
     keyfiles.remove_empty_namespace_dir(SANDBOX_NAMESPACE)
-    return sum(len(items) for items in resources.values())
+    return {kind: len(items) for kind, items in resources.items() if items}
+
+
+@dataclass
+class Started:
+    """What :func:`start` found or did: the sandbox, whether it was started now, and what the
+    registry had recorded in an earlier sandbox that had died without `sandbox stop` (records
+    per kind, forgotten now: that sandbox's AWS state died with it)."""
+
+    info: SandboxInfo
+    started: bool
+    forgotten: dict[str, int] = field(default_factory=dict)
+
+    def notice(self) -> str | None:
+        """What to tell a user whose command (not `sandbox start`) just started the sandbox."""
+        if not self.started:
+            return None
+        line = f"Started the sandbox (pid {self.info.pid}); `iotbutton sandbox stop` ends it."
+        return f"{line} {self.forgotten_line()}" if self.forgotten else line
+
+    def forgotten_line(self) -> str:
+        from iotbutton_cli.registry import kinds
+
+        total = sum(self.forgotten.values())
+        buttons = self.forgotten.get(kinds.THINGS, 0)
+        what = _count(buttons, "button") if buttons else _count(total, "resource")
+        return (
+            "The sandbox before it had stopped without `iotbutton sandbox stop`: "
+            f"its {what} went with it ({_count(total, 'registry record')} forgotten)."
+        )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def start(
     aws_port: int = 0, mqtt_port: int = 0, twilio_port: int = 0, verbose: bool = False
-) -> tuple[SandboxInfo, bool]:
-    """Start the sandbox in the background unless it runs; returns (info, started_now)."""
+) -> Started:
+    """Start the sandbox in the background unless it runs."""
     current = running()
     if current is not None:
-        return current, False
-    forget_sandbox_records()  # left by a sandbox that died without `sandbox stop`
+        return Started(current, started=False)
+    forgotten = _forget_sandbox_namespace()  # left by a sandbox that died without `sandbox stop`
     folder = ensure_private_dir(sandbox_dir())
     command = server_command(folder, aws_port, mqtt_port, twilio_port, verbose)
     log_path = folder / LOG_FILE
@@ -142,7 +184,7 @@ def start(
     while time.monotonic() < deadline:
         info = running()
         if info is not None and info.pid == process.pid:
-            return info, True
+            return Started(info, started=True, forgotten=forgotten)
         if process.poll() is not None:
             raise _start_failed(log_path, f"it exited with status {process.returncode}")
         time.sleep(0.1)
@@ -154,7 +196,15 @@ def _start_failed(log_path: Path, why: str) -> IotButtonError:
     lines = [line for line in _tail(log_path, 20) if line.strip()]
     cause = next((line for line in reversed(lines) if "ERROR" in line or "Error" in line), "")
     detail = cause.split(" ERROR ", 1)[-1].strip() if cause else why
-    if "Address already in use" in detail or "address already in use" in detail:
+    in_use = PORT_IN_USE.search(detail)
+    if in_use:
+        part, port = in_use.groups()
+        return IotButtonError(
+            "sandbox-port-in-use",
+            f"The sandbox could not start: its {PART_NAMES[part]} port {port} is already in use.",
+            f"Free that port, or pick another with --{part}-port (0: any free one).",
+        )
+    if "address already in use" in detail.lower():
         return IotButtonError(
             "sandbox-port-in-use",
             f"The sandbox could not start: {detail}",

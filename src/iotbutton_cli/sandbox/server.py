@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +60,8 @@ class Sandbox:
         ensure_private_dir(self.state_dir)
         aws_port, mqtt_port, twilio_port = self.ports
         self.aws = SandboxAWS(self.state_dir, port=aws_port)
-        aws_url = self.aws.start()
+        with _listening("aws", aws_port):
+            aws_url = self.aws.start()
         # A new sandbox has an empty account, so its outbox starts empty too.
         (self.state_dir / OUTBOX_FILE).unlink(missing_ok=True)
         aws = self.aws
@@ -67,13 +71,15 @@ class Sandbox:
             port=twilio_port,
             deployed_secret=lambda: aws.parameter_value(SECRET_PARAMETER, REGION),
         )
-        twilio_url = self.twilio.start()
+        with _listening("twilio", twilio_port):
+            twilio_url = self.twilio.start()
         ca = ensure_ca(self.state_dir / "tls")
         self.broker = Broker(
             MotoDirectory(ACCOUNT, REGION), ca, REGION, ACCOUNT, mqtt_port, self.on_publish
         )
         self._loop_thread.start()
-        port = asyncio.run_coroutine_threadsafe(self.broker.start(), self._loop).result(30)
+        with _listening("mqtt", mqtt_port):
+            port = asyncio.run_coroutine_threadsafe(self.broker.start(), self._loop).result(30)
         self.state = SandboxInfo(
             pid=os.getpid(),
             aws_url=aws_url,
@@ -131,6 +137,26 @@ class Sandbox:
             self.twilio.stop()
         if hasattr(self, "aws"):
             self.aws.stop()
+
+
+class PortInUse(OSError):
+    """A part of the sandbox could not listen on the port it was given."""
+
+    def __init__(self, part: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"the {part} port {port} is already in use")
+        self.part, self.port = part, port
+
+
+@contextmanager
+def _listening(part: str, port: int) -> Iterator[None]:
+    """Name the part and the port when binding fails (the OS says only "Address already in
+    use"); the client reads this line from the log (see client.PORT_IN_USE)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE or "address already in use" in str(exc).lower():
+            raise PortInUse(part, port) from exc
+        raise
 
 
 def iot_may_invoke(function_name: str, rule_arn: str) -> bool:
