@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import queue
 import socket
 import ssl
@@ -229,30 +230,35 @@ def test_button_publishes_its_click_to_on_publish(running, connect, make_device,
     assert running.clients() == [BUTTON]
 
 
-def test_connecting_with_another_client_id_is_refused(running, connect, make_device, button_policy):
+def test_connecting_with_another_client_id_is_refused(
+    running, connect, make_device, button_policy, caplog
+):
     device = make_device(BUTTON, button_policy)
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
 
-    # awscrt reports a CONNACK refusal as a protocol error ("invalid connect return code 5").
-    with pytest.raises(Exception, match="MQTT_PROTOCOL_ERROR"):
+    # IoT Core hangs up without a CONNACK; awscrt reports the closed socket.
+    with pytest.raises(Exception) as refused:
         connect(device, "someone-else")
+    assert _connect_error_code(refused.value) == "connect-denied"
 
     assert running.clients() == []
+    assert "closed the connection of someone-else without CONNACK" in caplog.text
 
 
-def test_publishing_to_another_buttons_topic_is_dropped(
-    running, connect, make_device, button_policy
+@pytest.mark.parametrize("topic", [f"iotbutton/{OTHER_BUTTON}", f"iotbutton/{BUTTON}/extra"])
+def test_publishing_where_the_policy_denies_closes_the_connection(
+    running, connect, make_device, button_policy, caplog, topic
 ):
     make_device(OTHER_BUTTON, button_policy)
     button = connect(make_device(BUTTON, button_policy), BUTTON)
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
 
-    button.publish(f"iotbutton/{OTHER_BUTTON}", click(OTHER_BUTTON))
-    button.publish(f"iotbutton/{BUTTON}/extra", click())
-    button.publish(f"iotbutton/{BUTTON}", click())
+    with contextlib.suppress(Exception):  # no PUBACK: the connection goes
+        button.publish(topic, click())
 
-    # Publishes are handled in order: the first to reach on_publish is the allowed one.
-    assert running.next_publish() == (f"iotbutton/{BUTTON}", click(), BUTTON)
+    assert button.interrupted.wait(TIMEOUT)
     assert running.published.empty()
-    assert not button.interrupted.is_set()
+    assert f"closing the connection of {BUTTON}: iot:Publish denied" in caplog.text
 
 
 def test_deactivated_certificate_is_refused_on_next_connect(
@@ -313,13 +319,16 @@ def test_client_without_certificate_fails_the_tls_handshake(running, ca):
     assert running.clients() == []
 
 
-def test_devices_may_connect_by_name_or_by_address(running, make_device, button_policy, ca):
-    """The server certificate names both; a client connecting by address sends no SNI, and its
-    handshake must still get the current trust anchors."""
+def test_sni_is_required_as_iot_core_requires_it(running, make_device, button_policy, ca, caplog):
+    """By name (SNI sent) a device gets in; by address Python sends no SNI, and IoT Core, which
+    needs the server name, refuses the handshake: so does the sandbox, and says why."""
     device = make_device(BUTTON, button_policy)
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
 
-    for name in ("localhost", "127.0.0.1"):
-        assert _connack(running, ca, device, _connect_packet(BUTTON), server_hostname=name) == 0
+    assert _connack(running, ca, device, _connect_packet(BUTTON), server_hostname="localhost") == 0
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _connack(running, ca, device, _connect_packet(BUTTON), server_hostname="127.0.0.1")
+    assert "refused a TLS ClientHello without SNI" in caplog.text
 
 
 def test_certificate_of_several_things_connects_as_any_of_them(
@@ -331,24 +340,24 @@ def test_certificate_of_several_things_connects_as_any_of_them(
 
     assert _connack(running, ca, device, _connect_packet(OTHER_BUTTON)) == 0
     assert _connack(running, ca, device, _connect_packet(BUTTON)) == 0
-    assert _connack(running, ca, device, _connect_packet("G030JF0553648AAA")) == 5
+    assert _connack(running, ca, device, _connect_packet("G030JF0553648AAA")) is None
 
 
-def test_monitor_receives_clicks_but_a_button_cannot_subscribe(
+def test_monitor_receives_clicks_but_a_button_that_subscribes_is_disconnected(
     running, connect, make_device, button_policy, monitor_policy
 ):
-    from awscrt.mqtt import SubscribeError
-
     monitor = connect(make_device("monitor-1", monitor_policy, thing=False), "monitor-1")
     monitor.subscribe("iotbutton/+")
     button = connect(make_device(BUTTON, button_policy), BUTTON)
+    other = connect(make_device(OTHER_BUTTON, button_policy), OTHER_BUTTON)
 
-    with pytest.raises(SubscribeError):
-        button.subscribe(f"iotbutton/{BUTTON}")
     button.publish(f"iotbutton/{BUTTON}", click())
+    with pytest.raises(Exception):  # noqa: B017 - no SUBACK: IoT Core closes the connection
+        other.subscribe(f"iotbutton/{OTHER_BUTTON}")
 
     assert monitor.next_message() == (f"iotbutton/{BUTTON}", click())
-    assert button.messages.empty()
+    assert other.interrupted.wait(TIMEOUT)
+    assert not button.interrupted.is_set() and not monitor.interrupted.is_set()
 
 
 def test_receive_is_checked_for_each_message(running, connect, make_device, button_policy, iot):
@@ -392,7 +401,7 @@ def test_refused_connect_does_not_wipe_another_clients_subscription(
     monitor.subscribe("iotbutton/+")
     device = make_device(BUTTON, button_policy)
 
-    with pytest.raises(Exception, match="MQTT_PROTOCOL_ERROR"):
+    with pytest.raises(Exception):  # noqa: B017 - closed without CONNACK
         connect(device, "monitor-1")  # clean session, another's client id, not authorized
     button = connect(device, BUTTON)
     button.publish(f"iotbutton/{BUTTON}", click())
@@ -401,12 +410,13 @@ def test_refused_connect_does_not_wipe_another_clients_subscription(
     assert not monitor.interrupted.is_set()
 
 
-def test_refusals_are_answered_with_the_right_connack(running, make_device, button_policy, ca):
+def test_refusals_are_answered_as_iot_core_answers(running, make_device, button_policy, ca):
     device = make_device(BUTTON, button_policy)
 
-    assert _connack(running, ca, device, _connect_packet(BUTTON, level=5)) == 1  # MQTT 5
+    assert _connack(running, ca, device, _connect_packet(BUTTON, level=5)) == 0x84  # MQTT 5
     assert _connack(running, ca, device, _connect_packet("")) == 2  # identifier rejected
-    assert _connack(running, ca, device, _connect_packet("someone-else")) == 5  # not authorized
+    assert _connack(running, ca, device, _connect_packet("someone-else")) is None  # hung up
+    assert _connack(running, ca, device, _connect_packet("x" * 129)) is None  # over 128 bytes
 
 
 def test_importing_the_broker_does_not_import_amqtt_or_cryptography():
@@ -445,9 +455,9 @@ def _connack(
     device: Device,
     packet: bytes,
     server_hostname: str = "localhost",
-) -> int:
-    """Send one CONNECT over a plain ``ssl`` client; the CONNACK return code. A refused client is
-    also disconnected."""
+) -> int | None:
+    """Send one CONNECT over a plain ``ssl`` client; the CONNACK's return (or MQTT 5 reason)
+    code, or None when the broker hung up without one. A refused client is also disconnected."""
     context = ssl.create_default_context(cafile=str(ca.ca_cert))
     context.load_cert_chain(device.cert, device.key)
     with (
@@ -455,11 +465,20 @@ def _connack(
         context.wrap_socket(raw, server_hostname=server_hostname) as tls,
     ):
         tls.sendall(packet)
-        connack = tls.recv(4)
-        assert connack[:3] == bytes([0x20, 0x02, 0x00]), connack
+        connack = _recv_or_closed(tls, 5 if packet[8] == 5 else 4)
+        if not connack:
+            return None
+        assert connack[:1] == b"\x20", connack
         if connack[3] != 0:
-            assert tls.recv(1) == b""
+            assert _recv_or_closed(tls, 1) == b""
         return connack[3]
+
+
+def _recv_or_closed(tls: ssl.SSLSocket, count: int) -> bytes:
+    try:
+        return tls.recv(count)
+    except (ssl.SSLEOFError, ConnectionResetError):
+        return b""
 
 
 def _connect_packet(client_id: str, level: int = 4) -> bytes:
@@ -474,3 +493,189 @@ def _connect_packet(client_id: str, level: int = 4) -> bytes:
         body += b"\x00"  # no properties
     body += string(client_id)
     return bytes([0x10, len(body)]) + body
+
+
+# -- IoT Core's limits and hang-ups, seen by clients we did not write (paho-mqtt, raw sockets) --
+
+
+class Paho:
+    """A paho-mqtt 2 client over mutual TLS: a device library iotbutton does not use itself."""
+
+    def __init__(self, running: RunningBroker, ca: CaFiles, device: Device, client_id: str):
+        import paho.mqtt.client as mqtt
+
+        self.closed = threading.Event()
+        self.acked: queue.Queue[int] = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.tls_set(ca_certs=str(ca.ca_cert), certfile=device.cert, keyfile=device.key)
+        self.client.on_disconnect = lambda *args: self.closed.set()
+        self.client.on_publish = lambda _c, _u, mid, *_: self.acked.put(mid)
+        self.client.connect("localhost", running.port, keepalive=30)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> int:
+        return int(self.client.publish(topic, payload, qos=qos).mid)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def paho(running, ca) -> Iterator[Any]:
+    opened: list[Paho] = []
+
+    def open_client(device: Device, client_id: str) -> Paho:
+        client = Paho(running, ca, device, client_id)
+        opened.append(client)
+        return client
+
+    yield open_client
+    for client in opened:
+        client.stop()
+
+
+def test_a_payload_of_128_kb_is_taken_and_one_byte_more_closes_the_connection(
+    running, paho, make_device, button_policy, caplog
+):
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
+    button = paho(make_device(BUTTON, button_policy), BUTTON)
+    topic = f"iotbutton/{BUTTON}"
+
+    first = button.publish(topic, b"x" * (128 * 1024))
+    assert button.acked.get(timeout=TIMEOUT) == first
+    assert running.next_publish()[0] == topic
+    button.publish(topic, b"x" * (128 * 1024 + 1))
+
+    assert button.closed.wait(TIMEOUT)
+    assert running.published.empty()
+    assert f"payload of {128 * 1024 + 1} bytes on {topic} (the limit is 128 KB)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("topic", "logged"),
+    [
+        (f"iotbutton/{BUTTON}/a/b/c/d/e/f/g", "of 9 levels (the limit is 8)"),
+        (f"iotbutton/{BUTTON}/" + "x" * 240, "topic of 267 bytes (the limit is 256)"),
+        (f"$aws/things/{BUTTON}/shadow/update", "the sandbox does not emulate $aws topics"),
+    ],
+)
+def test_topics_over_the_limits_close_the_connection(
+    running, paho, make_device, button_policy, caplog, topic, logged
+):
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
+    button = paho(make_device(BUTTON, button_policy), BUTTON)
+
+    button.publish(topic, click())
+
+    assert button.closed.wait(TIMEOUT)
+    assert logged in caplog.text
+    assert running.published.empty()
+
+
+def _raw_session(
+    running: RunningBroker,
+    ca: CaFiles,
+    device: Device,
+    client_id: str,
+    keep_alive: int = 30,
+    will: tuple[str, bytes] | None = None,
+) -> ssl.SSLSocket:
+    """A connected MQTT 3.1.1 session over a plain ``ssl`` socket (CONNACK 0 read)."""
+    context = ssl.create_default_context(cafile=str(ca.ca_cert))
+    context.load_cert_chain(device.cert, device.key)
+    raw = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
+    tls = context.wrap_socket(raw, server_hostname="localhost")
+    flags = 0x02 | (0x04 if will else 0)
+    body = _string("MQTT") + bytes([4, flags]) + keep_alive.to_bytes(2, "big")
+    body += _string(client_id)
+    if will:
+        body += _string(will[0]) + len(will[1]).to_bytes(2, "big") + will[1]
+    tls.sendall(bytes([0x10, len(body)]) + body)
+    assert tls.recv(4) == bytes([0x20, 0x02, 0x00, 0x00])
+    return tls
+
+
+def _string(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def _publish_packet(topic: str, payload: bytes, qos: int) -> bytes:
+    body = _string(topic) + (b"\x00\x01" if qos else b"") + payload
+    return bytes([0x30 | (qos << 1), len(body)]) + body
+
+
+@pytest.mark.parametrize(
+    ("packet", "logged"),
+    [
+        (_publish_packet("iotbutton/+", click(), 1), "wildcard in the PUBLISH topic"),
+        (_publish_packet(f"iotbutton/{BUTTON}", click(), 2), "QoS 2, which AWS IoT Core"),
+    ],
+)
+def test_a_wildcard_or_qos_2_publish_closes_the_connection_and_is_logged(
+    running, make_device, button_policy, ca, caplog, packet, logged
+):
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
+    tls = _raw_session(running, ca, make_device(BUTTON, button_policy), BUTTON)
+    with tls:
+        tls.sendall(packet)
+        assert _recv_or_closed(tls, 4) == b""  # no PUBACK: closed
+    assert logged in caplog.text
+    assert running.published.empty()
+
+
+def test_a_silent_client_is_disconnected_after_1_5_keep_alives_and_its_will_published(
+    running, connect, make_device, button_policy, monitor_policy, ca, caplog
+):
+    """The rule at a 2 s keep-alive (the broker's 30 s floor lowered for the test)."""
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
+    running.broker.keep_alive_floor = 1
+    monitor = connect(make_device("monitor-1", monitor_policy, thing=False), "monitor-1")
+    monitor.subscribe("iotbutton/+")
+    will = (f"iotbutton/{BUTTON}", b'{"gone": true}')
+    tls = _raw_session(
+        running, ca, make_device(BUTTON, button_policy), BUTTON, keep_alive=2, will=will
+    )
+
+    with tls:
+        assert monitor.next_message() == will  # within TIMEOUT (5 s) of a 3 s silence
+        assert _recv_or_closed(tls, 1) == b""
+    assert f"closing the connection of {BUTTON}: silent for 3 s (1.5 x its keep-alive)" in (
+        caplog.text
+    )
+
+
+def test_keep_alive_is_what_iot_core_applies():
+    from iotbutton_cli.sandbox.broker import effective_keep_alive
+
+    assert [effective_keep_alive(k) for k in (0, 1, 29, 30, 600, 1200, 5000)] == [
+        1200,
+        30,
+        30,
+        30,
+        600,
+        1200,
+        1200,
+    ]
+
+
+def test_a_refused_handshake_is_logged_with_its_reason(running, ca, caplog):
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
+    with contextlib.suppress(ssl.SSLError, ConnectionError, EOFError):
+        test_client_without_certificate_fails_the_tls_handshake(running, ca)
+
+    deadline = __import__("time").monotonic() + TIMEOUT
+    while "refused TLS from 127.0.0.1" not in caplog.text:
+        assert __import__("time").monotonic() < deadline, caplog.text
+        __import__("time").sleep(0.05)
+    assert "the client sent no certificate" in caplog.text
+
+
+def _connect_error_code(exc: BaseException) -> str:
+    """What `sim` would tell the user about this connect failure."""
+    from iotbutton_cli.device.simulator import DeviceCredentials, _connect_error
+    from iotbutton_cli.provisioning.endpoint import Endpoint
+
+    identity = DeviceCredentials("someone-else", "cert.pem", "key.pem")
+    return _connect_error(Endpoint("localhost", 8883, "ca.pem"), identity, exc).code

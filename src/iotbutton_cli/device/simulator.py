@@ -163,6 +163,15 @@ def _connect_error(
             "(revoked, deleted, or unknown to this account).",
             "See `iotbutton certs show SERIAL`; `iotbutton certs rotate SERIAL` issues a new one.",
         )
+    if "UNEXPECTED_HANGUP" in text.upper():  # IoT Core hangs up on a CONNECT it refuses
+        return IotButtonError(
+            "connect-denied",
+            f"{where} closed the connection of client {identity.client_id} without answering: "
+            "AWS IoT Core does that when the policy does not allow iot:Connect for this client "
+            "id.",
+            "The client id must be the thing name its certificate is attached to (the sandbox's "
+            "log, `iotbutton sandbox status`, names the reason).",
+        )
     if "PROTOCOL_ERROR" in text or ("CONNECTION_REFUSED" in text.upper() and "MQTT" in text):
         return IotButtonError(
             "connect-denied",
@@ -389,9 +398,14 @@ def _subscribe_once(connection: Any, topic: str, handle: Callable[..., None], mq
         granted = future.result(timeout=CONNECT_TIMEOUT_SECONDS)
     except mqtt.SubscribeError:  # the broker answered SUBACK failure (0x80)
         granted = {}
+    except Exception as exc:  # IoT Core closes the connection over a denied subscription
+        if "HANGUP" not in str(exc).upper() and "CANCELLED" not in str(exc).upper():
+            raise
+        granted = {}
     if granted.get("qos") is None or str(granted.get("qos")).endswith("FAILURE"):
         raise IotButtonError(
             "subscribe-denied",
-            f"The endpoint refused the subscription to {topic}.",
+            f"The endpoint refused the subscription to {topic} (AWS IoT Core closes the "
+            "connection when the policy denies a subscription).",
             f"The monitor may watch only {TOPIC_PREFIX}/... topics.",
         )

@@ -8,29 +8,39 @@ MQTT 3.1.1 on 127.0.0.1 behind TLS with client certificates, authorized like IoT
   (``VERIFY_X509_PARTIAL_CHAIN``). The trust store is rebuilt from the directory for every
   handshake: the SNI callback, which OpenSSL runs for every ClientHello (with or without SNI),
   swaps the connection's context for one holding the certificates that are ACTIVE right now, so a
-  certificate made a moment ago works at once and a deactivated one is refused at once.
+  certificate made a moment ago works at once and a deactivated one is refused at once. A
+  ClientHello without SNI is refused, as IoT Core refuses it. TLS is started by the broker on
+  each accepted socket (``StreamWriter.start_tls``), so a refused handshake is logged with its
+  reason.
 * **Connect.** The broker reads the CONNECT packet itself, before amqtt sees the connection, and
   authorizes ``iot:Connect`` on ``client/<clientId>`` (plus ``iot:Publish`` on the will topic, if
-  any) with the connection's policy variables. A refused client gets CONNACK 5 (not authorized) and
-  is closed, and amqtt never hears of it. That order matters: amqtt resets a clean session *before*
-  it authenticates a CONNECT, so a refused client claiming another's client id would otherwise
-  wipe that client's subscriptions. An authorized connection is handed to amqtt through an
-  ``external`` listener, with the CONNECT bytes replayed in front of the stream.
+  any) with the connection's policy variables. A refused client is closed without a CONNACK, as
+  IoT Core hangs up (so is a client id over 128 bytes); an MQTT 5 CONNECT gets an MQTT 5 CONNACK
+  with reason 0x84 (unsupported protocol version). amqtt never hears of a refused client. That
+  order matters: amqtt resets a clean session *before* it authenticates a CONNECT, so a refused
+  client claiming another's client id would otherwise wipe that client's subscriptions. An
+  authorized connection is handed to amqtt through an ``external`` listener, with the CONNECT
+  bytes replayed in front of the stream.
 * **One connection per client id.** An authorized CONNECT with a client id already connected
   closes the earlier connection first (as IoT Core does), then proceeds.
 * **Publish, Subscribe, Receive.** An amqtt plugin asks the broker for ``iot:Publish`` on
   ``topic/<topic>``, ``iot:Subscribe`` on ``topicfilter/<filter>`` and ``iot:Receive`` on
-  ``topic/<topic>`` (per message and subscriber). A denied publish is dropped and logged; a denied
-  subscription gets SUBACK 0x80. Policies are read from the directory at each decision, so policy
+  ``topic/<topic>`` (per message and subscriber). A denied publish or subscription closes the
+  connection, as IoT Core does (a denied receive only skips that subscriber).
+* **Limits.** Every packet is read whole before amqtt sees it (``packet_refusal``): a payload over
+  128 KB, a topic or filter over 256 bytes or 8 levels, a wildcard in a PUBLISH topic, QoS 2, or
+  a ``$`` topic closes the connection with an INFO line naming the reason. A client silent for
+  1.5 x its keep-alive (IoT Core's: at least 30 s, at most and for 0 1200 s) is disconnected and
+  its will published. Policies are read from the directory at each decision, so policy
   changes apply at once; a certificate deactivated while connected is refused and its connection
   closed (IoT Core does that within minutes).
 * ``on_publish(topic, payload, client_id)`` is called for every authorized publish, on the
   broker's event loop (it may be a coroutine function). The rules engine hooks in here.
 
 Differences from IoT Core worth knowing: retained messages are delivered but not retained; will
-messages reach subscribers but not ``on_publish``; QoS 2 is not downgraded to 1; topics starting
-with ``$`` (``$aws/...``) close the connection (amqtt's rule); MQTT 5 clients are refused (CONNACK
-1), so devices use awsiotsdk's ``mqtt_connection_builder``, not its MQTT 5 builder.
+messages reach subscribers but not ``on_publish``; a QoS 0 publish reaches a QoS 1 subscriber at
+QoS 1; no ``$aws/...`` topic (shadow, Basic Ingest, lifecycle events) is emulated; MQTT 5 is not
+spoken, so devices use awsiotsdk's ``mqtt_connection_builder``, not its MQTT 5 builder.
 
 Every decision is logged at DEBUG, every refusal at INFO. amqtt and cryptography are imported only
 when a broker starts.
@@ -69,10 +79,25 @@ STOP_TIMEOUT_SECONDS = 5.0
 MAX_CONNECT_BYTES = 256 * 1024
 SESSION_EXPIRY_SECONDS = 3600  # IoT Core's default persistent-session expiry: one hour
 MQTT_311_LEVEL = 4
+MQTT_5_LEVEL = 5
 CONNECT_PACKET = 0x10
+PUBLISH_TYPE = 3
+SUBSCRIBE_TYPE = 8
 CONNACK_UNACCEPTABLE_PROTOCOL = bytes([0x20, 0x02, 0x00, 0x01])
 CONNACK_IDENTIFIER_REJECTED = bytes([0x20, 0x02, 0x00, 0x02])
-CONNACK_NOT_AUTHORIZED = bytes([0x20, 0x02, 0x00, 0x05])
+# An MQTT 5 CONNACK (session present 0, reason 0x84 Unsupported Protocol Version, no properties):
+# what an MQTT 5 client can read, instead of a 3.1.1-shaped answer it would call malformed.
+CONNACK_V5_UNSUPPORTED_PROTOCOL = bytes([0x20, 0x03, 0x00, 0x84, 0x00])
+CLOSE_WITHOUT_CONNACK = b""  # IoT Core hangs up on a CONNECT it does not authorize
+# AWS IoT Core's message broker limits (docs: "AWS IoT Core endpoints and quotas").
+MAX_CLIENT_ID_BYTES = 128
+MAX_TOPIC_BYTES = 256
+MAX_TOPIC_LEVELS = 8  # seven slashes
+MAX_PAYLOAD_BYTES = 128 * 1024
+MIN_KEEP_ALIVE_SECONDS = 30  # IoT Core treats anything less (but 0) as 30
+MAX_KEEP_ALIVE_SECONDS = 1200  # and 0, or anything more, as 1200
+TLS_IN_SERVE = hasattr(asyncio.StreamWriter, "start_tls")  # Python 3.11+
+KEEP_ALIVE_FACTOR = 1.5  # silent for 1.5 x keep-alive: disconnected, its will published
 
 VAR_CLIENT_ID = "iot:ClientId"
 VAR_THING_NAME = "iot:Connection.Thing.ThingName"
@@ -118,6 +143,7 @@ class ConnectRequest:
     clean_session: bool
     will_topic: str | None = None
     will_retain: bool = False
+    keep_alive: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,8 +180,11 @@ class Broker:
         account: str = DEFAULT_ACCOUNT,
         port: int = 0,
         on_publish: OnPublish | None = None,
+        keep_alive_floor: int = MIN_KEEP_ALIVE_SECONDS,
     ) -> None:
         self.directory = directory
+        # IoT Core's 30 s; tests lower it to see the 1.5 x rule without waiting 45 s.
+        self.keep_alive_floor = keep_alive_floor
         self.ca = ca
         self.region = region
         self.account = account
@@ -165,6 +194,7 @@ class Broker:
         self._server: asyncio.Server | None = None
         self._amqtt: Any = None
         self._trust = _TrustCache()
+        self._tls_context: ssl.SSLContext | None = None
         self._connections: dict[str, _Connection] = {}
         self._identities: dict[str, Identity] = {}
         self._writers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
@@ -181,13 +211,23 @@ class Broker:
         self._amqtt = _amqtt_broker_class()(self._amqtt_config())
         await self._amqtt.start()
         try:
-            self._server = await asyncio.start_server(
-                self._serve,
-                host=LOOPBACK,
-                port=self.port,
-                ssl=self._listening_context(),
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
-            )
+            # TLS is started by _serve itself, so that a refused handshake can be logged.
+            loop = asyncio.get_running_loop()
+            self._tls_context = self._listening_context()
+            if TLS_IN_SERVE:
+                self._server = await loop.create_server(
+                    lambda: _PausedUntilTls(asyncio.StreamReader(), self._serve),
+                    host=LOOPBACK,
+                    port=self.port,
+                )
+            else:  # Python 3.10: no StreamWriter.start_tls, so refused handshakes go unlogged
+                self._server = await asyncio.start_server(
+                    self._serve,
+                    host=LOOPBACK,
+                    port=self.port,
+                    ssl=self._tls_context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+                )
         except BaseException:
             amqtt, self._amqtt = self._amqtt, None
             _BROKERS.pop(self._id, None)
@@ -266,6 +306,12 @@ class Broker:
     def _on_client_hello(
         self, sslobj: Any, server_name: str | None, _: ssl.SSLContext
     ) -> int | None:
+        if not server_name:
+            logger.info(
+                "refused a TLS ClientHello without SNI: AWS IoT Core requires the server name "
+                "(connect to localhost, not 127.0.0.1)"
+            )
+            return int(ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
         try:
             sslobj.context = self._context_for_active_certificates()
         except Exception:
@@ -294,6 +340,8 @@ class Broker:
         peer = writer.get_extra_info("peername")
         connection: _Connection | None = None
         try:
+            if not await self._handshake(writer, peer):
+                return
             connect = await self._read_connect(reader, peer)
             if connect is None:
                 return
@@ -307,7 +355,9 @@ class Broker:
             amqtt = self._amqtt
             if amqtt is None:  # stopped meanwhile
                 return
-            reader_adapter, writer_adapter = _adapters(reader, writer, packet)
+            reader_adapter, writer_adapter = _adapters(
+                reader, writer, packet, self._silence_limit(request), identity.client_id
+            )
             await amqtt.external_connected(reader_adapter, writer_adapter, LISTENER)
         except asyncio.CancelledError:
             raise
@@ -323,6 +373,20 @@ class Broker:
                 self._writers.pop(task, None)
             if not writer.is_closing():
                 writer.transport.abort()
+
+    async def _handshake(self, writer: asyncio.StreamWriter, peer: Any) -> bool:
+        """TLS with a client certificate; a refusal is logged with its reason (IoT Core's logs
+        would name it too; a device that cannot connect otherwise leaves no trace)."""
+        if not TLS_IN_SERVE:
+            return True
+        try:
+            await writer.start_tls(  # type: ignore[attr-defined,unused-ignore]
+                self._tls_context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS
+            )
+        except (ssl.SSLError, ConnectionError, asyncio.TimeoutError, OSError) as exc:
+            logger.info("refused TLS from %s: %s", _address(peer), _tls_reason(exc))
+            return False
+        return True
 
     async def _read_connect(
         self, reader: asyncio.StreamReader, peer: Any
@@ -342,6 +406,12 @@ class Broker:
         self, writer: asyncio.StreamWriter, request: ConnectRequest, peer: Any
     ) -> tuple[bytes, Identity | None]:
         """``(CONNACK to send, None)`` for a refusal, ``(b"", identity)`` for an admission."""
+        if request.protocol == "MQTT" and request.level == MQTT_5_LEVEL:
+            logger.info(
+                "refused %s: MQTT 5; the sandbox speaks MQTT 3.1.1 only (CONNACK reason 0x84)",
+                peer,
+            )
+            return CONNACK_V5_UNSUPPORTED_PROTOCOL, None
         if request.protocol != "MQTT" or request.level != MQTT_311_LEVEL:
             logger.info(
                 "refused %s: protocol %s level %d; the sandbox speaks MQTT 3.1.1 only",
@@ -354,28 +424,44 @@ class Broker:
             logger.info("refused %s: empty client id", peer)
             return CONNACK_IDENTIFIER_REJECTED, None
         client_id = request.client_id
+        if len(client_id.encode("utf-8")) > MAX_CLIENT_ID_BYTES:
+            logger.info(
+                "refused %s: a client id of %d bytes (the limit is %d); closed without CONNACK",
+                peer,
+                len(client_id.encode("utf-8")),
+                MAX_CLIENT_ID_BYTES,
+            )
+            return CLOSE_WITHOUT_CONNACK, None
         sslobj = writer.get_extra_info("ssl_object")
         der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
         if not der or der not in self._active_ders():
-            logger.info("iot:Connect denied for %s: certificate not ACTIVE", client_id)
-            return CONNACK_NOT_AUTHORIZED, None
+            logger.info("iot:Connect denied for %s: certificate not ACTIVE; closed", client_id)
+            return CLOSE_WITHOUT_CONNACK, None
         certificate_id = self.directory.certificate_id(der)
         if certificate_id is None:
-            logger.info("iot:Connect denied for %s: unknown certificate", client_id)
-            return CONNACK_NOT_AUTHORIZED, None
+            logger.info("iot:Connect denied for %s: unknown certificate; closed", client_id)
+            return CLOSE_WITHOUT_CONNACK, None
         identity = Identity(
             client_id, certificate_id, der, self._variables(certificate_id, client_id)
         )
         if not self._decide(identity, "iot:Connect", f"client/{client_id}"):
-            return CONNACK_NOT_AUTHORIZED, None
+            logger.info("closed the connection of %s without CONNACK, as IoT Core does", client_id)
+            return CLOSE_WITHOUT_CONNACK, None
         if request.will_topic is not None:
             will = f"topic/{request.will_topic}"
             if not self._decide(identity, "iot:Publish", will) or (
                 request.will_retain and not self._decide(identity, "iot:RetainPublish", will)
             ):
-                logger.info("iot:Connect denied for %s: will topic not allowed", client_id)
-                return CONNACK_NOT_AUTHORIZED, None
+                logger.info("iot:Connect denied for %s: will topic not allowed; closed", client_id)
+                return CLOSE_WITHOUT_CONNACK, None
         return b"", identity
+
+    def _silence_limit(self, request: ConnectRequest) -> float:
+        """How long the client may be silent: 1.5 x the keep-alive IoT Core applies."""
+        keep_alive = effective_keep_alive(request.keep_alive)
+        if 0 < request.keep_alive < MIN_KEEP_ALIVE_SECONDS:
+            keep_alive = max(request.keep_alive, self.keep_alive_floor)
+        return KEEP_ALIVE_FACTOR * keep_alive
 
     def _variables(self, certificate_id: str, client_id: str) -> dict[str, str]:
         """Policy variables of a connection, as IoT Core resolves them.
@@ -440,11 +526,21 @@ class Broker:
                 resource,
                 identity.certificate_id,
             )
-            connection = self._connections.get(identity.client_id)
-            if connection is not None and connection.identity is identity:
-                connection.writer.transport.abort()
+            self.disconnect(identity.client_id, identity)
             return False
-        return self._decide(identity, action, resource)
+        allowed = self._decide(identity, action, resource)
+        if not allowed and action in ("iot:Publish", "iot:Subscribe"):
+            logger.info(
+                "closing the connection of %s: %s denied, as IoT Core closes it", client_id, action
+            )
+            self.disconnect(identity.client_id, identity)
+        return allowed
+
+    def disconnect(self, client_id: str, identity: Identity | None = None) -> None:
+        """Close a client's connection now (only if it is still ``identity``'s, when given)."""
+        connection = self._connections.get(client_id)
+        if connection is not None and (identity is None or connection.identity is identity):
+            connection.writer.transport.abort()
 
     def _decide(self, identity: Identity, action: str, resource: str) -> bool:
         arn = f"arn:aws:iot:{self.region}:{self.account}:{resource}"
@@ -472,6 +568,36 @@ class Broker:
                 await result
         except Exception:
             logger.exception("on_publish failed for a message on %s", topic)
+
+
+class _PausedUntilTls(asyncio.StreamReaderProtocol):
+    """A stream whose bytes wait for TLS: reading is paused before the first byte arrives, so
+    the ClientHello reaches the TLS layer that ``start_tls`` puts in, not the plain stream."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.pause_reading()  # type: ignore[attr-defined]
+        super().connection_made(transport)
+
+
+def _address(peer: Any) -> str:
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """Why a handshake failed, in the words a device's developer needs."""
+    text = str(exc)
+    if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in text:
+        return "the client sent no certificate"
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return (
+            "its certificate is not an ACTIVE certificate of this account "
+            f"(unknown, INACTIVE, REVOKED or deleted): {text}"
+        )
+    if "UNRECOGNIZED_NAME" in text or "callback failed" in text.lower():
+        return "no SNI server name"
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no TLS handshake within {HANDSHAKE_TIMEOUT_SECONDS:.0f} s"
+    return f"{type(exc).__name__}: {text}"
 
 
 async def _send_and_close(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -525,7 +651,9 @@ def parse_connect(body: bytes) -> ConnectRequest:
     protocol = string()
     level = take(1)[0]
     flags = take(1)[0]
-    take(2)  # keep-alive
+    (keep_alive,) = struct.unpack("!H", take(2))
+    if level == MQTT_5_LEVEL:
+        take(_variable_int(take))  # MQTT 5 CONNECT properties: read past them
     client_id = string()
     will_topic = None
     if flags & 0x04:
@@ -538,7 +666,74 @@ def parse_connect(body: bytes) -> ConnectRequest:
         clean_session=bool(flags & 0x02),
         will_topic=will_topic,
         will_retain=bool(flags & 0x20),
+        keep_alive=keep_alive,
     )
+
+
+def _variable_int(take: Callable[[int], bytes]) -> int:
+    """An MQTT variable byte integer (a length), read one byte at a time."""
+    value = 0
+    for index in range(4):
+        byte = take(1)[0]
+        value |= (byte & 0x7F) << (7 * index)
+        if not byte & 0x80:
+            return value
+    raise ValueError("malformed variable byte integer")
+
+
+def effective_keep_alive(requested: int) -> int:
+    """The keep-alive IoT Core applies: at least 30 s, at most (and for 0) 1200 s."""
+    if requested <= 0:
+        return MAX_KEEP_ALIVE_SECONDS
+    return min(max(requested, MIN_KEEP_ALIVE_SECONDS), MAX_KEEP_ALIVE_SECONDS)
+
+
+def packet_refusal(first_byte: int, body: bytes) -> str | None:
+    """Why IoT Core would close the connection over this packet, or None to let it through.
+
+    PUBLISH: QoS 2 (not supported), a wildcard in the topic, a topic over 256 bytes or 8 levels,
+    a payload over 128 KB, a reserved ``$`` topic (none is emulated). SUBSCRIBE: a filter over
+    256 bytes or 8 levels, or a reserved ``$`` filter."""
+    kind = first_byte >> 4
+    try:
+        if kind == PUBLISH_TYPE:
+            qos = (first_byte >> 1) & 0x03
+            (length,) = struct.unpack("!H", body[:2])
+            topic = body[2 : 2 + length].decode("utf-8")
+            payload = len(body) - 2 - length - (2 if qos else 0)
+            if qos == 3:
+                return "PUBLISH with QoS 3 (malformed)"
+            if qos == 2:
+                return "PUBLISH with QoS 2, which AWS IoT Core does not support"
+            if "+" in topic or "#" in topic:
+                return f"wildcard in the PUBLISH topic {topic!r}"
+            if payload > MAX_PAYLOAD_BYTES:
+                return f"payload of {payload} bytes on {topic} (the limit is 128 KB)"
+            return _topic_refusal(topic, "topic")
+        if kind == SUBSCRIBE_TYPE:
+            position = 2  # packet identifier
+            while position < len(body):
+                (length,) = struct.unpack("!H", body[position : position + 2])
+                topic_filter = body[position + 2 : position + 2 + length].decode("utf-8")
+                position += 2 + length + 1  # and the requested QoS
+                refusal = _topic_refusal(topic_filter, "topic filter")
+                if refusal:
+                    return refusal
+    except (struct.error, UnicodeDecodeError):
+        return "malformed packet"
+    return None
+
+
+def _topic_refusal(topic: str, what: str) -> str | None:
+    if topic.startswith("$"):
+        return f"reserved {what} {topic!r}: the sandbox does not emulate $aws topics"
+    size = len(topic.encode("utf-8"))
+    if size > MAX_TOPIC_BYTES:
+        return f"{what} of {size} bytes (the limit is {MAX_TOPIC_BYTES})"
+    levels = topic.count("/") + 1
+    if levels > MAX_TOPIC_LEVELS:
+        return f"{what} {topic!r} of {levels} levels (the limit is {MAX_TOPIC_LEVELS})"
+    return None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -634,35 +829,123 @@ def _amqtt_broker_class() -> type:
 
 
 def _adapters(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first_packet: bytes
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    first_packet: bytes,
+    silence_limit: float,
+    client_id: str,
 ) -> tuple[Any, Any]:
-    """amqtt's stream adapters, with the CONNECT this broker already read put back in front."""
+    """amqtt's stream adapters: the CONNECT this broker already read put back in front, then
+    every packet read whole and checked against IoT Core's limits before amqtt sees it."""
     from amqtt.adapters import StreamWriterAdapter
 
-    return _replaying_reader_class()(reader, first_packet), StreamWriterAdapter(writer)
+    gate = _gate_reader_class()(reader, writer, first_packet, silence_limit, client_id)
+    return gate, StreamWriterAdapter(writer)
 
 
 @functools.cache
-def _replaying_reader_class() -> type:
+def _gate_reader_class() -> type:
     from amqtt.adapters import StreamReaderAdapter
 
-    class ReplayingReader(StreamReaderAdapter):
-        def __init__(self, reader: asyncio.StreamReader, pending: bytes) -> None:
+    class GateReader(StreamReaderAdapter):
+        """Hands amqtt whole packets that IoT Core would accept. A packet it would not
+        (``packet_refusal``), or silence past 1.5 x the keep-alive, closes the connection: amqtt
+        then reads end of stream, ends the session as abnormal and publishes the will."""
+
+        def __init__(
+            self,
+            reader: asyncio.StreamReader,
+            writer: asyncio.StreamWriter,
+            pending: bytes,
+            silence_limit: float,
+            client_id: str,
+        ) -> None:
             super().__init__(reader)
+            self._source = reader
+            self._writer = writer
             self._pending = pending
+            self._silence_limit = silence_limit
+            self._client_id = client_id
+            self._deadline: float | None = None
+            self._reading: asyncio.Future[bytes] | None = None
 
         async def read(self, n: int = -1) -> bytes:
             if not self._pending:
-                return bytes(await super().read(n))
-            if n < 0:
+                self._pending = await self._next_packet()
+            if n < 0 or n >= len(self._pending):
                 data, self._pending = self._pending, b""
                 return data
             data, self._pending = self._pending[:n], self._pending[n:]
-            if len(data) < n:
-                data += await super().read(n - len(data))
             return data
 
-    return ReplayingReader
+        async def _next_packet(self) -> bytes:
+            # amqtt cancels a read at its own keep-alive and reads again, so the silence is
+            # measured from the last packet, and the packet being read survives (shielded) a
+            # cancelled read: its bytes are never lost between two reads.
+            loop = asyncio.get_running_loop()
+            if self._deadline is None:
+                self._deadline = loop.time() + self._silence_limit
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read_packet())
+                self._reading.add_done_callback(_retrieve)
+            try:
+                packet = await asyncio.wait_for(
+                    asyncio.shield(self._reading), max(0.0, self._deadline - loop.time())
+                )
+            except asyncio.TimeoutError:
+                self._reading.cancel()
+                self._close(
+                    f"silent for {self._silence_limit:.0f} s (1.5 x its keep-alive); "
+                    "disconnected, its will published"
+                )
+                return b""
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, ValueError):
+                return b""
+            self._reading = None
+            self._deadline = loop.time() + self._silence_limit
+            refusal = packet_refusal(packet[0], _body(packet))
+            if refusal:
+                self._close(refusal)
+                return b""
+            return packet
+
+        async def _read_packet(self) -> bytes:
+            header = await self._source.readexactly(1)
+            length_bytes = b""
+            length = 0
+            for index in range(4):
+                byte = await self._source.readexactly(1)
+                length_bytes += byte
+                length |= (byte[0] & 0x7F) << (7 * index)
+                if not byte[0] & 0x80:
+                    break
+            else:
+                self._close("malformed packet length")
+                raise ValueError("malformed length")
+            if length > MAX_PAYLOAD_BYTES + 4 + MAX_TOPIC_BYTES:
+                self._close(f"a packet of {length} bytes (payloads are limited to 128 KB)")
+                raise ValueError("too large")
+            return header + length_bytes + await self._source.readexactly(length)
+
+        def _close(self, why: str) -> None:
+            logger.info("closing the connection of %s: %s", self._client_id, why)
+            self._writer.transport.abort()
+
+    return GateReader
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a packet read's failure as seen (the connection it belonged to has gone)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _body(packet: bytes) -> bytes:
+    """A whole packet's body, after its fixed header."""
+    index = 1
+    while packet[index] & 0x80:
+        index += 1
+    return packet[index + 1 :]
 
 
 # -- moto as the directory -------------------------------------------------------------------------
