@@ -510,6 +510,10 @@ class Paho:
         self.client.tls_set(ca_certs=str(ca.ca_cert), certfile=device.cert, keyfile=device.key)
         self.client.on_disconnect = lambda *args: self.closed.set()
         self.client.on_publish = lambda _c, _u, mid, *_: self.acked.put(mid)
+        self.received: queue.Queue[Any] = queue.Queue()
+        self.client.on_message = lambda _c, _u, message: self.received.put(message)
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect("localhost", running.port, keepalive=30)
         self.client.loop_start()
 
@@ -679,3 +683,18 @@ def _connect_error_code(exc: BaseException) -> str:
 
     identity = DeviceCredentials("someone-else", "cert.pem", "key.pem")
     return _connect_error(Endpoint("localhost", 8883, "ca.pem"), identity, exc).code
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_a_message_arrives_at_the_lower_of_publish_and_subscription_qos(
+    running, paho, make_device, button_policy, monitor_policy, qos
+):
+    monitor = paho(make_device("monitor-1", monitor_policy, thing=False), "monitor-1")
+    monitor.client.subscribe("iotbutton/+", qos=1)
+    assert monitor.subscribed.wait(TIMEOUT)
+    button = paho(make_device(BUTTON, button_policy), BUTTON)
+
+    button.publish(f"iotbutton/{BUTTON}", click(), qos=qos)
+
+    message = monitor.received.get(timeout=TIMEOUT)
+    assert (message.topic, message.payload, message.qos) == (f"iotbutton/{BUTTON}", click(), qos)

@@ -38,9 +38,9 @@ MQTT 3.1.1 on 127.0.0.1 behind TLS with client certificates, authorized like IoT
   broker's event loop (it may be a coroutine function). The rules engine hooks in here.
 
 Differences from IoT Core worth knowing: retained messages are delivered but not retained; will
-messages reach subscribers but not ``on_publish``; a QoS 0 publish reaches a QoS 1 subscriber at
-QoS 1; no ``$aws/...`` topic (shadow, Basic Ingest, lifecycle events) is emulated; MQTT 5 is not
-spoken, so devices use awsiotsdk's ``mqtt_connection_builder``, not its MQTT 5 builder.
+messages reach subscribers but not ``on_publish``; no ``$aws/...`` topic (shadow, Basic Ingest,
+lifecycle events) is emulated; MQTT 5 is not spoken, so devices use awsiotsdk's
+``mqtt_connection_builder``, not its MQTT 5 builder.
 
 Every decision is logged at DEBUG, every refusal at INFO. amqtt and cryptography are imported only
 when a broker starts.
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import json
@@ -754,6 +755,11 @@ def _to_der(pem_or_der: str | bytes) -> bytes | None:
 
 # -- amqtt glue (built on first use: importing this module must not import amqtt) --------------
 
+# The QoS of the client publish being handled (in its task), so its broadcast keeps QoS 0.
+_PUBLISH_QOS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "publish_qos", default=None
+)
+
 
 def __getattr__(name: str) -> Any:
     """amqtt loads plugins by dotted path; the plugin class needs amqtt, so it is made on demand."""
@@ -814,6 +820,27 @@ def _amqtt_broker_class() -> type:
     from amqtt.broker import Broker as AmqttBroker
 
     class SandboxAmqttBroker(AmqttBroker):
+        async def _handle_message_delivery(
+            self, client_session: Any, handler: Any, wait_deliver: Any
+        ) -> bool:
+            # IoT Core delivers at the lower of the publish's and the subscription's QoS; amqtt
+            # would deliver a QoS 0 publish at the subscriber's QoS 1.
+            message = wait_deliver.result() if wait_deliver.done() else None
+            token = _PUBLISH_QOS.set(getattr(message, "qos", None))
+            try:
+                return bool(
+                    await super()._handle_message_delivery(client_session, handler, wait_deliver)
+                )
+            finally:
+                _PUBLISH_QOS.reset(token)
+
+        async def _broadcast_message(
+            self, session: Any, topic: Any, data: Any, force_qos: int | None = None
+        ) -> None:
+            if force_qos is None and _PUBLISH_QOS.get() == 0:
+                force_qos = 0
+            await super()._broadcast_message(session, topic, data, force_qos)
+
         async def retain_message(
             self,
             source_session: Any,
