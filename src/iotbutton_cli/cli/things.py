@@ -164,7 +164,20 @@ def delete(
     report = things.delete_button(app_ctx, serial, keep_local=keep_local)
 
     def render() -> None:
-        out.say(f"Deleted button {serial} and {len(report.certificates)} certificate(s).")
+        deleted = len(report.certificates)
+        if deleted:
+            out.say(f"Deleted button {serial} and {deleted} certificate{_s(deleted)}.")
+        else:
+            out.say(f"Deleted button {serial}; it had no certificate to delete.")
+        if report.already_gone:
+            gone = len(report.already_gone)
+            out.info(
+                f"{gone} recorded certificate{_s(gone)} {'was' if gone == 1 else 'were'} already "
+                "gone from AWS; the registry no longer lists "
+                f"{'it' if gone == 1 else 'them'}."
+            )
+        for cert_id, why in report.certificates_left.items():
+            out.info(f"Left certificate {cert_id[:12]}… in AWS: {why}.")
         for reason in report.files_left.values():
             out.info(f"Left on disk: {reason}. `iotbutton clean` tries again.")
 

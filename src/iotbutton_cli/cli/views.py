@@ -123,6 +123,8 @@ def button_deleted_view(serial: str, report: DeleteReport) -> View:
         "serial": serial,
         "deleted": True,
         "certificates": list(report.certificates),
+        "already_gone": list(report.already_gone),
+        "certificates_left": dict(report.certificates_left),
         "files_left": {str(path): reason for path, reason in report.files_left.items()},
     }
 

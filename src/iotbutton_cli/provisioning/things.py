@@ -341,17 +341,28 @@ def delete_button(ctx: AppContext, serial: str, keep_local: bool = False) -> Del
         raise not_found(serial)
     report = DeleteReport(serial)
     with ctx.namespace.lock(KIND, serial):
-        for cert_id in list(certs.certificates_of(ctx, serial)):
-            report.files_left.update(certs.retire_certificate(ctx, cert_id, keep_local=keep_local))
-            report.certificates.append(cert_id)
+        for cert_id in sorted(certs.certificates_of(ctx, serial)):
+            others = certs.other_things(ctx, cert_id, serial)
+            if others:
+                report.certificates_left[cert_id] = certs.leave_to_others(
+                    ctx, cert_id, serial, others
+                )
+                continue
+            retired = certs.retire(ctx, cert_id, keep_local=keep_local)
+            report.files_left.update(retired.files_left)
+            (report.certificates if retired.deleted else report.already_gone).append(cert_id)
         delete_thing(ctx, serial)
     return report
 
 
 @dataclass
 class DeleteReport:
+    """What ``things delete`` did with each of the button's recorded certificates."""
+
     serial: str
-    certificates: list[str] = field(default_factory=list)
+    certificates: list[str] = field(default_factory=list)  # deleted in AWS by this command
+    already_gone: list[str] = field(default_factory=list)  # recorded, but AWS had them no more
+    certificates_left: dict[str, str] = field(default_factory=dict)  # id -> why it stays in AWS
     files_left: dict[str, str] = field(default_factory=dict)  # path -> why it is still there
 
 
