@@ -33,7 +33,7 @@ WATCH_ONE = ("--count", "1", "--duration", "30", "--json")
 # Where the keys below a path are the data itself, compared as one opaque value.
 OPAQUE = {
     "things show": {"aws.attributes"},  # the thing's attributes in AWS
-    "things delete": {"files_left"},  # path -> why it is still on disk
+    "things delete": {"files_left", "certificates_left"},  # path / certificate id -> why
     "sim send": {"payload"},  # whatever the user published
     "sandbox outbox": {"[].fields"},  # the form the notifier posted (Body, or Twiml for a call)
     "demo": {"outbox[].fields"},

@@ -194,3 +194,83 @@ def test_certificate_whose_key_was_lost_is_replaced(cli, iot, isolated_env):
     assert [c["certificateId"] for c in iot.list_certificates()["certificates"]] == [
         button["certificate_id"]
     ]
+
+
+def test_delete_of_a_half_done_button_counts_no_certificate(cli, iot, isolated_env):
+    """A button an interrupted run left with a thing and no certificate: nothing to count."""
+    from iotbutton_cli.context import AppContext
+    from iotbutton_cli.provisioning import policies, things
+
+    ctx = AppContext()
+    policies.ensure_button_policy(ctx)
+    things.ensure_thing_type(ctx, "iotbutton")
+    response = things._create_thing(ctx, SERIAL, "iotbutton")
+    ctx.namespace.put("things", SERIAL, {"arn": response["thingArn"], "thing_type": "iotbutton"})
+
+    result = cli.json("things", "delete", SERIAL, "--yes")
+
+    assert result["certificates"] == [] and result["already_gone"] == []
+    assert iot.list_things()["things"] == [] and recorded(isolated_env, "things") == {}
+    ctx.namespace.put("things", "G030AA0000000BBB", {"arn": ctx.arn("iot", "thing/x")})
+    said = cli("things", "delete", "G030AA0000000BBB", "--yes")
+    assert (
+        said.stdout.strip() == "Deleted button G030AA0000000BBB; it had no certificate to delete."
+    )
+
+
+def test_delete_counts_only_certificates_it_deleted(cli, iot, isolated_env):
+    """A recorded certificate someone already deleted in AWS is forgotten, not counted."""
+
+    def delete_certificate_by_hand() -> str:
+        gone = cli.json("certs", "show", SERIAL)
+        iot.detach_policy(policyName="iotbutton-button", target=gone["arn"])
+        iot.detach_thing_principal(thingName=SERIAL, principal=gone["arn"])
+        iot.update_certificate(certificateId=gone["certificate_id"], newStatus="INACTIVE")
+        iot.delete_certificate(certificateId=gone["certificate_id"])
+        return str(gone["certificate_id"])
+
+    cli("things", "create", SERIAL)
+    delete_certificate_by_hand()
+
+    result = cli("things", "delete", SERIAL, "--yes")
+
+    assert result.stdout.strip() == f"Deleted button {SERIAL}; it had no certificate to delete."
+    assert "1 recorded certificate was already gone from AWS" in result.stderr
+    cli("things", "create", SERIAL)
+    gone = delete_certificate_by_hand()
+    as_json = cli.json("things", "delete", SERIAL, "--yes")
+    assert as_json["certificates"] == [] and as_json["already_gone"] == [gone]
+    assert recorded(isolated_env, "certificates") == {}
+
+    cli("things", "create", SERIAL)
+    cert = cli.json("certs", "show", SERIAL)["certificate_id"]
+    as_json = cli.json("things", "delete", SERIAL, "--yes")
+    assert as_json["certificates"] == [cert] and as_json["already_gone"] == []
+    assert iot.list_certificates()["certificates"] == []
+    cli("things", "create", SERIAL)
+    said = cli("things", "delete", SERIAL, "--yes")
+    assert said.stdout.strip() == f"Deleted button {SERIAL} and 1 certificate."
+
+
+def test_delete_leaves_a_certificate_another_thing_shares(cli, iot, isolated_env):
+    """Someone attached the button's certificate to a thing of theirs as well: deleting the
+    button detaches it from the button only; the other thing keeps a working certificate."""
+    cli("things", "create", SERIAL)
+    cert = cli.json("certs", "show", SERIAL)
+    iot.create_thing(thingName="THEIRS")
+    iot.attach_thing_principal(thingName="THEIRS", principal=cert["arn"])
+
+    result = cli.json("things", "delete", SERIAL, "--yes")
+
+    assert result["certificates"] == []
+    assert list(result["certificates_left"]) == [cert["certificate_id"]]
+    assert "also attached to THEIRS" in result["certificates_left"][cert["certificate_id"]]
+    described = iot.describe_certificate(certificateId=cert["certificate_id"])
+    assert described["certificateDescription"]["status"] == "ACTIVE"
+    assert iot.list_principal_things(principal=cert["arn"])["things"] == ["THEIRS"]
+    assert [t["thingName"] for t in iot.list_things()["things"]] == ["THEIRS"]
+    assert recorded(isolated_env, "certificates") == {}  # left alone, and forgotten
+    assert recorded(isolated_env, "things") == {}
+    cli("things", "create", SERIAL)
+    said = cli("things", "delete", SERIAL, "--yes")
+    assert said.stdout.strip() == f"Deleted button {SERIAL} and 1 certificate."

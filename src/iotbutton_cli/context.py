@@ -61,6 +61,7 @@ class AppContext:
         self.notice = notice or log.info
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        self._changing = False
 
     @property
     def sandbox(self) -> bool:
@@ -197,8 +198,15 @@ class AppContext:
     def before_changes(self) -> None:
         """What every command that changes AWS checks first: the registry namespace belongs to
         these credentials, and the registry can record what is about to be made."""
+        self._changing = True
         self.check_namespace_owner()
         self.registry.check_writable()
+
+    @property
+    def began_changes(self) -> bool:
+        """This command set out to change AWS (:meth:`before_changes`) or wrote the registry: on
+        Ctrl-C, what it made so far is recorded, and that is worth saying."""
+        return self._changing or (self._registry is not None and self._registry.changed)
 
     def check_namespace_owner(self) -> None:
         """Refuse to act on records whose account or region differ from the credentials'."""

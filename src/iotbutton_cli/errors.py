@@ -41,6 +41,16 @@ class IotButtonError(Exception):
         }
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the command had done by then: the CLI prints :attr:`error` (exit status
+    130) instead of its general line. A KeyboardInterrupt still, so nothing that catches
+    ``Exception`` can swallow it."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.error = IotButtonError("interrupted", message, hint, ExitStatus.INTERRUPTED)
+
+
 def usage_error(code: str, message: str, hint: str) -> IotButtonError:
     return IotButtonError(code, message, hint, ExitStatus.USAGE)
 

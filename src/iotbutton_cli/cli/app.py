@@ -27,7 +27,7 @@ from iotbutton_cli.cli import (
     things,
 )
 from iotbutton_cli.context import AppContext, Settings, clean_error
-from iotbutton_cli.errors import ExitStatus, IotButtonError
+from iotbutton_cli.errors import ExitStatus, Interrupted, IotButtonError
 
 INTERRUPTED = 130  # what shells report for Ctrl-C
 
@@ -43,17 +43,10 @@ class ErrorHandlingGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             from iotbutton_cli.cli.output import Output
 
-            Output.of(ctx).error(
-                IotButtonError(
-                    "interrupted",
-                    "Interrupted; everything created so far is recorded in the registry.",
-                    "Run the same command again to finish, or `iotbutton clean` to remove it.",
-                    ExitStatus.INTERRUPTED,
-                )
-            )
+            Output.of(ctx).error(_interrupted(interrupt, ctx.find_root().obj))
             raise typer.Exit(INTERRUPTED) from None
         except Exception as exc:
             root = ctx.find_root().obj
@@ -138,6 +131,27 @@ def _is_option_value(before: list[str]) -> bool:
         return False
     last = before[-1]
     return GLOBAL_OPTIONS.get(last, False) is True
+
+
+def _interrupted(interrupt: KeyboardInterrupt, root: Any) -> IotButtonError:
+    """What a Ctrl-C leaves: the command's own account of it (``clean``: how far it got), or,
+    for a command that had begun changing things, that what it made is recorded; otherwise
+    just that it stopped."""
+    if isinstance(interrupt, Interrupted):
+        return interrupt.error
+    if isinstance(root, AppContext) and root.began_changes:
+        return IotButtonError(
+            "interrupted",
+            "Interrupted; everything created so far is recorded in the registry.",
+            "Run the same command again to finish, or `iotbutton clean` to remove it.",
+            ExitStatus.INTERRUPTED,
+        )
+    return IotButtonError(
+        "interrupted",
+        "Interrupted.",
+        "Run the command again when you are ready.",
+        ExitStatus.INTERRUPTED,
+    )
 
 
 def _click_exceptions() -> tuple[type[Any], ...]:

@@ -194,17 +194,24 @@ def outbox(
     if out.json and not follow:
         out.write_json(views.outbox_view(entries))
         return
-    shown = 0
-    while True:
-        for entry in views.outbox_view(entries[shown:]):
-            _print_entry(out, entry)
-        shown = len(entries)
-        if not follow:
-            if not entries:
-                out.info("The outbox is empty: no SMS or call yet.")
-            return
-        time.sleep(0.5)
-        entries = sandbox_control.outbox()
+    for entry in views.outbox_view(entries):
+        _print_entry(out, entry)
+    if not follow:
+        if not entries:
+            out.info("The outbox is empty: no SMS or call yet.")
+        return
+    # Always on stderr, --json too: a script can wait for this line, as for `sim subscribe`'s.
+    out.stderr_console().print("Following the outbox (Ctrl-C to stop)…", highlight=False)
+    shown = len(entries)
+    try:
+        while True:
+            time.sleep(0.5)
+            entries = sandbox_control.outbox()
+            for entry in views.outbox_view(entries[shown:]):
+                _print_entry(out, entry)
+            shown = len(entries)
+    except KeyboardInterrupt:
+        out.info("Stopped.")  # following only reads: nothing to finish, nothing to record
 
 
 def _print_entry(out: Output, entry: dict[str, Any]) -> None:

@@ -51,6 +51,7 @@ def create(
             thing_type=thing_type,
             workers=workers,
             on_done=lambda result: bar.advance(task),
+            finish_half_done=serial is None,
         )
 
     def render() -> None:
@@ -61,9 +62,19 @@ def create(
             for row, button in zip(rows, report.buttons, strict=True):
                 row.append((button.error or {}).get("message", ""))
         out.table(None, columns, rows)
+        if report.resumed:
+            done = len(report.resumed)
+            out.info(f"Finished {done} half-done button{_s(done)} from an earlier run.")
         changed = [b for b in report.buttons if b.action != "unchanged"]
         if not changed:
             out.info("Nothing to do: every button already exists.")
+        if report.half_done_left:
+            left = report.half_done_left
+            out.info(
+                f"{left} button{'s are' if left != 1 else ' is'} still half done (HALF-DONE in "
+                f"`iotbutton things list`); `iotbutton things create --count {left}` finishes "
+                f"{'them' if left != 1 else 'it'}."
+            )
 
     out.result(views.provision_report_view(report), human=render)
     if report.failed:
@@ -86,13 +97,18 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
             [
                 b.serial,
                 (b.certificate_id or "-")[:12],
-                b.certificate_status or "-",
+                "HALF-DONE" if b.half_done else b.certificate_status or "-",
                 b.created,
                 _files_state(b.files),
             ]
             for b in buttons
         ]
         out.table(None, ["serial", "certificate", "status", "created", "files"], rows)
+        if any(b.half_done for b in buttons):
+            out.info(
+                "HALF-DONE: an interrupted run left the button unfinished; "
+                "`iotbutton things create SERIAL` (or --count N) finishes it."
+            )
 
     out.result([views.button_view(b) for b in buttons], human=render)
 
@@ -110,18 +126,26 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
 
 
 def _print_button(out: Output, button: Any, live: dict[str, Any]) -> None:
+    state = (
+        f"HALF-DONE (`iotbutton things create {button.serial}` finishes it)"
+        if button.half_done
+        else "complete"
+    )
+    files = [[name.replace("_", " ") + " file", path] for name, path in button.files.items()]
     rows: list[list[Any]] = [
         ["serial", button.serial],
+        ["state", state],
         ["thing ARN", button.thing_arn],
         ["thing type", button.thing_type],
         ["in AWS", "yes" if live["exists"] else "NO (deleted outside iotbutton?)"],
         ["certificate", button.certificate_id],
         ["certificate status", button.certificate_status],
         ["created", button.created],
-        *[[name.replace("_", " ") + " file", path] for name, path in button.files.items()],
+        *(files or [["key files", None]]),
         ["root CA", button.root_ca],
     ]
-    out.table(None, ["field", "value"], rows)
+    # Nothing recorded shows as "none", never as a blank cell that looks like a display fault.
+    out.table(None, ["field", "value"], [[name, value or "none"] for name, value in rows])
 
 
 @app.command("delete")
@@ -140,13 +164,30 @@ def delete(
     report = things.delete_button(app_ctx, serial, keep_local=keep_local)
 
     def render() -> None:
-        out.say(f"Deleted button {serial} and {len(report.certificates)} certificate(s).")
+        deleted = len(report.certificates)
+        if deleted:
+            out.say(f"Deleted button {serial} and {deleted} certificate{_s(deleted)}.")
+        else:
+            out.say(f"Deleted button {serial}; it had no certificate to delete.")
+        if report.already_gone:
+            gone = len(report.already_gone)
+            out.info(
+                f"{gone} recorded certificate{_s(gone)} {'was' if gone == 1 else 'were'} already "
+                "gone from AWS; the registry no longer lists "
+                f"{'it' if gone == 1 else 'them'}."
+            )
+        for cert_id, why in report.certificates_left.items():
+            out.info(f"Left certificate {cert_id[:12]}… in AWS: {why}.")
         for reason in report.files_left.values():
             out.info(f"Left on disk: {reason}. `iotbutton clean` tries again.")
 
     out.result(views.button_deleted_view(serial, report), human=render)
     if report.files_left:
         raise typer.Exit(int(ExitStatus.PARTIAL))
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 def _files_state(files: dict[str, str]) -> str:

@@ -85,6 +85,7 @@ def provision_report_view(report: ProvisionReport) -> View:
         "policy": report.policy,
         "thing_type": report.thing_type,
         "buttons": [provision_result_view(button) for button in report.buttons],
+        "half_done_left": report.half_done_left,
     }
 
 
@@ -98,6 +99,7 @@ def button_view(button: Button) -> View:
         "certificate_id": button.certificate_id,
         "certificate_arn": button.certificate_arn,
         "certificate_status": button.certificate_status,
+        "half_done": button.half_done,
         "files": _files_view(button.files),
         "root_ca": str(button.root_ca),
     }
@@ -121,6 +123,8 @@ def button_deleted_view(serial: str, report: DeleteReport) -> View:
         "serial": serial,
         "deleted": True,
         "certificates": list(report.certificates),
+        "already_gone": list(report.already_gone),
+        "certificates_left": dict(report.certificates_left),
         "files_left": {str(path): reason for path, reason in report.files_left.items()},
     }
 

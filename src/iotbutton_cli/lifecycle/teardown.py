@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from iotbutton_cli.aws import bulk
 from iotbutton_cli.context import AppContext, clean_error
-from iotbutton_cli.errors import NotOurs
+from iotbutton_cli.errors import Interrupted, NotOurs
 from iotbutton_cli.lifecycle import discover as discovery
 from iotbutton_cli.lifecycle.kinds_table import TEARDOWN, Row
 from iotbutton_cli.provisioning import things
@@ -177,49 +178,72 @@ def execute(
         with report_lock:
             _finish(report, outcome, on_done)
 
-    for kind in KINDS:
-        batch = [
-            s for s in steps if s.kind == kind.name and (s.kind, s.resource_id) not in done_early
-        ]
-        if not batch:
-            continue
-        ready = []
-        for step in batch:
-            blocker = _blocker(kind, step, report)
-            if blocker is None:
-                ready.append(step)
-            else:
-                finish(Outcome(step, "skipped", f"waits for {blocker.label}"))
-        followers = _followers(kind, steps, report)
-        tasks = _tasks(ready, followers)
-        done_early.update(
-            (step.kind, step.resource_id)
-            for chain in tasks
-            for step in chain
-            if step.kind != kind.name
-        )
-
-        def run_chain(chain: list[Step], kind: Row = kind) -> None:
-            """An owner's resources one by one, then (unless one stayed) what they blocked."""
-            stayed: Step | None = None
-            for step in chain:
-                step_kind = KIND_BY_NAME[step.kind]
-                if step_kind is not kind and stayed is not None:
-                    outcome = Outcome(step, "skipped", f"waits for {stayed.label}")
+    def remove_all() -> None:
+        for kind in KINDS:
+            batch = [
+                s
+                for s in steps
+                if s.kind == kind.name and (s.kind, s.resource_id) not in done_early
+            ]
+            if not batch:
+                continue
+            ready = []
+            for step in batch:
+                blocker = _blocker(kind, step, report)
+                if blocker is None:
+                    ready.append(step)
                 else:
-                    outcome = _run(ctx, step_kind, step, keep_local)
-                if outcome.status in BLOCKING and stayed is None:
-                    stayed = step
-                finish(outcome)
+                    finish(Outcome(step, "skipped", f"waits for {blocker.label}"))
+            followers = _followers(kind, steps, report)
+            tasks = _tasks(ready, followers)
+            done_early.update(
+                (step.kind, step.resource_id)
+                for chain in tasks
+                for step in chain
+                if step.kind != kind.name
+            )
 
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks) or 1))) as pool:
-            for future in [pool.submit(run_chain, chain) for chain in tasks]:
-                future.result()
+            def run_chain(chain: list[Step], stopping: threading.Event, kind: Row = kind) -> None:
+                """An owner's resources one by one, then (unless one stayed) what they blocked;
+                on Ctrl-C (``stopping``), none after the one in hand."""
+                stayed: Step | None = None
+                for step in chain:
+                    if stopping.is_set():
+                        raise bulk.Stopped(step.label)
+                    step_kind = KIND_BY_NAME[step.kind]
+                    if step_kind is not kind and stayed is not None:
+                        outcome = Outcome(step, "skipped", f"waits for {stayed.label}")
+                    else:
+                        outcome = _run(ctx, step_kind, step, keep_local)
+                    if outcome.status in BLOCKING and stayed is None:
+                        stayed = step
+                    finish(outcome)
+
+            bulk.run(tasks, run_chain, _chain_done, workers=min(workers, len(tasks) or 1))
+
+    try:
+        remove_all()
+    except KeyboardInterrupt:
+        # Nothing new starts; the removals in flight have finished, each leaving the registry
+        # true; what never started stays recorded for the next `clean`.
+        with report_lock:
+            removed = len(report.with_status("removed"))
+        raise Interrupted(
+            f"Interrupted after removing {removed:,} of {len(steps):,} resources; run "
+            "`iotbutton clean` again to remove the rest.",
+            "What was not removed is still recorded in the registry.",
+        ) from None
     if not keep_local:
         keyfiles.remove_empty_namespace_dir(ctx.namespace.key)
     order = {(step.kind, step.resource_id): index for index, step in enumerate(steps)}
     report.outcomes.sort(key=lambda o: order.get((o.step.kind, o.step.resource_id), len(order)))
     return report
+
+
+def _chain_done(chain: list[Step], future: Future[None]) -> None:
+    """A chain's end: a chain that stopped for Ctrl-C is fine; a bug still surfaces."""
+    with suppress(bulk.Stopped):
+        future.result()
 
 
 def _followers(kind: Row, steps: list[Step], report: CleanReport) -> dict[str, Step]:

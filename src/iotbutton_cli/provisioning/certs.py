@@ -356,7 +356,20 @@ def usable(record: dict) -> bool:
     )
 
 
+@dataclass
+class Retired:
+    """What retiring one certificate did."""
+
+    deleted: bool  # DeleteCertificate removed it now (False: AWS had it no more, or never did)
+    files_left: dict[str, str]  # path -> why that key file is still on disk
+
+
 def retire_certificate(ctx: AppContext, cert_id: str, keep_local: bool = False) -> dict[str, str]:
+    """:func:`retire`, for callers that only need the key files left on disk."""
+    return retire(ctx, cert_id, keep_local).files_left
+
+
+def retire(ctx: AppContext, cert_id: str, keep_local: bool = False) -> Retired:
     """Detach policy → INACTIVE → detach thing → delete, as AWS requires; NotFound means done.
 
     Only a certificate that carries iotbutton's marks is touched (see provisioning/ownership.py);
@@ -364,23 +377,25 @@ def retire_certificate(ctx: AppContext, cert_id: str, keep_local: bool = False) 
     attempted even when the registry does not record the attachment: a run that was killed
     between AWS's answer and the registry write must still be cleaned up. So the steps need no
     record of their own: the certificate's record goes when it is deleted, and only a step that
-    fails leaves what was reached recorded (a registry that is true). Returns why any of its key
-    files could not be deleted (they stay recorded as leftovers for the next `clean`).
+    fails leaves what was reached recorded (a registry that is true). Says whether AWS still
+    had the certificate to delete, and why any of its key files could not be deleted (they stay
+    recorded as leftovers for the next `clean`).
     """
     record = ctx.namespace.get(KIND, cert_id)
     if record is None:
-        return {}
-    _retire_in_aws(ctx, cert_id, record)
+        return Retired(False, {})
+    deleted_now = _retire_in_aws(ctx, cert_id, record)
     left = {} if keep_local else keyfiles.remove_key_files(record.get("files"))
     _remember_leftovers(ctx, left)
     ctx.namespace.remove(KIND, cert_id)
-    return left
+    return Retired(deleted_now, left)
 
 
-def _retire_in_aws(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> None:
+def _retire_in_aws(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> bool:
+    """Whether DeleteCertificate removed the certificate (False: it was already gone)."""
     verdict = ownership.certificate(ctx, cert_id, record)
     if verdict is None:
-        return
+        return False
     if not verdict:
         ctx.namespace.remove(KIND, cert_id)
         raise _not_ours(cert_id)
@@ -396,7 +411,7 @@ def _retire_in_aws(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> Non
         if serial:
             deleted(iot.detach_thing_principal, thingName=serial, principal=arn)
             reached["thing_attached"] = False
-        retry_while(
+        return retry_while(
             partial(deleted, iot.delete_certificate, certificateId=cert_id),
             _still_attached,
         )
@@ -404,6 +419,29 @@ def _retire_in_aws(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> Non
         if reached:
             ctx.namespace.update(KIND, cert_id, **reached)
         raise
+
+
+def other_things(ctx: AppContext, cert_id: str, serial: str) -> list[str]:
+    """The things besides ``serial`` that the certificate is attached to in AWS (someone attached
+    a button's certificate to a thing of theirs): retiring it would cut them off."""
+    record = ctx.namespace.get(KIND, cert_id) or {}
+    if not record.get("arn"):
+        return []
+    found = absent_ok(ctx.client("iot").list_principal_things, principal=record["arn"])
+    return sorted(name for name in (found or {}).get("things", []) if name != serial)
+
+
+def leave_to_others(ctx: AppContext, cert_id: str, serial: str, others: list[str]) -> str:
+    """Detach the certificate from ``serial`` only and forget it, as one that is still used
+    elsewhere; it stays in AWS, ACTIVE, for the ``others``. Returns why it was left."""
+    record = ctx.namespace.get(KIND, cert_id) or {}
+    if record.get("arn"):
+        deleted(ctx.client("iot").detach_thing_principal, thingName=serial, principal=record["arn"])
+    ctx.namespace.remove(KIND, cert_id)
+    return (
+        f"also attached to {', '.join(others)}; detached from {serial} only, left in AWS "
+        "and forgotten"
+    )
 
 
 def _not_ours(cert_id: str) -> IotButtonError:

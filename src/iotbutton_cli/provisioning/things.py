@@ -46,10 +46,16 @@ class ProvisionReport:
     policy: str
     thing_type: str
     buttons: list[ProvisionResult] = field(default_factory=list)
+    half_done_left: int = 0  # recorded buttons still half done after the run (any thing type)
 
     @property
     def failed(self) -> list[ProvisionResult]:
         return [button for button in self.buttons if button.action == "failed"]
+
+    @property
+    def resumed(self) -> list[ProvisionResult]:
+        """The half-done buttons (of an earlier, interrupted run) this run finished."""
+        return [button for button in self.buttons if button.action == "resumed"]
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Button:
     certificate_status: str | None
     files: dict[str, str]
     root_ca: str
+    half_done: bool = False  # an interrupted run left it unfinished (see :func:`half_done`)
 
 
 def provision(
@@ -71,8 +78,15 @@ def provision(
     thing_type: str = DEFAULT_THING_TYPE,
     workers: int = DEFAULT_WORKERS,
     on_done: Callable[[ProvisionResult], None] | None = None,
+    *,
+    finish_half_done: bool = False,
 ) -> ProvisionReport:
     """Provision ``serials`` concurrently; one button's failure never loses the others' records.
+
+    With ``finish_half_done``, ``serials`` are generated ones (``things create --count N``):
+    the buttons of this thing type that an interrupted run left half done take the place of as
+    many of them, oldest first, so a re-run finishes them instead of leaving them behind, and
+    the run still ends with ``len(serials)`` buttons (reported ``resumed`` and ``created``).
 
     Ctrl-C stops it at once: no new button is started, the ones in flight stop after their
     current step (everything made so far is recorded), and the KeyboardInterrupt goes on.
@@ -84,6 +98,8 @@ def provision(
     ensure_thing_type(ctx, thing_type)
     keyfiles.amazon_root_ca()
     report = ProvisionReport(policy=policy.name, thing_type=thing_type)
+    if finish_half_done:
+        serials = _with_half_done_first(ctx, serials, thing_type)
 
     def done(serial: str, future: Future[ProvisionResult]) -> None:
         result = _result_of(ctx, serial, future)
@@ -101,7 +117,34 @@ def provision(
     # lost; with no call of ours running any more, such certificates can be told apart.
     certs.reclaim_quietly(ctx)
     report.buttons.sort(key=lambda button: button.serial)
+    report.half_done_left = len(half_done(ctx))
     return report
+
+
+def half_done(ctx: AppContext, thing_type: str | None = None) -> list[str]:
+    """The recorded buttons an interrupted run left half done, oldest first (registry only).
+
+    Half done is what :func:`provision_button` would not report ``unchanged``: a thing recorded
+    (or about to be created) without a certificate that is recorded, attached to it, holding the
+    policy and its key files. With ``thing_type``, only the buttons of that type (or of none
+    recorded)."""
+    resources = ctx.namespace.snapshot()
+    certificates = resources.get(certs.KIND, {})
+    found = [
+        (record.get("recorded", ""), serial)
+        for serial, record in resources.get(KIND, {}).items()
+        if not _finished(record, certificates)
+        and (thing_type is None or record.get("thing_type") in (None, thing_type))
+    ]
+    return [serial for _recorded, serial in sorted(found)]
+
+
+def _with_half_done_first(ctx: AppContext, generated: list[str], thing_type: str) -> list[str]:
+    """``len(generated)`` serials: the half-done buttons of ``thing_type`` first, then new ones."""
+    earlier = half_done(ctx, thing_type)[: len(generated)]
+    taken = set(earlier)
+    fresh = [serial for serial in generated if serial not in taken]
+    return earlier + fresh[: len(generated) - len(earlier)]
 
 
 def _result_of(ctx: AppContext, serial: str, future: Future[ProvisionResult]) -> ProvisionResult:
@@ -154,7 +197,12 @@ def provision_button(
 
 
 def _complete(ctx: AppContext, serial: str, recorded: dict) -> bool:
-    cert = ctx.namespace.get(certs.KIND, recorded.get("certificate") or "")
+    return _finished(recorded, ctx.namespace.items(certs.KIND))
+
+
+def _finished(record: dict, certificates: dict[str, dict]) -> bool:
+    """The button's certificate is recorded, attached to the thing, with its policy and files."""
+    cert = certificates.get(record.get("certificate") or "")
     return bool(cert and cert.get("thing_attached") and cert.get("policies") and cert.get("files"))
 
 
@@ -281,6 +329,7 @@ def _button(serial: str, record: dict, certificates: dict, root_ca: str) -> Butt
         certificate_status=cert.get("status"),
         files=cert.get("files", {}),
         root_ca=root_ca,
+        half_done=not _finished(record, certificates),
     )
 
 
@@ -291,17 +340,28 @@ def delete_button(ctx: AppContext, serial: str, keep_local: bool = False) -> Del
         raise not_found(serial)
     report = DeleteReport(serial)
     with ctx.namespace.lock(KIND, serial):
-        for cert_id in list(certs.certificates_of(ctx, serial)):
-            report.files_left.update(certs.retire_certificate(ctx, cert_id, keep_local=keep_local))
-            report.certificates.append(cert_id)
+        for cert_id in sorted(certs.certificates_of(ctx, serial)):
+            others = certs.other_things(ctx, cert_id, serial)
+            if others:
+                report.certificates_left[cert_id] = certs.leave_to_others(
+                    ctx, cert_id, serial, others
+                )
+                continue
+            retired = certs.retire(ctx, cert_id, keep_local=keep_local)
+            report.files_left.update(retired.files_left)
+            (report.certificates if retired.deleted else report.already_gone).append(cert_id)
         delete_thing(ctx, serial)
     return report
 
 
 @dataclass
 class DeleteReport:
+    """What ``things delete`` did with each of the button's recorded certificates."""
+
     serial: str
-    certificates: list[str] = field(default_factory=list)
+    certificates: list[str] = field(default_factory=list)  # deleted in AWS by this command
+    already_gone: list[str] = field(default_factory=list)  # recorded, but AWS had them no more
+    certificates_left: dict[str, str] = field(default_factory=dict)  # id -> why it stays in AWS
     files_left: dict[str, str] = field(default_factory=dict)  # path -> why it is still there
 
 

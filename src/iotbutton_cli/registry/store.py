@@ -81,6 +81,7 @@ class Registry:
             self._thread_lock, self._queue = self._shared.setdefault(
                 self.path, (threading.RLock(), [])
             )
+        self.changed = False  # a change was asked of this object (see AppContext.began_changes)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -168,6 +169,7 @@ class Registry:
         is given. If it raises, its own caller gets the exception and the other changes of the
         batch are still written.
         """
+        self.changed = True
         entry: tuple[Callable[[dict[str, Any]], Any], Future[Any]] = (change, Future())
         with self._shared_guard:
             self._queue.append(entry)
