@@ -200,10 +200,11 @@ def outbox(
         if not entries:
             out.info("The outbox is empty: no SMS or call yet.")
         return
-    # Always on stderr, --json too: a script can wait for this line, as for `sim subscribe`'s.
-    out.stderr_console().print("Following the outbox (Ctrl-C to stop)…", highlight=False)
     shown = len(entries)
     try:
+        # Always on stderr, --json too: a script can wait for this line, as for `sim
+        # subscribe`'s; said inside the try, so a Ctrl-C the moment it is read still stops.
+        out.stderr_console().print("Following the outbox (Ctrl-C to stop)…", highlight=False)
         while True:
             time.sleep(0.5)
             entries = sandbox_control.outbox()
