@@ -223,11 +223,13 @@ def test_api_key_user_is_accepted_when_known(tmp_path):
 
 def test_unknown_paths_and_methods(twilio):
     not_found = post(twilio.base_url, "Recordings", {"To": TO})
-    wrong_method = post(twilio.base_url, "Messages", {}, method="GET")
+    wrong_method = post(twilio.base_url, "Messages", {}, method="DELETE")
+    not_found_read = post(twilio.base_url, "Recordings", {}, method="GET")
 
     assert (not_found[0], not_found[2]["code"]) == (404, 20404)
     assert (wrong_method[0], wrong_method[2]["code"]) == (405, 20004)
-    assert [entry["resource"] for entry in twilio.outbox()] == [None, "Messages"]
+    assert (not_found_read[0], not_found_read[2]["code"]) == (404, 20404)
+    assert [entry["resource"] for entry in twilio.outbox()] == [None, "Messages"], "no GET"
 
 
 def test_outbox_file_matches_memory_is_private_and_holds_no_secret(twilio, tmp_path):
