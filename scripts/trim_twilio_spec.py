@@ -1,9 +1,11 @@
-"""Trim Twilio's 2010-04-01 OpenAPI description down to the two operations the notifier uses.
+"""Trim Twilio's 2010-04-01 OpenAPI description down to the operations the Twilio stand-in serves.
 
-The full description is 1.8 MB; the package only needs "create a Message" and "create a Call" to
-let the Twilio stand-in validate requests. This script keeps those two POST operations, every
-component they reference (followed transitively), the security schemes and the servers, and
-records the source file's SHA-256 in ``info`` so anyone can check where the copy came from.
+The full description is 1.8 MB; the package only needs the operations the stand-in answers, to
+validate requests against them: create, fetch and list Messages and Calls (the notifier creates
+them; other clients read them back), update a Call, and fetch the Account. This script keeps
+those operations, every component they reference (followed transitively), the security schemes
+and the servers, and records the source file's SHA-256 in ``info`` so anyone can check where the
+copy came from.
 
 Usage (from the repository root)::
 
@@ -28,6 +30,12 @@ DEFAULT_OUTPUT = REPO_ROOT / "src" / "iotbutton_cli" / "data" / "twilio_api_v201
 KEPT_OPERATIONS = (
     ("/2010-04-01/Accounts/{AccountSid}/Messages.json", "post"),
     ("/2010-04-01/Accounts/{AccountSid}/Calls.json", "post"),
+    ("/2010-04-01/Accounts/{AccountSid}/Messages.json", "get"),
+    ("/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json", "get"),
+    ("/2010-04-01/Accounts/{AccountSid}/Calls.json", "get"),
+    ("/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json", "get"),
+    ("/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json", "post"),
+    ("/2010-04-01/Accounts/{Sid}.json", "get"),
 )
 PATH_ITEM_KEYS_KEPT = ("servers", "description", "parameters")
 SOURCE_DESCRIPTION = (
@@ -104,9 +112,10 @@ def trim(source: dict[str, Any], source_sha256: str) -> dict[str, Any]:
     operations: list[dict[str, Any]] = []
     for path, method in KEPT_OPERATIONS:
         path_item = source["paths"][path]
-        kept = {key: path_item[key] for key in PATH_ITEM_KEYS_KEPT if key in path_item}
+        kept = paths.setdefault(
+            path, {key: path_item[key] for key in PATH_ITEM_KEYS_KEPT if key in path_item}
+        )
         kept[method] = path_item[method]
-        paths[path] = kept
         operations.append(path_item[method])
 
     components = referenced_components(source, list(paths.values()))

@@ -36,6 +36,7 @@ from botocore.exceptions import ClientError
 
 from iotbutton_cli.sandbox import sigv4
 from iotbutton_cli.sandbox.sigv4 import KeyPair
+from support import notify_init_args
 
 REGION = "us-east-1"
 SECRET_PARAMETER = "/iotbutton/twilio-secret"
@@ -485,10 +486,16 @@ def request_threads() -> int:
     return sum("process_request_thread" in t.name for t in threading.enumerate())
 
 
-def twilio_post(base_url: str, user: str | None, secret: str, account: str = ACCOUNT_SID) -> Any:
+def twilio_post(
+    base_url: str,
+    user: str | None,
+    secret: str,
+    account: str = ACCOUNT_SID,
+    sms: dict[str, str] = SMS,
+) -> Any:
     request = urllib.request.Request(
         f"{base_url}/2010-04-01/Accounts/{account}/Messages.json",
-        data=urllib.parse.urlencode(SMS).encode(),
+        data=urllib.parse.urlencode(sms).encode(),
         method="POST",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
@@ -531,21 +538,30 @@ def test_the_stand_in_closes_idle_connections_by_default():
 # --- the Twilio port accepts the deployed secret only ----------------------------------------
 
 
-def test_twilio_stand_in_accepts_only_the_deployed_secret(cli, sandbox):
+def deploy_notifier(cli: Any, secret: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`notify init` and `notify deploy` in the sandbox: the account ACCOUNT_SID, From
+    +15005550006, the Twilio secret ``secret``."""
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", secret)
+    cli("--sandbox", *notify_init_args("Grandma"))
+    cli("--sandbox", "notify", "deploy")
+
+
+def test_twilio_stand_in_accepts_only_the_deployed_account_and_secret(cli, sandbox, monkeypatch):
     twilio = sandbox["twilio_url"]
     anything = twilio_post(twilio, ACCOUNT_SID, "anything")
     assert anything == (401, anything[1]) and anything[1]["code"] == 20003, "nothing deployed yet"
 
-    ssm = client("ssm", sandbox["aws_url"], KeyPair(sandbox["access_key_id"],
-                                                    sandbox["secret_access_key"]))  # fmt: skip
-    ssm.put_parameter(Name=SECRET_PARAMETER, Value="first-secret", Type="SecureString")
+    deploy_notifier(cli, "first-secret", monkeypatch)
     assert twilio_post(twilio, ACCOUNT_SID, "first-secret")[0] == 201
-    assert twilio_post(twilio, API_KEY_SID, "first-secret")[0] == 201
+    assert twilio_post(twilio, API_KEY_SID, "first-secret")[0] == 401, "the config names no key"
     assert twilio_post(twilio, ACCOUNT_SID, "wrong")[0] == 401
     assert twilio_post(twilio, None, "")[0] == 401
     other_account = "AC" + "3" * 32
     assert twilio_post(twilio, ACCOUNT_SID, "first-secret", account=other_account)[0] == 401
-    ssm.put_parameter(
+    not_ours = twilio_post(twilio, ACCOUNT_SID, "first-secret", sms={**SMS, "From": "+15557770000"})
+    assert (not_ours[0], not_ours[1]["code"]) == (400, 21606), "From: a number the account owns"
+    keys = KeyPair(sandbox["access_key_id"], sandbox["secret_access_key"])
+    client("ssm", sandbox["aws_url"], keys).put_parameter(
         Name=SECRET_PARAMETER, Value="second-secret", Type="SecureString", Overwrite=True
     )
     assert twilio_post(twilio, ACCOUNT_SID, "first-secret")[0] == 401
@@ -554,13 +570,47 @@ def test_twilio_stand_in_accepts_only_the_deployed_secret(cli, sandbox):
     outbox = cli.json("sandbox", "outbox")
     assert [(e["auth_user"], e["http_status"]) for e in outbox] == [
         (ACCOUNT_SID, 201),
-        (API_KEY_SID, 201),
+        (ACCOUNT_SID, 400),
         (ACCOUNT_SID, 201),
     ], "refused requests never reach the outbox"
     log = Path(sandbox["outbox"]).with_name("sandbox.log").read_text()
     assert "twilio stand-in refused POST" in log
     for secret in ("first-secret", "second-secret", sandbox["secret_access_key"]):
         assert secret not in log
+
+
+def test_what_the_notifier_sent_can_be_read_back_and_moves_on(cli, sandbox, monkeypatch):
+    """Through the sandbox: an SMS `notify send` sent with the deployed secret, fetched and
+    listed with that secret, is delivered a moment later; reads stay out of the outbox."""
+    deploy_notifier(cli, "the-secret", monkeypatch)
+    cli("--sandbox", "notify", "send")
+    [sent] = cli.json("sandbox", "outbox")
+    path = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages"
+    deadline = time.monotonic() + 20
+    while True:
+        status, fetched = twilio_get(sandbox["twilio_url"], f"{path}/{sent['sid']}.json")
+        if fetched.get("status") == "delivered" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    listed = twilio_get(sandbox["twilio_url"], f"{path}.json?PageSize=1")[1]
+    refused = twilio_get(sandbox["twilio_url"], f"{path}.json", secret="wrong")
+
+    assert (status, fetched["status"], fetched["to"]) == (200, "delivered", SMS["To"])
+    assert [m["sid"] for m in listed["messages"]] == [sent["sid"]]
+    assert listed["next_page_uri"] is None and listed["page_size"] == 1
+    assert (refused[0], refused[1]["code"]) == (401, 20003)
+    assert len(cli.json("sandbox", "outbox")) == 1, "reads are not recorded"
+
+
+def twilio_get(base_url: str, path: str, secret: str = "the-secret") -> Any:
+    request = urllib.request.Request(f"{base_url}{path}")
+    token = base64.b64encode(f"{ACCOUNT_SID}:{secret}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
 
 # --- the credentials, for the owner only -----------------------------------------------------
@@ -777,15 +827,13 @@ def world_reachable_home(monkeypatch):
     shutil.rmtree(home, ignore_errors=True)
 
 
-def test_another_os_user_finds_every_port_closed(cli, world_reachable_home):
+def test_another_os_user_finds_every_port_closed(cli, world_reachable_home, monkeypatch):
     user = other_user()
     info = cli.json("sandbox", "start")
     try:
         keys = KeyPair(info["access_key_id"], info["secret_access_key"])
         cli("--sandbox", "things", "create", "G030JF0553648RUH")
-        client("ssm", info["aws_url"], keys).put_parameter(
-            Name=SECRET_PARAMETER, Value="deployed-secret", Type="SecureString"
-        )
+        deploy_notifier(cli, "deployed-secret", monkeypatch)
         state = world_reachable_home / "state"
         given = {
             "aws_url": info["aws_url"],

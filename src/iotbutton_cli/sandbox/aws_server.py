@@ -223,6 +223,17 @@ class SandboxAWS:
             value = parameter.decrypt(parameter.value)
         return None if value is None else str(value)
 
+    def object_bytes(self, bucket: str, key: str) -> bytes | None:
+        """An S3 object's content in moto, or None if the bucket or the object is not there."""
+        from moto.s3.models import s3_backends
+
+        with MOTO_LOCK:
+            try:
+                found = s3_backends[SANDBOX_ACCOUNT]["aws"].get_object(bucket, key)
+            except Exception:  # no such bucket
+                return None
+            return None if found is None else bytes(found.value)
+
     def function_code(self, name_or_arn: str, region: str) -> FunctionCode | None:
         """The deployed code and settings of a function, straight from moto's backend."""
         from moto.awslambda.models import lambda_backends

@@ -4,8 +4,8 @@ Run by ``iotbutton sandbox start`` as ``python -m iotbutton_cli.sandbox.server -
 It writes ``sandbox.json`` (pid and what identifies the process, ports, CA file, and the AWS key
 pair its AWS port accepts) into DIR, 0600, once every part listens, and removes it when it stops
 (SIGTERM or Ctrl-C). Other local users can reach the ports but not that file: the AWS port wants
-the key pair, the Twilio stand-in the deployed Twilio secret, the MQTT broker a device
-certificate.
+the key pair, the Twilio stand-in the deployed Twilio account and secret, the MQTT broker a
+device certificate.
 """
 
 from __future__ import annotations
@@ -23,11 +23,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iotbutton_cli.sandbox.protocol import SANDBOX_ACCOUNT as ACCOUNT
 from iotbutton_cli.sandbox.protocol import SANDBOX_REGION as REGION
 from iotbutton_cli.sandbox.protocol import STATE_FILE, SandboxInfo
+
+if TYPE_CHECKING:
+    from iotbutton_cli.sandbox.aws_server import SandboxAWS
+    from iotbutton_cli.sandbox.twilio import TwilioAccount
 
 log = logging.getLogger("iotbutton.sandbox")
 
@@ -65,11 +69,14 @@ class Sandbox:
         # A new sandbox has an empty account, so its outbox starts empty too.
         (self.state_dir / OUTBOX_FILE).unlink(missing_ok=True)
         aws = self.aws
-        # Twilio's stand-in accepts what Twilio would: the secret the notifier was deployed with.
+        # Twilio's stand-in accepts what Twilio would: the account the notifier was deployed for
+        # (its config names it, and the From number it owns), with the secret it was deployed
+        # with.
         self.twilio = TwilioStandIn(
             outbox_path=self.state_dir / OUTBOX_FILE,
             port=twilio_port,
             deployed_secret=lambda: aws.parameter_value(SECRET_PARAMETER, REGION),
+            deployed_account=lambda: deployed_twilio_account(aws),
         )
         with _listening("twilio", twilio_port):
             twilio_url = self.twilio.start()
@@ -137,6 +144,35 @@ class Sandbox:
             self.twilio.stop()
         if hasattr(self, "aws"):
             self.aws.stop()
+
+
+def deployed_twilio_account(aws: SandboxAWS) -> TwilioAccount | None:
+    """The Twilio account the deployed notifier's config names, as the Twilio stand-in plays it
+    (the account SID, the user that authenticates for it, and the From number it owns); None
+    while no notifier with a readable config is deployed. Read from moto at each call, so a new
+    deploy counts at once."""
+    from iotbutton_cli.notifier_lambda.contract import (
+        CONFIG_BUCKET_ENV,
+        CONFIG_KEY_ENV,
+        ConfigError,
+        parse_config,
+    )
+    from iotbutton_cli.notify.resources import FUNCTION_NAME
+    from iotbutton_cli.sandbox.twilio import TwilioAccount
+
+    function = aws.function_code(FUNCTION_NAME, REGION)
+    if function is None:
+        return None
+    bucket = function.environment.get(CONFIG_BUCKET_ENV, "")
+    key = function.environment.get(CONFIG_KEY_ENV, "")
+    raw = aws.object_bytes(bucket, key) if bucket and key else None
+    if raw is None:
+        return None
+    try:
+        config = parse_config(json.loads(raw))
+    except (ValueError, ConfigError):
+        return None
+    return TwilioAccount.of(config.account_sid, config.api_key_sid, [config.sender])
 
 
 class PortInUse(OSError):

@@ -1,29 +1,51 @@
 """A local stand-in for api.twilio.com that checks requests the way Twilio would.
 
-The sandbox and the tests point the notifier at this server instead of Twilio. It serves only what
-the notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``.../Calls.json``
--- and for each request it:
+The sandbox and the tests point the notifier at this server instead of Twilio. It serves what the
+notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``.../Calls.json``
+-- and what other clients read back: fetch a Message or Call (``GET .../Messages/{Sid}.json``,
+``.../Calls/{Sid}.json``), list them (``GET .../Messages.json``, ``.../Calls.json``, paged with
+``PageSize``/``Page``/``PageToken`` in Twilio's list envelope), update a Call (``POST
+.../Calls/{Sid}.json`` with ``Status`` or new ``Twiml``/``Url``) and fetch the Account (``GET
+/2010-04-01/Accounts/{Sid}.json``). For each request it:
 
-* checks HTTP Basic auth: an ``AC…`` user equal to the account in the path, or an ``SK…`` user,
-  with the right secret -- in the sandbox, the secret the notifier was deployed with (the SSM
-  parameter's current value, ``deployed_secret``); in unit tests, a ``credentials`` mapping --
-  answering 401 / Twilio error 20003 otherwise, and to everything while no secret is deployed;
+* checks HTTP Basic auth as Twilio does. In the sandbox the stand-in plays the account the notifier
+  was deployed for (``deployed_account``: the SID its config names, and the user that authenticates
+  for it, the API key if the config names one, else the account SID) with the secret it was
+  deployed with (the SSM parameter's current value, ``deployed_secret``); in unit tests an
+  ``account`` and a ``credentials`` mapping (user -> secret) say the same. A wrong secret, another
+  user, or a path naming another account is answered 401 / Twilio error 20003, and so is
+  everything while no account or secret is deployed;
 * validates the request against Twilio's own OpenAPI description (a trimmed copy shipped in
   ``iotbutton_cli/data``) with openapi-core;
 * applies the rules the description does not state: which fields are required together, E.164
-  phone numbers, a 4000-character ``Twiml`` that is well-formed XML, a 1600-character ``Body``,
-  and the "magic" numbers of Twilio's test credentials (``To +15005550001`` is invalid, ...);
-* answers like Twilio: 201 with a resource body (``sid``, ``status`` "queued", ...) or the error
-  shape ``{"code", "message", "more_info", "status"}``;
-* records the request in an outbox -- form fields and the answer, never the Authorization header
-  -- if it was authenticated. Refused requests are logged (and kept in memory, ``refused()``), never
-  written to the outbox, so no one without the secret can put entries there;
+  phone numbers, a ``From`` the account owns (its configured number, and ``+15005550006``, the one
+  Twilio's test credentials accept), a 4000-character ``Twiml`` that is well-formed XML, a
+  1600-character ``Body``, the "magic" numbers of Twilio's test credentials (``To +15005550001`` is
+  invalid, ...), and which calls can still be updated;
+* answers like Twilio: 201 "queued" for a new Message or Call, 200 with the resource or a list
+  page for the rest, or the error shape ``{"code", "message", "more_info", "status"}`` (20404 for
+  an unknown SID);
+* moves what it created on by the clock (``progress``): a message from queued to sent to
+  delivered, a call from queued to ringing to in-progress to completed, so a fetch after the last
+  delay shows the final status (the create's answer is queued, as Twilio's is);
+* records each POST in an outbox -- form fields and the answer, never the Authorization header --
+  if it was authenticated; reads (GET) are not recorded. Refused requests are logged (and kept in
+  memory, ``refused()``), never written to the outbox, so no one without the secret can put
+  entries there;
 * closes connections idle for ``idle_timeout`` seconds, so idle clients cannot keep threads.
 
-Differences from Twilio worth knowing: any well-formed E.164 ``From`` is accepted (real test
-credentials accept only ``+15005550006``), SIP and ``client:`` call endpoints are refused, and
-nothing is ever delivered. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for retry tests.
-openapi-core is imported only when a server starts, because the CLI's start-up time matters.
+Differences from Twilio worth knowing: SIP and ``client:`` call endpoints are refused; nothing is
+ever delivered (statuses move by the clock alone, status callbacks are never made, and prices stay
+null); list filters are ``To``, ``From`` and (Calls) ``Status``, date filters are ignored; the
+Account resource never carries the auth token; a Message cannot be updated or deleted, a Call not
+deleted (405). Without any account (unit tests that give only ``credentials``), any account in
+the path is accepted for an ``SK…`` user. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for
+retry tests. openapi-core is imported only when a server starts, because the CLI's start-up time
+matters.
+
+Error codes: the OpenAPI description lists none, so the codes here are Twilio's well-known ones
+from its error dictionary (https://www.twilio.com/docs/api/errors/<code>), with that page's title
+as the message where the live API's wording is not known to be different.
 
 It is the oracle the notifier's tests check against, so it shares no code with the notifier: it
 never imports ``iotbutton_cli.notifier_lambda`` (its limits, field names and TwiML rules are
@@ -45,13 +67,14 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +86,37 @@ TWIML_MAX_CHARS = 4000
 BODY_MAX_CHARS = 1600
 MAX_REQUEST_BYTES = 1024 * 1024
 ROUTE = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/(?P<resource>Messages|Calls)\.json$")
+INSTANCE_ROUTE = re.compile(
+    r"^/2010-04-01/Accounts/(?P<account>[^/]+)/(?P<resource>Messages|Calls)/(?P<sid>[^/]+)\.json$"
+)
+ACCOUNT_ROUTE = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)\.json$")
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 AUTH_USER = re.compile(r"^(AC|SK)[0-9a-fA-F]{32}$")
 REDACTED_FIELDS = frozenset({"SipAuthPassword"})
 SID_PREFIX = {"Messages": "SM", "Calls": "CA"}
-# The code Twilio uses for a request that breaks the API description in no more specific way.
-GENERIC_CODE = {"Messages": 400, "Calls": 21200}
+LIST_KEY = {"Messages": "messages", "Calls": "calls"}
+# The code for a request that breaks the API description in no more specific way: the error
+# dictionary's catch-all for the resource (21200 "Calls Resource", 21100 "Accounts Resource");
+# for Messages, the bare HTTP status, as Twilio answers some malformed message requests.
+GENERIC_CODE = {"Messages": 400, "Calls": 21200, "Accounts": 21100}
+# List pages: Twilio's default and largest PageSize.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+# The From number Twilio's test credentials accept for Messages and Calls; every account the
+# stand-in plays owns it too, besides its own numbers.
+TEST_FROM_NUMBER = "+15005550006"
+# Well-known Twilio error codes (their error dictionary; the OpenAPI description has none). The
+# messages are the dictionary's titles.
+FROM_NOT_OWNED = (  # Messages: a From the account does not own
+    21606,
+    "The 'From' phone number provided is not a valid message-capable Twilio phone number for "
+    "this destination/account",
+)
+FROM_NOT_VERIFIED = (21210, "'From' phone number not verified")  # Calls: the same for a call
+# Updating a call that has ended (the API's own wording for it).
+CALL_NOT_IN_PROGRESS = (21220, "Call is not in-progress. Cannot redirect.")
 
 # Twilio's test credentials answer these numbers with fixed errors ("magic input").
 MAGIC_TO = {
@@ -81,7 +128,7 @@ MAGIC_TO = {
 }
 MAGIC_FROM = {
     "+15005550001": (21212, "The 'From' number +15005550001 is not a valid phone number."),
-    "+15005550007": (21606, "The 'From' phone number provided is not a valid message-capable"),
+    "+15005550007": FROM_NOT_OWNED,
     "+15005550008": (
         21611,
         "This 'From' number has exceeded the maximum number of queued messages",
@@ -99,7 +146,11 @@ DEFAULT_FAILURE_MESSAGES = {
 DEFAULT_FAILURE_CODES = {401: 20003, 429: 20429, 500: 20500, 503: 20503}
 # Seconds a connection may sit without a complete request before it is closed.
 IDLE_TIMEOUT_SECONDS = 15.0
-ACCOUNT_IN_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/")
+ACCOUNT_IN_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+?)(?:/|\.json$)")
+
+MESSAGE_STATUSES = ("queued", "sent", "delivered")
+CALL_STATUSES = ("queued", "ringing", "in-progress", "completed")
+CALL_LIVE = frozenset({"queued", "ringing", "in-progress"})
 
 
 @dataclass(frozen=True)
@@ -119,13 +170,109 @@ class TwilioError:
         }
 
 
+@dataclass(frozen=True)
+class TwilioAccount:
+    """The Twilio account the stand-in plays.
+
+    ``users`` are the Basic-auth users its secret belongs to: the account SID (the secret is then
+    its auth token) and/or API key SIDs (the secret is the key's). ``numbers`` are the phone
+    numbers it owns, which it may send from and call from, besides ``TEST_FROM_NUMBER``.
+    """
+
+    sid: str
+    users: frozenset[str]
+    numbers: frozenset[str] = frozenset()
+    friendly_name: str = "iotbutton sandbox"
+
+    @classmethod
+    def of(
+        cls, sid: str, api_key_sid: str | None = None, numbers: Iterable[str] = ()
+    ) -> TwilioAccount:
+        """The account a notifier is configured for: the API key authenticates if there is one
+        (its secret is the one deployed), else the account SID with its auth token."""
+        return cls(sid, frozenset({api_key_sid or sid}), frozenset(numbers))
+
+    def owns(self, number: str) -> bool:
+        return number == TEST_FROM_NUMBER or number in self.numbers
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Seconds after its creation at which a message or call reaches each later status.
+
+    Twilio answers a create with "queued" and moves on as the carriers report; the stand-in moves
+    on by the clock: a message is sent, then delivered; a call rings, is answered, then ends
+    ("completed", lasting ``call_completed - call_answered`` seconds). All zero: at once.
+    """
+
+    message_sent: float = 0.5
+    message_delivered: float = 1.0
+    call_ringing: float = 0.5
+    call_answered: float = 1.0
+    call_completed: float = 3.0
+
+    def __post_init__(self) -> None:
+        for steps in (
+            (self.message_sent, self.message_delivered),
+            (self.call_ringing, self.call_answered, self.call_completed),
+        ):
+            if steps[0] < 0 or list(steps) != sorted(steps):
+                raise ValueError(f"status delays must be >= 0 and in order, got {steps}")
+
+    @property
+    def message_steps(self) -> tuple[tuple[float, str], ...]:
+        delays = (0.0, self.message_sent, self.message_delivered)
+        return tuple(zip(delays, MESSAGE_STATUSES, strict=True))
+
+    @property
+    def call_steps(self) -> tuple[tuple[float, str], ...]:
+        delays = (0.0, self.call_ringing, self.call_answered, self.call_completed)
+        return tuple(zip(delays, CALL_STATUSES, strict=True))
+
+
+def reached(steps: Sequence[tuple[float, str]], elapsed: float) -> tuple[float, str]:
+    """The last (delay, status) of ``steps`` that ``elapsed`` seconds have reached."""
+    return [step for step in steps if elapsed >= step[0]][-1]
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a path names: a list of Messages or Calls (``sid`` None), one of them, or the
+    Account (``resource`` "Accounts")."""
+
+    resource: str
+    account: str
+    sid: str | None = None
+
+    @classmethod
+    def of(cls, path: str) -> Route | None:
+        if match := ROUTE.match(path):
+            return cls(match["resource"], match["account"])
+        if match := INSTANCE_ROUTE.match(path):
+            return cls(match["resource"], match["account"], match["sid"])
+        if match := ACCOUNT_ROUTE.match(path):
+            return cls("Accounts", match["account"])
+        return None
+
+    def operation(self, method: str) -> str | None:
+        """create, list, fetch or update; None for a method Twilio's description does not
+        give the path (or that the stand-in does not serve)."""
+        if self.resource == "Accounts":
+            return "fetch" if method == "GET" else None
+        if self.sid is None:
+            return {"POST": "create", "GET": "list"}.get(method)
+        if method == "GET":
+            return "fetch"
+        return "update" if method == "POST" and self.resource == "Calls" else None
+
+
 @dataclass
 class PlannedFailure:
     """Answer the next ``times`` matching requests with this error instead of handling them.
 
-    ``resource`` ("Messages" or "Calls") and ``to`` narrow which requests match; ``None`` matches
-    any. ``code`` defaults to Twilio's code for the status (429 -> 20429, 500 -> 20500, 401 ->
-    20003).
+    ``method`` ("POST" unless set; None for any), ``resource`` ("Messages" or "Calls") and ``to``
+    narrow which requests match; ``None`` matches any. ``code`` defaults to Twilio's code for the
+    status (429 -> 20429, 500 -> 20500, 401 -> 20003).
     """
 
     status: int = 500
@@ -134,9 +281,12 @@ class PlannedFailure:
     times: int = 1
     resource: str | None = None
     to: str | None = None
+    method: str | None = "POST"
 
-    def matches(self, resource: str, fields: Mapping[str, Any]) -> bool:
+    def matches(self, method: str, resource: str, fields: Mapping[str, Any]) -> bool:
         if self.times <= 0:
+            return False
+        if self.method is not None and self.method != method:
             return False
         if self.resource is not None and self.resource != resource:
             return False
@@ -174,7 +324,7 @@ class Exchange:
             "fields": self.fields,
             "http_status": self.http_status,
         }
-        if self.http_status == 201:
+        if self.http_status in (200, 201):
             entry["sid"] = self.answer["sid"]
             entry["status"] = self.answer["status"]
         else:
@@ -286,8 +436,15 @@ def bad_request(code: int, message: str) -> TwilioError:
     return TwilioError(400, code, message)
 
 
-def message_rule_errors(fields: Mapping[str, Any]) -> list[TwilioError]:
-    """What Twilio checks on a new Message beyond its API description."""
+def not_found(path: str) -> TwilioError:
+    return TwilioError(404, 20404, f"The requested resource {path} was not found")
+
+
+def message_rule_errors(
+    fields: Mapping[str, Any], owns: Callable[[str], bool] = TEST_FROM_NUMBER.__eq__
+) -> list[TwilioError]:
+    """What Twilio checks on a new Message beyond its API description (``owns``: whether the
+    account owns a number)."""
     errors = []
     to, sender = fields.get("To"), fields.get("From")
     if not to:
@@ -304,6 +461,8 @@ def message_rule_errors(fields: Mapping[str, Any]) -> list[TwilioError]:
         errors.append(bad_request(21212, f"The 'From' number {sender} is not a valid number."))
     elif sender in MAGIC_FROM:
         errors.append(bad_request(*MAGIC_FROM[sender]))
+    elif sender and E164.match(str(sender)) and not owns(str(sender)):
+        errors.append(bad_request(*FROM_NOT_OWNED))
     body = fields.get("Body")
     if not body and not fields.get("MediaUrl") and not fields.get("ContentSid"):
         errors.append(bad_request(21602, "Message body is required."))
@@ -314,8 +473,11 @@ def message_rule_errors(fields: Mapping[str, Any]) -> list[TwilioError]:
     return errors
 
 
-def call_rule_errors(fields: Mapping[str, Any]) -> list[TwilioError]:
-    """What Twilio checks on a new Call beyond its API description."""
+def call_rule_errors(
+    fields: Mapping[str, Any], owns: Callable[[str], bool] = TEST_FROM_NUMBER.__eq__
+) -> list[TwilioError]:
+    """What Twilio checks on a new Call beyond its API description (``owns``: whether the
+    account owns a number, which is then a verified caller ID)."""
     errors = []
     for name, missing_code in (("To", 21201), ("From", 21213)):
         value = fields.get(name)
@@ -325,12 +487,23 @@ def call_rule_errors(fields: Mapping[str, Any]) -> list[TwilioError]:
         elif not E164.match(str(value)) or value in MAGIC_CALL_NUMBERS:
             message = f"The '{name}' number {value} is not a valid phone number."
             errors.append(bad_request(invalid_code, message))
+        elif name == "From" and not owns(str(value)):
+            errors.append(bad_request(*FROM_NOT_VERIFIED))
     if not any(fields.get(name) for name in ("Url", "Twiml", "ApplicationSid")):
         errors.append(bad_request(21200, "One of 'Url', 'Twiml' or 'ApplicationSid' is required."))
     twiml = fields.get("Twiml")
     if isinstance(twiml, str) and twiml:
         errors.extend(twiml_errors(twiml))
     return errors
+
+
+def call_update_errors(fields: Mapping[str, Any], status: str) -> list[TwilioError]:
+    """What Twilio checks on a Call update beyond its API description: the call must not have
+    ended (``status`` is its status now), and new TwiML must be TwiML."""
+    if status not in CALL_LIVE:
+        return [bad_request(*CALL_NOT_IN_PROGRESS)]
+    twiml = fields.get("Twiml")
+    return twiml_errors(twiml) if isinstance(twiml, str) and twiml else []
 
 
 def twiml_errors(twiml: str) -> list[TwilioError]:
@@ -348,16 +521,22 @@ def twiml_errors(twiml: str) -> list[TwilioError]:
     return []
 
 
+def rfc2822(moment: datetime) -> str:
+    return email.utils.format_datetime(moment.astimezone(timezone.utc).replace(microsecond=0))
+
+
 def rfc2822_now() -> str:
-    return email.utils.format_datetime(datetime.now(timezone.utc).replace(microsecond=0))
+    return rfc2822(datetime.now(timezone.utc))
 
 
 def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def message_resource(account: str, sid: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    now = rfc2822_now()
+def message_resource(
+    account: str, sid: str, fields: Mapping[str, Any], created: datetime | None = None
+) -> dict[str, Any]:
+    now = rfc2822(created or datetime.now(timezone.utc))
     media = fields.get("MediaUrl") or []
     uri = f"/{API_VERSION}/Accounts/{account}/Messages/{sid}"
     return {
@@ -384,8 +563,10 @@ def message_resource(account: str, sid: str, fields: Mapping[str, Any]) -> dict[
     }
 
 
-def call_resource(account: str, sid: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    now = rfc2822_now()
+def call_resource(
+    account: str, sid: str, fields: Mapping[str, Any], created: datetime | None = None
+) -> dict[str, Any]:
+    now = rfc2822(created or datetime.now(timezone.utc))
     uri = f"/{API_VERSION}/Accounts/{account}/Calls/{sid}"
     return {
         "account_sid": account,
@@ -420,6 +601,141 @@ def call_resource(account: str, sid: str, fields: Mapping[str, Any]) -> dict[str
     }
 
 
+def account_resource(account: str, name: str, created: datetime) -> dict[str, Any]:
+    """The Account as Twilio answers a fetch, without the auth token (which it would include)."""
+    uri = f"/{API_VERSION}/Accounts/{account}"
+    return {
+        "auth_token": None,
+        "date_created": rfc2822(created),
+        "date_updated": rfc2822(created),
+        "friendly_name": name,
+        "owner_account_sid": account,
+        "sid": account,
+        "status": "active",
+        "subresource_uris": {"calls": f"{uri}/Calls.json", "messages": f"{uri}/Messages.json"},
+        "type": "Full",
+        "uri": f"{uri}.json",
+    }
+
+
+@dataclass
+class Created:
+    """A Message or Call the stand-in accepted: its resource as answered (status queued), when it
+    was created (``clock`` seconds and wall time), and, for a call ended by an update, the status
+    it ended with and when (``clock`` seconds)."""
+
+    resource: str
+    account: str
+    answer: dict[str, Any]
+    clock: float
+    wall: datetime
+    ended: tuple[str, float] | None = None
+
+    @property
+    def sid(self) -> str:
+        return str(self.answer["sid"])
+
+    def at(self, seconds: float) -> str:
+        """The wall time ``seconds`` after creation, as Twilio writes times."""
+        return rfc2822(self.wall + timedelta(seconds=seconds))
+
+
+def message_now(created: Created, progress: Progress, elapsed: float) -> dict[str, Any]:
+    """A message ``elapsed`` seconds after its creation: queued, sent, then delivered."""
+    since, status = reached(progress.message_steps, elapsed)
+    view = dict(created.answer, status=status, date_updated=created.at(since))
+    if status != "queued":
+        view["date_sent"] = created.at(progress.message_sent)
+    return view
+
+
+def call_status(created: Created, progress: Progress, elapsed: float) -> str:
+    if created.ended is not None and elapsed >= created.ended[1] - created.clock:
+        return created.ended[0]
+    return reached(progress.call_steps, elapsed)[1]
+
+
+def call_now(created: Created, progress: Progress, elapsed: float) -> dict[str, Any]:
+    """A call ``elapsed`` seconds after its creation: queued, ringing, in-progress, completed,
+    unless an update ended it first (canceled before it was answered, else completed)."""
+    end_status, ended_at = created.ended or ("completed", created.clock + progress.call_completed)
+    ended_after = ended_at - created.clock
+    until = min(elapsed, ended_after)
+    since, status = reached(progress.call_steps[:3], until)
+    view = dict(created.answer, status=status, date_updated=created.at(since))
+    if until >= progress.call_ringing:  # dialed: Twilio's start_time
+        view["start_time"] = created.at(progress.call_ringing)
+    if elapsed >= ended_after:
+        view.update(status=end_status, end_time=created.at(ended_after))
+        view["date_updated"] = view["end_time"]
+        if end_status == "completed":
+            view["duration"] = str(round(ended_after - progress.call_answered))
+    return view
+
+
+def list_query(query: Sequence[tuple[str, str]], names: Iterable[str]) -> list[tuple[str, str]]:
+    """The filters of a list request that a page's URIs carry on, in the order they came."""
+    wanted = set(names)
+    return [(name, value) for name, value in query if name in wanted]
+
+
+def page_uri(path: str, filters: list[tuple[str, str]], size: int, page: int, token: str) -> str:
+    params = [*filters, ("PageSize", str(size)), ("Page", str(page))]
+    if token:
+        params.append(("PageToken", token))
+    return f"{path}?{urlencode(params)}"
+
+
+def list_page(
+    resource: str, path: str, query: Sequence[tuple[str, str]], items: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One page of ``items`` (newest first) in Twilio's list envelope.
+
+    ``PageSize`` (default 50) and ``Page`` (default 0) place the page; ``PageToken``, as Twilio
+    writes it into ``next_page_uri`` (``PA`` + the SID before the page) or ``previous_page_uri``
+    (``PB`` + the SID after it), anchors it to those items, so new ones arriving between two pages
+    do not shift them. A token naming no item listed is ignored.
+    """
+    given = dict(query)
+    size = min(max(_int(given.get("PageSize"), DEFAULT_PAGE_SIZE), 1), MAX_PAGE_SIZE)
+    page = max(_int(given.get("Page"), 0), 0)
+    token = given.get("PageToken", "")
+    sids = [str(item["sid"]) for item in items]
+    first = page * size
+    if token[:2] == "PA" and token[2:] in sids:
+        first = sids.index(token[2:]) + 1
+    elif token[:2] == "PB" and token[2:] in sids:
+        first = max(sids.index(token[2:]) - size, 0)
+    chunk = items[first : first + size]
+    filters = list_query(query, ("To", "From", "Status"))
+    start = page * size
+    more = first + size < len(items) and bool(chunk)
+    return {
+        LIST_KEY[resource]: chunk,
+        "end": start + max(len(chunk) - 1, 0),
+        "first_page_uri": page_uri(path, filters, size, 0, ""),
+        "next_page_uri": (
+            page_uri(path, filters, size, page + 1, "PA" + str(chunk[-1]["sid"])) if more else None
+        ),
+        "page": page,
+        "page_size": size,
+        "previous_page_uri": (
+            page_uri(path, filters, size, page - 1, "PB" + str(chunk[0]["sid"]) if chunk else "")
+            if page > 0
+            else None
+        ),
+        "start": start,
+        "uri": page_uri(path, filters, size, page, token),
+    }
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
 def basic_auth(header: str | None) -> tuple[str, str] | None:
     """(user, secret) from an HTTP Basic Authorization header, or None if it is not one."""
     if not header:
@@ -439,10 +755,17 @@ class TwilioStandIn:
     """An in-process HTTP server on loopback that answers like Twilio's Messages and Calls API.
 
     Use as a context manager or call ``start()`` (returns the base URL to use in place of
-    ``https://api.twilio.com``) and ``stop()``. ``outbox()`` lists every request received.
-    Who is let in: with ``deployed_secret`` (a function returning the secret deployed now, or
-    None if none is), that secret; with ``credentials`` (user AC…/SK… -> secret), those; with
-    neither, any non-empty secret. ``idle_timeout`` is how long a connection may wait, idle.
+    ``https://api.twilio.com``) and ``stop()``. ``outbox()`` lists every POST received.
+
+    Which account it plays: ``deployed_account`` (a function returning the account deployed now,
+    or None while none is: then nothing is let in), else ``account``, else none in particular
+    (an ``AC…`` user must match the path; an ``SK…`` user may use any account; only
+    ``TEST_FROM_NUMBER`` is owned). Which secret it wants: with ``deployed_secret`` (a function
+    returning the secret deployed now, or None if none is), that secret; with ``credentials``
+    (user AC…/SK… -> secret), those; with neither, any non-empty secret.
+
+    ``progress`` says how fast what it creates moves on (``clock``, in seconds, measures it;
+    tests may pass their own). ``idle_timeout`` is how long a connection may wait, idle.
     """
 
     def __init__(
@@ -452,6 +775,10 @@ class TwilioStandIn:
         *,
         credentials: Mapping[str, str] | None = None,
         deployed_secret: Callable[[], str | None] | None = None,
+        account: TwilioAccount | None = None,
+        deployed_account: Callable[[], TwilioAccount | None] | None = None,
+        progress: Progress | None = None,
+        clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
@@ -460,11 +787,17 @@ class TwilioStandIn:
         self._plan = [dataclasses.replace(failure) for failure in fail_plan or ()]
         self._credentials = dict(credentials) if credentials is not None else None
         self._deployed_secret = deployed_secret
+        self._account = account
+        self._deployed_account = deployed_account
+        self.progress = progress or Progress()
+        self._clock = clock
+        self._created_at = datetime.now(timezone.utc)
         self.idle_timeout = idle_timeout
         self._refused: list[dict[str, Any]] = []
         self._address = (host, port)
         self._lock = threading.Lock()
         self._outbox: list[dict[str, Any]] = []
+        self._created: dict[str, Created] = {}  # by SID, in creation order
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._validator: SpecValidator | None = None
@@ -512,11 +845,13 @@ class TwilioStandIn:
     # -- inspection and scripting -------------------------------------------------------------
 
     def outbox(self) -> list[dict[str, Any]]:
-        """Every request so far, oldest first, as also written to ``outbox_path`` (JSON lines).
+        """Every authenticated request but reads (GET) so far, oldest first, as also written to
+        ``outbox_path`` (JSON lines).
 
         Keys: ``time`` (UTC ISO 8601), ``method``, ``path``, ``resource`` ("Messages", "Calls" or
         None), ``account_sid``, ``auth_user`` (the SID, never the secret), ``fields`` (the form
-        as sent), ``http_status``; then ``sid`` and ``status`` for a 201, or ``error`` (``code``,
+        as sent), ``http_status``; then ``sid`` and ``status`` for a 201 (a new Message or Call:
+        "queued") or a 200 (a Call updated: its status then), or ``error`` (``code``,
         ``message``); and ``spec_errors`` when the API description was broken.
         """
         with self._lock:
@@ -546,83 +881,197 @@ class TwilioStandIn:
     def _decide(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> Exchange:
-        path = urlsplit(target).path
-        route = ROUTE.match(path)
+        split = urlsplit(target)
+        path = split.path
+        route = Route.of(path)
         fields = parse_form(body, header_value(headers, "Content-Type") or "")
         credentials = basic_auth(header_value(headers, "Authorization"))
-        account = ACCOUNT_IN_PATH.match(path)
+        in_path = ACCOUNT_IN_PATH.match(path)
+        account = self._account_now()
         exchange = Exchange(
             method=method,
             path=path,
-            resource=route["resource"] if route else None,
-            account_sid=route["account"] if route else None,
+            resource=route.resource if route and route.resource in SID_PREFIX else None,
+            account_sid=route.account if route else None,
             auth_user=credentials[0] if credentials else None,
             fields=recorded_fields(fields),
-            authenticated=self._authenticated(credentials, account["account"] if account else ""),
+            authenticated=self._authenticated(
+                credentials, in_path["account"] if in_path else "", account
+            ),
         )
-        error = self._request_error(exchange, route, credentials, fields)
+        error = self._request_error(exchange, route, fields)
         if error is None:
-            error = self._content_error(exchange, target, headers, body, fields)
+            assert route is not None
+            operation = route.operation(method)
+            spec_errors = self._spec_errors(exchange, target, headers, body)
+            if operation == "create":
+                error = self._create(exchange, route, fields, spec_errors, account)
+            elif operation == "update":
+                error = self._update(exchange, route, fields, spec_errors)
+            elif operation == "list" and not spec_errors:
+                exchange.http_status = 200
+                exchange.answer = self._list(route, path, parse_qsl(split.query))
+            elif operation == "fetch":  # an unknown SID is 404 even if it is malformed
+                error = self._fetch(exchange, route, account)
+            if error is None and spec_errors and operation != "create":
+                error = self._spec_error(route, spec_errors)
         if error is not None:
             exchange.http_status, exchange.answer = error.status, error.body()
-            return exchange
-        assert exchange.resource is not None and exchange.account_sid is not None
-        sid = SID_PREFIX[exchange.resource] + secrets.token_hex(16)
-        build = message_resource if exchange.resource == "Messages" else call_resource
-        exchange.http_status, exchange.answer = 201, build(exchange.account_sid, sid, fields)
         return exchange
 
     def _request_error(
-        self,
-        exchange: Exchange,
-        route: re.Match[str] | None,
-        credentials: tuple[str, str] | None,
-        fields: Mapping[str, Any],
+        self, exchange: Exchange, route: Route | None, fields: Mapping[str, Any]
     ) -> TwilioError | None:
         """Routing, authentication, then scripted failures (which only the authenticated reach)."""
         if route is None:
-            return TwilioError(404, 20404, f"The requested resource {exchange.path} was not found")
-        if exchange.method != "POST":
+            return not_found(exchange.path)
+        if route.operation(exchange.method) is None:
             return TwilioError(405, 20004, "Method not allowed")
         if not exchange.authenticated:
             return TwilioError(401, 20003, "Authenticate")
-        return self._take_planned_failure(route["resource"], fields)
+        return self._take_planned_failure(exchange.method, route.resource, fields)
 
-    def _content_error(
+    def _spec_errors(
+        self, exchange: Exchange, target: str, headers: Mapping[str, str], body: bytes
+    ) -> list[str]:
+        assert self._validator is not None
+        exchange.spec_errors = self._validator.errors(exchange.method, target, headers, body)
+        return exchange.spec_errors
+
+    def _spec_error(self, route: Route, spec_errors: list[str]) -> TwilioError:
+        return bad_request(
+            GENERIC_CODE[route.resource], "Invalid request: " + " | ".join(spec_errors)
+        )
+
+    def _create(
         self,
         exchange: Exchange,
-        target: str,
-        headers: Mapping[str, str],
-        body: bytes,
+        route: Route,
         fields: Mapping[str, Any],
+        spec_errors: list[str],
+        account: TwilioAccount | None,
     ) -> TwilioError | None:
-        """Twilio's own rules first (they carry specific codes), then the API description."""
-        assert self._validator is not None and exchange.resource is not None
-        exchange.spec_errors = self._validator.errors(exchange.method, target, headers, body)
-        rules = message_rule_errors if exchange.resource == "Messages" else call_rule_errors
-        rule_errors = rules(fields)
+        """A new Message or Call: Twilio's own rules first (they carry specific codes), then the
+        API description; 201 "queued" if both pass."""
+        owns = account.owns if account is not None else TEST_FROM_NUMBER.__eq__
+        rules = message_rule_errors if route.resource == "Messages" else call_rule_errors
+        rule_errors = rules(fields, owns)
         if rule_errors:
             return rule_errors[0]
-        if exchange.spec_errors:
-            message = "Invalid request: " + " | ".join(exchange.spec_errors)
-            return bad_request(GENERIC_CODE[exchange.resource], message)
+        if spec_errors:
+            return self._spec_error(route, spec_errors)
+        sid = SID_PREFIX[route.resource] + secrets.token_hex(16)
+        wall = datetime.now(timezone.utc)
+        build = message_resource if route.resource == "Messages" else call_resource
+        exchange.http_status, exchange.answer = 201, build(route.account, sid, fields, wall)
+        created = Created(route.resource, route.account, exchange.answer, self._clock(), wall)
+        with self._lock:
+            self._created[sid] = created
         return None
 
-    def _take_planned_failure(self, resource: str, fields: Mapping[str, Any]) -> TwilioError | None:
+    def _find(self, route: Route) -> Created | None:
+        with self._lock:
+            created = self._created.get(route.sid or "")
+        if created is None or (created.resource, created.account) != (
+            route.resource,
+            route.account,
+        ):
+            return None
+        return created
+
+    def _now(self, created: Created) -> dict[str, Any]:
+        """A Message or Call as it is now."""
+        elapsed = self._clock() - created.clock
+        if created.resource == "Messages":
+            return message_now(created, self.progress, elapsed)
+        return call_now(created, self.progress, elapsed)
+
+    def _fetch(
+        self, exchange: Exchange, route: Route, account: TwilioAccount | None
+    ) -> TwilioError | None:
+        if route.resource == "Accounts":
+            name = account.friendly_name if account is not None else TwilioAccount.friendly_name
+            exchange.http_status = 200
+            exchange.answer = account_resource(route.account, name, self._created_at)
+            return None
+        created = self._find(route)
+        if created is None:
+            return not_found(exchange.path)
+        exchange.http_status, exchange.answer = 200, self._now(created)
+        return None
+
+    def _list(self, route: Route, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+        """The account's Messages or Calls, newest first, filtered by ``To``, ``From`` and (Calls)
+        ``Status``, one page of them."""
+        with self._lock:
+            everything = list(self._created.values())
+        wanted = dict(list_query(query, ("To", "From", "Status")))
+        if route.resource == "Messages":
+            wanted.pop("Status", None)
+        items = []
+        for created in reversed(everything):
+            if (created.resource, created.account) != (route.resource, route.account):
+                continue
+            item = self._now(created)
+            keys = {"To": item.get("to"), "From": item.get("from"), "Status": item.get("status")}
+            if all(keys[name] == value for name, value in wanted.items()):
+                items.append(item)
+        return list_page(route.resource, path, query, items)
+
+    def _update(
+        self, exchange: Exchange, route: Route, fields: Mapping[str, Any], spec_errors: list[str]
+    ) -> TwilioError | None:
+        """A Call updated: ``Status`` completed hangs it up (canceled if it was not answered yet),
+        canceled cancels it if it was not answered yet (and does nothing to one in progress); new
+        ``Twiml`` or ``Url`` are taken and change nothing visible. An ended call cannot be
+        updated (21220)."""
+        created = self._find(route)
+        if created is None:
+            return not_found(exchange.path)
+        with self._lock:
+            now = self._clock()
+            status = call_status(created, self.progress, now - created.clock)
+            rule_errors = call_update_errors(fields, status)
+            if rule_errors:
+                return rule_errors[0]
+            if spec_errors:
+                return self._spec_error(route, spec_errors)
+            wanted = fields.get("Status")
+            if wanted == "completed" or (wanted == "canceled" and status != "in-progress"):
+                created.ended = ("completed" if status == "in-progress" else "canceled", now)
+        exchange.http_status, exchange.answer = 200, self._now(created)
+        return None
+
+    def _take_planned_failure(
+        self, method: str, resource: str, fields: Mapping[str, Any]
+    ) -> TwilioError | None:
         with self._lock:
             for failure in self._plan:
-                if failure.matches(resource, fields):
+                if failure.matches(method, resource, fields):
                     failure.times -= 1
                     return failure.as_error()
         return None
 
-    def _authenticated(self, credentials: tuple[str, str] | None, account: str) -> bool:
+    def _account_now(self) -> TwilioAccount | None:
+        if self._deployed_account is not None:
+            return self._deployed_account()
+        return self._account
+
+    def _authenticated(
+        self, credentials: tuple[str, str] | None, in_path: str, account: TwilioAccount | None
+    ) -> bool:
         if credentials is None:
             return False
         user, secret = credentials
         if not AUTH_USER.match(user) or not secret:
             return False
-        if user.startswith("AC") and user != account:
+        if account is not None:
+            # Twilio: the user must authenticate for the account the path names.
+            if in_path != account.sid or user not in account.users:
+                return False
+        elif self._deployed_account is not None:
+            return False  # nothing deployed: no account to authenticate for
+        elif user.startswith("AC") and user != in_path:
             return False
         if self._deployed_secret is not None:
             expected = self._deployed_secret()
@@ -633,6 +1082,8 @@ class TwilioStandIn:
         return expected is not None and hmac.compare_digest(expected.encode(), secret.encode())
 
     def _record(self, exchange: Exchange) -> None:
+        """Refused requests are logged and listed in ``refused()``; the others, but reads, go to
+        the outbox."""
         if not exchange.authenticated:
             refused = {
                 "method": exchange.method,
@@ -649,6 +1100,8 @@ class TwilioStandIn:
             )
             with self._lock:
                 self._refused.append(refused)
+            return
+        if exchange.method == "GET":
             return
         entry = exchange.outbox_entry(iso_now())
         with self._lock:
