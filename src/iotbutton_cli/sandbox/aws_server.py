@@ -81,6 +81,10 @@ class SandboxAWS:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.invocations: list[Invocation] = []
+        # Set by the sandbox once its broker listens: what DescribeEndpoint answers for the data
+        # endpoint, and where iot-data Publish hands a message (topic, payload, qos).
+        self.data_endpoint_host: str | None = None
+        self.on_data_publish: Callable[[str, bytes, int], str | None] | None = None
 
     def start(self) -> str:
         """Serve on a loopback port, with keep-alive connections (as AWS's endpoints have).
@@ -149,6 +153,9 @@ class SandboxAWS:
             match = INVOKE_PATH.match(environ.get("PATH_INFO", ""))
             if match and environ.get("REQUEST_METHOD") == "POST":
                 return self._invoke(environ, start_response, match.group("name"))
+            answered = self._iot_data_plane(environ, body, start_response)
+            if answered is not None:
+                return answered
             with MOTO_LOCK:
                 body = moto_app(environ, start_response)
                 try:
@@ -158,6 +165,44 @@ class SandboxAWS:
                         body.close()
 
         return app
+
+    def _iot_data_plane(
+        self, environ: dict[str, Any], body: bytes, start_response: StartResponse
+    ) -> Iterable[bytes] | None:
+        """What moto cannot answer truthfully: the data endpoint is the sandbox's broker (moto
+        makes up an ``*.amazonaws.com`` name on every call), and an iot-data Publish reaches
+        the broker's subscribers and the rules engine, as on AWS (moto only stores it)."""
+        from urllib.parse import parse_qs, unquote
+
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
+        service = _service_of(environ)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if service == "iot" and path == "/endpoint" and method == "GET" and self.data_endpoint_host:
+            kind = query.get("endpointType", ["iot:Data"])[0]
+            if kind in ("iot:Data-ATS", "iot:Data"):
+                data = json.dumps({"endpointAddress": self.data_endpoint_host}).encode()
+                start_response(
+                    "200 OK",
+                    [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+                )
+                return [data]
+        if service == "iotdata" and path.startswith("/topics/") and method == "POST":
+            if self.on_data_publish is None:
+                return None
+            topic = unquote(path[len("/topics/") :])
+            qos = int(query.get("qos", ["0"])[0] or 0)
+            refusal = self.on_data_publish(topic, body, qos)
+            if refusal:
+                log.info("refused iot-data Publish to %s: %s", topic, refusal)
+                return _json_error(
+                    start_response, "400 Bad Request", "InvalidRequestException", refusal
+                )
+            log.info("iot-data Publish to %s (%d bytes, QoS %d)", topic, len(body), qos)
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", "0")]
+            )
+            return [b""]
+        return None
 
     def _invoke(
         self, environ: dict[str, Any], start_response: StartResponse, name: str
@@ -392,6 +437,13 @@ def _dispatcher(create_app: Callable[..., Any]) -> Any:
             return self._backend_of[host]
 
     return RememberingDispatcher(create_app)
+
+
+def _service_of(environ: dict[str, Any]) -> str:
+    """The service from the request's SigV4 credential scope (…/<region>/<service>/aws4_request)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    match = re.search(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/", authorization)
+    return match.group(1) if match else ""
 
 
 def _region_of(environ: dict[str, Any]) -> str:

@@ -560,6 +560,22 @@ class Broker:
         )
         return allowed
 
+    async def publish_from_http(self, topic: str, payload: bytes, qos: int) -> str | None:
+        """An iot-data Publish: to the subscribers allowed to receive it and the rules engine;
+        why it is refused, or None. (IoT Core takes it on the same limits as MQTT.)"""
+        refusal = _topic_refusal(topic, "topic")
+        if refusal is None and ("+" in topic or "#" in topic):
+            refusal = f"wildcard in the topic {topic!r}"
+        if refusal is None and len(payload) > MAX_PAYLOAD_BYTES:
+            refusal = f"payload of {len(payload)} bytes (the limit is 128 KB)"
+        if refusal is None and qos not in (0, 1):
+            refusal = f"QoS {qos} (iot-data takes 0 or 1)"
+        if refusal or self._amqtt is None:
+            return refusal or "the broker is not running"
+        await self._amqtt.internal_message_broadcast(topic, payload, qos)
+        await self.published(topic, payload, "iot-data")
+        return None
+
     async def published(self, topic: str, payload: bytes, client_id: str) -> None:
         if self.on_publish is None:
             return

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("iotbutton.sandbox")
 
 OUTBOX_FILE = "outbox.jsonl"
+MQTT_HOST = "localhost"  # the name the broker's certificate carries, sent as SNI
 
 
 class Sandbox:
@@ -87,10 +88,12 @@ class Sandbox:
         self._loop_thread.start()
         with _listening("mqtt", mqtt_port):
             port = asyncio.run_coroutine_threadsafe(self.broker.start(), self._loop).result(30)
+        self.aws.data_endpoint_host = MQTT_HOST
+        self.aws.on_data_publish = self._publish_from_http
         self.state = SandboxInfo(
             pid=os.getpid(),
             aws_url=aws_url,
-            mqtt_host="localhost",
+            mqtt_host=MQTT_HOST,
             mqtt_port=port,
             ca_file=str(ca.ca_cert),
             twilio_url=twilio_url,
@@ -102,6 +105,10 @@ class Sandbox:
             process=identity(os.getpid()) or {},
         )
         return self.state
+
+    def _publish_from_http(self, topic: str, payload: bytes, qos: int) -> str | None:
+        publish = self.broker.publish_from_http(topic, payload, qos)
+        return asyncio.run_coroutine_threadsafe(publish, self._loop).result(10)
 
     def on_publish(self, topic: str, payload: bytes, client_id: str) -> None:
         """Every authorized publish goes through the topic rules stored in moto."""
