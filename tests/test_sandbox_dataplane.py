@@ -11,9 +11,11 @@ import sys
 from typing import Any
 
 import pytest
+
 from support import notify_init_args
 
 SERIAL = "G030JF0553648RUH"
+WATCH = [sys.executable, "-m", "iotbutton_cli", "--sandbox", "sim", "subscribe"]
 CLICK = {"serialNumber": SERIAL, "batteryVoltage": "1650mV", "clickType": "SINGLE"}
 
 
@@ -44,8 +46,7 @@ def test_describe_endpoint_answers_the_sandbox_broker(cli, sandbox):
 def test_an_http_publish_reaches_a_subscriber(cli, sandbox):
     cli("--sandbox", "things", "create", SERIAL)
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "iotbutton_cli", "--sandbox", "sim", "subscribe", "--count", "1"]
-        + ["--duration", "60", "--json"],
+        [*WATCH, "--count", "1", "--duration", "60", "--json"],
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
