@@ -84,3 +84,40 @@ def test_an_http_publish_over_the_limits_is_refused(cli, sandbox, topic, payload
     with pytest.raises(ClientError) as refused:
         client("iot-data").publish(topic=topic, qos=1, payload=payload)
     assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
+
+
+def test_a_retained_message_is_listed_fetched_and_given_to_a_later_subscriber(cli, sandbox):
+    import base64
+
+    cli("--sandbox", "things", "create", SERIAL)
+    data = client("iot-data")
+    topic = f"iotbutton/{SERIAL}"
+    data.publish(topic=topic, qos=1, retain=True, payload=json.dumps(CLICK))
+
+    listed = data.list_retained_messages()["retainedTopics"]
+    fetched = data.get_retained_message(topic=topic)
+    watcher = subprocess.Popen(
+        [*WATCH, "--count", "1", "--duration", "60", "--json"],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    stdout, stderr = watcher.communicate(timeout=60)  # no publish after it subscribed
+
+    assert [(t["topic"], t["payloadSize"], t["qos"]) for t in listed] == [
+        (topic, len(json.dumps(CLICK)), 1)
+    ]
+    payload = fetched["payload"]
+    payload = payload if isinstance(payload, bytes) else base64.b64decode(payload)
+    assert json.loads(payload) == CLICK and fetched["lastModifiedTime"] > 0
+    assert watcher.returncode == 0, stderr
+    assert json.loads(stdout.splitlines()[0])["payload"] == CLICK
+
+    data.publish(topic=topic, qos=1, retain=True, payload=b"")  # an empty payload deletes it
+    assert data.list_retained_messages()["retainedTopics"] == []
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as missing:
+        data.get_retained_message(topic=topic)
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"

@@ -698,3 +698,53 @@ def test_a_message_arrives_at_the_lower_of_publish_and_subscription_qos(
 
     message = monitor.received.get(timeout=TIMEOUT)
     assert (message.topic, message.payload, message.qos) == (f"iotbutton/{BUTTON}", click(), qos)
+
+
+def test_retaining_without_iot_retain_publish_closes_the_connection(
+    running, paho, make_device, button_policy, caplog
+):
+    caplog.set_level(logging.INFO, logger="iotbutton_cli.sandbox.broker")
+    button = paho(make_device(BUTTON, button_policy), BUTTON)
+
+    button.client.publish(f"iotbutton/{BUTTON}", click(), qos=1, retain=True)
+
+    assert button.closed.wait(TIMEOUT)
+    assert running.broker.retained() == []
+    assert running.published.empty()
+    assert "iot:RetainPublish denied for client" in caplog.text
+
+
+def test_a_retained_message_goes_only_to_later_subscribers_that_may_receive_it(
+    running, paho, make_device, iot, monitor_policy
+):
+    retainer = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{ARN}:client/retainer"},
+            {
+                "Effect": "Allow",
+                "Action": ["iot:Publish", "iot:RetainPublish"],
+                "Resource": f"{ARN}:topic/iotbutton/*",
+            },
+        ],
+    }
+    iot.create_policy(policyName="retainer", policyDocument=json.dumps(retainer))
+    narrow = json.loads(json.dumps(MONITOR_POLICY))
+    narrow["Statement"][0]["Resource"] = f"{ARN}:client/narrow"
+    narrow["Statement"][2]["Resource"] = f"{ARN}:topic/iotbutton/{OTHER_BUTTON}"
+    iot.create_policy(policyName="narrow", policyDocument=json.dumps(narrow))
+    publisher = paho(make_device("retainer", "retainer", thing=False), "retainer")
+    publisher.client.publish(f"iotbutton/{BUTTON}", click(), qos=1, retain=True)
+    assert publisher.acked.get(timeout=TIMEOUT)
+
+    allowed = paho(make_device("monitor-1", monitor_policy, thing=False), "monitor-1")
+    denied = paho(make_device("narrow", "narrow", thing=False), "narrow")
+    for subscriber in (allowed, denied):
+        subscriber.client.subscribe("iotbutton/+", qos=1)
+        assert subscriber.subscribed.wait(TIMEOUT)
+
+    message = allowed.received.get(timeout=TIMEOUT)
+    assert (message.topic, message.payload, message.retain) == (f"iotbutton/{BUTTON}", click(), 1)
+    assert [m["topic"] for m in running.broker.retained()] == [f"iotbutton/{BUTTON}"]
+    with pytest.raises(queue.Empty):
+        denied.received.get(timeout=1)

@@ -84,7 +84,8 @@ class SandboxAWS:
         # Set by the sandbox once its broker listens: what DescribeEndpoint answers for the data
         # endpoint, and where iot-data Publish hands a message (topic, payload, qos).
         self.data_endpoint_host: str | None = None
-        self.on_data_publish: Callable[[str, bytes, int], str | None] | None = None
+        self.on_data_publish: Callable[[str, bytes, int, bool], str | None] | None = None
+        self.retained_messages: Callable[[], list[dict[str, Any]]] | None = None
 
     def start(self) -> str:
         """Serve on a loopback port, with keep-alive connections (as AWS's endpoints have).
@@ -191,7 +192,8 @@ class SandboxAWS:
                 return None
             topic = unquote(path[len("/topics/") :])
             qos = int(query.get("qos", ["0"])[0] or 0)
-            refusal = self.on_data_publish(topic, body, qos)
+            retain = query.get("retain", ["false"])[0].lower() == "true"
+            refusal = self.on_data_publish(topic, body, qos, retain)
             if refusal:
                 log.info("refused iot-data Publish to %s: %s", topic, refusal)
                 return _json_error(
@@ -202,7 +204,49 @@ class SandboxAWS:
                 "200 OK", [("Content-Type", "application/json"), ("Content-Length", "0")]
             )
             return [b""]
+        if service == "iotdata" and path.startswith("/retainedMessage") and method == "GET":
+            return self._retained(
+                unquote(path[len("/retainedMessage") :].lstrip("/")), start_response
+            )
         return None
+
+    def _retained(self, topic: str, start_response: StartResponse) -> Iterable[bytes] | None:
+        """ListRetainedMessages (no topic) and GetRetainedMessage, from the broker's store."""
+        import base64
+
+        if self.retained_messages is None:
+            return None
+        messages = self.retained_messages()
+        if topic:
+            found = next((m for m in messages if m["topic"] == topic), None)
+            if found is None:
+                return _json_error(
+                    start_response,
+                    "404 Not Found",
+                    "ResourceNotFoundException",
+                    f"No retained message for topic {topic}",
+                )
+            answer: dict[str, Any] = {
+                **found,
+                "payload": base64.b64encode(found["payload"]).decode("ascii"),
+            }
+        else:
+            answer = {
+                "retainedTopics": [
+                    {
+                        "topic": m["topic"],
+                        "payloadSize": len(m["payload"]),
+                        "qos": m["qos"],
+                        "lastModifiedTime": m["lastModifiedTime"],
+                    }
+                    for m in messages
+                ]
+            }
+        data = json.dumps(answer).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
+        return [data]
 
     def _invoke(
         self, environ: dict[str, Any], start_response: StartResponse, name: str

@@ -37,10 +37,12 @@ MQTT 3.1.1 on 127.0.0.1 behind TLS with client certificates, authorized like IoT
 * ``on_publish(topic, payload, client_id)`` is called for every authorized publish, on the
   broker's event loop (it may be a coroutine function). The rules engine hooks in here.
 
-Differences from IoT Core worth knowing: retained messages are delivered but not retained; will
-messages reach subscribers but not ``on_publish``; no ``$aws/...`` topic (shadow, Basic Ingest,
-lifecycle events) is emulated; MQTT 5 is not spoken, so devices use awsiotsdk's
-``mqtt_connection_builder``, not its MQTT 5 builder.
+Retained messages are stored (``iot:RetainPublish`` checked as well as ``iot:Publish``; a denial
+closes the connection) and given to a later subscriber only if it may receive the topic.
+
+Differences from IoT Core worth knowing: will messages reach subscribers but not
+``on_publish``; no ``$aws/...`` topic (shadow, Basic Ingest, lifecycle events) is emulated; MQTT 5
+is not spoken, so devices use awsiotsdk's ``mqtt_connection_builder``, not its MQTT 5 builder.
 
 Every decision is logged at DEBUG, every refusal at INFO. amqtt and cryptography are imported only
 when a broker starts.
@@ -58,6 +60,7 @@ import logging
 import secrets
 import ssl
 import struct
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -357,7 +360,14 @@ class Broker:
             if amqtt is None:  # stopped meanwhile
                 return
             reader_adapter, writer_adapter = _adapters(
-                reader, writer, packet, self._silence_limit(request), identity.client_id
+                reader,
+                writer,
+                packet,
+                self._silence_limit(request),
+                identity.client_id,
+                lambda topic: self.authorize(
+                    identity.client_id, "iot:RetainPublish", f"topic/{topic}"
+                ),
             )
             await amqtt.external_connected(reader_adapter, writer_adapter, LISTENER)
         except asyncio.CancelledError:
@@ -530,7 +540,7 @@ class Broker:
             self.disconnect(identity.client_id, identity)
             return False
         allowed = self._decide(identity, action, resource)
-        if not allowed and action in ("iot:Publish", "iot:Subscribe"):
+        if not allowed and action in ("iot:Publish", "iot:Subscribe", "iot:RetainPublish"):
             logger.info(
                 "closing the connection of %s: %s denied, as IoT Core closes it", client_id, action
             )
@@ -560,7 +570,9 @@ class Broker:
         )
         return allowed
 
-    async def publish_from_http(self, topic: str, payload: bytes, qos: int) -> str | None:
+    async def publish_from_http(
+        self, topic: str, payload: bytes, qos: int, retain: bool = False
+    ) -> str | None:
         """An iot-data Publish: to the subscribers allowed to receive it and the rules engine;
         why it is refused, or None. (IoT Core takes it on the same limits as MQTT.)"""
         refusal = _topic_refusal(topic, "topic")
@@ -573,8 +585,26 @@ class Broker:
         if refusal or self._amqtt is None:
             return refusal or "the broker is not running"
         await self._amqtt.internal_message_broadcast(topic, payload, qos)
+        if retain:
+            await self._amqtt.retain_message(None, topic, payload, qos)
         await self.published(topic, payload, "iot-data")
         return None
+
+    def retained(self) -> list[dict[str, Any]]:
+        """The retained messages (topic, payload, qos, lastModifiedTime in ms), for the
+        ListRetainedMessages and GetRetainedMessage APIs."""
+        amqtt = self._amqtt
+        if amqtt is None:
+            return []
+        return [
+            {
+                "topic": topic,
+                "payload": bytes(message.data or b""),
+                "qos": int(message.qos or 0),
+                "lastModifiedTime": int(RETAINED_AT.get((id(amqtt), topic), 0) * 1000),
+            }
+            for topic, message in list(amqtt._retained_messages.items())
+        ]
 
     async def published(self, topic: str, payload: bytes, client_id: str) -> None:
         if self.on_publish is None:
@@ -771,6 +801,9 @@ def _to_der(pem_or_der: str | bytes) -> bytes | None:
 
 # -- amqtt glue (built on first use: importing this module must not import amqtt) --------------
 
+# When each retained message was stored, by (amqtt broker id, topic).
+RETAINED_AT: dict[tuple[int, str], float] = {}
+
 # The QoS of the client publish being handled (in its task), so its broadcast keeps QoS 0.
 _PUBLISH_QOS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "publish_qos", default=None
@@ -864,9 +897,53 @@ def _amqtt_broker_class() -> type:
             data: bytes | bytearray | None,
             qos: int | None = None,
         ) -> None:
-            # Retained messages would be handed to new subscribers without an iot:Receive check.
+            # Stored as IoT Core stores it (an empty payload deletes it); iot:RetainPublish was
+            # checked before the publish reached amqtt (GateReader).
+            await super().retain_message(source_session, topic_name, data, qos)
+            if topic_name is None:
+                return
             if data:
-                logger.info("retained message on %s delivered but not retained", topic_name)
+                RETAINED_AT[(id(self), topic_name)] = time.time()
+            else:
+                RETAINED_AT.pop((id(self), topic_name), None)
+
+        async def _publish_retained_messages_for_subscription(
+            self, subscription: tuple[str, int], session: Any
+        ) -> None:
+            # A retained message goes to a new subscriber only if it may receive that topic.
+            from amqtt.contexts import Action
+
+            topic_filter, qos = subscription
+            handler = self._get_handler(session)
+            tasks = []
+            for topic, retained in list(self._retained_messages.items()):
+                if not self._matches(topic, topic_filter) or handler is None:
+                    continue
+                if not await self._topic_filtering(session, topic=topic, action=Action.RECEIVE):
+                    continue
+                level = min(qos, retained.qos or qos)
+                tasks.append(
+                    asyncio.ensure_future(
+                        handler.mqtt_publish(topic, retained.data, level, retain=True)
+                    )
+                )
+            if tasks:
+                await asyncio.wait(tasks)
+
+        async def _publish_session_retained_messages(self, session: Any) -> None:
+            # Messages queued for an offline persistent session are ordinary messages, not
+            # retained ones: delivered with retain=0, as IoT Core delivers them.
+            handler = self._get_handler(session)
+            tasks = []
+            while handler is not None and not session.retained_messages.empty():
+                queued = await session.retained_messages.get()
+                tasks.append(
+                    asyncio.ensure_future(
+                        handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)
+                    )
+                )
+            if tasks:
+                await asyncio.wait(tasks)
 
     return SandboxAmqttBroker
 
@@ -877,12 +954,13 @@ def _adapters(
     first_packet: bytes,
     silence_limit: float,
     client_id: str,
+    may_retain: Callable[[str], bool],
 ) -> tuple[Any, Any]:
     """amqtt's stream adapters: the CONNECT this broker already read put back in front, then
     every packet read whole and checked against IoT Core's limits before amqtt sees it."""
     from amqtt.adapters import StreamWriterAdapter
 
-    gate = _gate_reader_class()(reader, writer, first_packet, silence_limit, client_id)
+    gate = _gate_reader_class()(reader, writer, first_packet, silence_limit, client_id, may_retain)
     return gate, StreamWriterAdapter(writer)
 
 
@@ -902,8 +980,10 @@ def _gate_reader_class() -> type:
             pending: bytes,
             silence_limit: float,
             client_id: str,
+            may_retain: Callable[[str], bool],
         ) -> None:
             super().__init__(reader)
+            self._may_retain = may_retain
             self._source = reader
             self._writer = writer
             self._pending = pending
@@ -950,6 +1030,9 @@ def _gate_reader_class() -> type:
             if refusal:
                 self._close(refusal)
                 return b""
+            retained = _retained_topic(packet)
+            if retained is not None and not self._may_retain(retained):
+                return b""  # authorize() logged it and closed the connection
             return packet
 
         async def _read_packet(self) -> bytes:
@@ -975,6 +1058,15 @@ def _gate_reader_class() -> type:
             self._writer.transport.abort()
 
     return GateReader
+
+
+def _retained_topic(packet: bytes) -> str | None:
+    """The topic of a PUBLISH with the retain flag, else None."""
+    if packet[0] >> 4 != PUBLISH_TYPE or not packet[0] & 0x01:
+        return None
+    body = _body(packet)
+    (length,) = struct.unpack("!H", body[:2])
+    return body[2 : 2 + length].decode("utf-8")
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

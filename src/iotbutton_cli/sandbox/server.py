@@ -90,6 +90,7 @@ class Sandbox:
             port = asyncio.run_coroutine_threadsafe(self.broker.start(), self._loop).result(30)
         self.aws.data_endpoint_host = MQTT_HOST
         self.aws.on_data_publish = self._publish_from_http
+        self.aws.retained_messages = self.broker.retained
         self.state = SandboxInfo(
             pid=os.getpid(),
             aws_url=aws_url,
@@ -106,8 +107,8 @@ class Sandbox:
         )
         return self.state
 
-    def _publish_from_http(self, topic: str, payload: bytes, qos: int) -> str | None:
-        publish = self.broker.publish_from_http(topic, payload, qos)
+    def _publish_from_http(self, topic: str, payload: bytes, qos: int, retain: bool) -> str | None:
+        publish = self.broker.publish_from_http(topic, payload, qos, retain)
         return asyncio.run_coroutine_threadsafe(publish, self._loop).result(10)
 
     def on_publish(self, topic: str, payload: bytes, client_id: str) -> None:
