@@ -514,8 +514,11 @@ class Paho:
         self.client.on_message = lambda _c, _u, message: self.received.put(message)
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *args: self.subscribed.set()
+        connected = threading.Event()
+        self.client.on_connect = lambda *args: connected.set()
         self.client.connect("localhost", running.port, keepalive=30)
         self.client.loop_start()
+        connected.wait(TIMEOUT)  # the CONNACK, before the test goes on
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> int:
         return int(self.client.publish(topic, payload, qos=qos).mid)
@@ -748,3 +751,72 @@ def test_a_retained_message_goes_only_to_later_subscribers_that_may_receive_it(
     assert [m["topic"] for m in running.broker.retained()] == [f"iotbutton/{BUTTON}"]
     with pytest.raises(queue.Empty):
         denied.received.get(timeout=1)
+
+
+def test_lifecycle_events_reach_subscribers_that_may_receive_them(
+    running, paho, make_device, iot, button_policy
+):
+    presence = f"{ARN}:topic/$aws/events/presence"
+    watcher_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{ARN}:client/watcher"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": f"{ARN}:topicfilter/$aws/events/presence/*",
+            },
+            {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{presence}/*"},
+        ],
+    }
+    iot.create_policy(policyName="watcher", policyDocument=json.dumps(watcher_policy))
+    watcher = paho(make_device("watcher", "watcher", thing=False), "watcher")
+    watcher.client.subscribe("$aws/events/presence/+/+", qos=1)
+    assert watcher.subscribed.wait(TIMEOUT)
+    device = make_device(BUTTON, button_policy)
+
+    button = paho(device, BUTTON)
+    connected = watcher.received.get(timeout=TIMEOUT)
+    paho(device, BUTTON)  # the same client id again: the first is closed
+    kicked = [watcher.received.get(timeout=TIMEOUT) for _ in range(2)]
+    button.client.loop_stop()
+
+    assert connected.topic == f"$aws/events/presence/connected/{BUTTON}"
+    event = json.loads(connected.payload)
+    assert (event["clientId"], event["eventType"], event["principalIdentifier"]) == (
+        BUTTON,
+        "connected",
+        device.certificate_id,
+    )
+    events = {m.topic.split("/")[3]: json.loads(m.payload) for m in kicked}
+    assert events["disconnected"]["disconnectReason"] == "DUPLICATE_CLIENTID"
+    assert events["disconnected"]["clientInitiatedDisconnect"] is False
+    assert events["connected"]["sessionIdentifier"] != event["sessionIdentifier"]
+
+
+def test_a_clean_disconnect_is_client_initiated(running, paho, make_device, iot, button_policy):
+    watcher_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{ARN}:client/watcher"},
+            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{ARN}:topicfilter/*"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": f"{ARN}:topic/$aws/events/presence/disconnected/*",
+            },
+        ],
+    }
+    iot.create_policy(policyName="watcher", policyDocument=json.dumps(watcher_policy))
+    watcher = paho(make_device("watcher", "watcher", thing=False), "watcher")
+    watcher.client.subscribe("$aws/events/presence/#", qos=1)
+    assert watcher.subscribed.wait(TIMEOUT)
+
+    button = paho(make_device(BUTTON, button_policy), BUTTON)
+    button.stop()
+
+    message = watcher.received.get(timeout=TIMEOUT)  # not the connected one: no iot:Receive
+    assert message.topic == f"$aws/events/presence/disconnected/{BUTTON}"
+    event = json.loads(message.payload)
+    assert event["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT"
+    assert event["clientInitiatedDisconnect"] is True

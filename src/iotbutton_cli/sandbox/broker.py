@@ -41,8 +41,9 @@ Retained messages are stored (``iot:RetainPublish`` checked as well as ``iot:Pub
 closes the connection) and given to a later subscriber only if it may receive the topic.
 
 Differences from IoT Core worth knowing: will messages reach subscribers but not
-``on_publish``; no ``$aws/...`` topic (shadow, Basic Ingest, lifecycle events) is emulated; MQTT 5
-is not spoken, so devices use awsiotsdk's ``mqtt_connection_builder``, not its MQTT 5 builder.
+``on_publish``; of the ``$aws/...`` topics only lifecycle events (``$aws/events/presence/...``)
+are emulated, not the shadow, Basic Ingest or jobs; MQTT 5 is not spoken, so devices use
+awsiotsdk's ``mqtt_connection_builder``, not its MQTT 5 builder.
 
 Every decision is logged at DEBUG, every refusal at INFO. amqtt and cryptography are imported only
 when a broker starts.
@@ -53,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import json
@@ -61,6 +63,7 @@ import secrets
 import ssl
 import struct
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -87,6 +90,8 @@ MQTT_5_LEVEL = 5
 CONNECT_PACKET = 0x10
 PUBLISH_TYPE = 3
 SUBSCRIBE_TYPE = 8
+DISCONNECT_TYPE = 14
+PRESENCE_PREFIX = "$aws/events/presence/"  # the one $aws topic tree the sandbox publishes
 CONNACK_UNACCEPTABLE_PROTOCOL = bytes([0x20, 0x02, 0x00, 0x01])
 CONNACK_IDENTIFIER_REJECTED = bytes([0x20, 0x02, 0x00, 0x02])
 # An MQTT 5 CONNACK (session present 0, reason 0x84 Unsupported Protocol Version, no properties):
@@ -165,6 +170,10 @@ class _Connection:
     identity: Identity
     writer: asyncio.StreamWriter
     task: asyncio.Task[Any] | None
+    admitted: bool = False
+    # What the disconnected lifecycle event will say, as IoT Core's disconnectReason does.
+    disconnect_reason: str = "CONNECTION_LOST"
+    session: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass
@@ -356,6 +365,7 @@ class Broker:
                 return
             connection = _Connection(identity, writer, task)
             await self._admit(connection)
+            await self._presence(connection, "connected", peer)
             amqtt = self._amqtt
             if amqtt is None:  # stopped meanwhile
                 return
@@ -368,10 +378,13 @@ class Broker:
                 lambda topic: self.authorize(
                     identity.client_id, "iot:RetainPublish", f"topic/{topic}"
                 ),
+                functools.partial(setattr, connection, "disconnect_reason"),
             )
             await amqtt.external_connected(reader_adapter, writer_adapter, LISTENER)
         except asyncio.CancelledError:
             raise
+        except ConnectionError as exc:  # the client went while amqtt was taking it on
+            logger.debug("MQTT connection from %s ended early: %s", peer, exc)
         except Exception:
             logger.exception("MQTT connection from %s failed", peer)
         finally:
@@ -380,6 +393,9 @@ class Broker:
                 if self._connections.get(client_id) is connection:
                     del self._connections[client_id]
                 logger.debug("client %s disconnected", client_id)
+                if connection.admitted:
+                    with contextlib.suppress(Exception):
+                        await self._presence(connection, "disconnected", peer)
             if task is not None:
                 self._writers.pop(task, None)
             if not writer.is_closing():
@@ -504,6 +520,7 @@ class Broker:
                 logger.info(
                     "client id %s connected again: closing its earlier connection", client_id
                 )
+                earlier.disconnect_reason = "DUPLICATE_CLIENTID"
                 earlier.writer.transport.abort()
                 if earlier.task is not None and not earlier.task.done():
                     _, pending = await asyncio.wait({earlier.task}, timeout=KICK_TIMEOUT_SECONDS)
@@ -511,6 +528,7 @@ class Broker:
                         logger.warning("earlier connection of %s did not end in time", client_id)
             self._connections[client_id] = connection
             self._identities[client_id] = connection.identity
+            connection.admitted = True
         logger.debug(
             "client %s admitted (certificate %s, %s)",
             client_id,
@@ -537,21 +555,47 @@ class Broker:
                 resource,
                 identity.certificate_id,
             )
-            self.disconnect(identity.client_id, identity)
+            self.disconnect(identity.client_id, identity, "AUTHORIZATION_FAILURE")
             return False
         allowed = self._decide(identity, action, resource)
         if not allowed and action in ("iot:Publish", "iot:Subscribe", "iot:RetainPublish"):
             logger.info(
                 "closing the connection of %s: %s denied, as IoT Core closes it", client_id, action
             )
-            self.disconnect(identity.client_id, identity)
+            self.disconnect(identity.client_id, identity, "AUTHORIZATION_FAILURE")
         return allowed
 
-    def disconnect(self, client_id: str, identity: Identity | None = None) -> None:
+    def disconnect(
+        self, client_id: str, identity: Identity | None = None, reason: str = "SERVER_ERROR"
+    ) -> None:
         """Close a client's connection now (only if it is still ``identity``'s, when given)."""
         connection = self._connections.get(client_id)
         if connection is not None and (identity is None or connection.identity is identity):
+            connection.disconnect_reason = reason
             connection.writer.transport.abort()
+
+    async def _presence(self, connection: _Connection, event: str, peer: Any) -> None:
+        """IoT Core's lifecycle event on ``$aws/events/presence/<event>/<clientId>``, to the
+        subscribers allowed to receive it (amqtt checks iot:Receive per subscriber)."""
+        if self._amqtt is None:
+            return
+        identity = connection.identity
+        body: dict[str, Any] = {
+            "clientId": identity.client_id,
+            "timestamp": int(time.time() * 1000),
+            "eventType": event,
+            "sessionIdentifier": connection.session,
+            "principalIdentifier": identity.certificate_id,
+        }
+        if isinstance(peer, tuple) and peer:
+            body["ipAddress"] = peer[0]
+        if event == "disconnected":
+            reason = connection.disconnect_reason
+            body["clientInitiatedDisconnect"] = reason == "CLIENT_INITIATED_DISCONNECT"
+            body["disconnectReason"] = reason
+        body["versionNumber"] = 0
+        topic = f"{PRESENCE_PREFIX}{event}/{identity.client_id}"
+        await self._amqtt.internal_message_broadcast(topic, json.dumps(body).encode(), 1)
 
     def _decide(self, identity: Identity, action: str, resource: str) -> bool:
         arn = f"arn:aws:iot:{self.region}:{self.account}:{resource}"
@@ -763,6 +807,8 @@ def packet_refusal(first_byte: int, body: bytes) -> str | None:
                 (length,) = struct.unpack("!H", body[position : position + 2])
                 topic_filter = body[position + 2 : position + 2 + length].decode("utf-8")
                 position += 2 + length + 1  # and the requested QoS
+                if topic_filter.startswith(PRESENCE_PREFIX):
+                    continue  # lifecycle events: emulated (Broker._presence)
                 refusal = _topic_refusal(topic_filter, "topic filter")
                 if refusal:
                     return refusal
@@ -955,12 +1001,15 @@ def _adapters(
     silence_limit: float,
     client_id: str,
     may_retain: Callable[[str], bool],
+    set_reason: Callable[[str], None],
 ) -> tuple[Any, Any]:
     """amqtt's stream adapters: the CONNECT this broker already read put back in front, then
     every packet read whole and checked against IoT Core's limits before amqtt sees it."""
     from amqtt.adapters import StreamWriterAdapter
 
-    gate = _gate_reader_class()(reader, writer, first_packet, silence_limit, client_id, may_retain)
+    gate = _gate_reader_class()(
+        reader, writer, first_packet, silence_limit, client_id, may_retain, set_reason
+    )
     return gate, StreamWriterAdapter(writer)
 
 
@@ -981,9 +1030,11 @@ def _gate_reader_class() -> type:
             silence_limit: float,
             client_id: str,
             may_retain: Callable[[str], bool],
+            set_reason: Callable[[str], None],
         ) -> None:
             super().__init__(reader)
             self._may_retain = may_retain
+            self._set_reason = set_reason
             self._source = reader
             self._writer = writer
             self._pending = pending
@@ -1017,6 +1068,7 @@ def _gate_reader_class() -> type:
                 )
             except asyncio.TimeoutError:
                 self._reading.cancel()
+                self._set_reason("MQTT_KEEP_ALIVE_TIMEOUT")
                 self._close(
                     f"silent for {self._silence_limit:.0f} s (1.5 x its keep-alive); "
                     "disconnected, its will published"
@@ -1026,8 +1078,11 @@ def _gate_reader_class() -> type:
                 return b""
             self._reading = None
             self._deadline = loop.time() + self._silence_limit
+            if packet[0] >> 4 == DISCONNECT_TYPE:
+                self._set_reason("CLIENT_INITIATED_DISCONNECT")
             refusal = packet_refusal(packet[0], _body(packet))
             if refusal:
+                self._set_reason("CLIENT_ERROR")
                 self._close(refusal)
                 return b""
             retained = _retained_topic(packet)
