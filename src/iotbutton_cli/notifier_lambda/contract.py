@@ -49,6 +49,8 @@ TOPIC_SERIAL_FIELD = "topicSerial"
 DEFAULT_BATTERY_MV = 1650
 
 # The deployment: the function's environment, and where its secret is.
+# The deployed function's name: the sandbox finds the notifier's config through it.
+FUNCTION_NAME = "iotbutton-notifier"
 SECRET_PARAMETER = "/iotbutton/twilio-secret"  # noqa: S105 - a name, not the secret
 CONFIG_BUCKET_ENV = "IOTBUTTON_CONFIG_BUCKET"
 CONFIG_KEY_ENV = "IOTBUTTON_CONFIG_KEY"

@@ -15,6 +15,7 @@ from iotbutton_cli.context import AppContext
 from iotbutton_cli.notifier_lambda.contract import (
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
+    FUNCTION_NAME,
     SECRET_PARAMETER,
     SECRET_PARAMETER_ENV,
     TWILIO_API_BASE_ENV,
@@ -23,7 +24,6 @@ from iotbutton_cli.notifier_lambda.contract import (
 from iotbutton_cli.notify.bundle import HANDLER
 from iotbutton_cli.registry import kinds
 
-FUNCTION_NAME = "iotbutton-notifier"
 FUNCTION_LOG_GROUP = f"/aws/lambda/{FUNCTION_NAME}"
 RULE_ERROR_LOG_GROUP = "/iotbutton/rule-errors"
 RUNTIME = "python3.13"

@@ -162,10 +162,10 @@ def deployed_twilio_account(aws: SandboxAWS) -> TwilioAccount | None:
     from iotbutton_cli.notifier_lambda.contract import (
         CONFIG_BUCKET_ENV,
         CONFIG_KEY_ENV,
+        FUNCTION_NAME,
         ConfigError,
         parse_config,
     )
-    from iotbutton_cli.notify.resources import FUNCTION_NAME
     from iotbutton_cli.sandbox.twilio import TwilioAccount
 
     function = aws.function_code(FUNCTION_NAME, REGION)
