@@ -140,8 +140,14 @@ def half_done(ctx: AppContext, thing_type: str | None = None) -> list[str]:
 
 
 def _with_half_done_first(ctx: AppContext, generated: list[str], thing_type: str) -> list[str]:
-    """``len(generated)`` serials: the half-done buttons of ``thing_type`` first, then new ones."""
-    earlier = half_done(ctx, thing_type)[: len(generated)]
+    """``len(generated)`` serials: the half-done buttons of ``thing_type`` first, then new ones.
+
+    A button another command is provisioning right now looks half done too: one whose lock is
+    held is not taken, and one found finished once its lock is free is not either, so parallel
+    `--count` runs never count each other's buttons as their own."""
+    earlier = [serial for serial in half_done(ctx, thing_type) if _left_half_done(ctx, serial)][
+        : len(generated)
+    ]
     taken = set(earlier)
     fresh = [serial for serial in generated if serial not in taken]
     return earlier + fresh[: len(generated) - len(earlier)]
@@ -194,6 +200,13 @@ def provision_button(
         else:
             certs.attach_certificate(ctx, cert_id, serial)
         return ProvisionResult(serial, action, cert_id)
+
+
+def _left_half_done(ctx: AppContext, serial: str) -> bool:
+    """Whether ``serial`` is half done and no command is working on it now."""
+    with ctx.namespace.lock_if_free(KIND, serial) as free:
+        recorded = ctx.namespace.get(KIND, serial)
+        return free and recorded is not None and not _complete(ctx, serial, recorded)
 
 
 def _complete(ctx: AppContext, serial: str, recorded: dict) -> bool:

@@ -116,13 +116,9 @@ class Registry:
         folder never grows; two names sharing a file only wait for each other. The OS releases
         the lock if the process dies.
         """
-        import hashlib
-
         import filelock
 
-        stripe = int(hashlib.sha256(name.encode()).hexdigest(), 16) % RESOURCE_LOCK_STRIPES
-        folder = ensure_private_dir(self.path.parent / "locks")
-        lock = filelock.FileLock(str(folder / f"resource-{stripe:02d}.lock"), timeout=timeout)
+        lock = self._resource_file_lock(name, timeout)
         try:
             lock.acquire()
         except filelock.Timeout as exc:
@@ -135,6 +131,32 @@ class Registry:
             yield
         finally:
             lock.release()
+
+    @contextmanager
+    def resource_lock_if_free(self, name: str) -> Iterator[bool]:
+        """The lock of :meth:`resource_lock` if no one holds it now (True), without waiting;
+        False while another command works on ``name`` (or on a name sharing its file)."""
+        import filelock
+
+        lock = self._resource_file_lock(name, timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    def _resource_file_lock(self, name: str, timeout: float) -> Any:
+        import hashlib
+
+        import filelock
+
+        stripe = int(hashlib.sha256(name.encode()).hexdigest(), 16) % RESOURCE_LOCK_STRIPES
+        folder = ensure_private_dir(self.path.parent / "locks")
+        return filelock.FileLock(str(folder / f"resource-{stripe:02d}.lock"), timeout=timeout)
 
     def read(self) -> dict[str, Any]:
         """A consistent snapshot of the whole document.
@@ -464,3 +486,7 @@ class Namespace:
     def lock(self, kind: str, resource_id: str) -> AbstractContextManager[None]:
         """Serialize multi-step work on one resource across processes (see ``resource_lock``)."""
         return self.registry.resource_lock(f"{self.key} {kind} {resource_id}")
+
+    def lock_if_free(self, kind: str, resource_id: str) -> AbstractContextManager[bool]:
+        """:meth:`lock` if no other command holds it now (True), else False at once."""
+        return self.registry.resource_lock_if_free(f"{self.key} {kind} {resource_id}")
