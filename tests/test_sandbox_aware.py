@@ -164,10 +164,7 @@ def test_starting_the_sandbox_is_said_once_on_stderr(cli):
 
 
 def test_a_sandbox_that_died_takes_its_buttons_and_the_next_start_says_so(cli):
-    cli("--sandbox", "things", "create", SERIAL)
-    pid = cli.json("sandbox", "status")["pid"]
-    os.kill(pid, signal.SIGKILL)
-    wait_until_gone(pid)
+    kill_a_sandbox_with_a_button(cli)
 
     try:
         after = cli("--sandbox", "things", "list", "--json")
@@ -184,18 +181,12 @@ def test_a_sandbox_that_died_takes_its_buttons_and_the_next_start_says_so(cli):
 
 
 def test_sandbox_start_reports_what_a_dead_sandbox_left(cli):
-    cli("--sandbox", "things", "create", SERIAL)
-    pid = cli.json("sandbox", "status")["pid"]
-    os.kill(pid, signal.SIGKILL)
-    wait_until_gone(pid)
+    kill_a_sandbox_with_a_button(cli)
 
     try:
         started = cli.json("sandbox", "start")
         cli("sandbox", "stop")
-        cli("--sandbox", "things", "create", SERIAL)
-        pid = cli.json("sandbox", "status")["pid"]
-        os.kill(pid, signal.SIGKILL)
-        wait_until_gone(pid)
+        kill_a_sandbox_with_a_button(cli)
         human = cli("sandbox", "start")
     finally:
         cli("sandbox", "stop")
@@ -239,6 +230,14 @@ def test_a_port_in_use_is_named(cli, part, name):
     )
     assert f"pick another with --{part}-port (0: any free one)" in result.stderr
     assert cli.json("sandbox", "status", code=1)["running"] is False
+
+
+def kill_a_sandbox_with_a_button(cli) -> None:
+    """Start a sandbox with one button in it, and kill it as a crash would (no `sandbox stop`)."""
+    cli("--sandbox", "things", "create", SERIAL)
+    pid = cli.json("sandbox", "status")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until_gone(pid)
 
 
 def wait_until_gone(pid: int) -> None:

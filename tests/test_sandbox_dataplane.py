@@ -34,6 +34,17 @@ def client(service: str) -> Any:
     )
 
 
+def watch_for_one() -> subprocess.Popen[str]:
+    """`sim subscribe` for one message, as JSON, in a process of its own."""
+    return subprocess.Popen(
+        [*WATCH, "--count", "1", "--duration", "60", "--json"],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+
+
 def test_describe_endpoint_answers_the_sandbox_broker(cli, sandbox):
     iot = client("iot")
     ats = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
@@ -45,13 +56,7 @@ def test_describe_endpoint_answers_the_sandbox_broker(cli, sandbox):
 
 def test_an_http_publish_reaches_a_subscriber(cli, sandbox):
     cli("--sandbox", "things", "create", SERIAL)
-    watcher = subprocess.Popen(
-        [*WATCH, "--count", "1", "--duration", "60", "--json"],
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(os.environ),
-    )
+    watcher = watch_for_one()
     assert watcher.stderr is not None
     assert "Watching" in watcher.stderr.readline()
 
@@ -96,13 +101,7 @@ def test_a_retained_message_is_listed_fetched_and_given_to_a_later_subscriber(cl
 
     listed = data.list_retained_messages()["retainedTopics"]
     fetched = data.get_retained_message(topic=topic)
-    watcher = subprocess.Popen(
-        [*WATCH, "--count", "1", "--duration", "60", "--json"],
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(os.environ),
-    )
+    watcher = watch_for_one()
     stdout, stderr = watcher.communicate(timeout=60)  # no publish after it subscribed
 
     assert [(t["topic"], t["payloadSize"], t["qos"]) for t in listed] == [

@@ -181,12 +181,7 @@ class SandboxAWS:
         if service == "iot" and path == "/endpoint" and method == "GET" and self.data_endpoint_host:
             kind = query.get("endpointType", ["iot:Data"])[0]
             if kind in ("iot:Data-ATS", "iot:Data"):
-                data = json.dumps({"endpointAddress": self.data_endpoint_host}).encode()
-                start_response(
-                    "200 OK",
-                    [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
-                )
-                return [data]
+                return _json_ok(start_response, {"endpointAddress": self.data_endpoint_host})
         if service == "iotdata" and path.startswith("/topics/") and method == "POST":
             if self.on_data_publish is None:
                 return None
@@ -242,11 +237,7 @@ class SandboxAWS:
                     for m in messages
                 ]
             }
-        data = json.dumps(answer).encode()
-        start_response(
-            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        )
-        return [data]
+        return _json_ok(start_response, answer)
 
     def _invoke(
         self, environ: dict[str, Any], start_response: StartResponse, name: str
@@ -495,6 +486,15 @@ def _region_of(environ: dict[str, Any]) -> str:
     authorization = environ.get("HTTP_AUTHORIZATION", "")
     match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", authorization)
     return match.group(1) if match else "us-east-1"
+
+
+def _json_ok(start_response: StartResponse, answer: Any) -> Iterable[bytes]:
+    """A 200 answer with a JSON body."""
+    data = json.dumps(answer).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
 
 
 def _json_error(

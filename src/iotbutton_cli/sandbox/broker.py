@@ -645,7 +645,7 @@ class Broker:
                 "topic": topic,
                 "payload": bytes(message.data or b""),
                 "qos": int(message.qos or 0),
-                "lastModifiedTime": int(RETAINED_AT.get((id(amqtt), topic), 0) * 1000),
+                "lastModifiedTime": int(amqtt.retained_at.get(topic, 0) * 1000),
             }
             for topic, message in list(amqtt._retained_messages.items())
         ]
@@ -707,6 +707,15 @@ async def _read_first_packet(reader: asyncio.StreamReader) -> tuple[bytes, bytes
     header = await reader.readexactly(1)
     if header[0] != CONNECT_PACKET:
         raise ValueError(f"first packet is not CONNECT (type byte 0x{header[0]:02x})")
+    length_bytes, length = await _read_remaining_length(reader, "CONNECT")
+    if length > MAX_CONNECT_BYTES:
+        raise ValueError(f"CONNECT of {length} bytes is too large")
+    body = await reader.readexactly(length)
+    return header + length_bytes + body, body
+
+
+async def _read_remaining_length(reader: asyncio.StreamReader, what: str) -> tuple[bytes, int]:
+    """A fixed header's remaining length, as its bytes and its value; ValueError if malformed."""
     length_bytes = b""
     length = 0
     for index in range(4):
@@ -714,13 +723,8 @@ async def _read_first_packet(reader: asyncio.StreamReader) -> tuple[bytes, bytes
         length_bytes += byte
         length |= (byte[0] & 0x7F) << (7 * index)
         if not byte[0] & 0x80:
-            break
-    else:
-        raise ValueError("malformed CONNECT length")
-    if length > MAX_CONNECT_BYTES:
-        raise ValueError(f"CONNECT of {length} bytes is too large")
-    body = await reader.readexactly(length)
-    return header + length_bytes + body, body
+            return length_bytes, length
+    raise ValueError(f"malformed {what} length")
 
 
 def parse_connect(body: bytes) -> ConnectRequest:
@@ -847,9 +851,6 @@ def _to_der(pem_or_der: str | bytes) -> bytes | None:
 
 # -- amqtt glue (built on first use: importing this module must not import amqtt) --------------
 
-# When each retained message was stored, by (amqtt broker id, topic).
-RETAINED_AT: dict[tuple[int, str], float] = {}
-
 # The QoS of the client publish being handled (in its task), so its broadcast keeps QoS 0.
 _PUBLISH_QOS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "publish_qos", default=None
@@ -915,6 +916,10 @@ def _amqtt_broker_class() -> type:
     from amqtt.broker import Broker as AmqttBroker
 
     class SandboxAmqttBroker(AmqttBroker):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.retained_at: dict[str, float] = {}  # when each retained message was stored
+
         async def _handle_message_delivery(
             self, client_session: Any, handler: Any, wait_deliver: Any
         ) -> bool:
@@ -949,9 +954,9 @@ def _amqtt_broker_class() -> type:
             if topic_name is None:
                 return
             if data:
-                RETAINED_AT[(id(self), topic_name)] = time.time()
+                self.retained_at[topic_name] = time.time()
             else:
-                RETAINED_AT.pop((id(self), topic_name), None)
+                self.retained_at.pop(topic_name, None)
 
         async def _publish_retained_messages_for_subscription(
             self, subscription: tuple[str, int], session: Any
@@ -1041,7 +1046,7 @@ def _gate_reader_class() -> type:
             self._silence_limit = silence_limit
             self._client_id = client_id
             self._deadline: float | None = None
-            self._reading: asyncio.Future[bytes] | None = None
+            self._reading: asyncio.Future[tuple[bytes, bytes]] | None = None
 
         async def read(self, n: int = -1) -> bytes:
             if not self._pending:
@@ -1063,7 +1068,7 @@ def _gate_reader_class() -> type:
                 self._reading = asyncio.ensure_future(self._read_packet())
                 self._reading.add_done_callback(_retrieve)
             try:
-                packet = await asyncio.wait_for(
+                packet, body = await asyncio.wait_for(
                     asyncio.shield(self._reading), max(0.0, self._deadline - loop.time())
                 )
             except asyncio.TimeoutError:
@@ -1080,33 +1085,29 @@ def _gate_reader_class() -> type:
             self._deadline = loop.time() + self._silence_limit
             if packet[0] >> 4 == DISCONNECT_TYPE:
                 self._set_reason("CLIENT_INITIATED_DISCONNECT")
-            refusal = packet_refusal(packet[0], _body(packet))
+            refusal = packet_refusal(packet[0], body)
             if refusal:
                 self._set_reason("CLIENT_ERROR")
                 self._close(refusal)
                 return b""
-            retained = _retained_topic(packet)
+            retained = _retained_topic(packet[0], body)
             if retained is not None and not self._may_retain(retained):
                 return b""  # authorize() logged it and closed the connection
             return packet
 
-        async def _read_packet(self) -> bytes:
+        async def _read_packet(self) -> tuple[bytes, bytes]:
+            """One whole packet and its body."""
             header = await self._source.readexactly(1)
-            length_bytes = b""
-            length = 0
-            for index in range(4):
-                byte = await self._source.readexactly(1)
-                length_bytes += byte
-                length |= (byte[0] & 0x7F) << (7 * index)
-                if not byte[0] & 0x80:
-                    break
-            else:
-                self._close("malformed packet length")
-                raise ValueError("malformed length")
+            try:
+                length_bytes, length = await _read_remaining_length(self._source, "packet")
+            except ValueError as exc:
+                self._close(str(exc))
+                raise
             if length > MAX_PAYLOAD_BYTES + 4 + MAX_TOPIC_BYTES:
                 self._close(f"a packet of {length} bytes (payloads are limited to 128 KB)")
                 raise ValueError("too large")
-            return header + length_bytes + await self._source.readexactly(length)
+            body = await self._source.readexactly(length)
+            return header + length_bytes + body, body
 
         def _close(self, why: str) -> None:
             logger.info("closing the connection of %s: %s", self._client_id, why)
@@ -1115,11 +1116,10 @@ def _gate_reader_class() -> type:
     return GateReader
 
 
-def _retained_topic(packet: bytes) -> str | None:
+def _retained_topic(first_byte: int, body: bytes) -> str | None:
     """The topic of a PUBLISH with the retain flag, else None."""
-    if packet[0] >> 4 != PUBLISH_TYPE or not packet[0] & 0x01:
+    if first_byte >> 4 != PUBLISH_TYPE or not first_byte & 0x01:
         return None
-    body = _body(packet)
     (length,) = struct.unpack("!H", body[:2])
     return body[2 : 2 + length].decode("utf-8")
 
@@ -1128,14 +1128,6 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a packet read's failure as seen (the connection it belonged to has gone)."""
     if not task.cancelled():
         task.exception()
-
-
-def _body(packet: bytes) -> bytes:
-    """A whole packet's body, after its fixed header."""
-    index = 1
-    while packet[index] & 0x80:
-        index += 1
-    return packet[index + 1 :]
 
 
 # -- moto as the directory -------------------------------------------------------------------------
