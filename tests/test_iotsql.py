@@ -17,20 +17,22 @@ from iotbutton_cli.aws.iotsql import (
     Not,
     SelectItem,
     Star,
+    Timestamp,
     Topic,
 )
 
 
-def test_the_default_rule_reads_as_the_payload_plus_the_topics_serial():
-    statement = iotsql.parse(
-        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+'"
-    )
+def test_the_default_rule_reads_as_the_payload_plus_the_topics_serial_and_the_receive_time():
+    from iotbutton_cli.notify.rules import DEFAULT_SQL
+
+    statement = iotsql.parse(DEFAULT_SQL)
 
     assert statement.select == (
         SelectItem(Field(("serialNumber",))),
         SelectItem(Field(("clickType",))),
         SelectItem(Field(("batteryVoltage",))),
         SelectItem(Topic(2), "topicSerial"),
+        SelectItem(Timestamp(), "clickedAt"),
     )
     assert statement.topic_filter == "iotbutton/+"
     assert statement.where is None
@@ -85,13 +87,17 @@ def test_strings_keep_their_quotes_and_spaces():
     [
         ("", 1, "expected SELECT, found the end of the SQL"),
         ("DROP TABLE x", 1, "expected SELECT, found 'DROP'"),
-        ("SELECT FROM 'x'", 8, "expected *, a field name or topic(n), found 'FROM'"),
+        ("SELECT FROM 'x'", 8, "expected *, a field name, topic(n) or timestamp(), found 'FROM'"),
         ("SELECT * FROM x", 15, "expected a topic filter in single quotes"),
         ("SELECT * FROM 'x", 15, "a quoted string is not closed"),
-        ("SELECT *, FROM 'x'", 11, "expected *, a field name or topic(n)"),
+        ("SELECT *, FROM 'x'", 11, "expected *, a field name, topic(n) or timestamp()"),
         ("SELECT * 'x'", 10, "expected FROM, found \"'x'\""),
         ("SELECT upper(clickType) FROM 'x'", 13, "expected FROM, found '('"),
-        ("SELECT 15 AS speed FROM 'x'", 8, "expected *, a field name or topic(n), found '15'"),
+        (
+            "SELECT 15 AS speed FROM 'x'",
+            8,
+            "expected *, a field name, topic(n) or timestamp(), found '15'",
+        ),
         ("SELECT topic(2) FROM 'x'", 17, "expected AS and a name for topic(...)"),
         ("SELECT topic(0) AS t FROM 'x'", 14, "topic levels count from 1"),
         ("SELECT topic(1.5) AS t FROM 'x'", 14, "expected a topic level number"),
@@ -103,7 +109,11 @@ def test_strings_keep_their_quotes_and_spaces():
         ("SELECT * FROM 'a/b#'", 19, "'#' must be a whole topic level"),
         ("SELECT * FROM 'a/+b/c'", 18, "'+' must be a whole topic level"),
         ("SELECT * FROM 'a/\x00'", 18, "a topic filter may not contain the character U+0000"),
-        ("SELECT * FROM 'x' WHERE", 24, "expected a field, topic(n), a quoted string or a number"),
+        (
+            "SELECT * FROM 'x' WHERE",
+            24,
+            "expected a field, topic(n), timestamp(), a quoted string or a number",
+        ),
         ("SELECT * FROM 'x' WHERE a LIKE 'b%'", 27, "expected a comparison (=, <>, <, <=, >, >=)"),
         ("SELECT * FROM 'x' WHERE (a = 1", 31, "expected ')', found the end of the SQL"),
         ("SELECT * FROM 'x' WHERE a = 1 b = 2", 31, "expected AND, OR or the end, found 'b'"),
@@ -136,17 +146,18 @@ def test_a_long_token_is_shown_shortened():
     [
         (
             "SELECT * FROM 'iotbutton/+'",
-            "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial "
-            "FROM 'iotbutton/+'",
+            "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial, "
+            "timestamp() AS clickedAt FROM 'iotbutton/+'",
         ),
         (
             "select  clickType as c  from 'a/+' where c = 'x'",
-            "SELECT clickType AS c, topic(2) AS topicSerial  from 'a/+' where c = 'x'",
+            "SELECT clickType AS c, topic(2) AS topicSerial, timestamp() AS clickedAt  "
+            "from 'a/+' where c = 'x'",
         ),
         (
             "SELECT *, clickType FROM 'x'\nWHERE a.b > 1",
-            "SELECT serialNumber, batteryVoltage, clickType, topic(2) AS topicSerial "
-            "FROM 'x'\nWHERE a.b > 1",
+            "SELECT serialNumber, batteryVoltage, clickType, topic(2) AS topicSerial, "
+            "timestamp() AS clickedAt FROM 'x'\nWHERE a.b > 1",
         ),
     ],
 )
@@ -161,7 +172,18 @@ def test_the_select_list_is_rewritten_to_what_the_notifier_can_trust(sql, expect
 
     assert changed and rewritten == expected
     assert iotsql.parse(rewritten).item_named("topicSerial") == SelectItem(Topic(2), "topicSerial")
+    assert iotsql.parse(rewritten).item_named("clickedAt") == SelectItem(Timestamp(), "clickedAt")
     assert not any(isinstance(item.expression, Star) for item in iotsql.parse(rewritten).select)
+
+
+def test_timestamp_needs_a_name_and_no_arguments():
+    assert iotsql.parse("SELECT timestamp() AS t FROM 'x' WHERE timestamp() > 5").where == (
+        Comparison(">", Timestamp(), Literal(5))
+    )
+    with pytest.raises(iotsql.IotSqlError, match="AS and a name for timestamp"):
+        iotsql.parse("SELECT timestamp() FROM 'x'")
+    with pytest.raises(iotsql.IotSqlError, match="timestamp\\(\\) takes no arguments"):
+        iotsql.parse("SELECT timestamp(1) AS t FROM 'x'")
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ Lambda for real, and Twilio's stand-in, which checks every request against Twili
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 import pytest
@@ -44,6 +45,8 @@ def test_test_invokes_the_deployed_function(cli, deployed, twilio_standin):
     result = cli.json("notify", "test", "--click", "DOUBLE")
 
     assert result["ok"] is True
+    clicked_at = result["event"].pop("clickedAt")
+    assert abs(clicked_at - time.time() * 1000) < 600_000  # IoT Core's receive time: now
     assert result["event"] == {
         "serialNumber": "iotbutton-test",
         "batteryVoltage": "1650mV",

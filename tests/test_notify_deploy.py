@@ -103,8 +103,8 @@ def test_deploy_creates_every_resource(ctx):
         rule["sql"]
         == rules.DEFAULT_SQL
         == (
-            "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial "
-            "FROM 'iotbutton/+'"
+            "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial, "
+            "timestamp() AS clickedAt FROM 'iotbutton/+'"
         )
     )
     assert rule["awsIotSqlVersion"] == "2016-03-23"
@@ -239,14 +239,14 @@ def test_rules_commands(ctx, cli):
     )
     assert created["action"] == "created" and created["permission"] is True
     assert created["sql"] == (
-        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial "
-        "FROM 'iotbutton/+' WHERE clickType = 'LONG'"
+        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial, "
+        "timestamp() AS clickedAt FROM 'iotbutton/+' WHERE clickType = 'LONG'"
     )
     one = cli.json("rules", "create", "--serial", "G030JF0553648RUH")
     assert one["name"] == "iotbutton_G030JF0553648RUH"
     assert one["sql"] == (
-        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial "
-        "FROM 'iotbutton/G030JF0553648RUH'"
+        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial, "
+        "timestamp() AS clickedAt FROM 'iotbutton/G030JF0553648RUH'"
     )
     names = [r["name"] for r in cli.json("rules", "list")]
     assert names == ["iotbutton_G030JF0553648RUH", "iotbutton_long_only", "iotbutton_notifier"]
@@ -347,7 +347,7 @@ def test_a_bad_sql_is_one_usage_line_with_the_column_and_an_example(cli, aws):
         "code": "bad-rule-sql",
         "message": "Cannot read --sql at column 45: expected a comparison "
         "(=, <>, <, <=, >, >=), found 'LIKE'.",
-        "hint": "iotbutton understands SELECT *, fields and topic(n) [AS name] FROM "
+        "hint": "iotbutton understands SELECT *, fields, topic(n) and timestamp() [AS name] FROM "
         "'<topic filter>' [WHERE comparisons with AND, OR, NOT], "
         "e.g. --sql \"SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'\".",
         "exit_status": 2,
@@ -364,8 +364,8 @@ def test_rules_create_adds_the_topics_serial_and_shows_the_sql_it_used(ctx, cli)
     result = cli("rules", "create", "--name", "iotbutton_long", "--sql", sql)
 
     used = (
-        "SELECT clickType, batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+' "
-        "WHERE clickType = 'LONG'"
+        "SELECT clickType, batteryVoltage, topic(2) AS topicSerial, timestamp() AS clickedAt "
+        "FROM 'iotbutton/+' WHERE clickType = 'LONG'"
     )
     assert result.stdout == f"Rule iotbutton_long created: {used}\n"
     assert "Selected serialNumber, clickType, batteryVoltage, topic(2)" in result.stderr
@@ -377,7 +377,10 @@ def test_rules_create_adds_the_topics_serial_and_shows_the_sql_it_used(ctx, cli)
 
 def test_rules_create_keeps_a_topic_serial_the_sql_already_takes_from_the_topic(ctx, cli):
     notifier_deploy.deploy(ctx, deploy_input())
-    sql = "SELECT serialNumber, clickType, batteryVoltage, topic(3) AS topicSerial FROM 'site/+/x'"
+    sql = (
+        "SELECT serialNumber, clickType, batteryVoltage, topic(3) AS topicSerial, "
+        "timestamp() AS clickedAt FROM 'site/+/x'"
+    )
 
     result = cli("rules", "create", "--name", "iotbutton_site", "--sql", sql)
 
@@ -405,7 +408,8 @@ def test_a_redeploy_moves_the_default_rule_to_the_topics_serial(ctx):
     steps = {(step.resource, step.name): step.action for step in report.steps}
     assert steps[("topic rule", "iotbutton_notifier")] == "updated"
     assert iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]["sql"] == (
-        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+'"
+        "SELECT serialNumber, clickType, batteryVoltage, topic(2) AS topicSerial, "
+        "timestamp() AS clickedAt FROM 'iotbutton/+'"
     )
 
 

@@ -325,7 +325,8 @@ def test_a_valid_statement_reads_back_and_topic_levels_count_from_one(
     statement = iotsql.parse(sql)
     assert statement.topic_filter == topic_filter
     assert len(statement.select) == len(kinds)
-    message = rules_engine._selected(statement.select, {name: 1}, "/".join(topic))
+    received = rules_engine._Message({name: 1}, "/".join(topic), 0)
+    message = rules_engine._selected(statement.select, received)
     for index, kind in enumerate(kinds):
         if kind == "topic":
             expected = topic[index] if index < len(topic) else None

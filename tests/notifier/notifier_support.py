@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +38,13 @@ def messaging_config(clicks: dict[str, Any], **overrides: Any) -> dict[str, Any]
 
 def button_event(click: str = "SINGLE", **overrides: Any) -> dict[str, Any]:
     """What the function gets for a click through iotbutton's rules: the button's payload plus
-    ``topicSerial`` from the topic."""
+    ``topicSerial`` from the topic and ``clickedAt`` from IoT Core's clock (now)."""
     event = {
         "serialNumber": SERIAL,
         "batteryVoltage": "1650mV",
         "clickType": click,
         "topicSerial": SERIAL,
+        "clickedAt": int(time.time() * 1000),
     }
     event.update(overrides)
     return event

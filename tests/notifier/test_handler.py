@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import socket
+import time
 from xml.etree import ElementTree
 
 import pytest
@@ -680,3 +681,56 @@ def test_time_is_formatted_in_utc():
     moment = datetime(2026, 11, 22, 0, 4, tzinfo=timezone(timedelta(hours=1)))
 
     assert contract.format_time(moment) == "2026-11-21 23:04 UTC"
+
+
+# -- the click's own time --------------------------------------------------------------------
+
+
+def test_time_is_when_iot_core_received_the_click_not_when_the_function_runs(deployment):
+    """Lambda may retry a click hours later: ``{time}`` is the rule's clickedAt."""
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE], message="{time}")})
+    )
+    six_hours_ago = int(time.time() * 1000) - 6 * 3600 * 1000
+    from datetime import datetime, timezone
+
+    result = handler.lambda_handler(button_event(clickedAt=six_hours_ago), LambdaContext())
+
+    [sms] = deployment.sent("Messages")
+    expected = datetime.fromtimestamp(six_hours_ago / 1000, timezone.utc)
+    assert sms["fields"]["Body"] == expected.strftime("%Y-%m-%d %H:%M UTC")
+    assert "notes" not in result
+
+
+@pytest.mark.parametrize(
+    ("clicked_at", "says"),
+    [
+        (handler.MISSING, "event has no clickedAt"),
+        ("1795647840123", "clickedAt '1795647840123' is not a time"),
+        (True, "clickedAt (bool) is not a time"),
+        (5, "clickedAt (int) is not a time"),
+        (10**20, "clickedAt (int) is not a time"),
+    ],
+)
+def test_an_event_without_a_usable_click_time_uses_the_run_time_and_says_so(
+    deployment, caplog, clicked_at, says
+):
+    deployment.write_config(
+        messaging_config({"SINGLE": click_config(sms=[ALICE], message="{time}")})
+    )
+    event = button_event()
+    if clicked_at is handler.MISSING:
+        del event["clickedAt"]
+    else:
+        event["clickedAt"] = clicked_at
+    from datetime import datetime, timezone
+
+    before = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
+        result = handler.lambda_handler(event, LambdaContext())
+
+    [sms] = deployment.sent("Messages")
+    sent_at = datetime.strptime(sms["fields"]["Body"], "%Y-%m-%d %H:%M UTC")
+    assert sent_at.replace(tzinfo=timezone.utc) >= before
+    [warning] = logged_warnings(caplog)
+    assert says in warning and result["notes"] == [warning]

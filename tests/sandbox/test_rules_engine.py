@@ -4,6 +4,7 @@ them, with the same parser `rules create` checks with."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -100,17 +101,34 @@ def test_select_named_fields_and_aliases():
 def test_the_default_rule_takes_the_serial_from_the_topic_whatever_the_payload_says():
     """A stolen certificate publishes to its own topic with any payload: the rule's topicSerial
     is the topic's level 2, counted from 1 as IoT does, and the payload's own topicSerial is not
-    even selected (the rule names its fields instead of ``*``)."""
-    forged = {**CLICK, "serialNumber": "G030VICTIM000001", "topicSerial": "G030VICTIM000001"}
+    even selected (the rule names its fields instead of ``*``); nor is its clickedAt: the time
+    is the broker's."""
+    forged = {
+        **CLICK,
+        "serialNumber": "G030VICTIM000001",
+        "topicSerial": "G030VICTIM000001",
+        "clickedAt": 1,
+    }
 
-    message = evaluate(rule(DEFAULT_SQL), "iotbutton/G030OWN", json.dumps(forged).encode())
+    message = evaluate(
+        rule(DEFAULT_SQL), "iotbutton/G030OWN", json.dumps(forged).encode(), 1795647840123
+    )
 
     assert message == {
         "serialNumber": "G030VICTIM000001",
         "clickType": forged["clickType"],
         "batteryVoltage": forged["batteryVoltage"],
         "topicSerial": "G030OWN",
+        "clickedAt": 1795647840123,
     }
+
+
+def test_timestamp_is_the_receive_time_in_milliseconds():
+    before = int(time.time() * 1000)
+    message = evaluate(rule("SELECT timestamp() AS t FROM '#'"), "a", b"{}")
+    assert message is not None and before <= message["t"] <= int(time.time() * 1000)
+    assert evaluate(rule("SELECT * FROM '#' WHERE timestamp() > 5"), "a", b"{}", 6) == {}
+    assert evaluate(rule("SELECT * FROM '#' WHERE timestamp() > 5"), "a", b"{}", 5) is None
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,14 @@ the sandbox's rules engine evaluates exactly what was parsed, so the two never d
 subset:
 
 * ``SELECT`` a comma-separated list of ``*``, payload fields (``a`` or ``a.b.c``, optionally
-  ``AS name``) and ``topic()`` / ``topic(n)`` (``AS name`` required; ``n`` counts topic levels
-  from 1, as IoT does);
+  ``AS name``), ``topic()`` / ``topic(n)`` (``AS name`` required; ``n`` counts topic levels
+  from 1, as IoT does) and ``timestamp()`` (``AS name`` required: the time the broker received
+  the message, in milliseconds since the epoch);
 * ``FROM`` a single-quoted topic filter that MQTT accepts (``+`` a whole level, ``#`` only as the
   whole last level);
 * optionally ``WHERE`` comparisons (``=``, ``<>``, ``!=``, ``<``, ``<=``, ``>``, ``>=``) between
-  fields, ``topic(n)``, quoted strings (``''`` is a quote), numbers, ``TRUE`` and ``FALSE``,
-  joined by ``AND``, ``OR``, ``NOT`` and parentheses.
+  fields, ``topic(n)``, ``timestamp()``, quoted strings (``''`` is a quote), numbers, ``TRUE``
+  and ``FALSE``, joined by ``AND``, ``OR``, ``NOT`` and parentheses.
 
 Keywords are case-insensitive. Errors carry the 1-based column where reading stopped. This module
 imports only the standard library's ``re`` and ``dataclasses``: the CLI imports it on start-up.
@@ -58,11 +59,16 @@ class Topic:
 
 
 @dataclass(frozen=True)
+class Timestamp:
+    """``timestamp()``: when the broker received the message, in milliseconds since the epoch."""
+
+
+@dataclass(frozen=True)
 class Literal:
     value: str | int | float | bool
 
 
-Operand = Field | Topic | Literal
+Operand = Field | Topic | Timestamp | Literal
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class Star:
 
 @dataclass(frozen=True)
 class SelectItem:
-    expression: Star | Field | Topic
+    expression: Star | Field | Topic | Timestamp
     alias: str | None = None
 
     @property
@@ -240,13 +246,15 @@ class _SqlParser:
         token = self.token
         expression = self.field_or_topic()
         if expression is None:
-            raise self.fail("*, a field name or topic(n)", token)
+            raise self.fail("*, a field name, topic(n) or timestamp()", token)
         alias = None
         if self.token.is_word("AS"):
             self.advance()
             alias = self.alias()
         elif isinstance(expression, Topic):
             raise self.fail("AS and a name for topic(...)")
+        elif isinstance(expression, Timestamp):
+            raise self.fail("AS and a name for timestamp()")
         return SelectItem(expression, alias)
 
     def alias(self) -> str:
@@ -256,13 +264,17 @@ class _SqlParser:
         self.advance()
         return token.text
 
-    def field_or_topic(self) -> Field | Topic | None:
+    def field_or_topic(self) -> Field | Topic | Timestamp | None:
         token = self.token
         if token.kind != "word" or token.text.upper() in KEYWORDS:
             return None
         self.advance()
         if token.text.lower() == "topic" and self.accept_punct("("):
             return self.topic_call()
+        if token.text.lower() == "timestamp" and self.accept_punct("("):
+            if not self.accept_punct(")"):
+                raise self.fail("')': timestamp() takes no arguments")
+            return Timestamp()
         return Field(tuple(token.text.split(".")))
 
     def topic_call(self) -> Topic:
@@ -333,7 +345,7 @@ class _SqlParser:
             return Literal(token.text.upper() == "TRUE")
         expression = self.field_or_topic()
         if expression is None:
-            raise self.fail("a field, topic(n), a quoted string or a number", token)
+            raise self.fail("a field, topic(n), timestamp(), a quoted string or a number", token)
         return expression
 
 
@@ -344,6 +356,8 @@ def item_text(item: SelectItem) -> str:
         text = "*"
     elif isinstance(expression, Field):
         text = ".".join(expression.path)
+    elif isinstance(expression, Timestamp):
+        text = "timestamp()"
     else:
         text = "topic()" if expression.level is None else f"topic({expression.level})"
     return f"{text} AS {item.alias}" if item.alias else text

@@ -26,7 +26,7 @@ def create(
         typer.Option(
             "--sql",
             help="e.g. \"SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'\" "
-            "(* becomes the notifier's fields; topic(2) AS topicSerial is added if missing)",
+            "(* becomes the notifier's fields; topicSerial and clickedAt are added if missing)",
         ),
     ] = None,
     serial: Annotated[
@@ -44,7 +44,8 @@ def create(
     if created.request.changed_select:
         out.info(
             f"Selected {rules.NOTIFIER_SELECT}: the notifier names the button by the topic it "
-            "published to, and a payload cannot claim that name for itself."
+            "published to and tells the time AWS IoT received the click; a payload cannot claim "
+            "either for itself."
         )
     if created.doubles_default_rule:
         out.info(

@@ -46,6 +46,8 @@ SERIAL_FIELD = "serialNumber"
 BATTERY_FIELD = "batteryVoltage"
 CLICK_FIELD = "clickType"
 TOPIC_SERIAL_FIELD = "topicSerial"
+# The rule's ``timestamp()``: when IoT Core received the click, in ms since the epoch.
+CLICKED_AT_FIELD = "clickedAt"
 DEFAULT_BATTERY_MV = 1650
 
 # The deployment: the function's environment, and where its secret is.

@@ -15,7 +15,7 @@ batteryVoltage, topic(2) AS topicSerial FROM 'iotbutton/+'``, SQL version 2016-0
 serial from the topic, so the function gets::
 
     {"serialNumber": "G030JF0553648RUH", "batteryVoltage": "1650mV", "clickType": "SINGLE",
-     "topicSerial": "G030JF0553648RUH"}
+      "topicSerial": "G030JF0553648RUH", "clickedAt": 1795647840123}
 
 ``topicSerial`` names the button: the IoT policy lets a certificate publish only to its own
 topic, while the payload is whatever the device wrote, so a stolen certificate cannot speak for
@@ -64,10 +64,11 @@ Messaging config (the contract with the deployer; see ``contract.parse_config``)
     }
 
 Templates are ``str.format``-style with exactly the fields in ``TEMPLATE_FIELDS``: ``{person}``,
-``{serial}``, ``{click}``, ``{battery}``, ``{time}`` ("2026-11-21 23:04 UTC"). ``{{`` and ``}}``
-are literal braces; anything else in braces (positional fields, attributes, indexes, conversions,
-format specs) is refused. ``contract.render`` and ``contract.check_template`` are the rules, which
-the CLI's config validator uses too.
+``{serial}``, ``{click}``, ``{battery}``, ``{time}`` ("2026-11-21 23:04 UTC": when IoT Core
+received the click, the rule's ``clickedAt``; the run time, with a WARNING, for an event without
+one). ``{{`` and ``}}`` are literal braces; anything else in braces (positional fields,
+attributes, indexes, conversions, format specs) is refused. ``contract.render`` and
+``contract.check_template`` are the rules, which the CLI's config validator uses too.
 
 The config and secret are cached per warm container, keyed by bucket/key and parameter name; to
 change the config, write it under a new key or update the function configuration (either reaches
@@ -119,6 +120,7 @@ from . import twilio
 from .contract import (
     BATTERY_FIELD,
     CLICK_FIELD,
+    CLICKED_AT_FIELD,
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
     SECRET_PARAMETER_ENV,
@@ -146,6 +148,7 @@ UNKNOWN = "unknown"
 SAFETY_MARGIN_SECONDS = 1.0
 MAX_WORKERS = 8
 DELIVERY_RECORD_LIMIT = 10_000
+EARLIEST_CLICK = 1_420_070_400  # 2015-01-01 UTC, in seconds: AWS IoT did not exist before
 
 _config_cache: dict[tuple[str, str], MessagingConfig] = {}
 _secret_cache: dict[str, str] = {}
@@ -173,6 +176,8 @@ class ButtonEvent:
     serial: str
     click: str
     battery: str
+    # When IoT Core received the click; None for an event without (or with a bad) clickedAt.
+    clicked_at: datetime | None = None
     notes: tuple[str, ...] = ()  # what was not as a button sends it; logged as warnings
 
 
@@ -228,8 +233,26 @@ def parse_event(event: object) -> ButtonEvent:
         serial=event_serial(fields, notes),
         click=event_click(fields.get(CLICK_FIELD, MISSING), notes),
         battery=battery_text(fields.get(BATTERY_FIELD, MISSING)),
+        clicked_at=event_time(fields.get(CLICKED_AT_FIELD, MISSING), notes),
         notes=tuple(notes),
     )
+
+
+def event_time(value: object, notes: list[str]) -> datetime | None:
+    """The rule's ``clickedAt`` (ms since the epoch) as a time; None, with a note, if absent or
+    not a plausible time (before 2015, when AWS IoT began, or a day ahead of this clock)."""
+    if value is MISSING:
+        notes.append(
+            "event has no clickedAt (a topic rule made before iotbutton selected timestamp()?): "
+            "{time} is when the function ran; `iotbutton notify deploy` updates the rule"
+        )
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000.0
+        if EARLIEST_CLICK <= seconds <= datetime.now(timezone.utc).timestamp() + 86_400:
+            return datetime.fromtimestamp(seconds, timezone.utc)
+    notes.append(f"clickedAt {shown_value(value)} is not a time; {{time}} is when the function ran")
+    return None
 
 
 def event_serial(fields: Mapping[str, object], notes: list[str]) -> str:
@@ -534,7 +557,7 @@ def template_values(config: MessagingConfig, event: ButtonEvent) -> dict[str, st
         "serial": event.serial,
         "click": event.click,
         "battery": event.battery,
-        "time": format_time(datetime.now(timezone.utc)),
+        "time": format_time(event.clicked_at or datetime.now(timezone.utc)),
     }
 
 

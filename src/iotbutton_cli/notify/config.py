@@ -117,7 +117,7 @@ person: ${person}
 #              {serial}   the button's serial number, e.g. G030JF0553648RUH
 #              {click}    SINGLE, DOUBLE or LONG
 #              {battery}  the button's battery voltage, e.g. 1650mV
-#              {time}     when it was clicked, e.g. 2026-11-21 23:04 UTC
+#              {time}     when AWS IoT received the click, e.g. 2026-11-21 23:04 UTC
 #            Write {{ and }} for literal braces; no other {...} is allowed.
 # A click type with no sms and no call numbers does nothing.
 clicks:

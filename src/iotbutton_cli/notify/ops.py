@@ -137,10 +137,14 @@ def button_event(serial: str, click: str, battery_mv: int = 1650) -> dict[str, s
     return button_payload(serial, click, battery_mv)
 
 
-def rule_event(serial: str, click: str) -> dict[str, str]:
+def rule_event(serial: str, click: str) -> dict[str, str | int]:
     """What the function receives when that button clicks: the payload plus what iotbutton's
-    rules select from the topic, ``topic(2) AS topicSerial``."""
-    return {**button_event(serial, click), rules.TOPIC_SERIAL: serial}
+    rules add, ``topic(2) AS topicSerial`` and ``timestamp() AS clickedAt`` (now)."""
+    return {
+        **button_event(serial, click),
+        rules.TOPIC_SERIAL: serial,
+        rules.CLICKED_AT: int(time.time() * 1000),
+    }
 
 
 def default_serial(ctx: AppContext) -> str:

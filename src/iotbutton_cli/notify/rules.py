@@ -10,6 +10,9 @@ wrote. The notifier names the button by ``topicSerial``, so a stolen certificate
 for its own button. The rules select the payload's fields by name, never ``*``: with ``SELECT *``
 a payload could carry a ``topicSerial`` of its own, and AWS does not document which of the two
 would win.
+
+Every rule selects ``timestamp() AS clickedAt`` too: when IoT Core received the click, so the
+message says when the button was pressed, not when a retried invocation ran hours later.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from iotbutton_cli.aws.calls import absent_is_fine, absent_ok, deleted
 from iotbutton_cli.aws.errors import error_code
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours, usage_error
+from iotbutton_cli.notifier_lambda.contract import CLICKED_AT_FIELD
 from iotbutton_cli.notify import plan, resources
 from iotbutton_cli.notify.plan import DeployAction
 from iotbutton_cli.provisioning.policies import TOPIC_PREFIX
@@ -37,9 +41,12 @@ DEFAULT_RULE = "iotbutton_notifier"
 # not the payload's serialNumber.
 TOPIC_SERIAL = "topicSerial"
 TOPIC_SERIAL_ITEM = f"topic(2) AS {TOPIC_SERIAL}"
+# When IoT Core received the click (ms since the epoch): the time the messages tell.
+CLICKED_AT = CLICKED_AT_FIELD
+CLICKED_AT_ITEM = f"timestamp() AS {CLICKED_AT}"
 # What the notifier reads of a click: a rule's ``*`` becomes these.
 NOTIFIER_FIELDS = ("serialNumber", "clickType", "batteryVoltage")
-NOTIFIER_SELECT = ", ".join((*NOTIFIER_FIELDS, TOPIC_SERIAL_ITEM))
+NOTIFIER_SELECT = ", ".join((*NOTIFIER_FIELDS, TOPIC_SERIAL_ITEM, CLICKED_AT_ITEM))
 DEFAULT_SQL = f"SELECT {NOTIFIER_SELECT} FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT SQL
 SQL_EXAMPLE = "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'"
 SQL_VERSION = "2016-03-23"
@@ -125,6 +132,14 @@ def rule_for(name: str | None, sql: str | None, serial: str | None) -> RuleReque
             f"The notifier takes {TOPIC_SERIAL} as the button's serial: write "
             f"{TOPIC_SERIAL_ITEM}, or leave it out and iotbutton adds it.",
         )
+    selected = statement.item_named(CLICKED_AT)
+    if selected is not None and not isinstance(selected.expression, iotsql.Timestamp):
+        raise usage_error(
+            "bad-rule-sql",
+            f"The --sql sets {CLICKED_AT} from the payload, not from timestamp().",
+            f"The notifier takes {CLICKED_AT} as the time the button was pressed: write "
+            f"{CLICKED_AT_ITEM}, or leave it out and iotbutton adds it.",
+        )
     items, changed = trusted_select(statement)
     if not changed:
         return RuleRequest(name, sql)
@@ -132,8 +147,9 @@ def rule_for(name: str | None, sql: str | None, serial: str | None) -> RuleReque
 
 
 def trusted_select(statement: iotsql.Statement) -> tuple[list[str], bool]:
-    """The SELECT list with ``*`` replaced by the notifier's fields and ``topicSerial`` taken from
-    the topic; and whether that differs from what was written."""
+    """The SELECT list with ``*`` replaced by the notifier's fields, ``topicSerial`` taken from
+    the topic and ``clickedAt`` from the broker's clock; and whether that differs from what was
+    written."""
     items: list[str] = []
     changed = False
     for item in statement.select:
@@ -142,9 +158,10 @@ def trusted_select(statement: iotsql.Statement) -> tuple[list[str], bool]:
             changed = True
         else:
             items.append(iotsql.item_text(item))
-    if statement.item_named(TOPIC_SERIAL) is None:
-        items.append(TOPIC_SERIAL_ITEM)
-        changed = True
+    for name, item in ((TOPIC_SERIAL, TOPIC_SERIAL_ITEM), (CLICKED_AT, CLICKED_AT_ITEM)):
+        if statement.item_named(name) is None:
+            items.append(item)
+            changed = True
     return items, changed
 
 
@@ -156,8 +173,8 @@ def parse_rule_sql(sql: str) -> iotsql.Statement:
         raise usage_error(
             "bad-rule-sql",
             f"Cannot read --sql at column {exc.column}: {exc.reason}.",
-            "iotbutton understands SELECT *, fields and topic(n) [AS name] FROM "  # noqa: S608
-            "'<topic filter>' [WHERE comparisons with AND, OR, NOT], "
+            "iotbutton understands SELECT *, fields, topic(n) and timestamp() "  # noqa: S608
+            "[AS name] FROM '<topic filter>' [WHERE comparisons with AND, OR, NOT], "
             f'e.g. --sql "{SQL_EXAMPLE}".',
         ) from None
 

@@ -6,14 +6,16 @@ topic's n-th level counted from 1 (``topic()`` the whole topic); a field or leve
 exist is undefined, leaves its key out of the message and makes a comparison not true; values of
 different types (string, number, boolean) compare as not true; SELECT items are applied in order, so
 ``SELECT *, topic(2) AS topicSerial`` sets ``topicSerial`` from the topic even when the payload has
-one. A rule the parser refuses is logged and skipped. Lambda actions are run; other actions are
-logged as not emulated.
+one; ``timestamp()`` is when the broker received the message (milliseconds since the epoch), the
+same value for every rule the message matches. A rule the parser refuses is logged and skipped.
+Lambda actions are run; other actions are logged as not emulated.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +85,11 @@ def parse_rule(name: str, payload: dict[str, Any]) -> Rule:
     )
 
 
-def evaluate(rule: Rule, topic: str, payload: bytes) -> dict[str, Any] | None:
-    """The message the rule's actions receive, or None if the rule does not fire."""
+def evaluate(
+    rule: Rule, topic: str, payload: bytes, received_ms: int | None = None
+) -> dict[str, Any] | None:
+    """The message the rule's actions receive, or None if the rule does not fire.
+    ``received_ms`` is the broker's receive time (now, if not given)."""
     if not rule.enabled or not topic_matches(rule.topic_filter, topic):
         return None
     try:
@@ -94,24 +99,32 @@ def evaluate(rule: Rule, topic: str, payload: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(document, dict):
         return None
+    message = _Message(document, topic, received_ms or int(time.time() * 1000))
     where = rule.statement.where
-    if where is not None and not _truthy(where, document, topic):
+    if where is not None and not _truthy(where, message):
         return None
-    return _selected(rule.statement.select, document, topic)
+    return _selected(rule.statement.select, message)
 
 
-def _selected(
-    select: tuple[iotsql.SelectItem, ...], document: dict[str, Any], topic: str
-) -> dict[str, Any]:
-    message: dict[str, Any] = {}
+@dataclass(frozen=True)
+class _Message:
+    """What a rule's expressions read: the payload, its topic and when it arrived."""
+
+    document: dict[str, Any]
+    topic: str
+    received_ms: int
+
+
+def _selected(select: tuple[iotsql.SelectItem, ...], message: _Message) -> dict[str, Any]:
+    selected: dict[str, Any] = {}
     for item in select:
         if isinstance(item.expression, iotsql.Star):
-            message.update(document)
+            selected.update(message.document)
             continue
-        value = _value(item.expression, document, topic)
+        value = _value(item.expression, message)
         if value is not UNDEFINED and item.name is not None:
-            message[item.name] = value
-    return message
+            selected[item.name] = value
+    return selected
 
 
 def topic_level(topic: str, level: int | None) -> str | _Undefined:
@@ -122,12 +135,14 @@ def topic_level(topic: str, level: int | None) -> str | _Undefined:
     return levels[level - 1] if level <= len(levels) else UNDEFINED
 
 
-def _value(operand: iotsql.Operand, document: dict[str, Any], topic: str) -> Any:
+def _value(operand: iotsql.Operand, message: _Message) -> Any:
     if isinstance(operand, iotsql.Literal):
         return operand.value
     if isinstance(operand, iotsql.Topic):
-        return topic_level(topic, operand.level)
-    value: Any = document
+        return topic_level(message.topic, operand.level)
+    if isinstance(operand, iotsql.Timestamp):
+        return message.received_ms
+    value: Any = message.document
     for part in operand.path:
         if not isinstance(value, dict) or part not in value:
             return UNDEFINED
@@ -135,15 +150,15 @@ def _value(operand: iotsql.Operand, document: dict[str, Any], topic: str) -> Any
     return value
 
 
-def _truthy(node: iotsql.Condition, document: dict[str, Any], topic: str) -> bool:
+def _truthy(node: iotsql.Condition, message: _Message) -> bool:
     if isinstance(node, iotsql.Junction):
-        left = _truthy(node.left, document, topic)
+        left = _truthy(node.left, message)
         if node.op == "AND":
-            return left and _truthy(node.right, document, topic)
-        return left or _truthy(node.right, document, topic)
+            return left and _truthy(node.right, message)
+        return left or _truthy(node.right, message)
     if isinstance(node, iotsql.Not):
-        return not _truthy(node.operand, document, topic)
-    left, right = _value(node.left, document, topic), _value(node.right, document, topic)
+        return not _truthy(node.operand, message)
+    left, right = _value(node.left, message), _value(node.right, message)
     return _compare(node.op, left, right)
 
 

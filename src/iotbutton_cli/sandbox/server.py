@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -115,8 +116,9 @@ class Sandbox:
         """Every authorized publish goes through the topic rules stored in moto."""
         from iotbutton_cli.sandbox.rules_engine import evaluate, rules_from_moto
 
+        received_ms = int(time.time() * 1000)  # one receive time for every rule, as IoT's
         for rule in rules_from_moto(ACCOUNT, REGION):
-            message = evaluate(rule, topic, payload)
+            message = evaluate(rule, topic, payload, received_ms)
             if message is None:
                 continue
             log.info("rule %s matched %s from %s", rule.name, topic, client_id)
