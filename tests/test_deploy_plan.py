@@ -73,6 +73,7 @@ def up_to_date(**changes) -> Current:
         bucket={"untagged": False, "public_access_block": PUBLIC_ACCESS_BLOCK, "encrypted": True},
         config_object=True,
         secret={"Type": "SecureString", "Value": SECRET, "Version": 3},
+        table={"TableArn": "t", "billing_mode": "PAY_PER_REQUEST", "ttl_attribute": "expiresAt"},
         function=function,
         rule={**PAYLOAD, "ruleName": "iotbutton_notifier"},
         rule_permission=True,
@@ -99,11 +100,12 @@ def test_nothing_in_aws_plans_every_resource_created_in_dependency_order():
         ("S3 bucket", "bucket", "create"),
         ("config object", "notifier/config-new.json", "create"),
         ("SSM parameter", "/iotbutton/twilio-secret", "create"),
+        ("DynamoDB table", "iotbutton-alarms", "create"),
         ("Lambda function", "iotbutton-notifier", "create"),
         ("topic rule", "iotbutton_notifier", "create"),
     ]
-    assert result.change_count == 9 and not result.up_to_date
-    assert [s.outcome for s in result.steps] == ["created"] * 9
+    assert result.change_count == 10 and not result.up_to_date
+    assert [s.outcome for s in result.steps] == ["created"] * 10
     assert result.config_key == "notifier/config-new.json"
 
 
@@ -113,6 +115,18 @@ def test_what_aws_has_already_plans_nothing():
     assert result.up_to_date
     assert {s.action for s in result.steps} == {"unchanged"}
     assert all(s.changes == () for s in result.steps)
+
+
+def test_a_table_without_ttl_is_updated_and_its_capacity_mode_left_alone():
+    table = {"TableArn": "t", "billing_mode": "PROVISIONED", "ttl_attribute": None}
+
+    steps = changed(plan.plan(up_to_date(table=table), wanted()))
+
+    assert steps == {
+        "DynamoDB table iotbutton-alarms": Step(
+            "DynamoDB table", "iotbutton-alarms", "update", ("time to live",)
+        )
+    }
 
 
 def test_an_inline_policy_is_compared_as_a_document_not_as_text():
@@ -230,7 +244,7 @@ def test_a_new_config_object_replaces_the_old_one_last():
     ],
 )
 def test_the_default_rule_and_its_permission(rule, permission, expected):
-    step = plan.plan(up_to_date(rule=rule, rule_permission=permission), wanted()).steps[8]
+    step = plan.plan(up_to_date(rule=rule, rule_permission=permission), wanted()).steps[9]
 
     if isinstance(expected, Step):
         assert step == expected

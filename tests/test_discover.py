@@ -90,6 +90,7 @@ def test_discover_finds_the_notifier(cli, sandbox_aws, twilio_standin, isolated_
         "log_groups",
         "parameters",
         "buckets",
+        "tables",
         "roles",
     }
     aws = {"endpoint_url": sandbox_aws.url, "region_name": "us-east-1"}

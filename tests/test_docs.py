@@ -87,6 +87,7 @@ TAG_ON_CREATE = {
     "lambda:CreateFunction": ("Tags", "lambda:TagResource"),
     "logs:CreateLogGroup": ("tags", "logs:TagResource"),
     "ssm:PutParameter": ("Tags", "ssm:AddTagsToResource"),
+    "dynamodb:CreateTable": ("Tags", "dynamodb:TagResource"),
 }
 
 SERIAL = "G030JF0553648RUH"
@@ -209,6 +210,9 @@ def resource_arn(action: str, params: dict[str, Any]) -> str:
     if service == "ssm":
         name = params.get("Name") or params["ResourceId"]
         return f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name.lstrip('/')}"
+    if service == "dynamodb":
+        name = params.get("TableName") or params["ResourceArn"].split(":table/")[-1]
+        return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
     if service == "logs":
         # CloudWatch Logs checks log-group actions against the group's streams.
         return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{params['logGroupName']}:log-stream:"

@@ -51,6 +51,7 @@ MINIMAL_RECORDS: dict[str, dict[str, Any]] = {
     kinds.LOG_GROUPS: {"/aws/lambda/iotbutton-notifier": {"retention_days": 30}},
     kinds.PARAMETERS: {"/iotbutton/twilio-secret": {"version": 1}},
     kinds.BUCKETS: {"iotbutton-config-x": {"arn": "arn:aws:s3:::iotbutton-config-x"}},
+    kinds.TABLES: {"iotbutton-alarms": {"arn": "arn:aws:dynamodb:::table/iotbutton-alarms"}},
     kinds.ROLES: {"iotbutton-notifier-us-east-1": {"arn": "arn:aws:iam:::role/n"}},
 }
 

@@ -542,6 +542,7 @@ def test_lambda_document_round_trips_through_parse_config():
         "api_key_sid": API_KEY_SID,
         "from": SENDER,
         "person": "Grandma",
+        "debounce_seconds": 5,
         "clicks": {
             "SINGLE": {
                 "sms": ["+15551230001"],

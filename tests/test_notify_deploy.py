@@ -76,6 +76,7 @@ def test_deploy_creates_every_resource(ctx):
     function = lam.get_function(FunctionName="iotbutton-notifier")["Configuration"]
     env = function["Environment"]["Variables"]
     assert env == {
+        "IOTBUTTON_ALARM_TABLE": "iotbutton-alarms",
         "IOTBUTTON_CONFIG_BUCKET": "iotbutton-config-123456789012-us-east-1",
         "IOTBUTTON_CONFIG_KEY": report.config_key,
         "IOTBUTTON_SECRET_PARAMETER": "/iotbutton/twilio-secret:1",
@@ -96,6 +97,15 @@ def test_deploy_creates_every_resource(ctx):
     parameter = ssm.get_parameter(Name="/iotbutton/twilio-secret", WithDecryption=True)
     assert parameter["Parameter"]["Type"] == "SecureString"
     assert parameter["Parameter"]["Value"] == SECRET
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = dynamodb.describe_table(TableName="iotbutton-alarms")["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert dynamodb.describe_time_to_live(TableName="iotbutton-alarms")[
+        "TimeToLiveDescription"
+    ] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
+    tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]
+    assert {"Key": "managed-by", "Value": "iotbutton"} in tags
 
     iot = boto3.client("iot", region_name="us-east-1")
     rule = iot.get_topic_rule(ruleName="iotbutton_notifier")["rule"]
@@ -149,6 +159,10 @@ def test_function_role_is_least_privilege(ctx):
         "ReadTwilioSecret": (
             "ssm:GetParameter",
             "arn:aws:ssm:us-east-1:123456789012:parameter/iotbutton/twilio-secret",
+        ),
+        "KeepAlarmLedger": (
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            "arn:aws:dynamodb:us-east-1:123456789012:table/iotbutton-alarms",
         ),
         "WriteOwnLogs": (
             ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -448,6 +462,7 @@ def test_a_dry_run_plans_every_resource_and_changes_nothing(ctx, isolated_env, e
         ("S3 bucket", "create"),
         ("config object", "create"),
         ("SSM parameter", "create"),
+        ("DynamoDB table", "create"),
         ("Lambda function", "create"),
         ("topic rule", "create"),
     ]

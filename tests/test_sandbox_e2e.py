@@ -67,15 +67,25 @@ def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
     assert TWILIO_SECRET not in json.dumps(outbox)
     seen, _ = watcher.communicate(timeout=30)
     assert json.loads(seen.splitlines()[0])["payload"]["clickType"] == "DOUBLE"
-
-    cleaned = cli.json("--sandbox", "clean", "--yes")
-    assert cleaned["complete"] is True
     aws = {
         "endpoint_url": sandbox["aws_url"],
         "region_name": "us-east-1",
         "aws_access_key_id": sandbox["access_key_id"],
         "aws_secret_access_key": sandbox["secret_access_key"],
     }
+    # The click is one alarm in the ledger, with both deliveries sent.
+    ledger = boto3.client("dynamodb", **aws).scan(TableName="iotbutton-alarms")["Items"]
+    by_key = {item["sk"]["S"]: item for item in ledger}
+    assert sorted(by_key) == ["alarm", f"call#{CALL_TO}", "recent", f"sms#{SMS_TO}"]
+    assert by_key["alarm"]["state"]["S"] == "alarm"
+    assert by_key["alarm"]["pk"]["S"].startswith(f"{SERIAL}-DOUBLE-")
+    assert by_key["recent"]["alarmId"] == by_key["alarm"]["pk"]
+    assert {by_key[f"call#{CALL_TO}"]["status"]["S"], by_key[f"sms#{SMS_TO}"]["status"]["S"]} == {
+        "sent"
+    }
+
+    cleaned = cli.json("--sandbox", "clean", "--yes")
+    assert cleaned["complete"] is True
     iot = boto3.client("iot", **aws)
     assert iot.list_things()["things"] == []
     assert iot.list_certificates()["certificates"] == []
@@ -84,6 +94,7 @@ def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
     assert boto3.client("lambda", **aws).list_functions()["Functions"] == []
     assert boto3.client("iam", **aws).list_roles()["Roles"] == []
     assert boto3.client("s3", **aws).list_buckets()["Buckets"] == []
+    assert boto3.client("dynamodb", **aws).list_tables()["TableNames"] == []
 
 
 def test_a_rule_with_a_where_clause_filters_clicks(cli, sandbox):

@@ -36,15 +36,20 @@ def messaging_config(clicks: dict[str, Any], **overrides: Any) -> dict[str, Any]
     return config
 
 
+CLICKED_AT = int(time.time() * 1000)  # when these tests' button was pressed
+
+
 def button_event(click: str = "SINGLE", **overrides: Any) -> dict[str, Any]:
     """What the function gets for a click through iotbutton's rules: the button's payload plus
-    ``topicSerial`` from the topic and ``clickedAt`` from IoT Core's clock (now)."""
+    ``topicSerial`` from the topic and ``clickedAt`` from IoT Core's clock: one fixed time, so
+    that calling it again gives the same event, as Lambda's retries do (pass ``clickedAt`` for
+    another click)."""
     event = {
         "serialNumber": SERIAL,
         "batteryVoltage": "1650mV",
         "clickType": click,
         "topicSerial": SERIAL,
-        "clickedAt": int(time.time() * 1000),
+        "clickedAt": CLICKED_AT,
     }
     event.update(overrides)
     return event

@@ -14,6 +14,7 @@ import pytest
 from notifier_support import (
     ACCOUNT_SID,
     API_KEY_SID,
+    CLICKED_AT,
     CONFIG_KEY,
     SECRET,
     SENDER,
@@ -314,7 +315,9 @@ def test_skipped_duplicates_carry_the_original_sid(deployment):
 
     first = handler.lambda_handler(button_event(), context)
     again = handler.lambda_handler(button_event(), context)
-    new_click = handler.lambda_handler(button_event(), LambdaContext(aws_request_id="other-id"))
+    new_click = handler.lambda_handler(
+        button_event(clickedAt=CLICKED_AT + 60_000), LambdaContext(aws_request_id="other-id")
+    )
 
     assert again["results"] == [
         {
@@ -574,7 +577,8 @@ def test_config_and_secret_are_cached_across_warm_invocations(deployment, monkey
     handler.lambda_handler(button_event(), LambdaContext(aws_request_id="one"))
     deployment.s3.delete_object(Bucket="iotbutton-notifier-test", Key=CONFIG_KEY)
 
-    handler.lambda_handler(button_event(), LambdaContext(aws_request_id="two"))  # from cache
+    second_click = button_event(clickedAt=CLICKED_AT + 60_000)
+    handler.lambda_handler(second_click, LambdaContext(aws_request_id="two"))  # from cache
 
     monkeypatch.setenv("IOTBUTTON_CONFIG_KEY", "notifier/other.json")  # a new key is re-read
     with pytest.raises(Exception, match="NoSuchKey"):

@@ -19,6 +19,7 @@ from iotbutton_cli.context import AppContext
 from iotbutton_cli.device import simulator
 from iotbutton_cli.notify import resources as notifier_resources
 from iotbutton_cli.notify import rules
+from iotbutton_cli.notify.current import table_tags
 from iotbutton_cli.provisioning import policies, things
 from iotbutton_cli.provisioning.ownership import tagged
 from iotbutton_cli.registry import kinds
@@ -32,6 +33,7 @@ from iotbutton_cli.registry.records import (
     ParameterRecord,
     PolicyRecord,
     RoleRecord,
+    TableRecord,
     ThingRecord,
     ThingTypeRecord,
     TopicRuleRecord,
@@ -200,6 +202,17 @@ def find_buckets(ctx: AppContext, found: Found) -> None:
             bucket,
             BucketRecord(arn=f"arn:{ctx.partition}:s3:::{bucket}", objects=sorted(keys)),
         )
+
+
+def find_tables(ctx: AppContext, found: Found) -> None:
+    """The alarm table, by name and tag."""
+    dynamodb = ctx.client("dynamodb")
+    described = absent_ok(dynamodb.describe_table, TableName=notifier_resources.ALARM_TABLE)
+    if described is None:
+        return
+    arn = described["Table"]["TableArn"]
+    if tagged(table_tags(dynamodb, arn)):
+        found.add(kinds.TABLES, notifier_resources.ALARM_TABLE, TableRecord(arn=arn))
 
 
 def find_parameters(ctx: AppContext, found: Found) -> None:

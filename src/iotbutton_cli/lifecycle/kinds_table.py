@@ -72,6 +72,7 @@ ROWS: dict[str, Row] = {
         _row(kinds.LOG_GROUPS, removing(notifier_apply.delete_log_group), finders.find_log_groups),
         _row(kinds.PARAMETERS, removing(notifier_apply.delete_parameter), finders.find_parameters),
         _row(kinds.BUCKETS, removing(notifier_apply.delete_bucket), finders.find_buckets),
+        _row(kinds.TABLES, removing(notifier_apply.delete_table), finders.find_tables),
         _row(kinds.ROLES, removing(notifier_apply.delete_role), finders.find_roles),
         _row(kinds.CERTIFICATE_REQUESTS, removers.certificate_request),
         _row(

@@ -54,6 +54,10 @@ DEFAULT_BATTERY_MV = 1650
 # The deployed function's name: the sandbox finds the notifier's config through it.
 FUNCTION_NAME = "iotbutton-notifier"
 SECRET_PARAMETER = "/iotbutton/twilio-secret"  # noqa: S105 - a name, not the secret
+# The alarm ledger: one DynamoDB table that makes one click one alarm, and each delivery once.
+ALARM_TABLE = "iotbutton-alarms"
+ALARM_TABLE_ENV = "IOTBUTTON_ALARM_TABLE"
+DEFAULT_DEBOUNCE_SECONDS = 5
 CONFIG_BUCKET_ENV = "IOTBUTTON_CONFIG_BUCKET"
 CONFIG_KEY_ENV = "IOTBUTTON_CONFIG_KEY"
 SECRET_PARAMETER_ENV = "IOTBUTTON_SECRET_PARAMETER"  # noqa: S105 - a name
@@ -189,6 +193,7 @@ class MessagingConfig:
     sender: str
     person: str
     clicks: Mapping[str, ClickConfig]
+    debounce_seconds: int = DEFAULT_DEBOUNCE_SECONDS
 
     @property
     def auth_user(self) -> str:
@@ -204,6 +209,7 @@ def parse_config(document: object) -> MessagingConfig:
       "api_key_sid": null | "SK…",          # Basic-auth user if set, else account_sid
       "from": "+15005550006",               # Twilio number (E.164)
       "person": "Grandma",                  # who the button belongs to; {person}
+      "debounce_seconds": 5,                # optional: repeats this close are one alarm
       "clicks": {                           # any of SINGLE, DOUBLE, LONG
         "SINGLE": {
           "sms": ["+1…"],                   # optional, default []
@@ -231,12 +237,16 @@ def parse_config(document: object) -> MessagingConfig:
     unknown = sorted(set(clicks) - set(CLICK_TYPES))
     if unknown:
         raise ConfigError(f"unknown click type(s) in config: {', '.join(unknown)}")
+    debounce = document.get("debounce_seconds", DEFAULT_DEBOUNCE_SECONDS)
+    if not isinstance(debounce, int) or isinstance(debounce, bool) or not 0 <= debounce <= 3600:
+        raise ConfigError("debounce_seconds must be a whole number of seconds from 0 to 3600")
     return MessagingConfig(
         account_sid=account_sid,
         api_key_sid=api_key_sid,
         sender=_required_string(document, "from"),
         person=_required_string(document, "person"),
         clicks={click: _parse_click(click, value) for click, value in clicks.items()},
+        debounce_seconds=debounce,
     )
 
 

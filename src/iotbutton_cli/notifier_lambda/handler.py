@@ -88,17 +88,19 @@ the item has no ``sid`` and a ``note`` saying so.
 Retries and duplicates. Each Twilio request is tried up to ``twilio.MAX_ATTEMPTS`` times with
 exponential backoff and jitter on HTTP 429, 5xx, Twilio code 20429 and network errors/timeouts,
 within the Lambda's remaining time. IoT invokes Lambda asynchronously and Lambda retries a failed
-invocation with the same ``aws_request_id``; so each recipient that succeeded is remembered per
-warm container under (request id, channel, recipient) and skipped on a retry. The invocation raises
+invocation, possibly in another container, and may deliver one event twice: the alarm ledger
+(:mod:`.alarms`, the DynamoDB table ``IOTBUTTON_ALARM_TABLE`` names) makes one click one alarm
+(repeats within ``debounce_seconds`` included) and claims each recipient before sending, so a
+recipient that got the message is ``skipped-duplicate`` on any retry. The invocation raises
 ``DeliveryIncomplete`` at the end only if some recipient failed in a way a retry could fix
 (throttling, 5xx, network, authentication); errors a retry cannot fix (invalid or unsubscribed
 number, unverified trial number, ...) are reported in the result and logged at ERROR level, and do
 not raise, because a retry would only repeat them.
 
-Limits, stated plainly: the record lives in the container's memory, so a retry that lands on a new
-(cold) container re-sends to recipients that already succeeded. Twilio's Messages and Calls create
-API takes no idempotency key (its API description has none), so there is nothing to pass it. A
-request that timed out may have reached Twilio and is retried, which can also duplicate.
+Limits, stated plainly: Twilio's Messages and Calls create API takes no idempotency key (its API
+description has none), so a request that timed out may have reached Twilio and is retried, which
+can duplicate. Without the table (an older deploy, or the table unreachable: logged at ERROR), what
+Twilio accepted is remembered in this container's memory only.
 """
 
 from __future__ import annotations
@@ -109,15 +111,15 @@ import os
 import string
 import threading
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import twilio
+from . import alarms, twilio
 from .contract import (
+    ALARM_TABLE_ENV,
     BATTERY_FIELD,
     CLICK_FIELD,
     CLICKED_AT_FIELD,
@@ -147,13 +149,12 @@ LOGGED_VALUE_MAX_CHARS = 40
 UNKNOWN = "unknown"
 SAFETY_MARGIN_SECONDS = 1.0
 MAX_WORKERS = 8
-DELIVERY_RECORD_LIMIT = 10_000
 EARLIEST_CLICK = 1_420_070_400  # 2015-01-01 UTC, in seconds: AWS IoT did not exist before
 
 _config_cache: dict[tuple[str, str], MessagingConfig] = {}
 _secret_cache: dict[str, str] = {}
 _clients: dict[str, Any] = {}
-_delivered: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+_remembered = alarms.MemoryLedger()  # what this container sent, when the table is unreachable
 _cache_lock = threading.Lock()
 
 
@@ -176,9 +177,15 @@ class ButtonEvent:
     serial: str
     click: str
     battery: str
-    # When IoT Core received the click; None for an event without (or with a bad) clickedAt.
-    clicked_at: datetime | None = None
+    # When IoT Core received the click (ms since the epoch); None without a usable clickedAt.
+    clicked_ms: int | None = None
     notes: tuple[str, ...] = ()  # what was not as a button sends it; logged as warnings
+
+    @property
+    def clicked_at(self) -> datetime | None:
+        if self.clicked_ms is None:
+            return None
+        return datetime.fromtimestamp(self.clicked_ms / 1000, timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,7 @@ class LambdaSettings:
     secret_parameter: str
     api_base: str
     timeout: float
+    alarm_table: str | None = None  # None: a deploy from before the ledger; memory only
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LambdaSettings:
@@ -211,6 +219,7 @@ class LambdaSettings:
             secret_parameter=environ[SECRET_PARAMETER_ENV],
             api_base=api_base,
             timeout=timeout,
+            alarm_table=environ.get(ALARM_TABLE_ENV) or None,
         )
 
 
@@ -233,14 +242,14 @@ def parse_event(event: object) -> ButtonEvent:
         serial=event_serial(fields, notes),
         click=event_click(fields.get(CLICK_FIELD, MISSING), notes),
         battery=battery_text(fields.get(BATTERY_FIELD, MISSING)),
-        clicked_at=event_time(fields.get(CLICKED_AT_FIELD, MISSING), notes),
+        clicked_ms=event_time(fields.get(CLICKED_AT_FIELD, MISSING), notes),
         notes=tuple(notes),
     )
 
 
-def event_time(value: object, notes: list[str]) -> datetime | None:
-    """The rule's ``clickedAt`` (ms since the epoch) as a time; None, with a note, if absent or
-    not a plausible time (before 2015, when AWS IoT began, or a day ahead of this clock)."""
+def event_time(value: object, notes: list[str]) -> int | None:
+    """The rule's ``clickedAt`` (ms since the epoch); None, with a note, if absent or not a
+    plausible time (before 2015, when AWS IoT began, or a day ahead of this clock)."""
     if value is MISSING:
         notes.append(
             "event has no clickedAt (a topic rule made before iotbutton selected timestamp()?): "
@@ -250,7 +259,7 @@ def event_time(value: object, notes: list[str]) -> datetime | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1000.0
         if EARLIEST_CLICK <= seconds <= datetime.now(timezone.utc).timestamp() + 86_400:
-            return datetime.fromtimestamp(seconds, timezone.utc)
+            return int(value)
     notes.append(f"clickedAt {shown_value(value)} is not a time; {{time}} is when the function ran")
     return None
 
@@ -384,27 +393,16 @@ def reset_caches() -> None:
         _config_cache.clear()
         _secret_cache.clear()
         _clients.clear()
-        _delivered.clear()
+    _remembered.clear()
 
 
-# -- delivery record (idempotency across Lambda's retries of one invocation) -----------------
-
-
-def delivered_sid(request_id: str | None, channel: str, to: str) -> str | None:
-    if request_id is None:
-        return None
-    with _cache_lock:
-        return _delivered.get((request_id, channel, to))
-
-
-def remember_delivery(request_id: str | None, channel: str, to: str, sid: str) -> None:
-    """Record a recipient Twilio accepted (``sid`` "" when its answer could not be read)."""
-    if request_id is None:
-        return
-    with _cache_lock:
-        _delivered[(request_id, channel, to)] = sid
-        while len(_delivered) > DELIVERY_RECORD_LIMIT:
-            _delivered.popitem(last=False)
+def ledger_for(settings: LambdaSettings) -> alarms.MemoryLedger | alarms.FallingBackLedger:
+    """The alarm table if the deploy made one; this container's memory otherwise."""
+    if settings.alarm_table is None:
+        return _remembered
+    return alarms.FallingBackLedger(
+        alarms.TableLedger(settings.alarm_table, _client("dynamodb")), _remembered
+    )
 
 
 # -- the handler -----------------------------------------------------------------------------
@@ -421,29 +419,44 @@ def listed_deliveries(click: ClickConfig) -> list[Delivery]:
     return [Delivery("sms", to) for to in click.sms] + [Delivery("call", to) for to in click.call]
 
 
+Ledger = alarms.MemoryLedger | alarms.FallingBackLedger
+
+
 def deliver(
     deliveries: Iterable[Delivery],
     client: twilio.TwilioClient,
     sender: str,
     text: str,
-    request_id: str | None,
+    ledger: Ledger,
+    alarm_id: str,
 ) -> dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]]:
-    """Send to every recipient not already served for this request id, concurrently."""
-    pending: list[Delivery] = []
+    """Send, concurrently, to every recipient this alarm has not reached yet; each delivery is
+    claimed in the ledger before its request, so no other attempt sends it too."""
     results: dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]] = {}
-    for delivery in deliveries:
-        sid = delivered_sid(request_id, delivery.channel, delivery.to)
-        if sid is not None:
-            results[delivery] = (_item(delivery, "skipped-duplicate", sid=sid or None), None)
-        else:
-            pending.append(delivery)
-    if pending:
-        workers = min(MAX_WORKERS, len(pending))
+
+    def claim_and_send(delivery: Delivery) -> tuple[dict[str, Any], TwilioOutcome | None]:
+        earlier = ledger.claim(alarm_id, delivery.channel, delivery.to)
+        if earlier is not None:
+            return _earlier_item(delivery, earlier), None
+        outcome = send_safely(client, delivery, sender, text)
+        ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
+        return _record_outcome(delivery, outcome), outcome
+
+    listed = list(deliveries)
+    if listed:
+        workers = min(MAX_WORKERS, len(listed))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twilio") as pool:
-            outcomes = pool.map(lambda item: send_safely(client, item, sender, text), pending)
-            for delivery, outcome in zip(pending, outcomes, strict=True):
-                results[delivery] = (_record_outcome(delivery, outcome, request_id), outcome)
+            for delivery, answer in zip(listed, pool.map(claim_and_send, listed), strict=True):
+                results[delivery] = answer
     return results
+
+
+def _earlier_item(delivery: Delivery, earlier: alarms.Earlier) -> dict[str, Any]:
+    """A delivery an earlier attempt made (or began: its outcome is then unknown)."""
+    if earlier.status == alarms.SENDING:
+        note = "an earlier attempt began this delivery and never finished; not sent again"
+        return _item(delivery, "skipped-duplicate", note=note)
+    return _item(delivery, "skipped-duplicate", sid=earlier.sid)
 
 
 def send_safely(
@@ -460,11 +473,8 @@ def send_safely(
         )
 
 
-def _record_outcome(
-    delivery: Delivery, outcome: TwilioOutcome, request_id: str | None
-) -> dict[str, Any]:
+def _record_outcome(delivery: Delivery, outcome: TwilioOutcome) -> dict[str, Any]:
     if outcome.ok:
-        remember_delivery(request_id, delivery.channel, delivery.to, outcome.sid or "")
         if outcome.note:
             log(logging.WARNING, "%s to %s: %s", delivery.channel, delivery.to, outcome.note)
         return _item(
@@ -503,9 +513,22 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         log(logging.WARNING, "%s", note)
     settings = LambdaSettings.from_environment()
     config = load_config(settings)
+    request_id = getattr(context, "aws_request_id", None)
+    ledger = ledger_for(settings)
+    opened = ledger.open(
+        alarms.Click(parsed.serial, parsed.click, parsed.clicked_ms, request_id),
+        config.debounce_seconds,
+    )
+    if opened.repeat_of is not None:
+        reason = (
+            f"a repeat of alarm {opened.repeat_of} (the same button and click type within "
+            f"{config.debounce_seconds} s)"
+        )
+        return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
     click = config.clicks.get(parsed.click)
     if click is None or not (click.sms or click.call):
-        return finish(ignored_result(parsed, f"no recipients configured for {parsed.click}"))
+        reason = f"no recipients configured for {parsed.click}"
+        return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
 
     text = message_text(click.message, config, parsed)
     client = twilio.TwilioClient(
@@ -516,10 +539,11 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         timeout=settings.timeout,
         deadline=invocation_deadline(context),
     )
-    request_id = getattr(context, "aws_request_id", None)
     listed = listed_deliveries(click)
-    outcomes = deliver(list(dict.fromkeys(listed)), client, config.sender, text, request_id)
-    result = event_result(parsed, report(listed, outcomes))
+    outcomes = deliver(
+        list(dict.fromkeys(listed)), client, config.sender, text, ledger, opened.alarm_id
+    )
+    result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
     failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]
     if any(outcome.code == AUTH_FAILED_CODE for outcome in failures):
         forget_secret(settings)

@@ -32,6 +32,11 @@ from iotbutton_cli.notify.resources import (
     PUBLIC_ACCESS_BLOCK,
     ROLE_KIND,
     SECRET_PARAMETER,
+    TABLE_ATTRIBUTES,
+    TABLE_BILLING_MODE,
+    TABLE_KEY_SCHEMA,
+    TABLE_KIND,
+    TABLE_TTL_ATTRIBUTE,
     DeployInput,
     Names,
     canonical,
@@ -267,6 +272,51 @@ def delete_parameter(ctx: AppContext, name: str) -> None:
             raise not_ours("SSM parameter", name, "it has no managed-by=iotbutton tag")
         ssm.delete_parameter(Name=name)
     ctx.namespace.remove(PARAMETER_KIND, name)
+
+
+# --- DynamoDB ----------------------------------------------------------------------------------
+
+
+def apply_table(ctx: AppContext, step: Step) -> Step:
+    """The alarm ledger: on demand (a click costs fractions of a cent, idle costs nothing),
+    items expiring by TTL, tagged at creation."""
+    dynamodb = ctx.client("dynamodb")
+    name = step.name
+    settings = step
+    if step.action == "create":
+        ctx.namespace.put(TABLE_KIND, name, {"pending": True})
+        try:
+            dynamodb.create_table(
+                TableName=name,
+                KeySchema=TABLE_KEY_SCHEMA,
+                AttributeDefinitions=TABLE_ATTRIBUTES,
+                BillingMode=TABLE_BILLING_MODE,
+                Tags=aws_tags(),
+            )
+        except Exception as exc:
+            if error_code(exc) != "ResourceInUseException":  # our own call, retried
+                raise
+        dynamodb.get_waiter("table_exists").wait(TableName=name)
+        settings = plan.table_step(name, aws_state.table_state(dynamodb, name))
+    found = aws_state.table_state(dynamodb, name) or {}
+    ctx.namespace.confirm(TABLE_KIND, name, {"arn": found.get("TableArn", "")})
+    if "time to live" in settings.changes:
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TABLE_TTL_ATTRIBUTE},
+        )
+    return step
+
+
+def delete_table(ctx: AppContext, name: str) -> None:
+    """Only a table with iotbutton's tag; its alarm history goes with it."""
+    dynamodb = ctx.client("dynamodb")
+    with absent_is_fine():
+        arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
+        if not ownership.tagged(aws_state.table_tags(dynamodb, arn)):
+            raise not_ours("DynamoDB table", name, "it has no managed-by=iotbutton tag")
+        dynamodb.delete_table(TableName=name)
+    ctx.namespace.remove(TABLE_KIND, name)
 
 
 # --- Lambda ------------------------------------------------------------------------------------

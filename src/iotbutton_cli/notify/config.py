@@ -52,7 +52,10 @@ MAX_CONFIG_BYTES = 256 * 1024
 MAX_RECIPIENTS = 50  # per click type, SMS and calls together
 MAX_NESTING = 20  # the template needs 4 levels
 PERSON_MAX_CHARS = 100
-TOP_LEVEL_KEYS = ("account_sid", "api_key_sid", "from", "person", "clicks")
+TOP_LEVEL_KEYS = ("account_sid", "api_key_sid", "from", "person", "debounce", "clicks")
+# Clicks of one button and click type this close together are one alarm (seconds).
+DEFAULT_DEBOUNCE_SECONDS = 5
+MAX_DEBOUNCE_SECONDS = 600
 CLICK_KEYS = ("sms", "call", "message")
 # The longest each template field can be when a click arrives ({person} is the config's own value,
 # {click} the click type's name): thing names go up to 128 characters, "1650mV" is a typical
@@ -108,6 +111,10 @@ from: ${sender}
 
 # Who the button belongs to; {person} in the messages below.
 person: ${person}
+
+# Clicks of one button's click type this many seconds apart or closer are one alarm: a button
+# or flaky Wi-Fi can publish one press twice. 0 makes every click its own alarm.
+debounce: 5
 
 # What each kind of click does: SINGLE, DOUBLE, or LONG (held for 1.5 seconds or more).
 #   sms:     numbers that get the message as an SMS (at most 1600 characters once filled in)
@@ -181,6 +188,7 @@ class NotifyConfig:
     sender: str
     person: str
     clicks: Mapping[str, ClickSettings]
+    debounce_seconds: int = DEFAULT_DEBOUNCE_SECONDS
 
     def lambda_document(self, secret: TwilioSecret | None = None) -> dict[str, Any]:
         """The messaging config JSON the notifier's ``parse_config`` accepts.
@@ -196,6 +204,7 @@ class NotifyConfig:
             "api_key_sid": api_key_sid,
             "from": self.sender,
             "person": self.person,
+            "debounce_seconds": self.debounce_seconds,
             "clicks": {
                 click: {"sms": list(item.sms), "call": list(item.call), "message": item.message}
                 for click, item in self.clicks.items()
@@ -210,6 +219,7 @@ class NotifyConfig:
             "api_key_sid": self.api_key_sid,
             "from": self.sender,
             "person": self.person,
+            "debounce_seconds": self.debounce_seconds,
             "clicks": {
                 click: {
                     "sms": list(item.sms),
@@ -435,8 +445,11 @@ class _Parser:
         api_key_sid = self.api_key_sid(entries)
         sender = self.sender(root, entries)
         person = self.person(root, entries)
+        debounce = self.debounce(entries)
         clicks = self.clicks(root, entries, sender, person)
-        return NotifyConfig(self.path, account_sid, api_key_sid, sender, person, clicks)
+        return NotifyConfig(
+            self.path, account_sid, api_key_sid, sender, person, clicks, debounce_seconds=debounce
+        )
 
     def compose(self, text: str) -> Node | None:
         import yaml
@@ -618,6 +631,22 @@ class _Parser:
         if problem:
             self.fail(node, "notify-config-person", f"person {problem}", hint)
         return value
+
+    def debounce(self, entries: dict[str, tuple[Node, Node]]) -> int:
+        """Seconds within which repeats of one button's click type are one alarm."""
+        if "debounce" not in entries:
+            return DEFAULT_DEBOUNCE_SECONDS
+        node = entries["debounce"][1]
+        value = (self.text(node, "debounce") or "").strip().lower().removesuffix("s").strip()
+        if not value.isdigit() or int(value) > MAX_DEBOUNCE_SECONDS:
+            self.fail(
+                node,
+                "notify-config-debounce",
+                f"debounce must be a number of seconds from 0 to {MAX_DEBOUNCE_SECONDS}",
+                "For example: debounce: 5 (a real button or flaky Wi-Fi can publish a click "
+                "twice; 0 makes every click its own alarm).",
+            )
+        return int(value)
 
     def clicks(
         self, root: Node, entries: dict[str, tuple[Node, Node]], sender: str, person: str

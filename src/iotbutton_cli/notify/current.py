@@ -25,6 +25,7 @@ from iotbutton_cli.notify.resources import (
     PARAMETER_KIND,
     ROLE_KIND,
     SECRET_PARAMETER,
+    TABLE_KIND,
 )
 from iotbutton_cli.provisioning import ownership
 
@@ -70,6 +71,18 @@ def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Cur
             "SSM parameter",
             forget_pending,
         )
+    dynamodb = ctx.client("dynamodb")
+    table = table_state(dynamodb, wanted.table)
+    if table is not None:
+        arn = table["TableArn"]
+        require_ours(
+            ctx,
+            TABLE_KIND,
+            wanted.table,
+            lambda: table_tags(dynamodb, arn),
+            "DynamoDB table",
+            forget_pending,
+        )
     function = function_configuration(lam)
     if function is not None:
         require_ours(
@@ -93,6 +106,7 @@ def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Cur
         bucket=bucket,
         config_object=bucket is not None and object_exists(s3, wanted.bucket, wanted.config_key),
         secret=secret,
+        table=table,
         function=function,
         rule=rule,
         rule_permission=permission,
@@ -211,6 +225,29 @@ def parameter(ssm: Any) -> dict[str, Any] | None:
 
 def parameter_tags(ssm: Any, name: str) -> list[dict[str, str]]:
     return list(ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"])
+
+
+# --- DynamoDB --------------------------------------------------------------------------------
+
+
+def table_state(dynamodb: Any, name: str) -> dict[str, Any] | None:
+    """``{"TableArn", "status", "billing_mode", "ttl_attribute"}``, or None."""
+    described = absent_ok(dynamodb.describe_table, TableName=name)
+    if described is None:
+        return None
+    table = described["Table"]
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    enabled = ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+    return {
+        "TableArn": table["TableArn"],
+        "status": table.get("TableStatus"),
+        "billing_mode": table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED"),
+        "ttl_attribute": ttl.get("AttributeName") if enabled else None,
+    }
+
+
+def table_tags(dynamodb: Any, arn: str) -> list[dict[str, str]]:
+    return list(dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags", []))
 
 
 # --- Lambda ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Deploy the notifier: role, log groups, config bucket and object, secret, function, rule.
+"""Deploy the notifier: role, log groups, config bucket and object, secret, alarm table,
+function, rule.
 
 A deploy is read → plan → apply: :mod:`~iotbutton_cli.notify.current` reads what AWS has (reads
 only), :mod:`~iotbutton_cli.notify.plan` compares it with what the notifier wants (a pure
@@ -178,6 +179,7 @@ def deploy(
         ctx, step_for(planner.PARAMETER, SECRET_PARAMETER), found.secret, source.secret
     )
     done(step)
+    done(apply.apply_table(ctx, step_for(planner.TABLE, wanted.table)))
     # Planned again with what AWS answered: the role's ARN, the secret's version.
     function = _wanted_function(
         ctx, source, role_arns[names.function_role], wanted.config_key, version

@@ -120,7 +120,7 @@ def _click_order(click: str) -> int:
 
 @dataclass
 class TestInvocation:
-    event: dict[str, str]
+    event: dict[str, str | int]
     payload: Any
     function_error: str | None
     log_tail: str

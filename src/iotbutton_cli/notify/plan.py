@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from iotbutton_cli.notifier_lambda.contract import SECRET_PARAMETER, SECRET_PARAMETER_ENV
-from iotbutton_cli.notify.resources import FUNCTION_NAME, PUBLIC_ACCESS_BLOCK, secret_reference
+from iotbutton_cli.notify.resources import (
+    ALARM_TABLE,
+    FUNCTION_NAME,
+    PUBLIC_ACCESS_BLOCK,
+    TABLE_TTL_ATTRIBUTE,
+    secret_reference,
+)
 
 PlannedAction = Literal["create", "update", "unchanged", "remove"]
 DeployAction = Literal["created", "updated", "unchanged", "removed"]
@@ -33,6 +39,7 @@ LOG_GROUP = "log group"
 BUCKET = "S3 bucket"
 CONFIG_OBJECT = "config object"
 PARAMETER = "SSM parameter"
+TABLE = "DynamoDB table"
 FUNCTION = "Lambda function"
 RULE = "topic rule"
 OLD_CONFIG_OBJECTS = "old config objects"
@@ -90,6 +97,7 @@ class Current:
     - ``bucket``: ``{"public_access_block": {...}, "encrypted": bool, "untagged": bool}``
       (``untagged``: the registry says a deploy created it and stopped before tagging it)
     - ``secret``: SSM's ``Parameter`` (``Type``, ``Value``, ``Version``)
+    - ``table``: the alarm table, ``{"TableArn", "billing_mode", "ttl_attribute"}``
     - ``function``: Lambda's ``Configuration`` (``FunctionArn``, ``CodeSha256``, settings)
     - ``rule``: the default rule as GetTopicRule has it
     - ``rule_permission``: the function's policy lets IoT invoke it for the default rule
@@ -102,6 +110,7 @@ class Current:
     bucket: dict[str, Any] | None = None
     config_object: bool = False
     secret: dict[str, Any] | None = field(default=None, repr=False)
+    table: dict[str, Any] | None = None
     function: dict[str, Any] | None = None
     rule: dict[str, Any] | None = None
     rule_permission: bool = False
@@ -126,6 +135,7 @@ class Wanted:
     bucket: str
     config_key: str
     secret: str = field(repr=False)
+    table: str = ALARM_TABLE
     function: dict[str, Any] = field(default_factory=dict)
     rule_name: str = "iotbutton_notifier"
     rule_payload: dict[str, Any] | None = None
@@ -179,6 +189,15 @@ def secret_step(name: str, current: dict[str, Any] | None, secret: str) -> Step:
     if current.get("Value") != secret:
         changes.append("value")
     return _step(PARAMETER, name, changes)
+
+
+def table_step(name: str, current: dict[str, Any] | None) -> Step:
+    """TTL on the attribute the notifier's items expire by. The table is made on demand; a
+    capacity mode changed since is the owner's choice, left as it is."""
+    if current is None:
+        return Step(TABLE, name, "create")
+    differs = current.get("ttl_attribute") != TABLE_TTL_ATTRIBUTE
+    return _step(TABLE, name, ["time to live"] if differs else [])
 
 
 def secret_version(current: dict[str, Any] | None, step: Step) -> int:
@@ -240,7 +259,7 @@ def stale_objects_step(recorded: tuple[str, ...] | list[str], keep: str) -> Step
 
 def plan(current: Current, wanted: Wanted) -> Plan:
     """Every resource in dependency order: roles, log groups, bucket, config object, secret,
-    function, topic rule, then the old config objects."""
+    alarm table, function, topic rule, then the old config objects."""
     steps = [role_step(name, current.roles.get(name), p) for name, p in wanted.roles.items()]
     steps += [
         log_group_step(name, current.log_groups.get(name), days)
@@ -250,6 +269,7 @@ def plan(current: Current, wanted: Wanted) -> Plan:
     steps.append(config_object_step(wanted.config_key, current.config_object))
     secret = secret_step(SECRET_PARAMETER, current.secret, wanted.secret)
     steps.append(secret)
+    steps.append(table_step(wanted.table, current.table))
     function = {
         **wanted.function,
         "config": with_secret_version(

@@ -13,6 +13,8 @@ from typing import Any
 
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.notifier_lambda.contract import (
+    ALARM_TABLE,
+    ALARM_TABLE_ENV,
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
     FUNCTION_NAME,
@@ -39,6 +41,19 @@ LOG_GROUP_KIND = kinds.LOG_GROUPS
 BUCKET_KIND = kinds.BUCKETS
 PARAMETER_KIND = kinds.PARAMETERS
 FUNCTION_KIND = kinds.FUNCTIONS
+TABLE_KIND = kinds.TABLES
+
+# The alarm ledger (notifier_lambda/alarms.py): on demand, items expire by TTL.
+TABLE_TTL_ATTRIBUTE = "expiresAt"
+TABLE_KEY_SCHEMA = [
+    {"AttributeName": "pk", "KeyType": "HASH"},
+    {"AttributeName": "sk", "KeyType": "RANGE"},
+]
+TABLE_ATTRIBUTES = [
+    {"AttributeName": "pk", "AttributeType": "S"},
+    {"AttributeName": "sk", "AttributeType": "S"},
+]
+TABLE_BILLING_MODE = "PAY_PER_REQUEST"
 
 PUBLIC_ACCESS_BLOCK = {
     "BlockPublicAcls": True,
@@ -123,6 +138,12 @@ def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
                 "Resource": ctx.arn("ssm", f"parameter{SECRET_PARAMETER}"),
             },
             {
+                "Sid": "KeepAlarmLedger",
+                "Effect": "Allow",
+                "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                "Resource": table_arn(ctx),
+            },
+            {
                 "Sid": "WriteOwnLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -130,6 +151,10 @@ def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
             },
         ],
     }
+
+
+def table_arn(ctx: AppContext) -> str:
+    return ctx.arn("dynamodb", f"table/{ALARM_TABLE}")
 
 
 def rule_error_policy(ctx: AppContext) -> dict[str, Any]:
@@ -162,6 +187,7 @@ def environment(
     # The secret is named by its parameter version, so a new secret reaches warm containers (a
     # new environment starts fresh ones).
     variables = {
+        ALARM_TABLE_ENV: ALARM_TABLE,
         CONFIG_BUCKET_ENV: bucket,
         CONFIG_KEY_ENV: config_key,
         SECRET_PARAMETER_ENV: secret_reference(secret_version),

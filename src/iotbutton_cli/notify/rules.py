@@ -158,9 +158,9 @@ def trusted_select(statement: iotsql.Statement) -> tuple[list[str], bool]:
             changed = True
         else:
             items.append(iotsql.item_text(item))
-    for name, item in ((TOPIC_SERIAL, TOPIC_SERIAL_ITEM), (CLICKED_AT, CLICKED_AT_ITEM)):
+    for name, added in ((TOPIC_SERIAL, TOPIC_SERIAL_ITEM), (CLICKED_AT, CLICKED_AT_ITEM)):
         if statement.item_named(name) is None:
-            items.append(item)
+            items.append(added)
             changed = True
     return items, changed
 

@@ -39,6 +39,7 @@ FUNCTIONS: Final = "functions"
 LOG_GROUPS: Final = "log_groups"
 PARAMETERS: Final = "parameters"
 BUCKETS: Final = "buckets"
+TABLES: Final = "tables"
 ROLES: Final = "roles"
 
 KindName = Literal[
@@ -54,6 +55,7 @@ KindName = Literal[
     "log_groups",
     "parameters",
     "buckets",
+    "tables",
     "roles",
 ]
 
@@ -91,6 +93,8 @@ KINDS: tuple[Kind, ...] = (
     # What the function reads goes after it, so a click in between never half-works.
     Kind(PARAMETERS, "SSM parameter", follows=(FUNCTIONS,)),
     Kind(BUCKETS, "S3 bucket", follows=(FUNCTIONS,)),
+    # The alarm ledger the function writes: gone with its history once the function is.
+    Kind(TABLES, "DynamoDB table", follows=(FUNCTIONS,)),
     # The function runs as one role, the rule's error action as the other.
     Kind(ROLES, "IAM role", after=(FUNCTIONS, TOPIC_RULES)),
     # A certificate an interrupted run made but never recorded (see provisioning/certs.py): it is

@@ -95,6 +95,10 @@ class BucketRecord(Recorded, total=False):
     untagged: bool  # created, not yet tagged (CreateBucket takes no tags)
 
 
+class TableRecord(Recorded, total=False):
+    arn: str
+
+
 class RoleRecord(Recorded, total=False):
     arn: str
     inline_policies: list[str]
@@ -113,6 +117,7 @@ AnyRecord = (
     | LogGroupRecord
     | ParameterRecord
     | BucketRecord
+    | TableRecord
     | RoleRecord
 )
 
@@ -130,6 +135,7 @@ RECORD_TYPES: dict[str, type] = {
     kinds.LOG_GROUPS: LogGroupRecord,
     kinds.PARAMETERS: ParameterRecord,
     kinds.BUCKETS: BucketRecord,
+    kinds.TABLES: TableRecord,
     kinds.ROLES: RoleRecord,
 }
 

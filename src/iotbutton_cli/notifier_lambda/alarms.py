@@ -1,0 +1,353 @@
+"""The alarm ledger: one click is one alarm, and each (alarm, channel, recipient) is sent once.
+
+Lambda delivers an asynchronous event at least once: it retries a failed invocation (twice, by
+default, over minutes), may deliver one event twice, and a retry can land in a new container. A
+button, or flaky Wi-Fi, can also publish one press twice. So what was sent is kept in a DynamoDB
+table, written with conditional requests, not in a container's memory:
+
+``pk = <alarm id>, sk = "alarm"``
+    The alarm. Its id is ``<serial>-<click>-<clickedAt>`` (the rule's ``timestamp()``, the same
+    on every delivery of one event); for an event without ``clickedAt``, ``-req-<request id>``
+    (Lambda keeps the request id across its retries). ``state`` is ``new`` until the debounce
+    check decides, then ``alarm`` or ``repeat`` (with ``repeatOf``).
+``pk = recent#<serial>#<click>, sk = "recent"``
+    The button's last alarm of that click type: a click within ``debounce_seconds`` of it is a
+    repeat, one alarm with it.
+``pk = <alarm id>, sk = "<channel>#<recipient>"``
+    One delivery: claimed as ``sending`` before the request to Twilio, then ``sent`` (with the
+    sid) or ``failed`` (with Twilio's code). A claim succeeds only if there is none yet or the
+    earlier attempt failed, so a delivery is sent at most once unless it is known to have failed.
+    A claim whose attempt never finished (the container died mid-request) is not sent again: its
+    outcome is unknown, and the result says so.
+
+Every item expires (``expiresAt``, the table's TTL attribute) 30 days after its click. When the
+table cannot be reached, the alarm still goes out: a help button that stays silent because its
+bookkeeping failed is worse than a message sent twice, so the ledger then falls back to this
+container's memory and logs an ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from .text import log
+
+ALARM_SK = "alarm"
+RECENT_SK = "recent"
+RETENTION_SECONDS = 30 * 86400
+MEMORY_LIMIT = 10_000
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+# Delivery states in the ledger.
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Click:
+    """What identifies a click to the ledger."""
+
+    serial: str
+    click: str
+    clicked_ms: int | None  # the rule's clickedAt; None for an event without it
+    request_id: str | None
+
+    @property
+    def alarm_id(self) -> str:
+        if self.clicked_ms is not None:
+            return f"{self.serial}-{self.click}-{self.clicked_ms}"
+        return f"{self.serial}-{self.click}-req-{self.request_id or 'none'}"
+
+
+@dataclass(frozen=True)
+class Opened:
+    alarm_id: str
+    repeat_of: str | None = None  # the alarm this click repeats, within the debounce window
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A delivery an earlier attempt claimed: ``sent``, or ``sending`` (outcome unknown)."""
+
+    status: str
+    sid: str | None = None
+
+
+class MemoryLedger:
+    """The fallback: deliveries Twilio accepted, remembered in this container only (a retry in
+    another container sends again). No debounce: that needs what other containers saw."""
+
+    def __init__(self) -> None:
+        self._sent: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self, click: Click, debounce_seconds: int) -> Opened:
+        return Opened(click.alarm_id)
+
+    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | None:
+        with self._lock:
+            sid = self._sent.get((alarm_id, channel, to))
+        return None if sid is None else Earlier(SENT, sid or None)
+
+    def record(self, alarm_id: str, channel: str, to: str, outcome: Any) -> None:
+        if not outcome.ok:
+            return
+        with self._lock:
+            self._sent[(alarm_id, channel, to)] = outcome.sid or ""
+            while len(self._sent) > MEMORY_LIMIT:
+                self._sent.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sent.clear()
+
+
+class LedgerUnavailable(RuntimeError):
+    """The table could not be read or written (not a failed condition)."""
+
+
+class TableLedger:
+    """The ledger in DynamoDB (see the module docstring); ``client`` is a boto3 DynamoDB client."""
+
+    def __init__(self, table: str, client: Any, clock: Any = time.time) -> None:
+        self.table = table
+        self.client = client
+        self.clock = clock
+        self._expiries: dict[str, int] = {}  # alarm id -> when its items expire
+
+    # -- alarms ------------------------------------------------------------------------------
+
+    def open(self, click: Click, debounce_seconds: int) -> Opened:
+        alarm_id = click.alarm_id
+        clicked_ms = click.clicked_ms or int(self.clock() * 1000)
+        self._expiries[alarm_id] = self._expiry(clicked_ms)
+        item = {
+            "pk": _s(alarm_id),
+            "sk": _s(ALARM_SK),
+            "serial": _s(click.serial),
+            "click": _s(click.click),
+            "clickedAt": _n(clicked_ms),
+            "clickTimeKnown": {"BOOL": click.clicked_ms is not None},
+            "firstSeenAt": _n(int(self.clock() * 1000)),
+            "state": _s("new"),
+            "expiresAt": _n(self._expiry(clicked_ms)),
+        }
+        if click.request_id:
+            item["requestId"] = _s(click.request_id)
+        if not self._put_if(item, "attribute_not_exists(pk)"):
+            existing = self._get(alarm_id, ALARM_SK) or {}
+            state = _text(existing.get("state"))
+            if state == "repeat":
+                return Opened(alarm_id, _text(existing.get("repeatOf")) or "an earlier alarm")
+            if state == "alarm":
+                return Opened(alarm_id)
+        if debounce_seconds > 0:
+            earlier = self._claim_recent(click, alarm_id, clicked_ms, debounce_seconds)
+            if earlier is not None:
+                self._set_state(alarm_id, "repeat", repeatOf=_s(earlier))
+                return Opened(alarm_id, earlier)
+        self._set_state(alarm_id, "alarm")
+        return Opened(alarm_id)
+
+    def _claim_recent(
+        self, click: Click, alarm_id: str, clicked_ms: int, debounce_seconds: int
+    ) -> str | None:
+        """Make this alarm the button's latest of its click type, unless one within the window
+        is; returns that one's id (a repeat), or None."""
+        window = debounce_seconds * 1000
+        key = {"pk": _s(f"recent#{click.serial}#{click.click}"), "sk": _s(RECENT_SK)}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET alarmId = :id, clickedAt = :t, expiresAt = :e",
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR alarmId = :id OR clickedAt <= :low "
+                    "OR clickedAt >= :high"
+                ),
+                ExpressionAttributeValues={
+                    ":id": _s(alarm_id),
+                    ":t": _n(clicked_ms),
+                    ":e": _n(self._expiry(clicked_ms)),
+                    ":low": _n(clicked_ms - window),
+                    ":high": _n(clicked_ms + window),
+                },
+            )
+        except Exception as exc:
+            if _code(exc) != CONDITION_FAILED:
+                raise LedgerUnavailable(str(exc)) from exc
+            recent = self._get(key["pk"]["S"], RECENT_SK) or {}
+            return _text(recent.get("alarmId")) or "an earlier alarm"
+        return None
+
+    def _set_state(self, alarm_id: str, state: str, **more: dict[str, str]) -> None:
+        names = {"#state": "state", **{f"#{name}": name for name in more}}
+        values = {":state": _s(state), **{f":{name}": value for name, value in more.items()}}
+        assignments = ["#state = :state", *(f"#{name} = :{name}" for name in more)]
+        self._update(alarm_id, ALARM_SK, "SET " + ", ".join(assignments), names, values)
+
+    # -- deliveries --------------------------------------------------------------------------
+
+    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | None:
+        """None: this attempt may send. Else what an earlier attempt left."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s(alarm_id), "sk": _s(f"{channel}#{to}")},
+                UpdateExpression=(
+                    "SET #status = :sending, channel = :channel, recipient = :to, "
+                    "startedAt = :now, attempts = if_not_exists(attempts, :zero) + :one, "
+                    "expiresAt = if_not_exists(expiresAt, :expires)"
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #status = :failed",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":sending": _s(SENDING),
+                    ":failed": _s(FAILED),
+                    ":channel": _s(channel),
+                    ":to": _s(to),
+                    ":now": _n(int(self.clock() * 1000)),
+                    ":zero": _n(0),
+                    ":one": _n(1),
+                    ":expires": _n(self._alarm_expiry(alarm_id)),
+                },
+            )
+        except Exception as exc:
+            if _code(exc) != CONDITION_FAILED:
+                raise LedgerUnavailable(str(exc)) from exc
+            earlier = self._get(alarm_id, f"{channel}#{to}") or {}
+            return Earlier(_text(earlier.get("status")) or SENDING, _text(earlier.get("sid")))
+        return None
+
+    def record(self, alarm_id: str, channel: str, to: str, outcome: Any) -> None:
+        values: dict[str, Any] = {
+            ":status": _s(SENT if outcome.ok else FAILED),
+            ":now": _n(int(self.clock() * 1000)),
+        }
+        assignments = ["#status = :status", "finishedAt = :now"]
+        optional = {
+            "sid": outcome.sid,
+            "twilioStatus": getattr(outcome, "status", None),
+            "errorMessage": None if outcome.ok else outcome.message,
+        }
+        for name, value in optional.items():
+            if value:
+                values[f":{name}"] = _s(str(value)[:1000])
+                assignments.append(f"{name} = :{name}")
+        if not outcome.ok and outcome.code:
+            values[":code"] = _n(int(outcome.code))
+            assignments.append("errorCode = :code")
+        key = f"{channel}#{to}"
+        self._update(alarm_id, key, "SET " + ", ".join(assignments), {"#status": "status"}, values)
+
+    # -- DynamoDB ----------------------------------------------------------------------------
+
+    def _expiry(self, clicked_ms: int) -> int:
+        return clicked_ms // 1000 + RETENTION_SECONDS
+
+    def _alarm_expiry(self, alarm_id: str) -> int:
+        """Deliveries expire with their alarm."""
+        return self._expiries.get(alarm_id) or self._expiry(int(self.clock() * 1000))
+
+    def _put_if(self, item: dict[str, Any], condition: str) -> bool:
+        try:
+            self.client.put_item(TableName=self.table, Item=item, ConditionExpression=condition)
+        except Exception as exc:
+            if _code(exc) == CONDITION_FAILED:
+                return False
+            raise LedgerUnavailable(str(exc)) from exc
+        return True
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        try:
+            found = self.client.get_item(
+                TableName=self.table, Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True
+            )
+        except Exception as exc:
+            raise LedgerUnavailable(str(exc)) from exc
+        item = found.get("Item")
+        return dict(item) if item else None
+
+    def _update(
+        self, pk: str, sk: str, expression: str, names: dict[str, str], values: dict[str, Any]
+    ) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s(pk), "sk": _s(sk)},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            raise LedgerUnavailable(str(exc)) from exc
+
+
+class FallingBackLedger:
+    """The table, until it fails; then this container's memory, with an ERROR saying so."""
+
+    def __init__(self, table: TableLedger, memory: MemoryLedger) -> None:
+        self.table: TableLedger | None = table
+        self.memory = memory
+
+    def _fall_back(self, exc: Exception) -> None:
+        if self.table is not None:
+            log(
+                logging.ERROR,
+                "alarm ledger %s unavailable (%s): sending without its duplicate protection",
+                self.table.table,
+                exc,
+            )
+        self.table = None
+
+    def open(self, click: Click, debounce_seconds: int) -> Opened:
+        if self.table is not None:
+            try:
+                return self.table.open(click, debounce_seconds)
+            except LedgerUnavailable as exc:
+                self._fall_back(exc)
+        return self.memory.open(click, debounce_seconds)
+
+    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | None:
+        if self.table is not None:
+            try:
+                return self.table.claim(alarm_id, channel, to)
+            except LedgerUnavailable as exc:
+                self._fall_back(exc)
+        return self.memory.claim(alarm_id, channel, to)
+
+    def record(self, alarm_id: str, channel: str, to: str, outcome: Any) -> None:
+        self.memory.record(alarm_id, channel, to, outcome)
+        if self.table is not None:
+            try:
+                self.table.record(alarm_id, channel, to, outcome)
+            except LedgerUnavailable as exc:
+                self._fall_back(exc)
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _text(attribute: Any) -> str | None:
+    if isinstance(attribute, dict):
+        value = attribute.get("S", attribute.get("N"))
+        return None if value is None else str(value)
+    return None
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""

@@ -1,0 +1,178 @@
+"""The alarm ledger in DynamoDB (moto): one click is one alarm and each recipient is sent once,
+across Lambda's retries, new containers, duplicate deliveries and repeated publishes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import boto3
+import pytest
+from notifier_support import (
+    CLICKED_AT,
+    SERIAL,
+    LambdaContext,
+    button_event,
+    click_config,
+    messaging_config,
+)
+
+from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notifier_lambda import twilio as twilio_rest
+from iotbutton_cli.notifier_lambda.contract import ALARM_TABLE
+from iotbutton_cli.notify import resources
+from iotbutton_cli.sandbox.twilio import PlannedFailure
+
+ALICE, BOB, CAROL = "+15551230001", "+15551230002", "+15551230003"
+
+
+@pytest.fixture
+def ledger(deployment, monkeypatch):
+    """A deployment with the alarm table, made as `notify deploy` makes it."""
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.create_table(
+        TableName=ALARM_TABLE,
+        KeySchema=resources.TABLE_KEY_SCHEMA,
+        AttributeDefinitions=resources.TABLE_ATTRIBUTES,
+        BillingMode=resources.TABLE_BILLING_MODE,
+    )
+    monkeypatch.setenv("IOTBUTTON_ALARM_TABLE", ALARM_TABLE)
+    deployment.dynamodb = dynamodb
+    return deployment
+
+
+def items(dynamodb) -> dict[tuple[str, str], dict]:
+    found = dynamodb.scan(TableName=ALARM_TABLE)["Items"]
+    return {(item["pk"]["S"], item["sk"]["S"]): item for item in found}
+
+
+def new_container() -> None:
+    """What a Lambda retry on another container starts with: nothing in memory."""
+    handler.reset_caches()
+
+
+def test_a_retry_in_a_new_container_sends_only_what_failed(ledger):
+    ledger.twilio.plan(PlannedFailure(status=503, times=twilio_rest.MAX_ATTEMPTS, to=CAROL))
+    ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE, CAROL], call=[BOB])}))
+
+    with pytest.raises(handler.DeliveryIncomplete):
+        handler.lambda_handler(button_event(), LambdaContext(aws_request_id="first"))
+    new_container()
+    retried = handler.lambda_handler(button_event(), LambdaContext(aws_request_id="first"))
+
+    statuses = {(item["channel"], item["to"]): item["status"] for item in retried["results"]}
+    assert statuses == {
+        ("sms", ALICE): "skipped-duplicate",
+        ("sms", CAROL): "sent",
+        ("call", BOB): "skipped-duplicate",
+    }
+    assert sorted(e["fields"]["To"] for e in ledger.sent()) == [ALICE, BOB, CAROL]
+    alarm = f"{SERIAL}-SINGLE-{CLICKED_AT}"
+    assert retried["alarm"] == alarm
+    stored = items(ledger.dynamodb)
+    assert stored[(alarm, "alarm")]["state"] == {"S": "alarm"}
+    carol = stored[(alarm, f"sms#{CAROL}")]
+    assert carol["status"] == {"S": "sent"} and carol["attempts"] == {"N": "2"}
+    assert int(carol["expiresAt"]["N"]) == CLICKED_AT // 1000 + 30 * 86400
+
+
+def test_one_event_delivered_twice_at_once_sends_once(ledger):
+    """Lambda may deliver one event to two containers at the same time."""
+    ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE], call=[BOB])}))
+    results: list[dict] = []
+
+    def invoke(request_id: str) -> None:
+        results.append(handler.lambda_handler(button_event(), LambdaContext(request_id)))
+
+    threads = [threading.Thread(target=invoke, args=(f"req-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(e["fields"]["To"] for e in ledger.sent()) == [ALICE, BOB]
+    statuses = sorted(item["status"] for result in results for item in result["results"])
+    assert statuses == ["sent"] * 2 + ["skipped-duplicate"] * 6
+
+
+@pytest.mark.parametrize(
+    ("second", "debounce", "alarms"),
+    [
+        ({"clickedAt": CLICKED_AT + 2_000}, 5, 1),  # a button publishing one press twice
+        ({"clickedAt": CLICKED_AT - 2_000}, 5, 1),  # ... arriving out of order
+        ({"clickedAt": CLICKED_AT + 6_000}, 5, 2),  # pressed again: a new alarm
+        ({"clickedAt": CLICKED_AT + 2_000, "clickType": "LONG"}, 5, 2),  # another click type
+        ({"clickedAt": CLICKED_AT + 2_000}, 0, 2),  # debounce off
+    ],
+)
+def test_repeats_within_the_debounce_window_are_one_alarm(ledger, second, debounce, alarms):
+    clicks = {"SINGLE": click_config(sms=[ALICE]), "LONG": click_config(sms=[ALICE])}
+    ledger.write_config(messaging_config(clicks, debounce_seconds=debounce))
+
+    first = handler.lambda_handler(button_event(), LambdaContext("one"))
+    again = handler.lambda_handler(button_event(**second), LambdaContext("two"))
+
+    assert len(ledger.sent()) == alarms
+    if alarms == 1:
+        assert again["results"] == []
+        assert again["ignored"] == (
+            f"a repeat of alarm {first['alarm']} (the same button and click type within 5 s)"
+        )
+        stored = items(ledger.dynamodb)[(again["alarm"], "alarm")]
+        assert stored["state"] == {"S": "repeat"}
+        assert stored["repeatOf"] == {"S": first["alarm"]}
+        # Lambda retrying the repeat still finds it a repeat.
+        new_container()
+        assert handler.lambda_handler(button_event(**second), LambdaContext("two"))["ignored"]
+        assert len(ledger.sent()) == 1
+
+
+def test_a_delivery_whose_attempt_never_finished_is_not_sent_again(ledger):
+    """A container that died mid-request left a claim: sending again could double the alarm."""
+    ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE, BOB])}))
+    alarm = f"{SERIAL}-SINGLE-{CLICKED_AT}"
+    ledger.dynamodb.put_item(
+        TableName=ALARM_TABLE,
+        Item={"pk": {"S": alarm}, "sk": {"S": f"sms#{ALICE}"}, "status": {"S": "sending"}},
+    )
+
+    result = handler.lambda_handler(button_event(), LambdaContext("retry"))
+
+    [alice, bob] = result["results"]
+    assert alice["status"] == "skipped-duplicate" and "never finished" in alice["note"]
+    assert bob["status"] == "sent"
+    assert [e["fields"]["To"] for e in ledger.sent()] == [BOB]
+
+
+def test_an_unreachable_table_still_sends_and_says_so(deployment, monkeypatch, caplog):
+    """The table is missing (or throttled, or denied): the alarm goes out anyway."""
+    monkeypatch.setenv("IOTBUTTON_ALARM_TABLE", "iotbutton-alarms-missing")
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE], call=[BOB])}))
+
+    with caplog.at_level(logging.INFO, logger="iotbutton.notifier"):
+        result = handler.lambda_handler(button_event(), LambdaContext("x"))
+        again = handler.lambda_handler(button_event(), LambdaContext("x"))  # same container
+
+    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert [item["status"] for item in again["results"]] == ["skipped-duplicate"] * 2
+    assert len(deployment.sent()) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        "alarm ledger iotbutton-alarms-missing unavailable" in line
+        and "sending without its duplicate protection" in line
+        for line in errors
+    )
+
+
+def test_an_event_without_a_click_time_is_one_alarm_per_request_id(ledger):
+    ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+    event = button_event()
+    del event["clickedAt"]
+
+    first = handler.lambda_handler(event, LambdaContext("req-a"))
+    new_container()
+    retried = handler.lambda_handler(event, LambdaContext("req-a"))
+
+    assert first["alarm"] == f"{SERIAL}-SINGLE-req-req-a" == retried["alarm"]
+    assert retried["results"][0]["status"] == "skipped-duplicate"
+    assert len(ledger.sent()) == 1
