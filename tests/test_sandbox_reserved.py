@@ -78,13 +78,28 @@ def test_a_shadow_written_over_mqtt_is_what_boto3_reads(cli, sandbox, tmp_path):
         paho.client.publish(f"{shadow}/update", json.dumps(update), qos=1).wait_for_publish(5)
         paho.client.publish(f"{shadow}/get", b"", qos=1)
         over_mqtt = json.loads(paho.received.get(timeout=TIMEOUT).payload)
+        data = client("iot-data")
+        over_http = json.loads(data.get_thing_shadow(thingName=SERIAL)["payload"].read())
+        # The other way: what HTTP writes (UpdateThingShadow, or a Publish to the update
+        # topic) is what an MQTT get reads.
+        data.update_thing_shadow(
+            thingName=SERIAL, payload=b'{"state": {"desired": {"led": "off"}}}'
+        )
+        paho.client.publish(f"{shadow}/get", b"", qos=1)
+        after_update = json.loads(paho.received.get(timeout=TIMEOUT).payload)
+        data.publish(
+            topic=f"{shadow}/update", qos=1, payload=b'{"state": {"reported": {"led": "off"}}}'
+        )
+        paho.client.publish(f"{shadow}/get", b"", qos=1)
+        after_publish = json.loads(paho.received.get(timeout=TIMEOUT).payload)
     finally:
         paho.stop()
 
-    over_http = json.loads(client("iot-data").get_thing_shadow(thingName=SERIAL)["payload"].read())
-
     assert over_http == over_mqtt
     assert over_http["state"]["delta"] == {"led": "on"} and over_http["version"] == 1
+    assert after_update["state"]["desired"] == {"led": "off"} and after_update["version"] == 2
+    assert after_publish["state"]["reported"]["led"] == "off" and after_publish["version"] == 3
+    assert "delta" not in after_publish["state"]
 
 
 def test_basic_ingest_over_mqtt_and_http_runs_the_notifier_rule(cli, sandbox, tmp_path):
