@@ -29,11 +29,11 @@ MQTT 3.1.1 on 127.0.0.1 behind TLS with client certificates, authorized like IoT
   connection, as IoT Core does (a denied receive only skips that subscriber).
 * **Limits.** Every packet is read whole before amqtt sees it (``packet_refusal``): a payload over
   128 KB, a topic or filter over 256 bytes or 8 levels, a wildcard in a PUBLISH topic, QoS 2, or
-  a ``$`` topic closes the connection with an INFO line naming the reason. A client silent for
-  1.5 x its keep-alive (IoT Core's: at least 30 s, at most and for 0 1200 s) is disconnected and
-  its will published. Policies are read from the directory at each decision, so policy
-  changes apply at once; a certificate deactivated while connected is refused and its connection
-  closed (IoT Core does that within minutes).
+  a ``$`` topic not emulated closes the connection with an INFO line naming the reason. A client
+  silent for 1.5 x its keep-alive (IoT Core's: at least 30 s, at most and for 0 1200 s) is
+  disconnected and its will published. Policies are read from the directory at each decision,
+  so policy changes apply at once; a certificate deactivated while connected is refused and its
+  connection closed (IoT Core does that within minutes).
 * ``on_publish(topic, payload, client_id)`` is called for every authorized publish, a Last Will
   and every lifecycle event included, on the broker's event loop (it may be a coroutine
   function). The rules engine hooks in here.
