@@ -29,21 +29,26 @@ MQTT 3.1.1 on 127.0.0.1 behind TLS with client certificates, authorized like IoT
   connection, as IoT Core does (a denied receive only skips that subscriber).
 * **Limits.** Every packet is read whole before amqtt sees it (``packet_refusal``): a payload over
   128 KB, a topic or filter over 256 bytes or 8 levels, a wildcard in a PUBLISH topic, QoS 2, or
-  a ``$`` topic closes the connection with an INFO line naming the reason. A client silent for
-  1.5 x its keep-alive (IoT Core's: at least 30 s, at most and for 0 1200 s) is disconnected and
-  its will published. Policies are read from the directory at each decision, so policy
-  changes apply at once; a certificate deactivated while connected is refused and its connection
-  closed (IoT Core does that within minutes).
-* ``on_publish(topic, payload, client_id)`` is called for every authorized publish, on the
-  broker's event loop (it may be a coroutine function). The rules engine hooks in here.
+  a ``$`` topic not emulated closes the connection with an INFO line naming the reason. A client
+  silent for 1.5 x its keep-alive (IoT Core's: at least 30 s, at most and for 0 1200 s) is
+  disconnected and its will published. Policies are read from the directory at each decision,
+  so policy changes apply at once; a certificate deactivated while connected is refused and its
+  connection closed (IoT Core does that within minutes).
+* ``on_publish(topic, payload, client_id)`` is called for every authorized publish, a Last Will
+  and every lifecycle event included, on the broker's event loop (it may be a coroutine
+  function). The rules engine hooks in here.
+* **Reserved topics.** The Device Shadow service's topics (:mod:`.shadow`, on moto's shadow
+  store) and Basic Ingest: a publish to ``$aws/rules/<rule>/<topic>`` (``iot:Publish`` on that
+  topic) reaches no subscriber and goes to ``on_basic_ingest(rule, topic, payload, client_id)``
+  with the prefix taken off, as IoT Core hands it to that one rule. Lifecycle events are
+  published on ``$aws/events/presence/...``. Other ``$aws`` topics are refused.
 
 Retained messages are stored (``iot:RetainPublish`` checked as well as ``iot:Publish``; a denial
 closes the connection) and given to a later subscriber only if it may receive the topic.
 
-Differences from IoT Core worth knowing: will messages reach subscribers but not
-``on_publish``; of the ``$aws/...`` topics only lifecycle events (``$aws/events/presence/...``)
-are emulated, not the shadow, Basic Ingest or jobs; MQTT 5 is not spoken, so devices use
-awsiotsdk's ``mqtt_connection_builder``, not its MQTT 5 builder.
+Differences from IoT Core worth knowing: of the ``$aws/...`` topics, jobs, fleet provisioning
+and the rest are not emulated (lifecycle events, shadows and Basic Ingest are); MQTT 5 is not
+spoken, so devices use awsiotsdk's ``mqtt_connection_builder``, not its MQTT 5 builder.
 
 Every decision is logged at DEBUG, every refusal at INFO. amqtt and cryptography are imported only
 when a broker starts.
@@ -59,6 +64,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import secrets
 import ssl
 import struct
@@ -69,6 +75,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from iotbutton_cli.sandbox import shadow
 from iotbutton_cli.sandbox.iot_auth import is_allowed
 from iotbutton_cli.sandbox.protocol import SANDBOX_ACCOUNT as DEFAULT_ACCOUNT
 from iotbutton_cli.sandbox.protocol import SANDBOX_REGION as DEFAULT_REGION
@@ -91,7 +98,9 @@ CONNECT_PACKET = 0x10
 PUBLISH_TYPE = 3
 SUBSCRIBE_TYPE = 8
 DISCONNECT_TYPE = 14
-PRESENCE_PREFIX = "$aws/events/presence/"  # the one $aws topic tree the sandbox publishes
+PRESENCE_PREFIX = "$aws/events/presence/"  # lifecycle events, published by the broker
+BASIC_INGEST_PREFIX = "$aws/rules/"  # $aws/rules/<ruleName>/<topic>: straight to that rule
+RULE_NAME = re.compile(r"^[a-zA-Z0-9_]+$")
 CONNACK_UNACCEPTABLE_PROTOCOL = bytes([0x20, 0x02, 0x00, 0x01])
 CONNACK_IDENTIFIER_REJECTED = bytes([0x20, 0x02, 0x00, 0x02])
 # An MQTT 5 CONNACK (session present 0, reason 0x84 Unsupported Protocol Version, no properties):
@@ -113,6 +122,7 @@ VAR_THING_NAME = "iot:Connection.Thing.ThingName"
 VAR_IS_ATTACHED = "iot:Connection.Thing.IsAttached"
 
 OnPublish = Callable[[str, bytes, str], Any]
+OnBasicIngest = Callable[[str, str, bytes, str], Any]  # rule name, topic, payload, client id
 
 # Live brokers by id: amqtt builds the plugin from a dotted path; the plugin finds its broker here.
 _BROKERS: weakref.WeakValueDictionary[str, Broker] = weakref.WeakValueDictionary()
@@ -194,6 +204,7 @@ class Broker:
         port: int = 0,
         on_publish: OnPublish | None = None,
         keep_alive_floor: int = MIN_KEEP_ALIVE_SECONDS,
+        on_basic_ingest: OnBasicIngest | None = None,
     ) -> None:
         self.directory = directory
         # IoT Core's 30 s; tests lower it to see the 1.5 x rule without waiting 45 s.
@@ -203,6 +214,7 @@ class Broker:
         self.account = account
         self.port = port
         self.on_publish = on_publish
+        self.on_basic_ingest = on_basic_ingest
         self._id = secrets.token_hex(8)
         self._server: asyncio.Server | None = None
         self._amqtt: Any = None
@@ -222,6 +234,8 @@ class Broker:
         self._admit_lock = asyncio.Lock()
         _BROKERS[self._id] = self
         self._amqtt = _amqtt_broker_class()(self._amqtt_config())
+        self._amqtt.reserved_publish = self._reserved_publish
+        self._amqtt.on_will = self._will
         await self._amqtt.start()
         try:
             # TLS is started by _serve itself, so that a refused handshake can be logged.
@@ -595,7 +609,9 @@ class Broker:
             body["disconnectReason"] = reason
         body["versionNumber"] = 0
         topic = f"{PRESENCE_PREFIX}{event}/{identity.client_id}"
-        await self._amqtt.internal_message_broadcast(topic, json.dumps(body).encode(), 1)
+        payload = json.dumps(body).encode()
+        await self._amqtt.internal_message_broadcast(topic, payload, 1)
+        await self.published(topic, payload, identity.client_id)  # a rule may select them
 
     def _decide(self, identity: Identity, action: str, resource: str) -> bool:
         arn = f"arn:aws:iot:{self.region}:{self.account}:{resource}"
@@ -619,7 +635,7 @@ class Broker:
     ) -> str | None:
         """An iot-data Publish: to the subscribers allowed to receive it and the rules engine;
         why it is refused, or None. (IoT Core takes it on the same limits as MQTT.)"""
-        refusal = _topic_refusal(topic, "topic")
+        refusal = _publish_topic_refusal(topic)
         if refusal is None and ("+" in topic or "#" in topic):
             refusal = f"wildcard in the topic {topic!r}"
         if refusal is None and len(payload) > MAX_PAYLOAD_BYTES:
@@ -628,6 +644,9 @@ class Broker:
             refusal = f"QoS {qos} (iot-data takes 0 or 1)"
         if refusal or self._amqtt is None:
             return refusal or "the broker is not running"
+        if topic.startswith("$"):
+            await self._reserved_publish("iot-data", topic, payload)
+            return None
         await self._amqtt.internal_message_broadcast(topic, payload, qos)
         if retain:
             await self._amqtt.retain_message(None, topic, payload, qos)
@@ -650,15 +669,52 @@ class Broker:
             for topic, message in list(amqtt._retained_messages.items())
         ]
 
+    async def _reserved_publish(self, client_id: str, topic: str, payload: bytes) -> None:
+        """An authorized publish to a ``$aws`` topic that ``_publish_topic_refusal`` let through:
+        Basic Ingest goes to its rule alone; a shadow request reaches its subscribers and the
+        rules engine like any publish, then the shadow service publishes its answers."""
+        ingest = basic_ingest(topic)
+        if ingest is not None:
+            rule, rest = ingest
+            logger.debug("Basic Ingest from %s to rule %s on %s", client_id, rule, rest)
+            await self._call(self.on_basic_ingest, rule, rest, payload, client_id)
+            return
+        request = shadow.request_topic(topic)
+        if request is None or self._amqtt is None:
+            return
+        await self._amqtt.internal_message_broadcast(topic, payload)
+        await self.published(topic, payload, client_id)
+        try:
+            answers = shadow.answer(request, payload, self.account, self.region)
+        except Exception:
+            logger.exception("the shadow request on %s failed", topic)
+            return
+        for answer_topic, body in answers:
+            logger.info("shadow: %s answered on %s", topic, answer_topic)
+            await self._amqtt.internal_message_broadcast(answer_topic, body)
+            await self.published(answer_topic, body, shadow.SERVICE_CLIENT)
+
+    async def _will(self, client_id: str, topic: str, payload: bytes) -> None:
+        """A Last Will is a publish like any other on IoT Core: the rules engine sees it too
+        (amqtt sends it to the subscribers)."""
+        if not topic.startswith("$"):
+            await self.published(topic, payload, client_id)
+
     async def published(self, topic: str, payload: bytes, client_id: str) -> None:
-        if self.on_publish is None:
+        await self._call(self.on_publish, topic, payload, client_id)
+
+    @staticmethod
+    async def _call(hook: Callable[..., Any] | None, *args: Any) -> None:
+        """Run a hook (maybe a coroutine function); its failure is logged, never raised."""
+        if hook is None:
             return
         try:
-            result = self.on_publish(topic, payload, client_id)
+            result = hook(*args)
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            logger.exception("on_publish failed for a message on %s", topic)
+            name = getattr(hook, "__name__", hook)
+            logger.exception("%s failed for a message (%s)", name, args[0])
 
 
 class _PausedUntilTls(asyncio.StreamReaderProtocol):
@@ -787,8 +843,9 @@ def packet_refusal(first_byte: int, body: bytes) -> str | None:
     """Why IoT Core would close the connection over this packet, or None to let it through.
 
     PUBLISH: QoS 2 (not supported), a wildcard in the topic, a topic over 256 bytes or 8 levels,
-    a payload over 128 KB, a reserved ``$`` topic (none is emulated). SUBSCRIBE: a filter over
-    256 bytes or 8 levels, or a reserved ``$`` filter."""
+    a payload over 128 KB, a reserved ``$`` topic that is not emulated (``_publish_topic_refusal``).
+    SUBSCRIBE: a filter over 256 bytes or 8 levels, a Basic Ingest filter, or a ``$`` filter
+    outside the lifecycle events and shadows."""
     kind = first_byte >> 4
     try:
         if kind == PUBLISH_TYPE:
@@ -804,16 +861,14 @@ def packet_refusal(first_byte: int, body: bytes) -> str | None:
                 return f"wildcard in the PUBLISH topic {topic!r}"
             if payload > MAX_PAYLOAD_BYTES:
                 return f"payload of {payload} bytes on {topic} (the limit is 128 KB)"
-            return _topic_refusal(topic, "topic")
+            return _publish_topic_refusal(topic)
         if kind == SUBSCRIBE_TYPE:
             position = 2  # packet identifier
             while position < len(body):
                 (length,) = struct.unpack("!H", body[position : position + 2])
                 topic_filter = body[position + 2 : position + 2 + length].decode("utf-8")
                 position += 2 + length + 1  # and the requested QoS
-                if topic_filter.startswith(PRESENCE_PREFIX):
-                    continue  # lifecycle events: emulated (Broker._presence)
-                refusal = _topic_refusal(topic_filter, "topic filter")
+                refusal = _filter_refusal(topic_filter)
                 if refusal:
                     return refusal
     except (struct.error, UnicodeDecodeError):
@@ -821,9 +876,46 @@ def packet_refusal(first_byte: int, body: bytes) -> str | None:
     return None
 
 
+def basic_ingest(topic: str) -> tuple[str, str] | None:
+    """``(rule name, topic the rule sees)`` for a Basic Ingest topic, else None."""
+    if not topic.startswith(BASIC_INGEST_PREFIX):
+        return None
+    rule, _, rest = topic[len(BASIC_INGEST_PREFIX) :].partition("/")
+    return (rule, rest) if RULE_NAME.match(rule) else None
+
+
+def _publish_topic_refusal(topic: str) -> str | None:
+    """Why IoT Core would not take a publish on this topic (its limits, reserved topics)."""
+    if not topic.startswith("$"):
+        return _topic_refusal(topic, "topic")
+    ingest = basic_ingest(topic)
+    if ingest is not None:  # $aws/rules/<rule>/ does not count toward the limits
+        return _topic_refusal(ingest[1], "topic") if ingest[1] else None
+    if shadow.request_topic(topic) is not None:
+        return _limits(topic, "topic")
+    if topic.startswith(BASIC_INGEST_PREFIX):
+        return f"Basic Ingest topic {topic!r} without a valid rule name"
+    if shadow.answer_topic(topic):
+        return f"reserved topic {topic!r}: only the Device Shadow service publishes there"
+    return f"reserved topic {topic!r}: the sandbox does not emulate this $aws topic"
+
+
+def _filter_refusal(topic_filter: str) -> str | None:
+    if topic_filter.startswith(PRESENCE_PREFIX) or shadow.shadow_filter(topic_filter):
+        return _limits(topic_filter, "topic filter")  # emulated: Broker._presence, .shadow
+    if topic_filter.startswith(BASIC_INGEST_PREFIX):
+        return f"topic filter {topic_filter!r}: Basic Ingest topics cannot be subscribed to"
+    return _topic_refusal(topic_filter, "topic filter")
+
+
 def _topic_refusal(topic: str, what: str) -> str | None:
     if topic.startswith("$"):
-        return f"reserved {what} {topic!r}: the sandbox does not emulate $aws topics"
+        return f"reserved {what} {topic!r}: the sandbox does not emulate this $aws topic"
+    return _limits(topic, what)
+
+
+def _limits(topic: str, what: str) -> str | None:
+    """IoT Core's size and depth limits for a topic or filter."""
     size = len(topic.encode("utf-8"))
     if size > MAX_TOPIC_BYTES:
         return f"{what} of {size} bytes (the limit is {MAX_TOPIC_BYTES})"
@@ -919,6 +1011,44 @@ def _amqtt_broker_class() -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.retained_at: dict[str, float] = {}  # when each retained message was stored
+            # Set by Broker.start: where $aws publishes and Last Wills go.
+            self.reserved_publish: Callable[[str, str, bytes], Any] | None = None
+            self.on_will: Callable[[str, str, bytes], Any] | None = None
+
+        async def _reserved_delivery(self, session: Any, message: Any) -> bool:
+            """A publish to a ``$aws`` topic the gate let through (amqtt refuses every ``$``
+            topic): authorized as any publish, then handed to the sandbox broker."""
+            from amqtt.contexts import Action
+
+            topic = str(message.topic)
+            if not await self._topic_filtering(session, topic=topic, action=Action.PUBLISH):
+                return True  # Broker.authorize logged it and closed the connection
+            if self.reserved_publish is not None:
+                await self.reserved_publish(session.client_id, topic, bytes(message.data or b""))
+            return True
+
+        async def _handle_disconnect(
+            self, client_session: Any, handler: Any, disconnect_waiter: Any
+        ) -> None:
+            # amqtt publishes the will to subscribers only; IoT Core's rules see it too.
+            from amqtt.mqtt.disconnect import DisconnectPacket
+
+            result = disconnect_waiter.result() if disconnect_waiter.done() else None
+            if (
+                not isinstance(result, DisconnectPacket)
+                and client_session.will_flag
+                and client_session.will_topic
+                and self.on_will is not None
+            ):
+                try:
+                    await self.on_will(
+                        client_session.client_id,
+                        client_session.will_topic,
+                        bytes(client_session.will_message or b""),
+                    )
+                except Exception:
+                    logger.exception("the will of %s failed", client_session.client_id)
+            await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
         async def _handle_message_delivery(
             self, client_session: Any, handler: Any, wait_deliver: Any
@@ -928,6 +1058,8 @@ def _amqtt_broker_class() -> type:
             message = wait_deliver.result() if wait_deliver.done() else None
             token = _PUBLISH_QOS.set(getattr(message, "qos", None))
             try:
+                if str(getattr(message, "topic", None) or "").startswith("$aws/"):
+                    return await self._reserved_delivery(client_session, message)
                 return bool(
                     await super()._handle_message_delivery(client_session, handler, wait_deliver)
                 )

@@ -32,6 +32,7 @@ from iotbutton_cli.sandbox.protocol import STATE_FILE, SandboxInfo
 
 if TYPE_CHECKING:
     from iotbutton_cli.sandbox.aws_server import SandboxAWS
+    from iotbutton_cli.sandbox.rules_engine import Rule
     from iotbutton_cli.sandbox.twilio import TwilioAccount
 
 log = logging.getLogger("iotbutton.sandbox")
@@ -84,7 +85,13 @@ class Sandbox:
             twilio_url = self.twilio.start()
         ca = ensure_ca(self.state_dir / "tls")
         self.broker = Broker(
-            MotoDirectory(ACCOUNT, REGION), ca, REGION, ACCOUNT, mqtt_port, self.on_publish
+            MotoDirectory(ACCOUNT, REGION),
+            ca,
+            REGION,
+            ACCOUNT,
+            mqtt_port,
+            self.on_publish,
+            on_basic_ingest=self.on_basic_ingest,
         )
         self._loop_thread.start()
         with _listening("mqtt", mqtt_port):
@@ -119,13 +126,39 @@ class Sandbox:
         received_ms = int(time.time() * 1000)  # one receive time for every rule, as IoT's
         for rule in rules_from_moto(ACCOUNT, REGION):
             message = evaluate(rule, topic, payload, received_ms)
-            if message is None:
-                continue
-            log.info("rule %s matched %s from %s", rule.name, topic, client_id)
-            for action in rule.other_actions:
-                log.info("rule %s: %s actions are not emulated", rule.name, action)
-            for arn in rule.lambda_arns:
-                self._invokers.submit(self._run_lambda_action, rule.name, arn, message)
+            if message is not None:
+                log.info("rule %s matched %s from %s", rule.name, topic, client_id)
+                self._run_actions(rule, message)
+
+    def on_basic_ingest(self, rule_name: str, topic: str, payload: bytes, client_id: str) -> None:
+        """A publish to ``$aws/rules/<rule_name>/<topic>``: that rule alone, its FROM not matched,
+        ``topic()`` seeing ``topic`` (IoT Core's Basic Ingest). An unknown or disabled rule
+        drops the message; IoT Core logs RuleNotFound to CloudWatch, the sandbox to its log."""
+        import dataclasses
+
+        from iotbutton_cli.sandbox.rules_engine import evaluate, rules_from_moto
+
+        rule = next((r for r in rules_from_moto(ACCOUNT, REGION) if r.name == rule_name), None)
+        if rule is None or not rule.enabled:
+            log.info(
+                "Basic Ingest from %s to rule %s dropped: %s (RuleNotFound)",
+                client_id,
+                rule_name,
+                "no such rule" if rule is None else "the rule is disabled",
+            )
+            return
+        # Every topic matches "#": the rule's own FROM filter is not what picks it.
+        statement = dataclasses.replace(rule.statement, topic_filter="#")
+        message = evaluate(dataclasses.replace(rule, statement=statement), topic, payload)
+        if message is not None:
+            log.info("rule %s got %s by Basic Ingest from %s", rule.name, topic, client_id)
+            self._run_actions(rule, message)
+
+    def _run_actions(self, rule: Rule, message: dict[str, Any]) -> None:
+        for action in rule.other_actions:
+            log.info("rule %s: %s actions are not emulated", rule.name, action)
+        for arn in rule.lambda_arns:
+            self._invokers.submit(self._run_lambda_action, rule.name, arn, message)
 
     def _run_lambda_action(self, rule_name: str, function_arn: str, message: Any) -> None:
         function = self.aws.function_code(function_arn, REGION)
