@@ -27,7 +27,14 @@ notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``
   an unknown SID);
 * moves what it created on by the clock (``progress``): a message from queued to sent to
   delivered, a call from queued to ringing to in-progress to completed, so a fetch after the last
-  delay shows the final status (the create's answer is queued, as Twilio's is);
+  delay shows the final status (the create's answer is queued, as Twilio's is). How the recipient
+  behaves (``phones``, ``twilio_phones.PhoneBehaviour``; in the sandbox ``phones.json`` in its
+  state folder) can make an SMS undelivered or failed, with its error code, and a call busy,
+  no-answer, failed or answered by a machine; fetch and list show the same outcome;
+* makes the status callbacks a create asks for (``StatusCallback``, and for calls
+  ``StatusCallbackEvent``/``StatusCallbackMethod``) as those statuses are reached, signed with
+  ``X-Twilio-Signature`` as Twilio signs them, from a background thread (``twilio_callbacks``);
+  each one made is logged and recorded in the outbox;
 * records each POST in an outbox -- form fields and the answer, never the Authorization header --
   if it was authenticated; reads (GET) are not recorded. Refused requests are logged (and kept in
   memory, ``refused()``), never written to the outbox, so no one without the secret can put
@@ -35,13 +42,14 @@ notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``
 * closes connections idle for ``idle_timeout`` seconds, so idle clients cannot keep threads.
 
 Differences from Twilio worth knowing: SIP and ``client:`` call endpoints are refused; nothing is
-ever delivered (statuses move by the clock alone, status callbacks are never made, and prices stay
-null); list filters are ``To``, ``From`` and (Calls) ``Status``, date filters are ignored; the
-Account resource never carries the auth token; a Message cannot be updated or deleted, a Call not
-deleted (405). Without any account (unit tests that give only ``credentials``), any account in
-the path is accepted for an ``SK…`` user. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for
-retry tests. openapi-core is imported only when a server starts, because the CLI's start-up time
-matters.
+ever delivered (statuses move by the clock and the recipient table alone, and prices stay null);
+status callbacks need the account's auth token to be signed, so a create authenticated with an
+API key gets them only if ``callback_signing_secret`` knows that token; list filters are ``To``,
+``From`` and (Calls) ``Status``, date filters are ignored; the Account resource never carries the
+auth token; a Message cannot be updated or deleted, a Call not deleted (405). Without any
+account (unit tests that give only ``credentials``), any account in the path is accepted for an
+``SK…`` user. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for retry tests. openapi-core
+is imported only when a server starts, because the CLI's start-up time matters.
 
 Error codes: the OpenAPI description lists none, so the codes here are Twilio's well-known ones
 from its error dictionary (https://www.twilio.com/docs/api/errors/<code>), with that page's title
