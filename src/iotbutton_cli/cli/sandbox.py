@@ -219,6 +219,16 @@ def _print_entry(out: Output, entry: dict[str, Any]) -> None:
     if out.json:
         out.json_line(entry)
         return
+    if entry.get("kind") == "callback":  # a status callback the stand-in made
+        answer = entry.get("http_status") or f"no answer ({entry.get('error', '?')})"
+        status = entry.get("status", "?")
+        if entry.get("event") not in (None, status):  # a call's event names what it reports
+            status = f"{entry['event']}: {status}"
+        typer.echo(
+            f"{entry.get('time', '')}  CALLBACK {entry.get('sid', '?')} {status} -> {answer} "
+            f"{entry.get('method', '')} {entry.get('url', '')}"
+        )
+        return
     fields = entry.get("fields", {})
     what = fields.get("Body") or fields.get("Twiml") or ""
     kind = "SMS " if entry.get("resource") == "Messages" else "CALL"

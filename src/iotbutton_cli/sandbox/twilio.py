@@ -27,7 +27,14 @@ notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``
   an unknown SID);
 * moves what it created on by the clock (``progress``): a message from queued to sent to
   delivered, a call from queued to ringing to in-progress to completed, so a fetch after the last
-  delay shows the final status (the create's answer is queued, as Twilio's is);
+  delay shows the final status (the create's answer is queued, as Twilio's is). How the recipient
+  behaves (``phones``, ``twilio_phones.PhoneBehaviour``; in the sandbox ``phones.json`` in its
+  state folder) can make an SMS undelivered or failed, with its error code, and a call busy,
+  no-answer, failed or answered by a machine; fetch and list show the same outcome;
+* makes the status callbacks a create asks for (``StatusCallback``, and for calls
+  ``StatusCallbackEvent``/``StatusCallbackMethod``) as those statuses are reached, signed with
+  ``X-Twilio-Signature`` as Twilio signs them, from a background thread (``twilio_callbacks``);
+  each one made is logged and recorded in the outbox;
 * records each POST in an outbox -- form fields and the answer, never the Authorization header --
   if it was authenticated; reads (GET) are not recorded. Refused requests are logged (and kept in
   memory, ``refused()``), never written to the outbox, so no one without the secret can put
@@ -35,13 +42,14 @@ notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``
 * closes connections idle for ``idle_timeout`` seconds, so idle clients cannot keep threads.
 
 Differences from Twilio worth knowing: SIP and ``client:`` call endpoints are refused; nothing is
-ever delivered (statuses move by the clock alone, status callbacks are never made, and prices stay
-null); list filters are ``To``, ``From`` and (Calls) ``Status``, date filters are ignored; the
-Account resource never carries the auth token; a Message cannot be updated or deleted, a Call not
-deleted (405). Without any account (unit tests that give only ``credentials``), any account in
-the path is accepted for an ``SK…`` user. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for
-retry tests. openapi-core is imported only when a server starts, because the CLI's start-up time
-matters.
+ever delivered (statuses move by the clock and the recipient table alone, and prices stay null);
+status callbacks need the account's auth token to be signed, so a create authenticated with an
+API key gets them only if ``callback_signing_secret`` knows that token; list filters are ``To``,
+``From`` and (Calls) ``Status``, date filters are ignored; the Account resource never carries the
+auth token; a Message cannot be updated or deleted, a Call not deleted (405). Without any
+account (unit tests that give only ``credentials``), any account in the path is accepted for an
+``SK…`` user. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for retry tests. openapi-core
+is imported only when a server starts, because the CLI's start-up time matters.
 
 Error codes: the OpenAPI description lists none, so the codes here are Twilio's well-known ones
 from its error dictionary (https://www.twilio.com/docs/api/errors/<code>), with that page's title
@@ -75,6 +83,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from iotbutton_cli.sandbox import twilio_callbacks as callbacks
+from iotbutton_cli.sandbox.twilio_phones import (
+    PHONES_FILE,
+    PhoneBehaviour,
+    PhoneBook,
+    Phones,
+    Timeline,
+    behaviour_of,
+    call_timeline,
+    message_timeline,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +249,24 @@ class Progress:
         delays = (0.0, self.call_ringing, self.call_answered, self.call_completed)
         return tuple(zip(delays, CALL_STATUSES, strict=True))
 
+    def message_timeline(self, behaviour: PhoneBehaviour | None = None) -> Timeline:
+        """What becomes of a message to a phone that behaves so (delivered by default)."""
+        behaviour = behaviour or PhoneBehaviour()
+        return message_timeline(behaviour, self.message_sent, self.message_delivered)
+
+    def call_timeline(
+        self, behaviour: PhoneBehaviour | None = None, machine_detection: str | None = None
+    ) -> Timeline:
+        """What becomes of a call to a phone that behaves so (answered by default)."""
+        behaviour = behaviour or PhoneBehaviour()
+        return call_timeline(
+            behaviour,
+            self.call_ringing,
+            self.call_answered,
+            self.call_completed,
+            machine_detection,
+        )
+
 
 def reached(steps: Sequence[tuple[float, str]], elapsed: float) -> tuple[float, str]:
     """The last (delay, status) of ``steps`` that ``elapsed`` seconds have reached."""
@@ -312,6 +350,8 @@ class Exchange:
     answer: dict[str, Any] = dataclasses.field(default_factory=dict)
     spec_errors: list[str] = dataclasses.field(default_factory=list)
     authenticated: bool = False
+    # A new resource's status callbacks, started once the create is in the outbox.
+    tracked: callbacks.Tracked | None = None
 
     def outbox_entry(self, time: str) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -494,6 +534,8 @@ def call_rule_errors(
     twiml = fields.get("Twiml")
     if isinstance(twiml, str) and twiml:
         errors.extend(twiml_errors(twiml))
+    if callbacks.requested_events(fields.get("StatusCallbackEvent"))[1]:
+        errors.append(bad_request(21626, "Invalid 'StatusCallbackEvent'"))
     return errors
 
 
@@ -621,8 +663,9 @@ def account_resource(account: str, name: str, created: datetime) -> dict[str, An
 @dataclass
 class Created:
     """A Message or Call the stand-in accepted: its resource as answered (status queued), when it
-    was created (``clock`` seconds and wall time), and, for a call ended by an update, the status
-    it ended with and when (``clock`` seconds)."""
+    was created (``clock`` seconds and wall time), what will become of it (``timeline``: by its
+    recipient's behaviour; None: delivered / answered), and, for a call ended by an update, the
+    status it ended with and when (``clock`` seconds)."""
 
     resource: str
     account: str
@@ -630,6 +673,7 @@ class Created:
     clock: float
     wall: datetime
     ended: tuple[str, float] | None = None
+    timeline: Timeline | None = None
 
     @property
     def sid(self) -> str:
@@ -641,35 +685,49 @@ class Created:
 
 
 def message_now(created: Created, progress: Progress, elapsed: float) -> dict[str, Any]:
-    """A message ``elapsed`` seconds after its creation: queued, sent, then delivered."""
-    since, status = reached(progress.message_steps, elapsed)
+    """A message ``elapsed`` seconds after its creation: queued, sent, then delivered (or
+    undelivered, or queued then failed, as its timeline says, with the error code at the end)."""
+    timeline = created.timeline or progress.message_timeline()
+    since, status = reached(timeline.steps, elapsed)
     view = dict(created.answer, status=status, date_updated=created.at(since))
-    if status != "queued":
-        view["date_sent"] = created.at(progress.message_sent)
+    sent_at = next((delay for delay, step in timeline.steps if step == "sent"), None)
+    if sent_at is not None and elapsed >= sent_at:
+        view["date_sent"] = created.at(sent_at)
+    if (since, status) == timeline.final and timeline.error_code is not None:
+        view.update(error_code=timeline.error_code, error_message=timeline.error_message)
     return view
 
 
 def call_status(created: Created, progress: Progress, elapsed: float) -> str:
     if created.ended is not None and elapsed >= created.ended[1] - created.clock:
         return created.ended[0]
-    return reached(progress.call_steps, elapsed)[1]
+    return reached((created.timeline or progress.call_timeline()).steps, elapsed)[1]
 
 
 def call_now(created: Created, progress: Progress, elapsed: float) -> dict[str, Any]:
-    """A call ``elapsed`` seconds after its creation: queued, ringing, in-progress, completed,
-    unless an update ended it first (canceled before it was answered, else completed)."""
-    end_status, ended_at = created.ended or ("completed", created.clock + progress.call_completed)
+    """A call ``elapsed`` seconds after its creation: queued, ringing, in-progress, completed
+    (or what its timeline says instead: busy, no-answer, ...), unless an update ended it first
+    (canceled before it was answered, else completed)."""
+    timeline = created.timeline or progress.call_timeline()
+    final_after, final_status = timeline.final
+    end_status, ended_at = created.ended or (final_status, created.clock + final_after)
     ended_after = ended_at - created.clock
     until = min(elapsed, ended_after)
-    since, status = reached(progress.call_steps[:3], until)
+    since, status = reached(timeline.steps[:-1], until)
     view = dict(created.answer, status=status, date_updated=created.at(since))
-    if until >= progress.call_ringing:  # dialed: Twilio's start_time
-        view["start_time"] = created.at(progress.call_ringing)
+    dialed = timeline.steps[1][0]
+    if until >= dialed:  # dialed: Twilio's start_time
+        view["start_time"] = created.at(dialed)
+    answered_at = timeline.answered_at
+    if timeline.answered_by and answered_at is not None and until >= answered_at:
+        view["answered_by"] = timeline.answered_by
     if elapsed >= ended_after:
         view.update(status=end_status, end_time=created.at(ended_after))
         view["date_updated"] = view["end_time"]
-        if end_status == "completed":
-            view["duration"] = str(round(ended_after - progress.call_answered))
+        if end_status == "completed" and answered_at is not None:
+            view["duration"] = str(round(ended_after - answered_at))
+        elif end_status != "canceled":  # busy, no-answer, failed: never answered
+            view["duration"] = "0"
     return view
 
 
@@ -766,6 +824,15 @@ class TwilioStandIn:
 
     ``progress`` says how fast what it creates moves on (``clock``, in seconds, measures it;
     tests may pass their own). ``idle_timeout`` is how long a connection may wait, idle.
+
+    ``phones`` says how each number behaves (``PhoneBehaviour``: delivered, undelivered, busy,
+    ...): a mapping, or a function returning one, asked at each create; without it, the
+    ``phones.json`` beside ``outbox_path`` (the sandbox's state folder) is read at each create,
+    if there is one. Status callbacks are signed with the secret the create authenticated with
+    when its user is the account SID (its auth token); for an API key Twilio signs with the
+    account's auth token, which only ``callback_signing_secret`` (account SID -> auth token or
+    None) can tell: without it such a create gets no callbacks, and a log line says why.
+    ``callback_timeout`` is how long a callback may take to connect, and to be answered.
     """
 
     def __init__(
@@ -782,6 +849,9 @@ class TwilioStandIn:
         host: str = "127.0.0.1",
         port: int = 0,
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+        phones: Phones | None = None,
+        callback_signing_secret: Callable[[str], str | None] | None = None,
+        callback_timeout: float = callbacks.DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self._outbox_path = os.fspath(outbox_path) if outbox_path is not None else None
         self._plan = [dataclasses.replace(failure) for failure in fail_plan or ()]
@@ -801,6 +871,12 @@ class TwilioStandIn:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._validator: SpecValidator | None = None
+        if phones is None and self._outbox_path is not None:
+            phones = PhoneBook(os.path.join(os.path.dirname(self._outbox_path), PHONES_FILE))
+        self._phones = phones
+        self._callback_signing_secret = callback_signing_secret
+        self.callback_timeout = callback_timeout
+        self._sender = callbacks.CallbackSender(self._callback_events, self._record_callback)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -817,11 +893,14 @@ class TwilioStandIn:
                 daemon=True,
             )
             self._thread.start()
+            self._sender.start()
         return self.base_url
 
     def stop(self) -> None:
+        """Stop serving; status callbacks not yet due are not sent."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self._sender.stop()
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -853,6 +932,11 @@ class TwilioStandIn:
         as sent), ``http_status``; then ``sid`` and ``status`` for a 201 (a new Message or Call:
         "queued") or a 200 (a Call updated: its status then), or ``error`` (``code``,
         ``message``); and ``spec_errors`` when the API description was broken.
+
+        Each status callback made is an entry too, ``kind`` "callback": ``time``, ``resource``,
+        ``sid``, ``event`` (a call's event, a message's status), ``status`` (the resource's),
+        ``method``, ``url`` (scheme, host and path), ``params`` (as sent), ``http_status`` (the
+        receiver's answer, None if none came), ``attempts``, and ``error`` if it failed.
         """
         with self._lock:
             return [dict(entry) for entry in self._outbox]
@@ -876,6 +960,8 @@ class TwilioStandIn:
         """Decide the answer to one request and record it. Safe to call from many threads."""
         exchange = self._decide(method, target, headers, body)
         self._record(exchange)
+        if exchange.tracked is not None:
+            self._sender.track(exchange.tracked)
         return exchange.http_status, exchange.answer
 
     def _decide(
@@ -905,7 +991,8 @@ class TwilioStandIn:
             operation = route.operation(method)
             spec_errors = self._spec_errors(exchange, target, headers, body)
             if operation == "create":
-                error = self._create(exchange, route, fields, spec_errors, account)
+                secret = credentials[1] if credentials else None
+                error = self._create(exchange, route, fields, spec_errors, account, secret)
             elif operation == "update":
                 error = self._update(exchange, route, fields, spec_errors)
             elif operation == "list" and not spec_errors:
@@ -950,9 +1037,12 @@ class TwilioStandIn:
         fields: Mapping[str, Any],
         spec_errors: list[str],
         account: TwilioAccount | None,
+        secret: str | None = None,
     ) -> TwilioError | None:
         """A new Message or Call: Twilio's own rules first (they carry specific codes), then the
-        API description; 201 "queued" if both pass."""
+        API description; 201 "queued" if both pass. Its recipient's behaviour fixes what becomes
+        of it; its status callbacks, if it asks for them, are signed with ``secret`` if that is
+        the account's auth token (the user is the account SID)."""
         owns = account.owns if account is not None else TEST_FROM_NUMBER.__eq__
         rules = message_rule_errors if route.resource == "Messages" else call_rule_errors
         rule_errors = rules(fields, owns)
@@ -964,10 +1054,105 @@ class TwilioStandIn:
         wall = datetime.now(timezone.utc)
         build = message_resource if route.resource == "Messages" else call_resource
         exchange.http_status, exchange.answer = 201, build(route.account, sid, fields, wall)
-        created = Created(route.resource, route.account, exchange.answer, self._clock(), wall)
+        behaviour = self._behaviour(fields.get("To"))
+        if route.resource == "Messages":
+            timeline = self.progress.message_timeline(behaviour)
+        else:
+            timeline = self.progress.call_timeline(behaviour, fields.get("MachineDetection"))
+        created = Created(
+            route.resource, route.account, exchange.answer, self._clock(), wall, timeline=timeline
+        )
         with self._lock:
             self._created[sid] = created
+        exchange.tracked = self._subscription(created, fields, exchange.auth_user or "", secret)
         return None
+
+    def _behaviour(self, number: Any) -> PhoneBehaviour:
+        try:
+            return behaviour_of(self._phones, str(number) if number else None)
+        except Exception:  # a caller's table must not break a create
+            logger.exception("twilio stand-in: the phone behaviours could not be read")
+            return PhoneBehaviour()
+
+    def _subscription(
+        self, created: Created, fields: Mapping[str, Any], user: str, secret: str | None
+    ) -> callbacks.Tracked | None:
+        """A new resource's status callbacks to send, if it asks for them and they can be
+        signed; log why not if they cannot."""
+        if not user.startswith("AC"):  # an API key's secret is not what Twilio signs with
+            secret = None
+            if self._callback_signing_secret is not None:
+                secret = self._callback_signing_secret(created.account)
+        subscription, why_not = callbacks.subscription_for(
+            created.resource, fields, secret, self.callback_timeout
+        )
+        if subscription is None:
+            if why_not:
+                logger.warning(
+                    "twilio stand-in: no status callbacks for %s: %s", created.sid, why_not
+                )
+            return None
+        return callbacks.Tracked(created.resource, created.sid, subscription)
+
+    def _callback_events(
+        self, tracked: callbacks.Tracked
+    ) -> tuple[list[callbacks.CallbackEvent], bool]:
+        """A tracked resource's callbacks by now (by the stand-in's clock), and whether it is
+        over."""
+        with self._lock:
+            created = self._created[tracked.sid]
+            ended = created.ended
+        elapsed = self._clock() - created.clock
+        if created.resource == "Messages":
+            timeline = created.timeline or self.progress.message_timeline()
+            return callbacks.message_events(created.answer, timeline, elapsed)
+        timeline = created.timeline or self.progress.call_timeline()
+        relative = (ended[0], ended[1] - created.clock) if ended is not None else None
+        return callbacks.call_events(
+            created.answer,
+            timeline,
+            relative,
+            elapsed,
+            tracked.subscription.events,
+            created.at,
+        )
+
+    def _record_callback(
+        self,
+        tracked: callbacks.Tracked,
+        event: callbacks.CallbackEvent,
+        attempted: callbacks.Attempted,
+    ) -> None:
+        """Log a callback made (never its signature) and add it to the outbox."""
+        where = callbacks.where(tracked.subscription.url)
+        logger.info(
+            "twilio stand-in: status callback %s %s for %s %s -> %s%s",
+            tracked.subscription.method,
+            where[:200],
+            tracked.sid,
+            event.event,
+            attempted.http_status if attempted.http_status is not None else "no answer",
+            f" ({attempted.error}, {attempted.attempts} attempts)" if attempted.error else "",
+        )
+        entry: dict[str, Any] = {
+            "time": iso_now(),
+            "kind": "callback",
+            "resource": tracked.resource,
+            "sid": tracked.sid,
+            "event": event.event,
+            "status": event.status,
+            "method": tracked.subscription.method,
+            "url": where,
+            "params": event.params,
+            "http_status": attempted.http_status,
+            "attempts": attempted.attempts,
+        }
+        if attempted.error:
+            entry["error"] = attempted.error
+        with self._lock:
+            self._outbox.append(entry)
+            if self._outbox_path is not None:
+                self._append_line(json.dumps(entry, ensure_ascii=False, sort_keys=True))
 
     def _find(self, route: Route) -> Created | None:
         with self._lock:
