@@ -212,6 +212,7 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
     run("sim send", "--message", '{"clickType": "LONG", "note": "custom"}')
     wait_for_outbox(cli, 4)
     run("sandbox outbox")
+    run("notify history")
 
     run("things create", OTHER)
     run("certs revoke", OTHER, "--yes")

@@ -128,9 +128,20 @@ def test_clean_removes_the_notifier(cli, deployed, sandbox_aws):
 
 
 def test_commands_need_a_deployed_notifier(cli, aws, configured):
-    for command in (["notify", "show"], ["notify", "test"], ["notify", "logs"]):
+    for command in (
+        ["notify", "show"],
+        ["notify", "test"],
+        ["notify", "logs"],
+        ["notify", "history"],
+    ):
         result = cli(*command, code=1)
         assert "Run `iotbutton notify deploy` first." in result.stderr, command
+
+
+def test_history_refuses_bad_input_before_any_aws_call(cli, aws):
+    assert cli.json("notify", "history", "no/such", code=2)["error"]["code"] == "bad-serial"
+    error = cli.json("notify", "history", "--since", "40d", code=2)["error"]
+    assert error["code"] == "bad-duration" and "1 second to 30d" in error["message"]
 
 
 def test_deploy_without_a_secret_fails_before_any_aws_call(cli, aws, configured, monkeypatch):

@@ -84,6 +84,19 @@ def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
         "sent"
     }
 
+    # ... and `notify history` tells it.
+    [alarm] = cli.json("--sandbox", "notify", "history")
+    assert alarm["alarm"] == by_key["alarm"]["pk"]["S"]
+    assert (alarm["serial"], alarm["click"], alarm["state"]) == (SERIAL, "DOUBLE", "alarm")
+    assert alarm["click_time_known"] is True
+    assert [(d["channel"], d["to"], d["status"]) for d in alarm["deliveries"]] == [
+        ("sms", SMS_TO, "sent"),
+        ("call", CALL_TO, "sent"),
+    ]
+    assert cli.json("--sandbox", "notify", "history", "G030OTHER0000000") == []
+    table = cli("--sandbox", "notify", "history", "--since", "2h").stdout
+    assert SERIAL in table and SMS_TO in table and "sent" in table
+
     cleaned = cli.json("--sandbox", "clean", "--yes")
     assert cleaned["complete"] is True
     iot = boto3.client("iot", **aws)

@@ -442,3 +442,52 @@ def logs(
         moment = datetime.fromtimestamp(event.timestamp / 1000, timezone.utc)
         sys.stdout.write(f"{moment:%Y-%m-%d %H:%M:%S} {event.message}\n")
         sys.stdout.flush()
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    serial: Annotated[
+        str | None, typer.Argument(help="Only this button's alarms.", show_default=False)
+    ] = None,
+    since: Annotated[
+        str,
+        typer.Option("--since", help="How far back: minutes (90), or 90m, 2h, 3d (at most 30d)."),
+    ] = "7d",
+    json: JsonOption = False,
+) -> None:
+    """Show every alarm (click) the notifier handled, and what became of each delivery."""
+    from iotbutton_cli.notify import history as alarm_history
+    from iotbutton_cli.notify.durations import parse_duration
+    from iotbutton_cli.provisioning.serials import validate_serial
+
+    app_ctx, out = command_context(ctx, json)
+    if serial is not None:
+        validate_serial(serial)
+    seconds = parse_duration(since, "--since", "m", most_seconds=alarm_history.RETENTION_SECONDS)
+    alarms = alarm_history.alarm_history(app_ctx, serial, seconds)
+
+    def render() -> None:
+        if not alarms:
+            out.info(f"No alarms in the last {since}.")
+            return
+        out.table(
+            None,
+            ["clicked (UTC)", "button", "click", "alarm", "deliveries"],
+            [
+                [
+                    views.iso_time(alarm.clicked_ms)[:19].replace("T", " ")
+                    + ("" if alarm.click_time_known else " (run)"),
+                    alarm.serial,
+                    alarm.click,
+                    f"repeat of {alarm.repeat_of}" if alarm.state == "repeat" else alarm.state,
+                    "\n".join(views.delivery_line(d) for d in alarm.deliveries) or "none",
+                ]
+                for alarm in alarms
+            ],
+        )
+        failed = sum(len(alarm.failed) for alarm in alarms)
+        if failed:
+            out.info(f"{failed} deliveries did not get through.")
+
+    out.result([views.alarm_view(alarm) for alarm in alarms], human=render)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from iotbutton_cli.notify.bundle import Bundle
     from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret
     from iotbutton_cli.notify.deploy import DeployReport, StepResult
+    from iotbutton_cli.notify.history import Alarm, Delivery
     from iotbutton_cli.notify.ops import LogEvent, NotifierStatus, SendResult, TestInvocation
     from iotbutton_cli.notify.plan import Plan
     from iotbutton_cli.notify.rules import RuleInfo
@@ -331,6 +332,50 @@ def log_line_view(event: LogEvent) -> View:
 
     moment = datetime.fromtimestamp(event.timestamp / 1000, timezone.utc)
     return {"time": moment.isoformat(), "message": event.message, "stream": event.stream}
+
+
+def iso_time(millis: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(millis / 1000, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def alarm_view(alarm: Alarm) -> View:
+    """One of ``notify history``."""
+    return {
+        "alarm": alarm.alarm_id,
+        "serial": alarm.serial,
+        "click": alarm.click,
+        "clicked_at": iso_time(alarm.clicked_ms),
+        "click_time_known": alarm.click_time_known,
+        "state": alarm.state,
+        "repeat_of": alarm.repeat_of,
+        "deliveries": [delivery_view(delivery) for delivery in alarm.deliveries],
+    }
+
+
+def delivery_view(delivery: Delivery) -> View:
+    return {
+        "channel": delivery.channel,
+        "to": delivery.to,
+        "status": delivery.status,
+        "sid": delivery.sid,
+        "attempts": delivery.attempts,
+        "error": None
+        if delivery.error_code is None and delivery.error_message is None
+        else {"code": delivery.error_code, "message": delivery.error_message},
+    }
+
+
+def delivery_line(delivery: Delivery) -> str:
+    """A delivery in ``notify history``'s table: "sms +15551230001 sent"."""
+    line = f"{delivery.channel} {delivery.to} {delivery.status}"
+    if delivery.status == "sending":
+        line += " (never finished: outcome unknown)"
+    if delivery.error_code:
+        line += f" (Twilio {delivery.error_code})"
+    return line
 
 
 # -- rules --------------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""``notify history``: every alarm the notifier's ledger holds, with what became of each delivery.
+
+Read from the alarm table the notifier writes (``notifier_lambda/alarms.py``): one ``alarm`` item
+per click and one item per (channel, recipient). Every item carries ``expiresAt`` (its click's
+time plus the 30 days the table keeps it), so one filtered scan finds the alarms of a period and
+their deliveries together; the table holds at most 30 days of clicks, so a scan is the right size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotbutton_cli.context import AppContext
+from iotbutton_cli.notifier_lambda.alarms import ALARM_SK, RECENT_SK, RETENTION_SECONDS
+from iotbutton_cli.notify.ops import not_deployed
+from iotbutton_cli.notify.resources import ALARM_TABLE, TABLE_KIND
+
+
+@dataclass
+class Delivery:
+    channel: str
+    to: str
+    status: str  # sent, failed, or sending (an attempt that never finished)
+    sid: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class Alarm:
+    alarm_id: str
+    serial: str
+    click: str
+    clicked_ms: int
+    click_time_known: bool  # False: the event had no clickedAt, this is when it ran
+    state: str  # alarm, repeat (of ``repeat_of``), or new (the notifier stopped before deciding)
+    repeat_of: str | None = None
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.status != "sent"]
+
+
+def alarm_history(ctx: AppContext, serial: str | None, since_seconds: int) -> list[Alarm]:
+    """Alarms clicked in the last ``since_seconds`` (of ``serial`` only, if given), oldest first."""
+    if ctx.namespace.get(TABLE_KIND, ALARM_TABLE) is None:
+        raise not_deployed()
+    cutoff_expiry = int(time.time()) - since_seconds + RETENTION_SECONDS
+    kwargs: dict[str, Any] = {
+        "TableName": ALARM_TABLE,
+        "ConsistentRead": True,
+        "FilterExpression": "expiresAt >= :cutoff AND sk <> :recent",
+        "ExpressionAttributeValues": {
+            ":cutoff": {"N": str(cutoff_expiry)},
+            ":recent": {"S": RECENT_SK},
+        },
+    }
+    if serial is not None:
+        kwargs["FilterExpression"] += " AND begins_with(pk, :serial)"
+        kwargs["ExpressionAttributeValues"][":serial"] = {"S": f"{serial}-"}
+    items = [
+        item
+        for page in ctx.client("dynamodb").get_paginator("scan").paginate(**kwargs)
+        for item in page.get("Items", [])
+    ]
+    alarms = {_s(item["pk"]): _alarm(item) for item in items if _s(item["sk"]) == ALARM_SK}
+    for item in items:
+        alarm = alarms.get(_s(item["pk"]))
+        if alarm is not None and _s(item["sk"]) != ALARM_SK:
+            alarm.deliveries.append(_delivery(item))
+    for alarm in alarms.values():
+        alarm.deliveries.sort(key=lambda d: (d.channel != "sms", d.to))
+    found = [a for a in alarms.values() if serial is None or a.serial == serial]
+    return sorted(found, key=lambda a: (a.clicked_ms, a.alarm_id))
+
+
+def _alarm(item: dict[str, Any]) -> Alarm:
+    return Alarm(
+        alarm_id=_s(item["pk"]),
+        serial=_s(item.get("serial")),
+        click=_s(item.get("click")),
+        clicked_ms=_n(item.get("clickedAt")) or 0,
+        click_time_known=bool(item.get("clickTimeKnown", {}).get("BOOL", True)),
+        state=_s(item.get("state")) or "new",
+        repeat_of=_s(item.get("repeatOf")) or None,
+    )
+
+
+def _delivery(item: dict[str, Any]) -> Delivery:
+    return Delivery(
+        channel=_s(item.get("channel")),
+        to=_s(item.get("recipient")),
+        status=_s(item.get("status")) or "sending",
+        sid=_s(item.get("sid")) or None,
+        error_code=_n(item.get("errorCode")),
+        error_message=_s(item.get("errorMessage")) or None,
+        attempts=_n(item.get("attempts")) or 0,
+    )
+
+
+def _s(attribute: Any) -> str:
+    return str(attribute.get("S", "")) if isinstance(attribute, dict) else ""
+
+
+def _n(attribute: Any) -> int | None:
+    if isinstance(attribute, dict) and "N" in attribute:
+        return int(attribute["N"])
+    return None
