@@ -75,6 +75,7 @@ def up_to_date(**changes) -> Current:
         secret={"Type": "SecureString", "Value": SECRET, "Version": 3},
         table={"TableArn": "t", "billing_mode": "PAY_PER_REQUEST", "ttl_attribute": "expiresAt"},
         function=function,
+        function_url={"FunctionUrl": "https://u.lambda-url/", "AuthType": "NONE", "public": True},
         rule={**PAYLOAD, "ruleName": "iotbutton_notifier"},
         rule_permission=True,
         default_rule_recorded=True,
@@ -102,10 +103,11 @@ def test_nothing_in_aws_plans_every_resource_created_in_dependency_order():
         ("SSM parameter", "/iotbutton/twilio-secret", "create"),
         ("DynamoDB table", "iotbutton-alarms", "create"),
         ("Lambda function", "iotbutton-notifier", "create"),
+        ("function URL", "iotbutton-notifier URL", "create"),
         ("topic rule", "iotbutton_notifier", "create"),
     ]
-    assert result.change_count == 10 and not result.up_to_date
-    assert [s.outcome for s in result.steps] == ["created"] * 10
+    assert result.change_count == 11 and not result.up_to_date
+    assert [s.outcome for s in result.steps] == ["created"] * 11
     assert result.config_key == "notifier/config-new.json"
 
 
@@ -244,7 +246,7 @@ def test_a_new_config_object_replaces_the_old_one_last():
     ],
 )
 def test_the_default_rule_and_its_permission(rule, permission, expected):
-    step = plan.plan(up_to_date(rule=rule, rule_permission=permission), wanted()).steps[9]
+    step = plan.plan(up_to_date(rule=rule, rule_permission=permission), wanted()).steps[10]
 
     if isinstance(expected, Step):
         assert step == expected

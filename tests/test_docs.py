@@ -191,7 +191,10 @@ def role_arns(value: Any) -> list[str]:
 
 def principal_context(action: str, params: dict[str, Any]) -> dict[str, str]:
     if action == "lambda:AddPermission":
-        return {"lambda:Principal": params["Principal"]}
+        context = {"lambda:Principal": params["Principal"]}
+        if params.get("FunctionUrlAuthType"):
+            context["lambda:FunctionUrlAuthType"] = params["FunctionUrlAuthType"]
+        return context
     return {}
 
 
@@ -397,6 +400,14 @@ def run_notifier_lifecycle(
     monkeypatch.setattr(bundle, "_source", lambda name: source(name) + b"\n# changed\n")
     steps = cli.json("notify", "deploy", *base)["steps"]
     assert {s["name"]: s["action"] for s in steps}["iotbutton-notifier"] == "updated"
+    # Someone made the function URL private: the next deploy puts it back for Twilio.
+    import boto3
+
+    lam = boto3.client("lambda", region_name=REGION)
+    lam.update_function_url_config(FunctionName="iotbutton-notifier", AuthType="AWS_IAM")
+    lam.remove_permission(FunctionName="iotbutton-notifier", StatementId="iotbutton-function-url")
+    steps = cli.json("notify", "deploy", *base)["steps"]
+    assert ("function URL", "updated") in {(s["resource"], s["action"]) for s in steps}
 
     # The same deploy from another machine, whose registry records none of it: iotbutton checks
     # the managed-by tag of each resource (the topic rule: its description and target) before it

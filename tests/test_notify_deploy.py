@@ -77,6 +77,9 @@ def test_deploy_creates_every_resource(ctx):
     env = function["Environment"]["Variables"]
     assert env == {
         "IOTBUTTON_ALARM_TABLE": "iotbutton-alarms",
+        "IOTBUTTON_CALLBACK_URL": lam.get_function_url_config(FunctionName="iotbutton-notifier")[
+            "FunctionUrl"
+        ],
         "IOTBUTTON_CONFIG_BUCKET": "iotbutton-config-123456789012-us-east-1",
         "IOTBUTTON_CONFIG_KEY": report.config_key,
         "IOTBUTTON_SECRET_PARAMETER": "/iotbutton/twilio-secret:1",
@@ -120,9 +123,21 @@ def test_deploy_creates_every_resource(ctx):
     assert rule["awsIotSqlVersion"] == "2016-03-23"
     assert rule["actions"] == [{"lambda": {"functionArn": function["FunctionArn"]}}]
     assert rule["errorAction"]["cloudwatchLogs"]["logGroupName"] == "/iotbutton/rule-errors"
-    [statement] = json.loads(lam.get_policy(FunctionName="iotbutton-notifier")["Policy"])[
+    statements = json.loads(lam.get_policy(FunctionName="iotbutton-notifier")["Policy"])[
         "Statement"
     ]
+    by_sid = {s["Sid"]: s for s in statements}
+    assert sorted(by_sid) == [
+        "iotbutton-function-url",
+        "iotbutton-function-url-invoke",
+        "iotbutton-rule-iotbutton_notifier",
+    ]
+    # The function URL is public, for Twilio's receipts (the function checks their signature).
+    url = lam.get_function_url_config(FunctionName="iotbutton-notifier")
+    assert url["AuthType"] == "NONE"
+    public = {(s["Action"], s["Principal"]) for sid, s in by_sid.items() if "url" in sid}
+    assert public == {("lambda:InvokeFunctionUrl", "*"), ("lambda:InvokeFunction", "*")}
+    statement = by_sid["iotbutton-rule-iotbutton_notifier"]
     assert statement["Principal"] == {"Service": "iot.amazonaws.com"}
     assert statement["Condition"] == {
         "ArnLike": {"AWS:SourceArn": "arn:aws:iot:us-east-1:123456789012:rule/iotbutton_notifier"},
@@ -464,6 +479,7 @@ def test_a_dry_run_plans_every_resource_and_changes_nothing(ctx, isolated_env, e
         ("SSM parameter", "create"),
         ("DynamoDB table", "create"),
         ("Lambda function", "create"),
+        ("function URL", "create"),
         ("topic rule", "create"),
     ]
     assert every_call and all(name.startswith(READS) for name in every_call), every_call

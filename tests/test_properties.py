@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from iotbutton_cli.aws import iotsql
@@ -167,6 +167,12 @@ def as_yaml(document) -> str:
     return "\n".join(lines) + "\n"
 
 
+def too_many_brackets(text: str) -> bool:
+    """More brackets open at once than the nesting guard allows, quotes or not: the guard
+    refuses such a file before YAML reads it, as config.py documents."""
+    return notify_config._nesting_problem(text) is not None
+
+
 def fits(document) -> bool:
     """Whether every message fits once filled in (longer ones are rightly refused)."""
     for click, item in document["clicks"].items():
@@ -187,13 +193,14 @@ def parse(text: str) -> notify_config.NotifyConfig:
 @given(documents())
 def test_a_valid_config_parses_into_exactly_what_it_says(document):
     text = as_yaml(document)
+    assume(not too_many_brackets(text))
     if not fits(document):
         with pytest.raises(IotButtonError) as caught:
             parse(text)
         assert caught.value.code == "notify-config-too-long"
         return
     config = parse(text)
-    assert config.lambda_document() == document
+    assert config.lambda_document() == {**document, "debounce_seconds": 5}
     # ... and the notifier accepts that document as it is.
     contract.parse_config(json.loads(json.dumps(document)))
 
@@ -223,6 +230,7 @@ def test_a_template_field_that_does_not_exist_is_refused(document, name):
     click = next(iter(document["clicks"]))
     document["clicks"][click]["message"] += field
     text = as_yaml(document)
+    assume(not too_many_brackets(text))
     with pytest.raises(IotButtonError) as caught:
         parse(text)
     assert_usage_error(caught.value, text)

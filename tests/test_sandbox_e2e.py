@@ -94,6 +94,18 @@ def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
         ("call", CALL_TO, "sent"),
     ]
     assert cli.json("--sandbox", "notify", "history", "G030OTHER0000000") == []
+    # Twilio's receipts (signed status callbacks to the function URL) tell how it ended.
+    deadline = time.monotonic() + 30
+    while True:
+        [alarm] = cli.json("--sandbox", "notify", "history")
+        final = {d["channel"]: d["twilio_status"] for d in alarm["deliveries"]}
+        if final == {"sms": "delivered", "call": "completed"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert final == {"sms": "delivered", "call": "completed"}
+    assert [d["reached"] for d in alarm["deliveries"]] == [True, True]
+    callbacks = [e for e in cli.json("sandbox", "outbox") if e.get("kind") == "callback"]
+    assert callbacks and {e["http_status"] for e in callbacks} == {204}
     table = cli("--sandbox", "notify", "history", "--since", "2h").stdout
     assert SERIAL in table and SMS_TO in table and "sent" in table
 

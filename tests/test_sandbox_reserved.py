@@ -118,7 +118,9 @@ def test_basic_ingest_over_mqtt_and_http_runs_the_notifier_rule(cli, sandbox, tm
         entries = cli.json("sandbox", "outbox", "--wait", "1", "--timeout", "30")
     finally:
         paho.stop()
-    client("iot-data").publish(topic=ingest, qos=1, payload=json.dumps(CLICK))
+    # Another click type: the same one within the debounce window would be one alarm.
+    other = {**CLICK, "clickType": "LONG" if CLICK["clickType"] != "LONG" else "DOUBLE"}
+    client("iot-data").publish(topic=ingest, qos=1, payload=json.dumps(other))
     both = cli.json("sandbox", "outbox", "--wait", "2", "--timeout", "30")
 
     assert [(e["resource"], e["fields"]["To"]) for e in entries] == [("Messages", "+15551230001")]

@@ -150,7 +150,7 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
         yield DemoEvent(
             "outbox",
             "Everything Twilio received",
-            sandbox_control.outbox(sandbox_control.require_running()),
+            sandbox_control.outbox(sandbox_control.require_running(), requests_only=True),
         )
     finally:
         if keep:
@@ -229,14 +229,14 @@ def _click(ctx: Any, click: str, outcome: DemoOutcome) -> Iterator[DemoEvent]:
     from iotbutton_cli.sandbox import client as sandbox_control
     from iotbutton_cli.sandbox import outbox
 
-    before = len(sandbox_control.outbox(sandbox_control.require_running()))
+    before = len(sandbox_control.outbox(sandbox_control.require_running(), requests_only=True))
     simulator.click(ctx, DEMO_SERIAL, click)
     yield DemoEvent("click", f"Clicked {click}", click)
     expected = sorted(EXPECTED[click])
     with contextlib.suppress(IotButtonError):  # what did arrive is reported below
         outbox.wait_for(len(expected), since=before, timeout=OUTBOX_TIMEOUT_SECONDS)
     time.sleep(0.2)  # anything extra would show up now
-    entries = sandbox_control.outbox(sandbox_control.require_running())[before:]
+    entries = sandbox_control.outbox(sandbox_control.require_running(), requests_only=True)[before:]
     got = sorted((entry["resource"], entry["fields"].get("To", "")) for entry in entries)
     ok = got == expected and all(entry.get("http_status") == 201 for entry in entries)
     outcome.clicks[click] = ok

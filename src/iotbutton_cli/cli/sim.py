@@ -60,11 +60,12 @@ def click(
         )
     click_type = (chosen or ["SINGLE"])[0]
     deliveries: list[dict[str, Any]] | None = None
+    repeats = False
     if wait:
         from iotbutton_cli.notify import delivery
 
         waited = delivery.click_and_wait(app_ctx, serial, click_type, battery, count)
-        sent, deliveries = waited.sent, waited.deliveries
+        sent, deliveries, repeats = waited.sent, waited.deliveries, waited.repeats
     else:
         sent = simulator.click(app_ctx, serial, click_type, battery, count)
 
@@ -78,12 +79,17 @@ def click(
         if deliveries is not None:
             from rich.markup import escape
 
-            out.say(escape(_delivered(deliveries)))
+            out.say(escape(_delivered(deliveries, repeats)))
 
     out.result([views.published_view(one) for one in sent], human=render)
 
 
-def _delivered(entries: list[dict[str, Any]]) -> str:
+def _delivered(entries: list[dict[str, Any]], repeats: bool = False) -> str:
+    if not entries and repeats:
+        return (
+            "This button's last alarm of that click type is within the debounce window: the "
+            "click repeats it, and nothing more is sent (`iotbutton notify history` shows it)."
+        )
     if not entries:
         return "The notifier's config names no SMS or call for this click: nothing to wait for."
     each = []

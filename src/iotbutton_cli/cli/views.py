@@ -267,6 +267,7 @@ def _deployed_config_view(config: dict[str, Any]) -> View:
         "person": config.get("person"),
         "account_sid": config.get("account_sid"),
         "api_key_sid": config.get("api_key_sid"),
+        "debounce_seconds": config.get("debounce_seconds"),
         "clicks": {
             click: {
                 "sms": list(item.get("sms", [])),
@@ -362,6 +363,9 @@ def delivery_view(delivery: Delivery) -> View:
         "status": delivery.status,
         "sid": delivery.sid,
         "attempts": delivery.attempts,
+        "twilio_status": delivery.twilio_status,
+        "answered_by": delivery.answered_by,
+        "reached": delivery.reached,
         "error": None
         if delivery.error_code is None and delivery.error_message is None
         else {"code": delivery.error_code, "message": delivery.error_message},
@@ -371,6 +375,10 @@ def delivery_view(delivery: Delivery) -> View:
 def delivery_line(delivery: Delivery) -> str:
     """A delivery in ``notify history``'s table: "sms +15551230001 sent"."""
     line = f"{delivery.channel} {delivery.to} {delivery.status}"
+    if delivery.twilio_status:
+        line += f", {delivery.twilio_status}"
+    if delivery.answered_by:
+        line += f" ({delivery.answered_by})"
     if delivery.status == "sending":
         line += " (never finished: outcome unknown)"
     if delivery.error_code:

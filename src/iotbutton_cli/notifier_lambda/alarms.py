@@ -95,6 +95,10 @@ class MemoryLedger:
             sid = self._sent.get((alarm_id, channel, to))
         return None if sid is None else Earlier(SENT, sid or None)
 
+    def receipt(self, alarm_id: str, **receipt: Any) -> bool:
+        """Receipts need the table: without it there is nothing to record them on."""
+        return False
+
     def record(self, alarm_id: str, channel: str, to: str, outcome: Any) -> None:
         if not outcome.ok:
             return
@@ -233,18 +237,73 @@ class TableLedger:
         assignments = ["#status = :status", "finishedAt = :now"]
         optional = {
             "sid": outcome.sid,
-            "twilioStatus": getattr(outcome, "status", None),
             "errorMessage": None if outcome.ok else outcome.message,
         }
         for name, value in optional.items():
             if value:
                 values[f":{name}"] = _s(str(value)[:1000])
                 assignments.append(f"{name} = :{name}")
+        if getattr(outcome, "status", None):
+            # A receipt may have come first (Twilio is quick): its status is the later one.
+            values[":twilioStatus"] = _s(str(outcome.status))
+            assignments.append("twilioStatus = if_not_exists(twilioStatus, :twilioStatus)")
         if not outcome.ok and outcome.code:
             values[":code"] = _n(int(outcome.code))
             assignments.append("errorCode = :code")
         key = f"{channel}#{to}"
         self._update(alarm_id, key, "SET " + ", ".join(assignments), {"#status": "status"}, values)
+
+    # -- receipts ----------------------------------------------------------------------------
+
+    def receipt(
+        self,
+        alarm_id: str,
+        *,
+        channel: str,
+        to: str,
+        sid: str,
+        status: str,
+        rank: int,
+        error_code: int | None = None,
+        answered_by: str | None = None,
+    ) -> bool:
+        """Record a status callback on its delivery: only a delivery that exists, of this sid
+        (or not yet told its sid: the callback beat the create's answer), and only forward.
+        False when it changed nothing (a replay, or older than what is known)."""
+        values: dict[str, Any] = {
+            ":sid": _s(sid),
+            ":status": _s(status),
+            ":rank": _n(rank),
+            ":now": _n(int(self.clock() * 1000)),
+        }
+        assignments = [
+            "sid = :sid",
+            "twilioStatus = :status",
+            "statusRank = :rank",
+            "receiptAt = :now",
+        ]
+        if error_code is not None:
+            values[":code"] = _n(error_code)
+            assignments.append("receiptErrorCode = :code")
+        if answered_by:
+            values[":answeredBy"] = _s(answered_by[:64])
+            assignments.append("answeredBy = :answeredBy")
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s(alarm_id), "sk": _s(f"{channel}#{to}")},
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(sid) OR sid = :sid) "
+                    "AND (attribute_not_exists(statusRank) OR statusRank < :rank)"
+                ),
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if _code(exc) == CONDITION_FAILED:
+                return False
+            raise LedgerUnavailable(str(exc)) from exc
+        return True
 
     # -- DynamoDB ----------------------------------------------------------------------------
 
@@ -321,6 +380,11 @@ class FallingBackLedger:
             except LedgerUnavailable as exc:
                 self._fall_back(exc)
         return self.memory.claim(alarm_id, channel, to)
+
+    def receipt(self, alarm_id: str, **receipt: Any) -> bool:
+        if self.table is None:
+            return False
+        return self.table.receipt(alarm_id, **receipt)  # unavailable: Lambda answers 5xx
 
     def record(self, alarm_id: str, channel: str, to: str, outcome: Any) -> None:
         self.memory.record(alarm_id, channel, to, outcome)

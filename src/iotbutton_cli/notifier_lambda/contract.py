@@ -58,6 +58,9 @@ SECRET_PARAMETER = "/iotbutton/twilio-secret"  # noqa: S105 - a name, not the se
 ALARM_TABLE = "iotbutton-alarms"
 ALARM_TABLE_ENV = "IOTBUTTON_ALARM_TABLE"
 DEFAULT_DEBOUNCE_SECONDS = 5
+# The notifier's function URL: Twilio posts delivery receipts there (StatusCallback).
+CALLBACK_URL_ENV = "IOTBUTTON_CALLBACK_URL"
+CALLBACK_ALARM_PARAMETER = "alarm"
 CONFIG_BUCKET_ENV = "IOTBUTTON_CONFIG_BUCKET"
 CONFIG_KEY_ENV = "IOTBUTTON_CONFIG_KEY"
 SECRET_PARAMETER_ENV = "IOTBUTTON_SECRET_PARAMETER"  # noqa: S105 - a name

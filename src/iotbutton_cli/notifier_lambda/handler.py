@@ -117,10 +117,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import alarms, twilio
+from . import alarms, receipts, twilio
 from .contract import (
     ALARM_TABLE_ENV,
     BATTERY_FIELD,
+    CALLBACK_ALARM_PARAMETER,
+    CALLBACK_URL_ENV,
     CLICK_FIELD,
     CLICKED_AT_FIELD,
     CONFIG_BUCKET_ENV,
@@ -196,6 +198,7 @@ class LambdaSettings:
     api_base: str
     timeout: float
     alarm_table: str | None = None  # None: a deploy from before the ledger; memory only
+    callback_url: str | None = None  # the function URL Twilio posts receipts to; None: none
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LambdaSettings:
@@ -220,6 +223,7 @@ class LambdaSettings:
             api_base=api_base,
             timeout=timeout,
             alarm_table=environ.get(ALARM_TABLE_ENV) or None,
+            callback_url=environ.get(CALLBACK_URL_ENV) or None,
         )
 
 
@@ -429,6 +433,7 @@ def deliver(
     text: str,
     ledger: Ledger,
     alarm_id: str,
+    status_callback: str | None = None,
 ) -> dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]]:
     """Send, concurrently, to every recipient this alarm has not reached yet; each delivery is
     claimed in the ledger before its request, so no other attempt sends it too."""
@@ -438,7 +443,7 @@ def deliver(
         earlier = ledger.claim(alarm_id, delivery.channel, delivery.to)
         if earlier is not None:
             return _earlier_item(delivery, earlier), None
-        outcome = send_safely(client, delivery, sender, text)
+        outcome = send_safely(client, delivery, sender, text, status_callback)
         ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
         return _record_outcome(delivery, outcome), outcome
 
@@ -460,12 +465,16 @@ def _earlier_item(delivery: Delivery, earlier: alarms.Earlier) -> dict[str, Any]
 
 
 def send_safely(
-    client: twilio.TwilioClient, delivery: Delivery, sender: str, text: str
+    client: twilio.TwilioClient,
+    delivery: Delivery,
+    sender: str,
+    text: str,
+    status_callback: str | None = None,
 ) -> TwilioOutcome:
     """Send to one recipient; a bug here must not stop the others' deliveries being recorded
     (an unrecorded delivery would be sent again on Lambda's retry)."""
     try:
-        return client.send(delivery.channel, delivery.to, sender, text)
+        return client.send(delivery.channel, delivery.to, sender, text, status_callback)
     except Exception as exc:
         problem = f"internal error: {type(exc).__name__}: {exc}"
         return TwilioOutcome(
@@ -507,7 +516,30 @@ def log_twilio_failure(delivery: Delivery, outcome: TwilioOutcome) -> None:
     )
 
 
+def status_callback_url(
+    settings: LambdaSettings, config: MessagingConfig, alarm: str
+) -> str | None:
+    """Where Twilio reports on this alarm's deliveries. Twilio signs callbacks with the
+    account's auth token, so with an API key (whose secret is all the notifier has) there is
+    nothing to check them with, and none are asked for."""
+    if settings.callback_url is None or config.api_key_sid is not None:
+        return None
+    query = urllib.parse.urlencode({CALLBACK_ALARM_PARAMETER: alarm})
+    return f"{settings.callback_url}?{query}"
+
+
+def receipt_handler(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A request to the function URL: a delivery receipt from Twilio, or a 403."""
+    settings = LambdaSettings.from_environment()
+    config = load_config(settings)
+    token = load_secret(settings) if config.api_key_sid is None else None
+    return receipts.handle(event, settings.callback_url, token, ledger_for(settings))
+
+
 def lambda_handler(event: object, context: object) -> dict[str, Any]:
+    if receipts.is_function_url_event(event):
+        assert isinstance(event, dict)
+        return receipt_handler(event)
     parsed = parse_event(event)
     for note in parsed.notes:
         log(logging.WARNING, "%s", note)
@@ -540,8 +572,9 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         deadline=invocation_deadline(context),
     )
     listed = listed_deliveries(click)
+    callback = status_callback_url(settings, config, opened.alarm_id)
     outcomes = deliver(
-        list(dict.fromkeys(listed)), client, config.sender, text, ledger, opened.alarm_id
+        list(dict.fromkeys(listed)), client, config.sender, text, ledger, opened.alarm_id, callback
     )
     result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
     failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]

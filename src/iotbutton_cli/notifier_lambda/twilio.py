@@ -94,6 +94,7 @@ class TwilioOutcome:
     http_status: int | None = None
     more_info: str | None = None
     note: str | None = None
+    status: str | None = None  # Twilio's status in its answer: "queued", until it says more
 
 
 @dataclass
@@ -109,10 +110,15 @@ class TwilioClient:
         account = urllib.parse.quote(self.account_sid, safe="")
         return f"{self.api_base}/{API_VERSION}/Accounts/{account}/{resource}.json"
 
-    def send(self, channel: str, to: str, sender: str, text: str) -> TwilioOutcome:
+    def send(
+        self, channel: str, to: str, sender: str, text: str, status_callback: str | None = None
+    ) -> TwilioOutcome:
+        """``status_callback``: where Twilio reports what became of it (a delivery receipt)."""
+        extra = {"StatusCallback": status_callback} if status_callback else {}
         if channel == "sms":
-            return self.create("Messages", {"To": to, "From": sender, "Body": sms_body(text)})
-        return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text)})
+            form = {"To": to, "From": sender, "Body": sms_body(text), **extra}
+            return self.create("Messages", form)
+        return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text), **extra})
 
     def create(self, resource: str, form: Mapping[str, str]) -> TwilioOutcome:
         """POST with retries on throttling, server errors and network trouble."""
@@ -195,9 +201,12 @@ def json_object(body: bytes) -> dict[str, Any]:
 
 def accepted_outcome(status: int, body: bytes) -> TwilioOutcome:
     """Any 2xx means Twilio took the request: sent, with its sid when the answer says one."""
-    sid = json_object(body).get("sid")
+    answer = json_object(body)
+    sid, state = answer.get("sid"), answer.get("status")
+    shown_state = printable(state, 32) if isinstance(state, str) and state else None
     if isinstance(sid, str) and sid:
-        return TwilioOutcome(ok=True, sid=printable(sid, TWILIO_TEXT_MAX_CHARS), http_status=status)
+        sid = printable(sid, TWILIO_TEXT_MAX_CHARS)
+        return TwilioOutcome(ok=True, sid=sid, http_status=status, status=shown_state)
     return TwilioOutcome(ok=True, http_status=status, note=NO_BODY_NOTE)
 
 

@@ -27,6 +27,7 @@ from iotbutton_cli.notify.resources import (
     ENCRYPTION,
     FUNCTION_KIND,
     FUNCTION_NAME,
+    FUNCTION_URL_AUTH_TYPE,
     LOG_GROUP_KIND,
     PARAMETER_KIND,
     PUBLIC_ACCESS_BLOCK,
@@ -37,6 +38,8 @@ from iotbutton_cli.notify.resources import (
     TABLE_KEY_SCHEMA,
     TABLE_KIND,
     TABLE_TTL_ATTRIBUTE,
+    URL_INVOKE_PERMISSION_SID,
+    URL_PERMISSION_SID,
     DeployInput,
     Names,
     canonical,
@@ -386,6 +389,44 @@ def apply_function(
         )
         lam.get_waiter("function_updated_v2").wait(FunctionName=FUNCTION_NAME)
     return str(found["FunctionArn"]), str(code_sha), step
+
+
+def apply_function_url(ctx: AppContext, step: Step) -> tuple[str, Step]:
+    """The function's public URL for Twilio's receipts, and the grants that make it public;
+    returns (URL, step applied)."""
+    lam = ctx.client("lambda")
+    if step.action == "create":
+        try:
+            lam.create_function_url_config(
+                FunctionName=FUNCTION_NAME, AuthType=FUNCTION_URL_AUTH_TYPE
+            )
+        except Exception as exc:
+            if error_code(exc) != "ResourceConflictException":  # our own call, retried
+                raise
+    elif "auth type" in step.changes:
+        lam.update_function_url_config(FunctionName=FUNCTION_NAME, AuthType=FUNCTION_URL_AUTH_TYPE)
+    if step.action == "create" or "public permission" in step.changes:
+        grants = (
+            (
+                URL_PERMISSION_SID,
+                {"Action": "lambda:InvokeFunctionUrl", "FunctionUrlAuthType": "NONE"},
+            ),
+            (
+                URL_INVOKE_PERMISSION_SID,
+                {"Action": "lambda:InvokeFunction", "InvokedViaFunctionUrl": True},
+            ),
+        )
+        for sid, grant in grants:
+            try:
+                lam.add_permission(
+                    FunctionName=FUNCTION_NAME, StatementId=sid, Principal="*", **grant
+                )
+            except Exception as exc:
+                if error_code(exc) != "ResourceConflictException":  # already granted
+                    raise
+    url = str(lam.get_function_url_config(FunctionName=FUNCTION_NAME)["FunctionUrl"])
+    ctx.namespace.update(FUNCTION_KIND, FUNCTION_NAME, url=url)
+    return url, step
 
 
 def _function_exists(exc: BaseException) -> bool:

@@ -28,7 +28,15 @@ from iotbutton_cli.errors import IotButtonError
 NOTIFIER_PACKAGE = "iotbutton_cli.notifier_lambda"
 PACKAGE_DIR = "notifier_lambda"  # the package's folder in the zip
 HANDLER = f"{PACKAGE_DIR}.handler.lambda_handler"
-MODULES = ("__init__.py", "alarms.py", "contract.py", "handler.py", "text.py", "twilio.py")
+MODULES = (
+    "__init__.py",
+    "alarms.py",
+    "contract.py",
+    "handler.py",
+    "receipts.py",
+    "text.py",
+    "twilio.py",
+)
 BUNDLE_FILES = tuple(f"{PACKAGE_DIR}/{module}" for module in MODULES)
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
 FILE_MODE = 0o644

@@ -7,6 +7,7 @@ that would refuse refuses before it changes anything, and a dry run shows the sa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -26,6 +27,8 @@ from iotbutton_cli.notify.resources import (
     ROLE_KIND,
     SECRET_PARAMETER,
     TABLE_KIND,
+    URL_INVOKE_PERMISSION_SID,
+    URL_PERMISSION_SID,
 )
 from iotbutton_cli.provisioning import ownership
 
@@ -93,6 +96,7 @@ def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Cur
             "Lambda function",
             forget_pending,
         )
+    url = function_url(lam) if function is not None and wanted.receipts else None
     rule, permission = None, False
     if wanted.rule_payload is not None:
         rule = rules.current_rule(ctx, wanted.rule_name, FUNCTION_NAME, forget_pending)
@@ -108,6 +112,7 @@ def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Cur
         secret=secret,
         table=table,
         function=function,
+        function_url=url,
         rule=rule,
         rule_permission=permission,
         default_rule_recorded=namespace.get(rules.KIND, wanted.rule_name) is not None,
@@ -256,6 +261,23 @@ def table_tags(dynamodb: Any, arn: str) -> list[dict[str, str]]:
 def function_configuration(lam: Any) -> dict[str, Any] | None:
     found = absent_ok(lam.get_function, FunctionName=FUNCTION_NAME)
     return None if found is None else dict(found["Configuration"])
+
+
+def function_url(lam: Any) -> dict[str, Any] | None:
+    """The function URL's ``{"FunctionUrl", "AuthType", "public"}``, or None.
+    ``public``: the function's policy grants both of iotbutton's statements for it."""
+    found = absent_ok(lam.get_function_url_config, FunctionName=FUNCTION_NAME)
+    if found is None:
+        return None
+    policy = absent_ok(lam.get_policy, FunctionName=FUNCTION_NAME)
+    sids = set()
+    if policy is not None:
+        sids = {s.get("Sid") for s in json.loads(policy["Policy"]).get("Statement", [])}
+    return {
+        "FunctionUrl": found["FunctionUrl"],
+        "AuthType": found.get("AuthType"),
+        "public": {URL_PERMISSION_SID, URL_INVOKE_PERMISSION_SID} <= sids,
+    }
 
 
 def function_tags(lam: Any, arn: str) -> dict[str, str]:

@@ -1,8 +1,17 @@
 """A simulated click and the SMS and calls it causes: in the sandbox, wait until the Twilio
-stand-in has received every one the deployed config names for that click."""
+stand-in has received every one the deployed config names for that click.
+
+Clicks of one button and click type within the config's debounce window are one alarm (see
+``notifier_lambda/alarms.py``), so ``--count N`` waits for the alarms its clicks make, not for N:
+the clicks' span over the window, less one if the button's last alarm of that type is still
+within it. Counted on the safe side (half a second of slack per window), so the wait never
+outlasts what the notifier sends.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +26,7 @@ class ClickDelivery:
     sent: list[simulator.Published]
     expected: int = 0  # SMS and calls the deployed config names for these clicks
     deliveries: list[dict[str, Any]] = field(default_factory=list)  # outbox entries
+    repeats: bool = False  # the clicks repeat an alarm within the debounce window: no send
 
 
 def click_and_wait(
@@ -37,14 +47,54 @@ def click_and_wait(
             "--wait works in the sandbox only: it reads the Twilio stand-in's outbox.",
             "Run with --sandbox; against AWS, see `iotbutton notify logs`.",
         )
-    clicks = ops.status(ctx).config.get("clicks", {})
-    per_click = clicks.get(ops.check_click(click_type), {})
-    expected = (len(per_click.get("sms", [])) + len(per_click.get("call", []))) * count
+    config = ops.status(ctx).config
+    click = ops.check_click(click_type)
+    per_click = config.get("clicks", {}).get(click, {})
+    recipients = len(per_click.get("sms", [])) + len(per_click.get("call", []))
+    window = float(config.get("debounce_seconds", 0) or 0)
+    button, _ = simulator.button_identity(ctx, serial)
+    last_alarm = _last_alarm_seconds(ctx, button, click) if window else None
     before = outbox.size(ctx.sandbox_info)
+    started = time.time()
     sent = simulator.click(ctx, serial, click_type, battery_mv, count)
+    alarms = alarms_made(count, time.time() - started, window, started, last_alarm)
+    expected = recipients * alarms
     if expected == 0:
-        return ClickDelivery(sent)
+        return ClickDelivery(sent, repeats=recipients > 0)
     entries = outbox.wait_for(
         expected, since=before, timeout=timeout or outbox.WAIT_SECONDS, info=ctx.sandbox_info
     )
     return ClickDelivery(sent, expected, entries)
+
+
+SLACK_SECONDS = 0.5
+
+
+def alarms_made(
+    clicks: int, span: float, window: float, started: float, last_alarm: float | None
+) -> int:
+    """At least how many alarms ``clicks`` clicks over ``span`` seconds make (see the module
+    docstring); ``last_alarm``: when the button's last alarm of this type was clicked."""
+    if window <= 0:
+        return clicks
+    alarms = min(clicks, math.floor(span / (window + SLACK_SECONDS)) + 1)
+    if last_alarm is not None and started - last_alarm < window + SLACK_SECONDS:
+        alarms -= 1  # the first clicks repeat the last alarm
+    return max(alarms, 0)
+
+
+def _last_alarm_seconds(ctx: AppContext, serial: str, click: str) -> float | None:
+    """When the ledger says this button's last alarm of ``click`` was clicked (seconds)."""
+    from iotbutton_cli.aws.calls import absent_ok
+    from iotbutton_cli.notifier_lambda.alarms import RECENT_SK
+    from iotbutton_cli.notify.resources import ALARM_TABLE
+
+    found = absent_ok(
+        ctx.client("dynamodb").get_item,
+        TableName=ALARM_TABLE,
+        Key={"pk": {"S": f"recent#{serial}#{click}"}, "sk": {"S": RECENT_SK}},
+        ConsistentRead=True,
+    )
+    item = (found or {}).get("Item") or {}
+    clicked = item.get("clickedAt", {}).get("N")
+    return int(clicked) / 1000 if clicked else None

@@ -16,7 +16,7 @@ environment, and Lambda starts fresh containers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iotbutton_cli.context import AppContext
@@ -36,6 +36,7 @@ from iotbutton_cli.notify.resources import (
     environment,
     function_config,
     function_policy,
+    receipts_possible,
     role_arn,
     rule_error_policy,
 )
@@ -111,14 +112,38 @@ def wanted_state(ctx: AppContext, source: DeployInput) -> planner.Wanted:
         ),
         rule_name=rules.DEFAULT_RULE,
         rule_payload=rules.rule_payload(rules.DEFAULT_SQL, target) if source.default_rule else None,
+        receipts=receipts_possible(source.lambda_document),
     )
 
 
+def with_callback_url(
+    ctx: AppContext, source: DeployInput, wanted: planner.Wanted, current: planner.Current
+) -> planner.Wanted:
+    """The wanted function's environment names its URL, once it has one."""
+    url = (current.function_url or {}).get("FunctionUrl") if wanted.receipts else None
+    if not url:
+        return wanted
+    names = Names.for_context(ctx)
+    function = _wanted_function(
+        ctx, source, role_arn(ctx, names.function_role), wanted.config_key, 1, url
+    )
+    return replace(wanted, function=function)
+
+
 def _wanted_function(
-    ctx: AppContext, source: DeployInput, role: str, config_key: str, secret_version: int
+    ctx: AppContext,
+    source: DeployInput,
+    role: str,
+    config_key: str,
+    secret_version: int,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
     variables = environment(
-        Names.for_context(ctx).bucket, config_key, secret_version, source.twilio_api_base
+        Names.for_context(ctx).bucket,
+        config_key,
+        secret_version,
+        source.twilio_api_base,
+        callback_url,
     )
     return {
         "CodeSha256": source.code_sha256,
@@ -131,7 +156,8 @@ def plan_deploy(ctx: AppContext, source: DeployInput) -> Plan:
     is read, never written."""
     ctx.check_namespace_owner()
     wanted = wanted_state(ctx, source)
-    return planner.plan(aws_state.read(ctx, wanted, forget_pending=False), wanted)
+    current = aws_state.read(ctx, wanted, forget_pending=False)
+    return planner.plan(current, with_callback_url(ctx, source, wanted, current))
 
 
 def deploy(
@@ -144,6 +170,7 @@ def deploy(
     names = Names.for_context(ctx)
     wanted = wanted_state(ctx, source)
     found = aws_state.read(ctx, wanted)
+    wanted = with_callback_url(ctx, source, wanted, found)
     planned = {(step.resource, step.name): step for step in planner.plan(found, wanted).steps}
     report = DeployReport(config_key=wanted.config_key)
 
@@ -181,12 +208,27 @@ def deploy(
     done(step)
     done(apply.apply_table(ctx, step_for(planner.TABLE, wanted.table)))
     # Planned again with what AWS answered: the role's ARN, the secret's version.
+    known_url = (found.function_url or {}).get("FunctionUrl")
     function = _wanted_function(
-        ctx, source, role_arns[names.function_role], wanted.config_key, version
+        ctx, source, role_arns[names.function_role], wanted.config_key, version, known_url
     )
     step = planner.function_step(FUNCTION_NAME, found.function, function)
     function_arn, code_sha, step = apply.apply_function(ctx, step, found.function, function, source)
     done(step)
+    if wanted.receipts:
+        url_step = planner.function_url_step(
+            planner.FUNCTION_URL_NAME, found.function_url if found.function is not None else None
+        )
+        url, url_step = apply.apply_function_url(ctx, url_step)
+        done(url_step)
+        if url != known_url:  # a new URL: the function must know where Twilio will post
+            function = _wanted_function(
+                ctx, source, role_arns[names.function_role], wanted.config_key, version, url
+            )
+            now = aws_state.function_configuration(ctx.client("lambda"))
+            again = planner.function_step(FUNCTION_NAME, now, function)
+            if again.changes_something:
+                apply.apply_function(ctx, again, now, function, source)
     report.function_arn, report.code_sha256 = function_arn, code_sha
     target = rules.RuleTarget(
         FUNCTION_NAME, function_arn, role_arns[names.rule_error_role], RULE_ERROR_LOG_GROUP

@@ -27,6 +27,23 @@ class Delivery:
     error_code: int | None = None
     error_message: str | None = None
     attempts: int = 0
+    # What Twilio said since: "queued" from its answer, then its status callbacks' statuses
+    # (delivered, undelivered, completed, no-answer, busy, ...).
+    twilio_status: str | None = None
+    answered_by: str | None = None  # human, machine_... (a call with answering-machine detection)
+
+    @property
+    def reached(self) -> bool | None:
+        """True/False once Twilio's final status says; None while it is not known."""
+        from iotbutton_cli.notifier_lambda.receipts import NOT_REACHED
+
+        if self.status != "sent":
+            return False
+        if self.twilio_status in NOT_REACHED:
+            return False
+        if self.twilio_status in ("delivered", "read", "completed"):
+            return not (self.answered_by or "").startswith("machine")
+        return None
 
 
 @dataclass
@@ -42,7 +59,8 @@ class Alarm:
 
     @property
     def failed(self) -> list[Delivery]:
-        return [d for d in self.deliveries if d.status != "sent"]
+        """What did not get through: refused by Twilio, or reported not reached."""
+        return [d for d in self.deliveries if d.reached is False]
 
 
 def alarm_history(ctx: AppContext, serial: str | None, since_seconds: int) -> list[Alarm]:
@@ -96,9 +114,11 @@ def _delivery(item: dict[str, Any]) -> Delivery:
         to=_s(item.get("recipient")),
         status=_s(item.get("status")) or "sending",
         sid=_s(item.get("sid")) or None,
-        error_code=_n(item.get("errorCode")),
+        error_code=_n(item.get("receiptErrorCode")) or _n(item.get("errorCode")),
         error_message=_s(item.get("errorMessage")) or None,
         attempts=_n(item.get("attempts")) or 0,
+        twilio_status=_s(item.get("twilioStatus")) or None,
+        answered_by=_s(item.get("answeredBy")) or None,
     )
 
 

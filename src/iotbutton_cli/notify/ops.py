@@ -13,7 +13,11 @@ from typing import Any
 from iotbutton_cli.aws.calls import absent_is_fine, absent_ok
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, usage_error
-from iotbutton_cli.notifier_lambda.contract import CLICK_TYPES, button_payload
+from iotbutton_cli.notifier_lambda.contract import (
+    CLICK_TYPES,
+    DEFAULT_DEBOUNCE_SECONDS,
+    button_payload,
+)
 from iotbutton_cli.notify import rules
 from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret
 from iotbutton_cli.notify.resources import FUNCTION_LOG_GROUP, FUNCTION_NAME
@@ -99,6 +103,8 @@ def _summary(document: dict[str, Any]) -> dict[str, Any]:
         "person": document.get("person"),
         "account_sid": document.get("account_sid"),
         "api_key_sid": document.get("api_key_sid"),
+        # What the notifier uses: a config deployed before debounce existed gets the default.
+        "debounce_seconds": document.get("debounce_seconds", DEFAULT_DEBOUNCE_SECONDS),
         "clicks": {
             click: {
                 "sms": item.get("sms", []),

@@ -20,6 +20,7 @@ from iotbutton_cli.notifier_lambda.contract import SECRET_PARAMETER, SECRET_PARA
 from iotbutton_cli.notify.resources import (
     ALARM_TABLE,
     FUNCTION_NAME,
+    FUNCTION_URL_AUTH_TYPE,
     PUBLIC_ACCESS_BLOCK,
     TABLE_TTL_ATTRIBUTE,
     secret_reference,
@@ -40,6 +41,8 @@ BUCKET = "S3 bucket"
 CONFIG_OBJECT = "config object"
 PARAMETER = "SSM parameter"
 TABLE = "DynamoDB table"
+FUNCTION_URL = "function URL"
+FUNCTION_URL_NAME = f"{FUNCTION_NAME} URL"  # how a plan names it: it has no name of its own
 FUNCTION = "Lambda function"
 RULE = "topic rule"
 OLD_CONFIG_OBJECTS = "old config objects"
@@ -99,6 +102,7 @@ class Current:
     - ``secret``: SSM's ``Parameter`` (``Type``, ``Value``, ``Version``)
     - ``table``: the alarm table, ``{"TableArn", "billing_mode", "ttl_attribute"}``
     - ``function``: Lambda's ``Configuration`` (``FunctionArn``, ``CodeSha256``, settings)
+    - ``function_url``: ``{"FunctionUrl", "AuthType", "public"}`` (see current.function_url)
     - ``rule``: the default rule as GetTopicRule has it
     - ``rule_permission``: the function's policy lets IoT invoke it for the default rule
     - ``default_rule_recorded``: the registry records the default rule
@@ -112,6 +116,7 @@ class Current:
     secret: dict[str, Any] | None = field(default=None, repr=False)
     table: dict[str, Any] | None = None
     function: dict[str, Any] | None = None
+    function_url: dict[str, Any] | None = None
     rule: dict[str, Any] | None = None
     rule_permission: bool = False
     default_rule_recorded: bool = False
@@ -137,6 +142,7 @@ class Wanted:
     secret: str = field(repr=False)
     table: str = ALARM_TABLE
     function: dict[str, Any] = field(default_factory=dict)
+    receipts: bool = True  # a function URL for Twilio's delivery receipts
     rule_name: str = "iotbutton_notifier"
     rule_payload: dict[str, Any] | None = None
 
@@ -230,6 +236,19 @@ def function_step(name: str, current: dict[str, Any] | None, wanted: dict[str, A
     return _step(FUNCTION, name, changes)
 
 
+def function_url_step(name: str, current: dict[str, Any] | None) -> Step:
+    """A public (auth type NONE) URL: Twilio cannot sign AWS requests; the function checks
+    Twilio's own signature instead."""
+    if current is None:
+        return Step(FUNCTION_URL, name, "create")
+    changes = []
+    if current.get("AuthType") != FUNCTION_URL_AUTH_TYPE:
+        changes.append("auth type")
+    if not current.get("public"):
+        changes.append("public permission")
+    return _step(FUNCTION_URL, name, changes)
+
+
 def rule_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """A rule's payload against the wanted one; the description is how we know it, not a
     setting."""
@@ -259,7 +278,7 @@ def stale_objects_step(recorded: tuple[str, ...] | list[str], keep: str) -> Step
 
 def plan(current: Current, wanted: Wanted) -> Plan:
     """Every resource in dependency order: roles, log groups, bucket, config object, secret,
-    alarm table, function, topic rule, then the old config objects."""
+    alarm table, function, its URL, topic rule, then the old config objects."""
     steps = [role_step(name, current.roles.get(name), p) for name, p in wanted.roles.items()]
     steps += [
         log_group_step(name, current.log_groups.get(name), days)
@@ -277,6 +296,8 @@ def plan(current: Current, wanted: Wanted) -> Plan:
         ),
     }
     steps.append(function_step(FUNCTION_NAME, current.function, function))
+    if wanted.receipts:
+        steps.append(function_url_step(FUNCTION_URL_NAME, current.function_url))
     if wanted.rule_payload is not None:
         steps.append(
             rule_step(wanted.rule_name, current.rule, wanted.rule_payload, current.rule_permission)

@@ -15,6 +15,7 @@ from iotbutton_cli.context import AppContext
 from iotbutton_cli.notifier_lambda.contract import (
     ALARM_TABLE,
     ALARM_TABLE_ENV,
+    CALLBACK_URL_ENV,
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
     FUNCTION_NAME,
@@ -181,8 +182,25 @@ def canonical(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
+# The function URL Twilio posts delivery receipts to, and the two public grants it needs (since
+# October 2025 a NONE-auth URL needs lambda:InvokeFunction as well as lambda:InvokeFunctionUrl).
+FUNCTION_URL_AUTH_TYPE = "NONE"
+URL_PERMISSION_SID = "iotbutton-function-url"
+URL_INVOKE_PERMISSION_SID = "iotbutton-function-url-invoke"
+
+
+def receipts_possible(lambda_document: dict[str, Any]) -> bool:
+    """Twilio signs its callbacks with the account's auth token: with an API key stored
+    instead, the function could not tell Twilio's receipts from anyone's."""
+    return lambda_document.get("api_key_sid") is None
+
+
 def environment(
-    bucket: str, config_key: str, secret_version: int, twilio_api_base: str | None
+    bucket: str,
+    config_key: str,
+    secret_version: int,
+    twilio_api_base: str | None,
+    callback_url: str | None = None,
 ) -> dict[str, str]:
     # The secret is named by its parameter version, so a new secret reaches warm containers (a
     # new environment starts fresh ones).
@@ -195,6 +213,8 @@ def environment(
     }
     if twilio_api_base:
         variables[TWILIO_API_BASE_ENV] = twilio_api_base
+    if callback_url:
+        variables[CALLBACK_URL_ENV] = callback_url
     return variables
 
 

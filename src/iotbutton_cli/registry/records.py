@@ -79,6 +79,7 @@ class LambdaPermissionRecord(Recorded, total=False):
 
 class FunctionRecord(Recorded, total=False):
     arn: str
+    url: str  # its function URL, where Twilio posts delivery receipts
 
 
 class LogGroupRecord(Recorded, total=False):

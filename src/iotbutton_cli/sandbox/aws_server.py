@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from iotbutton_cli.sandbox import aws_refusal, csr_signing, sigv4
+from iotbutton_cli.sandbox import aws_refusal, csr_signing, function_urls, sigv4
 from iotbutton_cli.sandbox.lambda_runner import (
     FunctionCode,
     Invocation,
@@ -102,6 +102,7 @@ class SandboxAWS:
         moto_app = _dispatcher(create_backend_app)
         KeyPool.install(KEY_POOL_SIZE)
         csr_signing.install()
+        function_urls.install(lambda: self.url)
         self._server = create_server(
             self._wsgi(moto_app),
             host=self.host,
@@ -143,6 +144,9 @@ class SandboxAWS:
             if MOTO_API_PATH.match(environ.get("PATH_INFO", "")):
                 log.warning("refused %s: moto's API is not served", _request_line(environ))
                 return aws_refusal.not_found(start_response)
+            url_call = function_urls.PATH.match(environ.get("PATH_INFO", ""))
+            if url_call:  # a function URL is public: no signature, its own checks
+                return self._function_url(environ, start_response, url_call)
             body = _read_body(environ)
             refusal = sigv4.verify(environ, body, self.keys)
             if refusal is not None:
@@ -288,6 +292,43 @@ class SandboxAWS:
             headers.append(("X-Amz-Log-Result", invocation.log_tail_b64))
         start_response("200 OK", headers)
         return [data]
+
+    def _function_url(
+        self, environ: dict[str, Any], start_response: StartResponse, call: re.Match[str]
+    ) -> Iterable[bytes]:
+        """A request to a function URL, answered as Lambda answers it (see function_urls)."""
+        from moto.awslambda.models import lambda_backends
+
+        name, region = call.group("name"), SANDBOX_REGION
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > function_urls.MAX_BODY_BYTES:
+            return function_urls.too_large(start_response)
+        body = environ["wsgi.input"].read(length) if length else b""
+        with MOTO_LOCK:
+            backend = lambda_backends[SANDBOX_ACCOUNT][region]
+            try:
+                auth_type = function_urls.url_auth_type(backend.get_function(name))
+            except Exception:
+                auth_type = None
+            try:
+                policy = json.loads(backend.get_policy(name))
+            except Exception:  # no policy at all
+                policy = {}
+        if "Policy" in policy:
+            policy = json.loads(policy["Policy"])
+        if auth_type is None:
+            return function_urls.not_found(start_response)
+        if auth_type != "NONE" or not function_urls.public_url_allowed(policy):
+            log.info(
+                "refused %s: the function URL of %s is not public", _request_line(environ), name
+            )
+            return function_urls.forbidden(start_response)
+        function = self.function_code(name, region)
+        if function is None:
+            return function_urls.not_found(start_response)
+        event = function_urls.event_for(environ, body, call.group("rest") or "/", SANDBOX_ACCOUNT)
+        invocation = self.invoke_and_log(function, event, region)
+        return function_urls.respond(invocation.payload, invocation.error, start_response)
 
     def parameter_value(self, name: str, region: str = SANDBOX_REGION) -> str | None:
         """The current (decrypted) value of an SSM parameter in moto, or None if there is none."""

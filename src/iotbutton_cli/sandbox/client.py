@@ -319,17 +319,24 @@ def aws_environment(info: SandboxInfo | None = None) -> dict[str, str]:
     }
 
 
-def outbox(info: SandboxInfo | None = None) -> list[dict[str, Any]]:
-    """Every Twilio request the stand-in received, oldest first (of the running sandbox when
-    ``info`` is None)."""
+def outbox(info: SandboxInfo | None = None, requests_only: bool = False) -> list[dict[str, Any]]:
+    """Every Twilio request the stand-in received and every status callback it made, oldest
+    first (of the running sandbox when ``info`` is None); ``requests_only``: the requests."""
     info = info or require_running()
     entries = []
     for line in _lines(Path(info.outbox)):
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
             continue  # a line being written right now
+        if not (requests_only and is_callback(entry)):
+            entries.append(entry)
     return entries
+
+
+def is_callback(entry: dict[str, Any]) -> bool:
+    """A status callback the stand-in made (not a request it received)."""
+    return entry.get("kind") == "callback"
 
 
 def _lines(path: Path) -> list[str]:

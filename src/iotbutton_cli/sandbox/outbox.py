@@ -17,12 +17,12 @@ POLL_SECONDS = 0.1
 def wait_for(
     count: int, since: int = 0, timeout: float = WAIT_SECONDS, info: SandboxInfo | None = None
 ) -> list[dict[str, Any]]:
-    """The outbox's entries after the first ``since``, once there are at least ``count`` of them
+    """The outbox's requests after the first ``since``, once there are at least ``count`` of them
     (of the running sandbox when ``info`` is None); ``outbox-timeout`` after ``timeout`` s."""
     info = info or client.require_running()
     deadline = time.monotonic() + timeout
     while True:
-        entries = client.outbox(info)[since:]
+        entries = client.outbox(info, requests_only=True)[since:]
         if len(entries) >= count:
             return entries
         if time.monotonic() >= deadline:
@@ -37,5 +37,5 @@ def wait_for(
 
 
 def size(info: SandboxInfo | None = None) -> int:
-    """How many entries the outbox holds now."""
-    return len(client.outbox(info))
+    """How many requests the outbox holds now."""
+    return len(client.outbox(info, requests_only=True))
