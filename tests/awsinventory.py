@@ -37,6 +37,7 @@ KINDS = (
     "buckets",
     "parameters",
     "log_groups",
+    "tables",
 )
 
 
@@ -71,7 +72,7 @@ def clients(url: str) -> dict[str, Any]:
     )
     return {
         name: session.client(name, endpoint_url=url)
-        for name in ("iot", "lambda", "iam", "s3", "ssm", "logs")
+        for name in ("iot", "lambda", "iam", "s3", "ssm", "logs", "dynamodb")
     }
 
 
@@ -92,6 +93,7 @@ def inventory(url: str) -> dict[str, set[str]]:
         "buckets": {b["Name"] for b in c["s3"].list_buckets().get("Buckets", [])},
         "parameters": {p["Name"] for p in c["ssm"].describe_parameters()["Parameters"]},
         "log_groups": {g["logGroupName"] for g in c["logs"].describe_log_groups()["logGroups"]},
+        "tables": set(c["dynamodb"].list_tables()["TableNames"]),
     }
     return found
 

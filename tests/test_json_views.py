@@ -35,7 +35,8 @@ OPAQUE = {
     "things show": {"aws.attributes"},  # the thing's attributes in AWS
     "things delete": {"files_left", "certificates_left"},  # path / certificate id -> why
     "sim send": {"payload"},  # whatever the user published
-    "sandbox outbox": {"[].fields"},  # the form the notifier posted (Body, or Twiml for a call)
+    # The form the notifier posted (Body, or Twiml for a call); the form a status callback posted.
+    "sandbox outbox": {"[].fields", "[].params"},
     "demo": {"outbox[].fields"},
 }
 

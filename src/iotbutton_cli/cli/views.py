@@ -195,6 +195,7 @@ def config_check_view(
         "api_key_sid": config.api_key_sid,
         "from": config.sender,
         "person": config.person,
+        "debounce_seconds": config.debounce_seconds,
         "clicks": {
             click: {
                 "sms": list(item.sms),

@@ -391,9 +391,12 @@ def apply_function(
     return str(found["FunctionArn"]), str(code_sha), step
 
 
-def apply_function_url(ctx: AppContext, step: Step) -> tuple[str, Step]:
-    """The function's public URL for Twilio's receipts, and the grants that make it public;
-    returns (URL, step applied)."""
+def apply_function_url(
+    ctx: AppContext, step: Step, granted: list[str] | tuple[str, ...] = ()
+) -> tuple[str, Step]:
+    """The function's public URL for Twilio's receipts, and the grants that make it public
+    (those not ``granted`` already: a statement id Lambda has is not added twice); returns
+    (URL, step applied)."""
     lam = ctx.client("lambda")
     if step.action == "create":
         try:
@@ -417,6 +420,8 @@ def apply_function_url(ctx: AppContext, step: Step) -> tuple[str, Step]:
             ),
         )
         for sid, grant in grants:
+            if sid in granted:
+                continue
             try:
                 lam.add_permission(
                     FunctionName=FUNCTION_NAME, StatementId=sid, Principal="*", **grant

@@ -273,10 +273,12 @@ def function_url(lam: Any) -> dict[str, Any] | None:
     sids = set()
     if policy is not None:
         sids = {s.get("Sid") for s in json.loads(policy["Policy"]).get("Statement", [])}
+    grants = sids & {URL_PERMISSION_SID, URL_INVOKE_PERMISSION_SID}
     return {
         "FunctionUrl": found["FunctionUrl"],
         "AuthType": found.get("AuthType"),
-        "public": {URL_PERMISSION_SID, URL_INVOKE_PERMISSION_SID} <= sids,
+        "public": len(grants) == 2,
+        "grants": sorted(grants),
     }
 
 

@@ -219,7 +219,8 @@ def deploy(
         url_step = planner.function_url_step(
             planner.FUNCTION_URL_NAME, found.function_url if found.function is not None else None
         )
-        url, url_step = apply.apply_function_url(ctx, url_step)
+        granted = (found.function_url or {}).get("grants", ()) if found.function else ()
+        url, url_step = apply.apply_function_url(ctx, url_step, granted)
         done(url_step)
         if url != known_url:  # a new URL: the function must know where Twilio will post
             function = _wanted_function(
