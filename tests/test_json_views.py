@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,13 +208,33 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
         env=dict(os.environ),
     )
     assert "Watching" in watcher.stderr.readline()
+    # The SMS of this click is not delivered (a phone that is off), so `notify retry` resends it.
+    phones = Path(sandbox["outbox"]).parent / "phones.json"
+    phones.write_text(json.dumps({"+15551230001": {"sms": "undelivered"}}))
     run("sim click", "--double")
     seen, _ = watcher.communicate(timeout=30)
     run.outputs["sim subscribe"] = [json.loads(line) for line in seen.splitlines() if line]
     run("sim send", "--message", '{"clickType": "LONG", "note": "custom"}')
     wait_for_outbox(cli, 4)
     run("sandbox outbox")
+    undelivered = None
+    for _ in range(100):
+        alarms = cli.json("--sandbox", "notify", "history")
+        undelivered = next(
+            (
+                a
+                for a in alarms
+                if any(d["twilio_status"] == "undelivered" for d in a["deliveries"])
+            ),
+            None,
+        )
+        if undelivered:
+            break
+        time.sleep(0.3)
+    assert undelivered is not None, "the undelivered receipt never arrived"
     run("notify history")
+    phones.write_text("{}")
+    run("notify retry", undelivered["alarm"])
 
     run("things create", OTHER)
     run("certs revoke", OTHER, "--yes")

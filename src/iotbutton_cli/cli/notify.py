@@ -491,3 +491,35 @@ def history(
             out.info(f"{failed} deliveries did not get through.")
 
     out.result([views.alarm_view(alarm) for alarm in alarms], human=render)
+
+
+@app.command("retry")
+def retry(
+    ctx: typer.Context,
+    alarm: Annotated[str, typer.Argument(help="The alarm's id (`notify history` shows it).")],
+    json: JsonOption = False,
+) -> None:
+    """Send an alarm again to the recipients it did not reach, and only to them."""
+    from iotbutton_cli.notify import retry as alarm_retry
+
+    app_ctx, out = command_context(ctx, json)
+    result = alarm_retry.retry(app_ctx, alarm)
+
+    def render() -> None:
+        if not result.asked:
+            out.say(f"Nothing to resend: every delivery of {alarm} got through or is in progress.")
+            return
+        if result.function_error:
+            out.say(f"The notifier failed: {result.function_error}")
+            return
+        for item in result.results:
+            line = f"{item.get('channel')} {item.get('to')}: {item.get('status')}"
+            if item.get("error"):
+                line += f" (Twilio {item['error'].get('code')}: {item['error'].get('message')})"
+            if item.get("note"):
+                line += f" ({item['note']})"
+            out.say(line)
+
+    out.result(views.retry_view(result), human=render)
+    if not result.ok:
+        raise typer.Exit(1)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from iotbutton_cli.notify.history import Alarm, Delivery
     from iotbutton_cli.notify.ops import LogEvent, NotifierStatus, SendResult, TestInvocation
     from iotbutton_cli.notify.plan import Plan
+    from iotbutton_cli.notify.retry import RetryResult
     from iotbutton_cli.notify.rules import RuleInfo
     from iotbutton_cli.provisioning.certs import CertificateInfo
     from iotbutton_cli.provisioning.endpoint import Endpoint
@@ -370,6 +371,29 @@ def delivery_view(delivery: Delivery) -> View:
         "error": None
         if delivery.error_code is None and delivery.error_message is None
         else {"code": delivery.error_code, "message": delivery.error_message},
+    }
+
+
+def retry_view(result: RetryResult) -> View:
+    """``notify retry``: what did not get through, and what the resend did."""
+    return {
+        "alarm": result.alarm.alarm_id,
+        "ok": result.ok,
+        "resent": [
+            {"channel": d.channel, "to": d.to, "was": d.twilio_status or d.status}
+            for d in result.asked
+        ],
+        "results": [
+            {
+                "channel": item.get("channel"),
+                "to": item.get("to"),
+                "status": item.get("status"),
+                "sid": item.get("sid"),
+                "error": item.get("error"),
+            }
+            for item in result.results
+        ],
+        "function_error": result.function_error,
     }
 
 

@@ -47,6 +47,8 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
+# Twilio's final statuses that mean the person was not reached (receipts.NOT_REACHED).
+NOT_REACHED_STATUSES = frozenset({"undelivered", "failed", "canceled", "busy", "no-answer"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Click:
     click: str
     clicked_ms: int | None  # the rule's clickedAt; None for an event without it
     request_id: str | None
+    battery: str = ""  # as the message shows it: kept so a retry can say it again
 
     @property
     def alarm_id(self) -> str:
@@ -140,6 +143,7 @@ class TableLedger:
             "clickTimeKnown": {"BOOL": click.clicked_ms is not None},
             "firstSeenAt": _n(int(self.clock() * 1000)),
             "state": _s("new"),
+            "battery": _s(click.battery or "unknown"),
             "expiresAt": _n(self._expiry(clicked_ms)),
         }
         if click.request_id:
@@ -228,6 +232,47 @@ class TableLedger:
             earlier = self._get(alarm_id, f"{channel}#{to}") or {}
             return Earlier(_text(earlier.get("status")) or SENDING, _text(earlier.get("sid")))
         return None
+
+    def alarm(self, alarm_id: str) -> dict[str, str] | None:
+        """The alarm's own item, its attributes as text (for a retry); None if there is none."""
+        item = self._get(alarm_id, ALARM_SK)
+        return None if item is None else {k: _text(v) or "" for k, v in item.items()}
+
+    def claim_again(self, alarm_id: str, channel: str, to: str) -> bool:
+        """Claim a delivery that did not get through (refused, reported not reached, or an
+        attempt that never finished) for ``notify retry``; its earlier receipts are cleared.
+        False when it got through after all, or was never tried."""
+        not_reached = sorted(NOT_REACHED_STATUSES)
+        names = {f":nr{index}": _s(status) for index, status in enumerate(not_reached)}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s(alarm_id), "sk": _s(f"{channel}#{to}")},
+                UpdateExpression=(
+                    "SET #status = :sending, startedAt = :now, "
+                    "attempts = if_not_exists(attempts, :zero) + :one "
+                    "REMOVE twilioStatus, statusRank, receiptErrorCode, answeredBy, sid"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (#status IN (:failed, :sending) OR twilioStatus IN ("
+                    + ", ".join(names)
+                    + "))"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":sending": _s(SENDING),
+                    ":failed": _s(FAILED),
+                    ":now": _n(int(self.clock() * 1000)),
+                    ":zero": _n(0),
+                    ":one": _n(1),
+                    **names,
+                },
+            )
+        except Exception as exc:
+            if _code(exc) == CONDITION_FAILED:
+                return False
+            raise LedgerUnavailable(str(exc)) from exc
+        return True
 
     def record(self, alarm_id: str, channel: str, to: str, outcome: Any) -> None:
         values: dict[str, Any] = {

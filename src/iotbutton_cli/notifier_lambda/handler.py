@@ -536,10 +536,77 @@ def receipt_handler(event: Mapping[str, Any]) -> dict[str, Any]:
     return receipts.handle(event, settings.callback_url, token, ledger_for(settings))
 
 
+RETRY_EVENT_KEY = "iotbuttonRetry"
+
+
+def is_retry_event(event: object) -> bool:
+    """``notify retry``'s event: ``{"iotbuttonRetry": {"alarm": id, "deliveries": [[ch, to]]}}``.
+    No click can look like it: iotbutton's rules select the payload's fields by name."""
+    return isinstance(event, dict) and isinstance(event.get(RETRY_EVENT_KEY), dict)
+
+
+def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """Send an alarm again to the deliveries named that did not get through, and only those:
+    each is claimed again in the ledger first, so one that got through meanwhile is skipped."""
+    settings = LambdaSettings.from_environment()
+    config = load_config(settings)
+    ledger = ledger_for(settings)
+    alarm_id = str(request.get("alarm", ""))
+    table = ledger.table if isinstance(ledger, alarms.FallingBackLedger) else None
+    stored = table.alarm(alarm_id) if table is not None and alarm_id else None
+    if table is None or stored is None:
+        return finish({"alarm": alarm_id, "retry": True, "results": [], "ignored": "no such alarm"})
+    clicked = stored.get("clickedAt", "")
+    event = ButtonEvent(
+        serial=stored.get("serial", UNKNOWN),
+        click=stored.get("click", "SINGLE"),
+        battery=stored.get("battery") or UNKNOWN,
+        clicked_ms=int(clicked) if clicked.isdigit() else None,
+    )
+    click = config.clicks.get(event.click)
+    asked = [
+        Delivery(str(pair[0]), str(pair[1]))
+        for pair in request.get("deliveries", [])
+        if isinstance(pair, (list, tuple)) and len(pair) == 2
+    ]
+    if click is None:
+        return finish(
+            {
+                **event_result(event, []),
+                "alarm": alarm_id,
+                "retry": True,
+                "ignored": f"no recipients configured for {event.click}",
+            }
+        )
+    again = [d for d in dict.fromkeys(asked) if table.claim_again(alarm_id, d.channel, d.to)]
+    skipped = [d for d in asked if d not in again]
+    client = twilio.TwilioClient(
+        api_base=settings.api_base,
+        account_sid=config.account_sid,
+        auth_user=config.auth_user,
+        secret=load_secret(settings),
+        timeout=settings.timeout,
+        deadline=invocation_deadline(context),
+    )
+    text = message_text(click.message, config, event)
+    callback = status_callback_url(settings, config, alarm_id)
+    results = []
+    for delivery in again:
+        outcome = send_safely(client, delivery, config.sender, text, callback)
+        ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
+        results.append(_record_outcome(delivery, outcome))
+    note = "got through, or was never tried: not sent again"
+    results += [_item(delivery, "skipped-duplicate", note=note) for delivery in skipped]
+    return finish({**event_result(event, results), "alarm": alarm_id, "retry": True})
+
+
 def lambda_handler(event: object, context: object) -> dict[str, Any]:
     if receipts.is_function_url_event(event):
         assert isinstance(event, dict)
         return receipt_handler(event)
+    if is_retry_event(event):
+        assert isinstance(event, dict)
+        return retry_handler(event[RETRY_EVENT_KEY], context)
     parsed = parse_event(event)
     for note in parsed.notes:
         log(logging.WARNING, "%s", note)
@@ -548,7 +615,7 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
     ledger = ledger_for(settings)
     opened = ledger.open(
-        alarms.Click(parsed.serial, parsed.click, parsed.clicked_ms, request_id),
+        alarms.Click(parsed.serial, parsed.click, parsed.clicked_ms, request_id, parsed.battery),
         config.debounce_seconds,
     )
     if opened.repeat_of is not None:

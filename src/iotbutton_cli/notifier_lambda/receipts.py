@@ -23,6 +23,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from .alarms import NOT_REACHED_STATUSES
 from .text import log, printable
 
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -53,7 +54,7 @@ CALL_RANKS = {
     "canceled": 5,
 }
 # Final statuses that mean the person was not reached.
-NOT_REACHED = frozenset({"undelivered", "failed", "canceled", "busy", "no-answer"})
+NOT_REACHED = NOT_REACHED_STATUSES
 
 
 def is_function_url_event(event: object) -> bool:

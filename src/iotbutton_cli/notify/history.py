@@ -96,6 +96,30 @@ def alarm_history(ctx: AppContext, serial: str | None, since_seconds: int) -> li
     return sorted(found, key=lambda a: (a.clicked_ms, a.alarm_id))
 
 
+def alarm(ctx: AppContext, alarm_id: str) -> Alarm | None:
+    """One alarm and its deliveries (one Query on its key), or None."""
+    if ctx.namespace.get(TABLE_KIND, ALARM_TABLE) is None:
+        raise not_deployed()
+    pages = (
+        ctx.client("dynamodb")
+        .get_paginator("query")
+        .paginate(
+            TableName=ALARM_TABLE,
+            ConsistentRead=True,
+            KeyConditionExpression="pk = :alarm",
+            ExpressionAttributeValues={":alarm": {"S": alarm_id}},
+        )
+    )
+    items = [item for page in pages for item in page.get("Items", [])]
+    found = next((_alarm(item) for item in items if _s(item["sk"]) == ALARM_SK), None)
+    if found is not None:
+        found.deliveries = sorted(
+            (_delivery(item) for item in items if _s(item["sk"]) != ALARM_SK),
+            key=lambda d: (d.channel != "sms", d.to),
+        )
+    return found
+
+
 def _alarm(item: dict[str, Any]) -> Alarm:
     return Alarm(
         alarm_id=_s(item["pk"]),
