@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import boto3
 
@@ -258,3 +259,34 @@ def test_the_sandbox_dying_during_sim_click_is_one_line(cli, sandbox):
     lines = stderr.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("Error: ") and lines[1].startswith("Hint: ")
     assert "clicks were sent" in lines[0] and "Traceback" not in stderr
+
+
+def test_a_failed_invocation_is_retried_twice_with_its_request_id_then_dropped(cli, sandbox):
+    """As Lambda does with an asynchronous event: here Twilio refuses the notifier's secret
+    (another one was stored since the deploy), which the function raises on so it is retried."""
+    cli("--sandbox", "things", "create", SERIAL)
+    deploy_notifier(cli)
+    aws = {
+        "endpoint_url": sandbox["aws_url"],
+        "region_name": "us-east-1",
+        "aws_access_key_id": sandbox["access_key_id"],
+        "aws_secret_access_key": sandbox["secret_access_key"],
+    }
+    boto3.client("ssm", **aws).put_parameter(
+        Name="/iotbutton/twilio-secret", Value="r" * 32, Type="SecureString", Overwrite=True
+    )
+    log = Path(sandbox["outbox"]).parent / "sandbox.log"
+
+    cli("--sandbox", "sim", "click", "--long")
+
+    deadline = time.monotonic() + 30
+    while "dropped the event after 2 retries" not in log.read_text():
+        assert time.monotonic() < deadline, "the sandbox never gave up on the event"
+        time.sleep(0.2)
+    starts = [
+        line.split("RequestId: ")[1].split()[0]
+        for line in cli("--sandbox", "notify", "logs", "--since", "10").stdout.splitlines()
+        if "START RequestId: " in line
+    ]
+    assert len(starts) == 3 and len(set(starts)) == 1
+    assert "Lambda retries iotbutton-notifier in 1 s (retry 1 of 2" in log.read_text()

@@ -379,9 +379,11 @@ class SandboxAWS:
             memory_mb=int(function.memory_size),
         )
 
-    def invoke_and_log(self, function: FunctionCode, event: Any, region: str) -> Invocation:
+    def invoke_and_log(
+        self, function: FunctionCode, event: Any, region: str, request_id: str | None = None
+    ) -> Invocation:
         assert self.runner is not None
-        invocation = self.runner.invoke(function, event)
+        invocation = self.runner.invoke(function, event, request_id)
         self.invocations.append(invocation)
         log.info(
             "invoked %s (%s, %.0f ms)%s",
@@ -415,7 +417,8 @@ class SandboxAWS:
                 if group not in backend.groups:
                     log.warning("no log group %s: the invocation's log is lost", group)
                     return
-                backend.create_log_stream(group, stream)
+                if stream not in backend.groups[group].streams:  # a retry writes on in it
+                    backend.create_log_stream(group, stream)
                 if events:
                     backend.put_log_events(group, stream, events)
         except Exception as exc:  # logs are a convenience; never fail an invocation over them

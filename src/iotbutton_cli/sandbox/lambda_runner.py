@@ -238,9 +238,12 @@ class LambdaRunner:
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
 
-    def invoke(self, function: FunctionCode, event: Any) -> Invocation:
+    def invoke(
+        self, function: FunctionCode, event: Any, request_id: str | None = None
+    ) -> Invocation:
+        """``request_id``: Lambda keeps an asynchronous event's id across its retries."""
         worker = self._worker(function)
-        return worker.invoke(event, str(uuid.uuid4()))
+        return worker.invoke(event, request_id or str(uuid.uuid4()))
 
     def _worker(self, function: FunctionCode) -> _Worker:
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("iotbutton.sandbox")
 
 OUTBOX_FILE = "outbox.jsonl"
+# Lambda retries a failed asynchronous invocation twice by default, after about 1 and 2
+# minutes; the sandbox keeps the count and the order, in seconds.
+ASYNC_RETRY_DELAYS = (1.0, 2.0)
 MQTT_HOST = "localhost"  # the name the broker's certificate carries, sent as SNI
 
 
@@ -160,7 +164,17 @@ class Sandbox:
         for arn in rule.lambda_arns:
             self._invokers.submit(self._run_lambda_action, rule.name, arn, message)
 
-    def _run_lambda_action(self, rule_name: str, function_arn: str, message: Any) -> None:
+    def _run_lambda_action(
+        self,
+        rule_name: str,
+        function_arn: str,
+        message: Any,
+        attempt: int = 0,
+        request_id: str | None = None,
+    ) -> None:
+        """One asynchronous invocation, retried as Lambda retries one that failed: twice (its
+        default), with the same request id, after a pause (about 1 and 2 minutes on AWS;
+        ``ASYNC_RETRY_DELAYS`` here, so a test or a demo sees it)."""
         function = self.aws.function_code(function_arn, REGION)
         if function is None:
             log.warning("rule %s: function %s does not exist", rule_name, function_arn)
@@ -174,9 +188,40 @@ class Sandbox:
                 function.name,
             )
             return
-        invocation = self.aws.invoke_and_log(function, message, REGION)
-        if invocation.error:
-            log.warning("rule %s: %s failed: %s", rule_name, function.name, invocation.error)
+        invocation = self.aws.invoke_and_log(function, message, REGION, request_id)
+        if not invocation.error:
+            return
+        log.warning("rule %s: %s failed: %s", rule_name, function.name, invocation.error)
+        if attempt >= len(ASYNC_RETRY_DELAYS):
+            log.warning(
+                "rule %s: %s dropped the event after %d retries (request %s)",
+                rule_name,
+                function.name,
+                attempt,
+                invocation.request_id,
+            )
+            return
+        delay = ASYNC_RETRY_DELAYS[attempt]
+        log.info(
+            "rule %s: Lambda retries %s in %g s (retry %d of %d, request %s)",
+            rule_name,
+            function.name,
+            delay,
+            attempt + 1,
+            len(ASYNC_RETRY_DELAYS),
+            invocation.request_id,
+        )
+        retry = threading.Timer(
+            delay,
+            self._submit_retry,
+            args=(rule_name, function_arn, message, attempt + 1, invocation.request_id),
+        )
+        retry.daemon = True
+        retry.start()
+
+    def _submit_retry(self, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the sandbox is stopping
+            self._invokers.submit(self._run_lambda_action, *args)
 
     def stop(self) -> None:
         if hasattr(self, "broker"):
