@@ -176,7 +176,7 @@ def test_function_role_is_least_privilege(ctx):
             "arn:aws:ssm:us-east-1:123456789012:parameter/iotbutton/twilio-secret",
         ),
         "KeepAlarmLedger": (
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             "arn:aws:dynamodb:us-east-1:123456789012:table/iotbutton-alarms",
         ),
         "WriteOwnLogs": (

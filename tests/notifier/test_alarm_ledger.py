@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import boto3
 import pytest
 from notifier_support import (
     CLICKED_AT,
+    SECRET_PARAMETER,
     SERIAL,
     LambdaContext,
     button_event,
@@ -17,7 +19,7 @@ from notifier_support import (
     messaging_config,
 )
 
-from iotbutton_cli.notifier_lambda import handler
+from iotbutton_cli.notifier_lambda import alarms, handler
 from iotbutton_cli.notifier_lambda import twilio as twilio_rest
 from iotbutton_cli.notifier_lambda.contract import ALARM_TABLE
 from iotbutton_cli.notify import resources
@@ -76,9 +78,33 @@ def test_a_retry_in_a_new_container_sends_only_what_failed(ledger):
     assert int(carol["expiresAt"]["N"]) == CLICKED_AT // 1000 + 30 * 86400
 
 
-def test_one_event_delivered_twice_at_once_sends_once(ledger):
+class OneRequestAtATime:
+    """DynamoDB applies each conditional write atomically; moto's in-process backend is not
+    safe for threads (the sandbox holds a lock around it for that reason): so here too."""
+
+    def __init__(self, client) -> None:
+        self._client, self._lock = client, threading.Lock()
+
+    def __getattr__(self, name):
+        call = getattr(self._client, name)
+
+        def locked(*args, **kwargs):
+            with self._lock:
+                return call(*args, **kwargs)
+
+        return locked
+
+
+def test_one_event_delivered_twice_at_once_sends_once(ledger, monkeypatch):
     """Lambda may deliver one event to two containers at the same time."""
     ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE], call=[BOB])}))
+    serial_dynamodb = OneRequestAtATime(boto3.client("dynamodb", region_name="us-east-1"))
+    real_client = handler._client
+    monkeypatch.setattr(
+        handler,
+        "_client",
+        lambda name: serial_dynamodb if name == "dynamodb" else real_client(name),
+    )
     results: list[dict] = []
 
     def invoke(request_id: str) -> None:
@@ -176,3 +202,70 @@ def test_an_event_without_a_click_time_is_one_alarm_per_request_id(ledger):
     assert first["alarm"] == f"{SERIAL}-SINGLE-req-req-a" == retried["alarm"]
     assert retried["results"][0]["status"] == "skipped-duplicate"
     assert len(ledger.sent()) == 1
+
+
+def test_a_lambda_retry_does_not_resend_what_a_receipt_says_arrived(ledger):
+    """Twilio took the request but its answer was lost (recorded failed), then its receipt
+    said delivered: the retry must not send again."""
+    ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+    alarm = f"{SERIAL}-SINGLE-{CLICKED_AT}"
+    table = alarms.TableLedger(ALARM_TABLE, ledger.dynamodb)
+    table.open(alarms.Click(SERIAL, "SINGLE", CLICKED_AT, "r"), 5)
+    assert isinstance(table.claim(alarm, "sms", ALICE), alarms.Claimed)
+    table.record(alarm, "sms", ALICE, twilio_rest.TwilioOutcome(ok=False, message="timed out"))
+    table.receipt(alarm, channel="sms", to=ALICE, sid="SM1", status="delivered", rank=4)
+
+    result = handler.lambda_handler(button_event(), LambdaContext("r"))
+
+    assert result["results"][0]["status"] == "skipped-duplicate"
+    assert ledger.sent() == []
+
+
+def test_a_receipt_of_an_earlier_attempt_cannot_speak_for_the_retry(ledger):
+    alarm = f"{SERIAL}-SINGLE-{CLICKED_AT}"
+    table = alarms.TableLedger(ALARM_TABLE, ledger.dynamodb)
+    table.open(alarms.Click(SERIAL, "SINGLE", CLICKED_AT, "r"), 5)
+    first = table.claim(alarm, "sms", ALICE)
+    assert first == alarms.Claimed(1)
+    table.record(alarm, "sms", ALICE, twilio_rest.TwilioOutcome(ok=True, sid="SM1"))
+    receipt = {"channel": "sms", "to": ALICE, "status": "undelivered", "rank": 4}
+    assert table.receipt(alarm, sid="SM1", attempt=1, **receipt)
+
+    again = table.claim_again(alarm, "sms", ALICE)
+
+    assert again == alarms.Claimed(2)
+    late = {**receipt, "status": "undelivered"}
+    assert not table.receipt(alarm, sid="SM1", attempt=1, **late)  # the old attempt's, late
+    assert table.receipt(alarm, sid="SM2", attempt=2, **{**receipt, "status": "delivered"})
+    stored = items(ledger.dynamodb)[(alarm, f"sms#{ALICE}")]
+    assert stored["twilioStatus"] == {"S": "delivered"} and "errorCode" not in stored
+
+
+def test_retry_never_takes_over_a_send_in_progress(ledger):
+    alarm = f"{SERIAL}-SINGLE-{CLICKED_AT}"
+    table = alarms.TableLedger(ALARM_TABLE, ledger.dynamodb)
+    table.open(alarms.Click(SERIAL, "SINGLE", CLICKED_AT, "r"), 5)
+    assert isinstance(table.claim(alarm, "sms", ALICE), alarms.Claimed)  # sending, just now
+
+    assert table.claim_again(alarm, "sms", ALICE) is None
+    later = alarms.TableLedger(
+        ALARM_TABLE, ledger.dynamodb, clock=lambda: time.time() + alarms.STALE_SENDING_SECONDS + 1
+    )
+    assert later.claim_again(alarm, "sms", ALICE) == alarms.Claimed(2)  # it never finished
+
+
+def test_a_press_after_an_alarm_that_failed_before_sending_is_not_its_repeat(ledger, monkeypatch):
+    """The first press's invocation could not read the secret: nothing went out, so the press
+    made a few seconds later because nothing happened is an alarm of its own."""
+    ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
+    monkeypatch.setenv("IOTBUTTON_SECRET_PARAMETER", "/iotbutton/no-such-parameter")
+    with pytest.raises(Exception, match="ParameterNotFound"):
+        handler.lambda_handler(button_event(), LambdaContext("first"))
+    monkeypatch.setenv("IOTBUTTON_SECRET_PARAMETER", SECRET_PARAMETER)
+    handler.reset_caches()
+
+    again = handler.lambda_handler(button_event(clickedAt=CLICKED_AT + 3_000), LambdaContext("2"))
+
+    assert "ignored" not in again and again["results"][0]["status"] == "sent"
+    first = items(ledger.dynamodb)[(f"{SERIAL}-SINGLE-{CLICKED_AT}", "alarm")]
+    assert first["state"] == {"S": "failed"}

@@ -40,6 +40,11 @@ from .text import log
 ALARM_SK = "alarm"
 RECENT_SK = "recent"
 RETENTION_SECONDS = 30 * 86400
+# A claim older than this never finished (the function's timeout is 30 s): `notify retry` may
+# take it over; a younger one may be a send in progress.
+STALE_SENDING_SECONDS = 120
+# An alarm opened this recently that has sent nothing yet is still starting.
+IN_PROGRESS_SECONDS = 45
 MEMORY_LIMIT = 10_000
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -82,6 +87,14 @@ class Earlier:
     sid: str | None = None
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """This attempt may send. ``attempt`` numbers it (None without the table): its receipts
+    name it, so a late receipt of an earlier attempt cannot speak for this one."""
+
+    attempt: int | None = None
+
+
 class MemoryLedger:
     """The fallback: deliveries Twilio accepted, remembered in this container only (a retry in
     another container sends again). No debounce: that needs what other containers saw."""
@@ -93,14 +106,17 @@ class MemoryLedger:
     def open(self, click: Click, debounce_seconds: int) -> Opened:
         return Opened(click.alarm_id)
 
-    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | None:
+    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | Claimed:
         with self._lock:
             sid = self._sent.get((alarm_id, channel, to))
-        return None if sid is None else Earlier(SENT, sid or None)
+        return Claimed() if sid is None else Earlier(SENT, sid or None)
 
     def receipt(self, alarm_id: str, **receipt: Any) -> bool:
         """Receipts need the table: without it there is nothing to record them on."""
         return False
+
+    def mark_failed(self, alarm_id: str) -> None:
+        """Nothing to mark without the table."""
 
     def record(self, alarm_id: str, channel: str, to: str, outcome: Any) -> None:
         if not outcome.ok:
@@ -153,13 +169,15 @@ class TableLedger:
             state = _text(existing.get("state"))
             if state == "repeat":
                 return Opened(alarm_id, _text(existing.get("repeatOf")) or "an earlier alarm")
-            if state == "alarm":
+            if state in ("alarm", FAILED):  # a retry: on with it
                 return Opened(alarm_id)
         if debounce_seconds > 0:
             earlier = self._claim_recent(click, alarm_id, clicked_ms, debounce_seconds)
-            if earlier is not None:
+            if earlier is not None and self._went_out(earlier):
                 self._set_state(alarm_id, "repeat", repeatOf=_s(earlier))
                 return Opened(alarm_id, earlier)
+            if earlier is not None:  # it never went out: this press is an alarm of its own
+                self._take_recent(click, alarm_id, clicked_ms, earlier)
         self._set_state(alarm_id, "alarm")
         return Opened(alarm_id)
 
@@ -194,6 +212,74 @@ class TableLedger:
             return _text(recent.get("alarmId")) or "an earlier alarm"
         return None
 
+    def _went_out(self, alarm_id: str) -> bool:
+        """The earlier alarm reached Twilio, or is being sent: only then is a press within its
+        window a repeat. One whose every attempt failed before sending (no secret, Twilio
+        down) must not swallow the press made because nothing happened."""
+        try:
+            found = self.client.query(
+                TableName=self.table,
+                ConsistentRead=True,
+                KeyConditionExpression="pk = :alarm",
+                ExpressionAttributeValues={":alarm": _s(alarm_id)},
+            )
+        except Exception as exc:
+            raise LedgerUnavailable(str(exc)) from exc
+        now = int(self.clock() * 1000)
+        items = found.get("Items", [])
+        deliveries = [item for item in items if _text(item.get("sk")) != ALARM_SK]
+        for item in deliveries:
+            status = _text(item.get("status"))
+            started = int(_text(item.get("startedAt")) or "0")
+            if status == SENT or (
+                status == SENDING and started > now - STALE_SENDING_SECONDS * 1000
+            ):
+                return True
+        if deliveries:  # every one was tried and failed
+            return False
+        alarm: dict[str, Any] = next(
+            (item for item in items if _text(item.get("sk")) == ALARM_SK), {}
+        )
+        if _text(alarm.get("state")) == FAILED:  # it failed before it could send
+            return False
+        # Not sent yet, not failed: still starting (two presses handled at once), unless old.
+        return int(_text(alarm.get("firstSeenAt")) or "0") > now - IN_PROGRESS_SECONDS * 1000
+
+    def mark_failed(self, alarm_id: str) -> None:
+        """The invocation failed before it could send: a press after it is not its repeat."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s(alarm_id), "sk": _s(ALARM_SK)},
+                UpdateExpression="SET #state = :failed",
+                ConditionExpression="#state = :alarm",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":failed": _s(FAILED), ":alarm": _s("alarm")},
+            )
+        except Exception as exc:
+            if _code(exc) != CONDITION_FAILED:
+                raise LedgerUnavailable(str(exc)) from exc
+
+    def _take_recent(self, click: Click, alarm_id: str, clicked_ms: int, earlier: str) -> None:
+        """Make this alarm the button's latest, in place of one that never went out."""
+        key = {"pk": _s(f"recent#{click.serial}#{click.click}"), "sk": _s(RECENT_SK)}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET alarmId = :id, clickedAt = :t, expiresAt = :e",
+                ConditionExpression="alarmId = :earlier",
+                ExpressionAttributeValues={
+                    ":id": _s(alarm_id),
+                    ":t": _n(clicked_ms),
+                    ":e": _n(self._expiry(clicked_ms)),
+                    ":earlier": _s(earlier),
+                },
+            )
+        except Exception as exc:
+            if _code(exc) != CONDITION_FAILED:  # another press took it first: fine too
+                raise LedgerUnavailable(str(exc)) from exc
+
     def _set_state(self, alarm_id: str, state: str, **more: dict[str, str]) -> None:
         names = {"#state": "state", **{f"#{name}": name for name in more}}
         values = {":state": _s(state), **{f":{name}": value for name, value in more.items()}}
@@ -202,10 +288,13 @@ class TableLedger:
 
     # -- deliveries --------------------------------------------------------------------------
 
-    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | None:
-        """None: this attempt may send. Else what an earlier attempt left."""
+    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | Claimed:
+        """Claim a delivery for this attempt: one not tried yet, or one whose earlier attempt is
+        known to have failed (refused by Twilio, and no receipt saying it arrived after all).
+        Else what an earlier attempt left."""
+        not_reached = _values("nr", NOT_REACHED_STATUSES)
         try:
-            self.client.update_item(
+            answer = self.client.update_item(
                 TableName=self.table,
                 Key={"pk": _s(alarm_id), "sk": _s(f"{channel}#{to}")},
                 UpdateExpression=(
@@ -213,7 +302,11 @@ class TableLedger:
                     "startedAt = :now, attempts = if_not_exists(attempts, :zero) + :one, "
                     "expiresAt = if_not_exists(expiresAt, :expires)"
                 ),
-                ConditionExpression="attribute_not_exists(pk) OR #status = :failed",
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR (#status = :failed AND "
+                    "(attribute_not_exists(twilioStatus) OR "
+                    f"twilioStatus IN ({', '.join(not_reached)})))"
+                ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":sending": _s(SENDING),
@@ -224,55 +317,67 @@ class TableLedger:
                     ":zero": _n(0),
                     ":one": _n(1),
                     ":expires": _n(self._alarm_expiry(alarm_id)),
+                    **not_reached,
                 },
+                ReturnValues="UPDATED_NEW",
             )
         except Exception as exc:
             if _code(exc) != CONDITION_FAILED:
                 raise LedgerUnavailable(str(exc)) from exc
-            earlier = self._get(alarm_id, f"{channel}#{to}") or {}
+            try:
+                earlier = self._get(alarm_id, f"{channel}#{to}") or {}
+            except LedgerUnavailable:
+                # Someone holds the claim and it cannot be read: sending too could double it.
+                return Earlier(SENDING)
             return Earlier(_text(earlier.get("status")) or SENDING, _text(earlier.get("sid")))
-        return None
+        return Claimed(_attempt(answer))
 
-    def alarm(self, alarm_id: str) -> dict[str, str] | None:
-        """The alarm's own item, its attributes as text (for a retry); None if there is none."""
-        item = self._get(alarm_id, ALARM_SK)
-        return None if item is None else {k: _text(v) or "" for k, v in item.items()}
-
-    def claim_again(self, alarm_id: str, channel: str, to: str) -> bool:
-        """Claim a delivery that did not get through (refused, reported not reached, or an
-        attempt that never finished) for ``notify retry``; its earlier receipts are cleared.
-        False when it got through after all, or was never tried."""
-        not_reached = sorted(NOT_REACHED_STATUSES)
-        names = {f":nr{index}": _s(status) for index, status in enumerate(not_reached)}
+    def claim_again(self, alarm_id: str, channel: str, to: str) -> Claimed | None:
+        """Claim a delivery that did not get through, for ``notify retry``: refused by Twilio,
+        reported not reached (or answered by a machine), or an attempt that began over
+        ``STALE_SENDING_SECONDS`` ago and never finished; its earlier receipts and error are
+        cleared. None when it got through, is being sent right now, or was never tried."""
+        not_reached = _values("nr", NOT_REACHED_STATUSES)
+        now = int(self.clock() * 1000)
         try:
-            self.client.update_item(
+            answer = self.client.update_item(
                 TableName=self.table,
                 Key={"pk": _s(alarm_id), "sk": _s(f"{channel}#{to}")},
                 UpdateExpression=(
                     "SET #status = :sending, startedAt = :now, "
                     "attempts = if_not_exists(attempts, :zero) + :one "
-                    "REMOVE twilioStatus, statusRank, receiptErrorCode, answeredBy, sid"
+                    "REMOVE twilioStatus, statusRank, receiptErrorCode, answeredBy, sid, "
+                    "errorCode, errorMessage"
                 ),
                 ConditionExpression=(
-                    "attribute_exists(pk) AND (#status IN (:failed, :sending) OR twilioStatus IN ("
-                    + ", ".join(names)
-                    + "))"
+                    "attribute_exists(pk) AND (#status = :failed OR "
+                    "(#status = :sending AND startedAt < :stale) OR "
+                    f"twilioStatus IN ({', '.join(not_reached)}) OR "
+                    "begins_with(answeredBy, :machine))"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":sending": _s(SENDING),
                     ":failed": _s(FAILED),
-                    ":now": _n(int(self.clock() * 1000)),
+                    ":now": _n(now),
+                    ":stale": _n(now - STALE_SENDING_SECONDS * 1000),
+                    ":machine": _s("machine"),
                     ":zero": _n(0),
                     ":one": _n(1),
-                    **names,
+                    **not_reached,
                 },
+                ReturnValues="UPDATED_NEW",
             )
         except Exception as exc:
             if _code(exc) == CONDITION_FAILED:
-                return False
+                return None
             raise LedgerUnavailable(str(exc)) from exc
-        return True
+        return Claimed(_attempt(answer))
+
+    def alarm(self, alarm_id: str) -> dict[str, str] | None:
+        """The alarm's own item, its attributes as text (for a retry); None if there is none."""
+        item = self._get(alarm_id, ALARM_SK)
+        return None if item is None else {k: _text(v) or "" for k, v in item.items()}
 
     def record(self, alarm_id: str, channel: str, to: str, outcome: Any) -> None:
         values: dict[str, Any] = {
@@ -311,10 +416,12 @@ class TableLedger:
         rank: int,
         error_code: int | None = None,
         answered_by: str | None = None,
+        attempt: int | None = None,
     ) -> bool:
         """Record a status callback on its delivery: only a delivery that exists, of this sid
-        (or not yet told its sid: the callback beat the create's answer), and only forward.
-        False when it changed nothing (a replay, or older than what is known)."""
+        (or not yet told its sid: the callback beat the create's answer), of this attempt (its
+        URL names it), and only forward. False when it changed nothing (a replay, a receipt of
+        an earlier attempt, or older than what is known)."""
         values: dict[str, Any] = {
             ":sid": _s(sid),
             ":status": _s(status),
@@ -333,6 +440,8 @@ class TableLedger:
         if answered_by:
             values[":answeredBy"] = _s(answered_by[:64])
             assignments.append("answeredBy = :answeredBy")
+        if attempt is not None:
+            values[":attempt"] = _n(attempt)
         try:
             self.client.update_item(
                 TableName=self.table,
@@ -341,6 +450,7 @@ class TableLedger:
                 ConditionExpression=(
                     "attribute_exists(pk) AND (attribute_not_exists(sid) OR sid = :sid) "
                     "AND (attribute_not_exists(statusRank) OR statusRank < :rank)"
+                    + (" AND attempts = :attempt" if attempt is not None else "")
                 ),
                 ExpressionAttributeValues=values,
             )
@@ -418,13 +528,20 @@ class FallingBackLedger:
                 self._fall_back(exc)
         return self.memory.open(click, debounce_seconds)
 
-    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | None:
+    def claim(self, alarm_id: str, channel: str, to: str) -> Earlier | Claimed:
         if self.table is not None:
             try:
                 return self.table.claim(alarm_id, channel, to)
             except LedgerUnavailable as exc:
                 self._fall_back(exc)
         return self.memory.claim(alarm_id, channel, to)
+
+    def mark_failed(self, alarm_id: str) -> None:
+        if self.table is not None:
+            try:
+                self.table.mark_failed(alarm_id)
+            except LedgerUnavailable as exc:
+                self._fall_back(exc)
 
     def receipt(self, alarm_id: str, **receipt: Any) -> bool:
         if self.table is None:
@@ -438,6 +555,16 @@ class FallingBackLedger:
                 self.table.record(alarm_id, channel, to, outcome)
             except LedgerUnavailable as exc:
                 self._fall_back(exc)
+
+
+def _values(prefix: str, texts: frozenset[str]) -> dict[str, dict[str, str]]:
+    """Expression values ``:<prefix>0``, ``:<prefix>1``... for ``texts``, in a stable order."""
+    return {f":{prefix}{index}": _s(text) for index, text in enumerate(sorted(texts))}
+
+
+def _attempt(answer: Any) -> int | None:
+    value = _text((answer or {}).get("Attributes", {}).get("attempts"))
+    return int(value) if value and value.isdigit() else None
 
 
 def _s(value: str) -> dict[str, str]:

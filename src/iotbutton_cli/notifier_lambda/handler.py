@@ -111,7 +111,7 @@ import os
 import string
 import threading
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -122,6 +122,7 @@ from .contract import (
     ALARM_TABLE_ENV,
     BATTERY_FIELD,
     CALLBACK_ALARM_PARAMETER,
+    CALLBACK_ATTEMPT_PARAMETER,
     CALLBACK_URL_ENV,
     CLICK_FIELD,
     CLICKED_AT_FIELD,
@@ -433,17 +434,18 @@ def deliver(
     text: str,
     ledger: Ledger,
     alarm_id: str,
-    status_callback: str | None = None,
+    callback_for: Callable[[int | None], str | None] | None = None,
 ) -> dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]]:
     """Send, concurrently, to every recipient this alarm has not reached yet; each delivery is
     claimed in the ledger before its request, so no other attempt sends it too."""
     results: dict[Delivery, tuple[dict[str, Any], TwilioOutcome | None]] = {}
 
     def claim_and_send(delivery: Delivery) -> tuple[dict[str, Any], TwilioOutcome | None]:
-        earlier = ledger.claim(alarm_id, delivery.channel, delivery.to)
-        if earlier is not None:
-            return _earlier_item(delivery, earlier), None
-        outcome = send_safely(client, delivery, sender, text, status_callback)
+        claimed = ledger.claim(alarm_id, delivery.channel, delivery.to)
+        if isinstance(claimed, alarms.Earlier):
+            return _earlier_item(delivery, claimed), None
+        callback = callback_for(claimed.attempt) if callback_for else None
+        outcome = send_safely(client, delivery, sender, text, callback)
         ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
         return _record_outcome(delivery, outcome), outcome
 
@@ -517,15 +519,17 @@ def log_twilio_failure(delivery: Delivery, outcome: TwilioOutcome) -> None:
 
 
 def status_callback_url(
-    settings: LambdaSettings, config: MessagingConfig, alarm: str
+    settings: LambdaSettings, config: MessagingConfig, alarm: str, attempt: int | None = None
 ) -> str | None:
-    """Where Twilio reports on this alarm's deliveries. Twilio signs callbacks with the
-    account's auth token, so with an API key (whose secret is all the notifier has) there is
-    nothing to check them with, and none are asked for."""
+    """Where Twilio reports on one attempt at one of this alarm's deliveries. Twilio signs
+    callbacks with the account's auth token, so with an API key (whose secret is all the
+    notifier has) there is nothing to check them with, and none are asked for."""
     if settings.callback_url is None or config.api_key_sid is not None:
         return None
-    query = urllib.parse.urlencode({CALLBACK_ALARM_PARAMETER: alarm})
-    return f"{settings.callback_url}?{query}"
+    fields = {CALLBACK_ALARM_PARAMETER: alarm}
+    if attempt is not None:
+        fields[CALLBACK_ATTEMPT_PARAMETER] = str(attempt)
+    return f"{settings.callback_url}?{urllib.parse.urlencode(fields)}"
 
 
 def receipt_handler(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -578,8 +582,17 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
                 "ignored": f"no recipients configured for {event.click}",
             }
         )
-    again = [d for d in dict.fromkeys(asked) if table.claim_again(alarm_id, d.channel, d.to)]
-    skipped = [d for d in asked if d not in again]
+    claims: dict[Delivery, alarms.Claimed] = {}
+    for delivery in dict.fromkeys(asked):
+        # Did not get through, or (a delivery the ledger lacks: its attempt failed before it
+        # could claim) was never tried.
+        claim = table.claim_again(alarm_id, delivery.channel, delivery.to)
+        if claim is None:
+            first = table.claim(alarm_id, delivery.channel, delivery.to)
+            claim = first if isinstance(first, alarms.Claimed) else None
+        if claim is not None:
+            claims[delivery] = claim
+    skipped = [d for d in asked if d not in claims]
     client = twilio.TwilioClient(
         api_base=settings.api_base,
         account_sid=config.account_sid,
@@ -589,13 +602,13 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
         deadline=invocation_deadline(context),
     )
     text = message_text(click.message, config, event)
-    callback = status_callback_url(settings, config, alarm_id)
     results = []
-    for delivery in again:
+    for delivery, claim in claims.items():
+        callback = status_callback_url(settings, config, alarm_id, claim.attempt)
         outcome = send_safely(client, delivery, config.sender, text, callback)
         ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
         results.append(_record_outcome(delivery, outcome))
-    note = "got through, or was never tried: not sent again"
+    note = "got through, or is being sent: not sent again"
     results += [_item(delivery, "skipped-duplicate", note=note) for delivery in skipped]
     return finish({**event_result(event, results), "alarm": alarm_id, "retry": True})
 
@@ -630,18 +643,33 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
 
     text = message_text(click.message, config, parsed)
+    try:
+        secret = load_secret(settings)
+    except Exception:
+        # Nothing went out: a press made because nothing happened must not be its repeat.
+        ledger.mark_failed(opened.alarm_id)
+        raise
     client = twilio.TwilioClient(
         api_base=settings.api_base,
         account_sid=config.account_sid,
         auth_user=config.auth_user,
-        secret=load_secret(settings),
+        secret=secret,
         timeout=settings.timeout,
         deadline=invocation_deadline(context),
     )
     listed = listed_deliveries(click)
-    callback = status_callback_url(settings, config, opened.alarm_id)
+
+    def callback_for(attempt: int | None) -> str | None:
+        return status_callback_url(settings, config, opened.alarm_id, attempt)
+
     outcomes = deliver(
-        list(dict.fromkeys(listed)), client, config.sender, text, ledger, opened.alarm_id, callback
+        list(dict.fromkeys(listed)),
+        client,
+        config.sender,
+        text,
+        ledger,
+        opened.alarm_id,
+        callback_for,
     )
     result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
     failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]

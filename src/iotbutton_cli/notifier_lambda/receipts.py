@@ -122,11 +122,14 @@ def handle(
     params = dict(request_params(event) or [])
     query = dict(urllib.parse.parse_qsl(str(event.get("rawQueryString") or "")))
     alarm_id = query.get("alarm", "")
+    attempt = query.get("attempt", "")
     receipt = receipt_of(params)
     if not alarm_id or receipt is None:
         log(logging.WARNING, "function URL: a signed request that is no status callback")
         return _answer(400)
-    recorded = ledger.receipt(alarm_id, **receipt)
+    recorded = ledger.receipt(
+        alarm_id, attempt=int(attempt) if attempt.isdigit() else None, **receipt
+    )
     log(
         logging.INFO if receipt["status"] not in NOT_REACHED else logging.ERROR,
         "receipt for alarm %s: %s to %s %s%s%s",

@@ -17,7 +17,7 @@ from iotbutton_cli.aws.errors import error_code, error_message
 from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.aws.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, aws_tags
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.errors import not_ours
+from iotbutton_cli.errors import IotButtonError, not_ours
 from iotbutton_cli.notify import current as aws_state
 from iotbutton_cli.notify import plan
 from iotbutton_cli.notify.plan import Step
@@ -409,6 +409,7 @@ def apply_function_url(
     elif "auth type" in step.changes:
         lam.update_function_url_config(FunctionName=FUNCTION_NAME, AuthType=FUNCTION_URL_AUTH_TYPE)
     if step.action == "create" or "public permission" in step.changes:
+        _require_url_grants(lam)
         grants = (
             (
                 URL_PERMISSION_SID,
@@ -432,6 +433,21 @@ def apply_function_url(
     url = str(lam.get_function_url_config(FunctionName=FUNCTION_NAME)["FunctionUrl"])
     ctx.namespace.update(FUNCTION_KIND, FUNCTION_NAME, url=url)
     return url, step
+
+
+def _require_url_grants(lam: Any) -> None:
+    """A public function URL needs AddPermission's InvokedViaFunctionUrl (October 2025), which
+    older botocore does not know: say so in one line instead of a ParamValidationError."""
+    shape = lam.meta.service_model.operation_model("AddPermission").input_shape
+    if "InvokedViaFunctionUrl" not in shape.members:
+        import botocore
+
+        raise IotButtonError(
+            "boto3-too-old",
+            f"This botocore ({botocore.__version__}) cannot grant a function URL's public "
+            "invoke permission (InvokedViaFunctionUrl), which AWS requires since October 2025.",
+            "Upgrade it: `pip install -U boto3` (or `pipx upgrade iotbutton-cli`).",
+        )
 
 
 def _function_exists(exc: BaseException) -> bool:

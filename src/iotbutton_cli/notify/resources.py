@@ -141,7 +141,12 @@ def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
             {
                 "Sid": "KeepAlarmLedger",
                 "Effect": "Allow",
-                "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                "Action": [
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:Query",
+                    "dynamodb:UpdateItem",
+                ],
                 "Resource": table_arn(ctx),
             },
             {

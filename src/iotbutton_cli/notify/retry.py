@@ -36,6 +36,23 @@ class RetryResult:
         )
 
 
+def never_tried(ctx: AppContext, alarm: history.Alarm) -> list[history.Delivery]:
+    """The deployed config's recipients for the alarm's click that the ledger has no delivery
+    for: the invocation failed before it could claim them (no secret, a timeout)."""
+    from iotbutton_cli.notify import ops
+
+    if alarm.state == "repeat":
+        return []
+    click = ops.status(ctx).config.get("clicks", {}).get(alarm.click, {})
+    known = {(d.channel, d.to) for d in alarm.deliveries}
+    return [
+        history.Delivery(channel, to, "never tried")
+        for channel in ("sms", "call")
+        for to in dict.fromkeys(click.get(channel, []))
+        if (channel, to) not in known
+    ]
+
+
 def retry(ctx: AppContext, alarm_id: str) -> RetryResult:
     found = history.alarm(ctx, alarm_id)
     if found is None:
@@ -52,6 +69,7 @@ def retry(ctx: AppContext, alarm_id: str) -> RetryResult:
             f"Retry the alarm it repeats: `iotbutton notify retry {found.repeat_of}`.",
         )
     asked = [d for d in found.deliveries if d.reached is False or d.status == "sending"]
+    asked += never_tried(ctx, found)
     result = RetryResult(found, asked)
     if not asked:
         return result
