@@ -90,3 +90,23 @@ def deployment(
             Name=SECRET_PARAMETER, Value=SECRET, Type="SecureString"
         )
         yield Deployment(s3=s3, twilio=twilio, sleeps=fresh_handler)
+
+
+@pytest.fixture
+def with_ledger(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    """A deployment with the alarm table, made as `notify deploy` makes it."""
+    import boto3
+
+    from iotbutton_cli.notifier_lambda.contract import ALARM_TABLE
+    from iotbutton_cli.notify import resources
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.create_table(
+        TableName=ALARM_TABLE,
+        KeySchema=resources.TABLE_KEY_SCHEMA,
+        AttributeDefinitions=resources.TABLE_ATTRIBUTES,
+        BillingMode=resources.TABLE_BILLING_MODE,
+    )
+    monkeypatch.setenv("IOTBUTTON_ALARM_TABLE", ALARM_TABLE)
+    deployment.dynamodb = dynamodb  # type: ignore[attr-defined]
+    return deployment

@@ -22,25 +22,14 @@ from notifier_support import (
 from iotbutton_cli.notifier_lambda import alarms, handler
 from iotbutton_cli.notifier_lambda import twilio as twilio_rest
 from iotbutton_cli.notifier_lambda.contract import ALARM_TABLE
-from iotbutton_cli.notify import resources
 from iotbutton_cli.sandbox.twilio import PlannedFailure
 
 ALICE, BOB, CAROL = "+15551230001", "+15551230002", "+15551230003"
 
 
 @pytest.fixture
-def ledger(deployment, monkeypatch):
-    """A deployment with the alarm table, made as `notify deploy` makes it."""
-    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-    dynamodb.create_table(
-        TableName=ALARM_TABLE,
-        KeySchema=resources.TABLE_KEY_SCHEMA,
-        AttributeDefinitions=resources.TABLE_ATTRIBUTES,
-        BillingMode=resources.TABLE_BILLING_MODE,
-    )
-    monkeypatch.setenv("IOTBUTTON_ALARM_TABLE", ALARM_TABLE)
-    deployment.dynamodb = dynamodb
-    return deployment
+def ledger(with_ledger):
+    return with_ledger
 
 
 def items(dynamodb) -> dict[tuple[str, str], dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import urllib.parse
 
-import boto3
 import pytest
 from notifier_support import (
     API_KEY_SID,
@@ -22,7 +21,6 @@ from twilio.request_validator import RequestValidator
 
 from iotbutton_cli.notifier_lambda import handler
 from iotbutton_cli.notifier_lambda.contract import ALARM_TABLE
-from iotbutton_cli.notify import resources
 
 ALICE, BOB = "+15551230001", "+15551230002"
 CALLBACK_URL = "https://abc123.lambda-url.us-east-1.on.aws/"
@@ -30,19 +28,10 @@ ALARM = f"{SERIAL}-SINGLE-{CLICKED_AT}"
 
 
 @pytest.fixture
-def ledger(deployment, monkeypatch):
-    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-    dynamodb.create_table(
-        TableName=ALARM_TABLE,
-        KeySchema=resources.TABLE_KEY_SCHEMA,
-        AttributeDefinitions=resources.TABLE_ATTRIBUTES,
-        BillingMode=resources.TABLE_BILLING_MODE,
-    )
-    monkeypatch.setenv("IOTBUTTON_ALARM_TABLE", ALARM_TABLE)
+def ledger(with_ledger, monkeypatch):
     monkeypatch.setenv("IOTBUTTON_CALLBACK_URL", CALLBACK_URL)
-    deployment.dynamodb = dynamodb
-    deployment.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE], call=[BOB])}))
-    return deployment
+    with_ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE], call=[BOB])}))
+    return with_ledger
 
 
 def delivery(ledger, channel: str, to: str) -> dict:

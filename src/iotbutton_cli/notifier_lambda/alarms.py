@@ -187,7 +187,7 @@ class TableLedger:
         """Make this alarm the button's latest of its click type, unless one within the window
         is; returns that one's id (a repeat), or None."""
         window = debounce_seconds * 1000
-        key = {"pk": _s(f"recent#{click.serial}#{click.click}"), "sk": _s(RECENT_SK)}
+        key = recent_key(click.serial, click.click)
         try:
             self.client.update_item(
                 TableName=self.table,
@@ -262,7 +262,7 @@ class TableLedger:
 
     def _take_recent(self, click: Click, alarm_id: str, clicked_ms: int, earlier: str) -> None:
         """Make this alarm the button's latest, in place of one that never went out."""
-        key = {"pk": _s(f"recent#{click.serial}#{click.click}"), "sk": _s(RECENT_SK)}
+        key = recent_key(click.serial, click.click)
         try:
             self.client.update_item(
                 TableName=self.table,
@@ -293,44 +293,31 @@ class TableLedger:
         known to have failed (refused by Twilio, and no receipt saying it arrived after all).
         Else what an earlier attempt left."""
         not_reached = _values("nr", NOT_REACHED_STATUSES)
+        claimed = self._claim_update(
+            alarm_id,
+            channel,
+            to,
+            "SET #status = :sending, channel = :channel, recipient = :to, "
+            "startedAt = :now, attempts = if_not_exists(attempts, :zero) + :one, "
+            "expiresAt = if_not_exists(expiresAt, :expires)",
+            "attribute_not_exists(pk) OR (#status = :failed AND "
+            "(attribute_not_exists(twilioStatus) OR "
+            f"twilioStatus IN ({', '.join(not_reached)})))",
+            {
+                ":channel": _s(channel),
+                ":to": _s(to),
+                ":expires": _n(self._alarm_expiry(alarm_id)),
+                **not_reached,
+            },
+        )
+        if claimed is not None:
+            return claimed
         try:
-            answer = self.client.update_item(
-                TableName=self.table,
-                Key={"pk": _s(alarm_id), "sk": _s(f"{channel}#{to}")},
-                UpdateExpression=(
-                    "SET #status = :sending, channel = :channel, recipient = :to, "
-                    "startedAt = :now, attempts = if_not_exists(attempts, :zero) + :one, "
-                    "expiresAt = if_not_exists(expiresAt, :expires)"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR (#status = :failed AND "
-                    "(attribute_not_exists(twilioStatus) OR "
-                    f"twilioStatus IN ({', '.join(not_reached)})))"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":sending": _s(SENDING),
-                    ":failed": _s(FAILED),
-                    ":channel": _s(channel),
-                    ":to": _s(to),
-                    ":now": _n(int(self.clock() * 1000)),
-                    ":zero": _n(0),
-                    ":one": _n(1),
-                    ":expires": _n(self._alarm_expiry(alarm_id)),
-                    **not_reached,
-                },
-                ReturnValues="UPDATED_NEW",
-            )
-        except Exception as exc:
-            if _code(exc) != CONDITION_FAILED:
-                raise LedgerUnavailable(str(exc)) from exc
-            try:
-                earlier = self._get(alarm_id, f"{channel}#{to}") or {}
-            except LedgerUnavailable:
-                # Someone holds the claim and it cannot be read: sending too could double it.
-                return Earlier(SENDING)
-            return Earlier(_text(earlier.get("status")) or SENDING, _text(earlier.get("sid")))
-        return Claimed(_attempt(answer))
+            earlier = self._get(alarm_id, f"{channel}#{to}") or {}
+        except LedgerUnavailable:
+            # Someone holds the claim and it cannot be read: sending too could double it.
+            return Earlier(SENDING)
+        return Earlier(_text(earlier.get("status")) or SENDING, _text(earlier.get("sid")))
 
     def claim_again(self, alarm_id: str, channel: str, to: str) -> Claimed | None:
         """Claim a delivery that did not get through, for ``notify retry``: refused by Twilio,
@@ -338,33 +325,46 @@ class TableLedger:
         ``STALE_SENDING_SECONDS`` ago and never finished; its earlier receipts and error are
         cleared. None when it got through, is being sent right now, or was never tried."""
         not_reached = _values("nr", NOT_REACHED_STATUSES)
-        now = int(self.clock() * 1000)
+        stale = int(self.clock() * 1000) - STALE_SENDING_SECONDS * 1000
+        return self._claim_update(
+            alarm_id,
+            channel,
+            to,
+            "SET #status = :sending, startedAt = :now, "
+            "attempts = if_not_exists(attempts, :zero) + :one "
+            "REMOVE twilioStatus, statusRank, receiptErrorCode, answeredBy, sid, "
+            "errorCode, errorMessage",
+            "attribute_exists(pk) AND (#status = :failed OR "
+            "(#status = :sending AND startedAt < :stale) OR "
+            f"twilioStatus IN ({', '.join(not_reached)}) OR "
+            "begins_with(answeredBy, :machine))",
+            {":stale": _n(stale), ":machine": _s("machine"), **not_reached},
+        )
+
+    def _claim_update(
+        self,
+        alarm_id: str,
+        channel: str,
+        to: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+    ) -> Claimed | None:
+        """Mark a delivery ``sending`` for a new attempt if ``condition`` holds; None if not."""
         try:
             answer = self.client.update_item(
                 TableName=self.table,
                 Key={"pk": _s(alarm_id), "sk": _s(f"{channel}#{to}")},
-                UpdateExpression=(
-                    "SET #status = :sending, startedAt = :now, "
-                    "attempts = if_not_exists(attempts, :zero) + :one "
-                    "REMOVE twilioStatus, statusRank, receiptErrorCode, answeredBy, sid, "
-                    "errorCode, errorMessage"
-                ),
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (#status = :failed OR "
-                    "(#status = :sending AND startedAt < :stale) OR "
-                    f"twilioStatus IN ({', '.join(not_reached)}) OR "
-                    "begins_with(answeredBy, :machine))"
-                ),
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":sending": _s(SENDING),
                     ":failed": _s(FAILED),
-                    ":now": _n(now),
-                    ":stale": _n(now - STALE_SENDING_SECONDS * 1000),
-                    ":machine": _s("machine"),
+                    ":now": _n(int(self.clock() * 1000)),
                     ":zero": _n(0),
                     ":one": _n(1),
-                    **not_reached,
+                    **values,
                 },
                 ReturnValues="UPDATED_NEW",
             )
@@ -555,6 +555,11 @@ class FallingBackLedger:
                 self.table.record(alarm_id, channel, to, outcome)
             except LedgerUnavailable as exc:
                 self._fall_back(exc)
+
+
+def recent_key(serial: str, click: str) -> dict[str, dict[str, str]]:
+    """The key of a button's last alarm of a click type (see the module docstring)."""
+    return {"pk": _s(f"recent#{serial}#{click}"), "sk": _s(RECENT_SK)}
 
 
 def _values(prefix: str, texts: frozenset[str]) -> dict[str, dict[str, str]]:

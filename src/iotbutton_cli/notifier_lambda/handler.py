@@ -518,6 +518,20 @@ def log_twilio_failure(delivery: Delivery, outcome: TwilioOutcome) -> None:
     )
 
 
+def twilio_client(
+    settings: LambdaSettings, config: MessagingConfig, secret: str, context: object
+) -> twilio.TwilioClient:
+    """The Twilio client for one invocation, bounded by the time it has left."""
+    return twilio.TwilioClient(
+        api_base=settings.api_base,
+        account_sid=config.account_sid,
+        auth_user=config.auth_user,
+        secret=secret,
+        timeout=settings.timeout,
+        deadline=invocation_deadline(context),
+    )
+
+
 def status_callback_url(
     settings: LambdaSettings, config: MessagingConfig, alarm: str, attempt: int | None = None
 ) -> str | None:
@@ -593,14 +607,7 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
         if claim is not None:
             claims[delivery] = claim
     skipped = [d for d in asked if d not in claims]
-    client = twilio.TwilioClient(
-        api_base=settings.api_base,
-        account_sid=config.account_sid,
-        auth_user=config.auth_user,
-        secret=load_secret(settings),
-        timeout=settings.timeout,
-        deadline=invocation_deadline(context),
-    )
+    client = twilio_client(settings, config, load_secret(settings), context)
     text = message_text(click.message, config, event)
     results = []
     for delivery, claim in claims.items():
@@ -649,14 +656,7 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         # Nothing went out: a press made because nothing happened must not be its repeat.
         ledger.mark_failed(opened.alarm_id)
         raise
-    client = twilio.TwilioClient(
-        api_base=settings.api_base,
-        account_sid=config.account_sid,
-        auth_user=config.auth_user,
-        secret=secret,
-        timeout=settings.timeout,
-        deadline=invocation_deadline(context),
-    )
+    client = twilio_client(settings, config, secret, context)
     listed = listed_deliveries(click)
 
     def callback_for(attempt: int | None) -> str | None:

@@ -86,13 +86,13 @@ def alarms_made(
 def _last_alarm_seconds(ctx: AppContext, serial: str, click: str) -> float | None:
     """When the ledger says this button's last alarm of ``click`` was clicked (seconds)."""
     from iotbutton_cli.aws.calls import absent_ok
-    from iotbutton_cli.notifier_lambda.alarms import RECENT_SK
+    from iotbutton_cli.notifier_lambda.alarms import recent_key
     from iotbutton_cli.notify.resources import ALARM_TABLE
 
     found = absent_ok(
         ctx.client("dynamodb").get_item,
         TableName=ALARM_TABLE,
-        Key={"pk": {"S": f"recent#{serial}#{click}"}, "sk": {"S": RECENT_SK}},
+        Key=recent_key(serial, click),
         ConsistentRead=True,
     )
     item = (found or {}).get("Item") or {}

@@ -85,14 +85,7 @@ def alarm_history(ctx: AppContext, serial: str | None, since_seconds: int) -> li
         for page in ctx.client("dynamodb").get_paginator("scan").paginate(**kwargs)
         for item in page.get("Items", [])
     ]
-    alarms = {_s(item["pk"]): _alarm(item) for item in items if _s(item["sk"]) == ALARM_SK}
-    for item in items:
-        alarm = alarms.get(_s(item["pk"]))
-        if alarm is not None and _s(item["sk"]) != ALARM_SK:
-            alarm.deliveries.append(_delivery(item))
-    for alarm in alarms.values():
-        alarm.deliveries.sort(key=lambda d: (d.channel != "sms", d.to))
-    found = [a for a in alarms.values() if serial is None or a.serial == serial]
+    found = [a for a in _alarms(items) if serial is None or a.serial == serial]
     return sorted(found, key=lambda a: (a.clicked_ms, a.alarm_id))
 
 
@@ -110,14 +103,19 @@ def alarm(ctx: AppContext, alarm_id: str) -> Alarm | None:
             ExpressionAttributeValues={":alarm": {"S": alarm_id}},
         )
     )
-    items = [item for page in pages for item in page.get("Items", [])]
-    found = next((_alarm(item) for item in items if _s(item["sk"]) == ALARM_SK), None)
-    if found is not None:
-        found.deliveries = sorted(
-            (_delivery(item) for item in items if _s(item["sk"]) != ALARM_SK),
-            key=lambda d: (d.channel != "sms", d.to),
-        )
-    return found
+    return next(iter(_alarms([item for page in pages for item in page.get("Items", [])])), None)
+
+
+def _alarms(items: list[dict[str, Any]]) -> list[Alarm]:
+    """The alarm items among ``items``, each with its delivery items (SMS first)."""
+    alarms = {_s(item["pk"]): _alarm(item) for item in items if _s(item["sk"]) == ALARM_SK}
+    for item in items:
+        alarm = alarms.get(_s(item["pk"]))
+        if alarm is not None and _s(item["sk"]) != ALARM_SK:
+            alarm.deliveries.append(_delivery(item))
+    for alarm in alarms.values():
+        alarm.deliveries.sort(key=lambda d: (d.channel != "sms", d.to))
+    return list(alarms.values())
 
 
 def _alarm(item: dict[str, Any]) -> Alarm:

@@ -48,6 +48,18 @@ CLICKED_AT_ITEM = f"timestamp() AS {CLICKED_AT}"
 NOTIFIER_FIELDS = ("serialNumber", "clickType", "batteryVoltage")
 NOTIFIER_SELECT = ", ".join((*NOTIFIER_FIELDS, TOPIC_SERIAL_ITEM, CLICKED_AT_ITEM))
 DEFAULT_SQL = f"SELECT {NOTIFIER_SELECT} FROM '{TOPIC_PREFIX}/+'"  # noqa: S608 - IoT SQL
+# What the notifier trusts only from IoT Core, never from the payload: (the key, where it must
+# come from, as said and as parsed, the SELECT item that sets it, what the notifier takes it for).
+TRUSTED_ITEMS: tuple[tuple[str, str, type, str, str], ...] = (
+    (TOPIC_SERIAL, "the topic", iotsql.Topic, TOPIC_SERIAL_ITEM, "the button's serial"),
+    (
+        CLICKED_AT,
+        "timestamp()",
+        iotsql.Timestamp,
+        CLICKED_AT_ITEM,
+        "the time the button was pressed",
+    ),
+)
 SQL_EXAMPLE = "SELECT * FROM 'iotbutton/+' WHERE clickType = 'LONG'"
 SQL_VERSION = "2016-03-23"
 RULE_DESCRIPTION = "Invokes the iotbutton notifier"  # how `clean --discover` knows our rules
@@ -124,22 +136,15 @@ def rule_for(name: str | None, sql: str | None, serial: str | None) -> RuleReque
     if sql is None:
         return RuleRequest(name, DEFAULT_SQL)
     statement = parse_rule_sql(sql)
-    selected = statement.item_named(TOPIC_SERIAL)
-    if selected is not None and not isinstance(selected.expression, iotsql.Topic):
-        raise usage_error(
-            "bad-rule-sql",
-            f"The --sql sets {TOPIC_SERIAL} from the payload, not from the topic.",
-            f"The notifier takes {TOPIC_SERIAL} as the button's serial: write "
-            f"{TOPIC_SERIAL_ITEM}, or leave it out and iotbutton adds it.",
-        )
-    selected = statement.item_named(CLICKED_AT)
-    if selected is not None and not isinstance(selected.expression, iotsql.Timestamp):
-        raise usage_error(
-            "bad-rule-sql",
-            f"The --sql sets {CLICKED_AT} from the payload, not from timestamp().",
-            f"The notifier takes {CLICKED_AT} as the time the button was pressed: write "
-            f"{CLICKED_AT_ITEM}, or leave it out and iotbutton adds it.",
-        )
+    for key, source, kind, item, meaning in TRUSTED_ITEMS:
+        selected = statement.item_named(key)
+        if selected is not None and not isinstance(selected.expression, kind):
+            raise usage_error(
+                "bad-rule-sql",
+                f"The --sql sets {key} from the payload, not from {source}.",
+                f"The notifier takes {key} as {meaning}: write "
+                f"{item}, or leave it out and iotbutton adds it.",
+            )
     items, changed = trusted_select(statement)
     if not changed:
         return RuleRequest(name, sql)
@@ -158,7 +163,7 @@ def trusted_select(statement: iotsql.Statement) -> tuple[list[str], bool]:
             changed = True
         else:
             items.append(iotsql.item_text(item))
-    for name, added in ((TOPIC_SERIAL, TOPIC_SERIAL_ITEM), (CLICKED_AT, CLICKED_AT_ITEM)):
+    for name, _source, _kind, added, _meaning in TRUSTED_ITEMS:
         if statement.item_named(name) is None:
             items.append(added)
             changed = True
