@@ -38,6 +38,8 @@ KINDS = (
     "parameters",
     "log_groups",
     "tables",
+    "topics",
+    "metric_alarms",
 )
 
 
@@ -72,7 +74,7 @@ def clients(url: str) -> dict[str, Any]:
     )
     return {
         name: session.client(name, endpoint_url=url)
-        for name in ("iot", "lambda", "iam", "s3", "ssm", "logs", "dynamodb")
+        for name in ("iot", "lambda", "iam", "s3", "ssm", "logs", "dynamodb", "sns", "cloudwatch")
     }
 
 
@@ -94,6 +96,10 @@ def inventory(url: str) -> dict[str, set[str]]:
         "parameters": {p["Name"] for p in c["ssm"].describe_parameters()["Parameters"]},
         "log_groups": {g["logGroupName"] for g in c["logs"].describe_log_groups()["logGroups"]},
         "tables": set(c["dynamodb"].list_tables()["TableNames"]),
+        "topics": {t["TopicArn"].split(":")[-1] for t in c["sns"].list_topics()["Topics"]},
+        "metric_alarms": {
+            a["AlarmName"] for a in c["cloudwatch"].describe_alarms()["MetricAlarms"]
+        },
     }
     return found
 

@@ -50,9 +50,13 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    """moto's in-process AWS: every boto3 client in this process talks to it."""
+    """moto's in-process AWS: every boto3 client in this process talks to it, with the sandbox's
+    fixes of moto (a second PutFunctionEventInvokeConfig replaces the first, as AWS's does)."""
     from moto import mock_aws
 
+    from iotbutton_cli.sandbox import moto_fixes
+
+    moto_fixes.install()
     with mock_aws():
         yield
 

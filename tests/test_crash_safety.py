@@ -80,8 +80,15 @@ def outcome(result: Any) -> str:
     return f"exit {result.exit_code}: {text}"
 
 
+OWNER_SMS = "+15551230009"
+
+
 def notify_init(home: Home) -> None:
+    """notify.yaml with one recipient and an owner, whose SNS subscription a kill must not
+    duplicate."""
     home.must(*notify_init_args())
+    config = home.path / "config" / "notify.yaml"
+    config.write_text(config.read_text() + f'\nowner:\n  sms: "{OWNER_SMS}"\n')
 
 
 # -- what each command must leave after a kill and a re-run ------------------------------------
@@ -154,13 +161,15 @@ def check_certs_rotate(home: Home) -> tuple[list[str], int]:
 
 
 NOTIFIER_COUNTS = {
-    "functions": 1,
+    "functions": 2,
     "roles": 2,
     "buckets": 1,
     "parameters": 1,
-    "log_groups": 2,
+    "log_groups": 3,
     "topic_rules": 1,
     "tables": 1,
+    "topics": 1,
+    "metric_alarms": 2,
 }
 # The function's policy: the default rule's permission and the function URL's two public grants.
 NOTIFIER_STATEMENTS = 3
@@ -180,6 +189,12 @@ def check_notify_deploy(home: Home) -> tuple[list[str], int]:
     for bucket in moto["buckets"]:
         objects = c["s3"].list_objects_v2(Bucket=bucket).get("Contents", [])
         duplicates += max(0, len(objects) - 1)
+    sns = clients(home.moto)["sns"]
+    for topic in sns.list_topics()["Topics"]:
+        found = sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])["Subscriptions"]
+        duplicates += max(0, len(found) - 1)
+        if [s["Endpoint"] for s in found][:1] != [OWNER_SMS]:
+            missing.append("the owner's subscription")
     if duplicates or missing:
         problems.append(f"{duplicates} duplicate(s), missing {missing}: {moto}")
     return problems, duplicates

@@ -91,9 +91,13 @@ def test_discover_finds_the_notifier(cli, sandbox_aws, twilio_standin, isolated_
         "parameters",
         "buckets",
         "tables",
+        "topics",
+        "metric_alarms",
         "roles",
     }
     aws = {"endpoint_url": sandbox_aws.url, "region_name": "us-east-1"}
+    assert boto3.client("sns", **aws).list_topics()["Topics"] == []
+    assert boto3.client("cloudwatch", **aws).describe_alarms()["MetricAlarms"] == []
     assert boto3.client("lambda", **aws).list_functions()["Functions"] == []
     assert boto3.client("iam", **aws).list_roles()["Roles"] == []
     assert boto3.client("s3", **aws).list_buckets()["Buckets"] == []

@@ -88,6 +88,8 @@ TAG_ON_CREATE = {
     "logs:CreateLogGroup": ("tags", "logs:TagResource"),
     "ssm:PutParameter": ("Tags", "ssm:AddTagsToResource"),
     "dynamodb:CreateTable": ("Tags", "dynamodb:TagResource"),
+    "sns:CreateTopic": ("Tags", "sns:TagResource"),
+    "cloudwatch:PutMetricAlarm": ("Tags", "cloudwatch:TagResource"),
 }
 
 SERIAL = "G030JF0553648RUH"
@@ -143,6 +145,11 @@ def authorizations(operation: str, params: dict[str, Any]) -> list[Call]:
     if service == "s3":
         return s3_authorizations(name, params)
     action = RENAMED_ACTIONS.get(operation, operation)
+    if service == "cloudwatch" and "AlarmNames" in params:  # one authorization per alarm
+        return [
+            Call(action, f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}")
+            for name in params["AlarmNames"]
+        ]
     calls = [Call(action, resource_arn(action, params), principal_context(action, params))]
     if operation in TAG_ON_CREATE and params.get(TAG_ON_CREATE[operation][0]):
         tag_action = TAG_ON_CREATE[operation][1]
@@ -216,6 +223,17 @@ def resource_arn(action: str, params: dict[str, Any]) -> str:
     if service == "dynamodb":
         name = params.get("TableName") or params["ResourceArn"].split(":table/")[-1]
         return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    if service == "sns":
+        if "Name" in params:  # CreateTopic
+            return f"arn:aws:sns:{REGION}:{ACCOUNT}:{params['Name']}"
+        arn = params.get("TopicArn") or params.get("ResourceArn")
+        if arn is None:  # Unsubscribe: the subscription's topic
+            arn = params["SubscriptionArn"].rsplit(":", 1)[0]
+        return str(arn)
+    if service == "cloudwatch":
+        if "ResourceARN" in params:
+            return str(params["ResourceARN"])
+        return f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{params['AlarmName']}"
     if service == "logs":
         # CloudWatch Logs checks log-group actions against the group's streams.
         return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{params['logGroupName']}:log-stream:"
@@ -380,6 +398,8 @@ def run_notifier_lifecycle(
     init += ["--sms", "+15551230001", "--call", "+15551230002"]
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
     cli(*init, "--person", "Grandma")
+    config = home / "config" / "notify.yaml"
+    config.write_text(config.read_text() + '\nowner:\n  sms: "+15551230009"\n')
     cli("notify", "check")
     cli("notify", "bundle")
     assert cli.json("notify", "deploy", *base, "--dry-run")["up_to_date"] is False
@@ -396,6 +416,8 @@ def run_notifier_lifecycle(
     # Everything changes: the config (a new object, the old one deleted, the function's
     # environment follows it), the secret (a new parameter version) and the code.
     cli(*init, "--person", "Grandpa", "--force")
+    # ... and the owner: the old contact is unsubscribed, the new one subscribed.
+    config.write_text(config.read_text() + '\nowner:\n  sms: "+15551230008"\n')
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "t" * 32)
     source = bundle._source
     monkeypatch.setattr(bundle, "_source", lambda name: source(name) + b"\n# changed\n")
@@ -415,6 +437,8 @@ def run_notifier_lifecycle(
     # adopts it, and then has nothing to change.
     monkeypatch.setenv("IOTBUTTON_HOME", str(home.parent / "second-machine"))
     cli(*init, "--person", "Grandpa")
+    second = home.parent / "second-machine" / "config" / "notify.yaml"
+    second.write_text(second.read_text() + '\nowner:\n  sms: "+15551230008"\n')
     assert cli.json("notify", "deploy", *base)["up_to_date"] is True
     monkeypatch.setenv("IOTBUTTON_HOME", str(home))
 

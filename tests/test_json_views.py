@@ -209,8 +209,8 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
     )
     assert "Watching" in watcher.stderr.readline()
     # The SMS of this click is not delivered (a phone that is off), so `notify retry` resends it.
-    phones = Path(sandbox["outbox"]).parent / "phones.json"
-    phones.write_text(json.dumps({"+15551230001": {"sms": "undelivered"}}))
+    run("sandbox phone", "+15551230001", "--sms", "undelivered")
+    run("sandbox phones")
     run("sim click", "--double")
     seen, _ = watcher.communicate(timeout=30)
     run.outputs["sim subscribe"] = [json.loads(line) for line in seen.splitlines() if line]
@@ -233,7 +233,7 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
         time.sleep(0.3)
     assert undelivered is not None, "the undelivered receipt never arrived"
     run("notify history")
-    phones.write_text("{}")
+    run("sandbox phone", "+15551230001", "--reset")  # the phone is on again
     run("notify retry", undelivered["alarm"])
 
     run("things create", OTHER)

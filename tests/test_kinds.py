@@ -52,6 +52,8 @@ MINIMAL_RECORDS: dict[str, dict[str, Any]] = {
     kinds.PARAMETERS: {"/iotbutton/twilio-secret": {"version": 1}},
     kinds.BUCKETS: {"iotbutton-config-x": {"arn": "arn:aws:s3:::iotbutton-config-x"}},
     kinds.TABLES: {"iotbutton-alarms": {"arn": "arn:aws:dynamodb:::table/iotbutton-alarms"}},
+    kinds.TOPICS: {"iotbutton-owner": {"arn": "arn:aws:sns:::iotbutton-owner"}},
+    kinds.METRIC_ALARMS: {"iotbutton-rule-errors": {"arn": "arn:aws:cloudwatch:::alarm:x"}},
     kinds.ROLES: {"iotbutton-notifier-us-east-1": {"arn": "arn:aws:iam:::role/n"}},
 }
 

@@ -82,6 +82,7 @@ def test_deploy_creates_every_resource(ctx):
         ],
         "IOTBUTTON_CONFIG_BUCKET": "iotbutton-config-123456789012-us-east-1",
         "IOTBUTTON_CONFIG_KEY": report.config_key,
+        "IOTBUTTON_OWNER_TOPIC": "arn:aws:sns:us-east-1:123456789012:iotbutton-owner",
         "IOTBUTTON_SECRET_PARAMETER": "/iotbutton/twilio-secret:1",
         "IOTBUTTON_TWILIO_TIMEOUT": "5",
     }
@@ -147,7 +148,11 @@ def test_deploy_creates_every_resource(ctx):
     groups = {
         g["logGroupName"]: g.get("retentionInDays") for g in logs.describe_log_groups()["logGroups"]
     }
-    assert groups == {"/aws/lambda/iotbutton-notifier": 30, "/iotbutton/rule-errors": 30}
+    assert groups == {
+        "/aws/lambda/iotbutton-notifier": 30,
+        "/aws/lambda/iotbutton-notifier-failures": 30,
+        "/iotbutton/rule-errors": 30,
+    }
 
 
 def test_function_role_is_least_privilege(ctx):
@@ -179,9 +184,18 @@ def test_function_role_is_least_privilege(ctx):
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             "arn:aws:dynamodb:us-east-1:123456789012:table/iotbutton-alarms",
         ),
+        "HandOnFailures": (
+            "lambda:InvokeFunction",
+            "arn:aws:lambda:us-east-1:123456789012:function:iotbutton-notifier-failures",
+        ),
+        "TellOwner": ("sns:Publish", "arn:aws:sns:us-east-1:123456789012:iotbutton-owner"),
         "WriteOwnLogs": (
             ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/iotbutton-notifier:*",
+            [
+                "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/iotbutton-notifier:*",
+                "arn:aws:logs:us-east-1:123456789012:log-group:"
+                "/aws/lambda/iotbutton-notifier-failures:*",
+            ],
         ),
     }
     for statement in policy["Statement"]:
@@ -474,12 +488,20 @@ def test_a_dry_run_plans_every_resource_and_changes_nothing(ctx, isolated_env, e
         ("IAM role", "create"),
         ("log group", "create"),
         ("log group", "create"),
+        ("log group", "create"),
         ("S3 bucket", "create"),
         ("config object", "create"),
         ("SSM parameter", "create"),
         ("DynamoDB table", "create"),
+        ("SNS topic", "create"),
+        ("Lambda function", "create"),
         ("Lambda function", "create"),
         ("function URL", "create"),
+        ("asynchronous invocation", "create"),
+        ("asynchronous invocation", "create"),
+        ("metric filter", "create"),
+        ("CloudWatch alarm", "create"),
+        ("CloudWatch alarm", "create"),
         ("topic rule", "create"),
     ]
     assert every_call and all(name.startswith(READS) for name in every_call), every_call
@@ -539,10 +561,11 @@ def test_notify_deploy_dry_run_prints_the_plan(cli, aws, isolated_env, monkeypat
     assert (isolated_env / "registry.json").read_bytes() == registry
     assert "Would deploy (account 123456789012, us-east-1)" in shown.stdout
     assert "update: environment" in shown.stdout
-    assert "A deploy would make 3 change(s)." in shown.stdout
+    # The config object, both functions' environments (they name it), the old object.
+    assert "A deploy would make 4 change(s)." in shown.stdout
     assert TWILIO_SECRET not in shown.stdout + shown.stderr + json.dumps(result)
     assert result["dry_run"] is True and result["up_to_date"] is False
-    function = next(s for s in result["steps"] if s["resource"] == "Lambda function")
+    function = next(s for s in result["steps"] if s["name"] == "iotbutton-notifier")
     assert function == {
         "resource": "Lambda function",
         "name": "iotbutton-notifier",

@@ -4,8 +4,9 @@ The demo lives in its own home folder with its own sandbox process, so it never 
 user's registry, keys, notify.yaml or sandbox: a fresh temporary folder (under ``$IOTBUTTON_HOME``
 when that is set), deleted when the demo succeeded, or ``<data dir>/demo`` with ``--keep``. It
 provisions a button, deploys the notifier with a demo config, clicks SINGLE, DOUBLE and LONG,
-checks that exactly the expected Twilio requests arrived, and cleans up (unless kept). Events are
-yielded for the CLI to render.
+checks that exactly the expected Twilio requests arrived and that Twilio's receipts reached the
+notifier, then makes Twilio fail for one click and checks that the owner is told and that
+`notify retry` sends it, and cleans up (unless kept). Events are yielded for the CLI to render.
 """
 
 from __future__ import annotations
@@ -29,14 +30,23 @@ DEMO_SERIAL = "G030JF0553648RUH"
 DEMO_FROM = "+15005550006"  # Twilio's test "From" number: valid, sends nothing
 ALICE = "+15005550101"
 BOB = "+15005550102"
+OWNER = "+15005550109"  # told through SNS when an alarm could not be delivered
 DEMO_ACCOUNT_SID = "AC" + "d" * 32
 DEMO_SECRET = "demo-secret-that-only-the-sandbox-sees"  # noqa: S105 - the stand-in's, not Twilio's
 OUTBOX_TIMEOUT_SECONDS = 20.0
+DEMO_DEBOUNCE_SECONDS = 2
+# Lambda's three attempts, each with the notifier's three tries at Twilio, then the failures
+# function: about 10 s in the sandbox.
+OWNER_TIMEOUT_SECONDS = 45.0
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "completed", "no-answer", "busy"})
 
 DEMO_CONFIG = f"""\
 account_sid: "{DEMO_ACCOUNT_SID}"
 from: "{DEMO_FROM}"
 person: "Grandma"
+debounce: {DEMO_DEBOUNCE_SECONDS}
+owner:
+  sms: "{OWNER}"
 clicks:
   SINGLE:
     sms: ["{ALICE}"]
@@ -73,6 +83,8 @@ class DemoOutcome:
     clicks: dict[str, bool] = field(default_factory=dict)
     home: str = ""
     removed: bool = False  # the demo's folder is gone: nothing of it is left on disk
+    receipts: bool = False  # Twilio's receipts for the LONG click reached the notifier
+    owner_told: bool = False  # a click Twilio never took reached the owner, then was resent
 
 
 def demo_home() -> Path:
@@ -143,8 +155,13 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
         yield from _provision_and_deploy(ctx)
         traffic: list[Any] = []
         watcher = _watch(ctx, traffic)
+        first_click = time.monotonic()
         for click in ("SINGLE", "DOUBLE", "LONG"):
             yield from _click(ctx, click, outcome)
+        yield from _receipts(outcome)
+        # Another SINGLE within the debounce window would be a repeat of the first.
+        time.sleep(max(0.0, first_click + DEMO_DEBOUNCE_SECONDS + 0.5 - time.monotonic()))
+        yield from _dropped_alarm(ctx, outcome)
         watcher.join(timeout=OUTBOX_TIMEOUT_SECONDS)
         yield DemoEvent("traffic", "MQTT traffic seen by the monitor", traffic)
         yield DemoEvent(
@@ -177,13 +194,17 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
     yield DemoEvent("step", "Deploying the notifier Lambda with a demo config")
     config = notify_config.parse_config_text(DEMO_CONFIG, Path("demo-notify.yaml"))
     source = notifier_deploy.prepare(
-        config.lambda_document(), DEMO_SECRET, twilio_api_base=ctx.sandbox_info.twilio_url
+        config.lambda_document(),
+        DEMO_SECRET,
+        twilio_api_base=ctx.sandbox_info.twilio_url,
+        owner=config.owner_endpoints,
     )
     deployed = notifier_deploy.deploy(ctx, source)
     yield DemoEvent(
         "detail",
-        f"{len(deployed.steps)} resources: role, logs, config in S3, "
-        "secret in SSM, function, topic rule iotbutton/+ → Lambda",
+        f"{len(deployed.steps)} resources: roles, logs, config in S3, secret in SSM, alarm "
+        "table, function and its URL, owner alerts (SNS, CloudWatch), topic rule iotbutton/+ "
+        "→ Lambda",
     )
     yield DemoEvent(
         "detail",
@@ -249,6 +270,98 @@ def _click(ctx: Any, click: str, outcome: DemoOutcome) -> Iterator[DemoEvent]:
             f"{click}: expected {_describe(expected)}, got {_describe(got) or 'nothing'}",
             False,
         )
+
+
+def _receipts(outcome: DemoOutcome) -> Iterator[DemoEvent]:
+    """Twilio's 201 only means queued: wait for the LONG click's receipts to reach the
+    notifier's function URL (the stand-in posts them, signed as Twilio signs them)."""
+    from iotbutton_cli.sandbox import client as sandbox_control
+
+    yield DemoEvent("step", "Delivery receipts: what became of the LONG click's messages and calls")
+    info = sandbox_control.require_running()
+    requests = sandbox_control.outbox(info, requests_only=True)
+    wanted = {entry["sid"]: entry for entry in requests[-len(EXPECTED["LONG"]) :] if "sid" in entry}
+    final: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + OUTBOX_TIMEOUT_SECONDS
+    while len(final) < len(wanted) and time.monotonic() < deadline:
+        for entry in sandbox_control.outbox(info):
+            if (
+                sandbox_control.is_callback(entry)
+                and entry.get("sid") in wanted
+                and entry.get("status") in FINAL_STATUSES
+                and 200 <= (entry.get("http_status") or 0) < 300
+            ):
+                final[entry["sid"]] = entry
+        time.sleep(0.1)
+    names = {ALICE: "Alice", BOB: "Bob"}
+    shown = [
+        f"{'SMS to' if wanted[sid]['resource'] == 'Messages' else 'call to'} "
+        f"{names.get(wanted[sid]['fields'].get('To', ''), '?')}: {entry['status']}"
+        for sid, entry in final.items()
+    ]
+    outcome.receipts = len(final) == len(wanted) == len(EXPECTED["LONG"])
+    outcome.ok = outcome.ok and outcome.receipts
+    if outcome.receipts:
+        yield DemoEvent("result", "receipts, verified by the function: " + ", ".join(shown), True)
+    else:
+        yield DemoEvent(
+            "warning", f"{len(final)} of {len(wanted)} receipts arrived: {', '.join(shown)}", False
+        )
+
+
+def _dropped_alarm(ctx: Any, outcome: DemoOutcome) -> Iterator[DemoEvent]:
+    """Twilio down for Alice: Lambda's retries fail, the failures function tells the owner by
+    SNS, and `notify retry` sends the alarm once Twilio is back."""
+    from iotbutton_cli.device import simulator
+    from iotbutton_cli.notify import retry as notify_retry
+    from iotbutton_cli.sandbox import client as sandbox_control
+    from iotbutton_cli.sandbox import outbox
+
+    yield DemoEvent("step", "Twilio down for Alice: a click nobody could deliver reaches the owner")
+    from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
+
+    info = sandbox_control.require_running()
+    sandbox_control.change_phones(
+        info, lambda table: table.update({ALICE: PhoneBehaviour(outage=True)})
+    )
+    before = len(sandbox_control.outbox(info))
+    simulator.click(ctx, DEMO_SERIAL, "SINGLE")
+    yield DemoEvent("click", "Clicked SINGLE (Twilio answers 503 for Alice)", "SINGLE")
+    told = _owner_message(info, before)
+    def twilio_back(table: dict[str, Any]) -> None:
+        table.pop(ALICE, None)
+
+    sandbox_control.change_phones(info, twilio_back)
+    if told is None:
+        outcome.ok = False
+        yield DemoEvent("warning", "the owner was not told within the time allowed", False)
+        return
+    yield DemoEvent("result", f"SNS SMS to the owner: {told['body']}", True)
+    alarm_id = told["body"].rsplit("notify retry ", 1)[-1].strip()
+    before_retry = len(sandbox_control.outbox(info, requests_only=True))
+    result = notify_retry.retry(ctx, alarm_id)
+    with contextlib.suppress(IotButtonError):
+        outbox.wait_for(1, since=before_retry, timeout=OUTBOX_TIMEOUT_SECONDS)
+    resent = sandbox_control.outbox(info, requests_only=True)[before_retry:]
+    sent = [(e["resource"], e["fields"].get("To")) for e in resent if e.get("http_status") == 201]
+    outcome.owner_told = result.ok and sent == [("Messages", ALICE)]
+    outcome.ok = outcome.ok and outcome.owner_told
+    if outcome.owner_told:
+        yield DemoEvent("result", f"Twilio is back: notify retry {alarm_id} → SMS to Alice", True)
+    else:
+        yield DemoEvent("warning", f"notify retry {alarm_id} sent {_describe(sent)}", False)
+
+
+def _owner_message(info: Any, since: int) -> dict[str, Any] | None:
+    from iotbutton_cli.sandbox import client as sandbox_control
+
+    deadline = time.monotonic() + OWNER_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        for entry in sandbox_control.outbox(info)[since:]:
+            if sandbox_control.is_owner_message(entry) and entry.get("to") == OWNER:
+                return entry
+        time.sleep(0.2)
+    return None
 
 
 def _describe(requests: list[tuple[str, str]]) -> str:

@@ -46,13 +46,15 @@ NOT_FOUND_CODES = frozenset(
         "NoSuchKey",
         "ParameterNotFound",
         "NotFoundException",
+        "NotFound",  # SNS: a topic that does not exist
+        "ResourceNotFound",  # SNS's tag operations, as moto answers them
     }
 )
 log = logging.getLogger("iotbutton.aws")
 IAM_POLICY_URL = "https://github.com/iotbutton/iotbutton-cli/blob/main/docs/iam-policy.md"
 
 # botocore's signing names that differ from the IAM action prefix.
-_IAM_PREFIX = {"iotdata": "iot", "execute-api": "execute-api"}
+_IAM_PREFIX = {"iotdata": "iot", "execute-api": "execute-api", "monitoring": "cloudwatch"}
 
 
 def error_code(exc: BaseException) -> str:

@@ -61,6 +61,10 @@ def demo(
                 out.info(f"The demo's folder is kept for its logs: {outcome.home}")
             return
         console.print("\n[bold green]Every click produced exactly the configured messages.[/]")
+        console.print(
+            "Twilio's receipts reached the notifier, and the click Twilio could not take "
+            "reached the owner, then Alice."
+        )
         if keep:
             # Pasteable as printed: the demo's own IOTBUTTON_HOME, never the user's sandbox.
             home = f"IOTBUTTON_HOME={shlex.quote(outcome.home)}"

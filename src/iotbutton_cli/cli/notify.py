@@ -115,6 +115,13 @@ def check(ctx: typer.Context, json: JsonOption = False) -> None:
     out.result(summary, human=lambda: _print_check(out, summary))
 
 
+def _owner_line(owner: dict[str, Any] | None) -> str:
+    """Who hears of an alarm that could not be delivered (SNS)."""
+    if not owner:
+        return "- (nobody is told of an alarm that could not be delivered)"
+    return ", ".join(f"{key} {value}" for key, value in owner.items() if value)
+
+
 def _print_check(out: Output, summary: dict[str, Any]) -> None:
     from rich.markup import escape
 
@@ -137,6 +144,7 @@ def _print_check(out: Output, summary: dict[str, Any]) -> None:
             ["API key SID", summary["api_key_sid"] or "-"],
             ["from", summary["from"]],
             ["person", escape(summary["person"])],
+            ["owner", _owner_line(summary.get("owner"))],
             ["Twilio secret", escape(credential_line)],
         ],
     )
@@ -227,7 +235,8 @@ def deploy(
     twilio_api_base: TwilioBaseOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Deploy the notifier: role, config, secret, function and topic rule; only what changed."""
+    """Deploy the notifier: role, config, secret, function, owner alerts and topic rule; only
+    what changed."""
     from iotbutton_cli.notify import deploy as notifier_deploy
 
     app_ctx, out = command_context(ctx, json)
@@ -237,6 +246,7 @@ def deploy(
         secret.value,
         twilio_api_base=twilio_api_base or _sandbox_twilio(app_ctx),
         default_rule=default_rule,
+        owner=config.owner_endpoints,
     )
     if dry_run:
         _print_plan(out, app_ctx, notifier_deploy.plan_deploy(app_ctx, source))
@@ -480,7 +490,7 @@ def history(
                     + ("" if alarm.click_time_known else " (run)"),
                     alarm.serial,
                     alarm.click,
-                    f"repeat of {alarm.repeat_of}" if alarm.state == "repeat" else alarm.state,
+                    _alarm_state(alarm),
                     "\n".join(views.delivery_line(d) for d in alarm.deliveries) or "none",
                 ]
                 for alarm in alarms
@@ -491,6 +501,14 @@ def history(
             out.info(f"{failed} deliveries did not get through.")
 
     out.result([views.alarm_view(alarm) for alarm in alarms], human=render)
+
+
+def _alarm_state(alarm: Any) -> str:
+    if alarm.state == "repeat":
+        return f"repeat of {alarm.repeat_of}"
+    if alarm.dropped:
+        return f"dropped ({alarm.dropped}); owner told"
+    return str(alarm.state)
 
 
 @app.command("retry")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,6 +13,29 @@ from iotbutton_cli.cli.common import JsonOption, command_context
 
 if TYPE_CHECKING:
     from iotbutton_cli.cli.output import Output
+    from iotbutton_cli.errors import IotButtonError
+    from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
+
+
+class SmsOutcome(str, enum.Enum):
+    """twilio_phones.SMS_OUTCOMES (tests/sandbox/test_phones_standin.py checks they agree)."""
+
+    delivered = "delivered"
+    undelivered = "undelivered"
+    failed = "failed"
+
+
+class CallOutcome(str, enum.Enum):
+    """twilio_phones.CALL_OUTCOMES."""
+
+    completed = "completed"
+    no_answer = "no-answer"
+    busy = "busy"
+    failed = "failed"
+    machine = "machine"
+
+
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # [0-9], not \d: no other scripts' digits
 
 app = typer.Typer(
     help="Run AWS IoT, Lambda and Twilio offline on this machine (no account needed).",
@@ -85,6 +110,9 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
     stopped = sandbox_control.stop_and_forget()
     found, forgotten = stopped.found, stopped.forgotten_records
     info = found.info
+    phones_left = sandbox_control.reset_phones()  # every number is on again in the next one
+    if phones_left:
+        out.info(f"Warning: the phone table was left: {phones_left}")
 
     def render() -> None:
         if info is not None:
@@ -229,6 +257,14 @@ def _print_entry(out: Output, entry: dict[str, Any]) -> None:
             f"{entry.get('method', '')} {entry.get('url', '')}"
         )
         return
+    if entry.get("kind") == "sns":  # what SNS would have brought a person
+        subject = f"[{entry['subject']}] " if entry.get("subject") else ""
+        body = " ".join(str(entry.get("body", "")).split())
+        typer.echo(
+            f"{entry.get('time', '')}  SNS  {entry.get('protocol', '?')} -> "
+            f"{entry.get('to', '?')}: {subject}{body}"
+        )
+        return
     fields = entry.get("fields", {})
     what = fields.get("Body") or fields.get("Twiml") or ""
     kind = "SMS " if entry.get("resource") == "Messages" else "CALL"
@@ -237,3 +273,129 @@ def _print_entry(out: Output, entry: dict[str, Any]) -> None:
         f"{entry.get('time', '')}  {kind} {fields.get('From', '?')} -> "
         f"{fields.get('To', '?')} [{answer}] {what}"
     )
+
+
+@app.command("phone")
+def phone(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="The phone number, in E.164 (+15551230001).")],
+    sms: Annotated[
+        SmsOutcome | None, typer.Option("--sms", help="What becomes of an SMS to it.")
+    ] = None,
+    sms_error: Annotated[
+        int | None,
+        typer.Option(
+            "--sms-error",
+            min=1,
+            help="Error code of an SMS that does not arrive (30003 undelivered, 30008 failed).",
+        ),
+    ] = None,
+    call: Annotated[
+        CallOutcome | None, typer.Option("--call", help="What becomes of a call to it.")
+    ] = None,
+    outage: Annotated[
+        bool | None,
+        typer.Option(
+            "--outage/--no-outage",
+            help="Twilio down for it: every SMS and call to it gets 503 (error 20503).",
+            show_default=False,
+        ),
+    ] = None,
+    reset: Annotated[
+        bool,
+        typer.Option("--reset", help="Forget what was set: it behaves as any number again."),
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Set how the Twilio stand-in treats one number (SMS, calls, outage), or show it."""
+    import dataclasses
+
+    from iotbutton_cli.sandbox import client as sandbox_control
+    from iotbutton_cli.sandbox.twilio_phones import DEFAULT_BEHAVIOUR
+
+    _, out = command_context(ctx, json)
+    _check_number(number)
+    info = sandbox_control.require_running()
+    options: dict[str, Any] = {
+        "sms": sms.value if sms is not None else None,
+        "sms_error": sms_error,
+        "call": call.value if call is not None else None,
+        "outage": outage,
+    }
+    given = {key: value for key, value in options.items() if value is not None}
+    if sms is not None and sms_error is None:
+        given["sms_error"] = None  # the new outcome's own code
+
+    def change(table: dict[str, PhoneBehaviour]) -> None:
+        base = DEFAULT_BEHAVIOUR if reset else table.get(number, DEFAULT_BEHAVIOUR)
+        behaviour = dataclasses.replace(base, **given)
+        if sms_error is not None and behaviour.sms == "delivered":
+            raise _sms_error_needs_a_failure(number)
+        if behaviour.is_default:
+            table.pop(number, None)
+        else:
+            table[number] = behaviour
+
+    if given or reset:
+        table = sandbox_control.change_phones(info, change)
+    else:
+        table = sandbox_control.read_phones(info)
+    behaviour = table.get(number, DEFAULT_BEHAVIOUR)
+    out.result(
+        views.phones_view({number: behaviour}),
+        human=lambda: typer.echo(_phone_line(number, behaviour)),
+    )
+
+
+@app.command("phones")
+def phones(ctx: typer.Context, json: JsonOption = False) -> None:
+    """List the numbers the Twilio stand-in treats otherwise than as on and answered."""
+    from iotbutton_cli.sandbox import client as sandbox_control
+
+    _, out = command_context(ctx, json)
+    table = sandbox_control.read_phones(sandbox_control.require_running())
+
+    def render() -> None:
+        for number, behaviour in sorted(table.items()):
+            typer.echo(_phone_line(number, behaviour))
+        if not table:
+            out.info(
+                "Every number is on and answers: SMS delivered, calls completed. "
+                "Set one with `iotbutton sandbox phone NUMBER`."
+            )
+
+    out.result(views.phones_view(table), human=render)
+
+
+def _check_number(number: str) -> None:
+    from iotbutton_cli.errors import usage_error
+
+    if not E164.fullmatch(number):
+        shown = repr(number) if len(number) <= 40 else repr(number[:40]) + "…"
+        raise usage_error(
+            "sandbox-bad-number",
+            f"{shown} is not an E.164 phone number.",
+            "Give it in E.164: a plus, the country code and the number, no spaces or dashes, "
+            "e.g. `iotbutton sandbox phone +15551230001 --sms undelivered`.",
+        )
+
+
+def _sms_error_needs_a_failure(number: str) -> IotButtonError:
+    from iotbutton_cli.errors import usage_error
+
+    return usage_error(
+        "sandbox-sms-error-delivered",
+        f"--sms-error needs an SMS to {number} that does not arrive; it is delivered.",
+        "Add --sms undelivered or --sms failed.",
+    )
+
+
+def _phone_line(number: str, behaviour: PhoneBehaviour) -> str:
+    """``+15551230001  sms undelivered (30003), call busy, outage (503)``."""
+    code = behaviour.sms_error_code
+    line = f"{number}  sms {behaviour.sms}{f' ({code})' if code else ''}, call {behaviour.call}"
+    if behaviour.outage:
+        line += ", outage: Twilio answers 503 (20503)"
+    if behaviour.is_default:
+        line += " (as any number)"
+    return "".join(c if c.isprintable() else "?" for c in line)  # a planted file's escapes

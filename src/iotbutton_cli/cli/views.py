@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         ProvisionResult,
     )
     from iotbutton_cli.sandbox.client import SandboxInfo, Started
+    from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
 
 View = dict[str, Any]
 
@@ -197,6 +198,9 @@ def config_check_view(
         "from": config.sender,
         "person": config.person,
         "debounce_seconds": config.debounce_seconds,
+        "owner": None
+        if config.owner is None
+        else {"sms": config.owner.sms, "email": config.owner.email},
         "clicks": {
             click: {
                 "sms": list(item.sms),
@@ -354,6 +358,13 @@ def alarm_view(alarm: Alarm) -> View:
         "click_time_known": alarm.click_time_known,
         "state": alarm.state,
         "repeat_of": alarm.repeat_of,
+        "dropped": None
+        if alarm.dropped is None
+        else {
+            "condition": alarm.dropped,
+            "attempts": alarm.invoke_count,
+            "error": alarm.drop_error,
+        },
         "deliveries": [delivery_view(delivery) for delivery in alarm.deliveries],
     }
 
@@ -523,6 +534,20 @@ def outbox_view(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [dict(entry) for entry in entries]
 
 
+def phones_view(phones: dict[str, PhoneBehaviour]) -> View:
+    """``sandbox phone`` and ``sandbox phones``: number (the data) -> how it behaves, numbers
+    sorted; ``sms_error`` is the code an SMS that does not arrive carries (None if delivered)."""
+    return {
+        str(number): {
+            "sms": behaviour.sms,
+            "sms_error": behaviour.sms_error_code,
+            "call": behaviour.call,
+            "outage": behaviour.outage,
+        }
+        for number, behaviour in sorted(phones.items())
+    }
+
+
 # -- clean --------------------------------------------------------------------------------------
 
 
@@ -569,6 +594,8 @@ def demo_view(outcome: DemoOutcome, outbox: list[dict[str, Any]]) -> View:
     return {
         "ok": outcome.ok,
         "clicks": dict(outcome.clicks),
+        "receipts": outcome.receipts,
+        "owner_told": outcome.owner_told,
         "home": outcome.home,
         "outbox": outbox_view(outbox),
     }

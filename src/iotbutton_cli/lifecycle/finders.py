@@ -30,12 +30,14 @@ from iotbutton_cli.registry.records import (
     FunctionRecord,
     LambdaPermissionRecord,
     LogGroupRecord,
+    MetricAlarmRecord,
     ParameterRecord,
     PolicyRecord,
     RoleRecord,
     TableRecord,
     ThingRecord,
     ThingTypeRecord,
+    TopicRecord,
     TopicRuleRecord,
 )
 
@@ -159,28 +161,48 @@ def find_roles(ctx: AppContext, found: Found) -> None:
 
 
 def find_functions(ctx: AppContext, found: Found) -> None:
-    """The notifier function, by name and tag, and the rules' permissions to invoke it."""
+    """The notifier and its failures function, by name and tag, and the rules' permissions to
+    invoke the notifier."""
     lam = ctx.client("lambda")
-    name = notifier_resources.FUNCTION_NAME
-    function = absent_ok(lam.get_function, FunctionName=name)
-    if function is None:
-        return
-    arn = function["Configuration"]["FunctionArn"]
-    if not tagged(lam.list_tags(Resource=arn).get("Tags", {})):
-        return
-    found.add(kinds.FUNCTIONS, name, FunctionRecord(arn=arn))
-    policy = absent_ok(lam.get_policy, FunctionName=name)
-    if policy is None:
-        return
-    prefix = rules.statement_id("")
-    for statement in json.loads(policy["Policy"]).get("Statement", []):
-        sid = statement.get("Sid", "")
-        if sid.startswith(prefix):
-            found.add(
-                kinds.LAMBDA_PERMISSIONS,
-                sid,
-                LambdaPermissionRecord(function=name, rule=sid[len(prefix) :]),
-            )
+    for name in (notifier_resources.FUNCTION_NAME, notifier_resources.FAILURES_FUNCTION_NAME):
+        function = absent_ok(lam.get_function, FunctionName=name)
+        if function is None:
+            continue
+        arn = function["Configuration"]["FunctionArn"]
+        if not tagged(lam.list_tags(Resource=arn).get("Tags", {})):
+            continue
+        found.add(kinds.FUNCTIONS, name, FunctionRecord(arn=arn))
+        policy = absent_ok(lam.get_policy, FunctionName=name)
+        if policy is None:
+            continue
+        prefix = rules.statement_id("")
+        for statement in json.loads(policy["Policy"]).get("Statement", []):
+            sid = statement.get("Sid", "")
+            if sid.startswith(prefix):
+                found.add(
+                    kinds.LAMBDA_PERMISSIONS,
+                    sid,
+                    LambdaPermissionRecord(function=name, rule=sid[len(prefix) :]),
+                )
+
+
+def find_topics(ctx: AppContext, found: Found) -> None:
+    """The owner's topic, by name and tag (its subscriptions go with it)."""
+    sns = ctx.client("sns")
+    arn = notifier_resources.owner_topic_arn(ctx)
+    listed = absent_ok(sns.list_tags_for_resource, ResourceArn=arn)
+    if listed is not None and tagged(listed.get("Tags", [])):
+        found.add(kinds.TOPICS, notifier_resources.OWNER_TOPIC, TopicRecord(arn=arn))
+
+
+def find_metric_alarms(ctx: AppContext, found: Found) -> None:
+    """The owner's CloudWatch alarms, by name and tag."""
+    cloudwatch = ctx.client("cloudwatch")
+    names = list(notifier_resources.metric_alarms(ctx))
+    for alarm in cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", []):
+        arn = alarm["AlarmArn"]
+        if tagged(cloudwatch.list_tags_for_resource(ResourceARN=arn).get("Tags", [])):
+            found.add(kinds.METRIC_ALARMS, alarm["AlarmName"], MetricAlarmRecord(arn=arn))
 
 
 def find_buckets(ctx: AppContext, found: Found) -> None:
@@ -226,9 +248,9 @@ def find_parameters(ctx: AppContext, found: Found) -> None:
 
 
 def find_log_groups(ctx: AppContext, found: Found) -> None:
-    """The function's and the rule error action's log groups, by name and tag."""
+    """The functions' and the rule error action's log groups, by name and tag."""
     logs = ctx.client("logs")
-    for group in (notifier_resources.FUNCTION_LOG_GROUP, notifier_resources.RULE_ERROR_LOG_GROUP):
+    for group in notifier_resources.LOG_GROUPS:
         listed = absent_ok(logs.list_tags_log_group, logGroupName=group)
         if listed is not None and tagged(listed.get("tags", {})):
             found.add(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from iotbutton_cli.lifecycle import finders, removers
 from iotbutton_cli.lifecycle.finders import Finder
 from iotbutton_cli.lifecycle.removers import Remover, removing
+from iotbutton_cli.notify import alerts, rules
 from iotbutton_cli.notify import apply as notifier_apply
-from iotbutton_cli.notify import rules
 from iotbutton_cli.registry import kinds
 from iotbutton_cli.registry.kinds import Kind, KindName
 
@@ -73,6 +73,12 @@ ROWS: dict[str, Row] = {
         _row(kinds.PARAMETERS, removing(notifier_apply.delete_parameter), finders.find_parameters),
         _row(kinds.BUCKETS, removing(notifier_apply.delete_bucket), finders.find_buckets),
         _row(kinds.TABLES, removing(notifier_apply.delete_table), finders.find_tables),
+        _row(
+            kinds.METRIC_ALARMS,
+            removing(alerts.delete_metric_alarm),
+            finders.find_metric_alarms,
+        ),
+        _row(kinds.TOPICS, removing(alerts.delete_topic), finders.find_topics),
         _row(kinds.ROLES, removing(notifier_apply.delete_role), finders.find_roles),
         _row(kinds.CERTIFICATE_REQUESTS, removers.certificate_request),
         _row(

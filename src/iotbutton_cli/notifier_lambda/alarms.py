@@ -216,17 +216,8 @@ class TableLedger:
         """The earlier alarm reached Twilio, or is being sent: only then is a press within its
         window a repeat. One whose every attempt failed before sending (no secret, Twilio
         down) must not swallow the press made because nothing happened."""
-        try:
-            found = self.client.query(
-                TableName=self.table,
-                ConsistentRead=True,
-                KeyConditionExpression="pk = :alarm",
-                ExpressionAttributeValues={":alarm": _s(alarm_id)},
-            )
-        except Exception as exc:
-            raise LedgerUnavailable(str(exc)) from exc
         now = int(self.clock() * 1000)
-        items = found.get("Items", [])
+        items = self._items(alarm_id)
         deliveries = [item for item in items if _text(item.get("sk")) != ALARM_SK]
         for item in deliveries:
             status = _text(item.get("status"))
@@ -259,6 +250,54 @@ class TableLedger:
         except Exception as exc:
             if _code(exc) != CONDITION_FAILED:
                 raise LedgerUnavailable(str(exc)) from exc
+
+    def mark_dropped(self, click: Click, condition: str, error: str, invoke_count: int) -> None:
+        """Lambda gave up on the click (its retries exhausted, or too old to try): say so on the
+        alarm, making it if the function never got as far as opening it, so that history shows
+        it and ``notify retry`` can send it."""
+        clicked_ms = click.clicked_ms or int(self.clock() * 1000)
+        fields = {
+            "serial": _s(click.serial),
+            "click": _s(click.click),
+            "clickedAt": _n(clicked_ms),
+            "clickTimeKnown": {"BOOL": click.clicked_ms is not None},
+            "firstSeenAt": _n(int(self.clock() * 1000)),
+            "battery": _s(click.battery or "unknown"),
+            "expiresAt": _n(self._expiry(clicked_ms)),
+            "state": _s(FAILED),
+        }
+        dropped = {
+            "dropped": _s(condition),
+            "droppedAt": _n(int(self.clock() * 1000)),
+            "dropError": _s(error or "unknown"),
+            "invokeCount": _n(invoke_count),
+        }
+        names = {f"#{name}": name for name in (*fields, *dropped)}
+        values = {f":{name}": value for name, value in (*fields.items(), *dropped.items())}
+        assignments = [f"#{name} = if_not_exists(#{name}, :{name})" for name in fields]
+        assignments += [f"#{name} = :{name}" for name in dropped]
+        self._update(click.alarm_id, ALARM_SK, "SET " + ", ".join(assignments), names, values)
+
+    def deliveries(self, alarm_id: str) -> list[dict[str, str]]:
+        """The alarm's deliveries as the ledger has them: channel, recipient, status."""
+        return [
+            {key: _text(item.get(key)) or "" for key in ("channel", "recipient", "status")}
+            for item in self._items(alarm_id)
+            if _text(item.get("sk")) not in (ALARM_SK, None)
+        ]
+
+    def _items(self, alarm_id: str) -> list[dict[str, Any]]:
+        """Every item of one alarm: its own and its deliveries'."""
+        try:
+            found = self.client.query(
+                TableName=self.table,
+                ConsistentRead=True,
+                KeyConditionExpression="pk = :alarm",
+                ExpressionAttributeValues={":alarm": _s(alarm_id)},
+            )
+        except Exception as exc:
+            raise LedgerUnavailable(str(exc)) from exc
+        return list(found.get("Items", []))
 
     def _take_recent(self, click: Click, alarm_id: str, clicked_ms: int, earlier: str) -> None:
         """Make this alarm the button's latest, in place of one that never went out."""

@@ -62,6 +62,11 @@ DEFAULT_DEBOUNCE_SECONDS = 5
 CALLBACK_URL_ENV = "IOTBUTTON_CALLBACK_URL"
 CALLBACK_ALARM_PARAMETER = "alarm"
 CALLBACK_ATTEMPT_PARAMETER = "attempt"
+# Nothing dropped silently: Lambda sends what it gave up on to a second function (the same code,
+# another handler), which tells the owner through this SNS topic.
+FAILURES_FUNCTION_NAME = "iotbutton-notifier-failures"
+OWNER_TOPIC = "iotbutton-owner"
+OWNER_TOPIC_ENV = "IOTBUTTON_OWNER_TOPIC"
 CONFIG_BUCKET_ENV = "IOTBUTTON_CONFIG_BUCKET"
 CONFIG_KEY_ENV = "IOTBUTTON_CONFIG_KEY"
 SECRET_PARAMETER_ENV = "IOTBUTTON_SECRET_PARAMETER"  # noqa: S105 - a name

@@ -45,6 +45,10 @@ Environment::
                                  secret), read with WithDecryption=True
     TWILIO_API_BASE              default https://api.twilio.com (the sandbox points it elsewhere)
     IOTBUTTON_TWILIO_TIMEOUT     seconds per Twilio request, default 10
+    IOTBUTTON_ALARM_TABLE        the alarm ledger's DynamoDB table (see :mod:`.alarms`)
+    IOTBUTTON_CALLBACK_URL       the function URL Twilio posts delivery receipts to
+    IOTBUTTON_OWNER_TOPIC        the SNS topic that tells the owner of a dropped alarm
+                                 (read by :mod:`.failures`)
 
 Messaging config (the contract with the deployer; see ``contract.parse_config``)::
 
@@ -128,6 +132,7 @@ from .contract import (
     CLICKED_AT_FIELD,
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
+    OWNER_TOPIC_ENV,
     SECRET_PARAMETER_ENV,
     SERIAL_FIELD,
     TOPIC_SERIAL_FIELD,
@@ -200,6 +205,7 @@ class LambdaSettings:
     timeout: float
     alarm_table: str | None = None  # None: a deploy from before the ledger; memory only
     callback_url: str | None = None  # the function URL Twilio posts receipts to; None: none
+    owner_topic: str | None = None  # the SNS topic that tells the owner of a dropped alarm
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LambdaSettings:
@@ -225,6 +231,7 @@ class LambdaSettings:
             timeout=timeout,
             alarm_table=environ.get(ALARM_TABLE_ENV) or None,
             callback_url=environ.get(CALLBACK_URL_ENV) or None,
+            owner_topic=environ.get(OWNER_TOPIC_ENV) or None,
         )
 
 

@@ -25,6 +25,7 @@ from iotbutton_cli.notify.resources import (
     ARCHITECTURE,
     BUCKET_KIND,
     ENCRYPTION,
+    FAILURES_FUNCTION_NAME,
     FUNCTION_KIND,
     FUNCTION_NAME,
     FUNCTION_URL_AUTH_TYPE,
@@ -324,6 +325,11 @@ def delete_table(ctx: AppContext, name: str) -> None:
 
 # --- Lambda ------------------------------------------------------------------------------------
 
+FUNCTION_DESCRIPTIONS = {
+    FUNCTION_NAME: "Turns AWS IoT button clicks into Twilio SMS and calls (iotbutton)",
+    FAILURES_FUNCTION_NAME: "Tells the owner of a click the iotbutton notifier gave up on",
+}
+
 
 def apply_function(
     ctx: AppContext,
@@ -331,25 +337,27 @@ def apply_function(
     found: dict[str, Any] | None,
     wanted: dict[str, Any],
     source: DeployInput,
+    name: str = FUNCTION_NAME,
 ) -> tuple[str, str, Step]:
     """Create the function, or update only its code (if the hash differs) and its settings;
     returns (arn, code SHA-256, step applied). ``wanted`` is the planner's
-    ``{"CodeSha256", "config"}``."""
+    ``{"CodeSha256", "config"}``; ``name``: the notifier or its failures function (one bundle,
+    two handlers)."""
     lam = ctx.client("lambda")
     config = wanted["config"]
     if step.action == "create":
         ctx.namespace.put(
             FUNCTION_KIND,
-            FUNCTION_NAME,
-            {"arn": ctx.arn("lambda", f"function:{FUNCTION_NAME}"), "pending": True},
+            name,
+            {"arn": ctx.arn("lambda", f"function:{name}"), "pending": True},
         )
         try:
             created = retry_while(
                 lambda: lam.create_function(
-                    FunctionName=FUNCTION_NAME,
+                    FunctionName=name,
                     Code={"ZipFile": source.bundle_data},
                     Architectures=[ARCHITECTURE],
-                    Description="Turns AWS IoT button clicks into Twilio SMS and calls (iotbutton)",
+                    Description=FUNCTION_DESCRIPTIONS.get(name, "Made by iotbutton"),
                     Tags={MANAGED_BY_KEY: MANAGED_BY_VALUE},
                     **config,
                 ),
@@ -358,36 +366,36 @@ def apply_function(
         except Exception as exc:
             if not _function_exists(exc):
                 raise
-            found = aws_state.function_configuration(lam)
+            found = aws_state.function_named(lam, name)
             if found is None:  # gone again: let the next deploy make it
                 raise
             arn = found["FunctionArn"]
             aws_state.require_ours(
                 ctx,
                 FUNCTION_KIND,
-                FUNCTION_NAME,
+                name,
                 lambda: aws_state.function_tags(lam, arn),
                 "Lambda function",
             )
-            step = plan.function_step(FUNCTION_NAME, found, wanted)
+            step = plan.function_step(name, found, wanted)
         else:
-            ctx.namespace.confirm(FUNCTION_KIND, FUNCTION_NAME, {"arn": created["FunctionArn"]})
-            lam.get_waiter("function_active_v2").wait(FunctionName=FUNCTION_NAME)
+            ctx.namespace.confirm(FUNCTION_KIND, name, {"arn": created["FunctionArn"]})
+            lam.get_waiter("function_active_v2").wait(FunctionName=name)
             return str(created["FunctionArn"]), str(created["CodeSha256"]), step
     assert found is not None  # only a create has nothing to start from
-    ctx.namespace.confirm(FUNCTION_KIND, FUNCTION_NAME, {"arn": found["FunctionArn"]})
+    ctx.namespace.confirm(FUNCTION_KIND, name, {"arn": found["FunctionArn"]})
     code_sha = found["CodeSha256"]
     if "code" in step.changes:
         code_sha = lam.update_function_code(
-            FunctionName=FUNCTION_NAME, ZipFile=source.bundle_data, Architectures=[ARCHITECTURE]
+            FunctionName=name, ZipFile=source.bundle_data, Architectures=[ARCHITECTURE]
         )["CodeSha256"]
-        lam.get_waiter("function_updated_v2").wait(FunctionName=FUNCTION_NAME)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
     if any(change != "code" for change in step.changes):
         retry_while(
-            lambda: lam.update_function_configuration(FunctionName=FUNCTION_NAME, **config),
+            lambda: lam.update_function_configuration(FunctionName=name, **config),
             _role_not_ready,
         )
-        lam.get_waiter("function_updated_v2").wait(FunctionName=FUNCTION_NAME)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
     return str(found["FunctionArn"]), str(code_sha), step
 
 

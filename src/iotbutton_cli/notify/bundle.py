@@ -28,10 +28,12 @@ from iotbutton_cli.errors import IotButtonError
 NOTIFIER_PACKAGE = "iotbutton_cli.notifier_lambda"
 PACKAGE_DIR = "notifier_lambda"  # the package's folder in the zip
 HANDLER = f"{PACKAGE_DIR}.handler.lambda_handler"
+FAILURES_HANDLER = f"{PACKAGE_DIR}.failures.failure_handler"  # the on-failure destination
 MODULES = (
     "__init__.py",
     "alarms.py",
     "contract.py",
+    "failures.py",
     "handler.py",
     "receipts.py",
     "text.py",

@@ -52,7 +52,11 @@ MAX_CONFIG_BYTES = 256 * 1024
 MAX_RECIPIENTS = 50  # per click type, SMS and calls together
 MAX_NESTING = 20  # the template needs 4 levels
 PERSON_MAX_CHARS = 100
-TOP_LEVEL_KEYS = ("account_sid", "api_key_sid", "from", "person", "debounce", "clicks")
+TOP_LEVEL_KEYS = ("account_sid", "api_key_sid", "from", "person", "debounce", "owner", "clicks")
+OWNER_KEYS = ("sms", "email")
+# An address SNS can deliver to: one @, no spaces, a dot in the domain (SNS checks no more).
+EMAIL_PATTERN = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
+EMAIL_MAX_CHARS = 254
 # Clicks of one button and click type this close together are one alarm (seconds).
 DEFAULT_DEBOUNCE_SECONDS = 5
 MAX_DEBOUNCE_SECONDS = 600
@@ -116,6 +120,13 @@ person: ${person}
 # or flaky Wi-Fi can publish one press twice. 0 makes every click its own alarm.
 debounce: 5
 
+# Optional: who hears about it when an alarm could not be delivered (Twilio down for every
+# retry, the notifier failing): through Amazon SNS, not Twilio. An e-mail address gets a
+# message from AWS to confirm first; an SMS needs SNS's SMS sandbox left or the number verified.
+# owner:
+#   sms: "+15551230009"
+#   email: "owner@example.com"
+
 # What each kind of click does: SINGLE, DOUBLE, or LONG (held for 1.5 seconds or more).
 #   sms:     numbers that get the message as an SMS (at most 1600 characters once filled in)
 #   call:    numbers that get a phone call that speaks the message
@@ -161,6 +172,19 @@ class ClickSettings:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Who is told, through SNS, about an alarm that could not be delivered."""
+
+    sms: str | None = None
+    email: str | None = None
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        """(SNS protocol, endpoint) pairs, as Subscribe takes them."""
+        pairs = [("sms", self.sms), ("email", self.email)]
+        return [(protocol, endpoint) for protocol, endpoint in pairs if endpoint]
+
+
+@dataclass(frozen=True)
 class TwilioSecret:
     """The Twilio credential for HTTP Basic auth; ``value`` never appears in repr or logs."""
 
@@ -189,6 +213,12 @@ class NotifyConfig:
     person: str
     clicks: Mapping[str, ClickSettings]
     debounce_seconds: int = DEFAULT_DEBOUNCE_SECONDS
+    owner: Owner | None = None
+
+    @property
+    def owner_endpoints(self) -> tuple[tuple[str, str], ...]:
+        """What the owner topic is subscribed to: (SNS protocol, endpoint) pairs."""
+        return tuple(self.owner.endpoints()) if self.owner else ()
 
     def lambda_document(self, secret: TwilioSecret | None = None) -> dict[str, Any]:
         """The messaging config JSON the notifier's ``parse_config`` accepts.
@@ -220,6 +250,9 @@ class NotifyConfig:
             "from": self.sender,
             "person": self.person,
             "debounce_seconds": self.debounce_seconds,
+            "owner": None
+            if self.owner is None
+            else {"sms": self.owner.sms, "email": self.owner.email},
             "clicks": {
                 click: {
                     "sms": list(item.sms),
@@ -446,9 +479,17 @@ class _Parser:
         sender = self.sender(root, entries)
         person = self.person(root, entries)
         debounce = self.debounce(entries)
+        owner = self.owner(entries)
         clicks = self.clicks(root, entries, sender, person)
         return NotifyConfig(
-            self.path, account_sid, api_key_sid, sender, person, clicks, debounce_seconds=debounce
+            self.path,
+            account_sid,
+            api_key_sid,
+            sender,
+            person,
+            clicks,
+            debounce_seconds=debounce,
+            owner=owner,
         )
 
     def compose(self, text: str) -> Node | None:
@@ -647,6 +688,48 @@ class _Parser:
                 "twice; 0 makes every click its own alarm).",
             )
         return int(value)
+
+    def owner(self, entries: dict[str, tuple[Node, Node]]) -> Owner | None:
+        """The owner's SNS contacts: an E.164 number, an e-mail address, or both."""
+        from yaml.nodes import MappingNode, ScalarNode
+
+        if "owner" not in entries:
+            return None
+        key_node, node = entries["owner"]
+        hint = 'For example: owner: {sms: "+15551230009", email: "owner@example.com"}.'
+        if isinstance(node, ScalarNode) and node.tag == _NULL_TAG:
+            return None
+        if not isinstance(node, MappingNode):
+            self.fail(
+                node,
+                "notify-config-shape",
+                f"owner must have sms or email, not {_kind(node)}",
+                hint,
+            )
+        found = self.entries(node, "owner", OWNER_KEYS)
+        sms = self.text(found["sms"][1], "owner.sms") if "sms" in found else None
+        email = self.text(found["email"][1], "owner.email") if "email" in found else None
+        if sms is not None:
+            sms = sms.strip()
+            if not E164_PATTERN.fullmatch(sms):
+                self.fail(
+                    found["sms"][1],
+                    "notify-config-number",
+                    f"{sms!r} in owner.sms is not an E.164 phone number",
+                    E164_HINT,
+                )
+        if email is not None:
+            email = email.strip()
+            if len(email) > EMAIL_MAX_CHARS or not EMAIL_PATTERN.fullmatch(email):
+                self.fail(
+                    found["email"][1],
+                    "notify-config-email",
+                    f"{email[:80]!r} in owner.email is not an e-mail address",
+                    'Write one address, e.g. email: "owner@example.com".',
+                )
+        if not sms and not email:
+            self.fail(key_node, "notify-config-shape", "owner has neither sms nor email", hint)
+        return Owner(sms=sms or None, email=email or None)
 
     def clicks(
         self, root: Node, entries: dict[str, tuple[Node, Node]], sender: str, person: str

@@ -20,15 +20,22 @@ from iotbutton_cli.notify import rules
 from iotbutton_cli.notify.plan import Current, Wanted
 from iotbutton_cli.notify.resources import (
     BUCKET_KIND,
+    FAILURES_FUNCTION_NAME,
     FUNCTION_KIND,
     FUNCTION_NAME,
     LOG_GROUP_KIND,
+    METRIC_ALARM_KIND,
+    OWNER_TOPIC,
     PARAMETER_KIND,
     ROLE_KIND,
+    RULE_ERROR_LOG_GROUP,
     SECRET_PARAMETER,
     TABLE_KIND,
+    TOPIC_KIND,
     URL_INVOKE_PERMISSION_SID,
     URL_PERMISSION_SID,
+    owner_topic_arn,
+    subscription_key,
 )
 from iotbutton_cli.provisioning import ownership
 
@@ -86,17 +93,46 @@ def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Cur
             "DynamoDB table",
             forget_pending,
         )
-    function = function_configuration(lam)
-    if function is not None:
-        require_ours(
-            ctx,
-            FUNCTION_KIND,
-            FUNCTION_NAME,
-            lambda: function_tags(lam, function["FunctionArn"]),
-            "Lambda function",
-            forget_pending,
-        )
+    function = our_function(ctx, lam, FUNCTION_NAME, forget_pending)
     url = function_url(lam) if function is not None and wanted.receipts else None
+    failures = topic = metric_filter_found = None
+    invoke_configs: dict[str, dict[str, Any] | None] = {}
+    metric_alarms: dict[str, dict[str, Any] | None] = {}
+    if wanted.failures_function:
+        failures = our_function(ctx, lam, FAILURES_FUNCTION_NAME, forget_pending)
+        existing = {FUNCTION_NAME: function, FAILURES_FUNCTION_NAME: failures}
+        invoke_configs = {
+            name: invoke_config(lam, name) if existing.get(name) is not None else None
+            for name in wanted.invoke_configs
+        }
+        sns = ctx.client("sns")
+        topic_arn = owner_topic_arn(ctx)
+        topic = topic_state(sns, topic_arn)
+        if topic is not None:
+            require_ours(
+                ctx,
+                TOPIC_KIND,
+                OWNER_TOPIC,
+                lambda: topic_tags(sns, topic_arn),
+                "SNS topic",
+                forget_pending,
+            )
+        if log_groups.get(RULE_ERROR_LOG_GROUP) is not None:
+            name = wanted.metric_filter.get("filterName", "")
+            metric_filter_found = metric_filter(logs, RULE_ERROR_LOG_GROUP, name)
+        cloudwatch = ctx.client("cloudwatch")
+        for name in wanted.metric_alarms:
+            metric_alarms[name] = metric_alarm(cloudwatch, name)
+            if metric_alarms[name] is not None:
+                arn = metric_alarms[name]["AlarmArn"]  # type: ignore[index]
+                require_ours(
+                    ctx,
+                    METRIC_ALARM_KIND,
+                    name,
+                    partial(metric_alarm_tags, cloudwatch, arn),
+                    "CloudWatch alarm",
+                    forget_pending,
+                )
     rule, permission = None, False
     if wanted.rule_payload is not None:
         rule = rules.current_rule(ctx, wanted.rule_name, FUNCTION_NAME, forget_pending)
@@ -113,6 +149,11 @@ def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Cur
         table=table,
         function=function,
         function_url=url,
+        failures_function=failures,
+        invoke_configs=invoke_configs,
+        topic=topic,
+        metric_filter=metric_filter_found,
+        metric_alarms=metric_alarms,
         rule=rule,
         rule_permission=permission,
         default_rule_recorded=namespace.get(rules.KIND, wanted.rule_name) is not None,
@@ -259,8 +300,7 @@ def table_tags(dynamodb: Any, arn: str) -> list[dict[str, str]]:
 
 
 def function_configuration(lam: Any) -> dict[str, Any] | None:
-    found = absent_ok(lam.get_function, FunctionName=FUNCTION_NAME)
-    return None if found is None else dict(found["Configuration"])
+    return function_named(lam, FUNCTION_NAME)
 
 
 def function_url(lam: Any) -> dict[str, Any] | None:
@@ -284,3 +324,97 @@ def function_url(lam: Any) -> dict[str, Any] | None:
 
 def function_tags(lam: Any, arn: str) -> dict[str, str]:
     return dict(lam.list_tags(Resource=arn).get("Tags", {}))
+
+
+def our_function(
+    ctx: AppContext, lam: Any, name: str, forget_pending: bool
+) -> dict[str, Any] | None:
+    """The function's ``Configuration``, or None; one of that name not iotbutton's is refused."""
+    found = function_named(lam, name)
+    if found is not None:
+        arn = found["FunctionArn"]
+        require_ours(
+            ctx,
+            FUNCTION_KIND,
+            name,
+            lambda: function_tags(lam, arn),
+            "Lambda function",
+            forget_pending,
+        )
+    return found
+
+
+def function_named(lam: Any, name: str) -> dict[str, Any] | None:
+    found = absent_ok(lam.get_function, FunctionName=name)
+    return None if found is None else dict(found["Configuration"])
+
+
+def invoke_config(lam: Any, name: str) -> dict[str, Any] | None:
+    """The function's asynchronous invocation settings as PutFunctionEventInvokeConfig takes
+    them, or None (Lambda's defaults: two retries, six hours, no destination)."""
+    found = absent_ok(lam.get_function_event_invoke_config, FunctionName=name)
+    if found is None:
+        return None
+    destinations = found.get("DestinationConfig") or {}
+    return {
+        "MaximumRetryAttempts": found.get("MaximumRetryAttempts"),
+        "MaximumEventAgeInSeconds": found.get("MaximumEventAgeInSeconds"),
+        "DestinationConfig": {
+            key: {"Destination": value["Destination"]}
+            for key, value in destinations.items()
+            if isinstance(value, dict) and value.get("Destination")
+        },
+    }
+
+
+# --- SNS ---------------------------------------------------------------------------------------
+
+
+def topic_state(sns: Any, arn: str) -> dict[str, Any] | None:
+    """``{"TopicArn", "subscriptions": {"<protocol>:<endpoint>": <subscription ARN or
+    "PendingConfirmation">}}``, or None."""
+    if absent_ok(sns.get_topic_attributes, TopicArn=arn) is None:
+        return None
+    subscriptions: dict[str, str] = {}
+    for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=arn):
+        for item in page.get("Subscriptions", []):
+            key = subscription_key(item["Protocol"], item["Endpoint"])
+            subscriptions[key] = item["SubscriptionArn"]
+    return {"TopicArn": arn, "subscriptions": subscriptions}
+
+
+def topic_tags(sns: Any, arn: str) -> list[dict[str, str]]:
+    return list(sns.list_tags_for_resource(ResourceArn=arn).get("Tags", []))
+
+
+# --- CloudWatch --------------------------------------------------------------------------------
+
+
+def metric_filter(logs: Any, group: str, name: str) -> dict[str, Any] | None:
+    """The filter as PutMetricFilter takes it (without the group), or None."""
+    found = absent_ok(logs.describe_metric_filters, logGroupName=group, filterNamePrefix=name)
+    for item in (found or {}).get("metricFilters", []):
+        if item.get("filterName") == name:
+            return {
+                "filterName": name,
+                "filterPattern": item.get("filterPattern", ""),
+                "metricTransformations": [
+                    {
+                        key: value
+                        for key, value in transformation.items()
+                        if key in ("metricName", "metricNamespace", "metricValue")
+                    }
+                    for transformation in item.get("metricTransformations", [])
+                ],
+            }
+    return None
+
+
+def metric_alarm(cloudwatch: Any, name: str) -> dict[str, Any] | None:
+    """The alarm as DescribeAlarms has it, or None."""
+    found = cloudwatch.describe_alarms(AlarmNames=[name]).get("MetricAlarms", [])
+    return dict(found[0]) if found else None
+
+
+def metric_alarm_tags(cloudwatch: Any, arn: str) -> list[dict[str, str]]:
+    return list(cloudwatch.list_tags_for_resource(ResourceARN=arn).get("Tags", []))

@@ -1,5 +1,6 @@
-"""Deploy the notifier: role, log groups, config bucket and object, secret, alarm table,
-function, rule.
+"""Deploy the notifier: roles, log groups, config bucket and object, secret, alarm table, owner
+topic, failures function, function and its URL, asynchronous invocation settings, metric filter
+and alarms, rule.
 
 A deploy is read → plan → apply: :mod:`~iotbutton_cli.notify.current` reads what AWS has (reads
 only), :mod:`~iotbutton_cli.notify.plan` compares it with what the notifier wants (a pure
@@ -20,14 +21,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.notify import apply, rules
+from iotbutton_cli.notify import alerts, apply, rules
 from iotbutton_cli.notify import current as aws_state
 from iotbutton_cli.notify import plan as planner
 from iotbutton_cli.notify.plan import DeployAction, Plan, Step
 from iotbutton_cli.notify.resources import (
-    FUNCTION_LOG_GROUP,
+    FAILURES_FUNCTION_NAME,
     FUNCTION_NAME,
+    LOG_GROUPS,
     LOG_RETENTION_DAYS,
+    OWNER_TOPIC,
     RULE_ERROR_LOG_GROUP,
     SECRET_PARAMETER,
     DeployInput,
@@ -36,9 +39,13 @@ from iotbutton_cli.notify.resources import (
     environment,
     function_config,
     function_policy,
+    invoke_configs,
+    metric_alarms,
+    owner_topic_arn,
     receipts_possible,
     role_arn,
     rule_error_policy,
+    rule_errors_filter,
 )
 
 FUNCTION_ROLE_SERVICE = "lambda.amazonaws.com"
@@ -70,6 +77,7 @@ def prepare(
     *,
     twilio_api_base: str | None = None,
     default_rule: bool = True,
+    owner: tuple[tuple[str, str], ...] = (),
 ) -> DeployInput:
     """What ``notify deploy`` and the demo deploy: the config, the secret and the bundle built
     here."""
@@ -82,8 +90,10 @@ def prepare(
         bundle_data=built.data,
         code_sha256=built.code_sha256,
         handler=bundle.HANDLER,
+        failures_handler=bundle.FAILURES_HANDLER,
         twilio_api_base=twilio_api_base,
         default_rule=default_rule,
+        owner=owner,
     )
 
 
@@ -100,10 +110,7 @@ def wanted_state(ctx: AppContext, source: DeployInput) -> planner.Wanted:
             names.function_role: function_policy(ctx, names),
             names.rule_error_role: rule_error_policy(ctx),
         },
-        log_groups={
-            FUNCTION_LOG_GROUP: LOG_RETENTION_DAYS,
-            RULE_ERROR_LOG_GROUP: LOG_RETENTION_DAYS,
-        },
+        log_groups=dict.fromkeys(LOG_GROUPS, LOG_RETENTION_DAYS),
         bucket=names.bucket,
         config_key=config_key,
         secret=source.secret,
@@ -113,6 +120,13 @@ def wanted_state(ctx: AppContext, source: DeployInput) -> planner.Wanted:
         rule_name=rules.DEFAULT_RULE,
         rule_payload=rules.rule_payload(rules.DEFAULT_SQL, target) if source.default_rule else None,
         receipts=receipts_possible(source.lambda_document),
+        failures_function=_wanted_failures(
+            ctx, source, role_arn(ctx, names.function_role), config_key, secret_version=1
+        ),
+        invoke_configs=invoke_configs(ctx),
+        owner=source.owner,
+        metric_filter=rule_errors_filter(),
+        metric_alarms=metric_alarms(ctx),
     )
 
 
@@ -137,18 +151,30 @@ def _wanted_function(
     config_key: str,
     secret_version: int,
     callback_url: str | None = None,
+    handler: str | None = None,
 ) -> dict[str, Any]:
+    """The notifier's code and settings; with ``handler``, the failures function's (the same
+    bundle and environment, without the callback URL it has no use for)."""
     variables = environment(
         Names.for_context(ctx).bucket,
         config_key,
         secret_version,
         source.twilio_api_base,
-        callback_url,
+        callback_url if handler is None else None,
+        owner_topic_arn(ctx),
     )
     return {
         "CodeSha256": source.code_sha256,
-        "config": function_config(role, variables, source.handler),
+        "config": function_config(role, variables, handler or source.handler),
     }
+
+
+def _wanted_failures(
+    ctx: AppContext, source: DeployInput, role: str, config_key: str, secret_version: int
+) -> dict[str, Any]:
+    return _wanted_function(
+        ctx, source, role, config_key, secret_version, handler=source.failures_handler
+    )
 
 
 def plan_deploy(ctx: AppContext, source: DeployInput) -> Plan:
@@ -207,6 +233,15 @@ def deploy(
     )
     done(step)
     done(apply.apply_table(ctx, step_for(planner.TABLE, wanted.table)))
+    function_role = role_arns[names.function_role]
+    alerts.apply_topic(ctx, step_for(planner.TOPIC, OWNER_TOPIC), found.topic, source.owner)
+    done(step_for(planner.TOPIC, OWNER_TOPIC))
+    failures = _wanted_failures(ctx, source, function_role, wanted.config_key, version)
+    step = planner.function_step(FAILURES_FUNCTION_NAME, found.failures_function, failures)
+    _arn, _sha, step = apply.apply_function(
+        ctx, step, found.failures_function, failures, source, FAILURES_FUNCTION_NAME
+    )
+    done(step)
     # Planned again with what AWS answered: the role's ARN, the secret's version.
     known_url = (found.function_url or {}).get("FunctionUrl")
     function = _wanted_function(
@@ -231,6 +266,13 @@ def deploy(
             if again.changes_something:
                 apply.apply_function(ctx, again, now, function, source)
     report.function_arn, report.code_sha256 = function_arn, code_sha
+    for name, settings in wanted.invoke_configs.items():
+        step = step_for(planner.INVOKE_CONFIG, planner.invoke_config_name(name))
+        done(alerts.apply_invoke_config(ctx, step, name, settings))
+    filter_step = step_for(planner.METRIC_FILTER, RULE_ERROR_LOG_GROUP)
+    done(alerts.apply_metric_filter(ctx, filter_step, wanted.metric_filter))
+    for name, settings in wanted.metric_alarms.items():
+        done(alerts.apply_metric_alarm(ctx, step_for(planner.METRIC_ALARM, name), settings))
     target = rules.RuleTarget(
         FUNCTION_NAME, function_arn, role_arns[names.rule_error_role], RULE_ERROR_LOG_GROUP
     )

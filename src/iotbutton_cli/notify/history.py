@@ -56,6 +56,10 @@ class Alarm:
     state: str  # alarm, repeat (of ``repeat_of``), or new (the notifier stopped before deciding)
     repeat_of: str | None = None
     deliveries: list[Delivery] = field(default_factory=list)
+    # Lambda gave up on it (RetriesExhausted, EventAgeExceeded): the failures function says so.
+    dropped: str | None = None
+    drop_error: str | None = None
+    invoke_count: int | None = None
 
     @property
     def failed(self) -> list[Delivery]:
@@ -127,6 +131,9 @@ def _alarm(item: dict[str, Any]) -> Alarm:
         click_time_known=bool(item.get("clickTimeKnown", {}).get("BOOL", True)),
         state=_s(item.get("state")) or "new",
         repeat_of=_s(item.get("repeatOf")) or None,
+        dropped=_s(item.get("dropped")) or None,
+        drop_error=_s(item.get("dropError")) or None,
+        invoke_count=_n(item.get("invokeCount")),
     )
 
 

@@ -19,11 +19,15 @@ from typing import Any, Literal
 from iotbutton_cli.notifier_lambda.contract import SECRET_PARAMETER, SECRET_PARAMETER_ENV
 from iotbutton_cli.notify.resources import (
     ALARM_TABLE,
+    FAILURES_FUNCTION_NAME,
     FUNCTION_NAME,
     FUNCTION_URL_AUTH_TYPE,
+    OWNER_TOPIC,
     PUBLIC_ACCESS_BLOCK,
+    RULE_ERROR_LOG_GROUP,
     TABLE_TTL_ATTRIBUTE,
     secret_reference,
+    subscription_key,
 )
 
 PlannedAction = Literal["create", "update", "unchanged", "remove"]
@@ -44,8 +48,19 @@ TABLE = "DynamoDB table"
 FUNCTION_URL = "function URL"
 FUNCTION_URL_NAME = f"{FUNCTION_NAME} URL"  # how a plan names it: it has no name of its own
 FUNCTION = "Lambda function"
+TOPIC = "SNS topic"
+INVOKE_CONFIG = "asynchronous invocation"
+METRIC_FILTER = "metric filter"
+METRIC_ALARM = "CloudWatch alarm"
 RULE = "topic rule"
 OLD_CONFIG_OBJECTS = "old config objects"
+
+# The asynchronous invocation settings, by the name a plan gives them.
+INVOKE_SETTINGS = {
+    "MaximumRetryAttempts": "retries",
+    "MaximumEventAgeInSeconds": "maximum event age",
+    "DestinationConfig": "on-failure destination",
+}
 
 # The function settings a deploy manages, by the name a plan gives them.
 FUNCTION_SETTINGS = {
@@ -103,6 +118,11 @@ class Current:
     - ``table``: the alarm table, ``{"TableArn", "billing_mode", "ttl_attribute"}``
     - ``function``: Lambda's ``Configuration`` (``FunctionArn``, ``CodeSha256``, settings)
     - ``function_url``: ``{"FunctionUrl", "AuthType", "public"}`` (see current.function_url)
+    - ``failures_function``: the failures function's ``Configuration``
+    - ``invoke_configs``: function name -> its asynchronous invocation settings
+    - ``topic``: the owner topic, ``{"TopicArn", "subscriptions": {key: ARN}}``
+    - ``metric_filter``: the rule-error log group's filter (current.metric_filter)
+    - ``metric_alarms``: alarm name -> the alarm as DescribeAlarms has it
     - ``rule``: the default rule as GetTopicRule has it
     - ``rule_permission``: the function's policy lets IoT invoke it for the default rule
     - ``default_rule_recorded``: the registry records the default rule
@@ -117,6 +137,11 @@ class Current:
     table: dict[str, Any] | None = None
     function: dict[str, Any] | None = None
     function_url: dict[str, Any] | None = None
+    failures_function: dict[str, Any] | None = None
+    invoke_configs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    topic: dict[str, Any] | None = None
+    metric_filter: dict[str, Any] | None = None
+    metric_alarms: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     rule: dict[str, Any] | None = None
     rule_permission: bool = False
     default_rule_recorded: bool = False
@@ -131,6 +156,10 @@ class Wanted:
     - ``log_groups``: name -> retention in days
     - ``function``: ``{"CodeSha256": ..., "config": <UpdateFunctionConfiguration's settings>}``;
       the planner sets the secret's version in the environment
+    - ``failures_function``: the same, for the failures function
+    - ``invoke_configs``: function name -> PutFunctionEventInvokeConfig's settings
+    - ``owner``: the (protocol, endpoint) pairs the owner topic should have
+    - ``metric_filter``, ``metric_alarms``: PutMetricFilter's and PutMetricAlarm's settings
     - ``rule_payload``: the default rule's ``topicRulePayload``, or ``None`` when the default
       rule is not wanted (``--no-default-rule``)
     """
@@ -143,6 +172,11 @@ class Wanted:
     table: str = ALARM_TABLE
     function: dict[str, Any] = field(default_factory=dict)
     receipts: bool = True  # a function URL for Twilio's delivery receipts
+    failures_function: dict[str, Any] = field(default_factory=dict)
+    invoke_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    owner: tuple[tuple[str, str], ...] = ()
+    metric_filter: dict[str, Any] = field(default_factory=dict)
+    metric_alarms: dict[str, dict[str, Any]] = field(default_factory=dict)
     rule_name: str = "iotbutton_notifier"
     rule_payload: dict[str, Any] | None = None
 
@@ -249,6 +283,61 @@ def function_url_step(name: str, current: dict[str, Any] | None) -> Step:
     return _step(FUNCTION_URL, name, changes)
 
 
+def topic_step(
+    name: str, current: dict[str, Any] | None, owner: tuple[tuple[str, str], ...]
+) -> Step:
+    """The owner topic, subscribed to exactly notify.yaml's owner contacts."""
+    if current is None:
+        return Step(TOPIC, name, "create")
+    wanted = {subscription_key(protocol, endpoint) for protocol, endpoint in owner}
+    differs = set(current.get("subscriptions", {})) != wanted
+    return _step(TOPIC, name, ["subscriptions"] if differs else [])
+
+
+def invoke_config_name(function: str) -> str:
+    """How a plan names a function's asynchronous invocation settings (they have no name)."""
+    return f"{function} async config"
+
+
+def invoke_config_step(
+    function: str, current: dict[str, Any] | None, wanted: dict[str, Any]
+) -> Step:
+    name = invoke_config_name(function)
+    if current is None:
+        return Step(INVOKE_CONFIG, name, "create")
+    changes = [
+        INVOKE_SETTINGS.get(key, key) for key, value in wanted.items() if current.get(key) != value
+    ]
+    return _step(INVOKE_CONFIG, name, changes)
+
+
+def metric_filter_step(name: str, current: dict[str, Any] | None, wanted: dict[str, Any]) -> Step:
+    if current is None:
+        return Step(METRIC_FILTER, name, "create")
+    return _step(METRIC_FILTER, name, ["filter"] if current != wanted else [])
+
+
+def metric_alarm_step(name: str, current: dict[str, Any] | None, wanted: dict[str, Any]) -> Step:
+    """Each setting PutMetricAlarm was given, against what DescribeAlarms answers."""
+    if current is None:
+        return Step(METRIC_ALARM, name, "create")
+    differs = any(
+        _alarm_setting(current.get(key)) != _alarm_setting(value) for key, value in wanted.items()
+    )
+    return _step(METRIC_ALARM, name, ["alarm"] if differs else [])
+
+
+def _alarm_setting(value: Any) -> Any:
+    """A setting without the empty and absent parts DescribeAlarms adds or leaves out."""
+    if isinstance(value, dict):
+        return {k: _alarm_setting(v) for k, v in value.items() if v not in (None, [], {}, "")}
+    if isinstance(value, list):
+        return [_alarm_setting(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def rule_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """A rule's payload against the wanted one; the description is how we know it, not a
     setting."""
@@ -278,7 +367,9 @@ def stale_objects_step(recorded: tuple[str, ...] | list[str], keep: str) -> Step
 
 def plan(current: Current, wanted: Wanted) -> Plan:
     """Every resource in dependency order: roles, log groups, bucket, config object, secret,
-    alarm table, function, its URL, topic rule, then the old config objects."""
+    alarm table, owner topic, failures function, function, its URL, their asynchronous
+    invocation settings, the metric filter and alarms, topic rule, then the old config
+    objects."""
     steps = [role_step(name, current.roles.get(name), p) for name, p in wanted.roles.items()]
     steps += [
         log_group_step(name, current.log_groups.get(name), days)
@@ -289,15 +380,33 @@ def plan(current: Current, wanted: Wanted) -> Plan:
     secret = secret_step(SECRET_PARAMETER, current.secret, wanted.secret)
     steps.append(secret)
     steps.append(table_step(wanted.table, current.table))
+    version = secret_version(current.secret, secret)
+    if wanted.failures_function:
+        steps.append(topic_step(OWNER_TOPIC, current.topic, wanted.owner))
+        failures = {
+            **wanted.failures_function,
+            "config": with_secret_version(wanted.failures_function["config"], version),
+        }
+        steps.append(function_step(FAILURES_FUNCTION_NAME, current.failures_function, failures))
     function = {
         **wanted.function,
-        "config": with_secret_version(
-            wanted.function["config"], secret_version(current.secret, secret)
-        ),
+        "config": with_secret_version(wanted.function["config"], version),
     }
     steps.append(function_step(FUNCTION_NAME, current.function, function))
     if wanted.receipts:
         steps.append(function_url_step(FUNCTION_URL_NAME, current.function_url))
+    steps += [
+        invoke_config_step(name, current.invoke_configs.get(name), settings)
+        for name, settings in wanted.invoke_configs.items()
+    ]
+    if wanted.metric_filter:
+        steps.append(
+            metric_filter_step(RULE_ERROR_LOG_GROUP, current.metric_filter, wanted.metric_filter)
+        )
+    steps += [
+        metric_alarm_step(name, current.metric_alarms.get(name), settings)
+        for name, settings in wanted.metric_alarms.items()
+    ]
     if wanted.rule_payload is not None:
         steps.append(
             rule_step(wanted.rule_name, current.rule, wanted.rule_payload, current.rule_permission)

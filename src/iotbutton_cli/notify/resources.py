@@ -18,16 +18,20 @@ from iotbutton_cli.notifier_lambda.contract import (
     CALLBACK_URL_ENV,
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
+    FAILURES_FUNCTION_NAME,
     FUNCTION_NAME,
+    OWNER_TOPIC,
+    OWNER_TOPIC_ENV,
     SECRET_PARAMETER,
     SECRET_PARAMETER_ENV,
     TWILIO_API_BASE_ENV,
     TWILIO_TIMEOUT_ENV,
 )
-from iotbutton_cli.notify.bundle import HANDLER
+from iotbutton_cli.notify.bundle import FAILURES_HANDLER, HANDLER
 from iotbutton_cli.registry import kinds
 
 FUNCTION_LOG_GROUP = f"/aws/lambda/{FUNCTION_NAME}"
+FAILURES_LOG_GROUP = f"/aws/lambda/{FAILURES_FUNCTION_NAME}"
 RULE_ERROR_LOG_GROUP = "/iotbutton/rule-errors"
 RUNTIME = "python3.13"
 ARCHITECTURE = "arm64"  # pure Python: Graviton is cheaper and as fast
@@ -35,6 +39,7 @@ MEMORY_MB = 128
 TIMEOUT_SECONDS = 30
 TWILIO_TIMEOUT_SECONDS = "5"  # 3 attempts x 5 s fit the 30 s function timeout
 LOG_RETENTION_DAYS = 30
+LOG_GROUPS = (FUNCTION_LOG_GROUP, FAILURES_LOG_GROUP, RULE_ERROR_LOG_GROUP)
 CONFIG_PREFIX = "notifier/config-"
 
 ROLE_KIND = kinds.ROLES
@@ -43,6 +48,23 @@ BUCKET_KIND = kinds.BUCKETS
 PARAMETER_KIND = kinds.PARAMETERS
 FUNCTION_KIND = kinds.FUNCTIONS
 TABLE_KIND = kinds.TABLES
+TOPIC_KIND = kinds.TOPICS
+METRIC_ALARM_KIND = kinds.METRIC_ALARMS
+
+# Nothing dropped silently. Lambda tries a click three times (its default: the first attempt
+# and two retries, a minute or two apart) and keeps it queued at most an hour (a help call
+# hours late is no help; the owner is told instead); what it gives up on goes to the failures
+# function, which tells the owner through the SNS topic.
+MAX_RETRY_ATTEMPTS = 2
+MAX_EVENT_AGE_SECONDS = 3600
+# CloudWatch: the functions' errors, and every rule error (a metric filter counts the events
+# the rules' error action writes), alarm the owner through the same topic.
+METRICS_NAMESPACE = "iotbutton"
+RULE_ERRORS_METRIC = "RuleErrors"
+RULE_ERRORS_FILTER = "iotbutton-rule-errors"
+ERRORS_ALARM = "iotbutton-notifier-errors"
+RULE_ERRORS_ALARM = "iotbutton-rule-errors"
+ALARM_PERIOD_SECONDS = 300
 
 # The alarm ledger (notifier_lambda/alarms.py): on demand, items expire by TTL.
 TABLE_TTL_ATTRIBUTE = "expiresAt"
@@ -92,6 +114,9 @@ class DeployInput:
     bundle_data: bytes = field(repr=False)
     code_sha256: str = ""
     handler: str = HANDLER
+    failures_handler: str = FAILURES_HANDLER
+    # notify.yaml's owner: the (SNS protocol, endpoint) pairs subscribed to the owner topic.
+    owner: tuple[tuple[str, str], ...] = ()
     twilio_api_base: str | None = None  # the sandbox points Twilio calls at its stand-in
     # The default rule sends every button's clicks to the notifier; without it, only the
     # user's own rules (`rules create`) do, so they never message twice.
@@ -116,13 +141,18 @@ def role_arn(ctx: AppContext, name: str) -> str:
 
 
 def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
-    """Read the config objects and the one parameter; write its own log group. Nothing else.
+    """Read the config objects and the one parameter, keep the alarm ledger, hand failures on
+    to the failures function and tell the owner's topic, write the two functions' log groups.
+    Nothing else: both functions run with this role.
 
     The config grant covers ``notifier/config-*`` rather than the current key: a redeploy with a
     new config switches the function to a new key, and IAM changes take seconds to reach Lambda,
     so an exact-key grant would fail the first clicks after each config change."""
     partition = ctx.partition
-    log_group = ctx.arn("logs", f"log-group:{FUNCTION_LOG_GROUP}")
+    log_groups = [
+        ctx.arn("logs", f"log-group:{group}:*")
+        for group in (FUNCTION_LOG_GROUP, FAILURES_LOG_GROUP)
+    ]
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -150,12 +180,122 @@ def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
                 "Resource": table_arn(ctx),
             },
             {
+                "Sid": "HandOnFailures",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": failures_function_arn(ctx),
+            },
+            {
+                "Sid": "TellOwner",
+                "Effect": "Allow",
+                "Action": "sns:Publish",
+                "Resource": owner_topic_arn(ctx),
+            },
+            {
                 "Sid": "WriteOwnLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": f"{log_group}:*",
+                "Resource": log_groups,
             },
         ],
+    }
+
+
+def subscription_key(protocol: str, endpoint: str) -> str:
+    """How a plan and the registry name one subscription: ``sms:+15551230009``."""
+    return f"{protocol}:{endpoint}"
+
+
+def owner_topic_arn(ctx: AppContext) -> str:
+    return ctx.arn("sns", OWNER_TOPIC)
+
+
+def failures_function_arn(ctx: AppContext) -> str:
+    return ctx.arn("lambda", f"function:{FAILURES_FUNCTION_NAME}")
+
+
+def invoke_configs(ctx: AppContext) -> dict[str, dict[str, Any]]:
+    """Each function's asynchronous invocation settings, as PutFunctionEventInvokeConfig
+    takes them: the notifier's failures go to the failures function, whose own go nowhere (no
+    loop; the errors alarm covers it)."""
+    notifier = {
+        "MaximumRetryAttempts": MAX_RETRY_ATTEMPTS,
+        "MaximumEventAgeInSeconds": MAX_EVENT_AGE_SECONDS,
+        "DestinationConfig": {"OnFailure": {"Destination": failures_function_arn(ctx)}},
+    }
+    failures = {
+        "MaximumRetryAttempts": MAX_RETRY_ATTEMPTS,
+        "MaximumEventAgeInSeconds": MAX_EVENT_AGE_SECONDS,
+        "DestinationConfig": {},
+    }
+    return {FUNCTION_NAME: notifier, FAILURES_FUNCTION_NAME: failures}
+
+
+def rule_errors_filter() -> dict[str, Any]:
+    """PutMetricFilter's settings: every event in the rule-error log group counts one."""
+    return {
+        "filterName": RULE_ERRORS_FILTER,
+        "filterPattern": "",
+        "metricTransformations": [
+            {
+                "metricName": RULE_ERRORS_METRIC,
+                "metricNamespace": METRICS_NAMESPACE,
+                "metricValue": "1",
+            }
+        ],
+    }
+
+
+def metric_alarms(ctx: AppContext) -> dict[str, dict[str, Any]]:
+    """PutMetricAlarm's settings, by alarm name: any error in five minutes tells the owner."""
+    common = {
+        "ActionsEnabled": True,
+        "AlarmActions": [owner_topic_arn(ctx)],
+        "EvaluationPeriods": 1,
+        "DatapointsToAlarm": 1,
+        "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+    }
+
+    def errors_of(ident: str, function: str) -> dict[str, Any]:
+        return {
+            "Id": ident,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "AWS/Lambda",
+                    "MetricName": "Errors",
+                    "Dimensions": [{"Name": "FunctionName", "Value": function}],
+                },
+                "Period": ALARM_PERIOD_SECONDS,
+                "Stat": "Sum",
+            },
+            "ReturnData": False,
+        }
+
+    return {
+        ERRORS_ALARM: {
+            **common,
+            "AlarmDescription": "iotbutton: the notifier or its failures function failed",
+            "Metrics": [
+                errors_of("notifier", FUNCTION_NAME),
+                errors_of("failures", FAILURES_FUNCTION_NAME),
+                {
+                    "Id": "errors",
+                    "Expression": "notifier + failures",
+                    "Label": "Errors",
+                    "ReturnData": True,
+                },
+            ],
+        },
+        RULE_ERRORS_ALARM: {
+            **common,
+            "AlarmDescription": "iotbutton: a topic rule could not invoke the notifier",
+            "Namespace": METRICS_NAMESPACE,
+            "MetricName": RULE_ERRORS_METRIC,
+            "Statistic": "Sum",
+            "Period": ALARM_PERIOD_SECONDS,
+        },
     }
 
 
@@ -206,6 +346,7 @@ def environment(
     secret_version: int,
     twilio_api_base: str | None,
     callback_url: str | None = None,
+    owner_topic: str | None = None,
 ) -> dict[str, str]:
     # The secret is named by its parameter version, so a new secret reaches warm containers (a
     # new environment starts fresh ones).
@@ -220,6 +361,8 @@ def environment(
         variables[TWILIO_API_BASE_ENV] = twilio_api_base
     if callback_url:
         variables[CALLBACK_URL_ENV] = callback_url
+    if owner_topic:
+        variables[OWNER_TOPIC_ENV] = owner_topic
     return variables
 
 

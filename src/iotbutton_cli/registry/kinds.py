@@ -40,6 +40,8 @@ LOG_GROUPS: Final = "log_groups"
 PARAMETERS: Final = "parameters"
 BUCKETS: Final = "buckets"
 TABLES: Final = "tables"
+TOPICS: Final = "topics"
+METRIC_ALARMS: Final = "metric_alarms"
 ROLES: Final = "roles"
 
 KindName = Literal[
@@ -56,6 +58,8 @@ KindName = Literal[
     "parameters",
     "buckets",
     "tables",
+    "topics",
+    "metric_alarms",
     "roles",
 ]
 
@@ -95,6 +99,10 @@ KINDS: tuple[Kind, ...] = (
     Kind(BUCKETS, "S3 bucket", follows=(FUNCTIONS,)),
     # The alarm ledger the function writes: gone with its history once the function is.
     Kind(TABLES, "DynamoDB table", follows=(FUNCTIONS,)),
+    # The owner's alarms and the topic they and the failures function tell: after the
+    # functions, so nothing that fails in between goes untold.
+    Kind(METRIC_ALARMS, "CloudWatch alarm", follows=(FUNCTIONS,)),
+    Kind(TOPICS, "SNS topic", follows=(FUNCTIONS, METRIC_ALARMS)),
     # The function runs as one role, the rule's error action as the other.
     Kind(ROLES, "IAM role", after=(FUNCTIONS, TOPIC_RULES)),
     # A certificate an interrupted run made but never recorded (see provisioning/certs.py): it is

@@ -84,6 +84,7 @@ class FunctionRecord(Recorded, total=False):
 
 class LogGroupRecord(Recorded, total=False):
     retention_days: int
+    metric_filter: str  # on the rule-error group: the filter that counts rule errors
 
 
 class ParameterRecord(Recorded, total=False):
@@ -97,6 +98,15 @@ class BucketRecord(Recorded, total=False):
 
 
 class TableRecord(Recorded, total=False):
+    arn: str
+
+
+class TopicRecord(Recorded, total=False):
+    arn: str
+    subscriptions: list[str]  # "<protocol>:<endpoint>"
+
+
+class MetricAlarmRecord(Recorded, total=False):
     arn: str
 
 
@@ -119,6 +129,8 @@ AnyRecord = (
     | ParameterRecord
     | BucketRecord
     | TableRecord
+    | TopicRecord
+    | MetricAlarmRecord
     | RoleRecord
 )
 
@@ -137,6 +149,8 @@ RECORD_TYPES: dict[str, type] = {
     kinds.PARAMETERS: ParameterRecord,
     kinds.BUCKETS: BucketRecord,
     kinds.TABLES: TableRecord,
+    kinds.TOPICS: TopicRecord,
+    kinds.METRIC_ALARMS: MetricAlarmRecord,
     kinds.ROLES: RoleRecord,
 }
 

@@ -52,12 +52,15 @@ FIELDS: dict[str, dict[str, Field]] = {
     kinds.BUCKETS: {"arn": (TEXT, True), "objects": ((list,), False)},
     kinds.TOPIC_RULES: {"arn": (TEXT, True), "function": (OPTIONAL_TEXT, False)},
     kinds.LAMBDA_PERMISSIONS: {"function": (TEXT, True), "rule": (OPTIONAL_TEXT, False)},
+    kinds.TOPICS: {"arn": (TEXT, True), "subscriptions": ((list,), False)},
+    kinds.METRIC_ALARMS: {"arn": (TEXT, True)},
 }
 KEY_FILE_NAMES = {"certificate", "private_key", "public_key"}
 STRING_LISTS = {
     (kinds.CERTIFICATES, "policies"),
     (kinds.ROLES, "inline_policies"),
     (kinds.BUCKETS, "objects"),
+    (kinds.TOPICS, "subscriptions"),
 }
 
 

@@ -9,6 +9,10 @@ Docker, so this server intercepts it and runs the function's deployed zip with
 :class:`LambdaRunner`, with the function's own environment, the sandbox's key pair as its role's
 credentials, and its AWS endpoint pointed back here. What the function logs is
 written to its CloudWatch log group in moto, as Lambda does, so ``notify logs`` shows it.
+An asynchronous invocation (``InvocationType=Event``, or a topic rule's) goes through
+:class:`~.async_invoke.AsyncInvoker`: retries, maximum age and destinations as the function's
+event invoke config says. An SNS Publish moto accepts puts what its sms and email subscribers
+would receive into the outbox (:mod:`.owner_messages`, ``on_owner_messages``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from iotbutton_cli.sandbox import aws_refusal, csr_signing, function_urls, sigv4
+from iotbutton_cli.sandbox import (
+    aws_refusal,
+    csr_signing,
+    function_urls,
+    moto_fixes,
+    owner_messages,
+    sigv4,
+)
+from iotbutton_cli.sandbox.async_invoke import AsyncEvent, AsyncInvoker
 from iotbutton_cli.sandbox.lambda_runner import (
     FunctionCode,
     Invocation,
@@ -86,6 +98,10 @@ class SandboxAWS:
         self.data_endpoint_host: str | None = None
         self.on_data_publish: Callable[[str, bytes, int, bool], str | None] | None = None
         self.retained_messages: Callable[[], list[dict[str, Any]]] | None = None
+        # Set by the sandbox: where the SNS messages a person would receive go (its outbox).
+        self.on_owner_messages: Callable[[list[dict[str, Any]]], None] | None = None
+        # Lambda's asynchronous queue: Invoke with InvocationType=Event, and the rules' actions.
+        self.async_invoker = AsyncInvoker(self)
 
     def start(self) -> str:
         """Serve on a loopback port, with keep-alive connections (as AWS's endpoints have).
@@ -103,6 +119,8 @@ class SandboxAWS:
         KeyPool.install(KEY_POOL_SIZE)
         csr_signing.install()
         function_urls.install(lambda: self.url)
+        moto_fixes.install()
+        owner_messages.install()
         self._server = create_server(
             self._wsgi(moto_app),
             host=self.host,
@@ -126,6 +144,7 @@ class SandboxAWS:
         if self._server is not None:
             self._server.close()
             self._server.task_dispatcher.shutdown(timeout=1)
+        self.async_invoker.stop()
         if self.runner is not None:
             self.runner.stop()
 
@@ -161,15 +180,61 @@ class SandboxAWS:
             answered = self._iot_data_plane(environ, body, start_response)
             if answered is not None:
                 return answered
-            with MOTO_LOCK:
-                body = moto_app(environ, start_response)
-                try:
-                    return [b"".join(body)]
-                finally:
-                    if hasattr(body, "close"):
-                        body.close()
+            if _service_of(environ) == "sns":
+                return self._sns(moto_app, environ, start_response)
+            return _call_moto(moto_app, environ, start_response)
 
         return app
+
+    def _sns(
+        self, moto_app: Any, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """moto's SNS, and the messages a Publish it accepts would bring people (the outbox)."""
+        statuses: list[str] = []
+
+        def remember(status: str, headers: Any, *args: Any) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, *args)
+
+        with owner_messages.capturing() as entries:
+            answer = _call_moto(moto_app, environ, remember)
+        if entries and statuses and statuses[0].startswith("2"):
+            self._owner_messages(entries)
+        return answer
+
+    def _owner_messages(self, entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            log.info(
+                "SNS %s -> %s (%s, message %s)",
+                entry["protocol"],
+                entry["to"],
+                entry["topic"] or "direct",
+                entry["message_id"],
+            )
+        if self.on_owner_messages is not None:
+            self.on_owner_messages(entries)
+
+    def publish_to_topic(
+        self, topic_arn: str, message: str, subject: str | None = None
+    ) -> str | None:
+        """Publish to an SNS topic in moto as a service does (a Lambda destination); its
+        people's messages go to the outbox. The message id, or None if there is no such topic."""
+        from moto.sns.models import sns_backends
+
+        region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else SANDBOX_REGION
+        with owner_messages.capturing() as entries:
+            try:
+                with MOTO_LOCK:
+                    backend = sns_backends[SANDBOX_ACCOUNT][region]
+                    if topic_arn not in backend.topics:
+                        return None
+                    message_id = str(backend.publish(message, arn=topic_arn, subject=subject))
+            except Exception as exc:
+                log.warning("could not publish to %s: %s", topic_arn, exc)
+                return None
+        if entries:
+            self._owner_messages(entries)
+        return message_id
 
     def _iot_data_plane(
         self, environ: dict[str, Any], body: bytes, start_response: StartResponse
@@ -273,9 +338,7 @@ class SandboxAWS:
             start_response("204 No Content", [])
             return [b""]
         if invocation_type == "Event":
-            threading.Thread(
-                target=self.invoke_and_log, args=(function, event, region), daemon=True
-            ).start()
+            self.async_invoker.submit(AsyncEvent(function.arn, event, source="Invoke"))
             start_response("202 Accepted", [("Content-Length", "0")])
             return [b""]
         invocation = self.invoke_and_log(function, event, region)
@@ -482,6 +545,18 @@ def connection_limit() -> int:
     if soft == resource.RLIM_INFINITY:
         return MAX_CONNECTIONS
     return max(64, min(MAX_CONNECTIONS, soft - FILES_KEPT_FREE))
+
+
+def _call_moto(
+    moto_app: Any, environ: dict[str, Any], start_response: StartResponse
+) -> list[bytes]:
+    with MOTO_LOCK:
+        body = moto_app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            if hasattr(body, "close"):
+                body.close()
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

@@ -16,14 +16,18 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.paths import ensure_private_dir, state_dir
 from iotbutton_cli.sandbox import process_identity
 from iotbutton_cli.sandbox.protocol import STATE_FILE, SandboxInfo, server_command
+
+if TYPE_CHECKING:
+    from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
 
 SANDBOX_NAMESPACE = "sandbox"
 START_TIMEOUT_SECONDS = 60.0
@@ -320,8 +324,9 @@ def aws_environment(info: SandboxInfo | None = None) -> dict[str, str]:
 
 
 def outbox(info: SandboxInfo | None = None, requests_only: bool = False) -> list[dict[str, Any]]:
-    """Every Twilio request the stand-in received and every status callback it made, oldest
-    first (of the running sandbox when ``info`` is None); ``requests_only``: the requests."""
+    """Every Twilio request the stand-in received, every status callback it made and every SNS
+    message a person would have received, oldest first (of the running sandbox when ``info`` is
+    None); ``requests_only``: the Twilio requests alone."""
     info = info or require_running()
     entries = []
     for line in _lines(Path(info.outbox)):
@@ -329,7 +334,7 @@ def outbox(info: SandboxInfo | None = None, requests_only: bool = False) -> list
             entry = json.loads(line)
         except ValueError:
             continue  # a line being written right now
-        if not (requests_only and is_callback(entry)):
+        if not (requests_only and (is_callback(entry) or is_owner_message(entry))):
             entries.append(entry)
     return entries
 
@@ -337,6 +342,11 @@ def outbox(info: SandboxInfo | None = None, requests_only: bool = False) -> list
 def is_callback(entry: dict[str, Any]) -> bool:
     """A status callback the stand-in made (not a request it received)."""
     return entry.get("kind") == "callback"
+
+
+def is_owner_message(entry: dict[str, Any]) -> bool:
+    """An SNS message a person would have received (an SMS or an email), not a Twilio request."""
+    return entry.get("kind") == "sns"
 
 
 def _lines(path: Path) -> list[str]:
@@ -348,3 +358,92 @@ def _lines(path: Path) -> list[str]:
 
 def log_path() -> Path:
     return sandbox_dir() / LOG_FILE
+
+
+# -- the Twilio stand-in's phone table (phones.json) ----------------------------------------------
+
+
+def phones_path(info: SandboxInfo) -> Path:
+    """The running sandbox's ``phones.json``: beside its outbox, where its Twilio stand-in reads
+    it at each create (``twilio_phones.PhoneBook``)."""
+    from iotbutton_cli.sandbox.twilio_phones import PHONES_FILE
+
+    return Path(info.outbox).parent / PHONES_FILE
+
+
+def read_phones(info: SandboxInfo) -> dict[str, PhoneBehaviour]:
+    """The sandbox's phone table (empty without a file); a one-line error for a file that is
+    not a phone table, cannot be read, or is a symbolic link (never followed)."""
+    from iotbutton_cli.paths import open_private_dir
+
+    path = phones_path(info)
+    folder_fd = open_private_dir(path.parent, create=False)
+    try:
+        return _read_phones_at(path, folder_fd)
+    finally:
+        os.close(folder_fd)
+
+
+def change_phones(
+    info: SandboxInfo, change: Callable[[dict[str, PhoneBehaviour]], None]
+) -> dict[str, PhoneBehaviour]:
+    """Read the table, let ``change`` edit it, write it back (a 0600 temp file in the same folder,
+    then ``os.replace``: the stand-in never reads half a file), under a lock on the folder so two
+    commands never lose each other's change. Returns the table written."""
+    from iotbutton_cli.paths import open_private_dir, write_private_file
+    from iotbutton_cli.sandbox.twilio_phones import dump_phones
+
+    path = phones_path(info)
+    folder_fd = open_private_dir(path.parent, create=False)
+    try:
+        _lock_folder(folder_fd)
+        table = _read_phones_at(path, folder_fd)
+        change(table)
+        write_private_file(path, dump_phones(table))
+        return table
+    finally:
+        os.close(folder_fd)  # and with it the lock
+
+
+def reset_phones() -> str | None:
+    """Delete the sandbox's ``phones.json`` (`sandbox stop`: the next sandbox starts with every
+    number on and answering); None when it is gone, else why it was left."""
+    from iotbutton_cli.paths import remove_file_within
+    from iotbutton_cli.sandbox.twilio_phones import PHONES_FILE
+
+    return remove_file_within(sandbox_dir() / PHONES_FILE, sandbox_dir())
+
+
+def _lock_folder(folder_fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): a lost update needs two commands at once
+        return
+    fcntl.flock(folder_fd, fcntl.LOCK_EX)
+
+
+def _read_phones_at(path: Path, folder_fd: int) -> dict[str, PhoneBehaviour]:
+    from iotbutton_cli.paths import file_error
+    from iotbutton_cli.sandbox.twilio_phones import is_link_error, parse_phones, read_phones_file
+
+    try:
+        text = read_phones_file(path.name, dir_fd=folder_fd)
+        return parse_phones(text) if text is not None else {}
+    except OSError as exc:
+        if is_link_error(exc):
+            raise IotButtonError(
+                "sandbox-phones-link",
+                f"{path} is a symbolic link; iotbutton never follows one in its folders.",
+                "Delete the link (`iotbutton sandbox stop` does too); `iotbutton sandbox phone` "
+                "then writes a real file.",
+            ) from None
+        exc.filename = str(path)
+        raise (file_error(exc) or exc) from None
+    except ValueError as exc:  # json.JSONDecodeError is one
+        problem = "".join(c if c.isprintable() else "?" for c in str(exc))[:200].rstrip(".")
+        raise IotButtonError(
+            "sandbox-phones-corrupt",
+            f"{path} is not a phone table: {problem}.",
+            "Repair it, or delete it (`iotbutton sandbox stop` does too) and set the numbers "
+            "again with `iotbutton sandbox phone`.",
+        ) from None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import errno
 import json
 import logging
@@ -22,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,15 +31,13 @@ from iotbutton_cli.sandbox.protocol import STATE_FILE, SandboxInfo
 
 if TYPE_CHECKING:
     from iotbutton_cli.sandbox.aws_server import SandboxAWS
+    from iotbutton_cli.sandbox.lambda_runner import FunctionCode
     from iotbutton_cli.sandbox.rules_engine import Rule
     from iotbutton_cli.sandbox.twilio import TwilioAccount
 
 log = logging.getLogger("iotbutton.sandbox")
 
 OUTBOX_FILE = "outbox.jsonl"
-# Lambda retries a failed asynchronous invocation twice by default, after about 1 and 2
-# minutes; the sandbox keeps the count and the order, in seconds.
-ASYNC_RETRY_DELAYS = (1.0, 2.0)
 MQTT_HOST = "localhost"  # the name the broker's certificate carries, sent as SNI
 
 
@@ -56,8 +52,6 @@ class Sandbox:
         self.state: SandboxInfo | None = None
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        # IoT invokes Lambda asynchronously: a click never waits for the function.
-        self._invokers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rule")
 
     def start(self) -> SandboxInfo:
         from iotbutton_cli.notifier_lambda.contract import SECRET_PARAMETER
@@ -87,6 +81,8 @@ class Sandbox:
         )
         with _listening("twilio", twilio_port):
             twilio_url = self.twilio.start()
+        # What SNS would bring people (an SMS, an email) goes to the same outbox, one writer.
+        self.aws.on_owner_messages = self.twilio.add_to_outbox
         ca = ensure_ca(self.state_dir / "tls")
         self.broker = Broker(
             MotoDirectory(ACCOUNT, REGION),
@@ -162,72 +158,35 @@ class Sandbox:
         for action in rule.other_actions:
             log.info("rule %s: %s actions are not emulated", rule.name, action)
         for arn in rule.lambda_arns:
-            self._invokers.submit(self._run_lambda_action, rule.name, arn, message)
+            self._run_lambda_action(rule.name, arn, message)
 
-    def _run_lambda_action(
-        self,
-        rule_name: str,
-        function_arn: str,
-        message: Any,
-        attempt: int = 0,
-        request_id: str | None = None,
-    ) -> None:
-        """One asynchronous invocation, retried as Lambda retries one that failed: twice (its
-        default), with the same request id, after a pause (about 1 and 2 minutes on AWS;
-        ``ASYNC_RETRY_DELAYS`` here, so a test or a demo sees it)."""
-        function = self.aws.function_code(function_arn, REGION)
-        if function is None:
-            log.warning("rule %s: function %s does not exist", rule_name, function_arn)
-            return
+    def _run_lambda_action(self, rule_name: str, function_arn: str, message: Any) -> None:
+        """IoT invokes the function asynchronously, if its resource policy lets the rule: Lambda
+        queues the event, retries it and sends its record on as the function's event invoke
+        config says (see async_invoke). A click never waits for the function."""
+        from iotbutton_cli.sandbox.async_invoke import AsyncEvent
+
         rule_arn = f"arn:aws:iot:{REGION}:{ACCOUNT}:rule/{rule_name}"
-        if not iot_may_invoke(function.name, rule_arn):
+
+        def may_invoke(function: FunctionCode) -> bool:
+            if iot_may_invoke(function.name, rule_arn):
+                return True
             # What AWS does too: without the permission, the rule silently never invokes.
             log.warning(
                 "rule %s may not invoke %s (no lambda:AddPermission for it)",
                 rule_name,
                 function.name,
             )
-            return
-        invocation = self.aws.invoke_and_log(function, message, REGION, request_id)
-        if not invocation.error:
-            return
-        log.warning("rule %s: %s failed: %s", rule_name, function.name, invocation.error)
-        if attempt >= len(ASYNC_RETRY_DELAYS):
-            log.warning(
-                "rule %s: %s dropped the event after %d retries (request %s)",
-                rule_name,
-                function.name,
-                attempt,
-                invocation.request_id,
-            )
-            return
-        delay = ASYNC_RETRY_DELAYS[attempt]
-        log.info(
-            "rule %s: Lambda retries %s in %g s (retry %d of %d, request %s)",
-            rule_name,
-            function.name,
-            delay,
-            attempt + 1,
-            len(ASYNC_RETRY_DELAYS),
-            invocation.request_id,
-        )
-        retry = threading.Timer(
-            delay,
-            self._submit_retry,
-            args=(rule_name, function_arn, message, attempt + 1, invocation.request_id),
-        )
-        retry.daemon = True
-        retry.start()
+            return False
 
-    def _submit_retry(self, *args: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the sandbox is stopping
-            self._invokers.submit(self._run_lambda_action, *args)
+        self.aws.async_invoker.submit(
+            AsyncEvent(function_arn, message, source=f"rule {rule_name}", admit=may_invoke)
+        )
 
     def stop(self) -> None:
         if hasattr(self, "broker"):
             asyncio.run_coroutine_threadsafe(self.broker.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._invokers.shutdown(wait=False, cancel_futures=True)
         if hasattr(self, "twilio"):
             self.twilio.stop()
         if hasattr(self, "aws"):

@@ -30,7 +30,9 @@ notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``
   delay shows the final status (the create's answer is queued, as Twilio's is). How the recipient
   behaves (``phones``, ``twilio_phones.PhoneBehaviour``; in the sandbox ``phones.json`` in its
   state folder) can make an SMS undelivered or failed, with its error code, and a call busy,
-  no-answer, failed or answered by a machine; fetch and list show the same outcome;
+  no-answer, failed or answered by a machine; fetch and list show the same outcome. A number in
+  an ``outage`` gets 503 (error 20503) for every authenticated create (an unauthenticated one
+  is still 401), recorded in the outbox like any answer; nothing is created;
 * makes the status callbacks a create asks for (``StatusCallback``, and for calls
   ``StatusCallbackEvent``/``StatusCallbackMethod``) as those statuses are reached, signed with
   ``X-Twilio-Signature`` as Twilio signs them, from a background thread (``twilio_callbacks``);
@@ -334,6 +336,11 @@ class PlannedFailure:
         code = self.code if self.code is not None else DEFAULT_FAILURE_CODES.get(self.status, 0)
         message = self.message or DEFAULT_FAILURE_MESSAGES.get(code, "Planned failure")
         return TwilioError(self.status, code, message)
+
+
+def outage_error() -> TwilioError:
+    """What Twilio answers while it is down (``PhoneBehaviour.outage``): 503, error 20503."""
+    return PlannedFailure(status=503).as_error()
 
 
 @dataclass
@@ -1009,14 +1016,26 @@ class TwilioStandIn:
     def _request_error(
         self, exchange: Exchange, route: Route | None, fields: Mapping[str, Any]
     ) -> TwilioError | None:
-        """Routing, authentication, then scripted failures (which only the authenticated reach)."""
+        """Routing, authentication, then scripted failures and outages (which only the
+        authenticated reach)."""
         if route is None:
             return not_found(exchange.path)
-        if route.operation(exchange.method) is None:
+        operation = route.operation(exchange.method)
+        if operation is None:
             return TwilioError(405, 20004, "Method not allowed")
         if not exchange.authenticated:
             return TwilioError(401, 20003, "Authenticate")
-        return self._take_planned_failure(exchange.method, route.resource, fields)
+        planned = self._take_planned_failure(exchange.method, route.resource, fields)
+        if planned is not None:
+            return planned
+        if operation == "create" and self._behaviour(fields.get("To")).outage:
+            logger.info(
+                "twilio stand-in: outage for %s: %s answered 503",
+                str(fields.get("To"))[:40],
+                route.resource,
+            )
+            return outage_error()
+        return None
 
     def _spec_errors(
         self, exchange: Exchange, target: str, headers: Mapping[str, str], body: bytes
@@ -1293,6 +1312,15 @@ class TwilioStandIn:
             self._outbox.append(entry)
             if self._outbox_path is not None:
                 self._append_line(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+
+    def add_to_outbox(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Add entries that are not this stand-in's (the SNS messages people would receive) to
+        its outbox, under its lock, so their lines never interleave with its own."""
+        with self._lock:
+            for entry in entries:
+                self._outbox.append(dict(entry))
+                if self._outbox_path is not None:
+                    self._append_line(json.dumps(entry, ensure_ascii=False, sort_keys=True))
 
     def _append_line(self, line: str) -> None:
         assert self._outbox_path is not None

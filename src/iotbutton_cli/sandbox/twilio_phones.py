@@ -2,14 +2,17 @@
 
 Twilio learns from the carriers whether an SMS was delivered and whether a call was answered; the
 stand-in has no carriers, so a table says it per number (``PhoneBehaviour``). Numbers it does not
-name behave as a phone that is on and answered: SMS ``delivered``, calls ``completed``. The
-sandbox reads the table from ``phones.json`` in its state folder at each create (``PhoneBook``),
-so an edit applies to the next SMS or call; a file that cannot be read or parsed is logged and
-ignored, never fatal::
+name behave as a phone that is on and answered: SMS ``delivered``, calls ``completed``.
+``outage`` plays Twilio itself being down for a number: every create to it is answered 503
+(Twilio error 20503) and nothing is created. The sandbox reads the table from ``phones.json`` in
+its state folder at each create (``PhoneBook``), so an edit applies to the next SMS or call; a
+file that cannot be read or parsed (or is a symbolic link, which is never followed) is logged and
+ignored, never fatal. ``iotbutton sandbox phone`` writes it (``dump_phones``)::
 
     {
       "+15551230001": {"sms": "undelivered", "sms_error": 30005, "call": "busy"},
-      "+15551230002": {"call": "machine"}
+      "+15551230002": {"call": "machine"},
+      "+15551230003": {"outage": true}
     }
 
 ``Timeline`` is what a behaviour means for one message or call: the statuses it goes through (by
@@ -20,10 +23,12 @@ Like ``twilio.py``, this never imports ``iotbutton_cli.notifier_lambda``: it is 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -31,6 +36,9 @@ from typing import Any, TypeAlias
 logger = logging.getLogger(__name__)
 
 PHONES_FILE = "phones.json"
+# A phones.json larger than this is not one anybody wrote by hand or with `sandbox phone`.
+MAX_PHONES_BYTES = 256 * 1024
+KNOWN_KEYS = ("sms", "sms_error", "call", "outage")
 
 SMS_OUTCOMES = ("delivered", "undelivered", "failed")
 CALL_OUTCOMES = ("completed", "no-answer", "busy", "failed", "machine")
@@ -55,12 +63,15 @@ class PhoneBehaviour:
     (never sent); ``sms_error`` is the error code then (30003 for undelivered, 30008 for failed
     unless given). ``call``: completed (answered by a person), no-answer (rings out), busy,
     failed, or machine (answered by voicemail: ``AnsweredBy`` is a machine value when the call
-    asked for ``MachineDetection``, else it is a plain completed call).
+    asked for ``MachineDetection``, else it is a plain completed call). ``outage``: Twilio is down
+    for this number: every create to it (SMS or call) is answered 503, error 20503, and nothing
+    is created.
     """
 
     sms: str = "delivered"
     sms_error: int | None = None
     call: str = "completed"
+    outage: bool = False
 
     def __post_init__(self) -> None:
         if self.sms not in SMS_OUTCOMES:
@@ -71,6 +82,8 @@ class PhoneBehaviour:
             isinstance(self.sms_error, bool) or not isinstance(self.sms_error, int)
         ):
             raise ValueError(f"sms_error must be an integer code, got {self.sms_error!r}")
+        if not isinstance(self.outage, bool):
+            raise ValueError(f"outage must be true or false, got {self.outage!r}")
 
     @property
     def sms_error_code(self) -> int | None:
@@ -83,10 +96,22 @@ class PhoneBehaviour:
     def from_json(cls, value: Any) -> PhoneBehaviour:
         if not isinstance(value, dict):
             raise ValueError(f"expected an object, got {type(value).__name__}")
-        unknown = set(value) - {"sms", "sms_error", "call"}
+        unknown = set(value) - set(KNOWN_KEYS)
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)}")
         return cls(**value)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``phones.json`` holds for it: the keys that differ from the default."""
+        return {
+            key: getattr(self, key)
+            for key in KNOWN_KEYS
+            if getattr(self, key) != getattr(DEFAULT_BEHAVIOUR, key)
+        }
+
+    @property
+    def is_default(self) -> bool:
+        return self == DEFAULT_BEHAVIOUR
 
 
 DEFAULT_BEHAVIOUR = PhoneBehaviour()
@@ -95,7 +120,10 @@ Phones: TypeAlias = Mapping[str, PhoneBehaviour] | Callable[[], Mapping[str, Pho
 
 def parse_phones(text: str) -> dict[str, PhoneBehaviour]:
     """The table in ``phones.json``'s format; ValueError (naming the number) if it is not one."""
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be a phone table") from None
     if not isinstance(data, dict):
         raise ValueError("phones.json must hold an object: phone number -> behaviour")
     phones = {}
@@ -105,6 +133,47 @@ def parse_phones(text: str) -> dict[str, PhoneBehaviour]:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{number}: {exc}") from exc
     return phones
+
+
+def dump_phones(phones: Mapping[str, PhoneBehaviour]) -> str:
+    """``phones.json``'s text for a table (numbers sorted; numbers that behave as any number
+    does are left out)."""
+    table = {
+        number: behaviour.to_json()
+        for number, behaviour in sorted(phones.items())
+        if not behaviour.is_default
+    }
+    return json.dumps(table, indent=2) + "\n"
+
+
+def read_phones_file(path: str | os.PathLike[str], dir_fd: int | None = None) -> str | None:
+    """The text of a ``phones.json``, or None if there is none; never through a symbolic link.
+
+    OSError if it cannot be read (``is_link_error`` for a link), ValueError if it is not a
+    regular file (a FIFO would block the reader forever), is too big, or is not UTF-8.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("it is not a regular file")
+        data = handle.read(MAX_PHONES_BYTES + 1)
+    if len(data) > MAX_PHONES_BYTES:
+        raise ValueError(f"it is larger than {MAX_PHONES_BYTES // 1024} KiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def is_link_error(exc: OSError) -> bool:
+    """Whether opening with O_NOFOLLOW failed because the name is a symbolic link (ELOOP on
+    Linux, EMLINK on FreeBSD)."""
+    return exc.errno in (errno.ELOOP, errno.EMLINK)
 
 
 class PhoneBook:
@@ -117,13 +186,18 @@ class PhoneBook:
 
     def __call__(self) -> Mapping[str, PhoneBehaviour]:
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                text = handle.read()
-            mtime = os.stat(self.path).st_mtime
+            text = read_phones_file(self.path)
+            mtime = os.lstat(self.path).st_mtime if text is not None else 0.0
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            self._report(0.0, f"cannot read it: {exc.strerror or exc}")
+            why = "it is a symbolic link, never followed" if is_link_error(exc) else None
+            self._report(0.0, why or f"cannot read it: {exc.strerror or exc}")
+            return {}
+        except ValueError as exc:
+            self._report(0.0, str(exc))
+            return {}
+        if text is None:
             return {}
         try:
             return parse_phones(text)
