@@ -328,6 +328,7 @@ def _dropped_alarm(ctx: Any, outcome: DemoOutcome) -> Iterator[DemoEvent]:
     simulator.click(ctx, DEMO_SERIAL, "SINGLE")
     yield DemoEvent("click", "Clicked SINGLE (Twilio answers 503 for Alice)", "SINGLE")
     told = _owner_message(info, before)
+
     def twilio_back(table: dict[str, Any]) -> None:
         table.pop(ALICE, None)
 
