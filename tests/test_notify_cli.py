@@ -55,12 +55,12 @@ def test_test_invokes_the_deployed_function(cli, deployed, twilio_standin):
     }
     assert "notes" not in result["payload"], "the function found nothing odd in it"
     statuses = sorted((r["channel"], r["to"], r["status"]) for r in result["payload"]["results"])
-    assert statuses == [("call", CALL_TO, "sent"), ("sms", SMS_TO, "sent")]
+    assert statuses == [("call", CALL_TO, "queued"), ("sms", SMS_TO, "queued")]
     outbox = twilio_standin.outbox()
     assert sorted(entry["resource"] for entry in outbox) == ["Calls", "Messages"]
     assert all(entry["status"] in ("queued", 201) or "sid" in entry for entry in outbox)
     human = cli("notify", "test", "--click", "LONG")
-    assert "sent" in human.stdout and SMS_TO in human.stdout
+    assert "queued" in human.stdout and SMS_TO in human.stdout
 
 
 def test_show_and_logs(cli, deployed):
@@ -82,8 +82,8 @@ def test_send_from_this_machine_as_the_notifier_would(cli, configured, twilio_st
         "notify", "send", "--click", "SINGLE", "--twilio-api-base", twilio_standin.base_url
     )
     assert sorted((r["channel"], r["status"]) for r in results) == [
-        ("call", "sent"),
-        ("sms", "sent"),
+        ("call", "queued"),
+        ("sms", "queued"),
     ]
     outbox = twilio_standin.outbox()
     message = next(e for e in outbox if e["resource"] == "Messages")

@@ -54,7 +54,7 @@ def test_retry_resends_only_what_did_not_get_through(cli, sandbox):
     assert result["ok"] is True
     assert result["resent"] == [{"channel": "sms", "to": SMS_TO, "was": "undelivered"}]
     assert [(r["channel"], r["to"], r["status"]) for r in result["results"]] == [
-        ("sms", SMS_TO, "sent")
+        ("sms", SMS_TO, "queued")
     ]
     assert sorted(requests(cli)) == [("Calls", CALL_TO), ("Messages", SMS_TO), ("Messages", SMS_TO)]
     again = settled(cli, {"sms": "delivered", "call": "completed"})

@@ -60,7 +60,7 @@ def test_twilio_down_for_every_retry_tells_the_owner_and_retry_delivers_it(
 
     assert retried["ok"] is True
     assert [(r["channel"], r["to"], r["status"]) for r in retried["results"]] == [
-        ("sms", ALICE, "sent")
+        ("sms", ALICE, "queued")
     ]
     after = twilio_requests(cli)
     assert [e["http_status"] for e in after if e["fields"]["To"] == ALICE][-1] == 201

@@ -91,8 +91,8 @@ def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
     assert (alarm["serial"], alarm["click"], alarm["state"]) == (SERIAL, "DOUBLE", "alarm")
     assert alarm["click_time_known"] is True
     assert [(d["channel"], d["to"], d["status"]) for d in alarm["deliveries"]] == [
-        ("sms", SMS_TO, "sent"),
-        ("call", CALL_TO, "sent"),
+        ("sms", SMS_TO, "queued"),
+        ("call", CALL_TO, "queued"),
     ]
     assert cli.json("--sandbox", "notify", "history", "G030OTHER0000000") == []
     # Twilio's receipts (signed status callbacks to the function URL) tell how it ended.
@@ -108,7 +108,7 @@ def test_a_double_click_becomes_an_sms_and_a_call(cli, sandbox):
     callbacks = [e for e in cli.json("sandbox", "outbox") if e.get("kind") == "callback"]
     assert callbacks and {e["http_status"] for e in callbacks} == {204}
     table = cli("--sandbox", "notify", "history", "--since", "2h").stdout
-    assert SERIAL in table and SMS_TO in table and "sent" in table
+    assert SERIAL in table and SMS_TO in table and "delivered" in table
 
     cleaned = cli.json("--sandbox", "clean", "--yes")
     assert cleaned["complete"] is True

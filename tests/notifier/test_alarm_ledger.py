@@ -54,7 +54,7 @@ def test_a_retry_in_a_new_container_sends_only_what_failed(ledger):
     statuses = {(item["channel"], item["to"]): item["status"] for item in retried["results"]}
     assert statuses == {
         ("sms", ALICE): "skipped-duplicate",
-        ("sms", CAROL): "sent",
+        ("sms", CAROL): "queued",
         ("call", BOB): "skipped-duplicate",
     }
     assert sorted(e["fields"]["To"] for e in ledger.sent()) == [ALICE, BOB, CAROL]
@@ -107,7 +107,7 @@ def test_one_event_delivered_twice_at_once_sends_once(ledger, monkeypatch):
 
     assert sorted(e["fields"]["To"] for e in ledger.sent()) == [ALICE, BOB]
     statuses = sorted(item["status"] for result in results for item in result["results"])
-    assert statuses == ["sent"] * 2 + ["skipped-duplicate"] * 6
+    assert statuses == ["queued"] * 2 + ["skipped-duplicate"] * 6
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_a_delivery_whose_attempt_never_finished_is_not_sent_again(ledger):
 
     [alice, bob] = result["results"]
     assert alice["status"] == "skipped-duplicate" and "never finished" in alice["note"]
-    assert bob["status"] == "sent"
+    assert bob["status"] == "queued"
     assert [e["fields"]["To"] for e in ledger.sent()] == [BOB]
 
 
@@ -168,7 +168,7 @@ def test_an_unreachable_table_still_sends_and_says_so(deployment, monkeypatch, c
         result = handler.lambda_handler(button_event(), LambdaContext("x"))
         again = handler.lambda_handler(button_event(), LambdaContext("x"))  # same container
 
-    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert [item["status"] for item in result["results"]] == ["queued", "queued"]
     assert [item["status"] for item in again["results"]] == ["skipped-duplicate"] * 2
     assert len(deployment.sent()) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
@@ -255,6 +255,6 @@ def test_a_press_after_an_alarm_that_failed_before_sending_is_not_its_repeat(led
 
     again = handler.lambda_handler(button_event(clickedAt=CLICKED_AT + 3_000), LambdaContext("2"))
 
-    assert "ignored" not in again and again["results"][0]["status"] == "sent"
+    assert "ignored" not in again and again["results"][0]["status"] == "queued"
     first = items(ledger.dynamodb)[(f"{SERIAL}-SINGLE-{CLICKED_AT}", "alarm")]
     assert first["state"] == {"S": "failed"}

@@ -190,5 +190,5 @@ def test_notify_retry_sends_a_dropped_alarm_once_twilio_is_back(owner):
         LambdaContext("retry-request"),
     )
 
-    assert [item["status"] for item in retried["results"]] == ["sent"]
+    assert [item["status"] for item in retried["results"]] == ["queued"]
     assert len(owner.sent("Messages")) == before + 1

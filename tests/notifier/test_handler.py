@@ -68,8 +68,8 @@ def test_click_sends_sms_and_call_with_rendered_message(deployment):
     assert re.fullmatch(expected, twiml_text(call["fields"]["Twiml"]))
     assert sms["auth_user"] == ACCOUNT_SID and sms["account_sid"] == ACCOUNT_SID
     assert result["results"] == [
-        {"channel": "sms", "to": ALICE, "status": "sent", "sid": sms["sid"], "attempts": 1},
-        {"channel": "call", "to": BOB, "status": "sent", "sid": call["sid"], "attempts": 1},
+        {"channel": "sms", "to": ALICE, "status": "queued", "sid": sms["sid"], "attempts": 1},
+        {"channel": "call", "to": BOB, "status": "queued", "sid": call["sid"], "attempts": 1},
     ]
     assert re.fullmatch(r"SM[0-9a-f]{32}", sms["sid"])
     assert re.fullmatch(r"CA[0-9a-f]{32}", call["sid"])
@@ -92,7 +92,7 @@ def test_each_click_type_uses_its_own_recipients_and_message(deployment, click):
     [sms] = deployment.sent()
     assert sms["fields"]["To"] == recipients[click]
     assert sms["fields"]["Body"] == f"{click} from Grandma"
-    assert [item["status"] for item in result["results"]] == ["sent"]
+    assert [item["status"] for item in result["results"]] == ["queued"]
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_sms_only_call_only_and_both(deployment, sms, call, expected_resources):
         *[("sms", to) for to in sms],
         *[("call", to) for to in call],
     ]
-    assert {item["status"] for item in result["results"]} == {"sent"}
+    assert {item["status"] for item in result["results"]} == {"queued"}
 
 
 def test_api_key_is_the_basic_auth_user_when_configured(deployment):
@@ -135,7 +135,7 @@ def test_number_listed_twice_is_sent_once(deployment):
     result = handler.lambda_handler(button_event(), LambdaContext())
 
     assert len(deployment.sent()) == 1
-    assert [item["status"] for item in result["results"]] == ["sent", "skipped-duplicate"]
+    assert [item["status"] for item in result["results"]] == ["queued", "skipped-duplicate"]
 
 
 def test_twiml_escapes_markup_in_the_spoken_text(deployment):
@@ -148,7 +148,7 @@ def test_twiml_escapes_markup_in_the_spoken_text(deployment):
 
     result = handler.lambda_handler(button_event("LONG"), LambdaContext())
 
-    assert result["results"][0]["status"] == "sent"
+    assert result["results"][0]["status"] == "queued"
     [call] = deployment.sent("Calls")
     assert call["fields"]["Twiml"] == (
         "<Response><Say>Help Tom &amp; &lt;Jerry&gt;</Say></Response>"
@@ -163,7 +163,7 @@ def test_long_message_is_shortened_to_twilios_twiml_limit(deployment):
 
     result = handler.lambda_handler(button_event("LONG"), LambdaContext())
 
-    assert result["results"][0]["status"] == "sent"
+    assert result["results"][0]["status"] == "queued"
     [call] = deployment.sent("Calls")
     assert len(call["fields"]["Twiml"]) <= contract.TWIML_MAX_CHARS
     assert set(twiml_text(call["fields"]["Twiml"])) == {"&"}
@@ -199,7 +199,7 @@ def test_invalid_number_fails_without_raising_and_others_still_get_it(deployment
     failed, sent = result["results"]
     assert failed["status"] == "failed" and failed["error"]["code"] == 21211
     assert failed["attempts"] == 1
-    assert sent["status"] == "sent" and sent["to"] == ALICE
+    assert sent["status"] == "queued" and sent["to"] == ALICE
     assert "invalid 'To' phone number" in caplog.text
     assert deployment.sleeps == []
 
@@ -211,7 +211,7 @@ def test_throttled_request_is_retried_and_then_sent(deployment):
     result = handler.lambda_handler(button_event(), LambdaContext())
 
     [item] = result["results"]
-    assert item["status"] == "sent" and item["attempts"] == 2
+    assert item["status"] == "queued" and item["attempts"] == 2
     assert [entry["http_status"] for entry in deployment.twilio.outbox()] == [429, 201]
     [delay] = deployment.sleeps
     assert twilio_rest.BACKOFF_BASE_SECONDS / 2 <= delay <= twilio_rest.BACKOFF_BASE_SECONDS
@@ -225,7 +225,7 @@ def test_server_errors_exhaust_retries_with_growing_backoff(deployment):
         handler.lambda_handler(button_event(), LambdaContext())
 
     alice, bob = raised.value.result["results"]
-    assert alice["status"] == "sent"
+    assert alice["status"] == "queued"
     assert bob["status"] == "failed" and bob["attempts"] == twilio_rest.MAX_ATTEMPTS
     assert bob["error"]["code"] == 20500
     first, second = deployment.sleeps
@@ -278,7 +278,7 @@ def test_retried_invocation_only_sends_to_recipients_that_failed(deployment):
     statuses = {(item["channel"], item["to"]): item["status"] for item in retried["results"]}
     assert statuses == {
         ("sms", ALICE): "skipped-duplicate",
-        ("sms", CAROL): "sent",
+        ("sms", CAROL): "queued",
         ("call", BOB): "skipped-duplicate",
     }
     delivered = [(entry["resource"], entry["fields"]["To"]) for entry in deployment.sent()]
@@ -304,8 +304,8 @@ def test_a_fault_sending_to_one_recipient_never_unrecords_the_others(deployment,
     sms, call = raised.value.result["results"]
     assert sms["status"] == "failed"
     assert sms["error"]["message"] == "internal error: RuntimeError: injected fault?second line"
-    assert call["status"] == "sent"
-    assert [item["status"] for item in retried["results"]] == ["sent", "skipped-duplicate"]
+    assert call["status"] == "queued"
+    assert [item["status"] for item in retried["results"]] == ["queued", "skipped-duplicate"]
     assert sorted(entry["resource"] for entry in deployment.sent()) == ["Calls", "Messages"]
 
 
@@ -327,7 +327,7 @@ def test_skipped_duplicates_carry_the_original_sid(deployment):
             "sid": first["results"][0]["sid"],
         }
     ]
-    assert new_click["results"][0]["status"] == "sent"
+    assert new_click["results"][0]["status"] == "queued"
     assert len(deployment.sent()) == 2
 
 
@@ -421,7 +421,7 @@ def test_a_serial_reaches_the_message_only_as_a_thing_name_or_sanitised(
             button_event(topicSerial=serial, serialNumber=serial), LambdaContext()
         )
 
-    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert [item["status"] for item in result["results"]] == ["queued", "queued"]
     assert deployment.sent("Messages")[0]["fields"]["Body"] == shown
     assert twiml_text(deployment.sent("Calls")[0]["fields"]["Twiml"]) == shown
     assert result["serial"] == shown
@@ -466,7 +466,7 @@ def test_a_malformed_event_still_raises_the_alarm(deployment, caplog, event, ser
 
     assert "ignored" not in result
     assert (result["serial"], result["click"]) == (serial, click)
-    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert [item["status"] for item in result["results"]] == ["queued", "queued"]
     assert deployment.sent("Messages")[0]["fields"]["Body"] == f"{click} {serial}"
     assert logged_warnings(caplog), "what was odd about the event is logged"
     assert json.loads(caplog.records[-1].getMessage()) == result
@@ -498,7 +498,7 @@ def test_a_battery_reading_of_any_type_renders_as_short_text(deployment, battery
 
     result = handler.lambda_handler(button_event(batteryVoltage=battery), LambdaContext())
 
-    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert [item["status"] for item in result["results"]] == ["queued", "queued"]
     assert deployment.sent("Messages")[0]["fields"]["Body"] == f"battery {shown}"
     assert twiml_text(deployment.sent("Calls")[0]["fields"]["Twiml"]) == f"battery {shown}"
 
@@ -515,7 +515,7 @@ def test_the_rendered_text_carries_nothing_xml_or_a_phone_refuses(deployment):
 
     result = handler.lambda_handler(button_event("LONG"), LambdaContext())
 
-    assert [item["status"] for item in result["results"]] == ["sent", "sent"]
+    assert [item["status"] for item in result["results"]] == ["queued", "queued"]
     expected = "Gran?dma??? \U0001f600\ttab\nline two"
     assert deployment.sent("Messages")[0]["fields"]["Body"] == expected
     assert twiml_text(deployment.sent("Calls")[0]["fields"]["Twiml"]) == expected
@@ -529,7 +529,7 @@ def test_an_sms_is_cut_to_1600_utf16_code_units(deployment):
 
     result = handler.lambda_handler(button_event(), LambdaContext())
 
-    assert result["results"][0]["status"] == "sent"
+    assert result["results"][0]["status"] == "queued"
     body = deployment.sent()[0]["fields"]["Body"]
     assert len(body.encode("utf-16-le")) // 2 <= 1600
     assert body == "\U0001f600" * 799 + "\u2026"

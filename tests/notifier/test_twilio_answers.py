@@ -88,14 +88,14 @@ def test_a_2xx_with_an_unreadable_body_is_sent_and_never_sent_again(scripted, st
         {
             "channel": "sms",
             "to": ALICE,
-            "status": "sent",
+            "status": "queued",
             "note": twilio_rest.NO_BODY_NOTE,
             "attempts": 1,
         },
         {
             "channel": "call",
             "to": BOB,
-            "status": "sent",
+            "status": "queued",
             "note": twilio_rest.NO_BODY_NOTE,
             "attempts": 1,
         },

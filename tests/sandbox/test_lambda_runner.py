@@ -70,8 +70,8 @@ def test_deployed_notifier_runs_and_messages_twilio(sandbox, twilio):
     result = json.loads(response["Payload"].read())
     assert "FunctionError" not in response, result
     assert sorted((r["channel"], r["to"], r["status"]) for r in result["results"]) == [
-        ("call", "+15551230002", "sent"),
-        ("sms", "+15551230001", "sent"),
+        ("call", "+15551230002", "queued"),
+        ("sms", "+15551230001", "queued"),
     ]
     outbox = twilio.outbox()
     assert sorted(entry["resource"] for entry in outbox) == ["Calls", "Messages"]

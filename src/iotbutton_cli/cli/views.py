@@ -409,10 +409,9 @@ def retry_view(result: RetryResult) -> View:
 
 
 def delivery_line(delivery: Delivery) -> str:
-    """A delivery in ``notify history``'s table: "sms +15551230001 sent"."""
-    line = f"{delivery.channel} {delivery.to} {delivery.status}"
-    if delivery.twilio_status:
-        line += f", {delivery.twilio_status}"
+    """A delivery in ``notify history``'s table: "sms +15551230001 delivered" (Twilio's latest
+    word; "queued" until a receipt says more)."""
+    line = f"{delivery.channel} {delivery.to} {delivery.twilio_status or delivery.status}"
     if delivery.answered_by:
         line += f" ({delivery.answered_by})"
     if delivery.status == "sending":

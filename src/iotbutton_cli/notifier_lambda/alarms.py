@@ -279,9 +279,13 @@ class TableLedger:
         self._update(click.alarm_id, ALARM_SK, "SET " + ", ".join(assignments), names, values)
 
     def deliveries(self, alarm_id: str) -> list[dict[str, str]]:
-        """The alarm's deliveries as the ledger has them: channel, recipient, status."""
+        """The alarm's deliveries as the ledger has them: channel, recipient, status, and
+        Twilio's latest word (``twilioStatus``, from its receipts)."""
         return [
-            {key: _text(item.get(key)) or "" for key in ("channel", "recipient", "status")}
+            {
+                key: _text(item.get(key)) or ""
+                for key in ("channel", "recipient", "status", "twilioStatus")
+            }
             for item in self._items(alarm_id)
             if _text(item.get("sk")) not in (ALARM_SK, None)
         ]

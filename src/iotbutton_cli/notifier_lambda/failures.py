@@ -135,7 +135,11 @@ def _marked(
     except alarms.LedgerUnavailable as exc:
         log(logging.ERROR, "alarm ledger unavailable (%s): the owner is told all the same", exc)
         return None
-    return [item["recipient"] for item in deliveries if item["status"] != alarms.SENT]
+    return [
+        item["recipient"]
+        for item in deliveries
+        if item["status"] != alarms.SENT or item["twilioStatus"] in alarms.NOT_REACHED_STATUSES
+    ]
 
 
 def _person(settings: LambdaSettings) -> str | None:

@@ -81,13 +81,14 @@ new containers). A Twilio 20003 (authentication failed) drops the cached secret.
 Result (returned and logged as one JSON line)::
 
     {"serial", "click", "results": [{"channel": "sms"|"call", "to", "status":
-     "sent"|"failed"|"skipped-duplicate", "sid"?, "note"?, "error"?: {"code", "message"},
+     "queued"|"failed"|"skipped-duplicate", "sid"?, "note"?, "error"?: {"code", "message"},
      "attempts"?}], "notes"?: ["what was odd about the event"], "ignored"?: "reason"}
 
 ``serial`` and ``click`` are the values the messages used. ``ignored`` appears only when the config
 has nobody for the click type. Any 2xx answer from Twilio means the request was accepted: it is
-``sent``, and when the answer's body cannot be read (not a JSON object, no sid, not UTF-8, empty)
-the item has no ``sid`` and a ``note`` saying so.
+``queued`` (Twilio's word: what became of it comes later, in a receipt), and when the answer's
+body cannot be read (not a JSON object, no sid, not UTF-8, empty) the item has no ``sid`` and a
+``note`` saying so.
 
 Retries and duplicates. Each Twilio request is tried up to ``twilio.MAX_ATTEMPTS`` times with
 exponential backoff and jitter on HTTP 429, 5xx, Twilio code 20429 and network errors/timeouts,
@@ -496,7 +497,7 @@ def _record_outcome(delivery: Delivery, outcome: TwilioOutcome) -> dict[str, Any
         if outcome.note:
             log(logging.WARNING, "%s to %s: %s", delivery.channel, delivery.to, outcome.note)
         return _item(
-            delivery, "sent", sid=outcome.sid, note=outcome.note, attempts=outcome.attempts
+            delivery, "queued", sid=outcome.sid, note=outcome.note, attempts=outcome.attempts
         )
     log_twilio_failure(delivery, outcome)
     error = {"code": outcome.code, "message": outcome.message}

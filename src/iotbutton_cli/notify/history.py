@@ -17,12 +17,16 @@ from iotbutton_cli.notifier_lambda.alarms import ALARM_SK, RECENT_SK, RETENTION_
 from iotbutton_cli.notify.ops import not_deployed
 from iotbutton_cli.notify.resources import ALARM_TABLE, TABLE_KIND
 
+QUEUED = "queued"
+
 
 @dataclass
 class Delivery:
     channel: str
     to: str
-    status: str  # sent, failed, or sending (an attempt that never finished)
+    # queued (Twilio accepted it; twilio_status says what became of it), failed (Twilio refused
+    # it), or sending (an attempt that never finished)
+    status: str
     sid: str | None = None
     error_code: int | None = None
     error_message: str | None = None
@@ -37,7 +41,7 @@ class Delivery:
         """True/False once Twilio's final status says; None while it is not known."""
         from iotbutton_cli.notifier_lambda.receipts import NOT_REACHED
 
-        if self.status != "sent":
+        if self.status != QUEUED:
             return False
         if self.twilio_status in NOT_REACHED:
             return False
@@ -137,11 +141,17 @@ def _alarm(item: dict[str, Any]) -> Alarm:
     )
 
 
+def _shown_status(ledger_status: str) -> str:
+    """The ledger's "sent" means only that Twilio accepted the request: Twilio calls that
+    "queued", and so does every output until a receipt says more."""
+    return QUEUED if ledger_status == "sent" else ledger_status
+
+
 def _delivery(item: dict[str, Any]) -> Delivery:
     return Delivery(
         channel=_s(item.get("channel")),
         to=_s(item.get("recipient")),
-        status=_s(item.get("status")) or "sending",
+        status=_shown_status(_s(item.get("status")) or "sending"),
         sid=_s(item.get("sid")) or None,
         error_code=_n(item.get("receiptErrorCode")) or _n(item.get("errorCode")),
         error_message=_s(item.get("errorMessage")) or None,

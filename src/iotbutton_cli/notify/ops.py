@@ -290,6 +290,6 @@ def send_from_here(
 
 def _send_result(channel: str, to: str, outcome: Any) -> SendResult:
     if outcome.ok:
-        return SendResult(channel, to, "sent", sid=outcome.sid)
+        return SendResult(channel, to, "queued", sid=outcome.sid)
     error = {"code": outcome.code, "message": outcome.message, "status": outcome.http_status}
     return SendResult(channel, to, "failed", error=error)
