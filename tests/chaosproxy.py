@@ -29,6 +29,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -110,6 +111,8 @@ class ChaosProxy:
         self.faults: FaultPlan | None = None
         self.scripted: list[list] = []  # [operation pattern, fault kind, times left]
         self.server: ThreadingHTTPServer | None = None
+        # Called with each request as it arrives, before it is forwarded (the client waits).
+        self.on_arrival: Callable[[], None] | None = None
 
     # -- control --------------------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class ChaosProxy:
             self.killed = None
             self.faults = None
             self.scripted = []
+            self.on_arrival = None
 
     def arm(self, pid: int, where: str, number: int) -> None:
         """SIGKILL ``pid`` at call ``number``: on its ``arrival`` or after its ``response``."""
@@ -268,6 +272,8 @@ class ChaosProxy:
         """Number the request and decide its fault; None: drop it (the client is being killed,
         or is dead). An admitted request counts as in flight until :meth:`_done`."""
         service, operation = describe(handler, body)
+        if self.on_arrival is not None:
+            self.on_arrival()
         with self._lock:
             if self.killed is not None or getattr(handler, "generation", -1) != self.generation:
                 return None
@@ -334,7 +340,8 @@ def describe(handler: BaseHTTPRequestHandler, body: bytes) -> tuple[str, str]:
     target = handler.headers.get("X-Amz-Target")
     if target:
         return service, target.rsplit(".", 1)[-1]
-    if service in ("sts", "iam") and body:
+    form = "x-www-form-urlencoded" in (handler.headers.get("Content-Type") or "")
+    if (service in ("sts", "iam") or form) and body:  # the query protocol names its action
         action = parse_qs(body.decode(errors="replace")).get("Action")
         if action:
             return service, action[0]

@@ -51,6 +51,7 @@ ACCOUNT_LEVEL_ACTIONS = {
     "iot:ListThings",
     "iot:ListTopicRules",
     "logs:DescribeLogGroups",
+    "sns:Unsubscribe",
     "sts:GetCallerIdentity",
 }
 
