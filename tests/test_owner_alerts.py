@@ -221,3 +221,44 @@ def test_notify_check_shows_the_owner(cli, notify_yaml):
 
     assert checked["owner"] == {"sms": OWNER_SMS, "email": OWNER_EMAIL}
     assert f"sms {OWNER_SMS}, email {OWNER_EMAIL}" in cli("notify", "check").stdout
+
+
+@pytest.mark.parametrize(
+    ("message", "retried"),
+    [
+        (
+            "The function execution role does not have permissions to call InvokeFunction on "
+            f"{FAILURES_ARN}",
+            True,
+        ),
+        (f"The destination ARN {FAILURES_ARN} is invalid.", True),
+        ("1 validation error detected: MaximumRetryAttempts", False),
+    ],
+)
+def test_a_role_not_yet_allowed_to_reach_the_destination_is_waited_for(message, retried):
+    from botocore.exceptions import ClientError
+
+    from iotbutton_cli.notify import alerts
+
+    error = ClientError(
+        {"Error": {"Code": "InvalidParameterValueException", "Message": message}},
+        "PutFunctionEventInvokeConfig",
+    )
+
+    assert alerts._destination_not_ready(error) is retried
+
+
+def test_the_errors_alarm_counts_an_idle_function_as_zero():
+    """Lambda publishes no Errors datapoint for a function not invoked in a period, and metric
+    math's sum with a missing term is missing: FILL keeps the notifier's errors alarming alone."""
+    from iotbutton_cli.notify import resources
+
+    class Context:
+        partition, region, account_id = "aws", REGION, "123456789012"
+
+        def arn(self, service: str, resource: str) -> str:
+            return f"arn:aws:{service}:{REGION}:123456789012:{resource}"
+
+    metrics = resources.metric_alarms(Context())["iotbutton-notifier-errors"]["Metrics"]  # type: ignore[arg-type]
+    [expression] = [m["Expression"] for m in metrics if "Expression" in m]
+    assert expression == "FILL(notifier, 0) + FILL(failures, 0)"

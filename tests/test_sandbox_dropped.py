@@ -53,6 +53,7 @@ def test_twilio_down_for_every_retry_tells_the_owner_and_retry_delivers_it(
     assert alarm["alarm"] == alarm_id
     assert alarm["dropped"]["condition"] == "RetriesExhausted"
     assert alarm["dropped"]["attempts"] == 3
+    assert alarm["dropped"]["owner_told_at"] is not None
     assert "dropped" in cli("--sandbox", "notify", "history").stdout
 
     cli("sandbox", "phone", ALICE, "--reset")  # Twilio is back
@@ -64,6 +65,7 @@ def test_twilio_down_for_every_retry_tells_the_owner_and_retry_delivers_it(
     ]
     after = twilio_requests(cli)
     assert [e["http_status"] for e in after if e["fields"]["To"] == ALICE][-1] == 201
-    assert len(owner_messages(cli)) == 1  # told once
+    # Told once (on AWS the errors alarm, which the sandbox does not evaluate, would also tell).
+    assert len(owner_messages(cli)) == 1
     cli.json("--sandbox", "notify", "retry", alarm_id)  # everything got through now
     assert twilio_requests(cli) == after  # nothing sent twice

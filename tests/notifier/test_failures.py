@@ -97,6 +97,7 @@ def test_a_click_twilio_never_took_tells_the_owner_and_marks_the_alarm(owner):
     assert item["invokeCount"] == {"N": "3"}
     assert "delivery failed" in item["dropError"]["S"]
     assert item["state"] == {"S": "alarm"}  # what the notifier wrote is kept
+    assert item["ownerMessageId"] == {"S": result["messageId"]} and "N" in item["ownerToldAt"]
 
 
 def test_a_click_too_old_to_try_is_an_alarm_the_ledger_never_saw(owner):
@@ -165,6 +166,7 @@ def test_without_an_owner_topic_the_log_says_so(owner, monkeypatch, caplog):
 
     assert result["owner"] == "not told: no owner topic"
     assert owner.inbox() == []
+    assert "ownerToldAt" not in alarm_item(owner.dynamodb, result["alarm"])
 
 
 def test_sns_refusing_the_message_fails_the_invocation_so_lambda_retries_it(owner, monkeypatch):

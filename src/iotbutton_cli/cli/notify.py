@@ -507,7 +507,8 @@ def _alarm_state(alarm: Any) -> str:
     if alarm.state == "repeat":
         return f"repeat of {alarm.repeat_of}"
     if alarm.dropped:
-        return f"dropped ({alarm.dropped}); owner told"
+        told = "owner topic told" if alarm.owner_told_ms is not None else "owner NOT told"
+        return f"dropped ({alarm.dropped}); {told}"
     return str(alarm.state)
 
 

@@ -364,6 +364,7 @@ def alarm_view(alarm: Alarm) -> View:
             "condition": alarm.dropped,
             "attempts": alarm.invoke_count,
             "error": alarm.drop_error,
+            "owner_told_at": None if alarm.owner_told_ms is None else iso_time(alarm.owner_told_ms),
         },
         "deliveries": [delivery_view(delivery) for delivery in alarm.deliveries],
     }

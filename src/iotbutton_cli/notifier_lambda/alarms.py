@@ -278,6 +278,16 @@ class TableLedger:
         assignments += [f"#{name} = :{name}" for name in dropped]
         self._update(click.alarm_id, ALARM_SK, "SET " + ", ".join(assignments), names, values)
 
+    def mark_owner_told(self, alarm_id: str, message_id: str) -> None:
+        """The owner's topic took the message about this dropped alarm."""
+        self._update(
+            alarm_id,
+            ALARM_SK,
+            "SET #toldAt = :t, #messageId = :m",
+            {"#toldAt": "ownerToldAt", "#messageId": "ownerMessageId"},
+            {":t": _n(int(self.clock() * 1000)), ":m": _s(message_id or "unknown")},
+        )
+
     def deliveries(self, alarm_id: str) -> list[dict[str, str]]:
         """The alarm's deliveries as the ledger has them: channel, recipient, status, and
         Twilio's latest word (``twilioStatus``, from its receipts)."""

@@ -94,10 +94,31 @@ def failure_handler(event: object, context: object) -> dict[str, Any]:
     if settings.owner_topic is None:
         result["owner"] = "not told: no owner topic"
         return finish(result, level=logging.ERROR)
-    answer = _client("sns").publish(TopicArn=settings.owner_topic, Subject=SUBJECT, Message=message)
+    answer = _client("sns").publish(
+        TopicArn=settings.owner_topic,
+        Subject=SUBJECT,
+        Message=message,
+        # SNS sends Promotional SMS by default: cheapest route, filtered in some countries.
+        MessageAttributes={
+            "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}
+        },
+    )
     result["owner"] = "told"
     result["messageId"] = answer.get("MessageId")
+    _told(settings, alarm_id, str(answer.get("MessageId") or ""))
     return finish(result, level=logging.ERROR)
+
+
+def _told(settings: LambdaSettings, alarm_id: str, message_id: str) -> None:
+    """Record on the alarm that the owner's topic took the message (history says so)."""
+    ledger = ledger_for(settings)
+    table = ledger.table if isinstance(ledger, alarms.FallingBackLedger) else None
+    if table is None:
+        return
+    try:
+        table.mark_owner_told(alarm_id, message_id)
+    except alarms.LedgerUnavailable as exc:
+        log(logging.ERROR, "alarm ledger unavailable (%s): the owner was told all the same", exc)
 
 
 def owner_message(

@@ -89,8 +89,12 @@ def apply_invoke_config(ctx: AppContext, step: Step, function: str, config: dict
 
 
 def _destination_not_ready(exc: BaseException) -> bool:
-    return error_code(exc) == "InvalidParameterValueException" and "destination" in (
-        error_message(exc).lower()
+    """Lambda checks that the execution role may invoke the destination: "The function
+    execution role does not have permissions to call InvokeFunction on <arn>" (or, from some
+    SDK paths, "The destination ARN ... is invalid") until the new role policy has spread."""
+    message = error_message(exc).lower()
+    return error_code(exc) == "InvalidParameterValueException" and (
+        "destination" in message or "does not have permission" in message
     )
 
 

@@ -64,6 +64,7 @@ class Alarm:
     dropped: str | None = None
     drop_error: str | None = None
     invoke_count: int | None = None
+    owner_told_ms: int | None = None  # when the owner's SNS topic took the message about it
 
     @property
     def failed(self) -> list[Delivery]:
@@ -138,6 +139,7 @@ def _alarm(item: dict[str, Any]) -> Alarm:
         dropped=_s(item.get("dropped")) or None,
         drop_error=_s(item.get("dropError")) or None,
         invoke_count=_n(item.get("invokeCount")),
+        owner_told_ms=_n(item.get("ownerToldAt")),
     )
 
 

@@ -282,7 +282,9 @@ def metric_alarms(ctx: AppContext) -> dict[str, dict[str, Any]]:
                 errors_of("failures", FAILURES_FUNCTION_NAME),
                 {
                     "Id": "errors",
-                    "Expression": "notifier + failures",
+                    # A function not invoked in a period has no datapoint, and a sum with a
+                    # missing term is missing: FILL makes an idle function count zero.
+                    "Expression": "FILL(notifier, 0) + FILL(failures, 0)",
                     "Label": "Errors",
                     "ReturnData": True,
                 },
