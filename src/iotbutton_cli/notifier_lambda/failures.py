@@ -32,9 +32,9 @@ from .contract import format_time
 from .handler import (
     LambdaSettings,
     _client,
+    alarm_table,
     finish,
     is_retry_event,
-    ledger_for,
     load_config,
     parse_event,
 )
@@ -80,7 +80,8 @@ def failure_handler(event: object, context: object) -> dict[str, Any]:
     alarm_id = ledger_click.alarm_id
     settings = LambdaSettings.from_environment()
     person = _person(settings)
-    missing = _marked(settings, ledger_click, condition, error, count)
+    table = alarm_table(settings)
+    missing = _marked(table, ledger_click, condition, error, count)
     message = owner_message(
         person, click.serial, click.click, click.clicked_at, alarm_id, condition, count, missing
     )
@@ -105,14 +106,12 @@ def failure_handler(event: object, context: object) -> dict[str, Any]:
     )
     result["owner"] = "told"
     result["messageId"] = answer.get("MessageId")
-    _told(settings, alarm_id, str(answer.get("MessageId") or ""))
+    _told(table, alarm_id, str(answer.get("MessageId") or ""))
     return finish(result, level=logging.ERROR)
 
 
-def _told(settings: LambdaSettings, alarm_id: str, message_id: str) -> None:
+def _told(table: alarms.TableLedger | None, alarm_id: str, message_id: str) -> None:
     """Record on the alarm that the owner's topic took the message (history says so)."""
-    ledger = ledger_for(settings)
-    table = ledger.table if isinstance(ledger, alarms.FallingBackLedger) else None
     if table is None:
         return
     try:
@@ -143,11 +142,9 @@ def owner_message(
 
 
 def _marked(
-    settings: LambdaSettings, click: alarms.Click, condition: str, error: str, count: int
+    table: alarms.TableLedger | None, click: alarms.Click, condition: str, error: str, count: int
 ) -> list[str] | None:
     """Mark the alarm dropped; the recipients it did not reach (None: unknown)."""
-    ledger = ledger_for(settings)
-    table = ledger.table if isinstance(ledger, alarms.FallingBackLedger) else None
     if table is None:
         return None
     try:

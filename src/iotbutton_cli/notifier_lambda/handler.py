@@ -409,13 +409,17 @@ def reset_caches() -> None:
     _remembered.clear()
 
 
+def alarm_table(settings: LambdaSettings) -> alarms.TableLedger | None:
+    """The alarm table, if the deploy made one."""
+    if settings.alarm_table is None:
+        return None
+    return alarms.TableLedger(settings.alarm_table, _client("dynamodb"))
+
+
 def ledger_for(settings: LambdaSettings) -> alarms.MemoryLedger | alarms.FallingBackLedger:
     """The alarm table if the deploy made one; this container's memory otherwise."""
-    if settings.alarm_table is None:
-        return _remembered
-    return alarms.FallingBackLedger(
-        alarms.TableLedger(settings.alarm_table, _client("dynamodb")), _remembered
-    )
+    table = alarm_table(settings)
+    return _remembered if table is None else alarms.FallingBackLedger(table, _remembered)
 
 
 # -- the handler -----------------------------------------------------------------------------

@@ -36,9 +36,9 @@ from iotbutton_cli.provisioning import ownership
 
 def apply_topic(
     ctx: AppContext, step: Step, found: dict[str, Any] | None, owner: tuple[tuple[str, str], ...]
-) -> str:
+) -> Step:
     """The owner's topic (CreateTopic is idempotent for the same name and tags), subscribed to
-    exactly notify.yaml's owner contacts; returns its ARN."""
+    exactly notify.yaml's owner contacts."""
     sns = ctx.client("sns")
     arn = found["TopicArn"] if found else owner_topic_arn(ctx)
     if step.action == "create":
@@ -59,7 +59,7 @@ def apply_topic(
         if key not in wanted and subscription.startswith("arn:"):
             sns.unsubscribe(SubscriptionArn=subscription)
     ctx.namespace.update(TOPIC_KIND, OWNER_TOPIC, subscriptions=sorted(wanted))
-    return str(arn)
+    return step
 
 
 def delete_topic(ctx: AppContext, name: str) -> None:

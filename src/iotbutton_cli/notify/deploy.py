@@ -234,8 +234,7 @@ def deploy(
     done(step)
     done(apply.apply_table(ctx, step_for(planner.TABLE, wanted.table)))
     function_role = role_arns[names.function_role]
-    alerts.apply_topic(ctx, step_for(planner.TOPIC, OWNER_TOPIC), found.topic, source.owner)
-    done(step_for(planner.TOPIC, OWNER_TOPIC))
+    done(alerts.apply_topic(ctx, step_for(planner.TOPIC, OWNER_TOPIC), found.topic, source.owner))
     failures = _wanted_failures(ctx, source, function_role, wanted.config_key, version)
     step = planner.function_step(FAILURES_FUNCTION_NAME, found.failures_function, failures)
     _arn, _sha, step = apply.apply_function(
