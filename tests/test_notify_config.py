@@ -583,6 +583,7 @@ def test_summary_holds_no_secret_and_counts():
         "sms_count": 2,
         "call_count": 1,
         "message": "{person} double-clicked at {time}.",
+        "escalation": None,
     }
     assert summary["recipients"] == 3
     assert summary["path"] == "notify.yaml"

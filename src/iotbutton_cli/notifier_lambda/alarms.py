@@ -29,6 +29,7 @@ container's memory and logs an ERROR.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -411,14 +412,17 @@ class TableLedger:
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":sending": _s(SENDING),
-                    ":failed": _s(FAILED),
-                    ":now": _n(int(self.clock() * 1000)),
-                    ":zero": _n(0),
-                    ":one": _n(1),
-                    **values,
-                },
+                ExpressionAttributeValues=_used(
+                    f"{update} {condition}",
+                    {
+                        ":sending": _s(SENDING),
+                        ":failed": _s(FAILED),
+                        ":now": _n(int(self.clock() * 1000)),
+                        ":zero": _n(0),
+                        ":one": _n(1),
+                        **values,
+                    },
+                ),
                 ReturnValues="UPDATED_NEW",
             )
         except Exception as exc:
@@ -618,6 +622,12 @@ def recent_key(serial: str, click: str) -> dict[str, dict[str, str]]:
 def _values(prefix: str, texts: frozenset[str]) -> dict[str, dict[str, str]]:
     """Expression values ``:<prefix>0``, ``:<prefix>1``... for ``texts``, in a stable order."""
     return {f":{prefix}{index}": _s(text) for index, text in enumerate(sorted(texts))}
+
+
+def _used(expressions: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The values the expressions name: DynamoDB refuses a request that gives one it does not."""
+    named = set(re.findall(r":[A-Za-z0-9_]+", expressions))
+    return {name: value for name, value in values.items() if name in named}
 
 
 def _attempt(answer: Any) -> int | None:

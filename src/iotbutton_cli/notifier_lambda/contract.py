@@ -28,7 +28,7 @@ conversions, format specs) is refused. :func:`check_template` and :func:`render`
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -58,6 +58,14 @@ SECRET_PARAMETER = "/iotbutton/twilio-secret"  # noqa: S105 - a name, not the se
 ALARM_TABLE = "iotbutton-alarms"
 ALARM_TABLE_ENV = "IOTBUTTON_ALARM_TABLE"
 DEFAULT_DEBOUNCE_SECONDS = 5
+# Escalation: how long each call rings (Twilio's Timeout: 5 to 600 s), how long a callee has to
+# press a key once asked, and how many times through the list at most.
+DEFAULT_RING_SECONDS = 25
+MIN_RING_SECONDS = 5
+MAX_RING_SECONDS = 600
+GATHER_SECONDS = 6
+MAX_ROUNDS = 5
+ACK_DIGIT = "1"
 # The notifier's function URL: Twilio posts delivery receipts there (StatusCallback).
 CALLBACK_URL_ENV = "IOTBUTTON_CALLBACK_URL"
 CALLBACK_ALARM_PARAMETER = "alarm"
@@ -166,26 +174,73 @@ def twiml(text: str) -> str:
     return f"<Response><Say>{escape(text)}</Say></Response>"
 
 
-def fitted_twiml(text: str) -> tuple[str, int]:
-    """TwiML that speaks ``text``, cut short if needed to fit Twilio's 4000-character limit,
+ACK_PROMPT = "Press 1 if you are coming."
+NO_KEY_TEXT = "No key was pressed. Goodbye."
+
+
+def escalation_twiml(text: str, action_url: str) -> str:
+    """An escalation call: speak ``text``, then ask for the key; the key goes to ``action_url``
+    (Twilio posts ``Digits`` there); no key in time falls through to the goodbye."""
+    action = escape(action_url, {'"': "&quot;"})
+    return (
+        f"<Response><Say>{escape(text)}</Say>"
+        f'<Gather numDigits="1" timeout="{GATHER_SECONDS}" action="{action}" method="POST">'
+        f"<Say>{ACK_PROMPT}</Say></Gather><Say>{NO_KEY_TEXT}</Say></Response>"
+    )
+
+
+def fitted_twiml(text: str, build: Callable[[str], str] = twiml) -> tuple[str, int]:
+    """TwiML (``build`` of ``text``) cut short if needed to fit Twilio's 4000-character limit,
     and how many characters of ``text`` it kept.
 
     Escaping can grow a character fivefold (``&`` -> ``&amp;``), so the longest prefix that fits
     is found by bisection rather than by subtracting the excess.
     """
-    if len(twiml(text)) <= TWIML_MAX_CHARS:
-        return twiml(text), len(text)
+    if len(build(text)) <= TWIML_MAX_CHARS:
+        return build(text), len(text)
     fits, too_long = 0, len(text)
     while too_long - fits > 1:
         middle = (fits + too_long) // 2
-        if len(twiml(text[:middle])) <= TWIML_MAX_CHARS:
+        if len(build(text[:middle])) <= TWIML_MAX_CHARS:
             fits = middle
         else:
             too_long = middle
-    return twiml(text[:fits]), fits
+    return build(text[:fits]), fits
 
 
 # -- the messaging config (written by `notify deploy`, read by the notifier) ------------------
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    """Numbers called at once; the step ends when every call has ended unacknowledged."""
+
+    call: tuple[str, ...]
+    ring_seconds: int = DEFAULT_RING_SECONDS
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Call step by step, ``rounds`` times through the steps, until someone presses 1; then
+    send ``exhausted`` (a template) to everyone if nobody did."""
+
+    steps: tuple[EscalationStep, ...]
+    rounds: int
+    exhausted: str
+
+    def after(self, position: tuple[int, int]) -> tuple[int, int] | None:
+        """The (round, step) that follows ``position``, or None when the list is done."""
+        round_, step = position
+        if step + 1 < len(self.steps):
+            return round_, step + 1
+        if round_ + 1 < self.rounds:
+            return round_ + 1, 0
+        return None
+
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        """Everyone it may call, once each, in order."""
+        return tuple(dict.fromkeys(n for step in self.steps for n in step.call))
 
 
 @dataclass(frozen=True)
@@ -193,6 +248,7 @@ class ClickConfig:
     sms: tuple[str, ...]
     call: tuple[str, ...]
     message: str
+    escalation: Escalation | None = None
 
 
 @dataclass(frozen=True)
@@ -282,4 +338,50 @@ def _parse_click(click: str, value: object) -> ClickConfig:
         check_template(message)
     except TemplateError as exc:
         raise ConfigError(f"clicks.{click}.message: {exc}") from None
-    return ClickConfig(sms=numbers["sms"], call=numbers["call"], message=message)
+    escalation = value.get("escalation")
+    return ClickConfig(
+        sms=numbers["sms"],
+        call=numbers["call"],
+        message=message,
+        escalation=None if escalation is None else _parse_escalation(click, escalation),
+    )
+
+
+def _parse_escalation(click: str, value: object) -> Escalation:
+    where = f"clicks.{click}.escalation"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be an object")
+    steps = value.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise ConfigError(f"{where}.steps must be a non-empty list")
+    parsed = []
+    for index, step in enumerate(steps):
+        numbers = step.get("call") if isinstance(step, dict) else None
+        ring = step.get("ring_seconds", DEFAULT_RING_SECONDS) if isinstance(step, dict) else None
+        if (
+            not isinstance(numbers, list)
+            or not numbers
+            or not all(isinstance(n, str) and n for n in numbers)
+        ):
+            raise ConfigError(f"{where}.steps[{index}].call must be a list of phone numbers")
+        if not _whole(ring, MIN_RING_SECONDS, MAX_RING_SECONDS):
+            raise ConfigError(
+                f"{where}.steps[{index}].ring_seconds must be {MIN_RING_SECONDS} to "
+                f"{MAX_RING_SECONDS}"
+            )
+        parsed.append(EscalationStep(tuple(numbers), int(ring)))  # type: ignore[arg-type]
+    rounds = value.get("rounds", 1)
+    if not _whole(rounds, 1, MAX_ROUNDS):
+        raise ConfigError(f"{where}.rounds must be 1 to {MAX_ROUNDS}")
+    exhausted = value.get("exhausted")
+    if not isinstance(exhausted, str) or not exhausted:
+        raise ConfigError(f"{where}.exhausted must be a non-empty string")
+    try:
+        check_template(exhausted)
+    except TemplateError as exc:
+        raise ConfigError(f"{where}.exhausted: {exc}") from None
+    return Escalation(tuple(parsed), int(rounds), exhausted)
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high

@@ -31,12 +31,12 @@ from . import alarms
 from .contract import format_time
 from .handler import (
     LambdaSettings,
-    _client,
     alarm_table,
     finish,
     is_retry_event,
     load_config,
     parse_event,
+    tell_owner,
 )
 from .receipts import is_function_url_event
 from .text import log, printable
@@ -95,18 +95,10 @@ def failure_handler(event: object, context: object) -> dict[str, Any]:
     if settings.owner_topic is None:
         result["owner"] = "not told: no owner topic"
         return finish(result, level=logging.ERROR)
-    answer = _client("sns").publish(
-        TopicArn=settings.owner_topic,
-        Subject=SUBJECT,
-        Message=message,
-        # SNS sends Promotional SMS by default: cheapest route, filtered in some countries.
-        MessageAttributes={
-            "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}
-        },
-    )
+    message_id = tell_owner(settings.owner_topic, SUBJECT, message)
     result["owner"] = "told"
-    result["messageId"] = answer.get("MessageId")
-    _told(table, alarm_id, str(answer.get("MessageId") or ""))
+    result["messageId"] = message_id
+    _told(table, alarm_id, message_id or "")
     return finish(result, level=logging.ERROR)
 
 

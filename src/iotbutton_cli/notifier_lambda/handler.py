@@ -122,7 +122,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import alarms, receipts, twilio
+from . import alarms, escalation, escalation_ledger, receipts, twilio
 from .contract import (
     ALARM_TABLE_ENV,
     BATTERY_FIELD,
@@ -146,6 +146,7 @@ from .contract import (
     format_time,
     parse_config,
     render,
+    twiml,
 )
 from .text import REPLACEMENT, UNSAFE_IN_MESSAGE, log, printable
 from .twilio import AUTH_FAILED_CODE, TWILIO_ERROR_MEANINGS, TWILIO_TEXT_MAX_CHARS, TwilioOutcome
@@ -559,11 +560,161 @@ def status_callback_url(
 
 
 def receipt_handler(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A request to the function URL: a delivery receipt from Twilio, or a 403."""
+    """A request to the function URL: a delivery receipt or an escalation's callback from
+    Twilio, or a 403."""
     settings = LambdaSettings.from_environment()
     config = load_config(settings)
     token = load_secret(settings) if config.api_key_sid is None else None
-    return receipts.handle(event, settings.callback_url, token, ledger_for(settings))
+
+    def on_escalation(query: Mapping[str, str], params: Mapping[str, str]) -> dict[str, Any]:
+        assert token is not None  # verified with it
+        return escalation_callback(settings, config, token, query, params)
+
+    return receipts.handle(event, settings.callback_url, token, ledger_for(settings), on_escalation)
+
+
+def stored_event(stored: Mapping[str, str]) -> ButtonEvent:
+    """The click an alarm item records, as its messages tell it."""
+    clicked = stored.get("clickedAt", "")
+    return ButtonEvent(
+        serial=stored.get("serial", UNKNOWN),
+        click=stored.get("click", "SINGLE"),
+        battery=stored.get("battery") or UNKNOWN,
+        clicked_ms=int(clicked) if clicked.isdigit() else None,
+    )
+
+
+def escalator_for(
+    settings: LambdaSettings,
+    config: MessagingConfig,
+    click: ClickConfig,
+    event: ButtonEvent,
+    alarm_id: str,
+    table: alarms.TableLedger,
+    client: twilio.TwilioClient,
+) -> escalation.Escalator:
+    assert click.escalation is not None and settings.callback_url is not None
+    return escalation.Escalator(
+        ledger=escalation_ledger.EscalationLedger(table),
+        client=client,
+        escalation=click.escalation,
+        alarm_id=alarm_id,
+        sender=config.sender,
+        person=config.person,
+        text=message_text(click.message, config, event),
+        values=template_values(config, event),
+        callback_url=settings.callback_url,
+        sms_recipients=click.sms,
+        tell_owner=owner_teller(settings),
+    )
+
+
+def owner_teller(settings: LambdaSettings) -> Callable[[str, str], str | None] | None:
+    """A function that publishes to the owner's SNS topic, if the deploy made one."""
+    topic = settings.owner_topic
+    if topic is None:
+        return None
+
+    def tell(subject: str, message: str) -> str | None:
+        return tell_owner(topic, subject, message)
+
+    return tell
+
+
+def tell_owner(topic: str, subject: str, message: str) -> str | None:
+    """Publish one message to the owner's topic; its message id."""
+    answer = _client("sns").publish(
+        TopicArn=topic,
+        Subject=subject,
+        Message=message,
+        # SNS sends Promotional SMS by default: cheapest route, filtered in some countries.
+        MessageAttributes={
+            "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}
+        },
+    )
+    return str(answer.get("MessageId") or "") or None
+
+
+def _stored_escalator(
+    settings: LambdaSettings, config: MessagingConfig, alarm_id: str, context: object = None
+) -> tuple[escalation.Escalator | None, str]:
+    """The escalator of a stored alarm, or None and why there is none."""
+    table = alarm_table(settings)
+    stored = table.alarm(alarm_id) if table is not None and alarm_id else None
+    if table is None or stored is None:
+        return None, "no such alarm"
+    event = stored_event(stored)
+    click = config.clicks.get(event.click)
+    if click is None or click.escalation is None or settings.callback_url is None:
+        return None, f"{event.click} has no escalation"
+    client = twilio_client(settings, config, load_secret(settings), context)
+    return escalator_for(settings, config, click, event, alarm_id, table, client), ""
+
+
+def escalation_callback(
+    settings: LambdaSettings,
+    config: MessagingConfig,
+    token: str,
+    query: Mapping[str, str],
+    params: Mapping[str, str],
+) -> dict[str, Any]:
+    """A signed callback about an escalation's call: its key press (answered with TwiML) or
+    its status (answered 204)."""
+    alarm_id = query.get(CALLBACK_ALARM_PARAMETER, "")
+    position = escalation_ledger.parse_position(query.get(escalation.ESCALATION_PARAMETER, ""))
+    escalator, why_not = _stored_escalator(settings, config, alarm_id)
+    gather = query.get(escalation.EVENT_PARAMETER) == escalation.GATHER_EVENT
+    if escalator is None or position is None or not _in_escalation(escalator, position):
+        log(logging.WARNING, "escalation callback for %s: %s", printable(alarm_id, 200), why_not)
+        if gather:
+            return receipts.twiml_answer(twiml("This alarm is not known. Goodbye."))
+        return receipts.answer(400)
+    if gather:
+        spoken = escalator.pressed(
+            position, params.get("To", ""), params.get("CallSid", ""), params.get("Digits", "")
+        )
+        return receipts.twiml_answer(spoken)
+    receipt = receipts.receipt_of(params)
+    if receipt is None or receipt["channel"] != "call":
+        return receipts.answer(400)
+    attempt = query.get(CALLBACK_ATTEMPT_PARAMETER, "")
+    receipt["channel"] = escalation_ledger.channel_of(position)
+    escalator.ledger.table.receipt(
+        alarm_id, attempt=int(attempt) if attempt.isdigit() else None, **receipt
+    )
+    log(
+        logging.INFO,
+        "escalation %s step %s: call to %s %s%s",
+        printable(alarm_id, 200),
+        escalation_ledger.position_text(position),
+        printable(receipt["to"], 32),
+        printable(receipt["status"], 32),
+        f" (answered by {printable(receipt['answered_by'], 32)})" if receipt["answered_by"] else "",
+    )
+    if receipt["status"] in escalation_ledger.CALL_ENDED:
+        escalator.call_over(position)
+    return receipts.answer(204)
+
+
+def _in_escalation(escalator: escalation.Escalator, position: tuple[int, int]) -> bool:
+    return position[0] < escalator.escalation.rounds and position[1] < len(
+        escalator.escalation.steps
+    )
+
+
+ACK_EVENT_KEY = "iotbuttonAck"
+
+
+def ack_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """``notify ack``: acknowledge an alarm from a terminal, as a 1 pressed on a call would."""
+    settings = LambdaSettings.from_environment()
+    config = load_config(settings)
+    alarm_id = str(request.get("alarm", ""))
+    by = printable(str(request.get("by") or "a terminal"), 100)
+    escalator, why_not = _stored_escalator(settings, config, alarm_id, context)
+    if escalator is None:
+        return finish({"alarm": alarm_id, "acknowledged": False, "ignored": why_not})
+    return finish({"alarm": alarm_id, **escalator.acknowledge(by, "terminal")})
 
 
 RETRY_EVENT_KEY = "iotbuttonRetry"
@@ -586,13 +737,7 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
     stored = table.alarm(alarm_id) if table is not None and alarm_id else None
     if table is None or stored is None:
         return finish({"alarm": alarm_id, "retry": True, "results": [], "ignored": "no such alarm"})
-    clicked = stored.get("clickedAt", "")
-    event = ButtonEvent(
-        serial=stored.get("serial", UNKNOWN),
-        click=stored.get("click", "SINGLE"),
-        battery=stored.get("battery") or UNKNOWN,
-        clicked_ms=int(clicked) if clicked.isdigit() else None,
-    )
+    event = stored_event(stored)
     click = config.clicks.get(event.click)
     asked = [
         Delivery(str(pair[0]), str(pair[1]))
@@ -639,6 +784,8 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
     if is_retry_event(event):
         assert isinstance(event, dict)
         return retry_handler(event[RETRY_EVENT_KEY], context)
+    if isinstance(event, dict) and isinstance(event.get(ACK_EVENT_KEY), dict):
+        return ack_handler(event[ACK_EVENT_KEY], context)
     parsed = parse_event(event)
     for note in parsed.notes:
         log(logging.WARNING, "%s", note)
@@ -657,7 +804,7 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         )
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
     click = config.clicks.get(parsed.click)
-    if click is None or not (click.sms or click.call):
+    if click is None or not (click.sms or click.call or click.escalation):
         reason = f"no recipients configured for {parsed.click}"
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
 
@@ -669,6 +816,14 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         ledger.mark_failed(opened.alarm_id)
         raise
     client = twilio_client(settings, config, secret, context)
+    table = ledger.table if isinstance(ledger, alarms.FallingBackLedger) else None
+    escalates = click.escalation is not None and table is not None and settings.callback_url
+    if click.escalation is not None and not escalates:
+        # No table or no callbacks to drive it: ring everyone at once rather than nobody.
+        log(logging.ERROR, "escalation needs the alarm table and receipts: calling everyone")
+        click = ClickConfig(
+            click.sms, tuple(dict.fromkeys((*click.call, *click.escalation.numbers))), click.message
+        )
     listed = listed_deliveries(click)
 
     def callback_for(attempt: int | None) -> str | None:
@@ -684,6 +839,10 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         callback_for,
     )
     result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
+    if escalates:
+        assert table is not None
+        escalator = escalator_for(settings, config, click, parsed, opened.alarm_id, table, client)
+        result["escalation"] = escalator.begin()
     failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]
     if any(outcome.code == AUTH_FAILED_CODE for outcome in failures):
         forget_secret(settings)

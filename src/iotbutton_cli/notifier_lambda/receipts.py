@@ -20,13 +20,14 @@ import hashlib
 import hmac
 import logging
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .alarms import NOT_REACHED_STATUSES
 from .text import log, printable
 
 SIGNATURE_HEADER = "x-twilio-signature"
+ESCALATION_PARAMETER = "esc"  # an escalation's callback: see escalation.py
 MAX_BODY_BYTES = 64 * 1024
 
 # How far along each status is: a callback never moves a delivery back.
@@ -109,24 +110,32 @@ def verified(event: Mapping[str, Any], callback_url: str, auth_token: str) -> bo
 
 
 def handle(
-    event: Mapping[str, Any], callback_url: str | None, auth_token: str | None, ledger: Any
+    event: Mapping[str, Any],
+    callback_url: str | None,
+    auth_token: str | None,
+    ledger: Any,
+    on_escalation: Callable[[dict[str, str], dict[str, str]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Answer one request to the function URL (as Lambda turns it back into HTTP)."""
+    """Answer one request to the function URL (as Lambda turns it back into HTTP): a receipt
+    is recorded here; an escalation's callback (its URL says ``esc=``) goes to
+    ``on_escalation`` with the query and the form, once its signature is checked."""
     method = event.get("requestContext", {}).get("http", {}).get("method")
     if method != "POST" or not callback_url or not auth_token:
         log(logging.WARNING, "function URL: refused a %s request", printable(str(method), 10))
-        return _answer(403)
+        return answer(403)
     if not verified(event, callback_url, auth_token):
         log(logging.WARNING, "function URL: refused a request without Twilio's valid signature")
-        return _answer(403)
+        return answer(403)
     params = dict(request_params(event) or [])
     query = dict(urllib.parse.parse_qsl(str(event.get("rawQueryString") or "")))
+    if on_escalation is not None and query.get(ESCALATION_PARAMETER):
+        return on_escalation(query, params)
     alarm_id = query.get("alarm", "")
     attempt = query.get("attempt", "")
     receipt = receipt_of(params)
     if not alarm_id or receipt is None:
         log(logging.WARNING, "function URL: a signed request that is no status callback")
-        return _answer(400)
+        return answer(400)
     recorded = ledger.receipt(
         alarm_id, attempt=int(attempt) if attempt.isdigit() else None, **receipt
     )
@@ -140,7 +149,7 @@ def handle(
         f" (Twilio error {receipt['error_code']})" if receipt.get("error_code") else "",
         "" if recorded else " (already known or out of order: unchanged)",
     )
-    return _answer(204)
+    return answer(204)
 
 
 def receipt_of(params: Mapping[str, str]) -> dict[str, Any] | None:
@@ -171,5 +180,10 @@ def receipt_of(params: Mapping[str, str]) -> dict[str, Any] | None:
     }
 
 
-def _answer(status: int) -> dict[str, Any]:
+def answer(status: int) -> dict[str, Any]:
     return {"statusCode": status, "headers": {"Content-Type": "text/plain"}, "body": ""}
+
+
+def twiml_answer(document: str) -> dict[str, Any]:
+    """TwiML for Twilio to play next (the answer to a ``<Gather>``'s action)."""
+    return {"statusCode": 200, "headers": {"Content-Type": "text/xml"}, "body": document}

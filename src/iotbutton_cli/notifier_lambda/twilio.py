@@ -95,6 +95,7 @@ class TwilioOutcome:
     more_info: str | None = None
     note: str | None = None
     status: str | None = None  # Twilio's status in its answer: "queued", until it says more
+    listed: list[Any] = field(default_factory=list)  # a list page's calls, for a GET
 
 
 @dataclass
@@ -129,7 +130,7 @@ class TwilioClient:
                 outcome.message = outcome.message or "no time left in this invocation"
                 outcome.retryable = True
                 break
-            outcome = self._post_once(resource, form, timeout)
+            outcome = self._request_once(resource, form, timeout)
             outcome.attempts = attempt
             if outcome.ok or not outcome.retryable or attempt == MAX_ATTEMPTS:
                 break
@@ -150,18 +151,56 @@ class TwilioClient:
             return True
         return self.deadline - monotonic() - delay >= MIN_ATTEMPT_SECONDS
 
-    def _post_once(self, resource: str, form: Mapping[str, str], timeout: float) -> TwilioOutcome:
+    def place_call(
+        self, to: str, sender: str, document: str, status_callback: str, ring_seconds: int
+    ) -> TwilioOutcome:
+        """An escalation's call: rings ``ring_seconds`` (Twilio's ``Timeout``), tells a person
+        from voicemail (``MachineDetection``), and reports its end to ``status_callback``."""
+        form = {
+            "To": to,
+            "From": sender,
+            "Twiml": document,
+            "Timeout": str(ring_seconds),
+            "MachineDetection": "Enable",
+            "StatusCallback": status_callback,
+        }
+        return self.create("Calls", form)
+
+    def hang_up(self, sid: str) -> TwilioOutcome:
+        """End a call whatever its state (``completed``: Twilio cancels one not yet answered)."""
+        return self.create(f"Calls/{urllib.parse.quote(sid, safe='')}", {"Status": "completed"})
+
+    def calls_to(self, to: str) -> list[dict[str, Any]]:
+        """The account's latest calls to ``to`` (one page, newest first): how a claim whose
+        request never got its answer learns whether Twilio made the call."""
+        timeout = self._attempt_timeout() or self.timeout
+        query = urllib.parse.urlencode({"To": to, "PageSize": "20"})
+        outcome = self._request_once("Calls", None, timeout, query=query)
+        if not outcome.ok:
+            raise OSError(f"could not list calls: {outcome.message}")
+        return [call for call in outcome.listed if isinstance(call, dict)]
+
+    def _request_once(
+        self,
+        resource: str,
+        form: Mapping[str, str] | None,
+        timeout: float,
+        query: str | None = None,
+    ) -> TwilioOutcome:
+        """One request: a POST of ``form``, or (``form`` None) a GET with ``query``."""
+        url = self.url(resource) + (f"?{query}" if query else "")
+        headers = {
+            "Authorization": self._authorization(),
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        data = None
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            data = urllib.parse.urlencode(form).encode("utf-8")
         # The scheme is checked in LambdaSettings: only http(s) URLs get here.
         request = urllib.request.Request(  # noqa: S310
-            self.url(resource),
-            data=urllib.parse.urlencode(form).encode("utf-8"),
-            method="POST",
-            headers={
-                "Authorization": self._authorization(),
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
+            url, data=data, method="POST" if form is not None else "GET", headers=headers
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -202,6 +241,8 @@ def json_object(body: bytes) -> dict[str, Any]:
 def accepted_outcome(status: int, body: bytes) -> TwilioOutcome:
     """Any 2xx means Twilio took the request: sent, with its sid when the answer says one."""
     answer = json_object(body)
+    if isinstance(answer.get("calls"), list):  # a list page
+        return TwilioOutcome(ok=True, http_status=status, listed=answer["calls"])
     sid, state = answer.get("sid"), answer.get("status")
     shown_state = printable(state, 32) if isinstance(state, str) and state else None
     if isinstance(sid, str) and sid:

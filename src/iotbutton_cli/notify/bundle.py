@@ -33,6 +33,8 @@ MODULES = (
     "__init__.py",
     "alarms.py",
     "contract.py",
+    "escalation.py",
+    "escalation_ledger.py",
     "failures.py",
     "handler.py",
     "receipts.py",

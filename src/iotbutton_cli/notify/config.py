@@ -33,6 +33,7 @@ from iotbutton_cli.notifier_lambda.contract import (
     SMS_MAX_UNITS,
     TEMPLATE_FIELDS,
     TWIML_MAX_CHARS,
+    Escalation,
     TemplateError,
     check_template,
     render,
@@ -41,6 +42,8 @@ from iotbutton_cli.notifier_lambda.contract import (
 
 if TYPE_CHECKING:
     from yaml.nodes import Node
+
+    from iotbutton_cli.notify.escalation_config import Cost
 
 CONFIG_NAME = "notify.yaml"
 ACCOUNT_SID_PATTERN = re.compile(r"AC[0-9a-fA-F]{32}")
@@ -60,7 +63,7 @@ EMAIL_MAX_CHARS = 254
 # Clicks of one button and click type this close together are one alarm (seconds).
 DEFAULT_DEBOUNCE_SECONDS = 5
 MAX_DEBOUNCE_SECONDS = 600
-CLICK_KEYS = ("sms", "call", "message")
+CLICK_KEYS = ("sms", "call", "message", "escalation")
 # The longest each template field can be when a click arrives ({person} is the config's own value,
 # {click} the click type's name): thing names go up to 128 characters, "1650mV" is a typical
 # battery reading, and times look like "2026-11-21 23:04 UTC".
@@ -165,10 +168,20 @@ class ClickSettings:
     sms: tuple[str, ...]
     call: tuple[str, ...]
     message: str
+    escalation: Escalation | None = None
 
     @property
     def recipients(self) -> int:
-        return len(self.sms) + len(self.call)
+        escalated = len(self.escalation.numbers) if self.escalation else 0
+        return len(self.sms) + len(self.call) + escalated
+
+    def escalation_cost(self, person: str, click: str) -> Cost | None:
+        """What an alarm of this click type nobody acknowledges costs, at worst."""
+        if self.escalation is None:
+            return None
+        from iotbutton_cli.notify.escalation_config import cost
+
+        return cost(self.escalation, render(self.message, worst_case_fields(person, click)))
 
 
 @dataclass(frozen=True)
@@ -235,10 +248,7 @@ class NotifyConfig:
             "from": self.sender,
             "person": self.person,
             "debounce_seconds": self.debounce_seconds,
-            "clicks": {
-                click: {"sms": list(item.sms), "call": list(item.call), "message": item.message}
-                for click, item in self.clicks.items()
-            },
+            "clicks": {click: _click_document(item) for click, item in self.clicks.items()},
         }
 
     def summary(self) -> dict[str, Any]:
@@ -260,11 +270,38 @@ class NotifyConfig:
                     "sms_count": len(item.sms),
                     "call_count": len(item.call),
                     "message": item.message,
+                    "escalation": _escalation_summary(item, self.person, click),
                 }
                 for click, item in self.clicks.items()
             },
-            "recipients": len({n for item in self.clicks.values() for n in item.sms + item.call}),
+            "recipients": len({n for item in self.clicks.values() for n in _numbers(item)}),
         }
+
+
+def _numbers(item: ClickSettings) -> tuple[str, ...]:
+    return item.sms + item.call + (item.escalation.numbers if item.escalation else ())
+
+
+def _click_document(item: ClickSettings) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "sms": list(item.sms),
+        "call": list(item.call),
+        "message": item.message,
+    }
+    if item.escalation is not None:
+        from iotbutton_cli.notify.escalation_config import as_document
+
+        document["escalation"] = as_document(item.escalation)
+    return document
+
+
+def _escalation_summary(item: ClickSettings, person: str, click: str) -> dict[str, Any] | None:
+    cost = item.escalation_cost(person, click)
+    if item.escalation is None or cost is None:
+        return None
+    from iotbutton_cli.notify.escalation_config import as_document
+
+    return {**as_document(item.escalation), **cost.as_json()}
 
 
 def config_path() -> Path:
@@ -481,6 +518,8 @@ class _Parser:
         debounce = self.debounce(entries)
         owner = self.owner(entries)
         clicks = self.clicks(root, entries, sender, person)
+        if api_key_sid is not None:
+            self.refuse_escalation_with_api_key(entries, clicks)
         return NotifyConfig(
             self.path,
             account_sid,
@@ -491,6 +530,21 @@ class _Parser:
             debounce_seconds=debounce,
             owner=owner,
         )
+
+    def refuse_escalation_with_api_key(
+        self, entries: dict[str, tuple[Node, Node]], clicks: Mapping[str, ClickSettings]
+    ) -> None:
+        """An escalation moves on when Twilio's signed callbacks come, and Twilio signs them
+        with the auth token, which a deploy with an API key does not hold."""
+        escalating = [click for click, item in clicks.items() if item.escalation is not None]
+        if escalating:
+            self.fail(
+                entries["api_key_sid"][1],
+                "notify-config-escalation-api-key",
+                f"{escalating[0]} has an escalation, which needs the account's auth token",
+                "Twilio signs the callbacks an escalation moves on with the auth token: remove "
+                "api_key_sid and deploy with TWILIO_AUTH_TOKEN set.",
+            )
 
     def compose(self, text: str) -> Node | None:
         import yaml
@@ -805,7 +859,28 @@ class _Parser:
                 'Add the text to send, e.g. message: "{person} pressed the button at {time}."',
             )
         message = self.message(entries["message"][1], f"{where}.message", click, person, numbers)
-        return ClickSettings(sms=numbers["sms"], call=numbers["call"], message=message)
+        escalation = None
+        if "escalation" in entries:
+            from iotbutton_cli.notify import escalation_config
+
+            escalation = escalation_config.parse(
+                self,
+                *entries["escalation"],
+                where,
+                sender,
+                person,
+                render(message, worst_case_fields(person or "", click)),
+            )
+            if len(escalation.numbers) + sum(map(len, numbers.values())) > MAX_RECIPIENTS:
+                self.fail(
+                    key_node,
+                    "notify-config-too-many",
+                    f"{where} reaches more than {MAX_RECIPIENTS} numbers",
+                    f"Keep each click type to {MAX_RECIPIENTS} numbers (escalation included).",
+                )
+        return ClickSettings(
+            sms=numbers["sms"], call=numbers["call"], message=message, escalation=escalation
+        )
 
     def numbers(self, node: Node, where: str, sender: str) -> tuple[str, ...]:
         from yaml.nodes import ScalarNode, SequenceNode

@@ -14,6 +14,12 @@ from typing import Any
 
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.notifier_lambda.alarms import ALARM_SK, RECENT_SK, RETENTION_SECONDS
+from iotbutton_cli.notifier_lambda.escalation_ledger import (
+    CALL_PREFIX,
+    call_ended,
+    call_outcome,
+    parse_position,
+)
 from iotbutton_cli.notify.ops import not_deployed
 from iotbutton_cli.notify.resources import ALARM_TABLE, TABLE_KIND
 
@@ -51,6 +57,35 @@ class Delivery:
 
 
 @dataclass
+class EscalationCall:
+    """One call an escalation placed: at which step, to whom, and what became of it."""
+
+    round: int  # from 1
+    step: int  # from 1
+    to: str
+    outcome: str  # acknowledged, no-answer, busy, voicemail, answered, no key, failed, ringing
+    started_ms: int | None = None
+    ended_ms: int | None = None
+    sid: str | None = None
+
+
+@dataclass
+class Escalation:
+    """What an alarm's escalation did: its state, who acknowledged, every call and notice."""
+
+    state: str  # ringing, acknowledged, exhausted
+    round: int  # the round and step it is at (or ended at), from 1
+    step: int
+    ack_by: str | None = None
+    ack_ms: int | None = None
+    ack_via: str | None = None  # call, terminal
+    exhausted_ms: int | None = None
+    calls: list[EscalationCall] = field(default_factory=list)
+    # The texts that followed: "acknowledged" notices, "exhausted" texts (SMS), the owner (SNS).
+    notices: list[Delivery] = field(default_factory=list)
+
+
+@dataclass
 class Alarm:
     alarm_id: str
     serial: str
@@ -65,6 +100,7 @@ class Alarm:
     drop_error: str | None = None
     invoke_count: int | None = None
     owner_told_ms: int | None = None  # when the owner's SNS topic took the message about it
+    escalation: Escalation | None = None
 
     @property
     def failed(self) -> list[Delivery]:
@@ -120,11 +156,48 @@ def _alarms(items: list[dict[str, Any]]) -> list[Alarm]:
     alarms = {_s(item["pk"]): _alarm(item) for item in items if _s(item["sk"]) == ALARM_SK}
     for item in items:
         alarm = alarms.get(_s(item["pk"]))
-        if alarm is not None and _s(item["sk"]) != ALARM_SK:
+        if alarm is None or _s(item["sk"]) == ALARM_SK:
+            continue
+        channel = _s(item.get("channel"))
+        if channel in ("sms", "call"):
             alarm.deliveries.append(_delivery(item))
+        elif alarm.escalation is not None and channel.startswith(CALL_PREFIX):
+            alarm.escalation.calls.append(_call(item))
+        elif alarm.escalation is not None:
+            alarm.escalation.notices.append(_delivery(item))
     for alarm in alarms.values():
         alarm.deliveries.sort(key=lambda d: (d.channel != "sms", d.to))
+        if alarm.escalation is not None:
+            alarm.escalation.calls.sort(key=lambda c: (c.round, c.step, c.started_ms or 0, c.to))
     return list(alarms.values())
+
+
+def _escalation(item: dict[str, Any]) -> Escalation | None:
+    if not _s(item.get("esc")):
+        return None
+    return Escalation(
+        state=_s(item.get("esc")),
+        round=(_n(item.get("escRound")) or 0) + 1,
+        step=(_n(item.get("escStep")) or 0) + 1,
+        ack_by=_s(item.get("ackBy")) or None,
+        ack_ms=_n(item.get("ackAt")),
+        ack_via=_s(item.get("ackVia")) or None,
+        exhausted_ms=_n(item.get("exhaustedAt")),
+    )
+
+
+def _call(item: dict[str, Any]) -> EscalationCall:
+    text = {key: _s(value) or str(_n(value) or "") for key, value in item.items()}
+    position = parse_position(text.get("channel", "").removeprefix(CALL_PREFIX)) or (0, 0)
+    return EscalationCall(
+        round=position[0] + 1,
+        step=position[1] + 1,
+        to=text.get("recipient", ""),
+        outcome=call_outcome(text),
+        started_ms=_n(item.get("startedAt")),
+        ended_ms=_n(item.get("receiptAt")) if call_ended(text) else None,
+        sid=text.get("sid") or None,
+    )
 
 
 def _alarm(item: dict[str, Any]) -> Alarm:
@@ -140,6 +213,7 @@ def _alarm(item: dict[str, Any]) -> Alarm:
         drop_error=_s(item.get("dropError")) or None,
         invoke_count=_n(item.get("invokeCount")),
         owner_told_ms=_n(item.get("ownerToldAt")),
+        escalation=_escalation(item),
     )
 
 
