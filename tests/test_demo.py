@@ -16,10 +16,14 @@ def test_demo_clicks_and_checks_every_message(cli, isolated_env):
     assert result["ok"] is True
     assert result["clicks"] == {"SINGLE": True, "DOUBLE": True, "LONG": True}
     assert result["receipts"] is True and result["owner_told"] is True
+    assert result["escalated"] is True
     delivered = [e for e in result["outbox"] if e["http_status"] == 201]
     refused = [e for e in result["outbox"] if e["http_status"] != 201]
-    # The three clicks, then `notify retry`'s SMS to Alice once Twilio is back.
-    assert len(delivered) == 8 and delivered[-1]["fields"]["To"] == demos.ALICE
+    # The three clicks (LONG: Alice's call, both SMS, Bob told Alice is coming), `notify
+    # retry`'s SMS to Alice once Twilio is back, then the last LONG: both SMS, Alice's call (no
+    # answer), Bob's (he presses 1), and Alice told that Bob is coming.
+    assert len(delivered) == 13 and delivered[-1]["fields"]["To"] == demos.ALICE
+    assert "acknowledged" in delivered[-1]["fields"]["Body"]
     # Twilio down for Alice: Lambda's three attempts, each with the notifier's three tries.
     assert [(e["http_status"], e["fields"]["To"]) for e in refused] == [(503, demos.ALICE)] * 9
     # It ran in a folder of its own under IOTBUTTON_HOME, and left nothing of it behind: no

@@ -236,6 +236,28 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
     run("sandbox phone", "+15551230001", "--reset")  # the phone is on again
     run("notify retry", undelivered["alarm"])
 
+    # A LONG click that escalates to a phone that rings for 30 s: acknowledged from here.
+    from iotbutton_cli.notify.config import config_path
+
+    config = config_path()
+    config.write_text(
+        config.read_text().replace("debounce: 5", "debounce: 0")  # not a repeat of the last
+        + '    escalation: {ring: 600, steps: [{call: "+15551230003"}], exhausted: "Nobody."}\n'
+    )
+    cli("--sandbox", "notify", "deploy")
+    cli("sandbox", "phone", "+15551230003", "--call", "no-answer")
+    cli("--sandbox", "sim", "click", "--long")
+    escalating = None
+    for _ in range(100):
+        escalating = next(
+            (a for a in cli.json("--sandbox", "notify", "history") if a["escalation"]), None
+        )
+        if escalating:
+            break
+        time.sleep(0.3)
+    assert escalating is not None, "the LONG click never escalated"
+    run("notify ack", escalating["alarm"], "--by", "Dana")
+
     run("things create", OTHER)
     run("certs revoke", OTHER, "--yes")
     run("things delete", OTHER, "--yes")

@@ -18,6 +18,7 @@ import pytest
 from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET, notify_init_args
 
 SMS_TO, CALL_TO, DOWN = "+15551230001", "+15551230002", "+15005550101"
+ANSWERS = {"press": "1", "hold": 0}  # a person who presses 1, a Twilio that answers at once
 
 
 def phones_file(sandbox: dict[str, Any]) -> Path:
@@ -39,13 +40,20 @@ def test_phone_writes_merges_lists_and_resets_and_sandbox_stop_forgets(cli, sand
 
     set_sms = cli.json("sandbox", "phone", SMS_TO, "--sms", "undelivered", "--sms-error", "30005")
     assert set_sms == {
-        SMS_TO: {"sms": "undelivered", "sms_error": 30005, "call": "completed", "outage": False}
+        SMS_TO: {
+            "sms": "undelivered",
+            "sms_error": 30005,
+            "call": "completed",
+            **ANSWERS,
+            "outage": False,
+        }
     }
     merged = cli.json("sandbox", "phone", SMS_TO, "--call", "busy")  # the SMS setting stays
     assert merged[SMS_TO] == {
         "sms": "undelivered",
         "sms_error": 30005,
         "call": "busy",
+        **ANSWERS,
         "outage": False,
     }
     cli("sandbox", "phone", DOWN, "--outage")
@@ -61,7 +69,13 @@ def test_phone_writes_merges_lists_and_resets_and_sandbox_stop_forgets(cli, sand
     assert failed[SMS_TO]["sms_error"] == 30008
     before = path.read_text()
     assert cli.json("sandbox", "phone", CALL_TO) == {
-        CALL_TO: {"sms": "delivered", "sms_error": None, "call": "completed", "outage": False}
+        CALL_TO: {
+            "sms": "delivered",
+            "sms_error": None,
+            "call": "completed",
+            **ANSWERS,
+            "outage": False,
+        }
     }
     assert path.read_text() == before
 
@@ -71,8 +85,14 @@ def test_phone_writes_merges_lists_and_resets_and_sandbox_stop_forgets(cli, sand
         f"{SMS_TO}  sms failed (30008), call busy",
     ]
     assert cli.json("sandbox", "phones") == {
-        DOWN: {"sms": "delivered", "sms_error": None, "call": "completed", "outage": True},
-        SMS_TO: {"sms": "failed", "sms_error": 30008, "call": "busy", "outage": False},
+        DOWN: {
+            "sms": "delivered",
+            "sms_error": None,
+            "call": "completed",
+            **ANSWERS,
+            "outage": True,
+        },
+        SMS_TO: {"sms": "failed", "sms_error": 30008, "call": "busy", **ANSWERS, "outage": False},
     }
 
     # --no-outage on an entry that only had the outage leaves nothing of it; --reset with
@@ -223,3 +243,83 @@ def test_an_outage_set_with_the_command_is_what_the_sandbox_answers(cli, sandbox
 
     cli("sandbox", "phone", DOWN, "--no-outage")
     assert twilio_post(sandbox, "Calls", call)[0] == 201  # Twilio is back for it
+
+
+# -- callees that answer, press keys, and slow Twilio down --------------------------------------
+
+
+def test_phone_sets_a_hangup_callee_its_keys_and_a_hold(cli, sandbox):
+    path = phones_file(sandbox)
+    shown = cli.json("sandbox", "phone", CALL_TO, "--call", "hangup", "--press", "12#")
+    assert shown == {
+        CALL_TO: {
+            "sms": "delivered",
+            "sms_error": None,
+            "call": "hangup",
+            "press": "12#",
+            "hold": 0,
+            "outage": False,
+        }
+    }
+    held = cli("sandbox", "phone", CALL_TO, "--call", "completed", "--press", "", "--hold", "2.5")
+    assert held.stdout == (
+        f"{CALL_TO}  sms delivered, call completed, presses nothing, Twilio holds creates 2.5 s\n"
+    )
+    assert json.loads(path.read_text()) == {CALL_TO: {"press": "", "hold": 2.5}}
+    assert cli.json("sandbox", "phones")[CALL_TO]["hold"] == 2.5
+    cli("sandbox", "phone", CALL_TO, "--press", "1", "--hold", "0")
+    assert json.loads(path.read_text()) == {}  # as any number again
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "code"),
+    [
+        ("--press", "1a", "sandbox-bad-press"),
+        ("--press", "1" * 33, "sandbox-bad-press"),
+        ("--press", "\uff11", "sandbox-bad-press"),
+        ("--hold", "-1", "sandbox-bad-hold"),
+        ("--hold", "soon", "sandbox-bad-hold"),
+        ("--hold", "nan", "sandbox-bad-hold"),
+        ("--hold", "inf", "sandbox-bad-hold"),
+    ],
+)
+def test_bad_keys_or_hold_are_refused_in_one_line_before_the_sandbox_is_asked(
+    cli, option, value, code
+):
+    line = one_error_line(cli("sandbox", "phone", SMS_TO, option, value, code=2))
+    assert line.startswith(f"Error: {option} ")
+    error = cli.json("sandbox", "phone", SMS_TO, option, value, code=2)["error"]
+    assert (error["code"], error["exit_status"]) == (code, 2)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.1", "fast", "nan"])
+def test_a_time_scale_out_of_range_is_refused_and_nothing_starts(cli, monkeypatch, value):
+    line = one_error_line(cli("sandbox", "start", "--time-scale", value, code=2))
+    assert "is not a number > 0 and <= 1" in line
+    monkeypatch.setenv("IOTBUTTON_SANDBOX_TIME_SCALE", value)
+    error = cli.json("sandbox", "start", code=2)["error"]
+    assert error["code"] == "sandbox-bad-time-scale"
+    assert cli.json("sandbox", "status", code=1) == {"running": False}
+
+
+def test_the_time_scale_is_taken_from_the_environment_and_shown_by_status(cli, monkeypatch):
+    monkeypatch.setenv("IOTBUTTON_SANDBOX_TIME_SCALE", "0.2")
+    try:
+        assert cli.json("sandbox", "start")["time_scale"] == 0.2
+        assert cli.json("sandbox", "status")["time_scale"] == 0.2
+        assert "Twilio time scale" in cli("sandbox", "status").stdout
+    finally:
+        cli("sandbox", "stop")
+
+
+def test_the_default_time_scale_is_shown_and_a_hold_is_logged(cli, sandbox):
+    from iotbutton_cli.sandbox import client as sandbox_control
+
+    assert cli.json("sandbox", "status")["time_scale"] == 0.05
+    cli("--sandbox", *notify_init_args("Grandma", SMS_TO), "--call", CALL_TO)
+    cli("--sandbox", "notify", "deploy")
+    cli("sandbox", "phone", SMS_TO, "--hold", "0.3")
+    message = {"To": SMS_TO, "From": "+15005550006", "Body": "help"}
+    assert twilio_post(sandbox, "Messages", message)[0] == 201
+    log = sandbox_control.log_path().read_text()
+    assert f"twilio stand-in: holding a create to {SMS_TO} for 0.3 s" in log

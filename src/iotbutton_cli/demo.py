@@ -6,7 +6,8 @@ when that is set), deleted when the demo succeeded, or ``<data dir>/demo`` with 
 provisions a button, deploys the notifier with a demo config, clicks SINGLE, DOUBLE and LONG,
 checks that exactly the expected Twilio requests arrived and that Twilio's receipts reached the
 notifier, then makes Twilio fail for one click and checks that the owner is told and that
-`notify retry` sends it, and cleans up (unless kept). Events are yielded for the CLI to render.
+`notify retry` sends it, then ends with a LONG click whose first callee does not answer and whose
+second presses 1, and cleans up (unless kept). Events are yielded for the CLI to render.
 """
 
 from __future__ import annotations
@@ -58,16 +59,25 @@ clicks:
     message: "{{person}} would like a call back, please."
   LONG:
     sms: ["{ALICE}", "{BOB}"]
-    call: ["{ALICE}", "{BOB}"]
     message: "Urgent: {{person}} pressed and held the button. Battery {{battery}}."
+    escalation:
+      ring: 20
+      steps:
+        - call: "{ALICE}"
+        - call: "{BOB}"
+      exhausted: "Nobody acknowledged {{person}}'s alarm. Call 911 or go there now."
 """
 
-# What each click must produce at Twilio: (resource, To) pairs.
+# What each click must produce at Twilio: (resource, To) pairs. LONG calls Alice, who answers
+# and presses 1 (the sandbox's phones answer so unless told otherwise), so Bob is told she is
+# coming instead of being called.
 EXPECTED = {
     "SINGLE": [("Messages", ALICE)],
     "DOUBLE": [("Calls", BOB), ("Messages", ALICE)],
-    "LONG": [("Calls", ALICE), ("Calls", BOB), ("Messages", ALICE), ("Messages", BOB)],
+    "LONG": [("Calls", ALICE), ("Messages", ALICE), ("Messages", BOB), ("Messages", BOB)],
 }
+# The last click: a LONG whose first callee does not answer and whose second presses 1.
+ESCALATION_EXPECTED = [(ALICE, "no-answer"), (BOB, "acknowledged")]
 
 
 @dataclass
@@ -85,6 +95,7 @@ class DemoOutcome:
     removed: bool = False  # the demo's folder is gone: nothing of it is left on disk
     receipts: bool = False  # Twilio's receipts for the LONG click reached the notifier
     owner_told: bool = False  # a click Twilio never took reached the owner, then was resent
+    escalated: bool = False  # a LONG Alice did not answer rang Bob, who acknowledged it
 
 
 def demo_home() -> Path:
@@ -162,6 +173,7 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
         # Another SINGLE within the debounce window would be a repeat of the first.
         time.sleep(max(0.0, first_click + DEMO_DEBOUNCE_SECONDS + 0.5 - time.monotonic()))
         yield from _dropped_alarm(ctx, outcome)
+        yield from _escalation(ctx, outcome)
         watcher.join(timeout=OUTBOX_TIMEOUT_SECONDS)
         yield DemoEvent("traffic", "MQTT traffic seen by the monitor", traffic)
         yield DemoEvent(
@@ -208,7 +220,8 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
     )
     yield DemoEvent(
         "detail",
-        "SINGLE → SMS Alice · DOUBLE → SMS Alice + call Bob · LONG → SMS and calls to both",
+        "SINGLE → SMS Alice · DOUBLE → SMS Alice + call Bob · LONG → SMS both, then call "
+        "Alice, then Bob, until one presses 1",
     )
 
 
@@ -351,6 +364,66 @@ def _dropped_alarm(ctx: Any, outcome: DemoOutcome) -> Iterator[DemoEvent]:
         yield DemoEvent("result", f"Twilio is back: notify retry {alarm_id} → SMS to Alice", True)
     else:
         yield DemoEvent("warning", f"notify retry {alarm_id} sent {_describe(sent)}", False)
+
+
+def _escalation(ctx: Any, outcome: DemoOutcome) -> Iterator[DemoEvent]:
+    """Alice does not answer: the LONG click's escalation calls Bob, who presses 1, and Alice
+    is told he is coming."""
+    from iotbutton_cli.device import simulator
+    from iotbutton_cli.notify import history
+    from iotbutton_cli.sandbox import client as sandbox_control
+    from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
+
+    yield DemoEvent("step", "Escalation: Alice does not answer, so Bob is called")
+    info = sandbox_control.require_running()
+    sandbox_control.change_phones(
+        info, lambda table: table.update({ALICE: PhoneBehaviour(call="no-answer")})
+    )
+    before = len(sandbox_control.outbox(info, requests_only=True))
+    simulator.click(ctx, DEMO_SERIAL, "LONG")
+    yield DemoEvent("click", "Clicked LONG (Alice's phone rings out)", "LONG")
+    deadline = time.monotonic() + OUTBOX_TIMEOUT_SECONDS
+    alarm = None
+    while time.monotonic() < deadline:
+        alarms = history.alarm_history(ctx, DEMO_SERIAL, 3600)
+        alarm = alarms[-1] if alarms and alarms[-1].click == "LONG" else None
+        if alarm and alarm.escalation and alarm.escalation.state != "ringing":
+            break
+        time.sleep(0.2)
+
+    def alice_answers_again(table: dict[str, Any]) -> None:
+        table.pop(ALICE, None)
+
+    sandbox_control.change_phones(info, alice_answers_again)
+    time.sleep(0.3)  # anything extra would show up now
+    requests = sandbox_control.outbox(info, requests_only=True)[before:]
+    calls = [
+        (e["fields"].get("To"), e["http_status"]) for e in requests if e["resource"] == "Calls"
+    ]
+    told = [
+        e["fields"].get("To") for e in requests if "acknowledged" in e["fields"].get("Body", "")
+    ]
+    escalation = alarm.escalation if alarm else None
+    sequence = [(c.to, c.outcome) for c in escalation.calls] if escalation else []
+    outcome.escalated = (
+        escalation is not None
+        and escalation.state == "acknowledged"
+        and escalation.ack_by == BOB
+        and sequence == ESCALATION_EXPECTED
+        and calls == [(ALICE, 201), (BOB, 201)]
+        and told == [ALICE]
+    )
+    outcome.ok = outcome.ok and outcome.escalated
+    if outcome.escalated:
+        yield DemoEvent(
+            "result",
+            "called Alice: no answer · called Bob: pressed 1 · SMS to Alice: Bob is coming",
+            True,
+        )
+    else:
+        yield DemoEvent(
+            "warning", f"expected Alice no-answer then Bob acknowledging, got {sequence}", False
+        )
 
 
 def _owner_message(info: Any, since: int) -> dict[str, Any] | None:

@@ -62,8 +62,9 @@ def demo(
             return
         console.print("\n[bold green]Every click produced exactly the configured messages.[/]")
         console.print(
-            "Twilio's receipts reached the notifier, and the click Twilio could not take "
-            "reached the owner, then Alice."
+            "Twilio's receipts reached the notifier, the click Twilio could not take "
+            "reached the owner, then Alice, and the LONG click Alice did not answer rang Bob "
+            "until he pressed 1."
         )
         if keep:
             # Pasteable as printed: the demo's own IOTBUTTON_HOME, never the user's sandbox.
@@ -93,16 +94,38 @@ def _print_outbox(out: Output, title: str, entries: list[dict]) -> None:
         f"\n[bold cyan]▶ {escape(title)}[/] (each request checked against Twilio's "
         "OpenAPI description)"
     )
-    out.table(
-        None,
-        ["", "to", "text", "Twilio answered"],
-        [
-            [
-                "SMS" if entry["resource"] == "Messages" else "call",
-                entry["fields"].get("To"),
-                escape(entry["fields"].get("Body") or entry["fields"].get("Twiml", "")),
-                f"{entry.get('http_status')} {entry.get('status') or ''}",
-            ]
-            for entry in entries
-        ],
-    )
+    rows: list[list[str]] = []
+    repeats = 0
+    for entry in entries:
+        row = [
+            "SMS" if entry["resource"] == "Messages" else "call",
+            entry["fields"].get("To"),
+            escape(entry["fields"].get("Body") or _spoken(entry["fields"].get("Twiml", ""))),
+            f"{entry.get('http_status')} {entry.get('status') or ''}",
+        ]
+        if rows and row == rows[-1 - bool(repeats)]:
+            repeats += 1  # the same request again (a retry): one line says how many
+            if repeats > 1:
+                rows.pop()
+            rows.append(["", "", f"… {repeats} more like it", ""])
+            continue
+        repeats = 0
+        rows.append(row)
+    out.table(None, ["", "to", "text", "Twilio answered"], rows)
+
+
+def _spoken(document: str) -> str:
+    """What a call says, from its TwiML: the text of each <Say>, and the key it asks for."""
+    import re
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(document)  # noqa: S314 - TwiML the notifier wrote
+    except ElementTree.ParseError:
+        return document
+    said = []
+    for element in root:
+        said += [say.text or "" for say in element.iter("Say")]
+        if element.tag == "Gather":
+            said.append(f"[waits for {element.get('numDigits', '1')} key]")
+    return re.sub(r"\s+", " ", " ".join(said)) if said else document

@@ -161,7 +161,24 @@ def _print_check(out: Output, summary: dict[str, Any]) -> None:
             for click, item in summary["clicks"].items()
         ],
     )
-    quiet = [click for click, item in summary["clicks"].items() if not item["sms"] + item["call"]]
+    for click, item in summary["clicks"].items():
+        escalation = item.get("escalation")
+        if escalation:
+            steps = " then ".join(
+                " + ".join(step["call"]) + f" ({step['ring_seconds']} s)"
+                for step in escalation["steps"]
+            )
+            out.say(
+                f"{click} escalates: {steps}, {escalation['rounds']} round(s), until someone "
+                f"presses 1. Unanswered, it takes up to {escalation['worst_case_seconds']} s, "
+                f"{escalation['calls']} calls and {escalation['billed_minutes_at_most']} billed "
+                "call minutes at most, then everyone gets the exhausted text."
+            )
+    quiet = [
+        click
+        for click, item in summary["clicks"].items()
+        if not item["sms"] + item["call"] and not item.get("escalation")
+    ]
     if quiet:
         out.info(f"{', '.join(quiet)}: no numbers, so these clicks do nothing.")
 
@@ -378,9 +395,14 @@ def _print_invocation(out: Output, result: Any) -> None:
                     r.get("status"),
                     r.get("sid") or escape(str((r.get("error") or {}).get("message", ""))),
                 ]
-                for r in result.payload.get("results", [])
+                for r in [
+                    *result.payload.get("results", []),
+                    *result.payload.get("escalation", []),
+                ]
             ],
         )
+        if result.payload.get("escalation"):
+            out.info("The escalation is under way: `iotbutton notify history` shows who answers.")
     if result.log_tail:
         out.info("[dim]" + escape(result.log_tail.rstrip()) + "[/]")
 
@@ -467,6 +489,8 @@ def history(
     json: JsonOption = False,
 ) -> None:
     """Show every alarm (click) the notifier handled, and what became of each delivery."""
+    from rich.markup import escape
+
     from iotbutton_cli.notify import history as alarm_history
     from iotbutton_cli.notify.durations import parse_duration
     from iotbutton_cli.provisioning.serials import validate_serial
@@ -491,11 +515,20 @@ def history(
                     alarm.serial,
                     alarm.click,
                     _alarm_state(alarm),
-                    "\n".join(views.delivery_line(d) for d in alarm.deliveries) or "none",
+                    "\n".join(
+                        [views.delivery_line(d) for d in alarm.deliveries]
+                        + ([views.escalation_summary(alarm.escalation)] if alarm.escalation else [])
+                    )
+                    or "none",
                 ]
                 for alarm in alarms
             ],
         )
+        for alarm in alarms:
+            if alarm.escalation is not None:
+                out.say(f"\nEscalation of {alarm.alarm_id} (UTC):")
+                for line in views.escalation_lines(alarm.escalation):
+                    out.say("  " + escape(line))
         failed = sum(len(alarm.failed) for alarm in alarms)
         if failed:
             out.info(f"{failed} deliveries did not get through.")
@@ -510,6 +543,40 @@ def _alarm_state(alarm: Any) -> str:
         told = "owner topic told" if alarm.owner_told_ms is not None else "owner NOT told"
         return f"dropped ({alarm.dropped}); {told}"
     return str(alarm.state)
+
+
+@app.command("ack")
+def ack(
+    ctx: typer.Context,
+    alarm: Annotated[str, typer.Argument(help="The alarm's id (`notify history` shows it).")],
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", help="Who is coming, as the others' SMS names them.", show_default=False
+        ),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Acknowledge an escalating alarm: stop its calls and tell everyone who is coming."""
+    from iotbutton_cli.notify import ack as alarm_ack
+
+    app_ctx, out = command_context(ctx, json)
+    result = alarm_ack.acknowledge(app_ctx, alarm, by)
+
+    def render() -> None:
+        if result.function_error:
+            out.say(f"The notifier failed: {result.function_error}")
+        elif result.acknowledged:
+            out.say(f"Acknowledged by {result.by}: the calls stop and everyone is told.")
+        elif result.state == "acknowledged":
+            when = views.iso_time(result.at_ms)[11:19] if result.at_ms else "?"
+            out.say(f"Already acknowledged by {result.by} at {when} UTC.")
+        else:
+            out.say(f"Not acknowledged: the escalation is {result.state}.")
+
+    out.result(views.ack_view(result), human=render)
+    if result.function_error or not (result.acknowledged or result.state == "acknowledged"):
+        raise typer.Exit(1)
 
 
 @app.command("retry")

@@ -29,6 +29,7 @@ class CallOutcome(str, enum.Enum):
     """twilio_phones.CALL_OUTCOMES."""
 
     completed = "completed"
+    hangup = "hangup"
     no_answer = "no-answer"
     busy = "busy"
     failed = "failed"
@@ -36,6 +37,8 @@ class CallOutcome(str, enum.Enum):
 
 
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # [0-9], not \d: no other scripts' digits
+KEYS = re.compile(r"[0-9*#]{0,32}")  # twilio_phones.KEYPAD, MAX_PRESS_CHARS
+TIME_SCALE_ENV = "IOTBUTTON_SANDBOX_TIME_SCALE"
 
 app = typer.Typer(
     help="Run AWS IoT, Lambda and Twilio offline on this machine (no account needed).",
@@ -58,17 +61,28 @@ def start(
     twilio_port: Annotated[
         int, typer.Option("--twilio-port", min=0, max=65535, help="Twilio stand-in port (0: any).")
     ] = 0,
+    time_scale: Annotated[
+        str | None,
+        typer.Option(
+            "--time-scale",
+            envvar=TIME_SCALE_ENV,
+            metavar="F",
+            help="Multiply the Twilio stand-in's call timings by F, 0 < F <= 1 (default 0.05).",
+            show_default=False,
+        ),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Start the sandbox in the background (or in the foreground) on loopback."""
     from iotbutton_cli.sandbox import client as sandbox_control
 
     app_ctx, out = command_context(ctx, json)
+    scale = _time_scale(time_scale)
     if foreground:
-        _run_in_foreground(aws_port, mqtt_port, twilio_port, app_ctx.settings.verbose > 0)
+        _run_in_foreground(aws_port, mqtt_port, twilio_port, app_ctx.settings.verbose > 0, scale)
         return
     result = sandbox_control.start(
-        aws_port, mqtt_port, twilio_port, verbose=app_ctx.settings.verbose > 0
+        aws_port, mqtt_port, twilio_port, verbose=app_ctx.settings.verbose > 0, time_scale=scale
     )
     info = result.info
 
@@ -79,10 +93,42 @@ def start(
             out.say(result.forgotten_line())
         _print_status(out, info)
 
-    out.result(views.sandbox_started_view(result), human=render)
+    out.result(_with_time_scale(views.sandbox_started_view(result), info), human=render)
 
 
-def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose: bool) -> None:
+def _time_scale(given: str | None) -> float | None:
+    """``--time-scale`` (or its variable) as a number in (0, 1]; None when not given."""
+    import math
+
+    from iotbutton_cli.errors import usage_error
+
+    if given is None or given == "":
+        return None
+    try:
+        scale = float(given)
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and 0 < scale <= 1):
+        shown = repr(given) if len(given) <= 40 else repr(given[:40]) + "…"
+        raise usage_error(
+            "sandbox-bad-time-scale",
+            f"--time-scale (or {TIME_SCALE_ENV}) {shown} is not a number > 0 and <= 1.",
+            "Give a fraction of real time, e.g. `--time-scale 0.05` (a 30 s ring takes 1.5 s) "
+            "or 1 for real time.",
+        )
+    return scale
+
+
+def _with_time_scale(view: dict[str, Any], info: Any) -> dict[str, Any]:
+    """The Twilio stand-in's time scale, after the sandbox's other facts."""
+    if info is not None:
+        view["time_scale"] = info.time_scale
+    return view
+
+
+def _run_in_foreground(
+    aws_port: int, mqtt_port: int, twilio_port: int, verbose: bool, time_scale: float | None
+) -> None:
     from iotbutton_cli.errors import IotButtonError
     from iotbutton_cli.sandbox import client as sandbox_control
     from iotbutton_cli.sandbox import server
@@ -95,7 +141,9 @@ def _run_in_foreground(aws_port: int, mqtt_port: int, twilio_port: int, verbose:
             f"The sandbox is already running in the background (pid {current.pid}).",
             "Stop it first with `iotbutton sandbox stop`.",
         )
-    args = server_args(sandbox_control.sandbox_dir(), aws_port, mqtt_port, twilio_port, verbose)
+    args = server_args(
+        sandbox_control.sandbox_dir(), aws_port, mqtt_port, twilio_port, verbose, time_scale
+    )
     status = server.main(args)
     if status:
         raise typer.Exit(status)
@@ -147,7 +195,8 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
         else:
             out.say("The sandbox is not running. Start it with `iotbutton sandbox start`.")
 
-    out.result(views.sandbox_status_view(info, found.stale_pid), human=render)
+    view = _with_time_scale(views.sandbox_status_view(info, found.stale_pid), info)
+    out.result(view, human=render)
     if info is None:
         raise typer.Exit(int(ExitStatus.FAILED))
 
@@ -178,6 +227,7 @@ def env(ctx: typer.Context, json: JsonOption = False) -> None:
 
 
 def _print_status(out: Output, info: Any) -> None:
+    scale = info.time_scale
     out.table(
         None,
         ["service", "where"],
@@ -187,6 +237,7 @@ def _print_status(out: Output, info: Any) -> None:
             ["MQTT over TLS", f"{info.mqtt_host}:{info.mqtt_port}"],
             ["CA file for devices", info.ca_file],
             ["Twilio stand-in", info.twilio_url],
+            ["Twilio time scale", f"{scale:g} (a 30 s ring takes {30 * scale:g} s)"],
             ["region / account", f"{info.region} / {info.account}"],
         ],
     )
@@ -247,10 +298,12 @@ def _print_entry(out: Output, entry: dict[str, Any]) -> None:
     if out.json:
         out.json_line(entry)
         return
-    if entry.get("kind") == "callback":  # a status callback the stand-in made
+    if entry.get("kind") == "callback":  # a status callback (or a Gather's request) it made
         answer = entry.get("http_status") or f"no answer ({entry.get('error', '?')})"
         status = entry.get("status", "?")
-        if entry.get("event") not in (None, status):  # a call's event names what it reports
+        if entry.get("event") == "gather":
+            status = f"gather: pressed {entry.get('digits') or 'nothing'}"
+        elif entry.get("event") not in (None, status):  # a call's event names what it reports
             status = f"{entry['event']}: {status}"
         typer.echo(
             f"{entry.get('time', '')}  CALLBACK {entry.get('sid', '?')} {status} -> {answer} "
@@ -293,6 +346,22 @@ def phone(
     call: Annotated[
         CallOutcome | None, typer.Option("--call", help="What becomes of a call to it.")
     ] = None,
+    press: Annotated[
+        str | None,
+        typer.Option(
+            "--press",
+            metavar="DIGITS",
+            help='Keys a person presses when a call asks (0-9 * #; "" for none; default 1).',
+        ),
+    ] = None,
+    hold: Annotated[
+        str | None,
+        typer.Option(
+            "--hold",
+            metavar="SECONDS",
+            help="Twilio takes this long to answer an SMS or call to it (default 0).",
+        ),
+    ] = None,
     outage: Annotated[
         bool | None,
         typer.Option(
@@ -315,11 +384,15 @@ def phone(
 
     _, out = command_context(ctx, json)
     _check_number(number)
+    _check_press(press)
+    hold_seconds = _hold_seconds(hold)
     info = sandbox_control.require_running()
     options: dict[str, Any] = {
         "sms": sms.value if sms is not None else None,
         "sms_error": sms_error,
         "call": call.value if call is not None else None,
+        "press": press,
+        "hold": hold_seconds,
         "outage": outage,
     }
     given = {key: value for key, value in options.items() if value is not None}
@@ -380,6 +453,40 @@ def _check_number(number: str) -> None:
         )
 
 
+def _check_press(press: str | None) -> None:
+    from iotbutton_cli.errors import usage_error
+
+    if press is not None and not KEYS.fullmatch(press):
+        shown = repr(press) if len(press) <= 40 else repr(press[:40]) + "…"
+        raise usage_error(
+            "sandbox-bad-press",
+            f"--press {shown} is not up to 32 keys of a phone's keypad.",
+            "Give digits 0-9, * and #, e.g. `--press 1`, or `--press ''` for a person who "
+            "presses nothing.",
+        )
+
+
+def _hold_seconds(hold: str | None) -> float | None:
+    import math
+
+    from iotbutton_cli.errors import usage_error
+
+    if hold is None:
+        return None
+    try:
+        seconds = float(hold)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        shown = repr(hold) if len(hold) <= 40 else repr(hold[:40]) + "…"
+        raise usage_error(
+            "sandbox-bad-hold",
+            f"--hold {shown} is not a number of seconds >= 0.",
+            "Give how long Twilio takes to answer, e.g. `--hold 5`, or `--hold 0` for at once.",
+        )
+    return int(seconds) if seconds.is_integer() else seconds
+
+
 def _sms_error_needs_a_failure(number: str) -> IotButtonError:
     from iotbutton_cli.errors import usage_error
 
@@ -392,8 +499,14 @@ def _sms_error_needs_a_failure(number: str) -> IotButtonError:
 
 def _phone_line(number: str, behaviour: PhoneBehaviour) -> str:
     """``+15551230001  sms undelivered (30003), call busy, outage (503)``."""
+    from iotbutton_cli.sandbox.twilio_phones import DEFAULT_BEHAVIOUR
+
     code = behaviour.sms_error_code
     line = f"{number}  sms {behaviour.sms}{f' ({code})' if code else ''}, call {behaviour.call}"
+    if behaviour.press != DEFAULT_BEHAVIOUR.press:
+        line += f", presses {behaviour.press}" if behaviour.press else ", presses nothing"
+    if behaviour.hold:
+        line += f", Twilio holds creates {behaviour.hold:g} s"
     if behaviour.outage:
         line += ", outage: Twilio answers 503 (20503)"
     if behaviour.is_default:

@@ -18,10 +18,11 @@ if TYPE_CHECKING:
     from iotbutton_cli.device.simulator import Published, Received
     from iotbutton_cli.errors import IotButtonError
     from iotbutton_cli.lifecycle.teardown import CleanReport, Step
+    from iotbutton_cli.notify.ack import AckResult
     from iotbutton_cli.notify.bundle import Bundle
     from iotbutton_cli.notify.config import NotifyConfig, TwilioSecret
     from iotbutton_cli.notify.deploy import DeployReport, StepResult
-    from iotbutton_cli.notify.history import Alarm, Delivery
+    from iotbutton_cli.notify.history import Alarm, Delivery, Escalation
     from iotbutton_cli.notify.ops import LogEvent, NotifierStatus, SendResult, TestInvocation
     from iotbutton_cli.notify.plan import Plan
     from iotbutton_cli.notify.retry import RetryResult
@@ -192,26 +193,7 @@ def config_check_view(
     from."""
     return {
         "valid": True,
-        "path": str(config.path),
-        "account_sid": config.account_sid,
-        "api_key_sid": config.api_key_sid,
-        "from": config.sender,
-        "person": config.person,
-        "debounce_seconds": config.debounce_seconds,
-        "owner": None
-        if config.owner is None
-        else {"sms": config.owner.sms, "email": config.owner.email},
-        "clicks": {
-            click: {
-                "sms": list(item.sms),
-                "call": list(item.call),
-                "sms_count": len(item.sms),
-                "call_count": len(item.call),
-                "message": item.message,
-            }
-            for click, item in config.clicks.items()
-        },
-        "recipients": len({n for item in config.clicks.values() for n in item.sms + item.call}),
+        **config.summary(),
         "twilio_secret": {
             "available": secret is not None,
             "source": secret.source if secret else None,
@@ -367,7 +349,74 @@ def alarm_view(alarm: Alarm) -> View:
             "owner_told_at": None if alarm.owner_told_ms is None else iso_time(alarm.owner_told_ms),
         },
         "deliveries": [delivery_view(delivery) for delivery in alarm.deliveries],
+        "escalation": None if alarm.escalation is None else escalation_view(alarm.escalation),
     }
+
+
+def escalation_view(escalation: Escalation) -> View:
+    """An alarm's escalation in ``notify history``: its state, and every call and notice."""
+    return {
+        "state": escalation.state,
+        "round": escalation.round,
+        "step": escalation.step,
+        "acknowledged_by": escalation.ack_by,
+        "acknowledged_at": None if escalation.ack_ms is None else iso_time(escalation.ack_ms),
+        "acknowledged_via": escalation.ack_via,
+        "exhausted_at": None
+        if escalation.exhausted_ms is None
+        else iso_time(escalation.exhausted_ms),
+        "calls": [
+            {
+                "round": call.round,
+                "step": call.step,
+                "to": call.to,
+                "outcome": call.outcome,
+                "sid": call.sid,
+                "started_at": None if call.started_ms is None else iso_time(call.started_ms),
+                "ended_at": None if call.ended_ms is None else iso_time(call.ended_ms),
+            }
+            for call in escalation.calls
+        ],
+        "notices": [delivery_view(notice) for notice in escalation.notices],
+    }
+
+
+def escalation_lines(escalation: Escalation) -> list[str]:
+    """The escalation as a timeline (UTC): one line per call, then how it ended."""
+    lines = []
+    for call in escalation.calls:
+        when = _clock(call.started_ms)
+        lines.append(f"{when}  round {call.round} step {call.step}  {call.to}: {call.outcome}")
+    if escalation.state == "acknowledged":
+        via = " (from a terminal)" if escalation.ack_via == "terminal" else ""
+        lines.append(f"{_clock(escalation.ack_ms)}  acknowledged by {escalation.ack_by}{via}")
+    elif escalation.state == "exhausted":
+        lines.append(f"{_clock(escalation.exhausted_ms)}  nobody acknowledged")
+    else:
+        lines.append(f"still calling (round {escalation.round} step {escalation.step})")
+    for notice in escalation.notices:
+        kind = {"ack-sms": "told who is coming", "exhausted-sms": "told nobody came"}.get(
+            notice.channel, "owner told through SNS"
+        )
+        state = notice.twilio_status or notice.status
+        if notice.channel == "exhausted-owner":
+            lines.append(f"          {kind}: {'published' if state == 'queued' else state}")
+        else:
+            lines.append(f"          {notice.to} {kind}: {state}")
+    return lines
+
+
+def escalation_summary(escalation: Escalation) -> str:
+    """One line for a table cell."""
+    if escalation.state == "acknowledged":
+        return f"acknowledged by {escalation.ack_by}"
+    if escalation.state == "exhausted":
+        return "escalated: nobody acknowledged"
+    return f"calling: round {escalation.round} step {escalation.step}"
+
+
+def _clock(ms: int | None) -> str:
+    return iso_time(ms)[11:19] if ms else "--:--:--"
 
 
 def delivery_view(delivery: Delivery) -> View:
@@ -383,6 +432,18 @@ def delivery_view(delivery: Delivery) -> View:
         "error": None
         if delivery.error_code is None and delivery.error_message is None
         else {"code": delivery.error_code, "message": delivery.error_message},
+    }
+
+
+def ack_view(result: AckResult) -> View:
+    """``notify ack``: whether this acknowledged the alarm, and who did."""
+    return {
+        "alarm": result.alarm_id,
+        "acknowledged": result.acknowledged,
+        "state": result.state,
+        "by": result.by,
+        "at": None if result.at_ms is None else iso_time(result.at_ms),
+        "error": result.function_error,
     }
 
 
@@ -530,18 +591,22 @@ def environment_view(variables: dict[str, str]) -> View:
 
 def outbox_view(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``sandbox outbox``: the Twilio stand-in's records as it wrote them (its own format,
-    documented with the sandbox), oldest first."""
+    documented with the sandbox: requests, status callbacks and Gather requests), oldest
+    first."""
     return [dict(entry) for entry in entries]
 
 
 def phones_view(phones: dict[str, PhoneBehaviour]) -> View:
     """``sandbox phone`` and ``sandbox phones``: number (the data) -> how it behaves, numbers
-    sorted; ``sms_error`` is the code an SMS that does not arrive carries (None if delivered)."""
+    sorted; ``sms_error`` is the code an SMS that does not arrive carries (None if delivered),
+    ``press`` the keys a person answering presses, ``hold`` the seconds Twilio takes to answer."""
     return {
         str(number): {
             "sms": behaviour.sms,
             "sms_error": behaviour.sms_error_code,
             "call": behaviour.call,
+            "press": behaviour.press,
+            "hold": behaviour.hold,
             "outage": behaviour.outage,
         }
         for number, behaviour in sorted(phones.items())
@@ -596,6 +661,7 @@ def demo_view(outcome: DemoOutcome, outbox: list[dict[str, Any]]) -> View:
         "clicks": dict(outcome.clicks),
         "receipts": outcome.receipts,
         "owner_told": outcome.owner_told,
+        "escalated": outcome.escalated,
         "home": outcome.home,
         "outbox": outbox_view(outbox),
     }

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,12 +71,13 @@ EVENT_PARAMETER = "event"
 GATHER_EVENT = "gather"
 # Twilio's connection overrides: post a callback again when this function failed to take it.
 RETRY_OVERRIDES = "rc=3&rp=5xx,ct,rt"
-ACK_CHANNEL = "ack-sms"
-EXHAUSTED_CHANNEL = "exhausted-sms"
+ACK_CHANNEL = receipts.ACK_CHANNEL
+EXHAUSTED_CHANNEL = receipts.EXHAUSTED_CHANNEL
 OWNER_CHANNEL = "exhausted-owner"
-# A claimed call Twilio lists no call for, this long after the claim, was never made.
-SETTLE_AFTER_MS = 2000
+# How often a claim someone else holds is looked at again while its attempt may be running.
+SETTLE_POLL_SECONDS = 0.5
 MAX_WORKERS = 8
+sleep: Callable[[float], None] = time.sleep  # replaced by tests
 EXHAUSTED_SUBJECT = "iotbutton: nobody acknowledged an alarm"
 
 
@@ -94,6 +96,9 @@ class Escalator:
     callback_url: str
     sms_recipients: tuple[str, ...] = ()
     tell_owner: Callable[[str, str], str | None] | None = None  # (subject, message) -> id
+    # The longest a live attempt at one Twilio request can take (every try timing out, with
+    # the backoff between them): a claim older than this belongs to an attempt that died.
+    settle_after_seconds: float = 23.0
 
     # -- starting and carrying on -------------------------------------------------------------
 
@@ -158,17 +163,20 @@ class Escalator:
         return item
 
     def _settle(self, position: Position, to: str) -> alarms.Claimed | None:
-        """A call claimed before: if its attempt never learnt whether Twilio made it (the
-        function died mid-request), ask Twilio; take it over only if Twilio made none."""
-        call = next(
-            (c for c in self.ledger.calls(self.alarm_id, position) if c.get("recipient") == to),
-            {},
-        )
-        if call.get("status") != alarms.SENDING or call.get("sid"):
-            return None
-        started = int(call.get("startedAt") or "0")
-        if self.ledger._now() - started < SETTLE_AFTER_MS:
-            return None  # perhaps still in flight: the next callback looks again
+        """A call claimed before and not answered yet: wait for its attempt to finish; if it
+        never does (the function died mid-request), ask Twilio whether it made the call, and
+        take the claim over only if it did not."""
+        while True:
+            call = next(
+                (c for c in self.ledger.calls(self.alarm_id, position) if c.get("recipient") == to),
+                {},
+            )
+            if call.get("status") != alarms.SENDING or call.get("sid"):
+                return None  # placed, or refused: done either way
+            started = int(call.get("startedAt") or "0")
+            if self.ledger._now() - started >= self.settle_after_seconds * 1000:
+                break  # no live attempt takes this long: it died
+            sleep(SETTLE_POLL_SECONDS)
         try:
             made = [
                 c
@@ -193,6 +201,15 @@ class Escalator:
         if event:
             fields[EVENT_PARAMETER] = event
         return f"{self.callback_url}?{urllib.parse.urlencode(fields)}#{RETRY_OVERRIDES}"
+
+    def notice_url(self, channel: str, attempt: int | None) -> str:
+        """Where Twilio reports what became of a notice (its delivery receipt)."""
+        fields = {
+            CALLBACK_ALARM_PARAMETER: self.alarm_id,
+            CALLBACK_ATTEMPT_PARAMETER: str(attempt or 1),
+            receipts.CHANNEL_PARAMETER: channel,
+        }
+        return f"{self.callback_url}?{urllib.parse.urlencode(fields)}"
 
     # -- callbacks ----------------------------------------------------------------------------
 
@@ -297,7 +314,8 @@ class Escalator:
             claim = self.ledger.table.claim(self.alarm_id, channel, to)
             if not isinstance(claim, alarms.Claimed):
                 return
-            outcome = _safely(lambda: self.client.send("sms", to, self.sender, text))
+            receipt_url = self.notice_url(channel, claim.attempt)
+            outcome = _safely(lambda: self.client.send("sms", to, self.sender, text, receipt_url))
             self.ledger.table.record(self.alarm_id, channel, to, outcome)
             if not outcome.ok:
                 log(logging.WARNING, "%s to %s failed: %s", channel, to, outcome.message)

@@ -606,6 +606,8 @@ def escalator_for(
         callback_url=settings.callback_url,
         sms_recipients=click.sms,
         tell_owner=owner_teller(settings),
+        settle_after_seconds=twilio.MAX_ATTEMPTS * settings.timeout
+        + twilio.BACKOFF_CAP_SECONDS * (twilio.MAX_ATTEMPTS - 1),
     )
 
 

@@ -28,6 +28,11 @@ from .text import log, printable
 
 SIGNATURE_HEADER = "x-twilio-signature"
 ESCALATION_PARAMETER = "esc"  # an escalation's callback: see escalation.py
+CHANNEL_PARAMETER = "channel"  # a receipt of an escalation's notice names its channel
+# The SMS an escalation sends when it ends: "who is coming", and "nobody came".
+ACK_CHANNEL = "ack-sms"
+EXHAUSTED_CHANNEL = "exhausted-sms"
+NOTICE_CHANNELS = frozenset({ACK_CHANNEL, EXHAUSTED_CHANNEL})
 MAX_BODY_BYTES = 64 * 1024
 
 # How far along each status is: a callback never moves a delivery back.
@@ -133,6 +138,9 @@ def handle(
     alarm_id = query.get("alarm", "")
     attempt = query.get("attempt", "")
     receipt = receipt_of(params)
+    notice = query.get(CHANNEL_PARAMETER)
+    if receipt is not None and receipt["channel"] == "sms" and notice in NOTICE_CHANNELS:
+        receipt["channel"] = notice  # an escalation's notice: recorded on its own item
     if not alarm_id or receipt is None:
         log(logging.WARNING, "function URL: a signed request that is no status callback")
         return answer(400)

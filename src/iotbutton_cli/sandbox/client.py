@@ -163,15 +163,20 @@ def _count(number: int, noun: str) -> str:
 
 
 def start(
-    aws_port: int = 0, mqtt_port: int = 0, twilio_port: int = 0, verbose: bool = False
+    aws_port: int = 0,
+    mqtt_port: int = 0,
+    twilio_port: int = 0,
+    verbose: bool = False,
+    time_scale: float | None = None,
 ) -> Started:
-    """Start the sandbox in the background unless it runs."""
+    """Start the sandbox in the background unless it runs (``time_scale``: the Twilio
+    stand-in's, its default if None)."""
     current = running()
     if current is not None:
         return Started(current, started=False)
     forgotten = _forget_sandbox_namespace()  # left by a sandbox that died without `sandbox stop`
     folder = ensure_private_dir(sandbox_dir())
-    command = server_command(folder, aws_port, mqtt_port, twilio_port, verbose)
+    command = server_command(folder, aws_port, mqtt_port, twilio_port, verbose, time_scale)
     log_path = folder / LOG_FILE
     # The log names phone numbers and who was refused: the owner's alone, like everything here.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

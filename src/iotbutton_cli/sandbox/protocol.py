@@ -1,11 +1,12 @@
 """What the sandbox's client (``sandbox.client``, the CLI side) and its server process agree on.
 
 The client starts the server as :func:`server_command` (``python -m iotbutton_cli.sandbox.server
---state-dir DIR --aws-port N --mqtt-port N --twilio-port N [--verbose]``; ``sandbox start
---foreground`` runs the same :func:`server_args` in its own process). Once everything listens,
-the server writes :class:`SandboxInfo` as JSON to ``DIR/``:data:`STATE_FILE` (0600), and removes
-it when it stops; the client reads it back with :meth:`SandboxInfo.from_state`. The sandbox's AWS
-account is always :data:`SANDBOX_ACCOUNT` in :data:`SANDBOX_REGION` (moto's default account).
+--state-dir DIR --aws-port N --mqtt-port N --twilio-port N [--time-scale F] [--verbose]``;
+``sandbox start --foreground`` runs the same :func:`server_args` in its own process). Once
+everything listens, the server writes :class:`SandboxInfo` as JSON to ``DIR/``:data:`STATE_FILE`
+(0600), and removes it when it stops; the client reads it back with
+:meth:`SandboxInfo.from_state`. The sandbox's AWS account is always :data:`SANDBOX_ACCOUNT` in
+:data:`SANDBOX_REGION` (moto's default account).
 
 Standard library only: the CLI imports this to find a running sandbox, with nothing heavy.
 """
@@ -41,6 +42,8 @@ class SandboxInfo:
     secret_access_key: str = field(repr=False)
     # process_identity.identity(pid) when it started: a later process with the same pid is not it.
     process: dict[str, str] = field(default_factory=dict, repr=False)
+    # How much faster than real time the Twilio stand-in plays calls (twilio.DEFAULT_TIME_SCALE).
+    time_scale: float = 0.05
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> SandboxInfo | None:
@@ -76,6 +79,7 @@ def server_args(
     mqtt_port: int = 0,
     twilio_port: int = 0,
     verbose: bool = False,
+    time_scale: float | None = None,
 ) -> list[str]:
     """The server's command-line arguments (what its ``main`` parses)."""
     args = [
@@ -88,6 +92,8 @@ def server_args(
         "--twilio-port",
         str(twilio_port),
     ]
+    if time_scale is not None:
+        args += ["--time-scale", repr(float(time_scale))]
     return [*args, "--verbose"] if verbose else args
 
 
@@ -97,11 +103,12 @@ def server_command(
     mqtt_port: int = 0,
     twilio_port: int = 0,
     verbose: bool = False,
+    time_scale: float | None = None,
 ) -> list[str]:
     """The command that runs the server in a process of its own."""
     return [
         sys.executable,
         "-m",
         SERVER_MODULE,
-        *server_args(state_dir, aws_port, mqtt_port, twilio_port, verbose),
+        *server_args(state_dir, aws_port, mqtt_port, twilio_port, verbose, time_scale),
     ]

@@ -45,10 +45,16 @@ class Sandbox:
     """Every part of the sandbox in one process; the rules engine links the broker to Lambda."""
 
     def __init__(
-        self, state_dir: Path, aws_port: int = 0, mqtt_port: int = 0, twilio_port: int = 0
+        self,
+        state_dir: Path,
+        aws_port: int = 0,
+        mqtt_port: int = 0,
+        twilio_port: int = 0,
+        time_scale: float | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.ports = (aws_port, mqtt_port, twilio_port)
+        self.time_scale = time_scale
         self.state: SandboxInfo | None = None
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -60,7 +66,7 @@ class Sandbox:
         from iotbutton_cli.sandbox.broker import Broker, MotoDirectory
         from iotbutton_cli.sandbox.process_identity import identity
         from iotbutton_cli.sandbox.tls import ensure_ca
-        from iotbutton_cli.sandbox.twilio import TwilioStandIn
+        from iotbutton_cli.sandbox.twilio import DEFAULT_TIME_SCALE, TwilioStandIn
 
         ensure_private_dir(self.state_dir)
         aws_port, mqtt_port, twilio_port = self.ports
@@ -78,6 +84,7 @@ class Sandbox:
             port=twilio_port,
             deployed_secret=lambda: aws.parameter_value(SECRET_PARAMETER, REGION),
             deployed_account=lambda: deployed_twilio_account(aws),
+            time_scale=self.time_scale or DEFAULT_TIME_SCALE,
         )
         with _listening("twilio", twilio_port):
             twilio_url = self.twilio.start()
@@ -112,6 +119,7 @@ class Sandbox:
             access_key_id=self.aws.keys.access_key_id,
             secret_access_key=self.aws.keys.secret_access_key,
             process=identity(os.getpid()) or {},
+            time_scale=self.twilio.time_scale,
         )
         return self.state
 
@@ -298,6 +306,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aws-port", type=int, default=0)
     parser.add_argument("--mqtt-port", type=int, default=0)
     parser.add_argument("--twilio-port", type=int, default=0)
+    parser.add_argument("--time-scale", type=float, default=None)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -313,13 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     for chatty in ("amqtt", "transitions", "waitress"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     raise_open_file_limit()
-    sandbox = Sandbox(args.state_dir, args.aws_port, args.mqtt_port, args.twilio_port)
+    sandbox = Sandbox(
+        args.state_dir, args.aws_port, args.mqtt_port, args.twilio_port, args.time_scale
+    )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     try:
         state = sandbox.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a time scale out of (0, 1]
         log.error("cannot start the sandbox: %s", exc)
         sandbox.stop()
         return 1

@@ -33,6 +33,14 @@ notifier uses -- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``
   no-answer, failed or answered by a machine; fetch and list show the same outcome. A number in
   an ``outage`` gets 503 (error 20503) for every authenticated create (an unauthenticated one
   is still 401), recorded in the outbox like any answer; nothing is created;
+* plays a call whose TwiML gathers digits, or whose create says how long to ring (``Timeout``),
+  as its callee would (``twilio_phones.call_course``): it rings, is picked up or rings out,
+  speaks its ``<Say>``s at a speaking rate, and a callee who presses keys at a ``<Gather>`` has
+  them posted to its ``action`` (signed and retried as status callbacks are); the TwiML answered
+  is played on. Every such duration is multiplied by ``time_scale`` (0.05 unless given), so a
+  whole escalation takes seconds. Plain calls keep the fixed ``Progress`` delays;
+* holds a create to a number whose behaviour says ``hold`` for that many (real) seconds before
+  answering it, and drops it, creating nothing, if its client has gone meanwhile;
 * makes the status callbacks a create asks for (``StatusCallback``, and for calls
   ``StatusCallbackEvent``/``StatusCallbackMethod``) as those statuses are reached, signed with
   ``X-Twilio-Signature`` as Twilio signs them, from a background thread (``twilio_callbacks``);
@@ -48,10 +56,15 @@ ever delivered (statuses move by the clock and the recipient table alone, and pr
 status callbacks need the account's auth token to be signed, so a create authenticated with an
 API key gets them only if ``callback_signing_secret`` knows that token; list filters are ``To``,
 ``From`` and (Calls) ``Status``, date filters are ignored; the Account resource never carries the
-auth token; a Message cannot be updated or deleted, a Call not deleted (405). Without any
-account (unit tests that give only ``credentials``), any account in the path is accepted for an
-``SK…`` user. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for retry tests. openapi-core
-is imported only when a server starts, because the CLI's start-up time matters.
+auth token; a Message cannot be updated or deleted, a Call not deleted (405). A played call's
+timings are the speaking rate's and the callee's, not a carrier's; a Gather without an ``action``
+posts nothing and ends the call after the keys (Twilio would post to the current document's URL,
+which a ``Twiml`` call does not have); a failed Gather request ends the call there (Twilio says
+"an application error has occurred" first); a Call updated with new TwiML is not replayed.
+Without any account (unit tests that give only ``credentials``), any account in the path is
+accepted for an ``SK…`` user. ``fail_plan`` scripts failures (429, 5xx, 401, ...) for retry
+tests. openapi-core is imported only when a server starts, because the CLI's start-up time
+matters.
 
 Error codes: the OpenAPI description lists none, so the codes here are Twilio's well-known ones
 from its error dictionary (https://www.twilio.com/docs/api/errors/<code>), with that page's title
@@ -76,6 +89,8 @@ import logging
 import os
 import re
 import secrets
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -89,13 +104,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from iotbutton_cli.sandbox import twilio_callbacks as callbacks
 from iotbutton_cli.sandbox.twilio_phones import (
     PHONES_FILE,
+    Gathered,
     PhoneBehaviour,
     PhoneBook,
     Phones,
+    Played,
     Timeline,
     behaviour_of,
+    call_course,
     call_timeline,
+    ended_at,
+    is_played,
     message_timeline,
+    play,
 )
 
 logger = logging.getLogger(__name__)
@@ -169,6 +190,10 @@ DEFAULT_FAILURE_CODES = {401: 20003, 429: 20429, 500: 20500, 503: 20503}
 # Seconds a connection may sit without a complete request before it is closed.
 IDLE_TIMEOUT_SECONDS = 15.0
 ACCOUNT_IN_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+?)(?:/|\.json$)")
+
+# Real durations of a played call are multiplied by this (``time_scale``): a 30 s ring is 1.5 s.
+DEFAULT_TIME_SCALE = 0.05
+HOLD_POLL_SECONDS = 0.05
 
 MESSAGE_STATUSES = ("queued", "sent", "delivered")
 CALL_STATUSES = ("queued", "ringing", "in-progress", "completed")
@@ -386,6 +411,10 @@ def load_spec() -> dict[str, Any]:
     text = resources.files("iotbutton_cli").joinpath(SPEC_FILE).read_text(encoding="utf-8")
     spec: dict[str, Any] = json.loads(text)
     return spec
+
+
+class ClientGone(Exception):
+    """A held create whose client closed its connection meanwhile: dropped, nothing created."""
 
 
 class _RawRequest:
@@ -681,6 +710,7 @@ class Created:
     wall: datetime
     ended: tuple[str, float] | None = None
     timeline: Timeline | None = None
+    script: CallScript | None = None
 
     @property
     def sid(self) -> str:
@@ -689,6 +719,19 @@ class Created:
     def at(self, seconds: float) -> str:
         """The wall time ``seconds`` after creation, as Twilio writes times."""
         return rfc2822(self.wall + timedelta(seconds=seconds))
+
+
+@dataclass
+class CallScript:
+    """What is left to play of a played call (``twilio_phones.call_course``): its callee, the
+    time scale, the secret its Gather requests are signed with, the one waiting to be sent
+    (``pending``: the call waits on its answer) and those made (kept for the callback list)."""
+
+    behaviour: PhoneBehaviour
+    scale: float
+    secret: str | None = dataclasses.field(repr=False)
+    pending: callbacks.CallbackEvent | None = None
+    gathers: list[callbacks.CallbackEvent] = dataclasses.field(default_factory=list)
 
 
 def message_now(created: Created, progress: Progress, elapsed: float) -> dict[str, Any]:
@@ -732,7 +775,7 @@ def call_now(created: Created, progress: Progress, elapsed: float) -> dict[str, 
         view.update(status=end_status, end_time=created.at(ended_after))
         view["date_updated"] = view["end_time"]
         if end_status == "completed" and answered_at is not None:
-            view["duration"] = str(round(ended_after - answered_at))
+            view["duration"] = str(timeline.seconds(ended_after - answered_at))
         elif end_status != "canceled":  # busy, no-answer, failed: never answered
             view["duration"] = "0"
     return view
@@ -840,6 +883,8 @@ class TwilioStandIn:
     account's auth token, which only ``callback_signing_secret`` (account SID -> auth token or
     None) can tell: without it such a create gets no callbacks, and a log line says why.
     ``callback_timeout`` is how long a callback may take to connect, and to be answered.
+    ``time_scale`` (0 < it <= 1) multiplies every real duration of a played call (ringing,
+    answering, speech, pauses, Gather timeouts, ``Timeout``); a phone's ``hold`` is not scaled.
     """
 
     def __init__(
@@ -859,7 +904,12 @@ class TwilioStandIn:
         phones: Phones | None = None,
         callback_signing_secret: Callable[[str], str | None] | None = None,
         callback_timeout: float = callbacks.DEFAULT_TIMEOUT_SECONDS,
+        time_scale: float = DEFAULT_TIME_SCALE,
     ) -> None:
+        if not 0 < time_scale <= 1:
+            raise ValueError(f"time_scale must be > 0 and <= 1, got {time_scale!r}")
+        self.time_scale = time_scale
+        self._stopping = threading.Event()
         self._outbox_path = os.fspath(outbox_path) if outbox_path is not None else None
         self._plan = [dataclasses.replace(failure) for failure in fail_plan or ()]
         self._credentials = dict(credentials) if credentials is not None else None
@@ -889,6 +939,7 @@ class TwilioStandIn:
 
     def start(self) -> str:
         if self._server is None:
+            self._stopping.clear()
             self._validator = shared_validator()
             server = _Server(self._address, _RequestHandler)
             server.stand_in = self  # type: ignore[attr-defined]
@@ -907,6 +958,7 @@ class TwilioStandIn:
         """Stop serving; status callbacks not yet due are not sent."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self._stopping.set()  # held creates give up
         self._sender.stop()
         if server is not None:
             server.shutdown()
@@ -943,7 +995,9 @@ class TwilioStandIn:
         Each status callback made is an entry too, ``kind`` "callback": ``time``, ``resource``,
         ``sid``, ``event`` (a call's event, a message's status), ``status`` (the resource's),
         ``method``, ``url`` (scheme, host and path), ``params`` (as sent), ``http_status`` (the
-        receiver's answer, None if none came), ``attempts``, and ``error`` if it failed.
+        receiver's answer, None if none came), ``attempts``, and ``error`` if it failed. So is
+        each Gather's request to its action: ``event`` "gather", status "in-progress", and
+        ``digits``, the keys it sent.
         """
         with self._lock:
             return [dict(entry) for entry in self._outbox]
@@ -962,17 +1016,31 @@ class TwilioStandIn:
     # -- request handling ---------------------------------------------------------------------
 
     def answer(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        client_gone: Callable[[], bool] | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Decide the answer to one request and record it. Safe to call from many threads."""
-        exchange = self._decide(method, target, headers, body)
+        """Decide the answer to one request and record it. Safe to call from many threads.
+
+        ``client_gone`` tells whether the client has closed its connection: a create held for
+        its number (``PhoneBehaviour.hold``) whose client has gone raises ``ClientGone``, and
+        nothing is created or recorded."""
+        exchange = self._decide(method, target, headers, body, client_gone)
         self._record(exchange)
         if exchange.tracked is not None:
             self._sender.track(exchange.tracked)
         return exchange.http_status, exchange.answer
 
     def _decide(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        client_gone: Callable[[], bool] | None = None,
     ) -> Exchange:
         split = urlsplit(target)
         path = split.path
@@ -996,6 +1064,8 @@ class TwilioStandIn:
         if error is None:
             assert route is not None
             operation = route.operation(method)
+            if operation == "create":
+                self._hold(route.resource, fields, client_gone)
             spec_errors = self._spec_errors(exchange, target, headers, body)
             if operation == "create":
                 secret = credentials[1] if credentials else None
@@ -1037,6 +1107,33 @@ class TwilioStandIn:
             return outage_error()
         return None
 
+    def _hold(
+        self, resource: str, fields: Mapping[str, Any], client_gone: Callable[[], bool] | None
+    ) -> None:
+        """Take the number's ``hold`` seconds to answer (real ones, never scaled); ClientGone if
+        the client has given up by then."""
+        seconds = self._behaviour(fields.get("To")).hold
+        if seconds <= 0:
+            return
+        to = str(fields.get("To"))[:40]
+        logger.info("twilio stand-in: holding a create to %s for %g s", to, seconds)
+        deadline = self._clock_real() + seconds
+        while (left := deadline - self._clock_real()) > 0:
+            if self._stopping.wait(min(left, HOLD_POLL_SECONDS)):
+                break
+        if client_gone is not None and client_gone():
+            logger.info(
+                "twilio stand-in: client gone after holding a create to %s: %s dropped, "
+                "nothing created",
+                to,
+                resource,
+            )
+            raise ClientGone(to)
+
+    @staticmethod
+    def _clock_real() -> float:
+        return time.monotonic()  # a hold is wall time, whatever clock statuses move by
+
     def _spec_errors(
         self, exchange: Exchange, target: str, headers: Mapping[str, str], body: bytes
     ) -> list[str]:
@@ -1074,17 +1171,55 @@ class TwilioStandIn:
         build = message_resource if route.resource == "Messages" else call_resource
         exchange.http_status, exchange.answer = 201, build(route.account, sid, fields, wall)
         behaviour = self._behaviour(fields.get("To"))
+        gathered: Gathered | None = None
+        played = route.resource == "Calls" and is_played(fields)
         if route.resource == "Messages":
             timeline = self.progress.message_timeline(behaviour)
+        elif played:
+            timeline, gathered = call_course(
+                behaviour,
+                str(fields.get("Twiml")),
+                fields.get("Timeout"),
+                fields.get("MachineDetection"),
+                self.time_scale,
+            )
         else:
             timeline = self.progress.call_timeline(behaviour, fields.get("MachineDetection"))
         created = Created(
             route.resource, route.account, exchange.answer, self._clock(), wall, timeline=timeline
         )
+        user = exchange.auth_user or ""
+        if played:
+            signing = self._signing_secret(created.account, user, secret)
+            created.script = CallScript(behaviour, self.time_scale, signing)
+            if gathered is not None:
+                self._wait_on(created, Played(timeline.final[0], gathered))
         with self._lock:
             self._created[sid] = created
-        exchange.tracked = self._subscription(created, fields, exchange.auth_user or "", secret)
+        exchange.tracked = self._subscription(created, fields, user, secret)
+        if exchange.tracked is None and played:  # its Gathers are sent all the same
+            exchange.tracked = callbacks.Tracked(created.resource, created.sid, None)
         return None
+
+    def _wait_on(self, created: Created, played: Played) -> None:
+        """Go on with what a document played to the call does: wait on the digits it gathered
+        (if they can be sent), or end. Under the lock, or before the call is shared."""
+        assert created.script is not None and created.timeline is not None
+        gathered = played.gathered
+        if gathered is None:
+            created.timeline = ended_at(created.timeline, played.end)
+            return
+        script = created.script
+        target, why_not = callbacks.gather_target(
+            gathered.action, gathered.method, script.secret, self.callback_timeout
+        )
+        if target is None:
+            logger.warning("twilio stand-in: no Gather request for %s: %s", created.sid, why_not)
+            created.timeline = ended_at(created.timeline, gathered.delay)
+            return
+        script.pending = callbacks.gather_event(
+            created.answer, gathered, created.timeline.answered_by, target
+        )
 
     def _behaviour(self, number: Any) -> PhoneBehaviour:
         try:
@@ -1098,10 +1233,7 @@ class TwilioStandIn:
     ) -> callbacks.Tracked | None:
         """A new resource's status callbacks to send, if it asks for them and they can be
         signed; log why not if they cannot."""
-        if not user.startswith("AC"):  # an API key's secret is not what Twilio signs with
-            secret = None
-            if self._callback_signing_secret is not None:
-                secret = self._callback_signing_secret(created.account)
+        secret = self._signing_secret(created.account, user, secret)
         subscription, why_not = callbacks.subscription_for(
             created.resource, fields, secret, self.callback_timeout
         )
@@ -1113,28 +1245,62 @@ class TwilioStandIn:
             return None
         return callbacks.Tracked(created.resource, created.sid, subscription)
 
+    def _signing_secret(self, account: str, user: str, secret: str | None) -> str | None:
+        """What the callbacks of a create are signed with: the auth token it authenticated with,
+        or for an API key the one ``callback_signing_secret`` knows."""
+        if user.startswith("AC"):
+            return secret
+        # An API key's secret is not what Twilio signs with.
+        if self._callback_signing_secret is not None:
+            return self._callback_signing_secret(account)
+        return None
+
     def _callback_events(
         self, tracked: callbacks.Tracked
     ) -> tuple[list[callbacks.CallbackEvent], bool]:
         """A tracked resource's callbacks by now (by the stand-in's clock), and whether it is
-        over."""
+        over; a played call's Gather requests among them, in time order."""
         with self._lock:
             created = self._created[tracked.sid]
             ended = created.ended
+            timeline = created.timeline
+            script = created.script
+            gathers = [*script.gathers] if script is not None else []
+            pending = script.pending if script is not None else None
         elapsed = self._clock() - created.clock
         if created.resource == "Messages":
-            timeline = created.timeline or self.progress.message_timeline()
-            return callbacks.message_events(created.answer, timeline, elapsed)
-        timeline = created.timeline or self.progress.call_timeline()
+            return callbacks.message_events(
+                created.answer, timeline or self.progress.message_timeline(), elapsed
+            )
+        timeline = timeline or self.progress.call_timeline()
         relative = (ended[0], ended[1] - created.clock) if ended is not None else None
-        return callbacks.call_events(
-            created.answer,
-            timeline,
-            relative,
-            elapsed,
-            tracked.subscription.events,
-            created.at,
-        )
+        events: list[callbacks.CallbackEvent] = []
+        done = relative is not None and elapsed >= relative[1]
+        if tracked.subscription is not None:
+            events, done = callbacks.call_events(
+                created.answer,
+                timeline,
+                relative,
+                elapsed,
+                tracked.subscription.events,
+                created.at,
+            )
+        elif relative is None:
+            done = elapsed >= timeline.final[0]
+        # A call hung up before its digits were in gathers nothing.
+        if (
+            pending is not None
+            and pending.delay <= elapsed
+            and (relative is None or pending.delay < relative[1])
+        ):
+            gathers.append(pending)
+        if not gathers:
+            return events, done
+        # A Gather comes after the statuses before it, and before the call's end.
+        final = events[-1] if done and events and events[-1].event == "completed" else None
+        ordered = [event for event in events if event is not final] + gathers
+        ordered.sort(key=lambda event: (event.delay, event.event == "gather"))
+        return [*ordered, *([final] if final else [])], done
 
     def _record_callback(
         self,
@@ -1142,11 +1308,15 @@ class TwilioStandIn:
         event: callbacks.CallbackEvent,
         attempted: callbacks.Attempted,
     ) -> None:
-        """Log a callback made (never its signature) and add it to the outbox."""
-        where = callbacks.where(tracked.subscription.url)
+        """Log a callback made (never its signature) and add it to the outbox; a Gather's
+        answer is what its call goes on with."""
+        target = event.target or tracked.subscription
+        assert target is not None
+        where = callbacks.where(target.url)
         logger.info(
-            "twilio stand-in: status callback %s %s for %s %s -> %s%s",
-            tracked.subscription.method,
+            "twilio stand-in: %s %s %s for %s %s -> %s%s",
+            "Gather request" if event.event == "gather" else "status callback",
+            target.method,
             where[:200],
             tracked.sid,
             event.event,
@@ -1160,18 +1330,40 @@ class TwilioStandIn:
             "sid": tracked.sid,
             "event": event.event,
             "status": event.status,
-            "method": tracked.subscription.method,
+            "method": target.method,
             "url": where,
             "params": event.params,
             "http_status": attempted.http_status,
             "attempts": attempted.attempts,
         }
+        if event.event == "gather":
+            entry["digits"] = event.params.get("Digits", "")
         if attempted.error:
             entry["error"] = attempted.error
         with self._lock:
             self._outbox.append(entry)
             if self._outbox_path is not None:
                 self._append_line(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+            if event.event == "gather":
+                self._gathered(tracked.sid, event, attempted)
+
+    def _gathered(
+        self, sid: str, event: callbacks.CallbackEvent, attempted: callbacks.Attempted
+    ) -> None:
+        """The call goes on with the TwiML its Gather's action answered (from now, or from the
+        digits if the clock has not moved); a failed or unreadable answer ends it there, as
+        Twilio's application error does. Under the lock."""
+        created = self._created[sid]
+        script = created.script
+        if script is None or script.pending is not event:
+            return
+        script.gathers.append(event)
+        script.pending = None
+        if created.ended is not None:
+            return  # hung up meanwhile
+        start = max(self._clock() - created.clock, event.delay)
+        document = attempted.body.decode("utf-8", "replace") if attempted.ok else ""
+        self._wait_on(created, play(document, script.behaviour, start, script.scale))
 
     def _find(self, route: Route) -> Created | None:
         with self._lock:
@@ -1355,13 +1547,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {name: value for name, value in self.headers.items()}
         try:
-            status, payload = stand_in.answer(self.command, self.path, headers, body)
+            status, payload = stand_in.answer(
+                self.command, self.path, headers, body, client_gone=self._client_gone
+            )
+        except ClientGone:
+            self.close_connection = True  # no answer: the client is not there to read it
+            return
         except Exception:
             logger.exception("Twilio stand-in failed on %s %s", self.command, self.path)
             status, payload = 500, TwilioError(500, 20500, "Internal Server Error").body()
         self._send(status, payload)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+    def _client_gone(self) -> bool:
+        """Whether the client has closed its end: the socket reads as ended (or reset)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def _send(self, status: int, payload: Mapping[str, Any]) -> None:
         data = json.dumps(payload).encode("utf-8")

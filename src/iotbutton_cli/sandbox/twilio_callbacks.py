@@ -23,6 +23,13 @@ What Twilio does, as far as its docs say, and so what this does:
   ``5xx``, ``all``; ``ct``/``rt`` timeouts in ms); without ``#rp`` only a failed connection is
   retried. The fragment is never sent.
 
+A played call (``twilio_phones.call_course``) whose callee keys in digits at a ``<Gather>`` makes
+one more request: to the Gather's ``action`` (``method``, POST unless given), signed and retried
+the same way, with ``AccountSid``, ``ApiVersion``, ``CallSid``, ``CallStatus`` (in-progress),
+``Called``, ``Caller``, ``Direction``, ``From``, ``To``, ``Digits``, ``FinishedOnKey`` (and
+``AnsweredBy`` with MachineDetection). Its answer is TwiML that the call goes on with, so the
+sender hands it back (``Attempted.body``); the call's ``completed`` callback comes after it.
+
 Differences: one sender thread sends them all, in order per message or call; timeouts are short
 (``timeout`` seconds unless the URL's overrides say otherwise: a dead receiver must not hold up the
 others), ``#tt`` and ``#e`` are ignored, and the signature covers the URL without its fragment.
@@ -42,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from iotbutton_cli.sandbox.twilio_phones import Timeline, billed_minutes
+from iotbutton_cli.sandbox.twilio_phones import Gathered, Timeline, billed_minutes
 
 logger = logging.getLogger(__name__)
 
@@ -142,15 +149,56 @@ def subscription_for(
     return Subscription(target, method, events, secret, Overrides.of(split.fragment, timeout)), ""
 
 
+def gather_target(
+    action: str, method: str, secret: str | None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> tuple[Subscription | None, str]:
+    """Where a Gather's digits go (its ``action``, retried by its fragment's overrides), or None
+    and why they cannot be sent."""
+    split = urlsplit(action)
+    if split.scheme not in ("http", "https") or not split.hostname:
+        return None, "the Gather's action is not an absolute http(s) URL"
+    if method not in ("GET", "POST"):
+        return None, f"the Gather's method {method[:20]!r} is neither GET nor POST"
+    if not secret:
+        return None, "the auth token to sign it with is not known (the create used an API key)"
+    target = urlunsplit(split._replace(fragment=""))
+    overrides = Overrides.of(split.fragment, timeout)
+    return Subscription(target, method, frozenset(), secret, overrides), ""
+
+
 @dataclass(frozen=True)
 class CallbackEvent:
-    """One callback due: the ``event`` (a call's event, a message's status), the resource's
-    ``status`` then, when it happened (``delay`` seconds after creation), what it carries."""
+    """One callback due: the ``event`` (a call's event, a message's status, or "gather"), the
+    resource's ``status`` then, when it happened (``delay`` seconds after creation), what it
+    carries; ``target`` is where it goes when that is not the resource's StatusCallback (a
+    Gather's action)."""
 
     event: str
     status: str
     delay: float
     params: dict[str, str]
+    target: Subscription | None = None
+
+
+def gather_event(
+    answer: Mapping[str, Any], gathered: Gathered, answered_by: str | None, target: Subscription
+) -> CallbackEvent:
+    """The request a Gather's digits make to its action."""
+    params = {
+        "AccountSid": answer["account_sid"],
+        "AnsweredBy": answered_by,
+        "ApiVersion": API_VERSION,
+        "CallSid": answer["sid"],
+        "CallStatus": "in-progress",
+        "Called": answer.get("to"),
+        "Caller": answer.get("from"),
+        "Digits": gathered.digits,
+        "Direction": answer.get("direction", "outbound-api"),
+        "FinishedOnKey": gathered.finished_on_key,
+        "From": answer.get("from"),
+        "To": answer.get("to"),
+    }
+    return CallbackEvent("gather", "in-progress", gathered.delay, _present(params), target)
 
 
 def _present(params: Mapping[str, Any]) -> dict[str, str]:
@@ -229,7 +277,7 @@ def call_events(
         if final:
             seconds = 0
             if end_status == "completed" and answered_at is not None:
-                seconds = round(end_after - answered_at)
+                seconds = timeline.seconds(end_after - answered_at)
             params.update(CallDuration=seconds, Duration=billed_minutes(seconds))
         events.append(CallbackEvent(event, status, delay, _present(params)))
     return events, elapsed >= end_after
@@ -260,11 +308,16 @@ def signed_request(
 @dataclass(frozen=True)
 class Attempted:
     """How a callback went: the receiver's HTTP status (None if none came), the last failure,
-    and how many attempts it took."""
+    how many attempts it took, and the answer's body (what a Gather's action says to do)."""
 
     http_status: int | None
     error: str | None
     attempts: int
+    body: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.http_status is not None and 200 <= self.http_status < 300
 
 
 def deliver(
@@ -276,20 +329,23 @@ def deliver(
     overrides = subscription.overrides
     status: int | None = None
     error: str | None = None
+    answer = b""
     attempt = 0
     for attempt in range(1, overrides.retries + 2):
-        status, error, failure = _attempt(split, subscription.method, body, headers, overrides)
+        status, error, failure, answer = _attempt(
+            split, subscription.method, body, headers, overrides
+        )
         if failure is None or not overrides.retries_on(failure):
             break
         if attempt <= overrides.retries and stop is not None and stop.wait(RETRY_PAUSE_SECONDS):
             break  # stopping
-    return Attempted(status, error, attempt)
+    return Attempted(status, error, attempt, answer)
 
 
 def _attempt(
     split: Any, method: str, body: bytes | None, headers: Mapping[str, str], overrides: Overrides
-) -> tuple[int | None, str | None, str | None]:
-    """(status, error, failure kind: ct, rt, 4xx, 5xx or None) of one request."""
+) -> tuple[int | None, str | None, str | None, bytes]:
+    """(status, error, failure kind: ct, rt, 4xx, 5xx or None, answer body) of one request."""
     connection: http.client.HTTPConnection
     if split.scheme == "https":
         context = ssl.create_default_context()  # Twilio wants a certificate it can verify
@@ -305,22 +361,22 @@ def _attempt(
         try:
             connection.connect()
         except OSError as exc:
-            return None, f"connection failed: {exc}", "ct"
+            return None, f"connection failed: {exc}", "ct", b""
         assert connection.sock is not None
         connection.sock.settimeout(overrides.read_timeout)
         try:
             connection.request(method, target, body=body, headers=dict(headers))
             response = connection.getresponse()
-            response.read(MAX_ANSWER_BYTES)
+            answer = response.read(MAX_ANSWER_BYTES)
         except (OSError, http.client.HTTPException) as exc:
-            return None, f"no answer: {exc or type(exc).__name__}", "rt"
+            return None, f"no answer: {exc or type(exc).__name__}", "rt", b""
     finally:
         connection.close()
     if response.status >= 500:
-        return response.status, f"HTTP {response.status}", "5xx"
+        return response.status, f"HTTP {response.status}", "5xx", answer
     if response.status >= 400:
-        return response.status, f"HTTP {response.status}", "4xx"
-    return response.status, None, None
+        return response.status, f"HTTP {response.status}", "4xx", answer
+    return response.status, None, None, answer
 
 
 def where(url: str) -> str:
@@ -331,11 +387,12 @@ def where(url: str) -> str:
 
 @dataclass(eq=False)
 class Tracked:
-    """A resource whose callbacks are being sent: ``sent`` of its events so far."""
+    """A resource whose callbacks are being sent: ``sent`` of its events so far. A played call
+    without a StatusCallback is tracked too (``subscription`` None), for its Gathers."""
 
     resource: str
     sid: str
-    subscription: Subscription
+    subscription: Subscription | None
     sent: int = 0
 
 
@@ -402,7 +459,9 @@ class CallbackSender:
         for event in events[tracked.sent :]:
             if self._stop.is_set():
                 return
-            attempted = deliver(tracked.subscription, event.params, self._stop)
+            target = event.target or tracked.subscription
+            assert target is not None  # status events come only with a subscription
+            attempted = deliver(target, event.params, self._stop)
             tracked.sent += 1
             self._record(tracked, event, attempted)
         if done:
