@@ -131,3 +131,23 @@ def test_an_escalation_alone_is_someone_to_reach(cli):
 
     assert summary["recipients"] == 3
     assert "do nothing" not in cli("notify", "check").stderr
+
+
+def test_send_from_here_calls_each_escalation_number_once(cli, twilio_standin, monkeypatch):
+    """`notify send` checks numbers: an escalation's get one plain call each (the escalation
+    itself needs the deployed function's callbacks)."""
+    from support import TWILIO_ACCOUNT_SID, TWILIO_SECRET
+
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_SECRET)
+    write_config(GOOD.replace("AC0123456789abcdef0123456789abcdef", TWILIO_ACCOUNT_SID))
+
+    results = cli.json(
+        "notify", "send", "--click", "LONG", "--twilio-api-base", twilio_standin.base_url
+    )
+
+    assert [(r["channel"], r["to"], r["status"]) for r in results] == [
+        ("sms", "+15551230009", "queued"),
+        ("call", "+15551230001", "queued"),
+        ("call", "+15551230002", "queued"),
+        ("call", "+15551230003", "queued"),
+    ]

@@ -42,6 +42,7 @@ TWILIO_ERROR_MEANINGS = {
     20429: "too many requests: Twilio is rate limiting this account",
     21211: "invalid 'To' phone number",
     21212: "invalid 'From' phone number",
+    21219: "unverified number: trial accounts may only call verified numbers",
     21408: "no permission to send to this region",
     21606: "the 'From' number cannot send SMS or is not owned by this account",
     21608: "unverified number: trial accounts may only send to verified numbers",

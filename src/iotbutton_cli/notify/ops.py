@@ -281,7 +281,11 @@ def send_from_here(
         timeout=SEND_TIMEOUT_SECONDS,
     )
     results = []
-    for channel, numbers in (("sms", settings.sms), ("call", settings.call)):
+    # An escalation's numbers get one plain call each: the escalation itself needs the deployed
+    # function's callbacks (`notify test --click LONG` runs it).
+    escalated = settings.escalation.numbers if settings.escalation else ()
+    calls = tuple(dict.fromkeys((*settings.call, *escalated)))
+    for channel, numbers in (("sms", settings.sms), ("call", calls)):
         for number in numbers:
             outcome = client.send(channel, number, config.sender, text)
             results.append(_send_result(channel, number, outcome))
