@@ -151,3 +151,28 @@ def test_send_from_here_calls_each_escalation_number_once(cli, twilio_standin, m
         ("call", "+15551230002", "queued"),
         ("call", "+15551230003", "queued"),
     ]
+
+
+def test_deploy_refuses_an_escalation_with_an_api_key_from_the_environment(cli, monkeypatch):
+    """TWILIO_API_KEY wins over the file's (absent) api_key_sid: its secret cannot check the
+    callbacks an escalation moves on, so the deploy stops before any AWS call."""
+    monkeypatch.setenv("TWILIO_API_KEY", "SK" + "1" * 32)
+    monkeypatch.setenv("TWILIO_API_SECRET", "api-key-secret-value")
+    write_config(GOOD)
+
+    error = cli.json("notify", "deploy", code=2)["error"]
+
+    assert error["code"] == "notify-config-escalation-api-key"
+    assert "TWILIO_API_SECRET" in error["message"] and "TWILIO_AUTH_TOKEN" in error["hint"]
+    assert "api-key-secret-value" not in str(error)
+
+
+def test_a_number_in_call_and_in_the_escalation_is_refused(cli):
+    path = write_config(GOOD.replace('    sms: ["+15551230009"]\n', '    call: ["+15551230002"]\n'))
+
+    error = cli.json("notify", "check", code=2)["error"]
+
+    assert error["message"] == (
+        f"{path}:13: +15551230002 is in clicks.LONG.call and in "
+        "clicks.LONG.escalation.steps[2].call: it would get two calls at once"
+    )

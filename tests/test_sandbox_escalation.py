@@ -384,3 +384,67 @@ def test_a_worker_crash_mid_escalation_resumes_from_the_table(cli, sandbox, isol
         and e["event"] == "completed"
     ]
     assert retried[0]["attempts"] >= 2  # posted again after the worker died (502)
+
+
+def test_a_callee_twilio_cannot_reach_is_skipped_and_the_next_is_called(cli, sandbox, isolated_env):
+    deploy(cli, isolated_env, [[ALICE], [BOB]])
+    cli("sandbox", "phone", ALICE, "--outage")  # Twilio answers 503 for every call to Alice
+
+    cli("--sandbox", "sim", "click", "--long")
+    alarm = escalation_of(cli, "acknowledged")
+
+    assert [(c["to"], c["outcome"]) for c in alarm["escalation"]["calls"]] == [
+        (ALICE, "failed"),
+        (BOB, "acknowledged"),
+    ]
+
+
+def test_twilio_down_for_everyone_is_not_nobody_acknowledged(cli, sandbox, isolated_env):
+    """With every call refused there is nobody who did not answer: the click is tried again by
+    Lambda, then the owner is told by SNS that it could not be delivered; no "nobody came"."""
+    deploy(cli, isolated_env, [[ALICE], [BOB]], owner=True)
+    for number in (ALICE, BOB):  # the SMS goes out: only the calls make Lambda try again
+        cli("sandbox", "phone", number, "--outage")
+
+    cli("--sandbox", "sim", "click", "--long")
+    deadline = time.monotonic() + 90
+    while not [e for e in outbox(cli) if e.get("kind") == "sns"]:
+        assert time.monotonic() < deadline, "the owner was never told"
+        time.sleep(0.5)
+
+    [told] = [e for e in outbox(cli) if e.get("kind") == "sns"]
+    assert "could not be delivered" in told["body"] and "Nobody acknowledged" not in told["body"]
+    [alarm] = cli.json("--sandbox", "notify", "history")
+    assert alarm["dropped"]["condition"] == "RetriesExhausted"
+    assert alarm["escalation"]["state"] == "ringing"  # never claimed to be over
+    assert not any(
+        "Nobody acknowledged" in e.get("fields", {}).get("Body", "") for e in outbox(cli)
+    )
+
+
+def test_a_second_press_while_it_calls_joins_the_escalation(cli, sandbox, isolated_env):
+    """Grandma presses again because nobody came yet: the calls do not start over (nobody is
+    rung twice at once); the second press is an alarm of its own (its SMS goes out) that
+    joined the first's escalation."""
+    deploy(cli, isolated_env, [[ALICE], [BOB]], ring=600)
+    cli("sandbox", "phone", ALICE, "--call", "no-answer")
+
+    cli("--sandbox", "sim", "click", "--long")
+    first = escalation_of(cli, "ringing")["alarm"]
+    cli("--sandbox", "sim", "click", "--long")
+    deadline = time.monotonic() + 30
+    while True:  # until the second press has been handled, not only opened
+        alarms = cli.json("--sandbox", "notify", "history")
+        second = alarms[-1]
+        if len(alarms) == 2 and (second["joined_escalation"] or second["escalation"]):
+            break
+        assert time.monotonic() < deadline, alarms
+        time.sleep(0.3)
+
+    assert second["joined_escalation"] == first and second["escalation"] is None
+    shown = cli("--sandbox", "notify", "history").stdout
+    assert f"{second['alarm']} joined the escalation of {first}, which was still calling" in shown
+    assert calls_made(cli) == [ALICE]  # once
+    cli("--sandbox", "notify", "ack", first, "--by", "Dana [/b]")  # markup in a name is text
+    shown = cli("--sandbox", "notify", "history").stdout
+    assert "acknowledged by Dana [/b]" in " ".join(shown.split())

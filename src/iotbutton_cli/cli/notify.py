@@ -254,10 +254,12 @@ def deploy(
 ) -> None:
     """Deploy the notifier: role, config, secret, function, owner alerts and topic rule; only
     what changed."""
+    from iotbutton_cli.notify import config as notify_config
     from iotbutton_cli.notify import deploy as notifier_deploy
 
     app_ctx, out = command_context(ctx, json)
     config, secret = _config_and_secret(out)
+    notify_config.check_escalation_secret(config, secret)
     source = notifier_deploy.prepare(
         config.lambda_document(secret),
         secret.value,
@@ -373,6 +375,12 @@ def test(
         raise typer.Exit(int(ExitStatus.FAILED))
 
 
+def _escalation_calls(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The calls an escalation placed, as the function's result lists them."""
+    placed = payload.get("escalation")
+    return placed if isinstance(placed, list) else []
+
+
 def _print_invocation(out: Output, result: Any) -> None:
     from rich.markup import escape
 
@@ -397,12 +405,17 @@ def _print_invocation(out: Output, result: Any) -> None:
                 ]
                 for r in [
                     *result.payload.get("results", []),
-                    *result.payload.get("escalation", []),
+                    *_escalation_calls(result.payload),
                 ]
             ],
         )
-        if result.payload.get("escalation"):
-            out.info("The escalation is under way: `iotbutton notify history` shows who answers.")
+        if _escalation_calls(result.payload):
+            alarm = escape(str(result.payload.get("alarm", "ALARM_ID")))
+            out.info(
+                "The escalation is under way, calling real phones until someone presses 1: "
+                "`iotbutton notify history` shows who answers; `iotbutton notify ack "
+                f"{alarm}` stops it."
+            )
     if result.log_tail:
         out.info("[dim]" + escape(result.log_tail.rstrip()) + "[/]")
 
@@ -517,7 +530,11 @@ def history(
                     _alarm_state(alarm),
                     "\n".join(
                         [views.delivery_line(d) for d in alarm.deliveries]
-                        + ([views.escalation_summary(alarm.escalation)] if alarm.escalation else [])
+                        + (
+                            [escape(views.escalation_summary(alarm.escalation))]
+                            if alarm.escalation
+                            else []
+                        )
                     )
                     or "none",
                 ]
@@ -525,6 +542,11 @@ def history(
             ],
         )
         for alarm in alarms:
+            if alarm.joined_escalation:
+                out.say(
+                    f"\n{alarm.alarm_id} joined the escalation of {alarm.joined_escalation}, "
+                    "which was still calling: its calls did not start over."
+                )
             if alarm.escalation is not None:
                 out.say(f"\nEscalation of {alarm.alarm_id} (UTC):")
                 for line in views.escalation_lines(alarm.escalation):
@@ -542,6 +564,8 @@ def _alarm_state(alarm: Any) -> str:
     if alarm.dropped:
         told = "owner topic told" if alarm.owner_told_ms is not None else "owner NOT told"
         return f"dropped ({alarm.dropped}); {told}"
+    if alarm.joined_escalation:
+        return "alarm (joined)"
     return str(alarm.state)
 
 
@@ -558,6 +582,8 @@ def ack(
     json: JsonOption = False,
 ) -> None:
     """Acknowledge an escalating alarm: stop its calls and tell everyone who is coming."""
+    from rich.markup import escape
+
     from iotbutton_cli.notify import ack as alarm_ack
 
     app_ctx, out = command_context(ctx, json)
@@ -567,10 +593,11 @@ def ack(
         if result.function_error:
             out.say(f"The notifier failed: {result.function_error}")
         elif result.acknowledged:
-            out.say(f"Acknowledged by {result.by}: the calls stop and everyone is told.")
+            who = escape(str(result.by))
+            out.say(f"Acknowledged by {who}: the calls stop and everyone is told.")
         elif result.state == "acknowledged":
             when = views.iso_time(result.at_ms)[11:19] if result.at_ms else "?"
-            out.say(f"Already acknowledged by {result.by} at {when} UTC.")
+            out.say(f"Already acknowledged by {escape(str(result.by))} at {when} UTC.")
         else:
             out.say(f"Not acknowledged: the escalation is {result.state}.")
 

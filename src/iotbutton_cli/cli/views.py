@@ -350,6 +350,7 @@ def alarm_view(alarm: Alarm) -> View:
         },
         "deliveries": [delivery_view(delivery) for delivery in alarm.deliveries],
         "escalation": None if alarm.escalation is None else escalation_view(alarm.escalation),
+        "joined_escalation": alarm.joined_escalation,
     }
 
 

@@ -548,13 +548,14 @@ class TableLedger:
     def _update(
         self, pk: str, sk: str, expression: str, names: dict[str, str], values: dict[str, Any]
     ) -> None:
+        names_if_any = {"ExpressionAttributeNames": names} if names else {}
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"pk": _s(pk), "sk": _s(sk)},
                 UpdateExpression=expression,
-                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                **names_if_any,  # DynamoDB refuses an empty map
             )
         except Exception as exc:
             raise LedgerUnavailable(str(exc)) from exc

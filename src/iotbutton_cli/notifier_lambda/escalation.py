@@ -55,6 +55,7 @@ from .contract import (
 from .escalation_ledger import (
     ACKNOWLEDGED,
     EXHAUSTED,
+    RETRYABLE,
     RINGING,
     EscalationLedger,
     Position,
@@ -81,6 +82,12 @@ sleep: Callable[[float], None] = time.sleep  # replaced by tests
 EXHAUSTED_SUBJECT = "iotbutton: nobody acknowledged an alarm"
 
 
+class NobodyRang(RuntimeError):
+    """Twilio refused every call of the escalation with an error a retry may cure (it is down,
+    or throttling): ending it as "nobody acknowledged" would be a lie, so the click is tried
+    again (and, when Lambda gives up on it, the owner is told by SNS)."""
+
+
 @dataclass
 class Escalator:
     """One alarm's escalation: what to say, whom to call, and how to reach Twilio and SNS."""
@@ -102,10 +109,22 @@ class Escalator:
 
     # -- starting and carrying on -------------------------------------------------------------
 
-    def begin(self) -> list[dict[str, Any]]:
-        """Start at the first step (once, however often the click is delivered)."""
+    def begin(self, serial: str, click: str) -> tuple[list[dict[str, Any]], str | None]:
+        """Start at the first step (once, however often the click is delivered), unless the
+        button's escalation of this click type still rings: then this press joins it. The calls
+        placed, and the alarm it joined (None when it leads its own)."""
+        leading = self.ledger.lead(serial, click, self.alarm_id)
+        if leading is not None:
+            self.ledger.joined(self.alarm_id, leading)
+            log(
+                logging.INFO,
+                "alarm %s joins escalation %s, which is still calling",
+                self.alarm_id,
+                leading,
+            )
+            return [], leading
         self.ledger.start(self.alarm_id)
-        return self.resume()
+        return self.resume(), None
 
     def resume(self) -> list[dict[str, Any]]:
         """Carry on from what the table says: place the current step's calls not placed yet,
@@ -143,12 +162,18 @@ class Escalator:
             self.text,
             lambda text: escalation_twiml(text, self.url(position, claim.attempt, GATHER_EVENT)),
         )
+        started_ms = self.ledger._now()
         outcome = _safely(
             lambda: self.client.place_call(
                 to, self.sender, document, self.url(position, claim.attempt), step.ring_seconds
             )
         )
+        made = [] if outcome.ok or outcome.http_status else self._made(to, started_ms)
+        if made:  # no answer came, but Twilio made the call: its callbacks will come
+            outcome = TwilioOutcome(ok=True, sid=str(made[-1].get("sid")))
         self.ledger.table.record(self.alarm_id, channel_of(position), to, outcome)
+        if not outcome.ok and outcome.retryable:
+            self.ledger.retryable(self.alarm_id, position, to)
         item: dict[str, Any] = {
             "channel": "call",
             "to": to,
@@ -177,19 +202,27 @@ class Escalator:
             if self.ledger._now() - started >= self.settle_after_seconds * 1000:
                 break  # no live attempt takes this long: it died
             sleep(SETTLE_POLL_SECONDS)
-        try:
-            made = [
-                c
-                for c in self.client.calls_to(to)
-                if c.get("from") == self.sender and _created_ms(c) >= started - 1000
-            ]
-        except OSError as exc:
-            log(logging.WARNING, "could not ask Twilio about the call to %s: %s", to, exc)
-            return None
+        made = self._made(to, started)  # fails (and Twilio or Lambda tries again) if it cannot
         if made:
             self.ledger.adopt(self.alarm_id, position, to, str(made[-1].get("sid")))
             return None
         return self.ledger.take_over(self.alarm_id, position, to, call.get("startedAt", "0"))
+
+    def _nobody_rang(self) -> bool:
+        """Every call so far was refused by Twilio with an error a retry may cure."""
+        calls = self.ledger.calls(self.alarm_id)
+        return bool(calls) and all(
+            c.get("status") == alarms.FAILED and c.get("retryable") == RETRYABLE for c in calls
+        )
+
+    def _made(self, to: str, since_ms: int) -> list[dict[str, Any]]:
+        """The calls Twilio made to ``to`` from our number since ``since_ms``, newest first (as
+        Twilio lists them): the last is the first made."""
+        return [
+            call
+            for call in self.client.calls_to(to)
+            if call.get("from") == self.sender and _created_ms(call) >= since_ms - 1000
+        ]
 
     def url(self, position: Position, attempt: int | None, event: str | None = None) -> str:
         """Where Twilio reports on a call of this step (its end, or its key press)."""
@@ -224,6 +257,10 @@ class Escalator:
 
     def _over_if_ended(self, position: Position) -> None:
         calls = self.ledger.calls(self.alarm_id, position)
+        pressed = [c for c in calls if c.get("digits") == ACK_DIGIT]
+        if pressed:  # a 1 whose own callback lost the race to its call's end
+            self.acknowledge(pressed[0].get("recipient", "someone"), "call")
+            return
         step = self.escalation.steps[position[1]]
         if len(calls) < len(set(step.call)) or not all(call_ended(c) for c in calls):
             return  # someone of this step is still ringing (or not yet called)
@@ -231,6 +268,8 @@ class Escalator:
 
     def step_over(self, position: Position) -> None:
         following = self.escalation.after(position)
+        if following is None and self._nobody_rang():
+            raise NobodyRang(f"Twilio took none of alarm {self.alarm_id}'s escalation calls")
         self.ledger.advance(self.alarm_id, position, following)
         self.resume()  # whoever moved it on, what follows is made sure of
 
@@ -250,7 +289,7 @@ class Escalator:
                 return twiml(f"Thank you. {self.person} is told you are coming.")
             at = format_time(_when(_ms(alarm.get("ackAt"))))
             return twiml(f"{_spoken(who)} already acknowledged at {at}. Thank you.")
-        return twiml("This alarm has ended. Thank you.")
+        return twiml("This alarm is not calling anyone. Thank you.")
 
     def acknowledge(self, by: str, via: str) -> dict[str, Any]:
         """Acknowledged from elsewhere (``notify ack``): the same as a 1 on a call."""
@@ -278,11 +317,15 @@ class Escalator:
             for call in self.ledger.calls(self.alarm_id)
             if call.get("sid") and not call_ended(call) and call.get("recipient") != by
         ]
-        for call in live:
-            sid = call["sid"]
+
+        def hang_up(sid: str) -> None:
             outcome = _safely(functools.partial(self.client.hang_up, sid))
             if not outcome.ok and outcome.code != 21220:  # 21220: it had ended already
                 log(logging.WARNING, "could not hang up %s: %s", sid, outcome.message)
+
+        if live:
+            with ThreadPoolExecutor(min(MAX_WORKERS, len(live)), "escalation") as pool:
+                list(pool.map(hang_up, [call["sid"] for call in live]))
 
     def tell_exhausted(self) -> None:
         """Nobody acknowledged: everyone, and the owner, get the exhausted text, once."""

@@ -26,6 +26,7 @@ from typing import Any
 from .alarms import (
     ALARM_SK,
     CONDITION_FAILED,
+    IN_PROGRESS_SECONDS,
     Claimed,
     LedgerUnavailable,
     TableLedger,
@@ -39,8 +40,20 @@ RINGING = "ringing"
 ACKNOWLEDGED = "acknowledged"
 EXHAUSTED = "exhausted"
 CALL_PREFIX = "esc#"
+# The button's escalating alarm of one click type: pk "escalating#<serial>#<click>".
+LEAD_PREFIX = "escalating#"
+LEAD_SK = "escalating"
+RETRYABLE = "yes"  # a call Twilio refused with an error a retry may cure
 # A call status that ends the call (Twilio's final statuses).
 CALL_ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+
+# What a call not over yet is doing, by Twilio's latest word about it.
+LIVE_OUTCOMES = {
+    "queued": "calling",
+    "initiated": "calling",
+    "ringing": "ringing",
+    "in-progress": "answered",
+}
 
 Position = tuple[int, int]
 
@@ -79,7 +92,9 @@ def call_outcome(call: dict[str, str]) -> str:
         if answered_by.startswith("machine") or answered_by == "fax":
             return "voicemail"
         return "answered, no key" if not call.get("digits") else f"pressed {call['digits']}"
-    return status or "ringing"
+    if call.get("status") == "sending":
+        return "being placed"
+    return LIVE_OUTCOMES.get(status, status or "calling")
 
 
 class EscalationLedger:
@@ -97,6 +112,58 @@ class EscalationLedger:
             {":ringing": _s(RINGING), ":zero": _n(0)},
         )
 
+    def lead(self, serial: str, click: str, alarm_id: str) -> str | None:
+        """Make this alarm the one escalating for the button's click type, unless another one
+        still rings: then that one's id (a press made because nobody came yet joins it rather
+        than ringing everyone twice)."""
+        pk = f"{LEAD_PREFIX}{serial}#{click}"
+        expected: str | None = None  # None: no other alarm leads, or this one does
+        for _ in range(3):  # each pass loses only to another press taking it first
+            if self._take_lead(pk, alarm_id, expected):
+                return None
+            leading = _text((self.table._get(pk, LEAD_SK) or {}).get("alarmId")) or ""
+            if leading and self._still_calling(self.alarm(leading) or {}):
+                return leading
+            expected = leading  # it has ended: take its place, unless another press does
+        return None
+
+    def _still_calling(self, alarm: dict[str, str]) -> bool:
+        """Ringing, or (no escalation state yet) a press handled this very moment."""
+        if alarm.get("esc"):
+            return alarm["esc"] == RINGING
+        seen = int(alarm.get("firstSeenAt") or "0")
+        return bool(seen) and self._now() - seen < IN_PROGRESS_SECONDS * 1000
+
+    def _take_lead(self, pk: str, alarm_id: str, expected: str | None) -> bool:
+        condition = (
+            "attribute_not_exists(pk) OR alarmId = :me" if expected is None else "alarmId = :other"
+        )
+        values = {":me": _s(alarm_id), ":expires": _n(self.table._alarm_expiry(alarm_id))}
+        if expected is not None:
+            values[":other"] = _s(expected)
+        try:
+            self.table.client.update_item(
+                TableName=self.table.table,
+                Key={"pk": _s(pk), "sk": _s(LEAD_SK)},
+                UpdateExpression="SET alarmId = :me, expiresAt = :expires",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if _code(exc) == CONDITION_FAILED:
+                return False
+            raise LedgerUnavailable(str(exc)) from exc
+        return True
+
+    def joined(self, alarm_id: str, leading: str) -> None:
+        """Record on a press that it joined the escalation ``leading`` (history shows it)."""
+        self._alarm_update(
+            alarm_id,
+            "SET escJoined = :leading, escJoinedAt = :now",
+            "attribute_exists(pk)",
+            {":leading": _s(leading)},
+        )
+
     def advance(self, alarm_id: str, at: Position, to: Position | None) -> bool:
         """Move from step ``at`` to ``to`` (None: exhausted), if it is still at ``at``."""
         condition = "esc = :ringing AND escRound = :round AND escStep = :step"
@@ -110,13 +177,16 @@ class EscalationLedger:
         return self._alarm_update(alarm_id, update, condition, values)
 
     def acknowledge(self, alarm_id: str, by: str, via: str) -> bool:
-        """Acknowledged by ``by``, if nobody did first and it has not ended."""
+        """Acknowledged by ``by``, if nobody did first: while it calls, or after it ran out of
+        people (a 1 whose callback came after the last call's end, or someone going anyway:
+        the others are told then too)."""
         return self._alarm_update(
             alarm_id,
             "SET esc = :acknowledged, ackBy = :by, ackAt = :now, ackVia = :via",
-            "esc = :ringing",
+            "esc IN (:ringing, :exhausted)",
             {
                 ":ringing": _s(RINGING),
+                ":exhausted": _s(EXHAUSTED),
                 ":acknowledged": _s(ACKNOWLEDGED),
                 ":by": _s(by[:100]),
                 ":via": _s(via),
@@ -131,13 +201,26 @@ class EscalationLedger:
             to,
             "SET #status = :sending, channel = :channel, recipient = :to, startedAt = :now, "
             "attempts = if_not_exists(attempts, :zero) + :one, "
-            "expiresAt = if_not_exists(expiresAt, :expires)",
-            "attribute_not_exists(pk)",
+            "expiresAt = if_not_exists(expiresAt, :expires) "
+            "REMOVE retryable, errorCode, errorMessage",
+            # Not claimed yet, or refused by Twilio with an error a retry may cure.
+            "attribute_not_exists(pk) OR (#status = :failed AND retryable = :yes)",
             {
                 ":channel": _s(channel_of(position)),
                 ":to": _s(to),
                 ":expires": _n(self.table._alarm_expiry(alarm_id)),
+                ":yes": _s(RETRYABLE),
             },
+        )
+
+    def retryable(self, alarm_id: str, position: Position, to: str) -> None:
+        """Twilio refused the call with an error a retry may cure (down, throttling)."""
+        self.table._update(
+            alarm_id,
+            f"{channel_of(position)}#{to}",
+            "SET retryable = :yes",
+            {},
+            {":yes": _s(RETRYABLE)},
         )
 
     def take_over(

@@ -82,7 +82,9 @@ Result (returned and logged as one JSON line)::
 
     {"serial", "click", "results": [{"channel": "sms"|"call", "to", "status":
      "queued"|"failed"|"skipped-duplicate", "sid"?, "note"?, "error"?: {"code", "message"},
-     "attempts"?}], "notes"?: ["what was odd about the event"], "ignored"?: "reason"}
+     "attempts"?}], "notes"?: ["what was odd about the event"], "ignored"?: "reason",
+     "escalation"?: [{"channel": "call", "to", "step", "status", "sid"?}] | {"error"},
+     "joinedEscalation"?: "<alarm id>"}
 
 ``serial`` and ``click`` are the values the messages used. ``ignored`` appears only when the config
 has nobody for the click type. Any 2xx answer from Twilio means the request was accepted: it is
@@ -173,7 +175,11 @@ class DeliveryIncomplete(RuntimeError):
 
     def __init__(self, result: dict[str, Any]) -> None:
         failed = [item["to"] for item in result["results"] if item["status"] == "failed"]
-        super().__init__(f"delivery failed for {len(failed)} recipient(s): {', '.join(failed)}")
+        message = f"delivery failed for {len(failed)} recipient(s): {', '.join(failed)}"
+        escalated = result.get("escalation")
+        if isinstance(escalated, dict) and escalated.get("error"):
+            message += f"; {escalated['error']}"
+        super().__init__(message)
         self.result = result
 
 
@@ -559,7 +565,7 @@ def status_callback_url(
     return f"{settings.callback_url}?{urllib.parse.urlencode(fields)}"
 
 
-def receipt_handler(event: Mapping[str, Any]) -> dict[str, Any]:
+def receipt_handler(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
     """A request to the function URL: a delivery receipt or an escalation's callback from
     Twilio, or a 403."""
     settings = LambdaSettings.from_environment()
@@ -567,8 +573,7 @@ def receipt_handler(event: Mapping[str, Any]) -> dict[str, Any]:
     token = load_secret(settings) if config.api_key_sid is None else None
 
     def on_escalation(query: Mapping[str, str], params: Mapping[str, str]) -> dict[str, Any]:
-        assert token is not None  # verified with it
-        return escalation_callback(settings, config, token, query, params)
+        return escalation_callback(settings, config, query, params, context)
 
     return receipts.handle(event, settings.callback_url, token, ledger_for(settings), on_escalation)
 
@@ -656,15 +661,15 @@ def _stored_escalator(
 def escalation_callback(
     settings: LambdaSettings,
     config: MessagingConfig,
-    token: str,
     query: Mapping[str, str],
     params: Mapping[str, str],
+    context: object = None,
 ) -> dict[str, Any]:
     """A signed callback about an escalation's call: its key press (answered with TwiML) or
     its status (answered 204)."""
     alarm_id = query.get(CALLBACK_ALARM_PARAMETER, "")
     position = escalation_ledger.parse_position(query.get(escalation.ESCALATION_PARAMETER, ""))
-    escalator, why_not = _stored_escalator(settings, config, alarm_id)
+    escalator, why_not = _stored_escalator(settings, config, alarm_id, context)
     gather = query.get(escalation.EVENT_PARAMETER) == escalation.GATHER_EVENT
     if escalator is None or position is None or not _in_escalation(escalator, position):
         log(logging.WARNING, "escalation callback for %s: %s", printable(alarm_id, 200), why_not)
@@ -782,7 +787,7 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
 def lambda_handler(event: object, context: object) -> dict[str, Any]:
     if receipts.is_function_url_event(event):
         assert isinstance(event, dict)
-        return receipt_handler(event)
+        return receipt_handler(event, context)
     if is_retry_event(event):
         assert isinstance(event, dict)
         return retry_handler(event[RETRY_EVENT_KEY], context)
@@ -819,7 +824,11 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         raise
     client = twilio_client(settings, config, secret, context)
     table = ledger.table if isinstance(ledger, alarms.FallingBackLedger) else None
-    escalates = click.escalation is not None and table is not None and settings.callback_url
+    escalates = (
+        click.escalation is not None
+        and table is not None
+        and status_callback_url(settings, config, opened.alarm_id) is not None
+    )
     if click.escalation is not None and not escalates:
         # No table or no callbacks to drive it: ring everyone at once rather than nobody.
         log(logging.ERROR, "escalation needs the alarm table and receipts: calling everyone")
@@ -844,7 +853,15 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
     if escalates:
         assert table is not None
         escalator = escalator_for(settings, config, click, parsed, opened.alarm_id, table, client)
-        result["escalation"] = escalator.begin()
+        try:
+            result["escalation"], joined = escalator.begin(parsed.serial, parsed.click)
+        except escalation.NobodyRang as exc:
+            # Twilio took none of its calls: Lambda tries the click again, then tells the owner.
+            result["escalation"] = {"error": str(exc)}
+            finish(result, level=logging.ERROR)
+            raise DeliveryIncomplete(result) from exc
+        if joined is not None:
+            result["joinedEscalation"] = joined
     failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]
     if any(outcome.code == AUTH_FAILED_CODE for outcome in failures):
         forget_secret(settings)

@@ -122,8 +122,12 @@ class TwilioClient:
             return self.create("Messages", form)
         return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text), **extra})
 
-    def create(self, resource: str, form: Mapping[str, str]) -> TwilioOutcome:
-        """POST with retries on throttling, server errors and network trouble."""
+    def create(
+        self, resource: str, form: Mapping[str, str], resend_unanswered: bool = True
+    ) -> TwilioOutcome:
+        """POST with retries on throttling, server errors and network trouble; with
+        ``resend_unanswered`` False, a request that got no answer (it may have reached Twilio)
+        is not sent again: the caller finds out what became of it."""
         outcome = TwilioOutcome(ok=False)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             timeout = self._attempt_timeout()
@@ -134,6 +138,8 @@ class TwilioClient:
             outcome = self._request_once(resource, form, timeout)
             outcome.attempts = attempt
             if outcome.ok or not outcome.retryable or attempt == MAX_ATTEMPTS:
+                break
+            if outcome.http_status is None and not resend_unanswered:
                 break
             delay = backoff_delay(attempt)
             if not self._time_left_for(delay):
@@ -165,7 +171,7 @@ class TwilioClient:
             "MachineDetection": "Enable",
             "StatusCallback": status_callback,
         }
-        return self.create("Calls", form)
+        return self.create("Calls", form, resend_unanswered=False)
 
     def hang_up(self, sid: str) -> TwilioOutcome:
         """End a call whatever its state (``completed``: Twilio cancels one not yet answered)."""

@@ -304,6 +304,20 @@ def _escalation_summary(item: ClickSettings, person: str, click: str) -> dict[st
     return {**as_document(item.escalation), **cost.as_json()}
 
 
+def check_escalation_secret(config: NotifyConfig, secret: TwilioSecret) -> None:
+    """An escalation moves on when Twilio's signed callbacks come, and Twilio signs them with
+    the auth token: an API key secret (from TWILIO_API_KEY, say) cannot run one."""
+    escalating = [click for click, item in config.clicks.items() if item.escalation is not None]
+    if escalating and secret.kind == "api_key":
+        raise usage_error(
+            "notify-config-escalation-api-key",
+            f"{escalating[0]} has an escalation, which needs the account's auth token, and the "
+            f"secret from {secret.source or 'the environment'} is an API key's",
+            "Twilio signs the callbacks an escalation moves on with the auth token: unset "
+            "TWILIO_API_KEY and TWILIO_API_SECRET and set TWILIO_AUTH_TOKEN.",
+        )
+
+
 def config_path() -> Path:
     return paths.config_dir() / CONFIG_NAME
 
@@ -870,6 +884,7 @@ class _Parser:
                 sender,
                 person,
                 render(message, worst_case_fields(person or "", click)),
+                numbers["call"],
             )
             if len(escalation.numbers) + sum(map(len, numbers.values())) > MAX_RECIPIENTS:
                 self.fail(

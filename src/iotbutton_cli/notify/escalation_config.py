@@ -108,6 +108,7 @@ def parse(
     sender: str,
     person: str,
     filled_message: str,
+    plain_calls: tuple[str, ...] = (),
 ) -> Escalation:
     """Check a click type's escalation, reporting problems as file:line like the rest."""
     from yaml.nodes import MappingNode, SequenceNode
@@ -143,7 +144,17 @@ def parse(
         numbers = parser.numbers(step["call"][1], f"{label}.call", sender)
         if not numbers:
             parser.fail(step["call"][1], "notify-config-escalation", f"{label}.call is empty")
-        steps.append(EscalationStep(numbers, _ring(parser, step, label, ring)))
+        also_called = [n for n in numbers if n in plain_calls]
+        if also_called:
+            parser.fail(
+                step["call"][1],
+                "notify-config-escalation",
+                f"{also_called[0]} is in {where.removesuffix('.escalation')}.call and in "
+                f"{label}.call: it would get two calls at once",
+                "Keep the number in the escalation only: it asks for a 1, a plain call does not.",
+            )
+        unique = tuple(dict.fromkeys(numbers))  # a number listed twice in a step rings once
+        steps.append(EscalationStep(unique, _ring(parser, step, label, ring)))
     if "exhausted" not in entries:
         parser.fail(
             key_node,

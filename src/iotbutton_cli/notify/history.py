@@ -101,6 +101,8 @@ class Alarm:
     invoke_count: int | None = None
     owner_told_ms: int | None = None  # when the owner's SNS topic took the message about it
     escalation: Escalation | None = None
+    # A press while the button's escalation of this click type still called: it joined that one.
+    joined_escalation: str | None = None
 
     @property
     def failed(self) -> list[Delivery]:
@@ -214,6 +216,7 @@ def _alarm(item: dict[str, Any]) -> Alarm:
         invoke_count=_n(item.get("invokeCount")),
         owner_told_ms=_n(item.get("ownerToldAt")),
         escalation=_escalation(item),
+        joined_escalation=_s(item.get("escJoined")) or None,
     )
 
 
