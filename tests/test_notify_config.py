@@ -273,7 +273,7 @@ BAD_CONFIGS = [
         replace_line(8, '    message: "{nmae} pressed {serial}"'),
         8,
         "clicks.SINGLE.message: unknown template field {nmae}; allowed: {person}, {serial}, "
-        "{click}, {battery}, {time}",
+        "{click}, {battery}, {time}, {address}, {notes}, {fields.NAME}",
         "{{ and }}",
     ),
     (

@@ -261,4 +261,4 @@ def test_the_errors_alarm_counts_an_idle_function_as_zero():
 
     metrics = resources.metric_alarms(Context())["iotbutton-notifier-errors"]["Metrics"]  # type: ignore[arg-type]
     [expression] = [m["Expression"] for m in metrics if "Expression" in m]
-    assert expression == "FILL(notifier, 0) + FILL(failures, 0)"
+    assert expression == "FILL(notifier, 0) + FILL(failures, 0) + FILL(throttled, 0)"

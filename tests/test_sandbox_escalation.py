@@ -448,3 +448,16 @@ def test_a_second_press_while_it_calls_joins_the_escalation(cli, sandbox, isolat
     cli("--sandbox", "notify", "ack", first, "--by", "Dana [/b]")  # markup in a name is text
     shown = cli("--sandbox", "notify", "history").stdout
     assert "acknowledged by Dana [/b]" in " ".join(shown.split())
+
+
+def test_notify_test_runs_a_real_escalation(cli, sandbox, isolated_env):
+    deploy(cli, isolated_env, [[ALICE], [BOB]])
+    cli("sandbox", "phone", ALICE, "--call", "busy")
+
+    tested = cli.json("--sandbox", "notify", "test", SERIAL, "--click", "LONG")
+
+    assert tested["ok"] is True
+    assert [(c["to"], c["step"]) for c in tested["payload"]["escalation"]] == [(ALICE, "0.0")]
+    assert escalation_of(cli, "acknowledged")["escalation"]["acknowledged_by"] == BOB
+    shown = cli("--sandbox", "notify", "test", SERIAL, "--click", "LONG")
+    assert "calling real phones until someone presses 1" in " ".join(shown.stderr.split())

@@ -308,6 +308,8 @@ def test_the_time_scale_is_taken_from_the_environment_and_shown_by_status(cli, m
         assert cli.json("sandbox", "start")["time_scale"] == 0.2
         assert cli.json("sandbox", "status")["time_scale"] == 0.2
         assert "Twilio time scale" in cli("sandbox", "status").stdout
+        again = cli("sandbox", "start", "--time-scale", "0.5")  # running: it keeps its own
+        assert "keeps its time scale 0.2, not 0.5" in again.stderr
     finally:
         cli("sandbox", "stop")
 

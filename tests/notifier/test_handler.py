@@ -654,7 +654,16 @@ def test_secret_never_reaches_logs_result_or_outbox(
 
 
 def test_template_fields_are_the_documented_ones():
-    assert contract.TEMPLATE_FIELDS == ("person", "serial", "click", "battery", "time")
+    assert contract.TEMPLATE_FIELDS == (
+        "person",
+        "serial",
+        "click",
+        "battery",
+        "time",
+        "address",
+        "notes",
+    )
+    assert contract.is_free_field("fields.room") and not contract.is_free_field("fields.a.b")
 
 
 def test_render_fills_fields_and_keeps_escaped_braces():

@@ -86,6 +86,12 @@ def start(
     )
     info = result.info
 
+    if not result.started and scale is not None and scale != info.time_scale:
+        out.info(
+            f"The running sandbox keeps its time scale {info.time_scale:g}, not {scale:g}: "
+            "`iotbutton sandbox stop` first to change it."
+        )
+
     def render() -> None:
         state = "Started the sandbox" if result.started else "The sandbox is already running"
         out.say(f"{state} (pid {info.pid}).")

@@ -27,16 +27,23 @@ conversions, format specs) is refused. :func:`check_template` and :func:`render`
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
 CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
 CHANNELS = ("sms", "call")
-TEMPLATE_FIELDS = ("person", "serial", "click", "battery", "time")
+TEMPLATE_FIELDS = ("person", "serial", "click", "battery", "time", "address", "notes")
+# {fields.NAME}: a button's own free fields (notify.yaml's `fields:`), by name.
+FIELD_PREFIX = "fields."
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
+MAX_FIELDS = 20
+FIELD_MAX_CHARS = 200
+UNLISTED_CHOICES = ("defaults", "refuse")
 CONFIG_VERSION = 1
 TWIML_MAX_CHARS = 4000
 SMS_MAX_UNITS = 1600  # Twilio counts a Body in UTF-16 code units
@@ -131,15 +138,27 @@ def check_template(template: str) -> list[str]:
     for _literal, name, spec, conversion in parsed:
         if name is None:
             continue
-        if name not in TEMPLATE_FIELDS:
+        if name not in TEMPLATE_FIELDS and not is_free_field(name):
             allowed = ", ".join("{" + field_name + "}" for field_name in TEMPLATE_FIELDS)
-            raise TemplateError(f"unknown template field {_shown(name)}; allowed: {allowed}")
+            raise TemplateError(
+                f"unknown template field {_shown(name)}; allowed: {allowed}, {{fields.NAME}}"
+            )
         if spec or conversion:
             raise TemplateError(
                 f"template field {_shown(name)} may not have a format or conversion"
             )
         names.append(name)
     return names
+
+
+def is_free_field(name: str) -> bool:
+    """``fields.NAME``, a button's own field."""
+    return name.startswith(FIELD_PREFIX) and bool(FIELD_NAME.fullmatch(name[len(FIELD_PREFIX) :]))
+
+
+def free_fields_used(template: str) -> list[str]:
+    """The NAMEs of the ``{fields.NAME}`` a template uses."""
+    return [name[len(FIELD_PREFIX) :] for name in check_template(template) if is_free_field(name)]
 
 
 def _shown(name: str) -> str:
@@ -161,9 +180,18 @@ def render(template: str, fields: Mapping[str, object]) -> str:
     return "".join(parts)
 
 
-def format_time(moment: datetime) -> str:
-    """``{time}`` in a message: "2026-11-21 23:04 UTC"."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def format_time(moment: datetime, zone: str = "UTC") -> str:
+    """``{time}`` in a message: "2026-11-21 23:04 UTC", or in the config's time zone (an IANA
+    name): "2026-11-22 00:04 CET". A zone this machine's tz database lacks falls back to UTC."""
+    if zone in ("UTC", ""):
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        from zoneinfo import ZoneInfo
+
+        local = moment.astimezone(ZoneInfo(zone))
+    except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        return format_time(moment)
+    return local.strftime("%Y-%m-%d %H:%M %Z")
 
 
 # -- TwiML -----------------------------------------------------------------------------------
@@ -249,6 +277,22 @@ class ClickConfig:
     call: tuple[str, ...]
     message: str
     escalation: Escalation | None = None
+    voice: str | None = None  # what a call says, if not the message
+
+    @property
+    def spoken(self) -> str:
+        return self.voice or self.message
+
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    """One button's own person, details and click types (already merged with the defaults)."""
+
+    person: str
+    address: str
+    notes: str
+    fields: Mapping[str, str]
+    clicks: Mapping[str, ClickConfig]
 
 
 @dataclass(frozen=True)
@@ -259,10 +303,32 @@ class MessagingConfig:
     person: str
     clicks: Mapping[str, ClickConfig]
     debounce_seconds: int = DEFAULT_DEBOUNCE_SECONDS
+    address: str = ""
+    notes: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    timezone: str = "UTC"
+    buttons: Mapping[str, ButtonConfig] = field(default_factory=dict)
+    unlisted: str = "defaults"  # or "refuse": a button the config does not list sends nothing
 
     @property
     def auth_user(self) -> str:
         return self.api_key_sid or self.account_sid
+
+    def for_button(self, serial: str) -> MessagingConfig | None:
+        """The config as one button sees it: its own section if it has one, else the defaults
+        (None when unlisted buttons are refused)."""
+        own = self.buttons.get(serial)
+        if own is None:
+            return None if self.unlisted == "refuse" and self.buttons else self
+        return replace(
+            self,
+            person=own.person,
+            address=own.address,
+            notes=own.notes,
+            fields=own.fields,
+            clicks=own.clicks,
+            buttons={},
+        )
 
 
 def parse_config(document: object) -> MessagingConfig:
@@ -305,14 +371,86 @@ def parse_config(document: object) -> MessagingConfig:
     debounce = document.get("debounce_seconds", DEFAULT_DEBOUNCE_SECONDS)
     if not isinstance(debounce, int) or isinstance(debounce, bool) or not 0 <= debounce <= 3600:
         raise ConfigError("debounce_seconds must be a whole number of seconds from 0 to 3600")
+    zone = document.get("timezone", "UTC")
+    if not isinstance(zone, str) or not zone or len(zone) > 64:
+        raise ConfigError("timezone must be an IANA time zone name")
+    unlisted = document.get("unlisted", "defaults")
+    if unlisted not in UNLISTED_CHOICES:
+        raise ConfigError(f"unlisted must be one of {', '.join(UNLISTED_CHOICES)}")
+    person = _required_string(document, "person")
+    details = _details(document, "")
+    parsed_clicks = {click: _parse_click(click, value) for click, value in clicks.items()}
+    buttons = document.get("buttons", {})
+    if not isinstance(buttons, dict):
+        raise ConfigError("buttons must be an object")
+    if unlisted != "refuse" or not buttons:  # else only the listed buttons use the defaults
+        _check_fields(parsed_clicks, details[2], "")
     return MessagingConfig(
         account_sid=account_sid,
         api_key_sid=api_key_sid,
         sender=_required_string(document, "from"),
-        person=_required_string(document, "person"),
-        clicks={click: _parse_click(click, value) for click, value in clicks.items()},
+        person=person,
+        clicks=parsed_clicks,
         debounce_seconds=debounce,
+        address=details[0],
+        notes=details[1],
+        fields=details[2],
+        timezone=zone,
+        buttons={serial: _parse_button(serial, value) for serial, value in buttons.items()},
+        unlisted=unlisted,
     )
+
+
+def _details(document: Mapping[str, Any], where: str) -> tuple[str, str, dict[str, str]]:
+    """address, notes and the free fields of the config or of one button."""
+    found = []
+    for name in ("address", "notes"):
+        value = document.get(name, "")
+        if not isinstance(value, str) or len(value) > FIELD_MAX_CHARS:
+            raise ConfigError(f"{where}{name} must be a string of at most {FIELD_MAX_CHARS}")
+        found.append(value)
+    fields = document.get("fields", {})
+    if (
+        not isinstance(fields, dict)
+        or len(fields) > MAX_FIELDS
+        or not all(
+            isinstance(k, str)
+            and FIELD_NAME.fullmatch(k)
+            and isinstance(v, str)
+            and len(v) <= FIELD_MAX_CHARS
+            for k, v in fields.items()
+        )
+    ):
+        raise ConfigError(f"{where}fields must map at most {MAX_FIELDS} names to strings")
+    return found[0], found[1], dict(fields)
+
+
+def _check_fields(clicks: Mapping[str, ClickConfig], fields: Mapping[str, str], where: str) -> None:
+    """Every {fields.NAME} a template uses is one of ``fields``."""
+    for click, config in clicks.items():
+        templates = [config.message, config.voice or ""]
+        if config.escalation is not None:
+            templates.append(config.escalation.exhausted)
+        for template in templates:
+            missing = [name for name in free_fields_used(template) if name not in fields]
+            if missing:
+                raise ConfigError(f"{where}clicks.{click}: no field {missing[0]!r} in its fields")
+
+
+def _parse_button(serial: object, value: object) -> ButtonConfig:
+    where = f"buttons.{serial}."
+    if not isinstance(serial, str) or not serial or not isinstance(value, dict):
+        raise ConfigError(f"{where[:-1]} must be an object")
+    clicks = value.get("clicks")
+    if not isinstance(clicks, dict) or set(clicks) - set(CLICK_TYPES):
+        raise ConfigError(f"{where}clicks must map click types to what they do")
+    person = value.get("person")
+    if not isinstance(person, str) or not person:
+        raise ConfigError(f"{where}person must be a non-empty string")
+    address, notes, fields = _details(value, where)
+    parsed = {click: _parse_click(click, item) for click, item in clicks.items()}
+    _check_fields(parsed, fields, where)
+    return ButtonConfig(person, address, notes, fields, parsed)
 
 
 def _required_string(document: Mapping[str, Any], name: str) -> str:
@@ -339,11 +477,20 @@ def _parse_click(click: str, value: object) -> ClickConfig:
     except TemplateError as exc:
         raise ConfigError(f"clicks.{click}.message: {exc}") from None
     escalation = value.get("escalation")
+    voice = value.get("voice")
+    if voice is not None:
+        if not isinstance(voice, str) or not voice:
+            raise ConfigError(f"clicks.{click}.voice must be null or a non-empty string")
+        try:
+            check_template(voice)
+        except TemplateError as exc:
+            raise ConfigError(f"clicks.{click}.voice: {exc}") from None
     return ClickConfig(
         sms=numbers["sms"],
         call=numbers["call"],
         message=message,
         escalation=None if escalation is None else _parse_escalation(click, escalation),
+        voice=voice,
     )
 
 

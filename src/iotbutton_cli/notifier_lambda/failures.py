@@ -79,7 +79,7 @@ def failure_handler(event: object, context: object) -> dict[str, Any]:
     )
     alarm_id = ledger_click.alarm_id
     settings = LambdaSettings.from_environment()
-    person = _person(settings)
+    person = _person(settings, click.serial)
     table = alarm_table(settings)
     missing = _marked(table, ledger_click, condition, error, count)
     message = owner_message(
@@ -152,9 +152,11 @@ def _marked(
     ]
 
 
-def _person(settings: LambdaSettings) -> str | None:
+def _person(settings: LambdaSettings, serial: str) -> str | None:
+    """Whose button it is: its own section's person, else the config's."""
     try:
-        return load_config(settings).person
+        config = load_config(settings)
+        return (config.for_button(serial) or config).person
     except Exception as exc:  # the owner must hear of it even with the config unreadable
         log(logging.ERROR, "config unreadable (%s): the message names no person", exc)
         return None

@@ -135,6 +135,7 @@ from .contract import (
     CLICKED_AT_FIELD,
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
+    FIELD_PREFIX,
     OWNER_TOPIC_ENV,
     SECRET_PARAMETER_ENV,
     SERIAL_FIELD,
@@ -357,9 +358,18 @@ def shown_value(value: object) -> str:
     return f"({type(value).__name__})"
 
 
+def click_texts(click: ClickConfig, config: MessagingConfig, event: ButtonEvent) -> dict[str, str]:
+    """What an SMS says and what a call says (its voice text, else the message)."""
+    return {
+        "sms": message_text(click.message, config, event),
+        "call": message_text(click.spoken, config, event),
+    }
+
+
 def message_text(template: str, config: MessagingConfig, event: ButtonEvent) -> str:
     """The filled-in message with everything XML or a phone cannot carry replaced by "?"."""
-    return UNSAFE_IN_MESSAGE.sub(REPLACEMENT, render(template, template_values(config, event)))
+    filled = render(template, template_values(config, event))
+    return UNSAFE_IN_MESSAGE.sub(REPLACEMENT, filled).strip()  # an empty {notes} at the end
 
 
 def _client(service: str) -> Any:
@@ -450,7 +460,7 @@ def deliver(
     deliveries: Iterable[Delivery],
     client: twilio.TwilioClient,
     sender: str,
-    text: str,
+    texts: Mapping[str, str],
     ledger: Ledger,
     alarm_id: str,
     callback_for: Callable[[int | None], str | None] | None = None,
@@ -464,7 +474,7 @@ def deliver(
         if isinstance(claimed, alarms.Earlier):
             return _earlier_item(delivery, claimed), None
         callback = callback_for(claimed.attempt) if callback_for else None
-        outcome = send_safely(client, delivery, sender, text, callback)
+        outcome = send_safely(client, delivery, sender, texts[delivery.channel], callback)
         ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
         return _record_outcome(delivery, outcome), outcome
 
@@ -606,11 +616,12 @@ def escalator_for(
         alarm_id=alarm_id,
         sender=config.sender,
         person=config.person,
-        text=message_text(click.message, config, event),
+        text=message_text(click.spoken, config, event),
         values=template_values(config, event),
         callback_url=settings.callback_url,
         sms_recipients=click.sms,
         tell_owner=owner_teller(settings),
+        zone=config.timezone,
         settle_after_seconds=twilio.MAX_ATTEMPTS * settings.timeout
         + twilio.BACKOFF_CAP_SECONDS * (twilio.MAX_ATTEMPTS - 1),
     )
@@ -651,6 +662,7 @@ def _stored_escalator(
     if table is None or stored is None:
         return None, "no such alarm"
     event = stored_event(stored)
+    config = config.for_button(event.serial) or config
     click = config.clicks.get(event.click)
     if click is None or click.escalation is None or settings.callback_url is None:
         return None, f"{event.click} has no escalation"
@@ -745,6 +757,7 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
     if table is None or stored is None:
         return finish({"alarm": alarm_id, "retry": True, "results": [], "ignored": "no such alarm"})
     event = stored_event(stored)
+    config = config.for_button(event.serial) or config
     click = config.clicks.get(event.click)
     asked = [
         Delivery(str(pair[0]), str(pair[1]))
@@ -772,11 +785,11 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
             claims[delivery] = claim
     skipped = [d for d in asked if d not in claims]
     client = twilio_client(settings, config, load_secret(settings), context)
-    text = message_text(click.message, config, event)
+    texts = click_texts(click, config, event)
     results = []
     for delivery, claim in claims.items():
         callback = status_callback_url(settings, config, alarm_id, claim.attempt)
-        outcome = send_safely(client, delivery, config.sender, text, callback)
+        outcome = send_safely(client, delivery, config.sender, texts[delivery.channel], callback)
         ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
         results.append(_record_outcome(delivery, outcome))
     note = "got through, or is being sent: not sent again"
@@ -810,12 +823,17 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
             f"{config.debounce_seconds} s)"
         )
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
+    own = config.for_button(parsed.serial)
+    if own is None:
+        reason = f"button {parsed.serial} is not in the config, which refuses unlisted buttons"
+        return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
+    config = own
     click = config.clicks.get(parsed.click)
     if click is None or not (click.sms or click.call or click.escalation):
         reason = f"no recipients configured for {parsed.click}"
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
 
-    text = message_text(click.message, config, parsed)
+    texts = click_texts(click, config, parsed)
     try:
         secret = load_secret(settings)
     except Exception:
@@ -833,7 +851,10 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         # No table or no callbacks to drive it: ring everyone at once rather than nobody.
         log(logging.ERROR, "escalation needs the alarm table and receipts: calling everyone")
         click = ClickConfig(
-            click.sms, tuple(dict.fromkeys((*click.call, *click.escalation.numbers))), click.message
+            click.sms,
+            tuple(dict.fromkeys((*click.call, *click.escalation.numbers))),
+            click.message,
+            voice=click.voice,
         )
     listed = listed_deliveries(click)
 
@@ -844,7 +865,7 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         list(dict.fromkeys(listed)),
         client,
         config.sender,
-        text,
+        texts,
         ledger,
         opened.alarm_id,
         callback_for,
@@ -894,13 +915,17 @@ def report(
 
 
 def template_values(config: MessagingConfig, event: ButtonEvent) -> dict[str, str]:
-    return {
+    values = {
         "person": config.person,
         "serial": event.serial,
         "click": event.click,
         "battery": event.battery,
-        "time": format_time(event.clicked_at or datetime.now(timezone.utc)),
+        "time": format_time(event.clicked_at or datetime.now(timezone.utc), config.timezone),
+        "address": config.address,
+        "notes": config.notes,
     }
+    values.update({f"{FIELD_PREFIX}{name}": value for name, value in config.fields.items()})
+    return values
 
 
 def invocation_deadline(context: object) -> float | None:

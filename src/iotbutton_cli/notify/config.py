@@ -20,7 +20,7 @@ import re
 import string
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -30,12 +30,15 @@ from iotbutton_cli.notifier_lambda.contract import (
     CHANNELS,
     CLICK_TYPES,
     CONFIG_VERSION,
+    FIELD_MAX_CHARS,
+    FIELD_PREFIX,
     SMS_MAX_UNITS,
     TEMPLATE_FIELDS,
     TWIML_MAX_CHARS,
     Escalation,
     TemplateError,
     check_template,
+    free_fields_used,
     render,
     twiml,
 )
@@ -55,7 +58,21 @@ MAX_CONFIG_BYTES = 256 * 1024
 MAX_RECIPIENTS = 50  # per click type, SMS and calls together
 MAX_NESTING = 20  # the template needs 4 levels
 PERSON_MAX_CHARS = 100
-TOP_LEVEL_KEYS = ("account_sid", "api_key_sid", "from", "person", "debounce", "owner", "clicks")
+TOP_LEVEL_KEYS = (
+    "account_sid",
+    "api_key_sid",
+    "from",
+    "person",
+    "address",
+    "notes",
+    "fields",
+    "timezone",
+    "debounce",
+    "owner",
+    "clicks",
+    "buttons",
+    "unlisted",
+)
 OWNER_KEYS = ("sms", "email")
 # An address SNS can deliver to: one @, no spaces, a dot in the domain (SNS checks no more).
 EMAIL_PATTERN = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
@@ -63,7 +80,7 @@ EMAIL_MAX_CHARS = 254
 # Clicks of one button and click type this close together are one alarm (seconds).
 DEFAULT_DEBOUNCE_SECONDS = 5
 MAX_DEBOUNCE_SECONDS = 600
-CLICK_KEYS = ("sms", "call", "message", "escalation")
+CLICK_KEYS = ("sms", "call", "message", "voice", "escalation")
 # The longest each template field can be when a click arrives ({person} is the config's own value,
 # {click} the click type's name): thing names go up to 128 characters, "1650mV" is a typical
 # battery reading, and times look like "2026-11-21 23:04 UTC".
@@ -87,7 +104,10 @@ OPTION_E164_HINT = (
     "e.g. --sms +15551234567."
 )
 SHAPE_HINT = "Compare it with the template: `iotbutton notify init --force` writes a fresh one."
-TEMPLATE_HINT = "Use only {person}, {serial}, {click}, {battery} and {time}; {{ and }} for braces."
+TEMPLATE_HINT = (
+    "Use only {person}, {serial}, {click}, {battery}, {time}, {address}, {notes} and "
+    "{fields.NAME}; {{ and }} for braces."
+)
 NO_SECRETS_HINT = (
     "Secrets never go in this file: set TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and "
     "TWILIO_API_SECRET) in your shell when you deploy."
@@ -119,6 +139,13 @@ from: ${sender}
 # Who the button belongs to; {person} in the messages below.
 person: ${person}
 
+# Optional: more for the messages to say. {address} and {notes}, and {fields.NAME} for each
+# field you add (e.g. {fields.room}); {time} in your time zone (an IANA name; UTC if not set).
+# address: "12 High Street, flat 2"
+# notes: "Key under the blue pot"
+# fields: {room: "bedroom"}
+# timezone: "Europe/London"
+
 # Clicks of one button's click type this many seconds apart or closer are one alarm: a button
 # or flaky Wi-Fi can publish one press twice. 0 makes every click its own alarm.
 debounce: 5
@@ -140,7 +167,19 @@ debounce: 5
 #              {battery}  the button's battery voltage, e.g. 1650mV
 #              {time}     when AWS IoT received the click, e.g. 2026-11-21 23:04 UTC
 #            Write {{ and }} for literal braces; no other {...} is allowed.
+#   voice:   optional: what a call says instead of the message (same fields)
 # A click type with no sms and no call numbers does nothing.
+#
+# Several buttons for several people: give each its own section under buttons:, which wins
+# over the settings above key by key (person, address, notes, fields, and each click type's
+# sms, call, message, voice, escalation). A button not listed uses the settings above, or
+# sends nothing with `unlisted: refuse`.
+# buttons:
+#   G030JF0553648RUH:
+#     person: "Grandpa"
+#     clicks:
+#       LONG:
+#         sms: ["+15551230003"]
 clicks:
   SINGLE:
     sms: ${sms}
@@ -169,6 +208,7 @@ class ClickSettings:
     call: tuple[str, ...]
     message: str
     escalation: Escalation | None = None
+    voice: str | None = None  # what a call says, when not the message
 
     @property
     def recipients(self) -> int:
@@ -181,7 +221,38 @@ class ClickSettings:
             return None
         from iotbutton_cli.notify.escalation_config import cost
 
-        return cost(self.escalation, render(self.message, worst_case_fields(person, click)))
+        spoken = self.voice or self.message
+        return cost(self.escalation, render(spoken, worst_case_fields(person, click, spoken)))
+
+
+@dataclass(frozen=True)
+class Details:
+    """Who a button belongs to and what its messages may say about them: {person},
+    {address}, {notes} and {fields.NAME}."""
+
+    person: str
+    address: str = ""
+    notes: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    # False for the defaults when unlisted buttons are refused: only listed buttons use them,
+    # and each is checked for the fields it needs.
+    check_fields: bool = field(default=True, compare=False)
+
+    def document(self) -> dict[str, Any]:
+        """The keys the notifier's config has for them (only those set)."""
+        found: dict[str, Any] = {"person": self.person}
+        found.update({k: v for k, v in (("address", self.address), ("notes", self.notes)) if v})
+        if self.fields:
+            found["fields"] = dict(self.fields)
+        return found
+
+
+@dataclass(frozen=True)
+class ButtonSettings:
+    """One button's own section: its details and its click types, merged with the defaults."""
+
+    details: Details
+    clicks: Mapping[str, ClickSettings]
 
 
 @dataclass(frozen=True)
@@ -227,6 +298,10 @@ class NotifyConfig:
     clicks: Mapping[str, ClickSettings]
     debounce_seconds: int = DEFAULT_DEBOUNCE_SECONDS
     owner: Owner | None = None
+    details: Details | None = None  # address, notes, fields of the defaults (person above)
+    timezone: str = "UTC"
+    buttons: Mapping[str, ButtonSettings] = field(default_factory=dict)
+    unlisted: str = "defaults"  # or "refuse"
 
     @property
     def owner_endpoints(self) -> tuple[tuple[str, str], ...]:
@@ -241,7 +316,7 @@ class NotifyConfig:
         always matches the secret in SSM.
         """
         api_key_sid = self.api_key_sid if secret is None else secret.api_key_sid
-        return {
+        document: dict[str, Any] = {
             "version": CONFIG_VERSION,
             "account_sid": self.account_sid,
             "api_key_sid": api_key_sid,
@@ -250,10 +325,25 @@ class NotifyConfig:
             "debounce_seconds": self.debounce_seconds,
             "clicks": {click: _click_document(item) for click, item in self.clicks.items()},
         }
+        # Only what is set: a file of the older shape makes the document it always made.
+        if self.details is not None:
+            document.update(self.details.document())
+        if self.timezone != "UTC":
+            document["timezone"] = self.timezone
+        if self.buttons:
+            document["buttons"] = {
+                serial: {
+                    **button.details.document(),
+                    "clicks": {c: _click_document(i) for c, i in button.clicks.items()},
+                }
+                for serial, button in self.buttons.items()
+            }
+            document["unlisted"] = self.unlisted
+        return document
 
     def summary(self) -> dict[str, Any]:
         """What ``notify show``/``check`` print: no secrets (the file holds none)."""
-        return {
+        summary: dict[str, Any] = {
             "path": str(self.path),
             "account_sid": self.account_sid,
             "api_key_sid": self.api_key_sid,
@@ -263,19 +353,45 @@ class NotifyConfig:
             "owner": None
             if self.owner is None
             else {"sms": self.owner.sms, "email": self.owner.email},
-            "clicks": {
-                click: {
-                    "sms": list(item.sms),
-                    "call": list(item.call),
-                    "sms_count": len(item.sms),
-                    "call_count": len(item.call),
-                    "message": item.message,
-                    "escalation": _escalation_summary(item, self.person, click),
-                }
-                for click, item in self.clicks.items()
-            },
-            "recipients": len({n for item in self.clicks.values() for n in _numbers(item)}),
+            "clicks": _clicks_summary(self.clicks, self.person),
+            "recipients": len({n for item in self.every_click() for n in _numbers(item)}),
         }
+        if self.timezone != "UTC":
+            summary["timezone"] = self.timezone
+        if self.details is not None:
+            summary.update(self.details.document())
+        if self.buttons:
+            summary["buttons"] = {
+                serial: {
+                    **button.details.document(),
+                    "clicks": _clicks_summary(button.clicks, button.details.person),
+                }
+                for serial, button in self.buttons.items()
+            }
+            summary["unlisted"] = self.unlisted
+        return summary
+
+    def every_click(self) -> list[ClickSettings]:
+        """The defaults' click types and every button's."""
+        found = list(self.clicks.values())
+        for button in self.buttons.values():
+            found += button.clicks.values()
+        return found
+
+
+def _clicks_summary(clicks: Mapping[str, ClickSettings], person: str) -> dict[str, Any]:
+    return {
+        click: {
+            "sms": list(item.sms),
+            "call": list(item.call),
+            "sms_count": len(item.sms),
+            "call_count": len(item.call),
+            "message": item.message,
+            **({"voice": item.voice} if item.voice is not None else {}),
+            "escalation": _escalation_summary(item, person, click),
+        }
+        for click, item in clicks.items()
+    }
 
 
 def _numbers(item: ClickSettings) -> tuple[str, ...]:
@@ -288,6 +404,8 @@ def _click_document(item: ClickSettings) -> dict[str, Any]:
         "call": list(item.call),
         "message": item.message,
     }
+    if item.voice is not None:
+        document["voice"] = item.voice
     if item.escalation is not None:
         from iotbutton_cli.notify.escalation_config import as_document
 
@@ -478,11 +596,17 @@ def parse_config_text(text: str, path: Path | None = None) -> NotifyConfig:
     return _Parser(Path(path) if path is not None else config_path()).parse(text)
 
 
-def worst_case_fields(person: str, click: str) -> dict[str, str]:
-    """Template values as long as they can get when ``click`` arrives."""
+def worst_case_fields(person: str | Details, click: str, template: str = "") -> dict[str, str]:
+    """Template values as long as they can get when ``click`` arrives (``person``: the name,
+    or the button's details with its address, notes and fields; a free field ``template`` uses
+    that they lack, checked per button instead, is as long as a field can be)."""
+    details = person if isinstance(person, Details) else Details(person)
     values = {name: "8" * length for name, length in WORST_CASE_LENGTHS.items()}
-    values.update(person=person, click=click)
+    values.update(person=details.person, click=click, address=details.address, notes=details.notes)
     assert set(values) == set(TEMPLATE_FIELDS)
+    for name in free_fields_used(template) if template else ():
+        values[f"{FIELD_PREFIX}{name}"] = "8" * FIELD_MAX_CHARS
+    values.update({f"{FIELD_PREFIX}{name}": text for name, text in details.fields.items()})
     return values
 
 
@@ -531,9 +655,21 @@ class _Parser:
         person = self.person(root, entries)
         debounce = self.debounce(entries)
         owner = self.owner(entries)
-        clicks = self.clicks(root, entries, sender, person)
+        from iotbutton_cli.notify import buttons_config
+
+        details = buttons_config.details(self, entries, "", Details(person))
+        zone = buttons_config.time_zone(self, entries)
+        unlisted = buttons_config.unlisted(self, entries)
+        # With unlisted buttons refused, only the listed ones use the defaults: each is
+        # checked for the fields its messages need, the defaults alone are not.
+        defaults = replace(details, check_fields=unlisted != "refuse")
+        clicks = self.clicks(root, entries, sender, defaults)
+        buttons = buttons_config.buttons(self, entries, sender, details, clicks)
+        buttons_config.refuse_needs_buttons(self, entries, unlisted, buttons)
         if api_key_sid is not None:
             self.refuse_escalation_with_api_key(entries, clicks)
+            for button in buttons.values():
+                self.refuse_escalation_with_api_key(entries, button.clicks)
         return NotifyConfig(
             self.path,
             account_sid,
@@ -543,6 +679,10 @@ class _Parser:
             clicks,
             debounce_seconds=debounce,
             owner=owner,
+            details=details if details != Details(person) else None,
+            timezone=zone,
+            buttons=buttons,
+            unlisted=unlisted,
         )
 
     def refuse_escalation_with_api_key(
@@ -800,7 +940,7 @@ class _Parser:
         return Owner(sms=sms or None, email=email or None)
 
     def clicks(
-        self, root: Node, entries: dict[str, tuple[Node, Node]], sender: str, person: str
+        self, root: Node, entries: dict[str, tuple[Node, Node]], sender: str, person: Details
     ) -> dict[str, ClickSettings]:
         from yaml.nodes import MappingNode, ScalarNode
 
@@ -826,7 +966,11 @@ class _Parser:
             for click in CLICK_TYPES
             if click in found
         }
-        if not self.allow_incomplete and not any(item.recipients for item in clicks.values()):
+        if (
+            not self.allow_incomplete
+            and not any(item.recipients for item in clicks.values())
+            and "buttons" not in entries
+        ):
             self.fail(
                 key_node,
                 "notify-config-nobody",
@@ -836,11 +980,20 @@ class _Parser:
         return clicks
 
     def click(
-        self, click: str, key_node: Node, node: Node, sender: str, person: str
+        self,
+        click: str,
+        key_node: Node,
+        node: Node,
+        sender: str,
+        person: str | Details,
+        base: ClickSettings | None = None,
+        where: str = "",
     ) -> ClickSettings:
+        """One click type's settings; with ``base`` (a button's section over the defaults),
+        what it does not say is the default's."""
         from yaml.nodes import MappingNode, ScalarNode
 
-        where = f"clicks.{click}"
+        where = where or f"clicks.{click}"
         hint = "See the template: `iotbutton notify init --force` writes a fresh one."
         if isinstance(node, ScalarNode) and node.tag == _NULL_TAG:
             self.fail(key_node, "notify-config-shape", f"{where} is empty", hint)
@@ -852,10 +1005,11 @@ class _Parser:
                 hint,
             )
         entries = self.entries(node, where, CLICK_KEYS)
+        inherited = {"sms": base.sms, "call": base.call} if base is not None else {}
         numbers = {
             channel: self.numbers(entries[channel][1], f"{where}.{channel}", sender)
             if channel in entries
-            else ()
+            else inherited.get(channel, ())
             for channel in CHANNELS
         }
         if sum(len(listed) for listed in numbers.values()) > MAX_RECIPIENTS:
@@ -865,15 +1019,26 @@ class _Parser:
                 f"{where} messages more than {MAX_RECIPIENTS} numbers",
                 f"Keep each click type to {MAX_RECIPIENTS} numbers (SMS and calls together).",
             )
-        if "message" not in entries:
+        if "message" not in entries and base is None:
             self.fail(
                 key_node,
                 "notify-config-missing-key",
                 f"{where}.message is missing",
                 'Add the text to send, e.g. message: "{person} pressed the button at {time}."',
             )
-        message = self.message(entries["message"][1], f"{where}.message", click, person, numbers)
-        escalation = None
+        if "message" in entries:
+            message = self.message(
+                entries["message"][1], f"{where}.message", click, person, numbers
+            )
+        else:
+            assert base is not None
+            message = base.message
+            self.known_fields(key_node, f"{where} (its message)", message, person, where)
+        voice = base.voice if base is not None else None
+        if "voice" in entries:
+            spoken = {"sms": (), "call": numbers["call"] or ("voice",)}
+            voice = self.message(entries["voice"][1], f"{where}.voice", click, person, spoken)
+        escalation = base.escalation if base is not None else None
         if "escalation" in entries:
             from iotbutton_cli.notify import escalation_config
 
@@ -883,7 +1048,7 @@ class _Parser:
                 where,
                 sender,
                 person,
-                render(message, worst_case_fields(person or "", click)),
+                render(voice or message, worst_case_fields(person, click, voice or message)),
                 numbers["call"],
             )
             if len(escalation.numbers) + sum(map(len, numbers.values())) > MAX_RECIPIENTS:
@@ -894,7 +1059,11 @@ class _Parser:
                     f"Keep each click type to {MAX_RECIPIENTS} numbers (escalation included).",
                 )
         return ClickSettings(
-            sms=numbers["sms"], call=numbers["call"], message=message, escalation=escalation
+            sms=numbers["sms"],
+            call=numbers["call"],
+            message=message,
+            escalation=escalation,
+            voice=voice,
         )
 
     def numbers(self, node: Node, where: str, sender: str) -> tuple[str, ...]:
@@ -933,7 +1102,7 @@ class _Parser:
         node: Node,
         where: str,
         click: str,
-        person: str,
+        person: str | Details,
         numbers: Mapping[str, tuple[str, ...]],
     ) -> str:
         message = self.text(node, where)
@@ -943,7 +1112,8 @@ class _Parser:
             check_template(message)
         except TemplateError as exc:
             self.fail(node, "notify-config-template", f"{where}: {exc}", TEMPLATE_HINT)
-        filled = render(message, worst_case_fields(person or "", click))
+        self.known_fields(node, where, message, person)
+        filled = render(message, worst_case_fields(person, click, message))
         if numbers["sms"] and sms_length(filled) > SMS_MAX_CHARS:
             self.fail(
                 node,
@@ -961,6 +1131,23 @@ class _Parser:
                 "Shorten the message; each &, < and > takes 4 or 5 characters in TwiML.",
             )
         return message
+
+    def known_fields(
+        self, node: Node, where: str, template: str, person: str | Details, whose: str = ""
+    ) -> None:
+        """Every {fields.NAME} the template uses is a field of the button(s) it is for."""
+        if isinstance(person, Details) and not person.check_fields:
+            return
+        fields = person.fields if isinstance(person, Details) else {}
+        missing = [name for name in free_fields_used(template) if name not in fields]
+        if missing:
+            self.fail(
+                node,
+                "notify-config-template",
+                f"{where} uses {{fields.{missing[0]}}}, but {whose or 'the top-level fields:'} "
+                f"has no field {missing[0]!r}",
+                f"Add it under fields:, e.g. fields: {{{missing[0]}: ...}}, or remove it.",
+            )
 
 
 def _nesting_problem(text: str) -> int | None:

@@ -40,7 +40,7 @@ from iotbutton_cli.notifier_lambda.contract import (
 if TYPE_CHECKING:
     from yaml.nodes import Node
 
-    from iotbutton_cli.notify.config import _Parser
+    from iotbutton_cli.notify.config import Details, _Parser
 
 ESCALATION_KEYS = ("ring", "rounds", "steps", "exhausted")
 STEP_KEYS = ("call", "ring")
@@ -106,7 +106,7 @@ def parse(
     node: Node,
     where: str,
     sender: str,
-    person: str,
+    person: str | Details,
     filled_message: str,
     plain_calls: tuple[str, ...] = (),
 ) -> Escalation:

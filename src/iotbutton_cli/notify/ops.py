@@ -249,27 +249,32 @@ def send_from_here(
     serial: str,
     api_base: str | None = None,
 ) -> list[SendResult]:
-    """Send one click's messages through Twilio's SDK, the way the notifier would."""
-    from datetime import datetime, timezone
+    """Send one click's messages through Twilio's SDK, the way the notifier would: the
+    button's own section of the config if it has one, its texts filled in as the notifier
+    fills them."""
+    import time
 
-    from iotbutton_cli.notifier_lambda.contract import format_time, render
+    from iotbutton_cli.notifier_lambda import handler
+    from iotbutton_cli.notifier_lambda.contract import parse_config
 
     click = check_click(click)
-    settings = config.clicks.get(click)
-    if settings is None or not settings.recipients:
+    messaging = parse_config(config.lambda_document(secret)).for_button(serial)
+    if messaging is None:
+        raise usage_error(
+            "button-not-in-config",
+            f"{config.path} sends nothing for button {serial}: it is not under buttons:, and "
+            "unlisted buttons are refused.",
+            "Give a listed button with --serial, or remove `unlisted: refuse`.",
+        )
+    settings = messaging.clicks.get(click)
+    if settings is None or not (settings.sms or settings.call or settings.escalation):
         raise usage_error(
             "nobody-to-message",
             f"{config.path} messages nobody on a {click} click.",
             "Add sms or call numbers for it, or pick another --click.",
         )
-    fields = {
-        "person": config.person,
-        "serial": serial,
-        "click": click,
-        "battery": "1650mV",
-        "time": format_time(datetime.now(timezone.utc)),
-    }
-    text = render(settings.message, fields)
+    event = handler.ButtonEvent(serial, click, "1650mV", int(time.time() * 1000))
+    texts = handler.click_texts(settings, messaging, event)
     # The notifier's own Twilio client: what this checks is exactly what the Lambda will send.
     from iotbutton_cli.notifier_lambda import twilio as twilio_rest
 
@@ -287,7 +292,7 @@ def send_from_here(
     calls = tuple(dict.fromkeys((*settings.call, *escalated)))
     for channel, numbers in (("sms", settings.sms), ("call", calls)):
         for number in numbers:
-            outcome = client.send(channel, number, config.sender, text)
+            outcome = client.send(channel, number, config.sender, texts[channel])
             results.append(_send_result(channel, number, outcome))
     return results
 

@@ -258,13 +258,13 @@ def metric_alarms(ctx: AppContext) -> dict[str, dict[str, Any]]:
         "TreatMissingData": "notBreaching",
     }
 
-    def errors_of(ident: str, function: str) -> dict[str, Any]:
+    def errors_of(ident: str, function: str, metric: str = "Errors") -> dict[str, Any]:
         return {
             "Id": ident,
             "MetricStat": {
                 "Metric": {
                     "Namespace": "AWS/Lambda",
-                    "MetricName": "Errors",
+                    "MetricName": metric,
                     "Dimensions": [{"Name": "FunctionName", "Value": function}],
                 },
                 "Period": ALARM_PERIOD_SECONDS,
@@ -276,16 +276,20 @@ def metric_alarms(ctx: AppContext) -> dict[str, dict[str, Any]]:
     return {
         ERRORS_ALARM: {
             **common,
-            "AlarmDescription": "iotbutton: the notifier or its failures function failed",
+            "AlarmDescription": "iotbutton: the notifier or its failures function failed, or "
+            "the notifier was throttled",
             "Metrics": [
                 errors_of("notifier", FUNCTION_NAME),
                 errors_of("failures", FAILURES_FUNCTION_NAME),
+                # A throttled callback (Twilio gets a 429 and does not post it again) leaves an
+                # escalation where it was: the owner must hear of that too.
+                errors_of("throttled", FUNCTION_NAME, "Throttles"),
                 {
                     "Id": "errors",
                     # A function not invoked in a period has no datapoint, and a sum with a
                     # missing term is missing: FILL makes an idle function count zero.
-                    "Expression": "FILL(notifier, 0) + FILL(failures, 0)",
-                    "Label": "Errors",
+                    "Expression": "FILL(notifier, 0) + FILL(failures, 0) + FILL(throttled, 0)",
+                    "Label": "Errors and throttles",
                     "ReturnData": True,
                 },
             ],

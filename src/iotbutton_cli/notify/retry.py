@@ -43,7 +43,9 @@ def never_tried(ctx: AppContext, alarm: history.Alarm) -> list[history.Delivery]
 
     if alarm.state == "repeat":
         return []
-    click = ops.status(ctx).config.get("clicks", {}).get(alarm.click, {})
+    deployed = ops.status(ctx).config
+    own = deployed.get("buttons", {}).get(alarm.serial)  # the button's own section, if any
+    click = (own or deployed).get("clicks", {}).get(alarm.click, {})
     known = {(d.channel, d.to) for d in alarm.deliveries}
     return [
         history.Delivery(channel, to, "never tried")

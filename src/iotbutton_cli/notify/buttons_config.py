@@ -1,0 +1,254 @@
+"""notify.yaml's per-button sections, a button's details, and the time zone.
+
+::
+
+    person: "Grandma"              # the defaults: any button not listed below
+    timezone: "Europe/London"      # {time} in this zone (IANA name); UTC if not set
+    buttons:
+      G030JF0553648RUH:
+        person: "Grandpa"
+        address: "12 High Street, flat 2"
+        notes: "Key under the blue pot"
+        fields: {room: "bedroom", doctor: "+15551230077"}
+        clicks:
+          LONG:
+            sms: ["+15551230003"]  # only what differs: the rest is the defaults' LONG
+    unlisted: refuse               # a button not listed sends nothing (default: the defaults)
+
+A button's section overrides the defaults key by key: its ``person``, ``address``, ``notes`` and
+each of its ``fields`` win over the top-level ones, and under ``clicks`` each click type's ``sms``,
+``call``, ``message``, ``voice`` and ``escalation`` win over the default click type's. Every
+template is checked against the fields of the buttons it is for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from iotbutton_cli.notifier_lambda.contract import (
+    CLICK_TYPES,
+    FIELD_MAX_CHARS,
+    FIELD_NAME,
+    MAX_FIELDS,
+    UNLISTED_CHOICES,
+)
+
+if TYPE_CHECKING:
+    from yaml.nodes import Node
+
+    from iotbutton_cli.notify.config import ButtonSettings, ClickSettings, Details, _Parser
+
+BUTTON_KEYS = ("person", "address", "notes", "fields", "clicks")
+MAX_BUTTONS = 200
+DETAIL_HINT = 'For example: address: "12 High Street", notes: "Key under the blue pot".'
+FIELDS_HINT = 'For example: fields: {room: "bedroom", doctor: "+15551230077"}.'
+
+
+def details(
+    parser: _Parser, entries: Mapping[str, tuple[Node, Node]], where: str, base: Details
+) -> Details:
+    """``base`` with the address, notes and fields (and, in a button's section, the person)
+    that ``entries`` set."""
+    from dataclasses import replace
+
+    from iotbutton_cli.notify.config import _person_problem
+
+    changed: dict[str, object] = {}
+    label = f"{where}." if where else ""
+    if where and "person" in entries:
+        node = entries["person"][1]
+        person = parser.text(node, f"{label}person") or ""
+        problem = _person_problem(person) if person else "is empty"
+        if problem:
+            parser.fail(node, "notify-config-person", f"{label}person {problem}", DETAIL_HINT)
+        changed["person"] = person
+    for name in ("address", "notes"):
+        if name in entries:
+            node = entries[name][1]
+            value = (parser.text(node, f"{label}{name}") or "").strip()
+            if len(value) > FIELD_MAX_CHARS or not value.isprintable():
+                parser.fail(
+                    node,
+                    "notify-config-details",
+                    f"{label}{name} must be one line of at most {FIELD_MAX_CHARS} characters",
+                    DETAIL_HINT,
+                )
+            changed[name] = value
+    if "fields" in entries:
+        changed["fields"] = {**base.fields, **_fields(parser, entries["fields"][1], label)}
+    return replace(base, **changed)  # type: ignore[arg-type]
+
+
+def _fields(parser: _Parser, node: Node, label: str) -> dict[str, str]:
+    from yaml.nodes import MappingNode
+
+    if not isinstance(node, MappingNode):
+        parser.fail(
+            node, "notify-config-details", f"{label}fields must map names to text", FIELDS_HINT
+        )
+    found = {}
+    for key_node, value_node in node.value:
+        name = str(getattr(key_node, "value", ""))
+        if not FIELD_NAME.fullmatch(name):
+            parser.fail(
+                key_node,
+                "notify-config-details",
+                f"{label}fields: {name[:40]!r} is not a field name (letters, digits and _, "
+                "not starting with a digit, at most 32)",
+                FIELDS_HINT,
+            )
+        value = (parser.text(value_node, f"{label}fields.{name}") or "").strip()
+        if len(value) > FIELD_MAX_CHARS or not value.isprintable():
+            parser.fail(
+                value_node,
+                "notify-config-details",
+                f"{label}fields.{name} must be one line of at most {FIELD_MAX_CHARS} characters",
+                FIELDS_HINT,
+            )
+        found[name] = value
+    if len(found) > MAX_FIELDS:
+        parser.fail(
+            node, "notify-config-details", f"{label}fields has more than {MAX_FIELDS}", FIELDS_HINT
+        )
+    return found
+
+
+def time_zone(parser: _Parser, entries: Mapping[str, tuple[Node, Node]]) -> str:
+    """The IANA time zone {time} is told in; UTC if not set."""
+    if "timezone" not in entries:
+        return "UTC"
+    node = entries["timezone"][1]
+    zone = (parser.text(node, "timezone") or "").strip()
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(zone)
+    except (ValueError, KeyError, OSError):
+        import difflib
+        import zoneinfo
+
+        close = difflib.get_close_matches(zone, sorted(zoneinfo.available_timezones()), n=1)
+        parser.fail(
+            node,
+            "notify-config-timezone",
+            f"timezone {zone[:60]!r} is not an IANA time zone name",
+            (f"Did you mean {close[0]}? " if close else "")
+            + 'Write a name such as "Europe/London" or "America/New_York", or "UTC".',
+        )
+    return zone
+
+
+def unlisted(parser: _Parser, entries: Mapping[str, tuple[Node, Node]]) -> str:
+    if "unlisted" not in entries:
+        return "defaults"
+    node = entries["unlisted"][1]
+    value = (parser.text(node, "unlisted") or "").strip()
+    if value not in UNLISTED_CHOICES:
+        parser.fail(
+            node,
+            "notify-config-shape",
+            f"unlisted must be {' or '.join(UNLISTED_CHOICES)}, not {value[:40]!r}",
+            "defaults: a button not under buttons: uses the top-level settings; refuse: it "
+            "sends nothing.",
+        )
+    return value
+
+
+def refuse_needs_buttons(
+    parser: _Parser,
+    entries: Mapping[str, tuple[Node, Node]],
+    value: str,
+    found: Mapping[str, object],
+) -> None:
+    """Refusing every unlisted button with none listed would refuse every click."""
+    if value == "refuse" and not found:
+        parser.fail(
+            entries["unlisted"][1],
+            "notify-config-shape",
+            "unlisted: refuse, but no buttons: are listed",
+            "List the buttons under buttons:, or remove unlisted:.",
+        )
+
+
+def buttons(
+    parser: _Parser,
+    entries: Mapping[str, tuple[Node, Node]],
+    sender: str,
+    defaults: Details,
+    clicks: Mapping[str, ClickSettings],
+) -> dict[str, ButtonSettings]:
+    """Each button's section, merged over the defaults and checked."""
+    from yaml.nodes import MappingNode, ScalarNode
+
+    from iotbutton_cli.notify.config import _NULL_TAG, ButtonSettings
+    from iotbutton_cli.provisioning.serials import SERIAL_PATTERN
+
+    if "buttons" not in entries:
+        return {}
+    key_node, node = entries["buttons"]
+    if isinstance(node, ScalarNode) and node.tag == _NULL_TAG:
+        return {}
+    if not isinstance(node, MappingNode):
+        parser.fail(
+            node,
+            "notify-config-shape",
+            "buttons must map serials to settings",
+            'For example: buttons: {G030JF0553648RUH: {person: "Grandpa"}}.',
+        )
+    if len(node.value) > MAX_BUTTONS:
+        parser.fail(key_node, "notify-config-shape", f"buttons lists more than {MAX_BUTTONS}")
+    found: dict[str, ButtonSettings] = {}
+    for serial_node, section in node.value:
+        serial = str(getattr(serial_node, "value", ""))
+        if not SERIAL_PATTERN.fullmatch(serial):
+            parser.fail(
+                serial_node,
+                "notify-config-serial",
+                f"buttons: {serial[:40]!r} is not a button serial (an AWS thing name)",
+                "Use the serial `iotbutton things list` shows, e.g. G030JF0553648RUH.",
+            )
+        if serial in found:
+            parser.fail(serial_node, "notify-config-duplicate", f"buttons.{serial} appears twice")
+        where = f"buttons.{serial}"
+        if not isinstance(section, MappingNode):
+            parser.fail(section, "notify-config-shape", f"{where} must have settings", DETAIL_HINT)
+        own = parser.entries(section, where, BUTTON_KEYS)
+        mine = details(parser, own, where, defaults)
+        merged = _clicks(parser, serial_node, own, where, sender, mine, clicks)
+        found[serial] = ButtonSettings(mine, merged)
+    return found
+
+
+def _clicks(
+    parser: _Parser,
+    anchor: Node,
+    own: Mapping[str, tuple[Node, Node]],
+    where: str,
+    sender: str,
+    mine: Details,
+    defaults: Mapping[str, ClickSettings],
+) -> dict[str, ClickSettings]:
+    """The button's click types: its own over the defaults', key by key; the defaults' it
+    does not mention, checked against its fields."""
+    from yaml.nodes import MappingNode
+
+    given: dict[str, tuple[Node, Node]] = {}
+    if "clicks" in own:
+        clicks_node = own["clicks"][1]
+        if not isinstance(clicks_node, MappingNode):
+            parser.fail(clicks_node, "notify-config-shape", f"{where}.clicks must map click types")
+        given = parser.entries(clicks_node, "clicks", CLICK_TYPES)
+    merged = {}
+    for click in CLICK_TYPES:
+        label = f"{where}.clicks.{click}"
+        if click in given:
+            merged[click] = parser.click(
+                click, *given[click], sender, mine, base=defaults.get(click), where=label
+            )
+        elif click in defaults:
+            item = defaults[click]
+            for template in (item.message, item.voice or ""):
+                parser.known_fields(anchor, f"clicks.{click}", template, mine, where)
+            merged[click] = item
+    return merged

@@ -1,0 +1,209 @@
+"""notify.yaml's per-button sections: merged over the defaults key by key, checked with
+file:line errors (a field a template uses must exist for every button it is for), handed to the
+notifier, which gives each button its own person, recipients and texts; voice texts; {time} in
+the config's time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from iotbutton_cli.notifier_lambda import contract
+from iotbutton_cli.notify import config as notify_config
+from test_notify_config import write_config
+
+HOUSEHOLD = """\
+account_sid: "AC0123456789abcdef0123456789abcdef"
+from: "+15005550006"
+person: "someone at home"
+address: "12 High Street"
+fields: {room: "the hall"}
+timezone: "Europe/London"
+clicks:
+  LONG:
+    sms: ["+15551230009"]
+    message: "{person} needs help in {fields.room} at {address} ({time})."
+    voice: "Help is needed at {address}. {person} is in {fields.room}."
+buttons:
+  G030JF0553648RUH:
+    person: "Grandma"
+    notes: "Key under the blue pot"
+    fields: {room: "the bedroom"}
+  G030JF0553648RUX:
+    person: "Grandpa"
+    clicks:
+      LONG:
+        sms: ["+15551230008"]
+        message: "{person} needs help. {notes}"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_twilio_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def notifier_view(serial: str) -> contract.MessagingConfig:
+    document = notify_config.parse_config_text(HOUSEHOLD).lambda_document()
+    config = contract.parse_config(document).for_button(serial)
+    assert config is not None
+    return config
+
+
+def test_each_button_gets_its_own_person_fields_and_recipients():
+    grandma = notifier_view("G030JF0553648RUH")
+    grandpa = notifier_view("G030JF0553648RUX")
+    anyone = notifier_view("SOMEOTHERBUTTON")
+
+    assert (grandma.person, grandma.fields, grandma.notes) == (
+        "Grandma",
+        {"room": "the bedroom"},
+        "Key under the blue pot",
+    )
+    assert grandma.address == "12 High Street"  # not overridden: the default's
+    assert grandma.clicks["LONG"].sms == ("+15551230009",)  # inherited whole
+    assert grandpa.clicks["LONG"].sms == ("+15551230008",)  # its own, key by key...
+    assert (
+        grandpa.clicks["LONG"].voice == "Help is needed at {address}. {person} is in {fields.room}."
+    )
+    assert grandpa.fields == {"room": "the hall"}  # ... and the default fields
+    assert anyone.person == "someone at home"
+
+
+def test_the_messages_say_each_buttons_own_things_in_the_config_time_zone():
+    from iotbutton_cli.notifier_lambda.handler import ButtonEvent, click_texts
+
+    clicked = int(datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
+    event = ButtonEvent("G030JF0553648RUH", "LONG", "1650mV", clicked)
+    grandma = notifier_view("G030JF0553648RUH")
+
+    texts = click_texts(grandma.clicks["LONG"], grandma, event)
+
+    assert (
+        texts["sms"]
+        == "Grandma needs help in the bedroom at 12 High Street (2026-07-01 13:00 BST)."
+    )
+    assert texts["call"] == "Help is needed at 12 High Street. Grandma is in the bedroom."
+
+
+def test_unlisted_buttons_can_be_refused():
+    document = notify_config.parse_config_text(HOUSEHOLD + "unlisted: refuse\n").lambda_document()
+    config = contract.parse_config(document)
+
+    assert config.for_button("SOMEOTHERBUTTON") is None
+    assert config.for_button("G030JF0553648RUH") is not None
+
+
+def test_a_file_of_the_older_shape_makes_the_document_it_always_made():
+    text = (
+        HOUSEHOLD.split("address:")[0]
+        + 'clicks:\n  SINGLE:\n    sms: ["+15551230001"]\n    message: "{person}"\n'
+    )
+    document = notify_config.parse_config_text(text).lambda_document()
+
+    assert set(document) == {
+        "version",
+        "account_sid",
+        "api_key_sid",
+        "from",
+        "person",
+        "debounce_seconds",
+        "clicks",
+    }
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "detail"),
+    [
+        (
+            '        message: "{person} needs help. {notes}"',
+            '        message: "{person} needs help in {fields.kitchen}."',
+            22,
+            "buttons.G030JF0553648RUX.clicks.LONG.message uses {fields.kitchen}, but the "
+            "top-level fields: has no field 'kitchen'",
+        ),
+        (
+            'timezone: "Europe/London"',
+            'timezone: "Europe/Lundon"',
+            6,
+            "timezone 'Europe/Lundon' is not an IANA time zone name",
+        ),
+        (
+            "  G030JF0553648RUX:",
+            "  not a serial!:",
+            17,
+            "buttons: 'not a serial!' is not a button serial (an AWS thing name)",
+        ),
+        (
+            '    person: "Grandpa"',
+            '    persona: "Grandpa"',
+            18,
+            "unknown setting 'persona' in buttons.G030JF0553648RUX",
+        ),
+    ],
+)
+def test_a_bad_button_section_names_file_and_line(cli, old, new, line, detail):
+    assert old in HOUSEHOLD
+    path = write_config(HOUSEHOLD.replace(old, new))
+
+    error = cli.json("notify", "check", code=2)["error"]
+
+    assert error["message"].startswith(f"{path}:{line}: {detail}"), error["message"]
+
+
+def test_a_default_template_needs_its_fields_in_every_button_it_is_for(cli):
+    text = HOUSEHOLD.replace('fields: {room: "the hall"}\n', "").replace(
+        '    fields: {room: "the bedroom"}\n', ""
+    )
+    path = write_config(text)
+
+    error = cli.json("notify", "check", code=2)["error"]
+
+    assert error["message"].startswith(f"{path}:9: clicks.LONG.message uses {{fields.room}}")
+
+
+def test_check_lists_every_button(cli):
+    write_config(HOUSEHOLD)
+
+    summary = cli.json("notify", "check")
+
+    assert summary["timezone"] == "Europe/London"
+    assert sorted(summary["buttons"]) == ["G030JF0553648RUH", "G030JF0553648RUX"]
+    assert summary["buttons"]["G030JF0553648RUX"]["clicks"]["LONG"]["sms"] == ["+15551230008"]
+    assert summary["recipients"] == 2
+
+
+def test_the_worked_example_in_the_docs_says_what_the_docs_say():
+    import re
+    from pathlib import Path
+
+    from iotbutton_cli.notifier_lambda.handler import ButtonEvent, click_texts
+
+    doc = (Path(__file__).parent.parent / "docs" / "notifier.md").read_text(encoding="utf-8")
+    section = doc.split("## Several buttons, several people", 1)[1].split("\n## ", 1)[0]
+    [example] = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    document = notify_config.parse_config_text(example).lambda_document()
+    config = contract.parse_config(document)
+    clicked = int(datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
+
+    def texts(serial: str, click: str) -> dict[str, str]:
+        own = config.for_button(serial)
+        assert own is not None
+        return click_texts(own.clicks[click], own, ButtonEvent(serial, click, "1650mV", clicked))
+
+    grandma = texts("G030JF0553648RUH", "LONG")
+    assert grandma["sms"] == (
+        "URGENT: Grandma needs help in the bedroom, 12 High Street, Leeds (2026-07-01 13:00 BST)."
+        " Key under the blue pot."
+    )
+    assert grandma["sms"] in " ".join(section.split())
+    assert grandma["call"] == "Urgent. Grandma needs help in the bedroom. Please go now."
+    assert texts("G030JF0553648RUX", "LONG")["sms"].startswith(
+        "URGENT: Grandpa needs help in the garden shed"
+    )
+    assert texts("HALLBUTTON", "LONG")["sms"].startswith("URGENT: someone in the hall needs help")
+    shed = config.for_button("G030JF0553648RUX")
+    assert shed is not None and shed.clicks["SINGLE"].sms == ("+447700900003",)
+    assert config.clicks["LONG"].escalation is not None
