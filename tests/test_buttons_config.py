@@ -207,3 +207,33 @@ def test_the_worked_example_in_the_docs_says_what_the_docs_say():
     shed = config.for_button("G030JF0553648RUX")
     assert shed is not None and shed.clicks["SINGLE"].sms == ("+447700900003",)
     assert config.clicks["LONG"].escalation is not None
+
+
+def test_the_deploy_carries_the_zone_so_a_runtime_without_a_tz_database_still_tells_it(
+    monkeypatch,
+):
+    """Lambda's Python runtime may have no tz database: the document carries the zone's rules
+    (its TZif file), and {time} is told in the zone all the same."""
+    import zoneinfo
+
+    document = notify_config.parse_config_text(HOUSEHOLD).lambda_document()
+    assert document["timezone"] == "Europe/London" and document["timezone_rules"]
+    monkeypatch.setattr(zoneinfo, "ZoneInfo", _no_database(zoneinfo.ZoneInfo))
+    moment = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+
+    assert contract.format_time(moment, "Europe/London") == "2026-07-01 12:00 UTC"  # fallback
+    told = contract.format_time(moment, "Europe/London", document["timezone_rules"])
+    assert told == "2026-07-01 13:00 BST"
+
+
+def _no_database(real):
+    class NoDatabase(real):  # type: ignore[misc, valid-type]
+        def __new__(cls, key):
+            raise zoneinfo_error(key)
+
+    import zoneinfo
+
+    def zoneinfo_error(key):
+        return zoneinfo.ZoneInfoNotFoundError(f"No time zone found with key {key}")
+
+    return NoDatabase

@@ -180,18 +180,29 @@ def render(template: str, fields: Mapping[str, object]) -> str:
     return "".join(parts)
 
 
-def format_time(moment: datetime, zone: str = "UTC") -> str:
+def format_time(moment: datetime, zone: str = "UTC", rules: str = "") -> str:
     """``{time}`` in a message: "2026-11-21 23:04 UTC", or in the config's time zone (an IANA
-    name): "2026-11-22 00:04 CET". A zone this machine's tz database lacks falls back to UTC."""
+    name): "2026-11-22 00:04 CET". ``rules`` is the zone's TZif file, base64, as the deploy
+    copied it from the machine that deployed: Lambda's runtime may have no tz database. A zone
+    that cannot be read falls back to UTC."""
     if zone in ("UTC", ""):
         return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     try:
-        from zoneinfo import ZoneInfo
-
-        local = moment.astimezone(ZoneInfo(zone))
+        local = moment.astimezone(_zone(zone, rules))
     except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
         return format_time(moment)
     return local.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _zone(name: str, rules: str) -> Any:
+    import zoneinfo
+
+    if not rules:
+        return zoneinfo.ZoneInfo(name)
+    import base64
+    import io
+
+    return zoneinfo.ZoneInfo.from_file(io.BytesIO(base64.b64decode(rules)), key=name)
 
 
 # -- TwiML -----------------------------------------------------------------------------------
@@ -307,6 +318,7 @@ class MessagingConfig:
     notes: str = ""
     fields: Mapping[str, str] = field(default_factory=dict)
     timezone: str = "UTC"
+    timezone_rules: str = ""  # the zone's TZif file, base64 (see format_time)
     buttons: Mapping[str, ButtonConfig] = field(default_factory=dict)
     unlisted: str = "defaults"  # or "refuse": a button the config does not list sends nothing
 
@@ -374,6 +386,9 @@ def parse_config(document: object) -> MessagingConfig:
     zone = document.get("timezone", "UTC")
     if not isinstance(zone, str) or not zone or len(zone) > 64:
         raise ConfigError("timezone must be an IANA time zone name")
+    rules = document.get("timezone_rules", "")
+    if not isinstance(rules, str) or len(rules) > 64 * 1024:
+        raise ConfigError("timezone_rules must be a base64 TZif file")
     unlisted = document.get("unlisted", "defaults")
     if unlisted not in UNLISTED_CHOICES:
         raise ConfigError(f"unlisted must be one of {', '.join(UNLISTED_CHOICES)}")
@@ -396,6 +411,7 @@ def parse_config(document: object) -> MessagingConfig:
         notes=details[1],
         fields=details[2],
         timezone=zone,
+        timezone_rules=rules,
         buttons={serial: _parse_button(serial, value) for serial, value in buttons.items()},
         unlisted=unlisted,
     )

@@ -104,6 +104,7 @@ class Escalator:
     sms_recipients: tuple[str, ...] = ()
     tell_owner: Callable[[str, str], str | None] | None = None  # (subject, message) -> id
     zone: str = "UTC"  # the config's time zone, for the times the SMS tell
+    zone_rules: str = ""
     # The longest a live attempt at one Twilio request can take (every try timing out, with
     # the backoff between them): a claim older than this belongs to an attempt that died.
     settle_after_seconds: float = 23.0
@@ -288,7 +289,7 @@ class Escalator:
             if who == to:  # our own earlier press, posted again
                 self.tell_acknowledged(to, _ms(alarm.get("ackAt")))
                 return twiml(f"Thank you. {self.person} is told you are coming.")
-            at = format_time(_when(_ms(alarm.get("ackAt"))), self.zone)
+            at = format_time(_when(_ms(alarm.get("ackAt"))), self.zone, self.zone_rules)
             return twiml(f"{_spoken(who)} already acknowledged at {at}. Thank you.")
         return twiml("This alarm is not calling anyone. Thank you.")
 
@@ -309,7 +310,7 @@ class Escalator:
 
     def tell_acknowledged(self, by: str, at_ms: int | None) -> None:
         """Tell everyone else who is coming, once each, and hang up the calls still ringing."""
-        when = format_time(_when(at_ms), self.zone)
+        when = format_time(_when(at_ms), self.zone, self.zone_rules)
         text = _clean(f"{by} acknowledged {self.person}'s alarm at {when}.")
         others = [n for n in self.everyone() if n != by]
         self.send_once(ACK_CHANNEL, others, text)

@@ -622,6 +622,7 @@ def escalator_for(
         sms_recipients=click.sms,
         tell_owner=owner_teller(settings),
         zone=config.timezone,
+        zone_rules=config.timezone_rules,
         settle_after_seconds=twilio.MAX_ATTEMPTS * settings.timeout
         + twilio.BACKOFF_CAP_SECONDS * (twilio.MAX_ATTEMPTS - 1),
     )
@@ -920,7 +921,9 @@ def template_values(config: MessagingConfig, event: ButtonEvent) -> dict[str, st
         "serial": event.serial,
         "click": event.click,
         "battery": event.battery,
-        "time": format_time(event.clicked_at or datetime.now(timezone.utc), config.timezone),
+        "time": format_time(
+            event.clicked_at or datetime.now(timezone.utc), config.timezone, config.timezone_rules
+        ),
         "address": config.address,
         "notes": config.notes,
     }

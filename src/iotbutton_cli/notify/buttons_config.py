@@ -139,6 +139,25 @@ def time_zone(parser: _Parser, entries: Mapping[str, tuple[Node, Node]]) -> str:
     return zone
 
 
+def zone_rules(name: str) -> str:
+    """The zone's TZif file from this machine's tz database (or the tzdata package), base64:
+    the deploy carries it, because Lambda's runtime may have no tz database of its own."""
+    import base64
+    import zoneinfo
+    from importlib import resources
+    from pathlib import Path
+
+    for folder in zoneinfo.TZPATH:
+        candidate = Path(folder, *name.split("/"))
+        if candidate.is_file():
+            return base64.b64encode(candidate.read_bytes()).decode("ascii")
+    try:
+        packaged = resources.files("tzdata.zoneinfo").joinpath(*name.split("/"))
+        return base64.b64encode(packaged.read_bytes()).decode("ascii")
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return ""  # the function then uses its own database, or UTC
+
+
 def unlisted(parser: _Parser, entries: Mapping[str, tuple[Node, Node]]) -> str:
     if "unlisted" not in entries:
         return "defaults"

@@ -329,7 +329,10 @@ class NotifyConfig:
         if self.details is not None:
             document.update(self.details.document())
         if self.timezone != "UTC":
+            from iotbutton_cli.notify.buttons_config import zone_rules
+
             document["timezone"] = self.timezone
+            document["timezone_rules"] = zone_rules(self.timezone)
         if self.buttons:
             document["buttons"] = {
                 serial: {
