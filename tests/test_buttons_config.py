@@ -183,8 +183,8 @@ def test_the_worked_example_in_the_docs_says_what_the_docs_say():
 
     doc = (Path(__file__).parent.parent / "docs" / "notifier.md").read_text(encoding="utf-8")
     section = doc.split("## Several buttons, several people", 1)[1].split("\n## ", 1)[0]
-    [example] = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
-    document = notify_config.parse_config_text(example).lambda_document()
+    example, battery = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    document = notify_config.parse_config_text(example + battery).lambda_document()
     config = contract.parse_config(document)
     clicked = int(datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
 
@@ -207,6 +207,11 @@ def test_the_worked_example_in_the_docs_says_what_the_docs_say():
     shed = config.for_button("G030JF0553648RUX")
     assert shed is not None and shed.clicks["SINGLE"].sms == ("+447700900003",)
     assert config.clicks["LONG"].escalation is not None
+    assert config.battery == contract.BatteryConfig(1500, ("+447700900001",), 86400)
+    from iotbutton_cli.notifier_lambda.battery import warning
+
+    told = warning("Grandma", "G030JF0553648RUH", 1400, 1500)
+    assert told in " ".join(section.split()).replace('" ', " ").replace(' "', " ")
 
 
 def test_the_deploy_carries_the_zone_so_a_runtime_without_a_tz_database_still_tells_it(
@@ -237,3 +242,67 @@ def _no_database(real):
         return zoneinfo.ZoneInfoNotFoundError(f"No time zone found with key {key}")
 
     return NoDatabase
+
+
+def test_the_battery_warning_is_checked_and_handed_over(cli):
+    text = (
+        HOUSEHOLD + 'battery: {warn_below_mv: 1500mV, notify: "+15551230007", at_most_every: 12h}\n'
+    )
+    document = notify_config.parse_config_text(text).lambda_document()
+    assert document["battery"] == {
+        "warn_below_mv": 1500,
+        "notify": ["+15551230007"],
+        "every_seconds": 43200,
+    }
+    assert contract.parse_config(document).battery == contract.BatteryConfig(
+        1500, ("+15551230007",), 43200
+    )
+    path = write_config(text.replace("at_most_every: 12h", "at_most_every: 1y"))
+
+    error = cli.json("notify", "check", code=2)["error"]
+
+    assert error["code"] == "notify-config-battery"
+    assert error["message"].startswith(f"{path}:23: battery.at_most_every must be")
+
+
+def test_quiet_hours_are_checked_and_a_button_may_have_its_own(cli):
+    text = (
+        HOUSEHOLD.replace(
+            '    notes: "Key under the blue pot"\n',
+            '    notes: "Key under the blue pot"\n    quiet_hours: {from: "21:00", to: "08:00"}\n',
+        )
+        + 'quiet_hours: {from: "22:30", to: "07:00", then: sms-only}\n'
+    )
+    config = contract.parse_config(notify_config.parse_config_text(text).lambda_document())
+    grandma, grandpa = (config.for_button(s) for s in ("G030JF0553648RUH", "G030JF0553648RUX"))
+    assert grandma is not None and grandpa is not None
+    assert grandma.quiet_hours == contract.QuietHours(21 * 60, 8 * 60)
+    assert grandpa.quiet_hours == contract.QuietHours(22 * 60 + 30, 7 * 60)  # the default's
+    assert grandpa.quiet_hours.covers(23 * 60) and not grandpa.quiet_hours.covers(12 * 60)
+
+    path = write_config(text.replace("then: sms-only", "then: hold"))
+    error = cli.json("notify", "check", code=2)["error"]
+    assert error["code"] == "notify-config-quiet-hours"
+    assert error["message"] == f"{path}:24: quiet_hours.then must be sms-only, not 'hold'"
+    assert "scheduler" in error["hint"]
+
+
+def test_check_shows_each_buttons_numbers_to_people(cli):
+    write_config(HOUSEHOLD + "unlisted: refuse\n")
+
+    shown = cli("notify", "check")
+
+    assert "Grandpa" in shown.stdout and "+15551230008" in shown.stdout
+    assert "send nothing (unlisted: refuse)" in shown.stderr
+
+
+def test_a_config_the_notifier_would_refuse_is_refused_by_check(cli):
+    """An inherited voice text using a field the button lacks: caught before any deploy."""
+    text = HOUSEHOLD.replace('fields: {room: "the hall"}\n', "") + "unlisted: refuse\n"
+    text = text.replace('    fields: {room: "the bedroom"}\n', "")
+    path = write_config(text)
+
+    error = cli.json("notify", "check", code=2)["error"]
+
+    assert error["code"] == "notify-config-template"
+    assert "has no field 'room'" in error["message"] and str(path) in error["message"]

@@ -15,7 +15,7 @@ import pytest
 
 from iotbutton_cli.notify import bundle as bundles
 
-MAX_BUNDLE_BYTES = 50 * 1024
+MAX_BUNDLE_BYTES = 64 * 1024  # 52.6 KB with the escalation, battery and per-button config
 
 PROBE = """
 import importlib, importlib.util, json, sys

@@ -59,3 +59,66 @@ def test_two_buttons_two_people_two_messages_to_two_recipients(cli, sandbox, iso
         (ALICE, "Grandma (bedroom, 12 High Street) pressed the button."),
         (BOB, "Grandpa (garden shed, 12 High Street) pressed the button."),
     ]
+
+
+def test_one_low_battery_message_per_period(cli, sandbox, isolated_env):
+    cli("--sandbox", "things", "create", GRANDMA)
+    cli("--sandbox", *notify_init_args("someone", ALICE))
+    config = isolated_env / "config" / "notify.yaml"
+    config.write_text(
+        CONFIG
+        + f'battery: {{warn_below_mv: 1500, notify: ["{BOB}"], at_most_every: 1d}}\n'
+        + "debounce: 0\n"
+    )
+    cli("--sandbox", "notify", "deploy")
+
+    for _ in range(3):
+        cli("--sandbox", "sim", "click", GRANDMA, "--single", "--battery", "1400", "--wait")
+    deadline = time.monotonic() + 30
+    while len([t for t in texts(cli) if t[0] == ALICE]) < 3:
+        assert time.monotonic() < deadline, texts(cli)
+        time.sleep(0.3)
+
+    warned = [body for to, body in texts(cli) if to == BOB]
+    assert warned == [
+        "The battery of Grandma's button G030JF0553648RUH is low (1400 mV, below 1500 mV). "
+        "Replace it soon, so that it works when it is needed."
+    ]
+
+
+def test_quiet_hours_turn_a_single_call_into_an_sms(cli, sandbox, isolated_env):
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    window = [(now + timedelta(minutes=m)).strftime("%H:%M") for m in (-60, 60)]
+    cli("--sandbox", "things", "create", GRANDMA)
+    cli("--sandbox", *notify_init_args("Grandma", ALICE), "--call", BOB)
+    config = isolated_env / "config" / "notify.yaml"
+    config.write_text(
+        config.read_text()
+        + f'quiet_hours: {{from: "{window[0]}", to: "{window[1]}", then: sms-only}}\n'
+    )
+    cli("--sandbox", "notify", "deploy")
+
+    cli("--sandbox", "sim", "click", GRANDMA, "--single", "--wait")
+    cli("--sandbox", "sim", "click", GRANDMA, "--long", "--wait")
+    deadline = time.monotonic() + 30
+    while len(requests(cli)) < 4:
+        assert time.monotonic() < deadline, requests(cli)
+        time.sleep(0.3)
+
+    sent = requests(cli)
+    single = [(kind, to) for kind, to, body in sent if "pressed the button" in body]
+    assert sorted(single) == [("Messages", ALICE), ("Messages", BOB)]  # Bob texted, not called
+    calls = [to for kind, to, _ in sent if kind == "Calls"]
+    assert calls == [BOB]  # LONG always rings
+
+
+def requests(cli) -> list[tuple[str, str, str]]:
+    return [
+        (e["resource"], e["fields"]["To"], e["fields"].get("Body") or e["fields"].get("Twiml", ""))
+        for e in cli.json("sandbox", "outbox")
+        if e.get("resource") in ("Messages", "Calls")
+        and e.get("http_status") == 201
+        and "fields" in e
+    ]

@@ -174,6 +174,34 @@ def _print_check(out: Output, summary: dict[str, Any]) -> None:
                 f"{escalation['calls']} calls and {escalation['billed_minutes_at_most']} billed "
                 "call minutes at most, then everyone gets the exhausted text."
             )
+    buttons = summary.get("buttons") or {}
+    if buttons:
+        out.table(
+            None,
+            ["button", "person", "click", "sms", "call"],
+            [
+                [
+                    serial,
+                    escape(button["person"]),
+                    click,
+                    "\n".join(item["sms"]) or "-",
+                    "\n".join(
+                        item["call"]
+                        + (
+                            [f"escalates ({item['escalation']['calls']} calls)"]
+                            if item.get("escalation")
+                            else []
+                        )
+                    )
+                    or "-",
+                ]
+                for serial, button in buttons.items()
+                for click, item in button["clicks"].items()
+            ],
+        )
+        if summary.get("unlisted") == "refuse":
+            out.info("Buttons not listed above send nothing (unlisted: refuse).")
+            return
     quiet = [
         click
         for click, item in summary["clicks"].items()

@@ -27,6 +27,7 @@ conversions, format specs) is refused. :func:`check_template` and :func:`render`
 
 from __future__ import annotations
 
+import contextlib
 import re
 import string
 from collections.abc import Callable, Mapping
@@ -296,6 +297,67 @@ class ClickConfig:
 
 
 @dataclass(frozen=True)
+class BatteryConfig:
+    """A low battery is told to ``notify`` once per ``every_seconds`` per button, not once per
+    click: a button that is about to die must be replaced before it is needed."""
+
+    warn_below_mv: int
+    notify: tuple[str, ...]
+    every_seconds: int = 86400
+
+
+def battery_mv(value: object) -> int | None:
+    """A battery reading in millivolts: ``"1650mV"``, ``"1650 mV"``, ``"1.65V"``, ``1650`` or
+    ``1.65`` (a bare number below 10 is volts); None for anything else."""
+    unit = ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and len(value) <= 16:
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(mv|v)?\s*", value, re.IGNORECASE)
+        if match is None:
+            return None
+        number, unit = float(match[1]), (match[2] or "").lower()
+    else:
+        return None
+    if unit == "v" or (not unit and number < 10):
+        number *= 1000
+    return round(number) if 0 <= number <= 100_000 else None
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """From ``start`` to ``end`` (minutes after midnight in the config's time zone; the window
+    may cross midnight) SINGLE and DOUBLE are SMS only: whoever they would call gets the message
+    as an SMS. LONG always rings."""
+
+    start: int
+    end: int
+
+    def covers(self, minute: int) -> bool:
+        if self.start <= self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+    @property
+    def shown(self) -> str:
+        return (
+            f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
+        )
+
+
+QUIET_CLICKS = ("SINGLE", "DOUBLE")
+
+
+def minute_of_day(moment: datetime, zone: str = "UTC", rules: str = "") -> int:
+    """Minutes after midnight in the config's time zone (UTC if it cannot be read)."""
+    local = moment.astimezone(timezone.utc)
+    if zone not in ("", "UTC"):
+        with contextlib.suppress(ValueError, OSError, KeyError):  # UTC, then
+            local = moment.astimezone(_zone(zone, rules))
+    return local.hour * 60 + local.minute
+
+
+@dataclass(frozen=True)
 class ButtonConfig:
     """One button's own person, details and click types (already merged with the defaults)."""
 
@@ -304,6 +366,7 @@ class ButtonConfig:
     notes: str
     fields: Mapping[str, str]
     clicks: Mapping[str, ClickConfig]
+    quiet_hours: QuietHours | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +384,8 @@ class MessagingConfig:
     timezone_rules: str = ""  # the zone's TZif file, base64 (see format_time)
     buttons: Mapping[str, ButtonConfig] = field(default_factory=dict)
     unlisted: str = "defaults"  # or "refuse": a button the config does not list sends nothing
+    battery: BatteryConfig | None = None
+    quiet_hours: QuietHours | None = None
 
     @property
     def auth_user(self) -> str:
@@ -339,6 +404,7 @@ class MessagingConfig:
             notes=own.notes,
             fields=own.fields,
             clicks=own.clicks,
+            quiet_hours=own.quiet_hours,
             buttons={},
         )
 
@@ -414,7 +480,36 @@ def parse_config(document: object) -> MessagingConfig:
         timezone_rules=rules,
         buttons={serial: _parse_button(serial, value) for serial, value in buttons.items()},
         unlisted=unlisted,
+        battery=_parse_battery(document.get("battery")),
+        quiet_hours=_parse_quiet(document.get("quiet_hours"), ""),
     )
+
+
+def _parse_quiet(value: object, where: str) -> QuietHours | None:
+    if value is None:
+        return None
+    start = value.get("start_minute") if isinstance(value, dict) else None
+    end = value.get("end_minute") if isinstance(value, dict) else None
+    if not _whole(start, 0, 1439) or not _whole(end, 0, 1439) or start == end:
+        raise ConfigError(f"{where}quiet_hours needs start_minute and end_minute (0 to 1439)")
+    return QuietHours(int(start), int(end))  # type: ignore[arg-type]
+
+
+def _parse_battery(value: object) -> BatteryConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError("battery must be an object")
+    below, every, numbers = (value.get(k) for k in ("warn_below_mv", "every_seconds", "notify"))
+    if not _whole(below, 1, 100_000) or not _whole(every, 60, 30 * 86400):
+        raise ConfigError("battery needs warn_below_mv (mV) and every_seconds (60 s to 30 days)")
+    if (
+        not isinstance(numbers, list)
+        or not numbers
+        or not all(isinstance(n, str) and n for n in numbers)
+    ):
+        raise ConfigError("battery.notify must be a list of phone numbers")
+    return BatteryConfig(int(below), tuple(numbers), int(every))  # type: ignore[arg-type]
 
 
 def _details(document: Mapping[str, Any], where: str) -> tuple[str, str, dict[str, str]]:
@@ -466,7 +561,8 @@ def _parse_button(serial: object, value: object) -> ButtonConfig:
     address, notes, fields = _details(value, where)
     parsed = {click: _parse_click(click, item) for click, item in clicks.items()}
     _check_fields(parsed, fields, where)
-    return ButtonConfig(person, address, notes, fields, parsed)
+    quiet = _parse_quiet(value.get("quiet_hours"), where)
+    return ButtonConfig(person, address, notes, fields, parsed, quiet)
 
 
 def _required_string(document: Mapping[str, Any], name: str) -> str:

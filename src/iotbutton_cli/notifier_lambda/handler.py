@@ -124,7 +124,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import alarms, escalation, escalation_ledger, receipts, twilio
+from . import alarms, battery, escalation, escalation_ledger, receipts, twilio
 from .contract import (
     ALARM_TABLE_ENV,
     BATTERY_FIELD,
@@ -137,6 +137,7 @@ from .contract import (
     CONFIG_KEY_ENV,
     FIELD_PREFIX,
     OWNER_TOPIC_ENV,
+    QUIET_CLICKS,
     SECRET_PARAMETER_ENV,
     SERIAL_FIELD,
     TOPIC_SERIAL_FIELD,
@@ -145,8 +146,11 @@ from .contract import (
     ClickConfig,
     ConfigError,
     MessagingConfig,
+    QuietHours,
+    battery_mv,
     click_type,
     format_time,
+    minute_of_day,
     parse_config,
     render,
     twiml,
@@ -356,6 +360,61 @@ def shown_value(value: object) -> str:
     if isinstance(value, str):
         return repr(printable(value, LOGGED_VALUE_MAX_CHARS))
     return f"({type(value).__name__})"
+
+
+def quiet_hours_now(config: MessagingConfig, event: ButtonEvent) -> QuietHours | None:
+    """The quiet hours the click falls in, if it is a SINGLE or DOUBLE (LONG always rings)."""
+    quiet = config.quiet_hours
+    if quiet is None or event.click not in QUIET_CLICKS:
+        return None
+    moment = event.clicked_at or datetime.now(timezone.utc)
+    minute = minute_of_day(moment, config.timezone, config.timezone_rules)
+    return quiet if quiet.covers(minute) else None
+
+
+def sms_only(click: ClickConfig) -> ClickConfig:
+    """The click type with whoever it would call texted instead."""
+    called = (*click.call, *(click.escalation.numbers if click.escalation else ()))
+    return ClickConfig(tuple(dict.fromkeys((*click.sms, *called))), (), click.message)
+
+
+def battery_warning(
+    config: MessagingConfig,
+    event: ButtonEvent,
+    alarm_id: str,
+    table: alarms.TableLedger | None,
+    client: twilio.TwilioClient,
+) -> dict[str, Any] | None:
+    """Tell the config's battery numbers of a low battery, once per period per button."""
+    mv = battery_mv(event.battery)
+    settings = config.battery
+    if settings is None or mv is None or mv >= settings.warn_below_mv:
+        return None
+    if table is None:
+        return battery.result(mv, [], "not told: the alarm table is needed to tell it once")
+    try:
+        if not battery.due(table, event.serial, alarm_id, mv, settings.every_seconds):
+            return battery.result(mv, [], "told within the period already")
+        text = battery.warning(config.person, event.serial, mv, settings.warn_below_mv)
+        told, tried = [], 0
+        for to in dict.fromkeys(settings.notify):
+            claim = table.claim(alarm_id, battery.CHANNEL, to)
+            if not isinstance(claim, alarms.Claimed):
+                continue
+            tried += 1
+            outcome = send_safely(client, Delivery("sms", to), config.sender, text)
+            table.record(alarm_id, battery.CHANNEL, to, outcome)
+            if outcome.ok:
+                told.append(to)
+            else:
+                log_twilio_failure(Delivery("sms", to), outcome)
+        if tried and not told:  # nobody heard: the next low click tries again
+            battery.release(table, event.serial, alarm_id)
+    except alarms.LedgerUnavailable as exc:
+        # The click itself went out; a warning must not make Lambda send it all again.
+        log(logging.ERROR, "alarm ledger unavailable (%s): the low battery is not told", exc)
+        return battery.result(mv, [], "not told: the alarm table could not be reached")
+    return battery.result(mv, told)
 
 
 def click_texts(click: ClickConfig, config: MessagingConfig, event: ButtonEvent) -> dict[str, str]:
@@ -758,8 +817,14 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
     if table is None or stored is None:
         return finish({"alarm": alarm_id, "retry": True, "results": [], "ignored": "no such alarm"})
     event = stored_event(stored)
-    config = config.for_button(event.serial) or config
+    own = config.for_button(event.serial)
+    if own is None:
+        reason = f"button {event.serial} is not in the config, which refuses unlisted buttons"
+        return finish({"alarm": alarm_id, "retry": True, "results": [], "ignored": reason})
+    config = own
     click = config.clicks.get(event.click)
+    if click is not None and quiet_hours_now(config, event) is not None:
+        click = sms_only(click)  # the alarm was in quiet hours: nobody is rung for it now
     asked = [
         Delivery(str(pair[0]), str(pair[1]))
         for pair in request.get("deliveries", [])
@@ -834,6 +899,9 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         reason = f"no recipients configured for {parsed.click}"
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
 
+    quiet = quiet_hours_now(config, parsed)
+    if quiet is not None:
+        click = sms_only(click)
     texts = click_texts(click, config, parsed)
     try:
         secret = load_secret(settings)
@@ -872,6 +940,8 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         callback_for,
     )
     result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
+    if quiet is not None:
+        result["quietHours"] = f"{quiet.shown} {config.timezone}: SMS only"
     if escalates:
         assert table is not None
         escalator = escalator_for(settings, config, click, parsed, opened.alarm_id, table, client)
@@ -884,6 +954,9 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
             raise DeliveryIncomplete(result) from exc
         if joined is not None:
             result["joinedEscalation"] = joined
+    low = battery_warning(config, parsed, opened.alarm_id, table, client)
+    if low is not None:
+        result["battery"] = low
     failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]
     if any(outcome.code == AUTH_FAILED_CODE for outcome in failures):
         forget_secret(settings)

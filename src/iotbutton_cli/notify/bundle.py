@@ -32,6 +32,7 @@ FAILURES_HANDLER = f"{PACKAGE_DIR}.failures.failure_handler"  # the on-failure d
 MODULES = (
     "__init__.py",
     "alarms.py",
+    "battery.py",
     "contract.py",
     "escalation.py",
     "escalation_ledger.py",

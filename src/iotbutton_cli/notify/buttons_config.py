@@ -37,9 +37,10 @@ from iotbutton_cli.notifier_lambda.contract import (
 if TYPE_CHECKING:
     from yaml.nodes import Node
 
+    from iotbutton_cli.notifier_lambda.contract import BatteryConfig, QuietHours
     from iotbutton_cli.notify.config import ButtonSettings, ClickSettings, Details, _Parser
 
-BUTTON_KEYS = ("person", "address", "notes", "fields", "clicks")
+BUTTON_KEYS = ("person", "address", "notes", "fields", "quiet_hours", "clicks")
 MAX_BUTTONS = 200
 DETAIL_HINT = 'For example: address: "12 High Street", notes: "Key under the blue pot".'
 FIELDS_HINT = 'For example: fields: {room: "bedroom", doctor: "+15551230077"}.'
@@ -76,7 +77,15 @@ def details(
                 )
             changed[name] = value
     if "fields" in entries:
-        changed["fields"] = {**base.fields, **_fields(parser, entries["fields"][1], label)}
+        merged = {**base.fields, **_fields(parser, entries["fields"][1], label)}
+        if len(merged) > MAX_FIELDS:
+            parser.fail(
+                entries["fields"][1],
+                "notify-config-details",
+                f"{label}fields: with the top-level ones, more than {MAX_FIELDS} fields",
+                FIELDS_HINT,
+            )
+        changed["fields"] = merged
     return replace(base, **changed)  # type: ignore[arg-type]
 
 
@@ -120,15 +129,20 @@ def time_zone(parser: _Parser, entries: Mapping[str, tuple[Node, Node]]) -> str:
         return "UTC"
     node = entries["timezone"][1]
     zone = (parser.text(node, "timezone") or "").strip()
-    try:
-        from zoneinfo import ZoneInfo
+    import zoneinfo
 
-        ZoneInfo(zone)
-    except (ValueError, KeyError, OSError):
+    known = zoneinfo.available_timezones() - {"Factory", "localtime", "posixrules"}
+    if zone != "UTC" and zone in known and not zone_rules(zone):
+        parser.fail(
+            node,
+            "notify-config-timezone",
+            f"timezone {zone[:60]!r}: this machine has no rules file for it to deploy",
+            "Install the tzdata package (pip install tzdata), or use UTC.",
+        )
+    if zone != "UTC" and zone not in known:
         import difflib
-        import zoneinfo
 
-        close = difflib.get_close_matches(zone, sorted(zoneinfo.available_timezones()), n=1)
+        close = difflib.get_close_matches(zone, sorted(known), n=1)
         parser.fail(
             node,
             "notify-config-timezone",
@@ -196,6 +210,7 @@ def buttons(
     sender: str,
     defaults: Details,
     clicks: Mapping[str, ClickSettings],
+    default_quiet: QuietHours | None = None,
 ) -> dict[str, ButtonSettings]:
     """Each button's section, merged over the defaults and checked."""
     from yaml.nodes import MappingNode, ScalarNode
@@ -235,7 +250,8 @@ def buttons(
         own = parser.entries(section, where, BUTTON_KEYS)
         mine = details(parser, own, where, defaults)
         merged = _clicks(parser, serial_node, own, where, sender, mine, clicks)
-        found[serial] = ButtonSettings(mine, merged)
+        quiet = quiet_hours(parser, own, where, default_quiet)
+        found[serial] = ButtonSettings(mine, merged, quiet)
     return found
 
 
@@ -271,3 +287,109 @@ def _clicks(
                 parser.known_fields(anchor, f"clicks.{click}", template, mine, where)
             merged[click] = item
     return merged
+
+
+def battery(
+    parser: _Parser, entries: Mapping[str, tuple[Node, Node]], sender: str
+) -> BatteryConfig | None:
+    """``battery: {warn_below_mv: 1500, notify: ["+1..."], at_most_every: 1d}``: who hears of a
+    low battery, once per period per button."""
+    from yaml.nodes import MappingNode
+
+    from iotbutton_cli.notifier_lambda.contract import BatteryConfig as Battery
+    from iotbutton_cli.notify.durations import DURATION, UNITS
+
+    if "battery" not in entries:
+        return None
+    key_node, node = entries["battery"]
+    hint = (
+        'For example: battery: {warn_below_mv: 1500, notify: ["+15551230009"], at_most_every: 1d}.'
+    )
+    if not isinstance(node, MappingNode):
+        parser.fail(
+            node, "notify-config-battery", "battery must have warn_below_mv and notify", hint
+        )
+    found = parser.entries(node, "battery", ("warn_below_mv", "notify", "at_most_every"))
+    for key in ("warn_below_mv", "notify"):
+        if key not in found:
+            parser.fail(key_node, "notify-config-battery", f"battery.{key} is missing", hint)
+    below_node = found["warn_below_mv"][1]
+    below = (parser.text(below_node, "battery.warn_below_mv") or "").strip().lower()
+    below = below.removesuffix("mv").strip()
+    if not below.isdigit() or not 1 <= int(below) <= 100_000:
+        parser.fail(
+            below_node,
+            "notify-config-battery",
+            "battery.warn_below_mv must be millivolts, e.g. 1500",
+            hint,
+        )
+    numbers = parser.numbers(found["notify"][1], "battery.notify", sender)
+    if not numbers or len(numbers) > 10:
+        parser.fail(
+            found["notify"][1],
+            "notify-config-battery",
+            "battery.notify must list 1 to 10 numbers",
+            hint,
+        )
+    every = 86400
+    if "at_most_every" in found:
+        every_node = found["at_most_every"][1]
+        text = parser.text(every_node, "battery.at_most_every") or ""
+        match = DURATION.match(text)
+        every = int(match[1]) * UNITS[(match[2] or "h").lower()] if match else 0
+        if not 60 <= every <= 30 * 86400:
+            parser.fail(
+                every_node,
+                "notify-config-battery",
+                "battery.at_most_every must be from 1 minute to 30 days (e.g. 12h, 1d)",
+                hint,
+            )
+    return Battery(int(below), numbers, every)
+
+
+def quiet_hours(
+    parser: _Parser, entries: Mapping[str, tuple[Node, Node]], where: str, inherited: object
+) -> QuietHours | None:
+    """``quiet_hours: {from: "22:00", to: "07:00", then: sms-only}``: SINGLE and DOUBLE text
+    whoever they would call, in those hours of the config's time zone; LONG always rings."""
+    from yaml.nodes import MappingNode
+
+    from iotbutton_cli.notifier_lambda.contract import QuietHours as Quiet
+
+    if "quiet_hours" not in entries:
+        return inherited  # type: ignore[return-value]
+    label = f"{where}.quiet_hours" if where else "quiet_hours"
+    key_node, node = entries["quiet_hours"]
+    hint = 'For example: quiet_hours: {from: "22:00", to: "07:00", then: sms-only}.'
+    if not isinstance(node, MappingNode):
+        parser.fail(node, "notify-config-quiet-hours", f"{label} must have from and to", hint)
+    found = parser.entries(node, label, ("from", "to", "then"))
+    minutes = []
+    for key in ("from", "to"):
+        if key not in found:
+            parser.fail(key_node, "notify-config-quiet-hours", f"{label}.{key} is missing", hint)
+        value_node = found[key][1]
+        text = (parser.text(value_node, f"{label}.{key}") or "").strip()
+        hour, _, minute = text.partition(":")
+        if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            parser.fail(
+                value_node,
+                "notify-config-quiet-hours",
+                f"{label}.{key} must be a time of day, HH:MM",
+                hint,
+            )
+        minutes.append(int(hour) * 60 + int(minute))
+    if minutes[0] == minutes[1]:
+        parser.fail(node, "notify-config-quiet-hours", f"{label} starts when it ends", hint)
+    if "then" in found:
+        then_node = found["then"][1]
+        then = (parser.text(then_node, f"{label}.then") or "").strip()
+        if then != "sms-only":
+            parser.fail(
+                then_node,
+                "notify-config-quiet-hours",
+                f"{label}.then must be sms-only, not {then[:30]!r}",
+                "Holding messages until the hours end needs a scheduler iotbutton does not "
+                "deploy yet; sms-only texts whoever a SINGLE or DOUBLE would call.",
+            )
+    return Quiet(minutes[0], minutes[1])

@@ -46,6 +46,7 @@ from iotbutton_cli.notifier_lambda.contract import (
 if TYPE_CHECKING:
     from yaml.nodes import Node
 
+    from iotbutton_cli.notifier_lambda.contract import BatteryConfig, QuietHours
     from iotbutton_cli.notify.escalation_config import Cost
 
 CONFIG_NAME = "notify.yaml"
@@ -72,6 +73,8 @@ TOP_LEVEL_KEYS = (
     "clicks",
     "buttons",
     "unlisted",
+    "battery",
+    "quiet_hours",
 )
 OWNER_KEYS = ("sms", "email")
 # An address SNS can deliver to: one @, no spaces, a dot in the domain (SNS checks no more).
@@ -102,6 +105,9 @@ E164_HINT = (
 OPTION_E164_HINT = (
     "Give phone numbers in E.164: a plus, the country code and the number, no spaces or dashes, "
     "e.g. --sms +15551234567."
+)
+NOBODY_HINT = (
+    'Add numbers to sms: or call: under SINGLE, DOUBLE or LONG, e.g. sms: ["+15551234567"].'
 )
 SHAPE_HINT = "Compare it with the template: `iotbutton notify init --force` writes a fresh one."
 TEMPLATE_HINT = (
@@ -253,6 +259,7 @@ class ButtonSettings:
 
     details: Details
     clicks: Mapping[str, ClickSettings]
+    quiet_hours: QuietHours | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +309,8 @@ class NotifyConfig:
     timezone: str = "UTC"
     buttons: Mapping[str, ButtonSettings] = field(default_factory=dict)
     unlisted: str = "defaults"  # or "refuse"
+    battery: BatteryConfig | None = None
+    quiet_hours: QuietHours | None = None
 
     @property
     def owner_endpoints(self) -> tuple[tuple[str, str], ...]:
@@ -333,11 +342,24 @@ class NotifyConfig:
 
             document["timezone"] = self.timezone
             document["timezone_rules"] = zone_rules(self.timezone)
+        if self.battery is not None:
+            document["battery"] = {
+                "warn_below_mv": self.battery.warn_below_mv,
+                "notify": list(self.battery.notify),
+                "every_seconds": self.battery.every_seconds,
+            }
+        if self.quiet_hours is not None:
+            document["quiet_hours"] = _quiet_document(self.quiet_hours)
         if self.buttons:
             document["buttons"] = {
                 serial: {
                     **button.details.document(),
                     "clicks": {c: _click_document(i) for c, i in button.clicks.items()},
+                    **(
+                        {"quiet_hours": _quiet_document(button.quiet_hours)}
+                        if button.quiet_hours is not None
+                        else {}
+                    ),
                 }
                 for serial, button in self.buttons.items()
             }
@@ -363,11 +385,24 @@ class NotifyConfig:
             summary["timezone"] = self.timezone
         if self.details is not None:
             summary.update(self.details.document())
+        if self.battery is not None:
+            summary["battery"] = {
+                "warn_below_mv": self.battery.warn_below_mv,
+                "notify": list(self.battery.notify),
+                "at_most_every_seconds": self.battery.every_seconds,
+            }
+        if self.quiet_hours is not None:
+            summary["quiet_hours"] = self.quiet_hours.shown
         if self.buttons:
             summary["buttons"] = {
                 serial: {
                     **button.details.document(),
                     "clicks": _clicks_summary(button.clicks, button.details.person),
+                    **(
+                        {"quiet_hours": button.quiet_hours.shown}
+                        if button.quiet_hours is not None
+                        else {}
+                    ),
                 }
                 for serial, button in self.buttons.items()
             }
@@ -380,6 +415,10 @@ class NotifyConfig:
         for button in self.buttons.values():
             found += button.clicks.values()
         return found
+
+
+def _quiet_document(quiet: QuietHours) -> dict[str, int]:
+    return {"start_minute": quiet.start, "end_minute": quiet.end}
 
 
 def _clicks_summary(clicks: Mapping[str, ClickSettings], person: str) -> dict[str, Any]:
@@ -428,7 +467,9 @@ def _escalation_summary(item: ClickSettings, person: str, click: str) -> dict[st
 def check_escalation_secret(config: NotifyConfig, secret: TwilioSecret) -> None:
     """An escalation moves on when Twilio's signed callbacks come, and Twilio signs them with
     the auth token: an API key secret (from TWILIO_API_KEY, say) cannot run one."""
-    escalating = [click for click, item in config.clicks.items() if item.escalation is not None]
+    everywhere = [*config.clicks.items()]
+    everywhere += [pair for button in config.buttons.values() for pair in button.clicks.items()]
+    escalating = [click for click, item in everywhere if item.escalation is not None]
     if escalating and secret.kind == "api_key":
         raise usage_error(
             "notify-config-escalation-api-key",
@@ -594,9 +635,34 @@ def load_config(path: Path | None = None) -> NotifyConfig:
     return parse_config_text(text, path)
 
 
+MAX_DOCUMENT_BYTES = 1024 * 1024  # the function reads it whole into 128 MB
+
+
 def parse_config_text(text: str, path: Path | None = None) -> NotifyConfig:
-    """Validate notify.yaml's text (``path`` only names it in messages)."""
-    return _Parser(Path(path) if path is not None else config_path()).parse(text)
+    """Validate notify.yaml's text (``path`` only names it in messages); what it makes for the
+    function is then checked by the function's own parser, so no file the check passes can
+    make the deployed notifier refuse every click."""
+    from iotbutton_cli.notifier_lambda.contract import ConfigError, parse_config
+
+    path = Path(path) if path is not None else config_path()
+    config = _Parser(path).parse(text)
+    document = config.lambda_document()
+    size = len(json.dumps(document))
+    if size > MAX_DOCUMENT_BYTES:
+        raise usage_error(
+            "notify-config-too-big",
+            f"{path} makes a {size:,}-byte config for the notifier; at most {MAX_DOCUMENT_BYTES:,}",
+            "Fewer buttons, or shorter messages: each button carries its own click types.",
+        )
+    try:
+        parse_config(document)
+    except ConfigError as exc:
+        raise usage_error(
+            "notify-config-shape",
+            f"{path}: the notifier would refuse this config: {exc}",
+            SHAPE_HINT,
+        ) from None
+    return config
 
 
 def worst_case_fields(person: str | Details, click: str, template: str = "") -> dict[str, str]:
@@ -667,8 +733,18 @@ class _Parser:
         # checked for the fields its messages need, the defaults alone are not.
         defaults = replace(details, check_fields=unlisted != "refuse")
         clicks = self.clicks(root, entries, sender, defaults)
-        buttons = buttons_config.buttons(self, entries, sender, details, clicks)
+        quiet = buttons_config.quiet_hours(self, entries, "", None)
+        buttons = buttons_config.buttons(self, entries, sender, details, clicks, quiet)
         buttons_config.refuse_needs_buttons(self, entries, unlisted, buttons)
+        used = [*(clicks.values() if unlisted != "refuse" else ())]
+        used += [item for button in buttons.values() for item in button.clicks.values()]
+        if not self.allow_incomplete and not any(item.recipients for item in used):
+            self.fail(
+                entries["clicks"][0] if "clicks" in entries else root,
+                "notify-config-nobody",
+                "no click type sends an SMS or places a call",
+                NOBODY_HINT,
+            )
         if api_key_sid is not None:
             self.refuse_escalation_with_api_key(entries, clicks)
             for button in buttons.values():
@@ -686,6 +762,8 @@ class _Parser:
             timezone=zone,
             buttons=buttons,
             unlisted=unlisted,
+            battery=buttons_config.battery(self, entries, sender),
+            quiet_hours=quiet,
         )
 
     def refuse_escalation_with_api_key(
@@ -947,12 +1025,10 @@ class _Parser:
     ) -> dict[str, ClickSettings]:
         from yaml.nodes import MappingNode, ScalarNode
 
-        nobody_hint = (
-            'Add numbers to sms: or call: under SINGLE, DOUBLE or LONG, e.g. sms: ["+15551234567"].'
-        )
+        nobody_hint = NOBODY_HINT
         if "clicks" not in entries:
             self.fail(root, "notify-config-missing-key", "clicks is missing", nobody_hint)
-        key_node, node = entries["clicks"]
+        node = entries["clicks"][1]
         if isinstance(node, MappingNode):
             found = self.entries(node, "clicks", CLICK_TYPES)
         elif isinstance(node, ScalarNode) and node.tag == _NULL_TAG:
@@ -969,17 +1045,6 @@ class _Parser:
             for click in CLICK_TYPES
             if click in found
         }
-        if (
-            not self.allow_incomplete
-            and not any(item.recipients for item in clicks.values())
-            and "buttons" not in entries
-        ):
-            self.fail(
-                key_node,
-                "notify-config-nobody",
-                "no click type sends an SMS or places a call",
-                nobody_hint,
-            )
         return clicks
 
     def click(
@@ -1038,10 +1103,25 @@ class _Parser:
             message = base.message
             self.known_fields(key_node, f"{where} (its message)", message, person, where)
         voice = base.voice if base is not None else None
+        if voice is not None and "voice" not in entries:
+            self.known_fields(key_node, f"{where} (its voice text)", voice, person, where)
         if "voice" in entries:
             spoken = {"sms": (), "call": numbers["call"] or ("voice",)}
             voice = self.message(entries["voice"][1], f"{where}.voice", click, person, spoken)
         escalation = base.escalation if base is not None else None
+        if escalation is not None and "escalation" not in entries:
+            self.known_fields(
+                key_node, f"{where} (its exhausted text)", escalation.exhausted, person, where
+            )
+            overlap = [n for n in escalation.numbers if n in numbers["call"]]
+            if overlap:
+                self.fail(
+                    key_node,
+                    "notify-config-escalation",
+                    f"{overlap[0]} is in {where}.call and in its escalation: it would get two "
+                    "calls at once",
+                    "Keep the number in the escalation only: it asks for a 1.",
+                )
         if "escalation" in entries:
             from iotbutton_cli.notify import escalation_config
 
@@ -1054,13 +1134,16 @@ class _Parser:
                 render(voice or message, worst_case_fields(person, click, voice or message)),
                 numbers["call"],
             )
-            if len(escalation.numbers) + sum(map(len, numbers.values())) > MAX_RECIPIENTS:
-                self.fail(
-                    key_node,
-                    "notify-config-too-many",
-                    f"{where} reaches more than {MAX_RECIPIENTS} numbers",
-                    f"Keep each click type to {MAX_RECIPIENTS} numbers (escalation included).",
-                )
+        if (
+            escalation is not None
+            and len(escalation.numbers) + sum(map(len, numbers.values())) > MAX_RECIPIENTS
+        ):
+            self.fail(
+                key_node,
+                "notify-config-too-many",
+                f"{where} reaches more than {MAX_RECIPIENTS} numbers",
+                f"Keep each click type to {MAX_RECIPIENTS} numbers (escalation included).",
+            )
         return ClickSettings(
             sms=numbers["sms"],
             call=numbers["call"],
@@ -1111,6 +1194,14 @@ class _Parser:
         message = self.text(node, where)
         if not message or not message.strip():
             self.fail(node, "notify-config-template", f"{where} is empty", TEMPLATE_HINT)
+        if len(message) > SMS_MAX_CHARS * 2:  # whatever it is for: a template is not a book
+            self.fail(
+                node,
+                "notify-config-too-long",
+                f"{where} is {len(message):,} characters; a message is at most "
+                f"{SMS_MAX_CHARS * 2:,}",
+                "Shorten it: an SMS holds 1600 characters once filled in.",
+            )
         try:
             check_template(message)
         except TemplateError as exc:
