@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,31 @@ def aws() -> Iterator[None]:
     from iotbutton_cli.sandbox import moto_fixes
 
     moto_fixes.install()
+    _serialize_in_process_moto()
     with mock_aws():
         yield
+
+
+_MOTO_LOCK = threading.RLock()
+
+
+def _serialize_in_process_moto() -> None:
+    """moto's in-process backends are not thread-safe (a DeleteCertificate while another thread
+    lists certificates raises "OrderedDict mutated during iteration"): handle one request at a
+    time, as the sandbox's server does with its own lock. iotbutton's concurrency is unchanged;
+    only moto's answers are serialised."""
+    from moto.core import botocore_stubber
+
+    call = botocore_stubber.BotocoreStubber.__call__
+    if getattr(call, "_serialized", False):
+        return
+
+    def serialized(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _MOTO_LOCK:
+            return call(self, *args, **kwargs)
+
+    serialized._serialized = True  # type: ignore[attr-defined]
+    botocore_stubber.BotocoreStubber.__call__ = serialized  # type: ignore[method-assign]
 
 
 @pytest.fixture
