@@ -66,16 +66,7 @@ def details(
         changed["person"] = person
     for name in ("address", "notes"):
         if name in entries:
-            node = entries[name][1]
-            value = (parser.text(node, f"{label}{name}") or "").strip()
-            if len(value) > FIELD_MAX_CHARS or not value.isprintable():
-                parser.fail(
-                    node,
-                    "notify-config-details",
-                    f"{label}{name} must be one line of at most {FIELD_MAX_CHARS} characters",
-                    DETAIL_HINT,
-                )
-            changed[name] = value
+            changed[name] = _one_line(parser, entries[name][1], f"{label}{name}", DETAIL_HINT)
     if "fields" in entries:
         merged = {**base.fields, **_fields(parser, entries["fields"][1], label)}
         if len(merged) > MAX_FIELDS:
@@ -87,6 +78,19 @@ def details(
             )
         changed["fields"] = merged
     return replace(base, **changed)  # type: ignore[arg-type]
+
+
+def _one_line(parser: _Parser, node: Node, label: str, hint: str) -> str:
+    """A detail a message may carry: one printable line, at most FIELD_MAX_CHARS."""
+    value = (parser.text(node, label) or "").strip()
+    if len(value) > FIELD_MAX_CHARS or not value.isprintable():
+        parser.fail(
+            node,
+            "notify-config-details",
+            f"{label} must be one line of at most {FIELD_MAX_CHARS} characters",
+            hint,
+        )
+    return value
 
 
 def _fields(parser: _Parser, node: Node, label: str) -> dict[str, str]:
@@ -107,15 +111,7 @@ def _fields(parser: _Parser, node: Node, label: str) -> dict[str, str]:
                 "not starting with a digit, at most 32)",
                 FIELDS_HINT,
             )
-        value = (parser.text(value_node, f"{label}fields.{name}") or "").strip()
-        if len(value) > FIELD_MAX_CHARS or not value.isprintable():
-            parser.fail(
-                value_node,
-                "notify-config-details",
-                f"{label}fields.{name} must be one line of at most {FIELD_MAX_CHARS} characters",
-                FIELDS_HINT,
-            )
-        found[name] = value
+        found[name] = _one_line(parser, value_node, f"{label}fields.{name}", FIELDS_HINT)
     if len(found) > MAX_FIELDS:
         parser.fail(
             node, "notify-config-details", f"{label}fields has more than {MAX_FIELDS}", FIELDS_HINT
