@@ -872,6 +872,11 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         return retry_handler(event[RETRY_EVENT_KEY], context)
     if isinstance(event, dict) and isinstance(event.get(ACK_EVENT_KEY), dict):
         return ack_handler(event[ACK_EVENT_KEY], context)
+    return click_handler(event, context)
+
+
+def click_handler(event: object, context: object) -> dict[str, Any]:
+    """A button's click, as the topic rule delivers it: the alarm's messages."""
     parsed = parse_event(event)
     for note in parsed.notes:
         log(logging.WARNING, "%s", note)
