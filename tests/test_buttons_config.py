@@ -183,7 +183,8 @@ def test_the_worked_example_in_the_docs_says_what_the_docs_say():
 
     doc = (Path(__file__).parent.parent / "docs" / "notifier.md").read_text(encoding="utf-8")
     section = doc.split("## Several buttons, several people", 1)[1].split("\n## ", 1)[0]
-    example, battery = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    example, *others = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    (battery,) = [block for block in others if block.startswith("battery:")]
     document = notify_config.parse_config_text(example + battery).lambda_document()
     config = contract.parse_config(document)
     clicked = int(datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)

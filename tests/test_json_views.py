@@ -18,6 +18,8 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,9 @@ OPAQUE = {
     "things show": {"aws.attributes"},  # the thing's attributes in AWS
     "things delete": {"files_left", "certificates_left"},  # path / certificate id -> why
     "sim send": {"payload"},  # whatever the user published
-    # The form the notifier posted (Body, or Twiml for a call); the form a status callback posted.
-    "sandbox outbox": {"[].fields", "[].params"},
+    # The form the notifier posted (Body, or Twiml for a call); the form a status callback posted;
+    # the headers a webhook, Slack or token request came with.
+    "sandbox outbox": {"[].fields", "[].params", "[].headers"},
     "demo": {"outbox[].fields"},
 }
 
@@ -216,6 +219,21 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
     run.outputs["sim subscribe"] = [json.loads(line) for line in seen.splitlines() if line]
     run("sim send", "--message", '{"clickType": "LONG", "note": "custom"}')
     wait_for_outbox(cli, 4)
+    # The webhook sink: a name that fails once, a token, a webhook with it, a Slack post.
+    run("sandbox hook", "crm", "--status", "503")
+    run("sandbox hook", "--token-lifetime", "60")
+    run("sandbox hook")
+    hooks_url = sandbox["hooks_url"]
+    token = json.loads(
+        _post(
+            f"{hooks_url}/oauth/token",
+            b"grant_type=client_credentials&client_id=svc&client_secret=s3cret",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    )
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    _post(f"{hooks_url}/hooks/crm", b'{"clickType": "DOUBLE"}', bearer)
+    _post(f"{hooks_url}/slack/family", b'{"text": "Grandma double-clicked"}')
     run("sandbox outbox")
     undelivered = None
     for _ in range(100):
@@ -235,6 +253,10 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
     run("notify history")
     run("sandbox phone", "+15551230001", "--reset")  # the phone is on again
     run("notify retry", undelivered["alarm"])
+    # The clicks reached the button's shadow: things list and show print the last one too.
+    wait_for_last_click(cli, SERIAL)
+    run("things list")
+    run("things show", SERIAL)
 
     # A LONG click that escalates to a phone that rings for 30 s: acknowledged from here.
     from iotbutton_cli.notify.config import config_path
@@ -273,6 +295,23 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
 
     problems = compare(run.outputs)
     assert not problems, "\n".join(problems)
+
+
+def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as error:  # the 503 the sink was told to answer
+        with error:
+            return bytes(error.read())
+
+
+def wait_for_last_click(cli: Any, serial: str) -> None:
+    deadline = time.monotonic() + 30
+    while cli.json("--sandbox", "things", "show", serial)["last_click"] is None:
+        assert time.monotonic() < deadline, f"no click of {serial} reached its shadow"
+        time.sleep(0.3)
 
 
 def test_json_mode_belongs_to_one_invocation(cli, aws):

@@ -81,3 +81,34 @@ def test_iot_policies_grant_only_what_the_design_needs(ctx):
     for statement in button + monitor:
         assert statement["Effect"] == "Allow"
         assert "*" not in statement["Action"] and statement["Resource"] != "*"
+
+
+def test_the_notifier_may_write_the_buttons_shadows_and_no_other_things(ctx):
+    names = notifier_resources.Names.for_context(ctx)
+    serials = ["G030JF0553648RUH", "G030RQ9940375SLS"]
+    policy = notifier_resources.function_policy(ctx, names, serials)
+    [statement] = [s for s in policy["Statement"] if "iot:UpdateThingShadow" in s["Action"]]
+    assert statement["Action"] == ["iot:GetThingShadow", "iot:UpdateThingShadow"]
+    assert statement["Resource"] == [
+        f"arn:aws:iot:us-east-1:123456789012:thing/{serial}" for serial in serials
+    ]
+    assert findings(policy) == []
+    # No button, no grant (IAM takes no empty Resource list); never a wildcard either way.
+    bare = notifier_resources.function_policy(ctx, names)
+    assert all("iot:UpdateThingShadow" not in s["Action"] for s in bare["Statement"])
+    assert "thing/*" not in json.dumps(policy)
+
+
+def test_the_shadow_grant_stays_within_iams_role_policy_limit(ctx):
+    names = notifier_resources.Names.for_context(ctx)
+    few = notifier_resources.shadow_grant(ctx, names, ["B", "A", "A"])
+    assert few.granted == ("A", "B") and few.left_out == ()
+    many = [f"G030{n:012d}" for n in range(400)]
+    grant = notifier_resources.shadow_grant(ctx, names, reversed(many))
+    assert grant.granted == tuple(many[: len(grant.granted)])  # sorted, the first that fit
+    assert grant.left_out == tuple(many[len(grant.granted) :])
+    assert 100 < len(grant.granted) < 400
+    fitted = notifier_resources.function_policy(ctx, names, grant.granted)
+    assert notifier_resources.policy_chars(fitted) <= notifier_resources.ROLE_POLICY_MAX_CHARS
+    one_more = notifier_resources.function_policy(ctx, names, many[: len(grant.granted) + 1])
+    assert notifier_resources.policy_chars(one_more) > notifier_resources.ROLE_POLICY_MAX_CHARS

@@ -82,6 +82,11 @@ def test_deploy_creates_every_resource(ctx):
         ],
         "IOTBUTTON_CONFIG_BUCKET": "iotbutton-config-123456789012-us-east-1",
         "IOTBUTTON_CONFIG_KEY": report.config_key,
+        # Where the function writes each click's shadow: the account's ATS data endpoint.
+        "IOTBUTTON_DATA_ENDPOINT": "https://"
+        + boto3.client("iot", region_name="us-east-1").describe_endpoint(
+            endpointType="iot:Data-ATS"
+        )["endpointAddress"],
         "IOTBUTTON_OWNER_TOPIC": "arn:aws:sns:us-east-1:123456789012:iotbutton-owner",
         "IOTBUTTON_SECRET_PARAMETER": "/iotbutton/twilio-secret:1",
         "IOTBUTTON_TWILIO_TIMEOUT": "5",

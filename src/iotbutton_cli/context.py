@@ -126,8 +126,23 @@ class AppContext:
         _check_endpoint_url(self.settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
         return self.settings.endpoint_url or None
 
+    @cached_property
+    def data_plane_url(self) -> str | None:
+        """Where iot-data (the shadow REST API) is: on AWS the account's own ATS data endpoint
+        (``DescribeEndpoint`` ``iot:Data-ATS``; AWS documents no other for it), elsewhere (the
+        sandbox, a moto server, ``--endpoint-url``) wherever the IoT API is."""
+        from iotbutton_cli.aws.ratelimit import is_aws_endpoint
+
+        iot = self.client("iot")
+        if not is_aws_endpoint(iot.meta.endpoint_url):
+            return str(iot.meta.endpoint_url)
+        answer = iot.describe_endpoint(endpointType="iot:Data-ATS")
+        return f"https://{answer['endpointAddress']}"
+
     def client(self, service: str) -> Any:
-        """A thread-safe boto3 client, created once per service and shared by worker threads."""
+        """A thread-safe boto3 client, created once per service and shared by worker threads.
+        ``iot-data`` goes to :attr:`data_plane_url`, every other service to :attr:`endpoint_url`."""
+        endpoint = self.data_plane_url if service == "iot-data" else None
         with self._clients_lock:
             if service not in self._clients:
                 from botocore.config import Config
@@ -141,7 +156,9 @@ class AppContext:
                     max_pool_connections=MAX_POOL_CONNECTIONS,
                     user_agent_extra="iotbutton-cli",
                 )
-                client = self.session.client(service, config=config, endpoint_url=self.endpoint_url)
+                client = self.session.client(
+                    service, config=config, endpoint_url=endpoint or self.endpoint_url
+                )
                 retry.limit_connection_retries(client)
                 if service == "iot":
                     self._limit_rate(client)

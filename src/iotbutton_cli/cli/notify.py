@@ -122,6 +122,26 @@ def _owner_line(owner: dict[str, Any] | None) -> str:
     return ", ".join(f"{key} {value}" for key, value in owner.items() if value)
 
 
+def _print_hooks(out: Output, summary: dict[str, Any]) -> None:
+    """Each click type's webhooks and Slack posts, and any secret they need that is not set."""
+    from rich.markup import escape
+
+    for click, item in summary["clicks"].items():
+        for hook in item.get("webhooks", []):
+            out.say(
+                f"{click} posts to {escape(hook['url'])} ({hook['auth']}, secret from "
+                f"${hook['secret_env']})."
+            )
+        for post in item.get("slack", []):
+            out.say(f"{click} posts to Slack (webhook URL from ${post['webhook_url_env']}).")
+    for secret in summary["hook_secrets"]:
+        if not secret["available"]:
+            out.say(
+                f"PROBLEM: {secret['name']} is not set; {escape(secret['for'])} needs it, and "
+                "`notify deploy` will refuse without it."
+            )
+
+
 def _print_check(out: Output, summary: dict[str, Any]) -> None:
     from rich.markup import escape
 
@@ -161,6 +181,7 @@ def _print_check(out: Output, summary: dict[str, Any]) -> None:
             for click, item in summary["clicks"].items()
         ],
     )
+    _print_hooks(out, summary)
     for click, item in summary["clicks"].items():
         escalation = item.get("escalation")
         if escalation:
@@ -262,6 +283,18 @@ def _config_and_secret(out: Output) -> tuple[Any, Any]:
     return config, secret
 
 
+def _stored_secret(config: Any, secret: Any, sandbox: bool) -> str:
+    """The Twilio secret, with the secrets the webhooks and Slack posts name (from the
+    environment), as the SSM parameter holds them."""
+    from iotbutton_cli.logsetup import register_secret
+    from iotbutton_cli.notify import hooks_config
+
+    hooks = hooks_config.hook_secrets(config, sandbox=sandbox)
+    for value in hooks.values():
+        register_secret(value)
+    return hooks_config.stored_secret(secret.value, hooks)
+
+
 @app.command("deploy")
 def deploy(
     ctx: typer.Context,
@@ -290,10 +323,11 @@ def deploy(
     notify_config.check_escalation_secret(config, secret)
     source = notifier_deploy.prepare(
         config.lambda_document(secret),
-        secret.value,
+        _stored_secret(config, secret, app_ctx.sandbox),
         twilio_api_base=twilio_api_base or _sandbox_twilio(app_ctx),
         default_rule=default_rule,
         owner=config.owner_endpoints,
+        loopback_hooks=app_ctx.sandbox,
     )
     if dry_run:
         _print_plan(out, app_ctx, notifier_deploy.plan_deploy(app_ctx, source))

@@ -1,4 +1,4 @@
-"""``iotbutton sandbox``: the offline stand-in for AWS IoT, Lambda and Twilio."""
+"""``iotbutton sandbox``: the offline stand-in for AWS IoT, Lambda, Twilio and webhooks."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from iotbutton_cli.cli.output import Output
     from iotbutton_cli.errors import IotButtonError
     from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
+    from iotbutton_cli.sandbox.webhook_sink import Controls
 
 
 class SmsOutcome(str, enum.Enum):
@@ -61,6 +62,9 @@ def start(
     twilio_port: Annotated[
         int, typer.Option("--twilio-port", min=0, max=65535, help="Twilio stand-in port (0: any).")
     ] = 0,
+    hooks_port: Annotated[
+        int, typer.Option("--hooks-port", min=0, max=65535, help="Webhook sink port (0: any).")
+    ] = 0,
     time_scale: Annotated[
         str | None,
         typer.Option(
@@ -78,11 +82,12 @@ def start(
 
     app_ctx, out = command_context(ctx, json)
     scale = _time_scale(time_scale)
+    verbose = app_ctx.settings.verbose > 0
     if foreground:
-        _run_in_foreground(aws_port, mqtt_port, twilio_port, app_ctx.settings.verbose > 0, scale)
+        _run_in_foreground(aws_port, mqtt_port, twilio_port, verbose, scale, hooks_port)
         return
     result = sandbox_control.start(
-        aws_port, mqtt_port, twilio_port, verbose=app_ctx.settings.verbose > 0, time_scale=scale
+        aws_port, mqtt_port, twilio_port, verbose=verbose, time_scale=scale, hooks_port=hooks_port
     )
     info = result.info
 
@@ -133,7 +138,12 @@ def _with_time_scale(view: dict[str, Any], info: Any) -> dict[str, Any]:
 
 
 def _run_in_foreground(
-    aws_port: int, mqtt_port: int, twilio_port: int, verbose: bool, time_scale: float | None
+    aws_port: int,
+    mqtt_port: int,
+    twilio_port: int,
+    verbose: bool,
+    time_scale: float | None,
+    hooks_port: int,
 ) -> None:
     from iotbutton_cli.errors import IotButtonError
     from iotbutton_cli.sandbox import client as sandbox_control
@@ -148,7 +158,13 @@ def _run_in_foreground(
             "Stop it first with `iotbutton sandbox stop`.",
         )
     args = server_args(
-        sandbox_control.sandbox_dir(), aws_port, mqtt_port, twilio_port, verbose, time_scale
+        sandbox_control.sandbox_dir(),
+        aws_port,
+        mqtt_port,
+        twilio_port,
+        verbose,
+        time_scale,
+        hooks_port,
     )
     status = server.main(args)
     if status:
@@ -167,6 +183,9 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
     phones_left = sandbox_control.reset_phones()  # every number is on again in the next one
     if phones_left:
         out.info(f"Warning: the phone table was left: {phones_left}")
+    hooks_left = sandbox_control.reset_hook_controls()  # every name answers as usual again
+    if hooks_left:
+        out.info(f"Warning: the webhook sink's controls were left: {hooks_left}")
 
     def render() -> None:
         if info is not None:
@@ -181,7 +200,8 @@ def stop(ctx: typer.Context, json: JsonOption = False) -> None:
 
 @app.command("status")
 def status(ctx: typer.Context, json: JsonOption = False) -> None:
-    """Show whether the sandbox runs, and where its AWS, MQTT and Twilio endpoints are."""
+    """Show whether the sandbox runs, and where its AWS, MQTT, Twilio and webhook endpoints
+    are."""
     from iotbutton_cli.errors import ExitStatus
     from iotbutton_cli.sandbox import client as sandbox_control
 
@@ -244,6 +264,7 @@ def _print_status(out: Output, info: Any) -> None:
             ["CA file for devices", info.ca_file],
             ["Twilio stand-in", info.twilio_url],
             ["Twilio time scale", f"{scale:g} (a 30 s ring takes {30 * scale:g} s)"],
+            ["Webhook sink", info.hooks_url or "none (an older sandbox: restart it)"],
             ["region / account", f"{info.region} / {info.account}"],
         ],
     )
@@ -264,45 +285,80 @@ def outbox(
     ] = 30.0,
     json: JsonOption = False,
 ) -> None:
-    """Show the SMS and calls the Twilio stand-in received (with --json: one list)."""
+    """Show what the Twilio stand-in and the webhook sink received (with --json: one list)."""
     import time
 
     from iotbutton_cli.sandbox import client as sandbox_control
 
     _, out = command_context(ctx, json)
+    info = sandbox_control.require_running()
     if wait is not None:
         from iotbutton_cli.sandbox import outbox as sandbox_outbox
 
-        entries = sandbox_outbox.wait_for(wait, timeout=timeout)
+        entries = sandbox_outbox.wait_for(wait, timeout=timeout, info=info)
     else:
-        entries = sandbox_control.outbox()
+        entries = sandbox_control.outbox(info)
+    hooks = sandbox_control.hooks(info)
     if out.json and not follow:
-        out.write_json(views.outbox_view(entries))
+        out.write_json(views.outbox_view(entries, hooks))
         return
-    for entry in views.outbox_view(entries):
+    for entry in views.outbox_view(entries, hooks):
         _print_entry(out, entry)
     if not follow:
-        if not entries:
-            out.info("The outbox is empty: no SMS or call yet.")
+        if not entries and not hooks:
+            out.info("The outbox is empty: no SMS, call or webhook post yet.")
         return
-    shown = len(entries)
+    shown, last_seq = len(entries), _last_seq(hooks)
     try:
         # Always on stderr, --json too: a script can wait for this line, as for `sim
         # subscribe`'s; said inside the try, so a Ctrl-C the moment it is read still stops.
         out.stderr_console().print("Following the outbox (Ctrl-C to stop)…", highlight=False)
         while True:
             time.sleep(0.5)
-            entries = sandbox_control.outbox()
-            for entry in views.outbox_view(entries[shown:]):
+            info = sandbox_control.require_running()
+            entries = sandbox_control.outbox(info)
+            hooks = [hook for hook in sandbox_control.hooks(info) if hook["seq"] > last_seq]
+            for entry in views.outbox_view(entries[shown:], hooks):
                 _print_entry(out, entry)
-            shown = len(entries)
+            shown, last_seq = len(entries), max(last_seq, _last_seq(hooks))
     except KeyboardInterrupt:
         out.info("Stopped.")  # following only reads: nothing to finish, nothing to record
+
+
+def _last_seq(hooks: list[dict[str, Any]]) -> int:
+    return int(hooks[-1]["seq"]) if hooks else 0
+
+
+SINK_LABELS = {"webhook": "HOOK ", "slack": "SLACK", "oauth-token": "TOKEN"}
+BODY_SHOWN = 120  # characters of a webhook's body on its line
+
+
+def _print_sink_entry(entry: dict[str, Any]) -> None:
+    """``<time>  HOOK  crm [200, bearer issued] {"clickType": "SINGLE", ...}``."""
+    kind = str(entry.get("kind"))
+    notes = [str(entry.get("http_status", "?"))]
+    if entry.get("forced"):
+        notes.append("set by sandbox hook")
+    if entry.get("bearer"):
+        notes.append(f"bearer {entry['bearer']}")
+    if kind == "oauth-token":
+        who = entry.get("client_id") or "?"
+        what = f"grant_type={entry.get('grant_type')}"
+        what += f" scope={entry['scope']}" if entry.get("scope") else ""
+    else:
+        who = entry.get("name") or "?"
+        what = " ".join(str(entry.get("body", "")).split())
+        what = what if len(what) <= BODY_SHOWN else what[: BODY_SHOWN - 1] + "…"
+    line = f"{entry.get('time', '')}  {SINK_LABELS[kind]} {who} [{', '.join(notes)}] {what}"
+    typer.echo("".join(c if c.isprintable() else "?" for c in line.rstrip()))
 
 
 def _print_entry(out: Output, entry: dict[str, Any]) -> None:
     if out.json:
         out.json_line(entry)
+        return
+    if entry.get("kind") in SINK_LABELS:  # what the webhook sink received
+        _print_sink_entry(entry)
         return
     if entry.get("kind") == "callback":  # a status callback (or a Gather's request) it made
         answer = entry.get("http_status") or f"no answer ({entry.get('error', '?')})"
@@ -444,6 +500,148 @@ def phones(ctx: typer.Context, json: JsonOption = False) -> None:
             )
 
     out.result(views.phones_view(table), human=render)
+
+
+@app.command("hook")
+def hook(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="A webhook or Slack name: NAME in /hooks/NAME and /slack/NAME.",
+            show_default=False,
+        ),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="CODE",
+            help="Answer the next posts to NAME with this HTTP status (200: as usual again).",
+        ),
+    ] = None,
+    times: Annotated[
+        str | None,
+        typer.Option("--times", metavar="N", help="How many posts get --status (default 1)."),
+    ] = None,
+    token_lifetime: Annotated[
+        str | None,
+        typer.Option(
+            "--token-lifetime",
+            metavar="SECONDS",
+            help="Lifetime of the tokens /oauth/token issues from now on (default 3600).",
+        ),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Set how the webhook sink answers a name's next posts (or its tokens' lifetime), or show
+    it."""
+    from iotbutton_cli.sandbox import client as sandbox_control
+
+    _, out = command_context(ctx, json)
+    if name is not None:
+        _check_hook_name(name)
+    code = _whole_number("--status", status, 200, 599, "sandbox-bad-hook-status")
+    count = _whole_number("--times", times, 1, 1000, "sandbox-bad-hook-times")
+    from iotbutton_cli.sandbox.webhook_sink import MAX_TOKEN_LIFETIME
+
+    lifetime = _whole_number(
+        "--token-lifetime", token_lifetime, 1, MAX_TOKEN_LIFETIME, "sandbox-bad-token-lifetime"
+    )
+    if name is None and (code is not None or count is not None):
+        raise _hook_needs_a_name("--status" if code is not None else "--times")
+    if count is not None and code is None:
+        raise _times_needs_a_status(str(name))
+    info = sandbox_control.require_sink(sandbox_control.require_running())
+
+    def change(controls: Controls) -> None:
+        if name is not None and code is not None:
+            controls.set_answer(name, code, count or 1)
+        if lifetime is not None:
+            controls.token_lifetime = lifetime
+
+    if code is not None or lifetime is not None:
+        controls = sandbox_control.change_hook_controls(info, change)
+    else:
+        controls = sandbox_control.read_hook_controls(info)
+    view = views.hooks_view(controls, name)
+
+    def render() -> None:
+        for answer in view["hooks"]:
+            typer.echo(_hook_line(answer["name"], answer["status"], answer["times"]))
+        if name is None and not view["hooks"]:
+            out.info(
+                "Every webhook and Slack name answers as usual. Set one with "
+                "`iotbutton sandbox hook NAME --status CODE`."
+            )
+        if name is None or lifetime is not None:
+            typer.echo(f"Tokens from {info.hooks_url}/oauth/token live {view['token_lifetime']} s.")
+
+    out.result(view, human=render)
+
+
+def _check_hook_name(name: str) -> None:
+    from iotbutton_cli.errors import usage_error
+    from iotbutton_cli.sandbox.webhook_sink import NAME
+
+    if not NAME.fullmatch(name):
+        shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "…"
+        raise usage_error(
+            "sandbox-bad-hook-name",
+            f"{shown} is not a webhook name: 1 to 64 letters, digits, '.', '_' or '-'.",
+            "Give the last part of the URL the notifier posts to, e.g. `crm` for "
+            "`/hooks/crm`: `iotbutton sandbox hook crm --status 503`.",
+        )
+
+
+def _whole_number(option: str, given: str | None, low: int, high: int, code: str) -> int | None:
+    """``given`` as a whole number from ``low`` to ``high``; None when not given."""
+    from iotbutton_cli.errors import usage_error
+
+    if given is None:
+        return None
+    text = given.strip()
+    if text.isdigit() and text.isascii() and low <= int(text) <= high:
+        return int(text)
+    shown = repr(given) if len(given) <= 40 else repr(given[:40]) + "…"
+    examples = {
+        "--status": "`--status 503` (Service Unavailable), or `--status 200` to answer as usual",
+        "--times": "`--times 2` for the next two posts",
+        "--token-lifetime": "`--token-lifetime 60` for tokens that expire after a minute",
+    }
+    raise usage_error(
+        code,
+        f"{option} {shown} is not a whole number from {low} to {high}.",
+        f"Give e.g. {examples[option]}.",
+    )
+
+
+def _hook_needs_a_name(option: str) -> IotButtonError:
+    from iotbutton_cli.errors import usage_error
+
+    return usage_error(
+        "sandbox-hook-needs-name",
+        f"{option} needs the NAME of the webhook or Slack URL it is for.",
+        "Give it first, e.g. `iotbutton sandbox hook crm --status 503 --times 2`.",
+    )
+
+
+def _times_needs_a_status(name: str) -> IotButtonError:
+    from iotbutton_cli.errors import usage_error
+
+    return usage_error(
+        "sandbox-hook-times-needs-status",
+        f"--times says how many posts to {name} get --status, which is not given.",
+        f"Add the status, e.g. `iotbutton sandbox hook {name} --status 503 --times 2`.",
+    )
+
+
+def _hook_line(name: str, status: int, times: int) -> str:
+    """``crm  answers 503 to the next 2 posts`` / ``crm  answers as usual (200)``."""
+    if not times:
+        return f"{name}  answers as usual (200)"
+    posts = "post" if times == 1 else f"{times} posts"
+    return f"{name}  answers {status} to the next {posts}"
 
 
 def _check_number(number: str) -> None:

@@ -12,6 +12,8 @@ from iotbutton_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
     from iotbutton_cli.cli.output import Output
+    from iotbutton_cli.notify.shadow_grant import Refreshed
+    from iotbutton_cli.provisioning.shadows import ShadowReading
 
 app = typer.Typer(
     help="Provision and manage buttons (IoT things with their certificates).", no_args_is_help=True
@@ -53,6 +55,8 @@ def create(
             on_done=lambda result: bar.advance(task),
             finish_half_done=serial is None,
         )
+    made = any(button.action != "failed" for button in report.buttons)
+    granted = _refresh_shadow_grant(app_ctx) if made else None
 
     def render() -> None:
         columns = ["serial", "result", "certificate"]
@@ -75,6 +79,7 @@ def create(
                 f"`iotbutton things list`); `iotbutton things create --count {left}` finishes "
                 f"{'them' if left != 1 else 'it'}."
             )
+        _say_shadow_grant(out, granted)
 
     out.result(views.provision_report_view(report), human=render)
     if report.failed:
@@ -83,11 +88,17 @@ def create(
 
 @app.command("list")
 def list_(ctx: typer.Context, json: JsonOption = False) -> None:
-    """List the buttons recorded for this account and region."""
-    from iotbutton_cli.provisioning import things
+    """List the buttons recorded for this account and region, with each one's last click and
+    battery (from its shadow)."""
+    from iotbutton_cli.provisioning import shadows, things
 
     app_ctx, out = command_context(ctx, json)
     buttons = things.list_buttons(app_ctx)
+    with out.progress() as bar:
+        task = bar.add_task("Reading shadows", total=len(buttons))
+        readings = shadows.read_last_clicks(
+            app_ctx, [b.serial for b in buttons], on_done=lambda serial: bar.advance(task)
+        )
 
     def render() -> None:
         if not buttons:
@@ -98,34 +109,46 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
                 b.serial,
                 (b.certificate_id or "-")[:12],
                 "HALF-DONE" if b.half_done else b.certificate_status or "-",
-                b.created,
                 _files_state(b.files),
+                _last_click_text(readings.get(b.serial)),
+                _battery_text(readings.get(b.serial)),
             ]
             for b in buttons
         ]
-        out.table(None, ["serial", "certificate", "status", "created", "files"], rows)
+        # When each was created is in --json and `things show`: the last click matters more.
+        columns = ["serial", "certificate", "status", "files", "last click", "battery"]
+        out.table(None, columns, rows)
         if any(b.half_done for b in buttons):
             out.info(
                 "HALF-DONE: an interrupted run left the button unfinished; "
                 "`iotbutton things create SERIAL` (or --count N) finishes it."
             )
+        unreadable = [r.error for r in readings.values() if r.error]
+        if unreadable:
+            out.info(
+                f"{len(unreadable)} shadow{_s(len(unreadable))} could not be read "
+                f"({unreadable[0]}); their last click shows -."
+            )
 
-    out.result([views.button_view(b) for b in buttons], human=render)
+    out.result([views.button_view(b, readings.get(b.serial)) for b in buttons], human=render)
 
 
 @app.command("show")
 def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -> None:
-    """Show a button: its thing, certificate status (asked of AWS) and file paths."""
-    from iotbutton_cli.provisioning import things
+    """Show a button: its thing, certificate status (asked of AWS), file paths, and its last
+    click and battery (from its shadow)."""
+    from iotbutton_cli.provisioning import shadows, things
 
     app_ctx, out = command_context(ctx, json)
     button, live = things.show_button(app_ctx, serial)
+    reading = shadows.read_last_click(app_ctx, serial)
     out.result(
-        views.button_detail_view(button, live), human=lambda: _print_button(out, button, live)
+        views.button_detail_view(button, live, reading),
+        human=lambda: _print_button(out, button, live, reading),
     )
 
 
-def _print_button(out: Output, button: Any, live: dict[str, Any]) -> None:
+def _print_button(out: Output, button: Any, live: dict[str, Any], reading: ShadowReading) -> None:
     state = (
         f"HALF-DONE (`iotbutton things create {button.serial}` finishes it)"
         if button.half_done
@@ -143,6 +166,8 @@ def _print_button(out: Output, button: Any, live: dict[str, Any]) -> None:
         ["created", button.created],
         *(files or [["key files", None]]),
         ["root CA", button.root_ca],
+        ["last click", _last_click_detail(reading)],
+        ["battery", _battery_text(reading)],
     ]
     # Nothing recorded shows as "none", never as a blank cell that looks like a display fault.
     out.table(None, ["field", "value"], [[name, value or "none"] for name, value in rows])
@@ -162,6 +187,7 @@ def delete(
     app_ctx, out = command_context(ctx, json)
     out.confirm(f"Delete button {serial} and its certificates?", yes)
     report = things.delete_button(app_ctx, serial, keep_local=keep_local)
+    granted = _refresh_shadow_grant(app_ctx)
 
     def render() -> None:
         deleted = len(report.certificates)
@@ -180,6 +206,7 @@ def delete(
             out.info(f"Left certificate {cert_id[:12]}… in AWS: {why}.")
         for reason in report.files_left.values():
             out.info(f"Left on disk: {reason}. `iotbutton clean` tries again.")
+        _say_shadow_grant(out, granted)
 
     out.result(views.button_deleted_view(serial, report), human=render)
     if report.files_left:
@@ -201,3 +228,67 @@ def _files_state(files: dict[str, str]) -> str:
         return "ok" if KeyFiles(**files).complete() else "MISSING"
     except IotButtonError:
         return "UNREADABLE"
+
+
+def _refresh_shadow_grant(app_ctx: Any) -> Refreshed | None:
+    """Buttons came or went: the deployed notifier's role names the buttons' things now."""
+    from iotbutton_cli.notify import shadow_grant
+
+    return shadow_grant.refresh(app_ctx)
+
+
+def _say_shadow_grant(out: Output, granted: Refreshed | None) -> None:
+    if granted is None:
+        return
+    if granted.error:
+        out.info(
+            f"Could not update the notifier's role for the buttons' shadows: {granted.error} "
+            "`iotbutton notify deploy` tries again; the clicks themselves are not affected."
+        )
+    if granted.left_out:
+        left = len(granted.left_out)
+        out.info(
+            f"The clicks of {left} button{_s(left)} are not written to "
+            f"{'their shadows' if left != 1 else 'its shadow'}: the notifier's role names as "
+            "many things as IAM's 10,240-character limit for a role's policy allows "
+            "(docs/notifier.md, The thing shadow)."
+        )
+
+
+def _last_click_text(reading: ShadowReading | None) -> str:
+    """``SINGLE sent 2026-11-21 23:04 UTC``, or ``-`` (never clicked, or unreadable)."""
+    click = reading.last_click if reading else None
+    if click is None:
+        return "-"
+    when = _minute(click.time)
+    return " ".join(part for part in (click.type, click.outcome, when) if part) or "-"
+
+
+def _last_click_detail(reading: ShadowReading) -> str:
+    if reading.error:
+        return f"- (could not read the shadow: {reading.error})"
+    click = reading.last_click
+    if click is None:
+        return "-"
+    detail = f"{click.type or '?'} at {_minute(click.time) or '?'}: {click.outcome or '?'}"
+    return f"{detail} (alarm {click.alarm})" if click.alarm else detail
+
+
+def _battery_text(reading: ShadowReading | None) -> str:
+    click = reading.last_click if reading else None
+    return (click.battery if click else None) or "-"
+
+
+def _minute(time: str | None) -> str | None:
+    """``2026-11-21T23:04:00.123Z`` as the messages tell it: ``2026-11-21 23:04 UTC``."""
+    from datetime import datetime, timezone
+
+    if not time:
+        return None
+    try:
+        moment = datetime.fromisoformat(time.replace("Z", "+00:00"))
+    except ValueError:
+        return time  # whatever else wrote the shadow
+    if moment.tzinfo is None:
+        return time
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

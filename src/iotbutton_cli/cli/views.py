@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from iotbutton_cli.notify.rules import RuleInfo
     from iotbutton_cli.provisioning.certs import CertificateInfo
     from iotbutton_cli.provisioning.endpoint import Endpoint
+    from iotbutton_cli.provisioning.shadows import ShadowReading
     from iotbutton_cli.provisioning.things import (
         Button,
         DeleteReport,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     )
     from iotbutton_cli.sandbox.client import SandboxInfo, Started
     from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
+    from iotbutton_cli.sandbox.webhook_sink import Controls
 
 View = dict[str, Any]
 
@@ -93,8 +95,8 @@ def provision_report_view(report: ProvisionReport) -> View:
     }
 
 
-def button_view(button: Button) -> View:
-    """One of ``things list``."""
+def button_view(button: Button, shadow: ShadowReading | None = None) -> View:
+    """One of ``things list``: the recorded button, and its last click from its shadow."""
     return {
         "serial": button.serial,
         "thing_arn": button.thing_arn,
@@ -106,13 +108,32 @@ def button_view(button: Button) -> View:
         "half_done": button.half_done,
         "files": _files_view(button.files),
         "root_ca": str(button.root_ca),
+        "last_click": _last_click_view(shadow),
+        "shadow_error": shadow.error if shadow else None,
     }
 
 
-def button_detail_view(button: Button, live: dict[str, Any]) -> View:
+def _last_click_view(shadow: ShadowReading | None) -> View | None:
+    """What the notifier last reported on the button's shadow; None: nothing (or unreadable)."""
+    click = shadow.last_click if shadow else None
+    if click is None:
+        return None
+    return {
+        "type": click.type,
+        "time": click.time,
+        "outcome": click.outcome,
+        "battery": click.battery,
+        "battery_mv": click.battery_mv,
+        "alarm": click.alarm,
+    }
+
+
+def button_detail_view(
+    button: Button, live: dict[str, Any], shadow: ShadowReading | None = None
+) -> View:
     """``things show``: the recorded button and what AWS says about its thing now."""
     return {
-        **button_view(button),
+        **button_view(button, shadow),
         "aws": {
             "exists": live["exists"],
             "attributes": dict(live["attributes"]),
@@ -190,7 +211,10 @@ def config_check_view(
     config: NotifyConfig, secret: TwilioSecret | None, problem: IotButtonError | None
 ) -> View:
     """``notify check``: the config's summary (no secrets) and where the secret would come
-    from."""
+    from, and whether each webhook's and Slack post's secret is in the environment."""
+    from iotbutton_cli.notify.hooks_config import missing_secrets, secret_names
+
+    missing = set(missing_secrets(config))
     return {
         "valid": True,
         **config.summary(),
@@ -201,6 +225,10 @@ def config_check_view(
             "problem": problem.message if problem else None,
             "problem_code": problem.code if problem else None,
         },
+        "hook_secrets": [
+            {"name": name, "for": use, "available": name not in missing}
+            for name, use in secret_names(config).items()
+        ],
     }
 
 
@@ -481,6 +509,8 @@ def delivery_line(delivery: Delivery) -> str:
         line += " (never finished: outcome unknown)"
     if delivery.error_code:
         line += f" (Twilio {delivery.error_code})"
+    elif delivery.channel in ("webhook", "slack") and delivery.error_message:
+        line += f" ({delivery.error_message})"
     return line
 
 
@@ -544,6 +574,7 @@ def sandbox_view(info: SandboxInfo) -> View:
         "mqtt_port": info.mqtt_port,
         "ca_file": info.ca_file,
         "twilio_url": info.twilio_url,
+        "hooks_url": info.hooks_url,
         "outbox": info.outbox,
         "region": info.region,
         "account": info.account,
@@ -590,11 +621,49 @@ def environment_view(variables: dict[str, str]) -> View:
     return {str(name): str(value) for name, value in variables.items()}
 
 
-def outbox_view(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def outbox_view(
+    entries: list[dict[str, Any]], hooks: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """``sandbox outbox``: the Twilio stand-in's records as it wrote them (its own format,
-    documented with the sandbox: requests, status callbacks and Gather requests), oldest
-    first."""
-    return [dict(entry) for entry in entries]
+    documented with the sandbox: requests, status callbacks and Gather requests) and the webhook
+    sink's (``kind`` "webhook", "slack" or "oauth-token"), merged by time, oldest first."""
+    import heapq
+
+    twilio = [dict(entry) for entry in entries]
+    if not hooks:
+        return twilio
+    keyed: list[tuple[float, dict[str, Any]]] = []
+    last = float("-inf")
+    for entry in twilio:  # in the order written; an entry without a readable time keeps its place
+        last = max(last, _epoch(entry.get("time")) or last)
+        keyed.append((last, entry))
+    sink = [(float(entry.get("received_at") or 0), dict(entry)) for entry in hooks]
+    return [entry for _, entry in heapq.merge(keyed, sink, key=lambda pair: pair[0])]
+
+
+def _epoch(moment: Any) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(moment)).timestamp()
+    except ValueError:
+        return None
+
+
+def hooks_view(controls: Controls, name: str | None = None) -> View:
+    """``sandbox hook``: the lifetime of the tokens ``/oauth/token`` issues, and the names whose
+    next posts get another answer (with NAME: that one, ``status`` 200 and ``times`` 0 when it
+    answers as usual), sorted by name."""
+    answers = {key: (a.status, a.times) for key, a in controls.hooks.items()}
+    if name is not None:
+        answers = {name: answers.get(name, (200, 0))}
+    return {
+        "token_lifetime": controls.token_lifetime,
+        "hooks": [
+            {"name": key, "status": status, "times": times}
+            for key, (status, times) in sorted(answers.items())
+        ],
+    }
 
 
 def phones_view(phones: dict[str, PhoneBehaviour]) -> View:

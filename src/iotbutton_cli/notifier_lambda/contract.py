@@ -36,6 +36,8 @@ from datetime import datetime, timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
+from .hook_settings import HookSettingsError, Slack, Webhook, parse_hooks
+
 CLICK_TYPES = ("SINGLE", "DOUBLE", "LONG")
 CHANNELS = ("sms", "call")
 TEMPLATE_FIELDS = ("person", "serial", "click", "battery", "time", "address", "notes")
@@ -88,6 +90,8 @@ CONFIG_KEY_ENV = "IOTBUTTON_CONFIG_KEY"
 SECRET_PARAMETER_ENV = "IOTBUTTON_SECRET_PARAMETER"  # noqa: S105 - a name
 TWILIO_API_BASE_ENV = "TWILIO_API_BASE"
 TWILIO_TIMEOUT_ENV = "IOTBUTTON_TWILIO_TIMEOUT"
+# Set ("1") only by a deploy to the sandbox, whose webhook sink is on loopback.
+LOOPBACK_HOOKS_ENV = "IOTBUTTON_HOOKS_LOOPBACK"
 ENVIRONMENT = (
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
@@ -209,23 +213,81 @@ def _zone(name: str, rules: str) -> Any:
 # -- TwiML -----------------------------------------------------------------------------------
 
 
-def twiml(text: str) -> str:
+@dataclass(frozen=True)
+class SayOptions:
+    """How a call speaks the message: Twilio ``<Say>``'s ``voice``, ``language`` and ``loop``
+    (how many times the message is said)."""
+
+    voice: str = ""
+    language: str = ""
+    loop: int = 1
+
+    def attributes(self, message: bool = True) -> str:
+        """The attributes for a ``<Say>``; ``loop`` only for the message itself."""
+        found = [
+            (name, value)
+            for name, value in (("voice", self.voice), ("language", self.language))
+            if value
+        ]
+        if message and self.loop != 1:
+            found.append(("loop", str(self.loop)))
+        return "".join(f' {name}="{escape(value, {chr(34): "&quot;"})}"' for name, value in found)
+
+
+PLAIN_SAY = SayOptions()
+MAX_SAY_LOOP = 5
+# Twilio's basic voices speak these; Polly and Google voices name their own language.
+BASIC_VOICES = ("man", "woman")
+BASIC_LANGUAGES = ("en", "en-gb", "es", "fr", "de")
+SAY_VOICE = re.compile(
+    r"man|woman|Polly\.[A-Z][A-Za-z]{1,20}(-Neural|-Generative|-LongForm)?"
+    r"|Google\.(?P<lang>[a-z]{2,3}-[A-Z]{2})-[A-Za-z0-9]{1,20}(-[A-Za-z0-9]{1,20}){0,2}"
+)
+SAY_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?", re.IGNORECASE)
+
+
+def say_problem(options: SayOptions) -> str | None:
+    """Why Twilio would not speak with these options, or None."""
+    matched = SAY_VOICE.fullmatch(options.voice) if options.voice else None
+    if options.voice and matched is None:
+        return (
+            f"voice {options.voice[:40]!r} is not man, woman, a Polly voice (Polly.Amy, "
+            "Polly.Joanna-Neural) or a Google voice (Google.en-GB-Standard-A)"
+        )
+    if options.language and not SAY_LANGUAGE.fullmatch(options.language):
+        return f"language {options.language[:40]!r} is not a language tag such as en-GB"
+    basic = options.voice in BASIC_VOICES
+    if basic and options.language and options.language.lower() not in BASIC_LANGUAGES:
+        return (
+            f"the {options.voice} voice speaks {', '.join(BASIC_LANGUAGES)}, not "
+            f"{options.language}; a Polly or Google voice speaks more"
+        )
+    spoken = matched.group("lang") if matched else None
+    if spoken and options.language and options.language.lower() != spoken.lower():
+        return f"{options.voice} speaks {spoken}, not {options.language}"
+    if not (isinstance(options.loop, int) and 1 <= options.loop <= MAX_SAY_LOOP):
+        return f"repeat must be 1 to {MAX_SAY_LOOP}"
+    return None
+
+
+def twiml(text: str, say: SayOptions = PLAIN_SAY) -> str:
     """The TwiML that makes a call speak ``text``."""
-    return f"<Response><Say>{escape(text)}</Say></Response>"
+    return f"<Response><Say{say.attributes()}>{escape(text)}</Say></Response>"
 
 
 ACK_PROMPT = "Press 1 if you are coming."
 NO_KEY_TEXT = "No key was pressed. Goodbye."
 
 
-def escalation_twiml(text: str, action_url: str) -> str:
+def escalation_twiml(text: str, action_url: str, say: SayOptions = PLAIN_SAY) -> str:
     """An escalation call: speak ``text``, then ask for the key; the key goes to ``action_url``
     (Twilio posts ``Digits`` there); no key in time falls through to the goodbye."""
     action = escape(action_url, {'"': "&quot;"})
+    voice = say.attributes(message=False)
     return (
-        f"<Response><Say>{escape(text)}</Say>"
+        f"<Response><Say{say.attributes()}>{escape(text)}</Say>"
         f'<Gather numDigits="1" timeout="{GATHER_SECONDS}" action="{action}" method="POST">'
-        f"<Say>{ACK_PROMPT}</Say></Gather><Say>{NO_KEY_TEXT}</Say></Response>"
+        f"<Say{voice}>{ACK_PROMPT}</Say></Gather><Say{voice}>{NO_KEY_TEXT}</Say></Response>"
     )
 
 
@@ -290,10 +352,17 @@ class ClickConfig:
     message: str
     escalation: Escalation | None = None
     voice: str | None = None  # what a call says, if not the message
+    webhooks: tuple[Webhook, ...] = ()
+    slack: tuple[Slack, ...] = ()
+    say: SayOptions = PLAIN_SAY
 
     @property
     def spoken(self) -> str:
         return self.voice or self.message
+
+    @property
+    def reaches_anyone(self) -> bool:
+        return bool(self.sms or self.call or self.escalation or self.webhooks or self.slack)
 
 
 @dataclass(frozen=True)
@@ -597,13 +666,36 @@ def _parse_click(click: str, value: object) -> ClickConfig:
             check_template(voice)
         except TemplateError as exc:
             raise ConfigError(f"clicks.{click}.voice: {exc}") from None
+    try:
+        webhooks, slack = parse_hooks(f"clicks.{click}", value)
+    except HookSettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    say = _parse_say(click, value.get("say"))
     return ClickConfig(
         sms=numbers["sms"],
         call=numbers["call"],
         message=message,
         escalation=None if escalation is None else _parse_escalation(click, escalation),
         voice=voice,
+        webhooks=webhooks,
+        slack=slack,
+        say=say,
     )
+
+
+def _parse_say(click: str, value: object) -> SayOptions:
+    if value is None:
+        return PLAIN_SAY
+    if not isinstance(value, dict):
+        raise ConfigError(f"clicks.{click}.say must be an object")
+    voice, language, loop = value.get("voice", ""), value.get("language", ""), value.get("loop", 1)
+    if not isinstance(voice, str) or not isinstance(language, str) or not _whole(loop, 1, 99):
+        raise ConfigError(f"clicks.{click}.say has a voice, language or loop of the wrong type")
+    options = SayOptions(voice, language, int(loop))
+    problem = say_problem(options)
+    if problem:
+        raise ConfigError(f"clicks.{click}.say: {problem}")
+    return options
 
 
 def _parse_escalation(click: str, value: object) -> Escalation:

@@ -40,12 +40,14 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from . import alarms, receipts
+from . import alarms, receipts, shadow
 from .contract import (
     ACK_DIGIT,
     CALLBACK_ALARM_PARAMETER,
     CALLBACK_ATTEMPT_PARAMETER,
+    PLAIN_SAY,
     Escalation,
+    SayOptions,
     escalation_twiml,
     fitted_twiml,
     format_time,
@@ -108,6 +110,7 @@ class Escalator:
     # The longest a live attempt at one Twilio request can take (every try timing out, with
     # the backoff between them): a claim older than this belongs to an attempt that died.
     settle_after_seconds: float = 23.0
+    say: SayOptions = PLAIN_SAY  # the click type's voice, language and repeats
 
     # -- starting and carrying on -------------------------------------------------------------
 
@@ -162,7 +165,9 @@ class Escalator:
         step = self.escalation.steps[position[1]]
         document, _kept = fitted_twiml(
             self.text,
-            lambda text: escalation_twiml(text, self.url(position, claim.attempt, GATHER_EVENT)),
+            lambda text: escalation_twiml(
+                text, self.url(position, claim.attempt, GATHER_EVENT), self.say
+            ),
         )
         started_ms = self.ledger._now()
         outcome = _safely(
@@ -328,11 +333,13 @@ class Escalator:
         if live:
             with ThreadPoolExecutor(min(MAX_WORKERS, len(live)), "escalation") as pool:
                 list(pool.map(hang_up, [call["sid"] for call in live]))
+        self.report_end(shadow.ACKNOWLEDGED)
 
     def tell_exhausted(self) -> None:
         """Nobody acknowledged: everyone, and the owner, get the exhausted text, once."""
         text = _clean(render(self.escalation.exhausted, self.values))
         self.send_once(EXHAUSTED_CHANNEL, self.everyone(), text)
+        self.report_end(shadow.EXHAUSTED)
         if self.tell_owner is None:
             return
         claim = self.ledger.table.claim(self.alarm_id, OWNER_CHANNEL, "sns")
@@ -347,6 +354,10 @@ class Escalator:
             return
         told = TwilioOutcome(ok=True, sid=message_id or None)
         self.ledger.table.record(self.alarm_id, OWNER_CHANNEL, "sns", told)
+
+    def report_end(self, outcome: str) -> None:
+        """How it ended, on the button's thing shadow (:mod:`.shadow`; never raises)."""
+        shadow.report_escalation_end(self.values.get("serial", ""), self.alarm_id, outcome)
 
     def everyone(self) -> list[str]:
         """Everyone the alarm concerns: its SMS recipients, then everyone it calls."""

@@ -49,6 +49,8 @@ Environment::
     IOTBUTTON_CALLBACK_URL       the function URL Twilio posts delivery receipts to
     IOTBUTTON_OWNER_TOPIC        the SNS topic that tells the owner of a dropped alarm
                                  (read by :mod:`.failures`)
+    IOTBUTTON_DATA_ENDPOINT      the iot-data endpoint each click is reported to, on its
+                                 thing's shadow (:mod:`.shadow`); unset: it is not
 
 Messaging config (the contract with the deployer; see ``contract.parse_config``)::
 
@@ -120,11 +122,11 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from . import alarms, battery, escalation, escalation_ledger, receipts, twilio
+from . import alarms, battery, escalation, escalation_ledger, receipts, shadow, twilio, webhooks
 from .contract import (
     ALARM_TABLE_ENV,
     BATTERY_FIELD,
@@ -136,7 +138,9 @@ from .contract import (
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
     FIELD_PREFIX,
+    LOOPBACK_HOOKS_ENV,
     OWNER_TOPIC_ENV,
+    PLAIN_SAY,
     QUIET_CLICKS,
     SECRET_PARAMETER_ENV,
     SERIAL_FIELD,
@@ -155,6 +159,14 @@ from .contract import (
     render,
     twiml,
 )
+from .hook_settings import (
+    HOOK_CHANNELS,
+    SLACK_CHANNEL,
+    WEBHOOK_CHANNEL,
+    HookSettingsError,
+    StoredSecret,
+    split_secret,
+)
 from .text import REPLACEMENT, UNSAFE_IN_MESSAGE, log, printable
 from .twilio import AUTH_FAILED_CODE, TWILIO_ERROR_MEANINGS, TWILIO_TEXT_MAX_CHARS, TwilioOutcome
 
@@ -169,7 +181,7 @@ MAX_WORKERS = 8
 EARLIEST_CLICK = 1_420_070_400  # 2015-01-01 UTC, in seconds: AWS IoT did not exist before
 
 _config_cache: dict[tuple[str, str], MessagingConfig] = {}
-_secret_cache: dict[str, str] = {}
+_secret_cache: dict[str, StoredSecret] = {}
 _clients: dict[str, Any] = {}
 _remembered = alarms.MemoryLedger()  # what this container sent, when the table is unreachable
 _cache_lock = threading.Lock()
@@ -219,6 +231,7 @@ class LambdaSettings:
     alarm_table: str | None = None  # None: a deploy from before the ledger; memory only
     callback_url: str | None = None  # the function URL Twilio posts receipts to; None: none
     owner_topic: str | None = None  # the SNS topic that tells the owner of a dropped alarm
+    loopback_hooks: bool = False  # the sandbox's deploy: webhooks may go to loopback
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LambdaSettings:
@@ -245,6 +258,7 @@ class LambdaSettings:
             alarm_table=environ.get(ALARM_TABLE_ENV) or None,
             callback_url=environ.get(CALLBACK_URL_ENV) or None,
             owner_topic=environ.get(OWNER_TOPIC_ENV) or None,
+            loopback_hooks=environ.get(LOOPBACK_HOOKS_ENV) == "1",
         )
 
 
@@ -375,7 +389,8 @@ def quiet_hours_now(config: MessagingConfig, event: ButtonEvent) -> QuietHours |
 def sms_only(click: ClickConfig) -> ClickConfig:
     """The click type with whoever it would call texted instead."""
     called = (*click.call, *(click.escalation.numbers if click.escalation else ()))
-    return ClickConfig(tuple(dict.fromkeys((*click.sms, *called))), (), click.message)
+    sms = tuple(dict.fromkeys((*click.sms, *called)))
+    return replace(click, sms=sms, call=(), escalation=None, voice=None)
 
 
 def battery_warning(
@@ -460,16 +475,58 @@ def load_config(settings: LambdaSettings) -> MessagingConfig:
     return config
 
 
-def load_secret(settings: LambdaSettings) -> str:
+def stored_secret(settings: LambdaSettings) -> StoredSecret:
+    """The SSM parameter's value: the Twilio secret, and any webhook and Slack secrets."""
     cached = _secret_cache.get(settings.secret_parameter)
     if cached is not None:
         return cached
     response = _client("ssm").get_parameter(Name=settings.secret_parameter, WithDecryption=True)
-    secret = str(response["Parameter"]["Value"]).strip()
-    if not secret:
+    try:
+        secret = split_secret(str(response["Parameter"]["Value"]).strip())
+    except HookSettingsError as exc:
+        raise ConfigError(f"SSM parameter {settings.secret_parameter}: {exc}") from None
+    if not secret.twilio.strip():
         raise ConfigError(f"SSM parameter {settings.secret_parameter} is empty")
     _secret_cache[settings.secret_parameter] = secret
     return secret
+
+
+def load_secret(settings: LambdaSettings) -> str:
+    """The Twilio secret (auth token or API key secret)."""
+    return stored_secret(settings).twilio.strip()
+
+
+def hook_sender(settings: LambdaSettings, context: object) -> webhooks.HookSender:
+    """What posts this invocation's webhooks and Slack messages, bounded by its time left."""
+    return webhooks.HookSender(
+        secrets=stored_secret(settings).hooks,
+        timeout=settings.timeout,
+        deadline=invocation_deadline(context),
+        allow_loopback=settings.loopback_hooks,
+    )
+
+
+def webhook_payload(
+    config: MessagingConfig, event: ButtonEvent, alarm_id: str, message: str
+) -> dict[str, Any]:
+    """The click as a webhook gets it: the Standard Webhooks envelope around the alarm."""
+    moment = event.clicked_at or datetime.now(timezone.utc)
+    stamp = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    data: dict[str, Any] = {
+        "alarm": alarm_id,
+        "serial": event.serial,
+        "click": event.click,
+        "person": config.person,
+        "battery": event.battery,
+        "batteryMv": battery_mv(event.battery),
+        "time": format_time(moment, config.timezone, config.timezone_rules),
+        "clickedAt": stamp if event.clicked_at else None,
+        "message": message,
+    }
+    data.update({k: v for k, v in (("address", config.address), ("notes", config.notes)) if v})
+    if config.fields:
+        data["fields"] = dict(config.fields)
+    return {"type": webhooks.EVENT_TYPE, "timestamp": stamp, "data": data}
 
 
 def forget_secret(settings: LambdaSettings) -> None:
@@ -483,6 +540,7 @@ def reset_caches() -> None:
         _secret_cache.clear()
         _clients.clear()
     _remembered.clear()
+    webhooks.forget_tokens()
 
 
 def alarm_table(settings: LambdaSettings) -> alarms.TableLedger | None:
@@ -509,7 +567,59 @@ class Delivery:
 
 def listed_deliveries(click: ClickConfig) -> list[Delivery]:
     """Every (channel, recipient) in config order, repeats included."""
-    return [Delivery("sms", to) for to in click.sms] + [Delivery("call", to) for to in click.call]
+    return (
+        [Delivery("sms", to) for to in click.sms]
+        + [Delivery("call", to) for to in click.call]
+        + [Delivery(WEBHOOK_CHANNEL, hook.target) for hook in click.webhooks]
+        + [Delivery(SLACK_CHANNEL, slack.target) for slack in click.slack]
+    )
+
+
+@dataclass
+class Senders:
+    """What sends one alarm's deliveries: Twilio for SMS and calls, HTTP for webhooks and
+    Slack, with the texts and the click's JSON already made."""
+
+    client: twilio.TwilioClient
+    sender: str
+    texts: Mapping[str, str]
+    hooks: webhooks.HookSender | None = None
+    click: ClickConfig | None = None
+    alarm_id: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def send(self, delivery: Delivery, status_callback: str | None = None) -> TwilioOutcome:
+        """One delivery; a bug here must not stop the others' being recorded (an unrecorded
+        delivery would be sent again on Lambda's retry)."""
+        try:
+            if delivery.channel in HOOK_CHANNELS:
+                return self._send_hook(delivery)
+            return self.client.send(
+                delivery.channel,
+                delivery.to,
+                self.sender,
+                self.texts[delivery.channel],
+                status_callback,
+                self.click.say if self.click is not None else PLAIN_SAY,
+            )
+        except Exception as exc:
+            problem = f"internal error: {type(exc).__name__}: {exc}"
+            return TwilioOutcome(
+                ok=False, message=printable(problem, TWILIO_TEXT_MAX_CHARS), retryable=True
+            )
+
+    def _send_hook(self, delivery: Delivery) -> TwilioOutcome:
+        if self.hooks is None or self.click is None:
+            return TwilioOutcome(ok=False, message="no hook settings for this delivery")
+        if delivery.channel == WEBHOOK_CHANNEL:
+            hook = next((h for h in self.click.webhooks if h.target == delivery.to), None)
+            if hook is None:
+                return TwilioOutcome(ok=False, message="this webhook is no longer in the config")
+            return self.hooks.post_webhook(hook, self.alarm_id, self.payload)
+        slack = next((s for s in self.click.slack if s.target == delivery.to), None)
+        if slack is None:
+            return TwilioOutcome(ok=False, message="this Slack post is no longer in the config")
+        return self.hooks.post_slack(slack, self.texts["sms"])
 
 
 Ledger = alarms.MemoryLedger | alarms.FallingBackLedger
@@ -517,9 +627,7 @@ Ledger = alarms.MemoryLedger | alarms.FallingBackLedger
 
 def deliver(
     deliveries: Iterable[Delivery],
-    client: twilio.TwilioClient,
-    sender: str,
-    texts: Mapping[str, str],
+    senders: Senders,
     ledger: Ledger,
     alarm_id: str,
     callback_for: Callable[[int | None], str | None] | None = None,
@@ -533,7 +641,8 @@ def deliver(
         if isinstance(claimed, alarms.Earlier):
             return _earlier_item(delivery, claimed), None
         callback = callback_for(claimed.attempt) if callback_for else None
-        outcome = send_safely(client, delivery, sender, texts[delivery.channel], callback)
+        hooked = delivery.channel in HOOK_CHANNELS  # no Twilio receipts for these
+        outcome = senders.send(delivery, None if hooked else callback)
         ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
         return _record_outcome(delivery, outcome), outcome
 
@@ -561,15 +670,8 @@ def send_safely(
     text: str,
     status_callback: str | None = None,
 ) -> TwilioOutcome:
-    """Send to one recipient; a bug here must not stop the others' deliveries being recorded
-    (an unrecorded delivery would be sent again on Lambda's retry)."""
-    try:
-        return client.send(delivery.channel, delivery.to, sender, text, status_callback)
-    except Exception as exc:
-        problem = f"internal error: {type(exc).__name__}: {exc}"
-        return TwilioOutcome(
-            ok=False, message=printable(problem, TWILIO_TEXT_MAX_CHARS), retryable=True
-        )
+    """Send one SMS or call (see :meth:`Senders.send`)."""
+    return Senders(client, sender, {delivery.channel: text}).send(delivery, status_callback)
 
 
 def _record_outcome(delivery: Delivery, outcome: TwilioOutcome) -> dict[str, Any]:
@@ -682,6 +784,7 @@ def escalator_for(
         tell_owner=owner_teller(settings),
         zone=config.timezone,
         zone_rules=config.timezone_rules,
+        say=click.say,
         settle_after_seconds=twilio.MAX_ATTEMPTS * settings.timeout
         + twilio.BACKOFF_CAP_SECONDS * (twilio.MAX_ATTEMPTS - 1),
     )
@@ -852,10 +955,22 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
     skipped = [d for d in asked if d not in claims]
     client = twilio_client(settings, config, load_secret(settings), context)
     texts = click_texts(click, config, event)
+    senders = Senders(
+        client,
+        config.sender,
+        texts,
+        hook_sender(settings, context),
+        click,
+        alarm_id,
+        webhook_payload(config, event, alarm_id, texts["sms"]),
+    )
     results = []
     for delivery, claim in claims.items():
-        callback = status_callback_url(settings, config, alarm_id, claim.attempt)
-        outcome = send_safely(client, delivery, config.sender, texts[delivery.channel], callback)
+        hooked = delivery.channel in HOOK_CHANNELS
+        callback = (
+            None if hooked else status_callback_url(settings, config, alarm_id, claim.attempt)
+        )
+        outcome = senders.send(delivery, callback)
         ledger.record(alarm_id, delivery.channel, delivery.to, outcome)
         results.append(_record_outcome(delivery, outcome))
     note = "got through, or is being sent: not sent again"
@@ -872,7 +987,13 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         return retry_handler(event[RETRY_EVENT_KEY], context)
     if isinstance(event, dict) and isinstance(event.get(ACK_EVENT_KEY), dict):
         return ack_handler(event[ACK_EVENT_KEY], context)
-    return click_handler(event, context)
+    try:
+        result = click_handler(event, context)
+    except DeliveryIncomplete as incomplete:
+        shadow.report_click(parse_event(event), incomplete.result, context, incomplete=True)
+        raise
+    shadow.report_click(parse_event(event), result, context)  # never fails the click
+    return result
 
 
 def click_handler(event: object, context: object) -> dict[str, Any]:
@@ -900,7 +1021,7 @@ def click_handler(event: object, context: object) -> dict[str, Any]:
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
     config = own
     click = config.clicks.get(parsed.click)
-    if click is None or not (click.sms or click.call or click.escalation):
+    if click is None or not click.reaches_anyone:
         reason = f"no recipients configured for {parsed.click}"
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
 
@@ -924,26 +1045,23 @@ def click_handler(event: object, context: object) -> dict[str, Any]:
     if click.escalation is not None and not escalates:
         # No table or no callbacks to drive it: ring everyone at once rather than nobody.
         log(logging.ERROR, "escalation needs the alarm table and receipts: calling everyone")
-        click = ClickConfig(
-            click.sms,
-            tuple(dict.fromkeys((*click.call, *click.escalation.numbers))),
-            click.message,
-            voice=click.voice,
-        )
+        called = tuple(dict.fromkeys((*click.call, *click.escalation.numbers)))
+        click = replace(click, call=called, escalation=None)
     listed = listed_deliveries(click)
 
     def callback_for(attempt: int | None) -> str | None:
         return status_callback_url(settings, config, opened.alarm_id, attempt)
 
-    outcomes = deliver(
-        list(dict.fromkeys(listed)),
+    senders = Senders(
         client,
         config.sender,
         texts,
-        ledger,
+        hook_sender(settings, context) if click.webhooks or click.slack else None,
+        click,
         opened.alarm_id,
-        callback_for,
+        webhook_payload(config, parsed, opened.alarm_id, texts["sms"]),
     )
+    outcomes = deliver(list(dict.fromkeys(listed)), senders, ledger, opened.alarm_id, callback_for)
     result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
     if quiet is not None:
         result["quietHours"] = f"{quiet.shown} {config.timezone}: SMS only"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract import SMS_MAX_UNITS, fitted_twiml
+from .contract import PLAIN_SAY, SMS_MAX_UNITS, SayOptions, fitted_twiml, twiml
 from .text import ELLIPSIS, log, printable
 
 DEFAULT_API_BASE = "https://api.twilio.com"
@@ -56,9 +56,9 @@ sleep: Callable[[float], None] = time.sleep
 monotonic: Callable[[], float] = time.monotonic
 
 
-def call_twiml(text: str) -> str:
+def call_twiml(text: str, say: SayOptions = PLAIN_SAY) -> str:
     """TwiML that speaks ``text``, cut short if needed to fit Twilio's 4000-character limit."""
-    document, kept = fitted_twiml(text)
+    document, kept = fitted_twiml(text, lambda part: twiml(part, say))
     if kept < len(text):
         log(logging.WARNING, "message cut to %d of %d characters to fit in Twiml", kept, len(text))
     return document
@@ -113,14 +113,22 @@ class TwilioClient:
         return f"{self.api_base}/{API_VERSION}/Accounts/{account}/{resource}.json"
 
     def send(
-        self, channel: str, to: str, sender: str, text: str, status_callback: str | None = None
+        self,
+        channel: str,
+        to: str,
+        sender: str,
+        text: str,
+        status_callback: str | None = None,
+        say: SayOptions = PLAIN_SAY,
     ) -> TwilioOutcome:
-        """``status_callback``: where Twilio reports what became of it (a delivery receipt)."""
+        """``status_callback``: where Twilio reports what became of it (a delivery receipt);
+        ``say``: how a call speaks."""
         extra = {"StatusCallback": status_callback} if status_callback else {}
         if channel == "sms":
             form = {"To": to, "From": sender, "Body": sms_body(text), **extra}
             return self.create("Messages", form)
-        return self.create("Calls", {"To": to, "From": sender, "Twiml": call_twiml(text), **extra})
+        document = call_twiml(text, say)
+        return self.create("Calls", {"To": to, "From": sender, "Twiml": document, **extra})
 
     def create(
         self, resource: str, form: Mapping[str, str], resend_unanswered: bool = True

@@ -38,9 +38,12 @@ MODULES = (
     "escalation_ledger.py",
     "failures.py",
     "handler.py",
+    "hook_settings.py",
     "receipts.py",
+    "shadow.py",
     "text.py",
     "twilio.py",
+    "webhooks.py",
 )
 BUNDLE_FILES = tuple(f"{PACKAGE_DIR}/{module}" for module in MODULES)
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record

@@ -32,10 +32,12 @@ from iotbutton_cli.notifier_lambda.contract import (
     CONFIG_VERSION,
     FIELD_MAX_CHARS,
     FIELD_PREFIX,
+    PLAIN_SAY,
     SMS_MAX_UNITS,
     TEMPLATE_FIELDS,
     TWIML_MAX_CHARS,
     Escalation,
+    SayOptions,
     TemplateError,
     check_template,
     free_fields_used,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from yaml.nodes import Node
 
     from iotbutton_cli.notifier_lambda.contract import BatteryConfig, QuietHours
+    from iotbutton_cli.notifier_lambda.hook_settings import Slack, Webhook
     from iotbutton_cli.notify.escalation_config import Cost
 
 CONFIG_NAME = "notify.yaml"
@@ -83,7 +86,7 @@ EMAIL_MAX_CHARS = 254
 # Clicks of one button and click type this close together are one alarm (seconds).
 DEFAULT_DEBOUNCE_SECONDS = 5
 MAX_DEBOUNCE_SECONDS = 600
-CLICK_KEYS = ("sms", "call", "message", "voice", "escalation")
+CLICK_KEYS = ("sms", "call", "message", "voice", "say", "escalation", "webhook", "slack")
 # The longest each template field can be when a click arrives ({person} is the config's own value,
 # {click} the click type's name): thing names go up to 128 characters, "1650mV" is a typical
 # battery reading, and times look like "2026-11-21 23:04 UTC".
@@ -174,7 +177,11 @@ debounce: 5
 #              {time}     when AWS IoT received the click, e.g. 2026-11-21 23:04 UTC
 #            Write {{ and }} for literal braces; no other {...} is allowed.
 #   voice:   optional: what a call says instead of the message (same fields)
-# A click type with no sms and no call numbers does nothing.
+#   webhook: optional: POST the click as signed JSON to your https:// URL, e.g.
+#              {url: "https://example.com/hook", secret: $$HOOK_SECRET}
+#   slack:   optional: post the message to Slack: {webhook_url: $$SLACK_WEBHOOK_URL}
+#            ($$NAME: an environment variable `notify deploy` reads; never the secret itself)
+# A click type with no sms, call, webhook or slack does nothing.
 #
 # Several buttons for several people: give each its own section under buttons:, which wins
 # over the settings above key by key (person, address, notes, fields, and each click type's
@@ -215,11 +222,14 @@ class ClickSettings:
     message: str
     escalation: Escalation | None = None
     voice: str | None = None  # what a call says, when not the message
+    webhooks: tuple[Webhook, ...] = ()
+    slack: tuple[Slack, ...] = ()
+    say: SayOptions = PLAIN_SAY  # how its calls speak
 
     @property
     def recipients(self) -> int:
         escalated = len(self.escalation.numbers) if self.escalation else 0
-        return len(self.sms) + len(self.call) + escalated
+        return len(self.sms) + len(self.call) + escalated + len(self.webhooks) + len(self.slack)
 
     def escalation_cost(self, person: str, click: str) -> Cost | None:
         """What an alarm of this click type nobody acknowledges costs, at worst."""
@@ -228,7 +238,8 @@ class ClickSettings:
         from iotbutton_cli.notify.escalation_config import cost
 
         spoken = self.voice or self.message
-        return cost(self.escalation, render(spoken, worst_case_fields(person, click, spoken)))
+        filled = render(spoken, worst_case_fields(person, click, spoken))
+        return cost(self.escalation, " ".join([filled] * self.say.loop))
 
 
 @dataclass(frozen=True)
@@ -430,10 +441,29 @@ def _clicks_summary(clicks: Mapping[str, ClickSettings], person: str) -> dict[st
             "call_count": len(item.call),
             "message": item.message,
             **({"voice": item.voice} if item.voice is not None else {}),
+            **({"say": _say_summary(item.say)} if item.say != PLAIN_SAY else {}),
             "escalation": _escalation_summary(item, person, click),
+            **_hooks_summary(item),
         }
         for click, item in clicks.items()
     }
+
+
+def _say_summary(say: SayOptions) -> dict[str, Any]:
+    return {"voice": say.voice or None, "language": say.language or None, "repeat": say.loop}
+
+
+def _hooks_summary(item: ClickSettings) -> dict[str, Any]:
+    """Webhooks and Slack posts, where set: their URLs and the names of their secrets."""
+    found: dict[str, Any] = {}
+    if item.webhooks:
+        found["webhooks"] = [
+            {"url": hook.target, "auth": hook.auth, "secret_env": hook.secret}
+            for hook in item.webhooks
+        ]
+    if item.slack:
+        found["slack"] = [{"webhook_url_env": slack.secret} for slack in item.slack]
+    return found
 
 
 def _numbers(item: ClickSettings) -> tuple[str, ...]:
@@ -452,6 +482,16 @@ def _click_document(item: ClickSettings) -> dict[str, Any]:
         from iotbutton_cli.notify.escalation_config import as_document
 
         document["escalation"] = as_document(item.escalation)
+    if item.say != PLAIN_SAY:
+        from iotbutton_cli.notify.say_config import as_document as say_document
+
+        document["say"] = say_document(item.say)
+    if item.webhooks:
+        from iotbutton_cli.notify.hooks_config import documents
+
+        document["webhooks"] = documents(item.webhooks)
+    if item.slack:
+        document["slack"] = [{"secret": slack.secret} for slack in item.slack]
     return document
 
 
@@ -1073,6 +1113,11 @@ class _Parser:
                 hint,
             )
         entries = self.entries(node, where, CLICK_KEYS)
+        say = base.say if base is not None else PLAIN_SAY
+        if "say" in entries:
+            from iotbutton_cli.notify import say_config
+
+            say = say_config.parse(self, entries["say"][1], where)
         inherited = {"sms": base.sms, "call": base.call} if base is not None else {}
         numbers = {
             channel: self.numbers(entries[channel][1], f"{where}.{channel}", sender)
@@ -1144,12 +1189,23 @@ class _Parser:
                 f"{where} reaches more than {MAX_RECIPIENTS} numbers",
                 f"Keep each click type to {MAX_RECIPIENTS} numbers (escalation included).",
             )
+        from iotbutton_cli.notify import hooks_config
+
+        webhooks = base.webhooks if base is not None else ()
+        if "webhook" in entries:
+            webhooks = hooks_config.parse_webhooks(self, entries["webhook"][1], where)
+        slack = base.slack if base is not None else ()
+        if "slack" in entries:
+            slack = hooks_config.parse_slack(self, entries["slack"][1], where)
         return ClickSettings(
             sms=numbers["sms"],
             call=numbers["call"],
             message=message,
             escalation=escalation,
             voice=voice,
+            webhooks=webhooks,
+            slack=slack,
+            say=say,
         )
 
     def numbers(self, node: Node, where: str, sender: str) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.notify import alerts, apply, rules
+from iotbutton_cli.notify import alerts, apply, rules, shadow_grant
 from iotbutton_cli.notify import current as aws_state
 from iotbutton_cli.notify import plan as planner
 from iotbutton_cli.notify.plan import DeployAction, Plan, Step
@@ -78,6 +78,7 @@ def prepare(
     twilio_api_base: str | None = None,
     default_rule: bool = True,
     owner: tuple[tuple[str, str], ...] = (),
+    loopback_hooks: bool = False,
 ) -> DeployInput:
     """What ``notify deploy`` and the demo deploy: the config, the secret and the bundle built
     here."""
@@ -94,6 +95,7 @@ def prepare(
         twilio_api_base=twilio_api_base,
         default_rule=default_rule,
         owner=owner,
+        loopback_hooks=loopback_hooks,
     )
 
 
@@ -107,7 +109,7 @@ def wanted_state(ctx: AppContext, source: DeployInput) -> planner.Wanted:
     )
     return planner.Wanted(
         roles={
-            names.function_role: function_policy(ctx, names),
+            names.function_role: function_policy(ctx, names, shadow_grant.grant(ctx).granted),
             names.rule_error_role: rule_error_policy(ctx),
         },
         log_groups=dict.fromkeys(LOG_GROUPS, LOG_RETENTION_DAYS),
@@ -162,6 +164,8 @@ def _wanted_function(
         source.twilio_api_base,
         callback_url if handler is None else None,
         owner_topic_arn(ctx),
+        source.loopback_hooks,
+        data_endpoint=ctx.data_plane_url if handler is None else None,
     )
     return {
         "CodeSha256": source.code_sha256,

@@ -24,6 +24,8 @@ from iotbutton_cli.notify.ops import not_deployed
 from iotbutton_cli.notify.resources import ALARM_TABLE, TABLE_KIND
 
 QUEUED = "queued"
+# What a click sends, in the order history shows it.
+DELIVERY_CHANNELS = ("sms", "call", "webhook", "slack")
 
 
 @dataclass
@@ -161,14 +163,14 @@ def _alarms(items: list[dict[str, Any]]) -> list[Alarm]:
         if alarm is None or _s(item["sk"]) == ALARM_SK:
             continue
         channel = _s(item.get("channel"))
-        if channel in ("sms", "call"):
+        if channel in DELIVERY_CHANNELS:
             alarm.deliveries.append(_delivery(item))
         elif alarm.escalation is not None and channel.startswith(CALL_PREFIX):
             alarm.escalation.calls.append(_call(item))
         elif alarm.escalation is not None:
             alarm.escalation.notices.append(_delivery(item))
     for alarm in alarms.values():
-        alarm.deliveries.sort(key=lambda d: (d.channel != "sms", d.to))
+        alarm.deliveries.sort(key=lambda d: (DELIVERY_CHANNELS.index(d.channel), d.to))
         if alarm.escalation is not None:
             alarm.escalation.calls.sort(key=lambda c: (c.round, c.step, c.started_ms or 0, c.to))
     return list(alarms.values())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from iotbutton_cli.notifier_lambda.contract import (
     CONFIG_KEY_ENV,
     FAILURES_FUNCTION_NAME,
     FUNCTION_NAME,
+    LOOPBACK_HOOKS_ENV,
     OWNER_TOPIC,
     OWNER_TOPIC_ENV,
     SECRET_PARAMETER,
@@ -27,6 +29,7 @@ from iotbutton_cli.notifier_lambda.contract import (
     TWILIO_API_BASE_ENV,
     TWILIO_TIMEOUT_ENV,
 )
+from iotbutton_cli.notifier_lambda.shadow import DATA_ENDPOINT_ENV
 from iotbutton_cli.notify.bundle import FAILURES_HANDLER, HANDLER
 from iotbutton_cli.registry import kinds
 
@@ -121,6 +124,8 @@ class DeployInput:
     # The default rule sends every button's clicks to the notifier; without it, only the
     # user's own rules (`rules create`) do, so they never message twice.
     default_rule: bool = True
+    # A deploy to the sandbox: webhooks may go to its sink on loopback.
+    loopback_hooks: bool = False
 
 
 def trust_policy(service: str, account: str | None = None) -> str:
@@ -140,10 +145,11 @@ def role_arn(ctx: AppContext, name: str) -> str:
     return f"arn:{ctx.partition}:iam::{ctx.account_id}:role/{name}"
 
 
-def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
+def function_policy(ctx: AppContext, names: Names, things: Iterable[str] = ()) -> dict[str, Any]:
     """Read the config objects and the one parameter, keep the alarm ledger, hand failures on
-    to the failures function and tell the owner's topic, write the two functions' log groups.
-    Nothing else: both functions run with this role.
+    to the failures function and tell the owner's topic, write the two functions' log groups,
+    and read and write the classic shadow of the buttons' ``things`` (serials: see
+    :func:`shadow_grant`). Nothing else: both functions run with this role.
 
     The config grant covers ``notifier/config-*`` rather than the current key: a redeploy with a
     new config switches the function to a new key, and IAM changes take seconds to reach Lambda,
@@ -153,6 +159,7 @@ def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
         ctx.arn("logs", f"log-group:{group}:*")
         for group in (FUNCTION_LOG_GROUP, FAILURES_LOG_GROUP)
     ]
+    shadows = [shadow_statement([thing_arn(ctx, serial) for serial in things])] if things else []
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -197,8 +204,60 @@ def function_policy(ctx: AppContext, names: Names) -> dict[str, Any]:
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": log_groups,
             },
+            *shadows,
         ],
     }
+
+
+SHADOW_ACTIONS = ["iot:GetThingShadow", "iot:UpdateThingShadow"]
+# IAM: "The size of each ... inline policy ... role policy size cannot exceed 10,240 characters"
+# (all of a role's inline policies together; whitespace is not counted).
+ROLE_POLICY_MAX_CHARS = 10_240
+
+
+def shadow_statement(thing_arns: list[str]) -> dict[str, Any]:
+    """Each button's thing by its ARN: ``thing/<name>`` is the classic shadow only (a named
+    shadow is ``thing/<name>/<shadow>``), and IAM has no condition key or tag on things that
+    could say "iotbutton's" instead (``iot:UpdateThingShadow`` takes the ``thing`` resource and
+    no condition key), so a list it is; never ``thing/*``."""
+    return {
+        "Sid": "ReportClicksToShadows",
+        "Effect": "Allow",
+        "Action": SHADOW_ACTIONS,
+        "Resource": thing_arns,
+    }
+
+
+def thing_arn(ctx: AppContext, serial: str) -> str:
+    return ctx.arn("iot", f"thing/{serial}")
+
+
+@dataclass(frozen=True)
+class ShadowGrant:
+    """The buttons whose shadows the role may write, and those IAM's size limit left out."""
+
+    granted: tuple[str, ...]
+    left_out: tuple[str, ...] = ()
+
+
+def shadow_grant(ctx: AppContext, names: Names, serials: Iterable[str]) -> ShadowGrant:
+    """``serials`` in order, as many as fit in the role's policy (``ROLE_POLICY_MAX_CHARS``:
+    about 150 buttons with 16-character serials); the rest are left out, their clicks still
+    alarm but their shadows are not written (AccessDenied, logged by the function)."""
+    ordered = sorted(set(serials))
+    used = policy_chars(function_policy(ctx, names, ordered[:1])) if ordered else 0
+    fits = 1 if ordered and used <= ROLE_POLICY_MAX_CHARS else 0
+    for serial in ordered[1:]:
+        used += len(json.dumps(thing_arn(ctx, serial))) + 1  # the ARN and its comma
+        if used > ROLE_POLICY_MAX_CHARS:
+            break
+        fits += 1
+    return ShadowGrant(tuple(ordered[:fits]), tuple(ordered[fits:]))
+
+
+def policy_chars(document: dict[str, Any]) -> int:
+    """A policy's size as IAM counts it: its JSON without whitespace."""
+    return len(json.dumps(document, separators=(",", ":")))
 
 
 def subscription_key(protocol: str, endpoint: str) -> str:
@@ -353,6 +412,8 @@ def environment(
     twilio_api_base: str | None,
     callback_url: str | None = None,
     owner_topic: str | None = None,
+    loopback_hooks: bool = False,
+    data_endpoint: str | None = None,
 ) -> dict[str, str]:
     # The secret is named by its parameter version, so a new secret reaches warm containers (a
     # new environment starts fresh ones).
@@ -369,6 +430,10 @@ def environment(
         variables[CALLBACK_URL_ENV] = callback_url
     if owner_topic:
         variables[OWNER_TOPIC_ENV] = owner_topic
+    if loopback_hooks:
+        variables[LOOPBACK_HOOKS_ENV] = "1"
+    if data_endpoint:  # where each click is reported on its thing's shadow
+        variables[DATA_ENDPOINT_ENV] = data_endpoint
     return variables
 
 

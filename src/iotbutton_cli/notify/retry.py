@@ -16,6 +16,12 @@ from typing import Any
 
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError
+from iotbutton_cli.notifier_lambda.hook_settings import (
+    SLACK_CHANNEL,
+    WEBHOOK_CHANNEL,
+    HookSettingsError,
+    parse_hooks,
+)
 from iotbutton_cli.notify import history
 from iotbutton_cli.notify.resources import FUNCTION_NAME
 
@@ -47,10 +53,16 @@ def never_tried(ctx: AppContext, alarm: history.Alarm) -> list[history.Delivery]
     own = deployed.get("buttons", {}).get(alarm.serial)  # the button's own section, if any
     click = (own or deployed).get("clicks", {}).get(alarm.click, {})
     known = {(d.channel, d.to) for d in alarm.deliveries}
+    listed = [(channel, to) for channel in ("sms", "call") for to in click.get(channel, [])]
+    try:
+        webhooks, slack = parse_hooks("", click)
+    except HookSettingsError:
+        webhooks, slack = (), ()
+    listed += [(WEBHOOK_CHANNEL, hook.target) for hook in webhooks]
+    listed += [(SLACK_CHANNEL, post.target) for post in slack]
     return [
         history.Delivery(channel, to, "never tried")
-        for channel in ("sms", "call")
-        for to in dict.fromkeys(click.get(channel, []))
+        for channel, to in dict.fromkeys(listed)
         if (channel, to) not in known
     ]
 

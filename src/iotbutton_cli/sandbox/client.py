@@ -1,4 +1,4 @@
-"""Start, find and stop the sandbox process, and read its outbox.
+"""Start, find and stop the sandbox process, and read its outbox and its webhook sink's entries.
 
 The sandbox runs in the background (``python -m iotbutton_cli.sandbox.server``, see
 :mod:`.protocol` for what client and server share); its pid, the identity of that process (start
@@ -16,7 +16,8 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,14 +29,15 @@ from iotbutton_cli.sandbox.protocol import STATE_FILE, SandboxInfo, server_comma
 
 if TYPE_CHECKING:
     from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
+    from iotbutton_cli.sandbox.webhook_sink import Controls
 
 SANDBOX_NAMESPACE = "sandbox"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOG_FILE = "sandbox.log"
 # How the server's log names a port it could not listen on (server.PortInUse).
-PORT_IN_USE = re.compile(r"the (aws|mqtt|twilio) port (\d+) is already in use")
-PART_NAMES = {"aws": "AWS", "mqtt": "MQTT", "twilio": "Twilio"}
+PORT_IN_USE = re.compile(r"the (aws|mqtt|twilio|hooks) port (\d+) is already in use")
+PART_NAMES = {"aws": "AWS", "mqtt": "MQTT", "twilio": "Twilio", "hooks": "webhook sink"}
 # What would override the sandbox's keys in an AWS tool's environment, or add to them.
 UNSET_FOR_SANDBOX = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
 
@@ -168,6 +170,7 @@ def start(
     twilio_port: int = 0,
     verbose: bool = False,
     time_scale: float | None = None,
+    hooks_port: int = 0,
 ) -> Started:
     """Start the sandbox in the background unless it runs (``time_scale``: the Twilio
     stand-in's, its default if None)."""
@@ -176,7 +179,9 @@ def start(
         return Started(current, started=False)
     forgotten = _forget_sandbox_namespace()  # left by a sandbox that died without `sandbox stop`
     folder = ensure_private_dir(sandbox_dir())
-    command = server_command(folder, aws_port, mqtt_port, twilio_port, verbose, time_scale)
+    command = server_command(
+        folder, aws_port, mqtt_port, twilio_port, verbose, time_scale, hooks_port
+    )
     log_path = folder / LOG_FILE
     # The log names phone numbers and who was refused: the owner's alone, like everything here.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -217,7 +222,8 @@ def _start_failed(log_path: Path, why: str) -> IotButtonError:
         return IotButtonError(
             "sandbox-port-in-use",
             f"The sandbox could not start: {detail}",
-            "Pick other ports (--aws-port/--mqtt-port/--twilio-port) or 0 for any free one.",
+            "Pick other ports (--aws-port/--mqtt-port/--twilio-port/--hooks-port) or 0 for any "
+            "free one.",
         )
     return IotButtonError(
         "sandbox-start-failed",
@@ -451,4 +457,96 @@ def _read_phones_at(path: Path, folder_fd: int) -> dict[str, PhoneBehaviour]:
             f"{path} is not a phone table: {problem}.",
             "Repair it, or delete it (`iotbutton sandbox stop` does too) and set the numbers "
             "again with `iotbutton sandbox phone`.",
+        ) from None
+
+
+# -- the webhook sink: its entries (hooks.jsonl) and its controls (hooks.json) --------------------
+
+
+def hooks(info: SandboxInfo | None = None) -> list[dict[str, Any]]:
+    """What the webhook sink recorded (webhook and Slack posts, token requests), oldest first, at
+    most its last ``webhook_sink.KEEP_ENTRIES`` (of the running sandbox when ``info`` is None);
+    the keys are in ``webhook_sink``'s docstring. An older sandbox, without a sink, has none."""
+    from iotbutton_cli.sandbox.webhook_sink import ENTRIES_FILE, KEEP_ENTRIES
+
+    info = info or require_running()
+    entries = []
+    for line in _lines(Path(info.outbox).parent / ENTRIES_FILE):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line being written right now
+        if isinstance(entry, dict) and isinstance(entry.get("seq"), int):
+            entries.append(entry)
+    entries.sort(key=lambda entry: int(entry["seq"]))
+    return entries[-KEEP_ENTRIES:]
+
+
+def require_sink(info: SandboxInfo) -> SandboxInfo:
+    """``info``, if its sandbox has a webhook sink (one an older iotbutton started has none)."""
+    if not info.hooks_port:
+        raise IotButtonError(
+            "sandbox-no-webhook-sink",
+            f"The running sandbox (pid {info.pid}) has no webhook sink: an older iotbutton "
+            "started it.",
+            "Restart it: `iotbutton sandbox stop`, then `iotbutton sandbox start`.",
+        )
+    return info
+
+
+def read_hook_controls(info: SandboxInfo) -> Controls:
+    """The webhook sink's controls (``hooks.json``; the defaults without one); a one-line error
+    for a file that is not its controls, cannot be read, or is a symbolic link (never followed)."""
+    from iotbutton_cli.sandbox.webhook_sink import read_controls
+
+    with _hook_controls_errors(info):
+        return read_controls(Path(info.outbox).parent)
+
+
+def change_hook_controls(info: SandboxInfo, change: Callable[[Controls], None]) -> Controls:
+    """Let ``change`` edit the sink's controls and write them back (atomically, under the state
+    folder's lock, which the sink takes too when a post uses up one of a name's times)."""
+    from iotbutton_cli.sandbox.webhook_sink import change_controls
+
+    with _hook_controls_errors(info):
+        return change_controls(Path(info.outbox).parent, change)
+
+
+def reset_hook_controls() -> str | None:
+    """Delete the sandbox's ``hooks.json`` (`sandbox stop`: the next sandbox's sink answers every
+    name as usual, with tokens of the default lifetime); None when it is gone, else why it was
+    left."""
+    from iotbutton_cli.paths import remove_file_within
+    from iotbutton_cli.sandbox.webhook_sink import CONTROLS_FILE
+
+    return remove_file_within(sandbox_dir() / CONTROLS_FILE, sandbox_dir())
+
+
+@contextmanager
+def _hook_controls_errors(info: SandboxInfo) -> Iterator[None]:
+    """Turns what reading or writing ``hooks.json`` raises into one-line errors."""
+    from iotbutton_cli.paths import file_error
+    from iotbutton_cli.sandbox.twilio_phones import is_link_error
+    from iotbutton_cli.sandbox.webhook_sink import CONTROLS_FILE
+
+    path = Path(info.outbox).parent / CONTROLS_FILE
+    try:
+        yield
+    except OSError as exc:
+        if is_link_error(exc):
+            raise IotButtonError(
+                "sandbox-hooks-link",
+                f"{path} is a symbolic link; iotbutton never follows one in its folders.",
+                "Delete the link (`iotbutton sandbox stop` does too); `iotbutton sandbox hook` "
+                "then writes a real file.",
+            ) from None
+        exc.filename = str(path)
+        raise (file_error(exc) or exc) from None
+    except ValueError as exc:  # json.JSONDecodeError is one
+        problem = "".join(c if c.isprintable() else "?" for c in str(exc))[:200].rstrip(".")
+        raise IotButtonError(
+            "sandbox-hooks-corrupt",
+            f"{path} is not the webhook sink's controls: {problem}.",
+            "Repair it, or delete it (`iotbutton sandbox stop` does too) and set them again with "
+            "`iotbutton sandbox hook`.",
         ) from None

@@ -1,5 +1,6 @@
-"""Wait for the Twilio stand-in's outbox: a click's SMS and calls arrive a moment after the click
-(the rule invokes the notifier, whose first run starts a worker), not with it."""
+"""Wait for the Twilio stand-in's outbox, or the webhook sink's entries: a click's SMS, calls and
+webhook posts arrive a moment after the click (the rule invokes the notifier, whose first run
+starts a worker), not with it."""
 
 from __future__ import annotations
 
@@ -39,3 +40,33 @@ def wait_for(
 def size(info: SandboxInfo | None = None) -> int:
     """How many requests the outbox holds now."""
     return len(client.outbox(info, requests_only=True))
+
+
+def wait_for_hooks(
+    count: int, since: int = 0, timeout: float = WAIT_SECONDS, info: SandboxInfo | None = None
+) -> list[dict[str, Any]]:
+    """The webhook sink's entries after the first ``since`` it received (those whose ``seq`` is
+    above it: :func:`hooks_size` before the click), once there are at least ``count`` of them
+    (of the running sandbox when ``info`` is None); ``hooks-timeout`` after ``timeout`` s."""
+    info = info or client.require_running()
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = [entry for entry in client.hooks(info) if entry["seq"] > since]
+        if len(entries) >= count:
+            return entries
+        if time.monotonic() >= deadline:
+            raise IotButtonError(
+                "hooks-timeout",
+                f"The webhook sink received {len(entries)} of the {count} posts waited for "
+                f"within {timeout:g} s.",
+                "See what the notifier did with `iotbutton --sandbox notify logs`, and what the "
+                "sink received with `iotbutton sandbox outbox`.",
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def hooks_size(info: SandboxInfo | None = None) -> int:
+    """How many requests the webhook sink has recorded since it started (the last ``seq``; it
+    keeps only the last ``webhook_sink.KEEP_ENTRIES`` of them)."""
+    entries = client.hooks(info)
+    return int(entries[-1]["seq"]) if entries else 0

@@ -1,7 +1,8 @@
 """What the sandbox's client (``sandbox.client``, the CLI side) and its server process agree on.
 
 The client starts the server as :func:`server_command` (``python -m iotbutton_cli.sandbox.server
---state-dir DIR --aws-port N --mqtt-port N --twilio-port N [--time-scale F] [--verbose]``;
+--state-dir DIR --aws-port N --mqtt-port N --twilio-port N --hooks-port N [--time-scale F]
+[--verbose]``;
 ``sandbox start --foreground`` runs the same :func:`server_args` in its own process). Once
 everything listens, the server writes :class:`SandboxInfo` as JSON to ``DIR/``:data:`STATE_FILE`
 (0600), and removes it when it stops; the client reads it back with
@@ -44,6 +45,14 @@ class SandboxInfo:
     process: dict[str, str] = field(default_factory=dict, repr=False)
     # How much faster than real time the Twilio stand-in plays calls (twilio.DEFAULT_TIME_SCALE).
     time_scale: float = 0.05
+    # The webhook sink's port (webhook_sink); 0 in a state file an older sandbox wrote (no sink).
+    hooks_port: int = 0
+
+    @property
+    def hooks_url(self) -> str:
+        """The webhook sink's base URL, ``http://127.0.0.1:<port>`` (``/hooks/<name>``,
+        ``/slack/<name>``, ``/oauth/token``); "" for an older sandbox, which has none."""
+        return f"http://127.0.0.1:{self.hooks_port}" if self.hooks_port else ""
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> SandboxInfo | None:
@@ -80,6 +89,7 @@ def server_args(
     twilio_port: int = 0,
     verbose: bool = False,
     time_scale: float | None = None,
+    hooks_port: int = 0,
 ) -> list[str]:
     """The server's command-line arguments (what its ``main`` parses)."""
     args = [
@@ -91,6 +101,8 @@ def server_args(
         str(mqtt_port),
         "--twilio-port",
         str(twilio_port),
+        "--hooks-port",
+        str(hooks_port),
     ]
     if time_scale is not None:
         args += ["--time-scale", repr(float(time_scale))]
@@ -104,11 +116,12 @@ def server_command(
     twilio_port: int = 0,
     verbose: bool = False,
     time_scale: float | None = None,
+    hooks_port: int = 0,
 ) -> list[str]:
     """The command that runs the server in a process of its own."""
     return [
         sys.executable,
         "-m",
         SERVER_MODULE,
-        *server_args(state_dir, aws_port, mqtt_port, twilio_port, verbose, time_scale),
+        *server_args(state_dir, aws_port, mqtt_port, twilio_port, verbose, time_scale, hooks_port),
     ]

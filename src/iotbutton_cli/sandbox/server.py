@@ -1,11 +1,13 @@
-"""The sandbox process: AWS (moto), an MQTT broker, the rules engine and Twilio, on loopback.
+"""The sandbox process: AWS (moto), an MQTT broker, the rules engine, Twilio and a webhook sink,
+on loopback.
 
 Run by ``iotbutton sandbox start`` as ``python -m iotbutton_cli.sandbox.server --state-dir DIR``.
 It writes ``sandbox.json`` (pid and what identifies the process, ports, CA file, and the AWS key
 pair its AWS port accepts) into DIR, 0600, once every part listens, and removes it when it stops
 (SIGTERM or Ctrl-C). Other local users can reach the ports but not that file: the AWS port wants
 the key pair, the Twilio stand-in the deployed Twilio account and secret, the MQTT broker a
-device certificate.
+device certificate. The webhook sink takes anyone's posts, as a webhook URL does, but only
+files in DIR control it.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ class Sandbox:
         mqtt_port: int = 0,
         twilio_port: int = 0,
         time_scale: float | None = None,
+        hooks_port: int = 0,
     ) -> None:
         self.state_dir = state_dir
         self.ports = (aws_port, mqtt_port, twilio_port)
+        self.hooks_port = hooks_port
         self.time_scale = time_scale
         self.state: SandboxInfo | None = None
         self._loop = asyncio.new_event_loop()
@@ -67,6 +71,7 @@ class Sandbox:
         from iotbutton_cli.sandbox.process_identity import identity
         from iotbutton_cli.sandbox.tls import ensure_ca
         from iotbutton_cli.sandbox.twilio import DEFAULT_TIME_SCALE, TwilioStandIn
+        from iotbutton_cli.sandbox.webhook_sink import WebhookSink
 
         ensure_private_dir(self.state_dir)
         aws_port, mqtt_port, twilio_port = self.ports
@@ -82,7 +87,7 @@ class Sandbox:
         self.twilio = TwilioStandIn(
             outbox_path=self.state_dir / OUTBOX_FILE,
             port=twilio_port,
-            deployed_secret=lambda: aws.parameter_value(SECRET_PARAMETER, REGION),
+            deployed_secret=lambda: twilio_secret(aws.parameter_value(SECRET_PARAMETER, REGION)),
             deployed_account=lambda: deployed_twilio_account(aws),
             time_scale=self.time_scale or DEFAULT_TIME_SCALE,
         )
@@ -90,6 +95,10 @@ class Sandbox:
             twilio_url = self.twilio.start()
         # What SNS would bring people (an SMS, an email) goes to the same outbox, one writer.
         self.aws.on_owner_messages = self.twilio.add_to_outbox
+        # Where the notifier's webhooks and Slack posts go; it records them in hooks.jsonl.
+        self.hooks = WebhookSink(self.state_dir, port=self.hooks_port)
+        with _listening("hooks", self.hooks_port):
+            self.hooks.start()
         ca = ensure_ca(self.state_dir / "tls")
         self.broker = Broker(
             MotoDirectory(ACCOUNT, REGION),
@@ -120,6 +129,7 @@ class Sandbox:
             secret_access_key=self.aws.keys.secret_access_key,
             process=identity(os.getpid()) or {},
             time_scale=self.twilio.time_scale,
+            hooks_port=self.hooks.port,
         )
         return self.state
 
@@ -197,6 +207,8 @@ class Sandbox:
         self._loop.call_soon_threadsafe(self._loop.stop)
         if hasattr(self, "twilio"):
             self.twilio.stop()
+        if hasattr(self, "hooks"):
+            self.hooks.stop()
         if hasattr(self, "aws"):
             self.aws.stop()
 
@@ -228,6 +240,18 @@ def deployed_twilio_account(aws: SandboxAWS) -> TwilioAccount | None:
     except (ValueError, ConfigError):
         return None
     return TwilioAccount.of(config.account_sid, config.api_key_sid, [config.sender])
+
+
+def twilio_secret(stored: str | None) -> str | None:
+    """The Twilio part of the deployed secret (which may carry webhook secrets too)."""
+    from iotbutton_cli.notifier_lambda.hook_settings import HookSettingsError, split_secret
+
+    if stored is None:
+        return None
+    try:
+        return split_secret(stored.strip()).twilio
+    except HookSettingsError:
+        return None
 
 
 class PortInUse(OSError):
@@ -306,6 +330,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aws-port", type=int, default=0)
     parser.add_argument("--mqtt-port", type=int, default=0)
     parser.add_argument("--twilio-port", type=int, default=0)
+    parser.add_argument("--hooks-port", type=int, default=0)
     parser.add_argument("--time-scale", type=float, default=None)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -323,7 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     raise_open_file_limit()
     sandbox = Sandbox(
-        args.state_dir, args.aws_port, args.mqtt_port, args.twilio_port, args.time_scale
+        args.state_dir,
+        args.aws_port,
+        args.mqtt_port,
+        args.twilio_port,
+        args.time_scale,
+        hooks_port=args.hooks_port,
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
