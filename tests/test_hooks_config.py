@@ -219,3 +219,22 @@ def test_loopback_is_for_the_sandbox_only() -> None:
         hooks_config.hook_secrets(config, sandbox=False, environ=environment())
     assert caught.value.code == "notify-config-webhook"
     assert "is a loopback address" in caught.value.message
+
+
+def test_two_webhooks_to_one_url_are_refused() -> None:
+    text = HEAD + (
+        "    webhook:\n"
+        '      - {url: "https://h.example.com/a?site=1", secret: $S}\n'
+        '      - {url: "https://h.example.com/a?site=2", secret: $S}\n'
+    )
+    error = failure(text)
+    assert error.code == "notify-config-webhook"
+    assert "posts to https://h.example.com/a twice" in error.message
+
+
+def test_a_bearer_token_a_header_cannot_carry_is_refused_unseen() -> None:
+    config = parsed(HOOKS)
+    with pytest.raises(IotButtonError) as caught:
+        hooks_config.hook_secrets(config, environ=environment(OTHER_TOKEN="tok\nSECRETPART"))
+    assert caught.value.code == "notify-hook-secret-bad"
+    assert "SECRETPART" not in caught.value.message

@@ -253,3 +253,55 @@ def test_the_stored_secret_is_the_twilio_secret_alone_without_hooks() -> None:
     for broken in ("{not json", '{"twilio": 1, "hooks": {}}', '{"twilio": "x", "hooks": {"A": 1}}'):
         with pytest.raises(HookSettingsError):
             split_secret(broken)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.1/",
+        "https://0x7f000001/",
+        "https://2130706433/",
+        "https://localhost./x",
+        "https://127.0.0.1./x",
+        "https://[::ffff:127.0.0.1]/",
+        "https://0.0.0.0/",
+        "https://169.254.169.254/latest",
+        "https://[fe80::1]/",
+    ],
+)
+def test_every_spelling_of_loopback_or_link_local_is_refused_on_aws(url: str) -> None:
+    assert url_problem(url) is not None
+
+
+def test_a_url_with_a_space_or_control_character_is_refused_before_it_can_leak() -> None:
+    for url in ("https://hooks.slack.com/services/T/B/SECRET PART", "https://h.example.com/\n"):
+        assert url_problem(url, allow_loopback=True) == "has a space or control character in it"
+
+
+def test_a_header_http_cannot_carry_fails_without_quoting_it(receiver: Receiver) -> None:
+    hook = Webhook(f"{receiver.url}/hook", "bearer", "TOKEN")
+    outcome = sender(TOKEN="tok\nSECRETPART").post_webhook(hook, "a", PAYLOAD)
+    assert not outcome.ok and not outcome.retryable
+    assert "SECRETPART" not in outcome.message
+    assert receiver.requests == []
+
+
+def test_a_network_error_names_the_trouble_not_the_url() -> None:
+    slack_url = "https://127.0.0.1:9/services/T0/B0/SECRETPART"  # nothing listens on port 9
+    on_sandbox = webhooks.HookSender(
+        secrets={"SLACK_URL": slack_url}, timeout=2, allow_loopback=True
+    )
+    outcome = on_sandbox.post_slack(Slack("SLACK_URL"), "x")
+    assert not outcome.ok and outcome.retryable
+    assert "SECRETPART" not in outcome.message and "services" not in outcome.message
+    assert outcome.message.startswith("network error: ")
+
+
+def test_only_the_refused_token_is_forgotten(receiver: Receiver) -> None:
+    hook = Webhook(f"{receiver.url}/hook", "oauth2", "S", f"{receiver.url}/token", "me")
+    post = sender(S="secret").post_webhook
+    assert post(hook, "a", PAYLOAD).ok  # token-1 cached
+    key = (hook.token_url, hook.client_id, hook.scope)
+    webhooks._tokens[key] = ("token-newer", webhooks._tokens[key][1])  # another thread's
+    webhooks.HookSender(secrets={"S": "secret"}, timeout=5)._drop_token(hook, "token-1")
+    assert webhooks._tokens[key][0] == "token-newer"

@@ -603,7 +603,9 @@ class Senders:
                 self.click.say if self.click is not None else PLAIN_SAY,
             )
         except Exception as exc:
-            problem = f"internal error: {type(exc).__name__}: {exc}"
+            # A hook's exception can quote its URL or a header, which may be secrets.
+            shown = "" if delivery.channel in HOOK_CHANNELS else f": {exc}"
+            problem = f"internal error: {type(exc).__name__}{shown}"
             return TwilioOutcome(
                 ok=False, message=printable(problem, TWILIO_TEXT_MAX_CHARS), retryable=True
             )
@@ -1061,22 +1063,34 @@ def click_handler(event: object, context: object) -> dict[str, Any]:
         opened.alarm_id,
         webhook_payload(config, parsed, opened.alarm_id, texts["sms"]),
     )
-    outcomes = deliver(list(dict.fromkeys(listed)), senders, ledger, opened.alarm_id, callback_for)
-    result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
-    if quiet is not None:
-        result["quietHours"] = f"{quiet.shown} {config.timezone}: SMS only"
+    unique = list(dict.fromkeys(listed))
+    # SMS and calls first, then the escalation's first calls: a slow webhook must not hold up
+    # the phones; the webhooks and Slack posts go out after.
+    phones = [delivery for delivery in unique if delivery.channel not in HOOK_CHANNELS]
+    outcomes = deliver(phones, senders, ledger, opened.alarm_id, callback_for)
+    escalated: Any = None
+    nobody_rang: escalation.NobodyRang | None = None
+    joined = None
     if escalates:
         assert table is not None
         escalator = escalator_for(settings, config, click, parsed, opened.alarm_id, table, client)
         try:
-            result["escalation"], joined = escalator.begin(parsed.serial, parsed.click)
+            escalated, joined = escalator.begin(parsed.serial, parsed.click)
         except escalation.NobodyRang as exc:
             # Twilio took none of its calls: Lambda tries the click again, then tells the owner.
-            result["escalation"] = {"error": str(exc)}
-            finish(result, level=logging.ERROR)
-            raise DeliveryIncomplete(result) from exc
-        if joined is not None:
-            result["joinedEscalation"] = joined
+            escalated, nobody_rang = {"error": str(exc)}, exc
+    hooks = [delivery for delivery in unique if delivery.channel in HOOK_CHANNELS]
+    outcomes.update(deliver(hooks, senders, ledger, opened.alarm_id, callback_for))
+    result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
+    if quiet is not None:
+        result["quietHours"] = f"{quiet.shown} {config.timezone}: SMS only"
+    if escalated is not None:
+        result["escalation"] = escalated
+    if nobody_rang is not None:
+        finish(result, level=logging.ERROR)
+        raise DeliveryIncomplete(result) from nobody_rang
+    if joined is not None:
+        result["joinedEscalation"] = joined
     low = battery_warning(config, parsed, opened.alarm_id, table, client)
     if low is not None:
         result["battery"] = low

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 HOOK_AUTHS = ("standard", "bearer", "oauth2")
 SECRET_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 MAX_HOOKS = 5  # webhooks, and Slack posts, per click type
-URL_MAX_CHARS = 2048
+URL_MAX_CHARS = 900  # the ledger keys a delivery by it, and DynamoDB's sort key holds 1 KB
 SCOPE_MAX_CHARS = 512
 CLIENT_ID_MAX_CHARS = 256
 LOOPBACK_NAMES = ("localhost",)
@@ -80,8 +81,10 @@ def url_problem(url: str, allow_loopback: bool = False) -> str | None:
     token must not cross a network in the clear), no user name or password in it (a secret in
     a file), and never a loopback address on AWS (inside Lambda that is Lambda's own runtime
     API); the sandbox allows http and https to loopback."""
-    if len(url) > URL_MAX_CHARS:
-        return f"is longer than {URL_MAX_CHARS} characters"
+    if len(url.encode()) > URL_MAX_CHARS:
+        return f"is longer than {URL_MAX_CHARS} bytes"
+    if any(char <= " " or char == "\x7f" for char in url):
+        return "has a space or control character in it"
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
@@ -94,7 +97,10 @@ def url_problem(url: str, allow_loopback: bool = False) -> str | None:
         return "has a user name or password in it"
     if parts.fragment:
         return "has a #fragment, which is never sent"
-    loopback = _is_loopback(host)
+    address = _address(host)
+    if address is not None and (address.is_link_local or address.is_unspecified):
+        return "is a link-local or unspecified address"
+    loopback = _is_loopback(host, address)
     if loopback and not allow_loopback:
         return "is a loopback address, which only the sandbox can reach"
     if parts.scheme == "http" and not (loopback and allow_loopback):
@@ -104,13 +110,27 @@ def url_problem(url: str, allow_loopback: bool = False) -> str | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES or host.lower().endswith(".localhost"):
-        return True
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` is, in any of the spellings a resolver reads as one (``127.1``,
+    ``0x7f000001``, ``2130706433``, a trailing dot), or None for a name."""
+    bare = host.rstrip(".")
     try:
-        return ipaddress.ip_address(host).is_loopback
+        found = ipaddress.ip_address(bare)
     except ValueError:
-        return False
+        try:
+            found = ipaddress.IPv4Address(socket.inet_aton(bare))
+        except OSError:
+            return None
+    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
+        return found.ipv4_mapped
+    return found
+
+
+def _is_loopback(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+    name = host.lower().rstrip(".")
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    return address is not None and address.is_loopback
 
 
 def parse_hooks(

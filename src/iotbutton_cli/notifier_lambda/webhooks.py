@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -49,6 +50,7 @@ EVENT_TYPE = "iotbutton.click"
 TOKEN_MARGIN_SECONDS = 30
 TOKEN_DEFAULT_SECONDS = 300  # a token answer without expires_in
 ANSWER_MAX_BYTES = 64 * 1024
+ERROR_BODY_BYTES = 200
 USER_AGENT = "iotbutton-notifier"
 
 wall_clock = time.time  # the signature's timestamp; tests may move it
@@ -110,9 +112,10 @@ class HookSender:
         if not secret:
             return _final(f"the deployed secret has no {hook.secret}: `notify deploy` with it set")
         identity = message_id(alarm_id, hook.target)
-        cached = [False]  # whether the token sent was one this container had already
+        sent: list[str] = []  # the token this attempt sent, if it was one already cached
 
         def headers() -> dict[str, str] | TwilioOutcome:
+            sent.clear()
             found = {"Content-Type": "application/json", "webhook-id": identity}
             if hook.auth == "standard":
                 now = int(wall_clock())
@@ -128,12 +131,13 @@ class HookSender:
                 if isinstance(token, TwilioOutcome):
                     return token
                 found["Authorization"] = f"Bearer {token[0]}"
-                cached[0] = token[1]
+                if token[1]:
+                    sent.append(token[0])
             return found
 
         outcome = self._post(hook.url, body, headers)
-        if hook.auth == "oauth2" and outcome.http_status == 401 and cached[0]:
-            self._drop_token(hook)  # revoked or expired early: one fresh token, once
+        if hook.auth == "oauth2" and outcome.http_status == 401 and sent:
+            self._drop_token(hook, sent[0])  # revoked or expired early: one fresh token, once
             outcome = self._post(hook.url, body, headers)
         if outcome.ok:
             outcome.sid = identity
@@ -192,7 +196,7 @@ class HookSender:
             with _opener.open(request, timeout=timeout) as response:
                 return TwilioOutcome(ok=True, http_status=response.status, status="delivered")
         except urllib.error.HTTPError as error:
-            answer = twilio.read_body(error)[:200].decode("utf-8", "replace")
+            answer = _start_of(error).decode("utf-8", "replace")
             said = f": {printable(answer, 120)}" if answer.strip() else ""
             retryable = error.code == 429 or error.code >= 500
             return TwilioOutcome(
@@ -201,14 +205,10 @@ class HookSender:
                 retryable=retryable,
                 http_status=error.code,
             )
-        except (
-            urllib.error.URLError,
-            TimeoutError,
-            ConnectionError,
-            http.client.HTTPException,
-        ) as exc:
-            reason = getattr(exc, "reason", exc)
-            return TwilioOutcome(ok=False, message=f"network error: {reason}", retryable=True)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            return TwilioOutcome(ok=False, message=f"network error: {trouble(exc)}", retryable=True)
+        except ValueError:  # a URL or header http.client will not send: never shown (secrets)
+            return _final("the URL or a header cannot be sent as it is")
 
     def _token(self, hook: Webhook, secret: str) -> tuple[str, bool] | TwilioOutcome:
         """A token for ``hook`` and whether it came from the cache, or why there is none."""
@@ -219,9 +219,8 @@ class HookSender:
         if cached is not None and cached[1] > now:
             return cached[0], True
         form = {"grant_type": "client_credentials", **({"scope": hook.scope} if hook.scope else {})}
-        basic = (
-            f"{urllib.parse.quote(hook.client_id, safe='')}:{urllib.parse.quote(secret, safe='')}"
-        )
+        # RFC 6749 2.3.1: each form-urlencoded, then HTTP Basic.
+        basic = f"{urllib.parse.quote_plus(hook.client_id)}:{urllib.parse.quote_plus(secret)}"
         headers = {
             "Authorization": "Basic " + base64.b64encode(basic.encode()).decode("ascii"),
             "Content-Type": "application/x-www-form-urlencoded",
@@ -241,7 +240,7 @@ class HookSender:
             with _opener.open(request, timeout=timeout) as response:
                 answer = twilio.json_object(response.read(ANSWER_MAX_BYTES))
         except urllib.error.HTTPError as error:
-            said = twilio.json_object(twilio.read_body(error)).get("error")
+            said = twilio.json_object(_start_of(error)).get("error")
             detail = f" ({printable(said, 60)})" if isinstance(said, str) else ""
             return TwilioOutcome(
                 ok=False,
@@ -249,14 +248,12 @@ class HookSender:
                 retryable=error.code == 429 or error.code >= 500,
                 http_status=error.code,
             )
-        except (
-            urllib.error.URLError,
-            TimeoutError,
-            ConnectionError,
-            http.client.HTTPException,
-        ) as exc:
-            reason = getattr(exc, "reason", exc)
-            return TwilioOutcome(ok=False, message=f"token endpoint: {reason}", retryable=True)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            return TwilioOutcome(
+                ok=False, message=f"token endpoint: {trouble(exc)}", retryable=True
+            )
+        except ValueError:
+            return _final("the token request cannot be sent as it is")
         token, lifetime = (
             answer.get("access_token"),
             answer.get("expires_in", TOKEN_DEFAULT_SECONDS),
@@ -269,9 +266,31 @@ class HookSender:
             _tokens[key] = (token, now + max(0.0, float(lifetime) - TOKEN_MARGIN_SECONDS))
         return token, False
 
-    def _drop_token(self, hook: Webhook) -> None:
+    def _drop_token(self, hook: Webhook, refused: str) -> None:
+        """Forget the token the webhook refused (not one another thread fetched since)."""
+        key = (hook.token_url, hook.client_id, hook.scope)
         with _tokens_lock:
-            _tokens.pop((hook.token_url, hook.client_id, hook.scope), None)
+            if _tokens.get(key, ("",))[0] == refused:
+                del _tokens[key]
+
+
+def trouble(exc: BaseException) -> str:
+    """What went wrong on the network, without the exception's own text (which can quote the
+    URL, and a Slack URL or a query string is a secret)."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return "timed out"
+    if isinstance(reason, OSError) and reason.strerror:
+        return f"{type(reason).__name__}: {reason.strerror}"
+    return type(reason).__name__
+
+
+def _start_of(error: urllib.error.HTTPError) -> bytes:
+    """The first bytes of an error's answer (a receiver that drips its body is not waited for)."""
+    try:
+        return bytes(error.read(ERROR_BODY_BYTES))
+    except (OSError, http.client.HTTPException, ValueError):
+        return b""
 
 
 def _final(message: str) -> TwilioOutcome:

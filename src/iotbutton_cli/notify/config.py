@@ -180,13 +180,14 @@ debounce: 5
 #   webhook: optional: POST the click as signed JSON to your https:// URL, e.g.
 #              {url: "https://example.com/hook", secret: $$HOOK_SECRET}
 #   slack:   optional: post the message to Slack: {webhook_url: $$SLACK_WEBHOOK_URL}
+#   say:     optional: how calls speak, e.g. {voice: "Polly.Amy", language: "en-GB", repeat: 2}
 #            ($$NAME: an environment variable `notify deploy` reads; never the secret itself)
 # A click type with no sms, call, webhook or slack does nothing.
 #
 # Several buttons for several people: give each its own section under buttons:, which wins
 # over the settings above key by key (person, address, notes, fields, and each click type's
-# sms, call, message, voice, escalation). A button not listed uses the settings above, or
-# sends nothing with `unlisted: refuse`.
+# sms, call, message, voice, say, escalation, webhook, slack). A button not listed uses the
+# settings above, or sends nothing with `unlisted: refuse`.
 # buttons:
 #   G030JF0553648RUH:
 #     person: "Grandpa"

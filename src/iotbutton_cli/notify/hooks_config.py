@@ -35,6 +35,7 @@ from iotbutton_cli.notifier_lambda.hook_settings import (
     Slack,
     Webhook,
     join_secret,
+    shown_url,
     url_problem,
 )
 
@@ -71,10 +72,18 @@ NEW_SECRET_HINT = (
 
 def parse_webhooks(parser: _Parser, node: Node, where: str) -> tuple[Webhook, ...]:
     items = _items(parser, node, f"{where}.webhook", WEBHOOK_EXAMPLE)
-    return tuple(
-        _webhook(parser, item, f"{where}.webhook", len(items) > 1, i)
-        for i, item in enumerate(items)
-    )
+    found: list[Webhook] = []
+    for index, item in enumerate(items):
+        hook = _webhook(parser, item, f"{where}.webhook", len(items) > 1, index)
+        if any(other.target == hook.target for other in found):
+            parser.fail(
+                item,
+                "notify-config-webhook",
+                f"{where}.webhook posts to {hook.target} twice (the query aside)",
+                "Post to each URL once: the alarm table records one delivery per URL.",
+            )
+        found.append(hook)
+    return tuple(found)
 
 
 def parse_slack(parser: _Parser, node: Node, where: str) -> tuple[Slack, ...]:
@@ -249,6 +258,12 @@ def hook_secrets(
         for hook in item.webhooks:
             if hook.auth == "standard":
                 check_signing_secret(hook.secret, found[hook.secret])
+            elif not all("!" <= char <= "~" for char in found[hook.secret]):
+                raise usage_error(
+                    "notify-hook-secret-bad",
+                    f"{hook.secret} has a space or a character an HTTP header cannot carry",
+                    "A token or client secret is printable ASCII without spaces: copy it again.",
+                )
         for slack in item.slack:
             problem = url_problem(found[slack.secret], allow_loopback=sandbox)
             if problem:  # the URL is the credential: never shown
@@ -286,7 +301,7 @@ def refuse_loopback(config: NotifyConfig, sandbox: bool) -> None:
                 if problem:
                     raise usage_error(
                         "notify-config-webhook",
-                        f"{config.path}: {where}.webhook: {url[:80]} {problem}",
+                        f"{config.path}: {where}.webhook: {shown_url(url)[:80]} {problem}",
                         "Loopback and http URLs are for the sandbox (iotbutton --sandbox ...); "
                         "give an https:// URL the function can reach.",
                     )
