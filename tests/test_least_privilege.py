@@ -112,3 +112,13 @@ def test_the_shadow_grant_stays_within_iams_role_policy_limit(ctx):
     assert notifier_resources.policy_chars(fitted) <= notifier_resources.ROLE_POLICY_MAX_CHARS
     one_more = notifier_resources.function_policy(ctx, names, many[: len(grant.granted) + 1])
     assert notifier_resources.policy_chars(one_more) > notifier_resources.ROLE_POLICY_MAX_CHARS
+
+
+def test_the_registrys_buttons_come_first_and_no_wildcard_is_ever_granted(ctx):
+    names = notifier_resources.Names.for_context(ctx)
+    marked = [f"0000{i:012d}" for i in range(400)]  # foreign things that copied the mark
+    mine = ["G030JF0553648RUH", "G030RQ9940375SLS"]
+    grant = notifier_resources.shadow_grant(ctx, names, [*marked, *mine, "*"], first=[*mine, "*"])
+    assert grant.granted[:2] == tuple(mine)
+    assert grant.left_out and set(grant.left_out) <= set(marked)
+    assert "*" not in grant.granted + grant.left_out

@@ -97,3 +97,27 @@ def test_an_unreadable_shadow_is_a_dash_and_a_line_not_an_error(cli, fault_proxy
 def test_no_buttons_no_shadow_reads(cli, fault_proxy):
     assert cli.json("things", "list") == []
     assert not [path for _method, path in fault_proxy.requests if "/shadow" in path]
+
+
+def test_a_hostile_shadow_is_shown_as_plain_short_text_not_a_traceback(cli, iot):
+    import boto3
+
+    cli("things", "create", SERIAL)
+    host = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    data = boto3.client("iot-data", region_name="us-east-1", endpoint_url=f"https://{host}")
+    hostile = {
+        "type": "[link=https://evil.example/]SINGLE[/link]",
+        "time": "9999-12-31T23:59:59-14:00",  # past the year 9999 in UTC
+        "outcome": "\x1b]8;;https://evil.example/\x07sent" + "x" * 500,
+        "battery": "[bold red]0mV",
+    }
+    write_last_click(data, SERIAL, hostile)
+
+    for args in (("things", "list"), ("things", "show", SERIAL)):
+        shown = cli(*args)
+        assert "Traceback" not in shown.stdout + shown.stderr
+        assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+        assert "[link" in shown.stdout  # as text, not as a link
+        assert "x" * 100 not in shown.stdout
+    [listed] = cli.json("things", "list")
+    assert len(listed["last_click"]["outcome"]) <= 65

@@ -72,7 +72,7 @@ def test_a_click_replaces_the_last_one_whole(deployment, shadows):
     assert click["battery"] == "flat" and "batteryMv" not in click
 
 
-def test_repeat_and_ignored_clicks_say_so(with_ledger, shadows):
+def test_a_repeat_keeps_its_alarms_outcome_and_an_ignored_click_says_so(with_ledger, shadows):
     with_ledger.write_config(messaging_config({"SINGLE": click_config(sms=[ALICE])}))
     handler.lambda_handler(button_event("SINGLE"), LambdaContext())
     again = button_event("SINGLE", clickedAt=CLICKED_AT + 1_000)
@@ -80,7 +80,10 @@ def test_repeat_and_ignored_clicks_say_so(with_ledger, shadows):
     repeat = handler.lambda_handler(again, LambdaContext())
 
     assert repeat["ignored"].startswith(shadow.REPEAT_REASON)  # what outcome_of looks for
-    assert reported(shadows)["lastClick"]["outcome"] == "repeat"
+    assert shadow.outcome_of(repeat) == "repeat"
+    # A panicked second press is the same alarm: the first press's record stands.
+    assert reported(shadows)["lastClick"]["outcome"] == "sent"
+    assert reported(shadows)["lastClick"]["alarm"] == f"{SERIAL}-SINGLE-{CLICKED_AT}"
     handler.lambda_handler(button_event("DOUBLE"), LambdaContext())  # nobody for DOUBLE
     assert reported(shadows)["lastClick"]["outcome"] == "ignored"
     assert reported(shadows)["lastClick"]["type"] == "DOUBLE"
@@ -195,7 +198,7 @@ def test_nor_with_the_invocation_nearly_out_of_time(aws_env, shadows, caplog):
         shadow.report_click(handler.parse_event(button_event()), {"results": []}, nearly_over)
     with pytest.raises(shadows.exceptions.ResourceNotFoundException):
         shadows.get_thing_shadow(thingName=SERIAL)
-    assert "(NoTimeLeft): less than 4000 ms of the invocation left" in caplog.text
+    assert "(NoTimeLeft): less than 7000 ms of the invocation left" in caplog.text
 
 
 def test_its_calls_are_short(aws_env, shadows):

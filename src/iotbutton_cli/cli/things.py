@@ -100,6 +100,8 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
             app_ctx, [b.serial for b in buttons], on_done=lambda serial: bar.advance(task)
         )
 
+    from rich.markup import escape
+
     def render() -> None:
         if not buttons:
             out.info("No buttons yet. Create one with `iotbutton things create`.")
@@ -110,8 +112,8 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
                 (b.certificate_id or "-")[:12],
                 "HALF-DONE" if b.half_done else b.certificate_status or "-",
                 _files_state(b.files),
-                _last_click_text(readings.get(b.serial)),
-                _battery_text(readings.get(b.serial)),
+                escape(_last_click_text(readings.get(b.serial))),
+                escape(_battery_text(readings.get(b.serial))),
             ]
             for b in buttons
         ]
@@ -149,6 +151,8 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
 
 
 def _print_button(out: Output, button: Any, live: dict[str, Any], reading: ShadowReading) -> None:
+    from rich.markup import escape
+
     state = (
         f"HALF-DONE (`iotbutton things create {button.serial}` finishes it)"
         if button.half_done
@@ -166,8 +170,8 @@ def _print_button(out: Output, button: Any, live: dict[str, Any], reading: Shado
         ["created", button.created],
         *(files or [["key files", None]]),
         ["root CA", button.root_ca],
-        ["last click", _last_click_detail(reading)],
-        ["battery", _battery_text(reading)],
+        ["last click", escape(_last_click_detail(reading))],
+        ["battery", escape(_battery_text(reading))],
     ]
     # Nothing recorded shows as "none", never as a blank cell that looks like a display fault.
     out.table(None, ["field", "value"], [[name, value or "none"] for name, value in rows])
@@ -287,8 +291,8 @@ def _minute(time: str | None) -> str | None:
         return None
     try:
         moment = datetime.fromisoformat(time.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            return time
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError):
         return time  # whatever else wrote the shadow
-    if moment.tzinfo is None:
-        return time
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

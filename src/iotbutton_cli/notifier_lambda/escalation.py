@@ -339,7 +339,12 @@ class Escalator:
         """Nobody acknowledged: everyone, and the owner, get the exhausted text, once."""
         text = _clean(render(self.escalation.exhausted, self.values))
         self.send_once(EXHAUSTED_CHANNEL, self.everyone(), text)
-        self.report_end(shadow.EXHAUSTED)
+        try:
+            self._tell_owner_exhausted(text)
+        finally:
+            self.report_end(shadow.EXHAUSTED)  # after everyone is told: it never delays them
+
+    def _tell_owner_exhausted(self, text: str) -> None:
         if self.tell_owner is None:
             return
         claim = self.ledger.table.claim(self.alarm_id, OWNER_CHANNEL, "sns")

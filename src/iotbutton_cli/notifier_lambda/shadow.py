@@ -55,6 +55,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -87,7 +88,10 @@ NO_BATTERY = "unknown"
 CONNECT_TIMEOUT_SECONDS = 1.0
 READ_TIMEOUT_SECONDS = 2.0
 MAX_ATTEMPTS = 2
-MIN_REMAINING_MS = 4_000
+MIN_REMAINING_MS = 7_000  # one call at worst: 2 tries x (1 s to connect + 2 s to answer)
+# An escalation's end is written while Twilio waits for the answer to a key press: no call
+# starts once this long has gone.
+END_BUDGET_SECONDS = 2.0
 CONFLICT_TRIES = 2  # a write that names a version another writer moved on is tried once more
 
 _clients: dict[str, Any] = {}
@@ -210,6 +214,9 @@ def report_click(
         if thing is None:
             raise Unavailable(f"serial {click.serial!r} names no thing")
         reported = last_click(click, result, incomplete)
+        if reported["outcome"] == REPEAT:
+            # The same alarm as the press before: its outcome (an escalation, say) stands.
+            raise Unavailable("a repeat of the alarm it records")
         _write_click(_data_client(context), thing, reported, context)
     except Unavailable as why:
         log(logging.DEBUG, "shadow not written: %s", why)
@@ -233,7 +240,20 @@ def _write_click(client: Any, thing: str, reported: dict[str, Any], context: obj
     raise Unchanged("other writers kept moving its version on")
 
 
-def report_escalation_end(serial: str, alarm_id: str, outcome: str) -> None:
+class _Budget:
+    """A context whose time runs out ``seconds`` from now (or with the invocation's)."""
+
+    def __init__(self, seconds: float, context: object = None) -> None:
+        self.ends = time.monotonic() + seconds
+        self.context = context
+
+    def get_remaining_time_in_millis(self) -> int:
+        mine = MIN_REMAINING_MS + (self.ends - time.monotonic()) * 1000
+        remaining = getattr(self.context, "get_remaining_time_in_millis", None)
+        return int(min(mine, remaining()) if callable(remaining) else mine)
+
+
+def report_escalation_end(serial: str, alarm_id: str, outcome: str, context: object = None) -> None:
     """Record how an escalation ended (``acknowledged`` or ``exhausted``) on the button's
     shadow: in ``lastEscalation``, and in ``lastClick`` while that is still the escalation's
     (a click reported later reads ``lastEscalation``); never raises."""
@@ -241,10 +261,11 @@ def report_escalation_end(serial: str, alarm_id: str, outcome: str) -> None:
     try:
         if thing is None:
             raise Unavailable(f"serial {serial!r} names no thing")
-        client = _data_client(None)
+        budget = _Budget(END_BUDGET_SECONDS, context)
+        client = _data_client(budget)
         ending = {"alarm": alarm_id, "outcome": outcome}
         for _ in range(CONFLICT_TRIES):
-            current, version = _read(client, thing, None)
+            current, version = _read(client, thing, budget)
             sections: dict[str, Any] = {}
             if _section(current, LAST_ESCALATION) != ending:
                 sections[LAST_ESCALATION] = ending
@@ -253,7 +274,7 @@ def report_escalation_end(serial: str, alarm_id: str, outcome: str) -> None:
                 sections[LAST_CLICK] = {"outcome": outcome}
             if not sections:
                 return  # written already
-            if _update(client, thing, document(sections, version), None):
+            if _update(client, thing, document(sections, version), budget):
                 log(logging.INFO, "shadow of %s: escalation %s %s", thing, alarm_id, outcome)
                 return
         raise Unchanged("other writers kept moving its version on")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,6 +214,7 @@ SHADOW_ACTIONS = ["iot:GetThingShadow", "iot:UpdateThingShadow"]
 # IAM: "The size of each ... inline policy ... role policy size cannot exceed 10,240 characters"
 # (all of a role's inline policies together; whitespace is not counted).
 ROLE_POLICY_MAX_CHARS = 10_240
+THING_NAME = re.compile(r"[A-Za-z0-9:_-]{1,128}")
 
 
 def shadow_statement(thing_arns: list[str]) -> dict[str, Any]:
@@ -240,11 +242,17 @@ class ShadowGrant:
     left_out: tuple[str, ...] = ()
 
 
-def shadow_grant(ctx: AppContext, names: Names, serials: Iterable[str]) -> ShadowGrant:
-    """``serials`` in order, as many as fit in the role's policy (``ROLE_POLICY_MAX_CHARS``:
-    about 150 buttons with 16-character serials); the rest are left out, their clicks still
-    alarm but their shadows are not written (AccessDenied, logged by the function)."""
-    ordered = sorted(set(serials))
+def shadow_grant(
+    ctx: AppContext, names: Names, serials: Iterable[str], first: Iterable[str] = ()
+) -> ShadowGrant:
+    """``first`` (the registry's buttons), then the other ``serials``, each sorted, as many as
+    fit in the role's policy (``ROLE_POLICY_MAX_CHARS``: about 150 buttons with 16-character
+    serials); the rest are left out, their clicks still alarm but their shadows are not written
+    (AccessDenied, logged by the function). A name no thing can have (``*``, say) is never
+    granted."""
+    mine = sorted({s for s in first if THING_NAME.fullmatch(s)})
+    others = sorted({s for s in serials if THING_NAME.fullmatch(s)} - set(mine))
+    ordered = mine + others
     used = policy_chars(function_policy(ctx, names, ordered[:1])) if ordered else 0
     fits = 1 if ordered and used <= ROLE_POLICY_MAX_CHARS else 0
     for serial in ordered[1:]:

@@ -41,7 +41,8 @@ class Refreshed:
 
 def button_serials(ctx: AppContext) -> set[str]:
     """The registry's buttons and the things iotbutton made here (``ListThings`` filtered by
-    its attribute; a thing's name is its button's serial)."""
+    its attribute; a thing's name is its button's serial). The attribute is a mark anyone who
+    may create things could copy: the registry's own buttons are granted first."""
     attribute, value = next(iter(THING_ATTRIBUTE.items()))
     pages = (
         ctx.client("iot")
@@ -54,7 +55,9 @@ def button_serials(ctx: AppContext) -> set[str]:
 
 def grant(ctx: AppContext) -> ShadowGrant:
     """The things the notifier's role may write the shadows of, and the buttons left out."""
-    return shadow_grant(ctx, Names.for_context(ctx), button_serials(ctx))
+    return shadow_grant(
+        ctx, Names.for_context(ctx), button_serials(ctx), first=ctx.namespace.items(kinds.THINGS)
+    )
 
 
 def refresh(ctx: AppContext) -> Refreshed | None:

@@ -44,6 +44,9 @@ class ShadowReading:
     error: str | None = None
 
 
+SHOWN_CHARS = 64  # of each value a shadow holds, as the CLI shows it
+
+
 def read_last_click(ctx: AppContext, serial: str) -> ShadowReading:
     """The button's shadow, read now (its thing is named after its serial)."""
     try:
@@ -103,7 +106,11 @@ def last_click_of(document: Any) -> LastClick | None:
 
     def text(key: str) -> str | None:
         value = click.get(key)
-        return value if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return None
+        # Shown in a terminal: one short printable line, whatever wrote it.
+        shown = "".join(char if char.isprintable() else "?" for char in value[:SHOWN_CHARS])
+        return shown + ("…" if len(value) > SHOWN_CHARS else "")
 
     millivolts = click.get("batteryMv")
     return LastClick(
