@@ -580,3 +580,13 @@ def test_notify_deploy_dry_run_prints_the_plan(cli, aws, isolated_env, monkeypat
     cli("notify", "deploy")
     assert cli.json("notify", "deploy", "--dry-run")["up_to_date"] is True
     assert "a deploy would change nothing" in cli("notify", "deploy", "--dry-run").stdout
+
+
+def test_a_deploy_says_which_buttons_iams_limit_leaves_without_a_shadow(ctx, monkeypatch):
+    from iotbutton_cli.notify import shadow_grant
+
+    many = {f"G030{n:012d}" for n in range(400)}
+    monkeypatch.setattr(shadow_grant, "button_serials", lambda _ctx: many)
+    report = notifier_deploy.deploy(ctx, deploy_input())
+    assert 100 < len(many) - len(report.shadow_left_out) < 400
+    assert set(report.shadow_left_out) < many

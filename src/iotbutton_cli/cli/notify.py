@@ -345,6 +345,13 @@ def deploy(
             return
         changed = sum(step.action != "unchanged" for step in report.steps)
         out.say(f"Deployed the notifier: {changed} change(s). {report.function_arn}")
+        if report.shadow_left_out:
+            left = len(report.shadow_left_out)
+            out.info(
+                f"{left} button(s) beyond IAM's role policy limit are not granted their thing "
+                "shadows: their clicks alarm, but `things list` shows no last click for them "
+                "(docs/notifier.md, The thing shadow)."
+            )
         out.info("Try it: `iotbutton notify test --click SINGLE`.")
 
     out.result(views.deploy_view(report), human=render)

@@ -65,6 +65,8 @@ class DeployReport:
     code_sha256: str = ""
     config_key: str = ""
     steps: list[StepResult] = field(default_factory=list)
+    # Buttons whose shadows the role cannot name within IAM's size limit (their clicks alarm).
+    shadow_left_out: tuple[str, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
@@ -99,9 +101,12 @@ def prepare(
     )
 
 
-def wanted_state(ctx: AppContext, source: DeployInput) -> planner.Wanted:
+def wanted_state(
+    ctx: AppContext, source: DeployInput, granted: shadow_grant.ShadowGrant | None = None
+) -> planner.Wanted:
     """What the notifier should be, with the ARNs AWS will give what is still to be made."""
     names = Names.for_context(ctx)
+    granted = granted or shadow_grant.grant(ctx)
     config_key = config_key_for(source.lambda_document)
     function_arn = ctx.arn("lambda", f"function:{FUNCTION_NAME}")
     target = rules.RuleTarget(
@@ -109,7 +114,7 @@ def wanted_state(ctx: AppContext, source: DeployInput) -> planner.Wanted:
     )
     return planner.Wanted(
         roles={
-            names.function_role: function_policy(ctx, names, shadow_grant.grant(ctx).granted),
+            names.function_role: function_policy(ctx, names, granted.granted),
             names.rule_error_role: rule_error_policy(ctx),
         },
         log_groups=dict.fromkeys(LOG_GROUPS, LOG_RETENTION_DAYS),
@@ -198,11 +203,12 @@ def deploy(
     """Bring every notifier resource to the wanted state, in dependency order."""
     ctx.before_changes()
     names = Names.for_context(ctx)
-    wanted = wanted_state(ctx, source)
+    shadows = shadow_grant.grant(ctx)
+    wanted = wanted_state(ctx, source, shadows)
     found = aws_state.read(ctx, wanted)
     wanted = with_callback_url(ctx, source, wanted, found)
     planned = {(step.resource, step.name): step for step in planner.plan(found, wanted).steps}
-    report = DeployReport(config_key=wanted.config_key)
+    report = DeployReport(config_key=wanted.config_key, shadow_left_out=shadows.left_out)
 
     def done(step: Step) -> None:
         result = StepResult(step.resource, step.name, step.outcome)
