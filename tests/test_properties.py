@@ -168,8 +168,8 @@ def as_yaml(document) -> str:
 
 
 def too_many_brackets(text: str) -> bool:
-    """More brackets open at once than the nesting guard allows, quotes or not: the guard
-    refuses such a file before YAML reads it, as config.py documents."""
+    """More brackets open at once, outside quotes and comments, than the nesting guard allows:
+    the guard refuses such a file before YAML reads it, as config.py documents."""
     return notify_config._nesting_problem(text) is not None
 
 
@@ -341,3 +341,19 @@ def test_a_valid_statement_reads_back_and_topic_levels_count_from_one(
             assert message.get(f"t{index}") == expected
         elif kind == "field":
             assert message[f"f{index}"] == 1
+
+
+def test_literal_braces_in_quoted_messages_are_not_nesting():
+    """The example Hypothesis found: 22 literal braces in two quoted messages once read as 22
+    open flow mappings, and a bad number was reported as "nested too deep"."""
+    text = (
+        'account_sid: "AC00000000000000000000000000000000"\nfrom: "+100"\nperson: "0"\n'
+        "clicks:\n  SINGLE:\n    sms: [\"+10\"]\n    message: '{{{{{{{{{{{{'\n"
+        '  LONG:\n    sms: ["+10"]\n    message: "{{{{{{{{{{ it\'s"\n'
+    )
+    assert too_many_brackets(text) is False
+    config = parse(text.replace('from: "+100"', 'from: "+15005550006"'))
+    assert config.clicks["SINGLE"].message == "{{{{{{{{{{{{"
+    with pytest.raises(IotButtonError) as caught:
+        parse(text.replace('from: "+100"', 'from: ""'))
+    assert caught.value.code in {"notify-config-number", "notify-config-empty-value"}

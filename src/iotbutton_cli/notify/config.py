@@ -1305,20 +1305,47 @@ def _nesting_problem(text: str) -> int | None:
     """The line where flow collections ([...], {...}) nest deeper than MAX_NESTING, if they do.
 
     PyYAML composes recursively, so thousands of levels would crash it; block nesting is bounded
-    by indentation, flow nesting is not, and is counted here before parsing. (Brackets inside
-    quotes count too: a false alarm needs more than MAX_NESTING of them open at once.)
+    by indentation, flow nesting is not, and is counted here before parsing. Brackets inside a
+    quoted scalar (a message's literal ``{{``) and in comments do not count; a quote opens a
+    scalar only where YAML starts one (after a space, ``:``, ``,``, ``[``, ``{``, ``-`` or at a
+    line's start), so an apostrophe in plain text is text. (Brackets in plain text still count:
+    a false alarm needs more than MAX_NESTING of them open at once; a guard this misses is
+    caught as RecursionError.)
     """
     depth = 0
     line = 1
-    for char in text:
+    quote = ""  # the quote of the scalar being read, if any
+    previous = "\n"
+    index = 0
+    while index < len(text):
+        char = text[index]
         if char == "\n":
             line += 1
+        if quote == '"':
+            if char == "\\":
+                index += 1  # the escaped character
+            elif char == '"':
+                quote = ""
+        elif quote == "'":
+            if char == "'":
+                if text[index + 1 : index + 2] == "'":
+                    index += 1  # '' is a quote inside
+                else:
+                    quote = ""
+        elif char in "'\"" and previous in " \t\n:,[{-":
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            end = text.find("\n", index)
+            index = len(text) if end < 0 else end
+            continue
         elif char in "[{":
             depth += 1
             if depth > MAX_NESTING:
                 return line
         elif char in "]}":
             depth = max(0, depth - 1)
+        previous = char
+        index += 1
     return None
 
 
