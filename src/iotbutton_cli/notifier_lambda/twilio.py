@@ -156,10 +156,7 @@ class TwilioClient:
         return outcome
 
     def _attempt_timeout(self) -> float | None:
-        if self.deadline is None:
-            return self.timeout
-        left = self.deadline - monotonic()
-        return min(self.timeout, left) if left >= MIN_ATTEMPT_SECONDS else None
+        return attempt_timeout(self.timeout, self.deadline)
 
     def _time_left_for(self, delay: float) -> bool:
         if self.deadline is None:
@@ -234,6 +231,14 @@ class TwilioClient:
     def _authorization(self) -> str:
         token = base64.b64encode(f"{self.auth_user}:{self.secret}".encode()).decode("ascii")
         return f"Basic {token}"
+
+
+def attempt_timeout(timeout: float, deadline: float | None) -> float | None:
+    """One attempt's timeout within ``deadline`` (``monotonic``); None when too little is left."""
+    if deadline is None:
+        return timeout
+    left = deadline - monotonic()
+    return min(timeout, left) if left >= MIN_ATTEMPT_SECONDS else None
 
 
 def read_body(response: Any) -> bytes:

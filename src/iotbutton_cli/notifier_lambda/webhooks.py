@@ -181,10 +181,7 @@ class HookSender:
         return outcome
 
     def _attempt_timeout(self) -> float | None:
-        if self.deadline is None:
-            return self.timeout
-        left = self.deadline - twilio.monotonic()
-        return min(self.timeout, left) if left >= twilio.MIN_ATTEMPT_SECONDS else None
+        return twilio.attempt_timeout(self.timeout, self.deadline)
 
     def _request(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float

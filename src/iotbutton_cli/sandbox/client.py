@@ -434,30 +434,12 @@ def _lock_folder(folder_fd: int) -> None:
 
 
 def _read_phones_at(path: Path, folder_fd: int) -> dict[str, PhoneBehaviour]:
-    from iotbutton_cli.paths import file_error
-    from iotbutton_cli.sandbox.twilio_phones import is_link_error, parse_phones, read_phones_file
+    from iotbutton_cli.sandbox.twilio_phones import parse_phones, read_phones_file
 
-    try:
+    again = "set the numbers again with `iotbutton sandbox phone`"
+    with _state_file_errors(path, "phones", "a phone table", "phone", again):
         text = read_phones_file(path.name, dir_fd=folder_fd)
         return parse_phones(text) if text is not None else {}
-    except OSError as exc:
-        if is_link_error(exc):
-            raise IotButtonError(
-                "sandbox-phones-link",
-                f"{path} is a symbolic link; iotbutton never follows one in its folders.",
-                "Delete the link (`iotbutton sandbox stop` does too); `iotbutton sandbox phone` "
-                "then writes a real file.",
-            ) from None
-        exc.filename = str(path)
-        raise (file_error(exc) or exc) from None
-    except ValueError as exc:  # json.JSONDecodeError is one
-        problem = "".join(c if c.isprintable() else "?" for c in str(exc))[:200].rstrip(".")
-        raise IotButtonError(
-            "sandbox-phones-corrupt",
-            f"{path} is not a phone table: {problem}.",
-            "Repair it, or delete it (`iotbutton sandbox stop` does too) and set the numbers "
-            "again with `iotbutton sandbox phone`.",
-        ) from None
 
 
 # -- the webhook sink: its entries (hooks.jsonl) and its controls (hooks.json) --------------------
@@ -525,28 +507,39 @@ def reset_hook_controls() -> str | None:
 @contextmanager
 def _hook_controls_errors(info: SandboxInfo) -> Iterator[None]:
     """Turns what reading or writing ``hooks.json`` raises into one-line errors."""
-    from iotbutton_cli.paths import file_error
-    from iotbutton_cli.sandbox.twilio_phones import is_link_error
     from iotbutton_cli.sandbox.webhook_sink import CONTROLS_FILE
 
     path = Path(info.outbox).parent / CONTROLS_FILE
+    again = "set them again with `iotbutton sandbox hook`"
+    with _state_file_errors(path, "hooks", "the webhook sink's controls", "hook", again):
+        yield
+
+
+@contextmanager
+def _state_file_errors(
+    path: Path, name: str, what: str, command: str, again: str
+) -> Iterator[None]:
+    """A state file the sandbox commands edit (phones.json, hooks.json): a symbolic link, an
+    unreadable file, or one that is not ``what``, becomes a one-line error."""
+    from iotbutton_cli.paths import file_error
+    from iotbutton_cli.sandbox.twilio_phones import is_link_error
+
     try:
         yield
     except OSError as exc:
         if is_link_error(exc):
             raise IotButtonError(
-                "sandbox-hooks-link",
+                f"sandbox-{name}-link",
                 f"{path} is a symbolic link; iotbutton never follows one in its folders.",
-                "Delete the link (`iotbutton sandbox stop` does too); `iotbutton sandbox hook` "
-                "then writes a real file.",
+                f"Delete the link (`iotbutton sandbox stop` does too); `iotbutton sandbox "
+                f"{command}` then writes a real file.",
             ) from None
         exc.filename = str(path)
         raise (file_error(exc) or exc) from None
     except ValueError as exc:  # json.JSONDecodeError is one
         problem = "".join(c if c.isprintable() else "?" for c in str(exc))[:200].rstrip(".")
         raise IotButtonError(
-            "sandbox-hooks-corrupt",
-            f"{path} is not the webhook sink's controls: {problem}.",
-            "Repair it, or delete it (`iotbutton sandbox stop` does too) and set them again with "
-            "`iotbutton sandbox hook`.",
+            f"sandbox-{name}-corrupt",
+            f"{path} is not {what}: {problem}.",
+            f"Repair it, or delete it (`iotbutton sandbox stop` does too) and {again}.",
         ) from None
