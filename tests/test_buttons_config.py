@@ -281,11 +281,24 @@ def test_quiet_hours_are_checked_and_a_button_may_have_its_own(cli):
     assert grandpa.quiet_hours == contract.QuietHours(22 * 60 + 30, 7 * 60)  # the default's
     assert grandpa.quiet_hours.covers(23 * 60) and not grandpa.quiet_hours.covers(12 * 60)
 
-    path = write_config(text.replace("then: sms-only", "then: hold"))
+    held = text.replace("then: sms-only", "then: hold")
+    document = notify_config.parse_config_text(held).lambda_document()
+    assert document["quiet_hours"] == {
+        "start_minute": 22 * 60 + 30,
+        "end_minute": 420,
+        "hold": True,
+    }
+    assert "hold" not in document["buttons"]["G030JF0553648RUH"]["quiet_hours"]  # her own
+    assert contract.hold_ends(document) == (420,)
+    config = contract.parse_config(document)
+    assert config.for_button("G030JF0553648RUX").quiet_hours.hold  # type: ignore[union-attr]
+    assert not config.for_button("G030JF0553648RUH").quiet_hours.hold  # type: ignore[union-attr]
+
+    path = write_config(text.replace("then: sms-only", "then: later"))
     error = cli.json("notify", "check", code=2)["error"]
     assert error["code"] == "notify-config-quiet-hours"
-    assert error["message"] == f"{path}:24: quiet_hours.then must be sms-only, not 'hold'"
-    assert "scheduler" in error["hint"]
+    assert error["message"] == f"{path}:24: quiet_hours.then must be sms-only or hold, not 'later'"
+    assert "hold keeps SINGLE and DOUBLE" in error["hint"]
 
 
 def test_check_shows_each_buttons_numbers_to_people(cli):

@@ -91,6 +91,7 @@ TAG_ON_CREATE = {
     "dynamodb:CreateTable": ("Tags", "dynamodb:TagResource"),
     "sns:CreateTopic": ("Tags", "sns:TagResource"),
     "cloudwatch:PutMetricAlarm": ("Tags", "cloudwatch:TagResource"),
+    "scheduler:CreateScheduleGroup": ("Tags", "scheduler:TagResource"),
 }
 
 SERIAL = "G030JF0553648RUH"
@@ -160,6 +161,14 @@ def authorizations(operation: str, params: dict[str, Any]) -> list[Call]:
         calls.append(Call(tag_action, resource))
     for role, service_principal in passed_roles(operation, params):
         calls.append(Call("iam:PassRole", role, {"iam:PassedToService": service_principal}))
+    if operation == "scheduler:DeleteScheduleGroup":  # it deletes the group's schedules too
+        group = params["Name"]
+        calls.append(
+            Call(
+                "scheduler:DeleteSchedule",
+                f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{group}/*",
+            )
+        )
     return calls
 
 
@@ -185,6 +194,9 @@ def passed_roles(operation: str, params: dict[str, Any]) -> list[tuple[str, str]
         return [(params["Role"], "lambda.amazonaws.com")] if params.get("Role") else []
     if operation in ("iot:CreateTopicRule", "iot:ReplaceTopicRule"):
         return [(arn, "iot.amazonaws.com") for arn in role_arns(params["topicRulePayload"])]
+    if operation in ("scheduler:CreateSchedule", "scheduler:UpdateSchedule"):
+        role = params.get("Target", {}).get("RoleArn")
+        return [(role, "scheduler.amazonaws.com")] if role else []
     return []
 
 
@@ -235,6 +247,13 @@ def resource_arn(action: str, params: dict[str, Any]) -> str:
         if "ResourceARN" in params:
             return str(params["ResourceARN"])
         return f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{params['AlarmName']}"
+    if service == "scheduler":
+        scheduler = f"arn:aws:scheduler:{REGION}:{ACCOUNT}"
+        if "ResourceArn" in params:  # the tag calls: a schedule group
+            return str(params["ResourceArn"])
+        if action.endswith("ScheduleGroup"):
+            return f"{scheduler}:schedule-group/{params['Name']}"
+        return f"{scheduler}:schedule/{params.get('GroupName') or 'default'}/{params['Name']}"
     if service == "logs":
         # CloudWatch Logs checks log-group actions against the group's streams.
         return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{params['logGroupName']}:log-stream:"
@@ -453,6 +472,24 @@ def run_notifier_lifecycle(
     steps = cli.json("notify", "deploy", *base, "--no-default-rule")["steps"]
     assert {s["name"]: s["action"] for s in steps}["iotbutton_notifier"] == "removed"
     cli("rules", "delete", "iotbutton_long_clicks", "--yes")
+
+    # Quiet hours that hold clicks: the scheduler role, the schedule group and the release
+    # schedule; new hours update the schedule; without `then: hold` they go (and what was held
+    # is released); held again, they stay for `clean` (and `clean --discover`) to remove.
+    text = config.read_text()
+    hold = '\nquiet_hours: {{from: "22:00", to: "{end}", then: hold}}\n'
+    config.write_text(text + hold.format(end="07:00"))
+    assert cli.json("notify", "deploy", *base, "--dry-run")["up_to_date"] is False
+    steps = cli.json("notify", "deploy", *base)["steps"]
+    assert {s["name"]: s["action"] for s in steps}["iotbutton/release-held"] == "created"
+    config.write_text(text + hold.format(end="06:30"))
+    steps = cli.json("notify", "deploy", *base)["steps"]
+    assert {s["name"]: s["action"] for s in steps}["iotbutton/release-held"] == "updated"
+    config.write_text(text)
+    steps = cli.json("notify", "deploy", *base)["steps"]
+    assert {s["name"]: s["action"] for s in steps}["iotbutton/release-held"] == "removed"
+    config.write_text(text + hold.format(end="07:00"))
+    cli("notify", "deploy", *base)
 
 
 def run_discovery(cli: Any, twilio_url: str, home: Path) -> None:

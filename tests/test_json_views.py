@@ -280,6 +280,30 @@ def test_every_commands_json_keys_are_the_documented_ones(cli, sandbox, monkeypa
     assert escalating is not None, "the LONG click never escalated"
     run("notify ack", escalating["alarm"], "--by", "Dana")
 
+    # Quiet hours that hold: a SINGLE waits, and `notify release` sends it now.
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    start, end = ((now + timedelta(minutes=m)).strftime("%H:%M") for m in (-60, 60))
+    config.write_text(
+        config.read_text() + f'quiet_hours: {{from: "{start}", to: "{end}", then: hold}}\n'
+    )
+    cli("--sandbox", "notify", "deploy")
+    cli("--sandbox", "sim", "click", "--single", "--wait")
+    held = None
+    for _ in range(100):
+        held = next(
+            (a for a in cli.json("--sandbox", "notify", "history") if a["state"] == "held"), None
+        )
+        if held:
+            break
+        time.sleep(0.3)
+    assert held is not None, "the SINGLE click was never held"
+    run("notify release")
+    # The release schedule that deploy made for the hold: listed, and run now (nothing is held).
+    run("sandbox schedules")
+    run("sandbox schedules run", "iotbutton/release-held")
+
     run("things create", OTHER)
     run("certs revoke", OTHER, "--yes")
     run("things delete", OTHER, "--yes")

@@ -28,6 +28,9 @@ MUST_PRECEDE = [
     (kinds.FUNCTIONS, kinds.BUCKETS),  # ... and its config
     (kinds.FUNCTIONS, kinds.ROLES),  # ... runs as a role
     (kinds.TOPIC_RULES, kinds.ROLES),  # the rule's error action runs as a role
+    (kinds.SCHEDULES, kinds.FUNCTIONS),  # the release schedule invokes the function
+    (kinds.SCHEDULES, kinds.SCHEDULE_GROUPS),  # ... from its group
+    (kinds.SCHEDULES, kinds.ROLES),  # ... as a role
     (kinds.CERTIFICATES, kinds.THINGS),  # no thing is deleted with a principal attached
     (kinds.CERTIFICATES, kinds.POLICIES),  # nor a policy still attached
     (kinds.CERTIFICATE_REQUESTS, kinds.THINGS),  # a reclaimed certificate is retired first
@@ -55,6 +58,13 @@ MINIMAL_RECORDS: dict[str, dict[str, Any]] = {
     kinds.TOPICS: {"iotbutton-owner": {"arn": "arn:aws:sns:::iotbutton-owner"}},
     kinds.METRIC_ALARMS: {"iotbutton-rule-errors": {"arn": "arn:aws:cloudwatch:::alarm:x"}},
     kinds.ROLES: {"iotbutton-notifier-us-east-1": {"arn": "arn:aws:iam:::role/n"}},
+    kinds.SCHEDULES: {
+        "iotbutton/release-held": {
+            "arn": "arn:aws:scheduler:::schedule/iotbutton/release-held",
+            "group": "iotbutton",
+        }
+    },
+    kinds.SCHEDULE_GROUPS: {"iotbutton": {"arn": "arn:aws:scheduler:::schedule-group/iotbutton"}},
 }
 
 

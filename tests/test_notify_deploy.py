@@ -186,7 +186,13 @@ def test_function_role_is_least_privilege(ctx):
             "arn:aws:ssm:us-east-1:123456789012:parameter/iotbutton/twilio-secret",
         ),
         "KeepAlarmLedger": (
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            [
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ],
             "arn:aws:dynamodb:us-east-1:123456789012:table/iotbutton-alarms",
         ),
         "HandOnFailures": (

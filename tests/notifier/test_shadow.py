@@ -212,3 +212,31 @@ def test_its_calls_are_short(aws_env, shadows):
 @pytest.mark.parametrize("serial", ["unknown", "bad serial?", "x" * 129])
 def test_a_serial_no_thing_can_have_is_reported_nowhere(serial):
     assert shadow.thing_name(serial) is None
+
+
+def test_a_held_click_says_held_and_its_release_says_how_it_went(with_ledger, shadows):
+    from test_release import held_config, release_at, window
+
+    with_ledger.write_config(held_config(window(-30, 60)))
+
+    held = handler.lambda_handler(button_event("SINGLE"), LambdaContext())
+    assert reported(shadows)["lastClick"]["outcome"] == "held"
+
+    handler.lambda_handler(release_at(60), LambdaContext())
+    click = reported(shadows)["lastClick"]
+    assert click["alarm"] == held["alarm"] and click["outcome"] == "sent"
+
+
+def test_a_release_never_overwrites_a_newer_click(with_ledger, shadows):
+    from test_release import held_config, release_at, window
+
+    with_ledger.write_config(held_config(window(-30, 60)))
+    handler.lambda_handler(button_event("SINGLE"), LambdaContext())
+    long = handler.lambda_handler(
+        button_event("LONG", clickedAt=CLICKED_AT + 1000), LambdaContext()
+    )
+
+    handler.lambda_handler(release_at(60), LambdaContext())
+
+    click = reported(shadows)["lastClick"]
+    assert click["alarm"] == long["alarm"] and click["type"] == "LONG"

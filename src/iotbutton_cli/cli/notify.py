@@ -352,12 +352,19 @@ def deploy(
                 "shadows: their clicks alarm, but `things list` shows no last click for them "
                 "(docs/notifier.md, The thing shadow)."
             )
+        if report.released_held:
+            out.info(
+                "No quiet hours hold clicks now: the release schedule is gone, and the notifier "
+                "was asked to send the clicks they still held."
+            )
         out.info("Try it: `iotbutton notify test --click SINGLE`.")
 
     out.result(views.deploy_view(report), human=render)
 
 
 def _print_plan(out: Output, app_ctx: Any, plan: Any) -> None:
+    from iotbutton_cli.notify.plan import releases_held
+
     def render() -> None:
         out.table(
             f"Would deploy (account {app_ctx.account_id}, {app_ctx.region})",
@@ -375,6 +382,11 @@ def _print_plan(out: Output, app_ctx: Any, plan: Any) -> None:
             out.say("The notifier is up to date: a deploy would change nothing.")
         else:
             out.say(f"A deploy would make {plan.change_count} change(s).")
+        if releases_held(plan):
+            out.info(
+                "No quiet hours hold clicks now: the deploy would remove the release schedule "
+                "and ask the notifier to send the clicks they still hold."
+            )
 
     out.result(views.deploy_plan_view(plan), human=render)
 
@@ -635,6 +647,10 @@ def _alarm_state(alarm: Any) -> str:
         return f"dropped ({alarm.dropped}); {told}"
     if alarm.joined_escalation:
         return "alarm (joined)"
+    if alarm.state == "held":
+        return f"held {alarm.held_until or ''}".strip()
+    if alarm.released_ms is not None:
+        return f"alarm (held, sent {views.iso_time(alarm.released_ms)[11:16]} UTC)"
     return str(alarm.state)
 
 
@@ -672,6 +688,36 @@ def ack(
 
     out.result(views.ack_view(result), human=render)
     if result.function_error or not (result.acknowledged or result.state == "acknowledged"):
+        raise typer.Exit(1)
+
+
+@app.command("release")
+def release(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Send now what quiet hours hold, as SMS while they last, without waiting for their end."""
+    from iotbutton_cli.notify import release as held_release
+
+    app_ctx, out = command_context(ctx, json)
+    result = held_release.release(app_ctx)
+
+    def render() -> None:
+        if result.function_error:
+            out.say(f"The notifier failed: {result.function_error}")
+            return
+        if not result.released:
+            out.say("No alarm is held.")
+            return
+        for alarm in result.released:
+            if alarm.get("ignored"):
+                out.say(f"{alarm.get('alarm')}: not sent ({alarm['ignored']})")
+                continue
+            sent = ", ".join(
+                f"{item.get('channel')} {item.get('to')} {item.get('status')}"
+                for item in alarm.get("results", [])
+            )
+            out.say(f"{alarm.get('alarm')}: {sent or 'nothing to send'}")
+
+    out.result(views.release_view(result), human=render)
+    if not result.ok:
         raise typer.Exit(1)
 
 

@@ -60,12 +60,13 @@ def click(
         )
     click_type = (chosen or ["SINGLE"])[0]
     deliveries: list[dict[str, Any]] | None = None
-    repeats = False
+    repeats, held = False, ""
     if wait:
         from iotbutton_cli.notify import delivery
 
         waited = delivery.click_and_wait(app_ctx, serial, click_type, battery, count)
         sent, deliveries, repeats = waited.sent, waited.deliveries, waited.repeats
+        held = waited.held
     else:
         sent = simulator.click(app_ctx, serial, click_type, battery, count)
 
@@ -79,12 +80,17 @@ def click(
         if deliveries is not None:
             from rich.markup import escape
 
-            out.say(escape(_delivered(deliveries, repeats)))
+            out.say(escape(_delivered(deliveries, repeats, held)))
 
     out.result([views.published_view(one) for one in sent], human=render)
 
 
-def _delivered(entries: list[dict[str, Any]], repeats: bool = False) -> str:
+def _delivered(entries: list[dict[str, Any]], repeats: bool = False, held: str = "") -> str:
+    if held:
+        return (
+            f"Quiet hours hold this click until {held}: nothing is sent until they end "
+            "(`iotbutton notify history` shows it held, `iotbutton notify release` sends it now)."
+        )
     if not entries and repeats:
         return (
             "This button's last alarm of that click type is within the debounce window: the "

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from iotbutton_cli.notify.history import Alarm, Delivery, Escalation
     from iotbutton_cli.notify.ops import LogEvent, NotifierStatus, SendResult, TestInvocation
     from iotbutton_cli.notify.plan import Plan
+    from iotbutton_cli.notify.release import ReleaseResult
     from iotbutton_cli.notify.retry import RetryResult
     from iotbutton_cli.notify.rules import RuleInfo
     from iotbutton_cli.provisioning.certs import CertificateInfo
@@ -379,6 +380,8 @@ def alarm_view(alarm: Alarm) -> View:
         "deliveries": [delivery_view(delivery) for delivery in alarm.deliveries],
         "escalation": None if alarm.escalation is None else escalation_view(alarm.escalation),
         "joined_escalation": alarm.joined_escalation,
+        "held_until": alarm.held_until,
+        "released_at": None if alarm.released_ms is None else iso_time(alarm.released_ms),
     }
 
 
@@ -494,6 +497,32 @@ def retry_view(result: RetryResult) -> View:
                 "error": item.get("error"),
             }
             for item in result.results
+        ],
+        "function_error": result.function_error,
+    }
+
+
+def release_view(result: ReleaseResult) -> View:
+    """``notify release``: each held alarm sent, and what became of its deliveries."""
+    return {
+        "ok": result.ok,
+        "released": [
+            {
+                "alarm": alarm.get("alarm"),
+                "serial": alarm.get("serial"),
+                "click": alarm.get("click"),
+                "ignored": alarm.get("ignored"),
+                "results": [
+                    {
+                        "channel": item.get("channel"),
+                        "to": item.get("to"),
+                        "status": item.get("status"),
+                        "error": item.get("error"),
+                    }
+                    for item in alarm.get("results", [])
+                ],
+            }
+            for alarm in result.released
         ],
         "function_error": result.function_error,
     }

@@ -19,7 +19,7 @@ from iotbutton_cli.context import AppContext
 from iotbutton_cli.device import simulator
 from iotbutton_cli.notify import resources as notifier_resources
 from iotbutton_cli.notify import rules
-from iotbutton_cli.notify.current import table_tags
+from iotbutton_cli.notify.current import schedule_group_tags, table_tags
 from iotbutton_cli.provisioning import policies, things
 from iotbutton_cli.provisioning.ownership import tagged
 from iotbutton_cli.registry import kinds
@@ -34,6 +34,8 @@ from iotbutton_cli.registry.records import (
     ParameterRecord,
     PolicyRecord,
     RoleRecord,
+    ScheduleGroupRecord,
+    ScheduleRecord,
     TableRecord,
     ThingRecord,
     ThingTypeRecord,
@@ -148,16 +150,36 @@ def find_topic_rules(ctx: AppContext, found: Found) -> None:
 
 
 def find_roles(ctx: AppContext, found: Found) -> None:
-    """The notifier's and the rule error action's roles, by name and tag."""
+    """The notifier's, the rule error action's and the release schedule's roles, by name and
+    tag."""
     names = notifier_resources.Names.for_context(ctx)
     iam = ctx.client("iam")
-    for role in (names.function_role, names.rule_error_role):
+    for role in (names.function_role, names.rule_error_role, names.scheduler_role):
         described = absent_ok(iam.get_role, RoleName=role)
         tags = absent_ok(iam.list_role_tags, RoleName=role) if described else None
         if described and tags is not None and tagged(tags.get("Tags", [])):
             found.add(
                 kinds.ROLES, role, RoleRecord(arn=described["Role"]["Arn"], inline_policies=[role])
             )
+
+
+def find_schedule_groups(ctx: AppContext, found: Found) -> None:
+    """The release schedule's group, by name and tag, and the release schedule in it."""
+    scheduler = ctx.client("scheduler")
+    name = notifier_resources.SCHEDULE_GROUP
+    group = absent_ok(scheduler.get_schedule_group, Name=name)
+    if group is None or not tagged(schedule_group_tags(scheduler, group["Arn"])):
+        return
+    found.add(kinds.SCHEDULE_GROUPS, name, ScheduleGroupRecord(arn=group["Arn"]))
+    schedule = absent_ok(
+        scheduler.get_schedule, Name=notifier_resources.RELEASE_SCHEDULE, GroupName=name
+    )
+    if schedule is not None:
+        found.add(
+            kinds.SCHEDULES,
+            notifier_resources.RELEASE_SCHEDULE_ID,
+            ScheduleRecord(arn=schedule["Arn"], group=name),
+        )
 
 
 def find_functions(ctx: AppContext, found: Found) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from iotbutton_cli.lifecycle import finders, removers
 from iotbutton_cli.lifecycle.finders import Finder
 from iotbutton_cli.lifecycle.removers import Remover, removing
-from iotbutton_cli.notify import alerts, rules
+from iotbutton_cli.notify import alerts, rules, schedules
 from iotbutton_cli.notify import apply as notifier_apply
 from iotbutton_cli.registry import kinds
 from iotbutton_cli.registry.kinds import Kind, KindName
@@ -67,6 +67,16 @@ ROWS: dict[str, Row] = {
             kinds.LAMBDA_PERMISSIONS,
             removing(rules.remove_permission),
             found_with=(kinds.FUNCTIONS,),
+        ),
+        _row(
+            kinds.SCHEDULES,
+            removing(schedules.delete_schedule),
+            found_with=(kinds.SCHEDULE_GROUPS,),
+        ),
+        _row(
+            kinds.SCHEDULE_GROUPS,
+            removing(schedules.delete_schedule_group),
+            finders.find_schedule_groups,
         ),
         _row(kinds.FUNCTIONS, removing(notifier_apply.delete_function), finders.find_functions),
         _row(kinds.LOG_GROUPS, removing(notifier_apply.delete_log_group), finders.find_log_groups),

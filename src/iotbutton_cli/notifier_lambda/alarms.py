@@ -13,6 +13,10 @@ table, written with conditional requests, not in a container's memory:
 ``pk = recent#<serial>#<click>, sk = "recent"``
     The button's last alarm of that click type: a click within ``debounce_seconds`` of it is a
     repeat, one alarm with it.
+``pk = "held", sk = <alarm id>``
+    A click held by quiet hours (``then: hold``): its alarm's ``state`` is ``held`` (with
+    ``heldUntil``) until the release event, when the quiet hours end, sends it; then the item
+    goes and the alarm's state is ``alarm`` again, with ``releasedAt``.
 ``pk = <alarm id>, sk = "<channel>#<recipient>"``
     One delivery: claimed as ``sending`` before the request to Twilio, then ``sent`` (with the
     sid) or ``failed`` (with Twilio's code). A claim succeeds only if there is none yet or the
@@ -40,6 +44,8 @@ from .text import log
 
 ALARM_SK = "alarm"
 RECENT_SK = "recent"
+HELD_PK = "held"
+HELD = "held"  # an alarm's state while quiet hours hold it
 RETENTION_SECONDS = 30 * 86400
 # A claim older than this never finished (the function's timeout is 30 s): `notify retry` may
 # take it over; a younger one may be a send in progress.
@@ -170,7 +176,7 @@ class TableLedger:
             state = _text(existing.get("state"))
             if state == "repeat":
                 return Opened(alarm_id, _text(existing.get("repeatOf")) or "an earlier alarm")
-            if state in ("alarm", FAILED):  # a retry: on with it
+            if state in ("alarm", FAILED, HELD):  # a retry: on with it
                 return Opened(alarm_id)
         if debounce_seconds > 0:
             earlier = self._claim_recent(click, alarm_id, clicked_ms, debounce_seconds)
@@ -234,6 +240,8 @@ class TableLedger:
         )
         if _text(alarm.get("state")) == FAILED:  # it failed before it could send
             return False
+        if _text(alarm.get("state")) == HELD:  # it goes out when the quiet hours end
+            return True
         # Not sent yet, not failed: still starting (two presses handled at once), unless old.
         return int(_text(alarm.get("firstSeenAt")) or "0") > now - IN_PROGRESS_SECONDS * 1000
 
@@ -251,6 +259,64 @@ class TableLedger:
         except Exception as exc:
             if _code(exc) != CONDITION_FAILED:
                 raise LedgerUnavailable(str(exc)) from exc
+
+    def hold(self, alarm_id: str, until: str) -> None:
+        """Quiet hours hold the alarm: listed under ``held`` for the release to find."""
+        self._set_state(alarm_id, HELD, heldUntil=_s(until))
+        item = {
+            "pk": _s(HELD_PK),
+            "sk": _s(alarm_id),
+            "expiresAt": _n(self._alarm_expiry(alarm_id)),
+        }
+        try:
+            self.client.put_item(TableName=self.table, Item=item)
+        except Exception as exc:
+            raise LedgerUnavailable(str(exc)) from exc
+
+    def held(self) -> list[str]:
+        """The ids of the alarms quiet hours hold, oldest click first."""
+        ids: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :held",
+            "ExpressionAttributeValues": {":held": _s(HELD_PK)},
+        }
+        try:
+            while True:
+                page = self.client.query(**request)
+                ids += [_text(item.get("sk")) or "" for item in page.get("Items", [])]
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except Exception as exc:
+            raise LedgerUnavailable(str(exc)) from exc
+        return sorted((i for i in ids if i), key=_click_order)
+
+    def release(self, alarm_id: str) -> None:
+        """The held alarm went out (or can no longer): an alarm again, off the held list."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": _s(alarm_id), "sk": _s(ALARM_SK)},
+                UpdateExpression="SET #state = :alarm, releasedAt = :now",
+                ConditionExpression="#state = :held",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":alarm": _s("alarm"),
+                    ":held": _s(HELD),
+                    ":now": _n(int(self.clock() * 1000)),
+                },
+            )
+        except Exception as exc:
+            if _code(exc) != CONDITION_FAILED:  # released already, or gone
+                raise LedgerUnavailable(str(exc)) from exc
+        try:
+            self.client.delete_item(
+                TableName=self.table, Key={"pk": _s(HELD_PK), "sk": _s(alarm_id)}
+            )
+        except Exception as exc:
+            raise LedgerUnavailable(str(exc)) from exc
 
     def mark_dropped(self, click: Click, condition: str, error: str, invoke_count: int) -> None:
         """Lambda gave up on the click (its retries exhausted, or too old to try): say so on the
@@ -613,6 +679,12 @@ class FallingBackLedger:
                 self.table.record(alarm_id, channel, to, outcome)
             except LedgerUnavailable as exc:
                 self._fall_back(exc)
+
+
+def _click_order(alarm_id: str) -> tuple[int, str]:
+    """``<serial>-<click>-<clickedAt>`` sorts by its click time; anything else last."""
+    stamp = alarm_id.rpartition("-")[2]
+    return (int(stamp) if stamp.isdigit() else 1 << 62, alarm_id)
 
 
 def recent_key(serial: str, click: str) -> dict[str, dict[str, str]]:

@@ -92,6 +92,12 @@ TWILIO_API_BASE_ENV = "TWILIO_API_BASE"
 TWILIO_TIMEOUT_ENV = "IOTBUTTON_TWILIO_TIMEOUT"
 # Set ("1") only by a deploy to the sandbox, whose webhook sink is on loopback.
 LOOPBACK_HOOKS_ENV = "IOTBUTTON_HOOKS_LOOPBACK"
+# Quiet hours that hold SINGLE and DOUBLE: an EventBridge Scheduler schedule invokes the
+# notifier with the release event when each such window ends (``notify deploy`` makes it).
+RELEASE_EVENT_KEY = "iotbuttonRelease"
+SCHEDULED_TIME_PLACEHOLDER = "<aws.scheduler.scheduled-time>"  # Scheduler fills it in
+SCHEDULE_GROUP = "iotbutton"
+RELEASE_SCHEDULE = "release-held"
 ENVIRONMENT = (
     CONFIG_BUCKET_ENV,
     CONFIG_KEY_ENV,
@@ -364,6 +370,12 @@ class ClickConfig:
     def reaches_anyone(self) -> bool:
         return bool(self.sms or self.call or self.escalation or self.webhooks or self.slack)
 
+    def sms_only(self) -> ClickConfig:
+        """The click type as quiet hours send it: whoever it would call is texted instead."""
+        called = (*self.call, *(self.escalation.numbers if self.escalation else ()))
+        sms = tuple(dict.fromkeys((*self.sms, *called)))
+        return replace(self, sms=sms, call=(), escalation=None, voice=None)
+
 
 @dataclass(frozen=True)
 class BatteryConfig:
@@ -396,11 +408,12 @@ def battery_mv(value: object) -> int | None:
 @dataclass(frozen=True)
 class QuietHours:
     """From ``start`` to ``end`` (minutes after midnight in the config's time zone; the window
-    may cross midnight) SINGLE and DOUBLE are SMS only: whoever they would call gets the message
-    as an SMS. LONG always rings."""
+    may cross midnight) SINGLE and DOUBLE are SMS only (whoever they would call gets the message
+    as an SMS) or, with ``hold``, held until the window ends. LONG always rings."""
 
     start: int
     end: int
+    hold: bool = False
 
     def covers(self, minute: int) -> bool:
         if self.start <= self.end:
@@ -409,9 +422,11 @@ class QuietHours:
 
     @property
     def shown(self) -> str:
-        return (
-            f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
-        )
+        return f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end_shown}"
+
+    @property
+    def end_shown(self) -> str:
+        return f"{self.end // 60:02d}:{self.end % 60:02d}"
 
 
 QUIET_CLICKS = ("SINGLE", "DOUBLE")
@@ -459,6 +474,14 @@ class MessagingConfig:
     @property
     def auth_user(self) -> str:
         return self.api_key_sid or self.account_sid
+
+    def quiet_at(self, click: str, moment: datetime) -> QuietHours | None:
+        """The quiet hours a ``click`` at ``moment`` falls in (LONG always rings)."""
+        quiet = self.quiet_hours
+        if quiet is None or click not in QUIET_CLICKS:
+            return None
+        minute = minute_of_day(moment, self.timezone, self.timezone_rules)
+        return quiet if quiet.covers(minute) else None
 
     def for_button(self, serial: str) -> MessagingConfig | None:
         """The config as one button sees it: its own section if it has one, else the defaults
@@ -561,7 +584,37 @@ def _parse_quiet(value: object, where: str) -> QuietHours | None:
     end = value.get("end_minute") if isinstance(value, dict) else None
     if not _whole(start, 0, 1439) or not _whole(end, 0, 1439) or start == end:
         raise ConfigError(f"{where}quiet_hours needs start_minute and end_minute (0 to 1439)")
-    return QuietHours(int(start), int(end))  # type: ignore[arg-type]
+    hold = value.get("hold", False)  # type: ignore[attr-defined]
+    if not isinstance(hold, bool):
+        raise ConfigError(f"{where}quiet_hours.hold must be true or false")
+    return QuietHours(int(start), int(end), hold)  # type: ignore[arg-type]
+
+
+def release_event(
+    scheduled_time: str = SCHEDULED_TIME_PLACEHOLDER, force: bool = False
+) -> dict[str, Any]:
+    """The event that releases held clicks: ``scheduledTime`` is when the quiet hours ended
+    (Scheduler's own time for the run); ``force`` releases every held click now (``notify
+    release``)."""
+    body: dict[str, Any] = {"scheduledTime": scheduled_time}
+    if force:
+        body["force"] = True
+    return {RELEASE_EVENT_KEY: body}
+
+
+def hold_ends(document: Mapping[str, Any]) -> tuple[int, ...]:
+    """The minutes of the day (in the document's ``timezone``) at which some quiet hours that
+    hold clicks end: when the release schedule must run. Empty: nothing is ever held."""
+    windows = [document.get("quiet_hours")]
+    buttons = document.get("buttons")
+    if isinstance(buttons, dict):
+        windows += [b.get("quiet_hours") for b in buttons.values() if isinstance(b, dict)]
+    ends = {
+        w["end_minute"]
+        for w in windows
+        if isinstance(w, dict) and w.get("hold") is True and _whole(w.get("end_minute"), 0, 1439)
+    }
+    return tuple(sorted(ends))
 
 
 def _parse_battery(value: object) -> BatteryConfig | None:

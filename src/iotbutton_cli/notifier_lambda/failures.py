@@ -39,12 +39,14 @@ from .handler import (
     tell_owner,
 )
 from .receipts import is_function_url_event
+from .release import is_release_event
 from .text import log, printable
 
 SUBJECT = "iotbutton: an alarm could not be delivered"
 ERROR_MAX_CHARS = 200
 # What the owner can do about it, in the message itself.
 RETRY_COMMAND = "iotbutton notify retry {alarm}"
+RELEASE_COMMAND = "iotbutton notify release"
 CONDITIONS = {
     "RetriesExhausted": "after {count} attempt(s)",
     "EventAgeExceeded": "in time (it waited too long to be tried)",
@@ -69,6 +71,8 @@ def failure_handler(event: object, context: object) -> dict[str, Any]:
     if is_retry_event(payload) or is_function_url_event(payload):
         # Synchronous calls have no destination; a record of one is not a click.
         return finish({"ignored": "not a click"}, level=logging.ERROR)
+    if is_release_event(payload):
+        return _release_failed(event, request)
     click = parse_event(payload)
     request_id = str(request.get("requestId") or "") or None
     condition = str(request.get("condition") or "unknown")
@@ -99,6 +103,27 @@ def failure_handler(event: object, context: object) -> dict[str, Any]:
     result["owner"] = "told"
     result["messageId"] = message_id
     _told(table, alarm_id, message_id or "")
+    return finish(result, level=logging.ERROR)
+
+
+def _release_failed(event: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """The release at the end of quiet hours failed for good: what it held is still held."""
+    condition = str(request.get("condition") or "unknown")
+    how = CONDITIONS.get(condition, "({condition})").format(
+        count=_count(request.get("approximateInvokeCount")), condition=condition
+    )
+    error = _error_text(event.get("responsePayload"))
+    message = (
+        f"Messages held by quiet hours could not all be sent when the hours ended {how}: "
+        f"{error}. They are still held. Send them: {RELEASE_COMMAND}"
+    )
+    result: dict[str, Any] = {"release": True, "condition": condition, "error": error}
+    settings = LambdaSettings.from_environment()
+    if settings.owner_topic is None:
+        result["owner"] = "not told: no owner topic"
+        return finish(result, level=logging.ERROR)
+    result["messageId"] = tell_owner(settings.owner_topic, SUBJECT, message)
+    result["owner"] = "told"
     return finish(result, level=logging.ERROR)
 
 

@@ -141,7 +141,7 @@ from .contract import (
     LOOPBACK_HOOKS_ENV,
     OWNER_TOPIC_ENV,
     PLAIN_SAY,
-    QUIET_CLICKS,
+    RELEASE_EVENT_KEY,
     SECRET_PARAMETER_ENV,
     SERIAL_FIELD,
     TOPIC_SERIAL_FIELD,
@@ -154,7 +154,6 @@ from .contract import (
     battery_mv,
     click_type,
     format_time,
-    minute_of_day,
     parse_config,
     render,
     twiml,
@@ -378,19 +377,7 @@ def shown_value(value: object) -> str:
 
 def quiet_hours_now(config: MessagingConfig, event: ButtonEvent) -> QuietHours | None:
     """The quiet hours the click falls in, if it is a SINGLE or DOUBLE (LONG always rings)."""
-    quiet = config.quiet_hours
-    if quiet is None or event.click not in QUIET_CLICKS:
-        return None
-    moment = event.clicked_at or datetime.now(timezone.utc)
-    minute = minute_of_day(moment, config.timezone, config.timezone_rules)
-    return quiet if quiet.covers(minute) else None
-
-
-def sms_only(click: ClickConfig) -> ClickConfig:
-    """The click type with whoever it would call texted instead."""
-    called = (*click.call, *(click.escalation.numbers if click.escalation else ()))
-    sms = tuple(dict.fromkeys((*click.sms, *called)))
-    return replace(click, sms=sms, call=(), escalation=None, voice=None)
+    return config.quiet_at(event.click, event.clicked_at or datetime.now(timezone.utc))
 
 
 def battery_warning(
@@ -929,7 +916,7 @@ def retry_handler(request: Mapping[str, Any], context: object) -> dict[str, Any]
     config = own
     click = config.clicks.get(event.click)
     if click is not None and quiet_hours_now(config, event) is not None:
-        click = sms_only(click)  # the alarm was in quiet hours: nobody is rung for it now
+        click = click.sms_only()  # the alarm was in quiet hours: nobody is rung for it now
     asked = [
         Delivery(str(pair[0]), str(pair[1]))
         for pair in request.get("deliveries", [])
@@ -989,6 +976,10 @@ def lambda_handler(event: object, context: object) -> dict[str, Any]:
         return retry_handler(event[RETRY_EVENT_KEY], context)
     if isinstance(event, dict) and isinstance(event.get(ACK_EVENT_KEY), dict):
         return ack_handler(event[ACK_EVENT_KEY], context)
+    if isinstance(event, dict) and isinstance(event.get(RELEASE_EVENT_KEY), dict):
+        from .release import release_handler  # quiet hours ended: what they held goes out
+
+        return release_handler(event[RELEASE_EVENT_KEY], context)
     try:
         result = click_handler(event, context)
     except DeliveryIncomplete as incomplete:
@@ -1028,21 +1019,60 @@ def click_handler(event: object, context: object) -> dict[str, Any]:
         return finish({**ignored_result(parsed, reason), "alarm": opened.alarm_id})
 
     quiet = quiet_hours_now(config, parsed)
+    if quiet is not None and quiet.hold:
+        held = hold_click(config, parsed, opened.alarm_id, ledger, quiet)
+        if held is not None:
+            return held
+    return deliver_alarm(settings, config, click, parsed, opened.alarm_id, ledger, context, quiet)
+
+
+def hold_click(
+    config: MessagingConfig, event: ButtonEvent, alarm_id: str, ledger: Ledger, quiet: QuietHours
+) -> dict[str, Any] | None:
+    """Keep the click for the release when the quiet hours end; None (send it now, SMS only)
+    when it cannot be kept: a click nobody will ever hear of is worse than an SMS at night."""
+    table = ledger.table if isinstance(ledger, alarms.FallingBackLedger) else None
+    until = f"{quiet.end_shown} {config.timezone}"
+    if table is None:
+        log(logging.ERROR, "quiet hours hold clicks, but there is no alarm table: SMS only")
+        return None
+    try:
+        table.hold(alarm_id, until)
+    except alarms.LedgerUnavailable as exc:
+        log(logging.ERROR, "alarm ledger unavailable (%s): the click is sent as SMS now", exc)
+        return None
+    result = {**event_result(event, []), "alarm": alarm_id, "held": f"until {until}"}
+    result["quietHours"] = f"{quiet.shown} {config.timezone}: held"
+    return finish(result)
+
+
+def deliver_alarm(
+    settings: LambdaSettings,
+    config: MessagingConfig,
+    click: ClickConfig,
+    parsed: ButtonEvent,
+    alarm_id: str,
+    ledger: Ledger,
+    context: object,
+    quiet: QuietHours | None = None,
+) -> dict[str, Any]:
+    """Send one alarm as ``click`` says, SMS only in ``quiet`` hours: a click as it comes, or
+    one quiet hours held, when they end. Raises DeliveryIncomplete when a retry could help."""
     if quiet is not None:
-        click = sms_only(click)
+        click = click.sms_only()
     texts = click_texts(click, config, parsed)
     try:
         secret = load_secret(settings)
     except Exception:
         # Nothing went out: a press made because nothing happened must not be its repeat.
-        ledger.mark_failed(opened.alarm_id)
+        ledger.mark_failed(alarm_id)
         raise
     client = twilio_client(settings, config, secret, context)
     table = ledger.table if isinstance(ledger, alarms.FallingBackLedger) else None
     escalates = (
         click.escalation is not None
         and table is not None
-        and status_callback_url(settings, config, opened.alarm_id) is not None
+        and status_callback_url(settings, config, alarm_id) is not None
     )
     if click.escalation is not None and not escalates:
         # No table or no callbacks to drive it: ring everyone at once rather than nobody.
@@ -1052,7 +1082,7 @@ def click_handler(event: object, context: object) -> dict[str, Any]:
     listed = listed_deliveries(click)
 
     def callback_for(attempt: int | None) -> str | None:
-        return status_callback_url(settings, config, opened.alarm_id, attempt)
+        return status_callback_url(settings, config, alarm_id, attempt)
 
     senders = Senders(
         client,
@@ -1060,28 +1090,28 @@ def click_handler(event: object, context: object) -> dict[str, Any]:
         texts,
         hook_sender(settings, context) if click.webhooks or click.slack else None,
         click,
-        opened.alarm_id,
-        webhook_payload(config, parsed, opened.alarm_id, texts["sms"]),
+        alarm_id,
+        webhook_payload(config, parsed, alarm_id, texts["sms"]),
     )
     unique = list(dict.fromkeys(listed))
     # SMS and calls first, then the escalation's first calls: a slow webhook must not hold up
     # the phones; the webhooks and Slack posts go out after.
     phones = [delivery for delivery in unique if delivery.channel not in HOOK_CHANNELS]
-    outcomes = deliver(phones, senders, ledger, opened.alarm_id, callback_for)
+    outcomes = deliver(phones, senders, ledger, alarm_id, callback_for)
     escalated: Any = None
     nobody_rang: escalation.NobodyRang | None = None
     joined = None
     if escalates:
         assert table is not None
-        escalator = escalator_for(settings, config, click, parsed, opened.alarm_id, table, client)
+        escalator = escalator_for(settings, config, click, parsed, alarm_id, table, client)
         try:
             escalated, joined = escalator.begin(parsed.serial, parsed.click)
         except escalation.NobodyRang as exc:
             # Twilio took none of its calls: Lambda tries the click again, then tells the owner.
             escalated, nobody_rang = {"error": str(exc)}, exc
     hooks = [delivery for delivery in unique if delivery.channel in HOOK_CHANNELS]
-    outcomes.update(deliver(hooks, senders, ledger, opened.alarm_id, callback_for))
-    result = {**event_result(parsed, report(listed, outcomes)), "alarm": opened.alarm_id}
+    outcomes.update(deliver(hooks, senders, ledger, alarm_id, callback_for))
+    result = {**event_result(parsed, report(listed, outcomes)), "alarm": alarm_id}
     if quiet is not None:
         result["quietHours"] = f"{quiet.shown} {config.timezone}: SMS only"
     if escalated is not None:
@@ -1091,7 +1121,7 @@ def click_handler(event: object, context: object) -> dict[str, Any]:
         raise DeliveryIncomplete(result) from nobody_rang
     if joined is not None:
         result["joinedEscalation"] = joined
-    low = battery_warning(config, parsed, opened.alarm_id, table, client)
+    low = battery_warning(config, parsed, alarm_id, table, client)
     if low is not None:
         result["battery"] = low
     failures = [outcome for _item, outcome in outcomes.values() if outcome and not outcome.ok]

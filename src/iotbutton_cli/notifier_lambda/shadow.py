@@ -24,6 +24,8 @@ Outcomes (:data:`OUTCOMES`):
   (``DeliveryIncomplete``): the retry's outcome replaces it;
 * ``ignored``: nobody is configured for the click type, or the config refuses the button;
 * ``repeat``: the same button and click type within the debounce window (one alarm);
+* ``held``: quiet hours hold it; when they end, the release writes how it went out (unless a
+  newer click is in ``lastClick`` by then);
 * ``escalating``: the click rings its escalation (or joined the one still ringing);
 * ``acknowledged`` / ``exhausted``: how the escalation ended (someone pressed 1, or nobody did).
 
@@ -75,7 +77,8 @@ REPEAT = "repeat"
 ESCALATING = "escalating"
 ACKNOWLEDGED = "acknowledged"
 EXHAUSTED = "exhausted"
-OUTCOMES = (SENT, PARTIAL, FAILED, IGNORED, REPEAT, ESCALATING, ACKNOWLEDGED, EXHAUSTED)
+HELD = "held"
+OUTCOMES = (SENT, PARTIAL, FAILED, IGNORED, REPEAT, HELD, ESCALATING, ACKNOWLEDGED, EXHAUSTED)
 FINAL = frozenset({ACKNOWLEDGED, EXHAUSTED})
 # How the click path says a click was a repeat (handler.click_handler's "ignored" reason).
 REPEAT_REASON = "a repeat of alarm "
@@ -135,6 +138,8 @@ def outcome_of(result: Mapping[str, Any], incomplete: bool = False) -> str:
     if ignored is not None:
         repeat = result.get("repeatOf") or str(ignored).startswith(REPEAT_REASON)
         return REPEAT if repeat else IGNORED
+    if result.get("held"):
+        return HELD
     escalation = result.get("escalation")
     if isinstance(escalation, dict):  # Twilio took none of its calls
         return FAILED
@@ -251,6 +256,31 @@ class _Budget:
         mine = MIN_REMAINING_MS + (self.ends - time.monotonic()) * 1000
         remaining = getattr(self.context, "get_remaining_time_in_millis", None)
         return int(min(mine, remaining()) if callable(remaining) else mine)
+
+
+def report_release(
+    click: Click, result: Mapping[str, Any], context: object = None, incomplete: bool = False
+) -> None:
+    """A held click went out when its quiet hours ended: ``lastClick`` says how, while it is
+    still that click's (a newer press is never overwritten); never raises."""
+    thing = thing_name(click.serial)
+    try:
+        if thing is None:
+            raise Unavailable(f"serial {click.serial!r} names no thing")
+        client = _data_client(context)
+        reported = last_click(click, result, incomplete)
+        for _ in range(CONFLICT_TRIES):
+            current, version = _read(client, thing, context)
+            if _section(current, LAST_CLICK).get("alarm") != reported["alarm"]:
+                raise Unavailable("a newer click is its last click now")
+            if _update(client, thing, document({LAST_CLICK: reported}, version), context):
+                log(logging.INFO, "shadow of %s: lastClick %s", thing, reported["outcome"])
+                return
+        raise Unchanged("other writers kept moving its version on")
+    except Unavailable as why:
+        log(logging.DEBUG, "shadow not written: %s", why)
+    except Exception as exc:
+        _warn(thing or click.serial, exc)
 
 
 def report_escalation_end(serial: str, alarm_id: str, outcome: str, context: object = None) -> None:

@@ -40,6 +40,7 @@ MODULES = (
     "handler.py",
     "hook_settings.py",
     "receipts.py",
+    "release.py",
     "shadow.py",
     "text.py",
     "twilio.py",

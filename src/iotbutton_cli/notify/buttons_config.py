@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from iotbutton_cli.notifier_lambda.contract import BatteryConfig, QuietHours
     from iotbutton_cli.notify.config import ButtonSettings, ClickSettings, Details, _Parser
 
+QUIET_CHOICES = ("sms-only", "hold")
 BUTTON_KEYS = ("person", "address", "notes", "fields", "quiet_hours", "clicks")
 MAX_BUTTONS = 200
 DETAIL_HINT = 'For example: address: "12 High Street", notes: "Key under the blue pot".'
@@ -377,15 +378,17 @@ def quiet_hours(
         minutes.append(int(hour) * 60 + int(minute))
     if minutes[0] == minutes[1]:
         parser.fail(node, "notify-config-quiet-hours", f"{label} starts when it ends", hint)
+    hold = False
     if "then" in found:
         then_node = found["then"][1]
         then = (parser.text(then_node, f"{label}.then") or "").strip()
-        if then != "sms-only":
+        if then not in QUIET_CHOICES:
             parser.fail(
                 then_node,
                 "notify-config-quiet-hours",
-                f"{label}.then must be sms-only, not {then[:30]!r}",
-                "Holding messages until the hours end needs a scheduler iotbutton does not "
-                "deploy yet; sms-only texts whoever a SINGLE or DOUBLE would call.",
+                f"{label}.then must be sms-only or hold, not {then[:30]!r}",
+                "sms-only texts whoever a SINGLE or DOUBLE would call; hold keeps SINGLE and "
+                "DOUBLE until the hours end, then sends them as configured.",
             )
-    return Quiet(minutes[0], minutes[1])
+        hold = then == "hold"
+    return Quiet(minutes[0], minutes[1], hold)

@@ -404,14 +404,14 @@ class NotifyConfig:
                 "at_most_every_seconds": self.battery.every_seconds,
             }
         if self.quiet_hours is not None:
-            summary["quiet_hours"] = self.quiet_hours.shown
+            summary["quiet_hours"] = _quiet_shown(self.quiet_hours)
         if self.buttons:
             summary["buttons"] = {
                 serial: {
                     **button.details.document(),
                     "clicks": _clicks_summary(button.clicks, button.details.person),
                     **(
-                        {"quiet_hours": button.quiet_hours.shown}
+                        {"quiet_hours": _quiet_shown(button.quiet_hours)}
                         if button.quiet_hours is not None
                         else {}
                     ),
@@ -429,8 +429,16 @@ class NotifyConfig:
         return found
 
 
-def _quiet_document(quiet: QuietHours) -> dict[str, int]:
-    return {"start_minute": quiet.start, "end_minute": quiet.end}
+def _quiet_shown(quiet: QuietHours) -> str:
+    """``22:30-07:00``, and ``22:30-07:00 hold`` when the clicks wait for the end."""
+    return f"{quiet.shown} hold" if quiet.hold else quiet.shown
+
+
+def _quiet_document(quiet: QuietHours) -> dict[str, Any]:
+    document: dict[str, Any] = {"start_minute": quiet.start, "end_minute": quiet.end}
+    if quiet.hold:  # left out otherwise: a config without it deploys byte for byte as before
+        document["hold"] = True
+    return document
 
 
 def _clicks_summary(clicks: Mapping[str, ClickSettings], person: str) -> dict[str, Any]:

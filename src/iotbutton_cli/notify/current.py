@@ -17,7 +17,7 @@ from iotbutton_cli.aws.errors import error_code
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.notify import rules
-from iotbutton_cli.notify.plan import Current, Wanted
+from iotbutton_cli.notify.plan import ROLE, SCHEDULE, SCHEDULE_GROUP_STEP, Current, Wanted
 from iotbutton_cli.notify.resources import (
     BUCKET_KIND,
     FAILURES_FUNCTION_NAME,
@@ -27,8 +27,12 @@ from iotbutton_cli.notify.resources import (
     METRIC_ALARM_KIND,
     OWNER_TOPIC,
     PARAMETER_KIND,
+    RELEASE_SCHEDULE,
+    RELEASE_SCHEDULE_ID,
     ROLE_KIND,
     RULE_ERROR_LOG_GROUP,
+    SCHEDULE_GROUP_KIND,
+    SCHEDULE_KIND,
     SECRET_PARAMETER,
     TABLE_KIND,
     TOPIC_KIND,
@@ -139,6 +143,9 @@ def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Cur
         permission = function is not None and rules.has_permission(
             ctx, wanted.rule_name, FUNCTION_NAME
         )
+    group = schedule = None
+    if wanted.schedule is not None:  # without quiet hours that hold, no scheduler call at all
+        group, schedule = release_schedule_state(ctx, wanted.schedule_group, forget_pending)
     record = namespace.get(BUCKET_KIND, wanted.bucket) or {}
     return Current(
         roles=roles,
@@ -158,7 +165,22 @@ def read(ctx: AppContext, wanted: Wanted, *, forget_pending: bool = True) -> Cur
         rule_permission=permission,
         default_rule_recorded=namespace.get(rules.KIND, wanted.rule_name) is not None,
         config_objects=tuple(record.get("objects", [])),
+        schedule_group=group,
+        schedule=schedule,
+        release_recorded=release_recorded(ctx, wanted),
     )
+
+
+def release_recorded(ctx: AppContext, wanted: Wanted) -> frozenset[str]:
+    """Which of the release schedule, its group and the scheduler role the registry records:
+    what a deploy removes once no quiet hours hold clicks."""
+    namespace = ctx.namespace
+    recorded = {
+        SCHEDULE: namespace.get(SCHEDULE_KIND, RELEASE_SCHEDULE_ID),
+        SCHEDULE_GROUP_STEP: namespace.get(SCHEDULE_GROUP_KIND, wanted.schedule_group),
+        ROLE: namespace.get(ROLE_KIND, wanted.scheduler_role) if wanted.scheduler_role else None,
+    }
+    return frozenset(step for step, record in recorded.items() if record is not None)
 
 
 def require_ours(
@@ -385,6 +407,56 @@ def topic_state(sns: Any, arn: str) -> dict[str, Any] | None:
 
 def topic_tags(sns: Any, arn: str) -> list[dict[str, str]]:
     return list(sns.list_tags_for_resource(ResourceArn=arn).get("Tags", []))
+
+
+# --- EventBridge Scheduler ----------------------------------------------------------------------
+
+
+def release_schedule_state(
+    ctx: AppContext, group_name: str, forget_pending: bool = True
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The release schedule's group and the schedule, each None if absent; a group of that
+    name that is not iotbutton's is refused. Schedules carry no tags: one in iotbutton's group
+    is iotbutton's."""
+    scheduler = ctx.client("scheduler")
+    group = schedule_group_state(scheduler, group_name)
+    if group is None:
+        return None, None
+    tags = group.pop("tags")
+    require_ours(
+        ctx, SCHEDULE_GROUP_KIND, group_name, lambda: tags, "schedule group", forget_pending
+    )
+    return group, schedule_state(scheduler, group_name, RELEASE_SCHEDULE)
+
+
+def schedule_group_state(scheduler: Any, name: str) -> dict[str, Any] | None:
+    """``{"Arn", "tagged", "tags"}``, or None. A group still being deleted (DeleteScheduleGroup
+    finishes later, on AWS) can take no schedule: the deploy stops, to be run again."""
+    found = absent_ok(scheduler.get_schedule_group, Name=name)
+    if found is None:
+        return None
+    if found.get("State") == "DELETING":
+        raise IotButtonError(
+            "schedule-group-deleting",
+            f"The schedule group {name} is still being deleted (by the last deploy or clean).",
+            "AWS takes a minute or so; run `iotbutton notify deploy` again then.",
+        )
+    tags = schedule_group_tags(scheduler, found["Arn"])
+    return {"Arn": found["Arn"], "tagged": ownership.tagged(tags), "tags": tags}
+
+
+def schedule_group_tags(scheduler: Any, arn: str) -> list[dict[str, str]]:
+    return list(scheduler.list_tags_for_resource(ResourceArn=arn).get("Tags", []))
+
+
+def schedule_state(scheduler: Any, group: str, name: str) -> dict[str, Any] | None:
+    """The schedule as GetSchedule has it, or None."""
+    found = absent_ok(scheduler.get_schedule, Name=name, GroupName=group)
+    if found is None:
+        return None
+    found = dict(found)
+    found.pop("ResponseMetadata", None)
+    return found
 
 
 # --- CloudWatch --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ class ClickDelivery:
     expected: int = 0  # SMS and calls the deployed config names for these clicks
     deliveries: list[dict[str, Any]] = field(default_factory=list)  # outbox entries
     repeats: bool = False  # the clicks repeat an alarm within the debounce window: no send
+    held: str = ""  # quiet hours hold the click: until when ("07:00 UTC"), nothing sent now
 
 
 def click_and_wait(
@@ -47,16 +48,17 @@ def click_and_wait(
             "--wait works in the sandbox only: it reads the Twilio stand-in's outbox.",
             "Run with --sandbox; against AWS, see `iotbutton notify logs`.",
         )
-    config = ops.status(ctx).config
+    status = ops.status(ctx)
     click = ops.check_click(click_type)
-    per_click = config.get("clicks", {}).get(click, {})
-    recipients = len(per_click.get("sms", [])) + len(per_click.get("call", []))
-    window = float(config.get("debounce_seconds", 0) or 0)
+    window = float(status.config.get("debounce_seconds", 0) or 0)
     button, _ = simulator.button_identity(ctx, serial)
+    recipients, held = sent_now(ops.deployed_document(ctx, status), button, click)
     last_alarm = _last_alarm_seconds(ctx, button, click) if window else None
     before = outbox.size(ctx.sandbox_info)
     started = time.time()
     sent = simulator.click(ctx, serial, click_type, battery_mv, count)
+    if held:
+        return ClickDelivery(sent, held=held)
     alarms = alarms_made(count, time.time() - started, window, started, last_alarm)
     expected = recipients * alarms
     if expected == 0:
@@ -65,6 +67,29 @@ def click_and_wait(
         expected, since=before, timeout=timeout or outbox.WAIT_SECONDS, info=ctx.sandbox_info
     )
     return ClickDelivery(sent, expected, entries)
+
+
+def sent_now(document: dict[str, Any], serial: str, click: str) -> tuple[int, str]:
+    """How many SMS and calls the deployed config sends for one ``click`` of ``serial`` now, as
+    the notifier reads it (the button's own section, quiet hours: SMS only, or held, then 0 and
+    until when)."""
+    from datetime import datetime, timezone
+
+    from iotbutton_cli.notifier_lambda.contract import ConfigError, parse_config
+
+    try:
+        config = parse_config(document).for_button(serial)
+    except ConfigError:  # the notifier refuses it too: it sends nothing
+        return 0, ""
+    per_click = config.clicks.get(click) if config is not None else None
+    if config is None or per_click is None:
+        return 0, ""
+    quiet = config.quiet_at(click, datetime.now(timezone.utc))
+    if quiet is not None and quiet.hold:
+        return 0, f"{quiet.end_shown} {config.timezone}"
+    if quiet is not None:
+        per_click = per_click.sms_only()
+    return len(per_click.sms) + len(per_click.call), ""
 
 
 SLACK_SECONDS = 0.5

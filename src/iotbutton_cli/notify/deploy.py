@@ -1,6 +1,6 @@
 """Deploy the notifier: roles, log groups, config bucket and object, secret, alarm table, owner
-topic, failures function, function and its URL, asynchronous invocation settings, metric filter
-and alarms, rule.
+topic, failures function, function and its URL, asynchronous invocation settings, the release
+schedule (only while quiet hours hold clicks), metric filter and alarms, rule.
 
 A deploy is read → plan → apply: :mod:`~iotbutton_cli.notify.current` reads what AWS has (reads
 only), :mod:`~iotbutton_cli.notify.plan` compares it with what the notifier wants (a pure
@@ -21,7 +21,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.notify import alerts, apply, rules, shadow_grant
+from iotbutton_cli.errors import NotOurs
+from iotbutton_cli.notifier_lambda.contract import hold_ends
+from iotbutton_cli.notify import alerts, apply, rules, schedules, shadow_grant
 from iotbutton_cli.notify import current as aws_state
 from iotbutton_cli.notify import plan as planner
 from iotbutton_cli.notify.plan import DeployAction, Plan, Step
@@ -31,7 +33,13 @@ from iotbutton_cli.notify.resources import (
     LOG_GROUPS,
     LOG_RETENTION_DAYS,
     OWNER_TOPIC,
+    RELEASE_SCHEDULE,
+    RELEASE_SCHEDULE_ID,
+    ROLE_KIND,
     RULE_ERROR_LOG_GROUP,
+    SCHEDULE_GROUP_KIND,
+    SCHEDULE_KIND,
+    SCHEDULER_SERVICE,
     SECRET_PARAMETER,
     DeployInput,
     Names,
@@ -43,9 +51,11 @@ from iotbutton_cli.notify.resources import (
     metric_alarms,
     owner_topic_arn,
     receipts_possible,
+    release_schedule,
     role_arn,
     rule_error_policy,
     rule_errors_filter,
+    scheduler_policy,
 )
 
 FUNCTION_ROLE_SERVICE = "lambda.amazonaws.com"
@@ -67,6 +77,9 @@ class DeployReport:
     steps: list[StepResult] = field(default_factory=list)
     # Buttons whose shadows the role cannot name within IAM's size limit (their clicks alarm).
     shadow_left_out: tuple[str, ...] = ()
+    # The release schedule went (no quiet hours hold clicks now): the notifier was asked to
+    # send what they still held.
+    released_held: bool = False
 
     @property
     def up_to_date(self) -> bool:
@@ -112,11 +125,15 @@ def wanted_state(
     target = rules.RuleTarget(
         FUNCTION_NAME, function_arn, role_arn(ctx, names.rule_error_role), RULE_ERROR_LOG_GROUP
     )
+    roles = {
+        names.function_role: function_policy(ctx, names, granted.granted),
+        names.rule_error_role: rule_error_policy(ctx),
+    }
+    schedule = wanted_schedule(ctx, names, source.lambda_document)
+    if schedule is not None:
+        roles[names.scheduler_role] = scheduler_policy(ctx)
     return planner.Wanted(
-        roles={
-            names.function_role: function_policy(ctx, names, granted.granted),
-            names.rule_error_role: rule_error_policy(ctx),
-        },
+        roles=roles,
         log_groups=dict.fromkeys(LOG_GROUPS, LOG_RETENTION_DAYS),
         bucket=names.bucket,
         config_key=config_key,
@@ -134,7 +151,24 @@ def wanted_state(
         owner=source.owner,
         metric_filter=rule_errors_filter(),
         metric_alarms=metric_alarms(ctx),
+        schedule=schedule,
+        scheduler_role=names.scheduler_role,
     )
+
+
+def wanted_schedule(
+    ctx: AppContext, names: Names, lambda_document: dict[str, Any], scheduler_role: str = ""
+) -> dict[str, Any] | None:
+    """The release schedule's settings while some quiet hours hold clicks (in the config's time
+    zone), else None; ``scheduler_role``: the role's ARN as AWS gave it."""
+    ends = hold_ends(lambda_document)
+    if not ends:
+        return None
+    zone = str(lambda_document.get("timezone") or "UTC")
+    settings = release_schedule(ctx, names, ends, zone)
+    if scheduler_role:
+        settings["Target"] = {**settings["Target"], "RoleArn": scheduler_role}
+    return settings
 
 
 def with_callback_url(
@@ -223,7 +257,10 @@ def deploy(
     for name, service, account in (
         (names.function_role, FUNCTION_ROLE_SERVICE, None),
         (names.rule_error_role, RULE_ERROR_ROLE_SERVICE, ctx.account_id),
+        (names.scheduler_role, SCHEDULER_SERVICE, ctx.account_id),
     ):
+        if name not in wanted.roles:  # the scheduler's, while nothing is held
+            continue
         role_arns[name], step = apply.apply_role(
             ctx,
             step_for(planner.ROLE, name),
@@ -278,6 +315,19 @@ def deploy(
     for name, settings in wanted.invoke_configs.items():
         step = step_for(planner.INVOKE_CONFIG, planner.invoke_config_name(name))
         done(alerts.apply_invoke_config(ctx, step, name, settings))
+    if wanted.schedule is not None:
+        group_step = step_for(planner.SCHEDULE_GROUP_STEP, wanted.schedule_group)
+        done(schedules.apply_schedule_group(ctx, group_step, found.schedule_group))
+        # Planned again with what AWS answered: the scheduler role's ARN.
+        schedule = wanted_schedule(
+            ctx, names, source.lambda_document, role_arns[names.scheduler_role]
+        )
+        assert schedule is not None  # wanted.schedule is
+        existing = found.schedule if found.schedule_group is not None else None
+        step = planner.schedule_step(RELEASE_SCHEDULE_ID, existing, schedule)
+        done(schedules.apply_schedule(ctx, step, wanted.schedule_group, RELEASE_SCHEDULE, schedule))
+    else:
+        report.released_held = _remove_release_schedule(ctx, wanted, planned.values(), done)
     filter_step = step_for(planner.METRIC_FILTER, RULE_ERROR_LOG_GROUP)
     done(alerts.apply_metric_filter(ctx, filter_step, wanted.metric_filter))
     for name, settings in wanted.metric_alarms.items():
@@ -296,3 +346,43 @@ def deploy(
     if stale is not None:
         done(stale)
     return report
+
+
+def _remove_release_schedule(
+    ctx: AppContext, wanted: planner.Wanted, steps: Any, done: Callable[[Step], None]
+) -> bool:
+    """No quiet hours hold clicks now: remove the schedule, its group and the scheduler role
+    the registry records, in that order, and once the schedule is gone ask the notifier to
+    send what it still holds (no schedule will). True if the schedule went. A resource that
+    turns out not to be iotbutton's is forgotten (the registry was wrong to name it) and the
+    deploy stops, saying so."""
+    removals = {
+        (planner.SCHEDULE, RELEASE_SCHEDULE_ID): (
+            SCHEDULE_KIND,
+            lambda: schedules.delete_schedule(
+                ctx, RELEASE_SCHEDULE_ID, then=lambda: schedules.release_held_now(ctx)
+            ),
+        ),
+        (planner.SCHEDULE_GROUP_STEP, wanted.schedule_group): (
+            SCHEDULE_GROUP_KIND,
+            lambda: schedules.delete_schedule_group(ctx, wanted.schedule_group),
+        ),
+        (planner.ROLE, wanted.scheduler_role): (
+            ROLE_KIND,
+            lambda: apply.delete_role(ctx, wanted.scheduler_role),
+        ),
+    }
+    released = False
+    for step in steps:
+        removal = removals.get((step.resource, step.name))
+        if removal is None or step.action != "remove":
+            continue
+        kind, remove = removal
+        try:
+            remove()
+        except NotOurs:
+            ctx.namespace.remove(kind, step.name)
+            raise
+        released = released or step.resource == planner.SCHEDULE
+        done(step)
+    return released

@@ -94,7 +94,9 @@ class Alarm:
     click: str
     clicked_ms: int
     click_time_known: bool  # False: the event had no clickedAt, this is when it ran
-    state: str  # alarm, repeat (of ``repeat_of``), or new (the notifier stopped before deciding)
+    # alarm, repeat (of ``repeat_of``), held (by quiet hours), or new (the notifier stopped
+    # before deciding)
+    state: str
     repeat_of: str | None = None
     deliveries: list[Delivery] = field(default_factory=list)
     # Lambda gave up on it (RetriesExhausted, EventAgeExceeded): the failures function says so.
@@ -105,6 +107,8 @@ class Alarm:
     escalation: Escalation | None = None
     # A press while the button's escalation of this click type still called: it joined that one.
     joined_escalation: str | None = None
+    held_until: str | None = None  # quiet hours held it ("until 07:00 Europe/London")
+    released_ms: int | None = None  # when their end (or `notify release`) sent it
 
     @property
     def failed(self) -> list[Delivery]:
@@ -219,6 +223,8 @@ def _alarm(item: dict[str, Any]) -> Alarm:
         owner_told_ms=_n(item.get("ownerToldAt")),
         escalation=_escalation(item),
         joined_escalation=_s(item.get("escJoined")) or None,
+        held_until=f"until {_s(item['heldUntil'])}" if _s(item.get("heldUntil")) else None,
+        released_ms=_n(item.get("releasedAt")),
     )
 
 

@@ -89,6 +89,12 @@ def status(ctx: AppContext) -> NotifierStatus:
     )
 
 
+def deployed_document(ctx: AppContext, status: NotifierStatus) -> dict[str, Any]:
+    """The config document the deployed function reads (``{}`` if its object is gone)."""
+    bucket, _, key = status.config_object.removeprefix("s3://").partition("/")
+    return _deployed_config(ctx, bucket, key)
+
+
 def _deployed_config(ctx: AppContext, bucket: str, key: str) -> dict[str, Any]:
     found = absent_ok(ctx.client("s3").get_object, Bucket=bucket, Key=key)
     if found is None:

@@ -12,6 +12,7 @@ rule's payload); ``None`` means the resource does not exist.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,7 +25,9 @@ from iotbutton_cli.notify.resources import (
     FUNCTION_URL_AUTH_TYPE,
     OWNER_TOPIC,
     PUBLIC_ACCESS_BLOCK,
+    RELEASE_SCHEDULE_ID,
     RULE_ERROR_LOG_GROUP,
+    SCHEDULE_GROUP,
     TABLE_TTL_ATTRIBUTE,
     secret_reference,
     subscription_key,
@@ -54,6 +57,8 @@ METRIC_FILTER = "metric filter"
 METRIC_ALARM = "CloudWatch alarm"
 RULE = "topic rule"
 OLD_CONFIG_OBJECTS = "old config objects"
+SCHEDULE_GROUP_STEP = "schedule group"
+SCHEDULE = "schedule"
 
 # The asynchronous invocation settings, by the name a plan gives them.
 INVOKE_SETTINGS = {
@@ -61,6 +66,17 @@ INVOKE_SETTINGS = {
     "MaximumEventAgeInSeconds": "maximum event age",
     "DestinationConfig": "on-failure destination",
 }
+
+# The release schedule's settings a deploy manages, by the name a plan gives them.
+SCHEDULE_SETTINGS = {
+    "ScheduleExpression": "expression",
+    "ScheduleExpressionTimezone": "time zone",
+    "FlexibleTimeWindow": "time window",
+    "Target": "target",
+    "State": "state",
+}
+# The parts of its target a deploy sets (GetSchedule may add others).
+SCHEDULE_TARGET_KEYS = ("Arn", "RoleArn", "Input", "RetryPolicy")
 
 # The function settings a deploy manages, by the name a plan gives them.
 FUNCTION_SETTINGS = {
@@ -127,6 +143,11 @@ class Current:
     - ``rule_permission``: the function's policy lets IoT invoke it for the default rule
     - ``default_rule_recorded``: the registry records the default rule
     - ``config_objects``: the config objects the registry records in the bucket
+    - ``schedule_group``: the release schedule's group, ``{"Arn", "tagged"}`` (read only when
+      a schedule is wanted)
+    - ``schedule``: the release schedule as GetSchedule has it
+    - ``release_recorded``: which of the release schedule, its group and the scheduler role
+      the registry records (:data:`SCHEDULE`, :data:`SCHEDULE_GROUP_STEP`, :data:`ROLE`)
     """
 
     roles: dict[str, dict[str, Any] | None] = field(default_factory=dict)
@@ -146,6 +167,9 @@ class Current:
     rule_permission: bool = False
     default_rule_recorded: bool = False
     config_objects: tuple[str, ...] = ()
+    schedule_group: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    release_recorded: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -162,6 +186,9 @@ class Wanted:
     - ``metric_filter``, ``metric_alarms``: PutMetricFilter's and PutMetricAlarm's settings
     - ``rule_payload``: the default rule's ``topicRulePayload``, or ``None`` when the default
       rule is not wanted (``--no-default-rule``)
+    - ``schedule``: the release schedule's CreateSchedule settings, or ``None`` when no quiet
+      hours hold clicks (then neither it, its group nor ``scheduler_role`` is wanted, and
+      ``roles`` leaves the scheduler role out)
     """
 
     roles: dict[str, dict[str, Any]]
@@ -179,6 +206,9 @@ class Wanted:
     metric_alarms: dict[str, dict[str, Any]] = field(default_factory=dict)
     rule_name: str = "iotbutton_notifier"
     rule_payload: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    schedule_group: str = SCHEDULE_GROUP
+    scheduler_role: str = ""
 
 
 def _step(resource: str, name: str, changes: list[str]) -> Step:
@@ -359,6 +389,64 @@ def rule_step(
     return _step(RULE, name, changes)
 
 
+def schedule_group_step(name: str, current: dict[str, Any] | None) -> Step:
+    """The release schedule's group, tagged at creation; one the registry records whose tag
+    was taken off gets it back (``clean`` deletes only a tagged group)."""
+    if current is None:
+        return Step(SCHEDULE_GROUP_STEP, name, "create")
+    return _step(SCHEDULE_GROUP_STEP, name, [] if current.get("tagged") else ["tags"])
+
+
+def schedule_step(name: str, current: dict[str, Any] | None, wanted: dict[str, Any]) -> Step:
+    """``current`` is the schedule as GetSchedule has it; ``wanted``, CreateSchedule's
+    settings. The target is compared by the parts a deploy sets, its input as JSON."""
+    if current is None:
+        return Step(SCHEDULE, name, "create")
+    changes = []
+    for key, label in SCHEDULE_SETTINGS.items():
+        have, want = current.get(key), wanted.get(key)
+        if key == "Target":
+            have, want = _target(have), _target(want)
+        if have != want:
+            changes.append(label)
+    return _step(SCHEDULE, name, changes)
+
+
+def _target(target: Any) -> dict[str, Any]:
+    target = target if isinstance(target, dict) else {}
+    parts = {key: target.get(key) for key in SCHEDULE_TARGET_KEYS}
+    with contextlib.suppress(ValueError):  # not JSON: compared as the text it is
+        parts["Input"] = json.loads(parts["Input"]) if parts["Input"] else None
+    return parts
+
+
+def release_steps(current: Current, wanted: Wanted) -> list[Step]:
+    """The release schedule and its group, while some quiet hours hold clicks; once none do,
+    what the registry records of them goes, in reverse order of creation: the schedule, its
+    group, then the role it invoked the notifier as."""
+    if wanted.schedule is not None:
+        return [
+            schedule_group_step(wanted.schedule_group, current.schedule_group),
+            schedule_step(RELEASE_SCHEDULE_ID, current.schedule, wanted.schedule),
+        ]
+    recorded = (
+        (SCHEDULE, RELEASE_SCHEDULE_ID),
+        (SCHEDULE_GROUP_STEP, wanted.schedule_group),
+        (ROLE, wanted.scheduler_role),
+    )
+    return [
+        Step(resource, name, "remove")
+        for resource, name in recorded
+        if resource in current.release_recorded and name
+    ]
+
+
+def releases_held(plan: Plan) -> bool:
+    """The plan removes the release schedule: the clicks still held are sent at once (no
+    schedule will send them)."""
+    return any(step.resource == SCHEDULE and step.action == "remove" for step in plan.steps)
+
+
 def stale_objects_step(recorded: tuple[str, ...] | list[str], keep: str) -> Step | None:
     """Config objects the function no longer reads once it reads ``keep``."""
     stale = [key for key in recorded if key != keep]
@@ -368,8 +456,8 @@ def stale_objects_step(recorded: tuple[str, ...] | list[str], keep: str) -> Step
 def plan(current: Current, wanted: Wanted) -> Plan:
     """Every resource in dependency order: roles, log groups, bucket, config object, secret,
     alarm table, owner topic, failures function, function, its URL, their asynchronous
-    invocation settings, the metric filter and alarms, topic rule, then the old config
-    objects."""
+    invocation settings, the release schedule's group and the schedule (which invokes the
+    function), the metric filter and alarms, topic rule, then the old config objects."""
     steps = [role_step(name, current.roles.get(name), p) for name, p in wanted.roles.items()]
     steps += [
         log_group_step(name, current.log_groups.get(name), days)
@@ -399,6 +487,7 @@ def plan(current: Current, wanted: Wanted) -> Plan:
         invoke_config_step(name, current.invoke_configs.get(name), settings)
         for name, settings in wanted.invoke_configs.items()
     ]
+    steps += release_steps(current, wanted)
     if wanted.metric_filter:
         steps.append(
             metric_filter_step(RULE_ERROR_LOG_GROUP, current.metric_filter, wanted.metric_filter)

@@ -25,10 +25,13 @@ from iotbutton_cli.notifier_lambda.contract import (
     LOOPBACK_HOOKS_ENV,
     OWNER_TOPIC,
     OWNER_TOPIC_ENV,
+    RELEASE_SCHEDULE,
+    SCHEDULE_GROUP,
     SECRET_PARAMETER,
     SECRET_PARAMETER_ENV,
     TWILIO_API_BASE_ENV,
     TWILIO_TIMEOUT_ENV,
+    release_event,
 )
 from iotbutton_cli.notifier_lambda.shadow import DATA_ENDPOINT_ENV
 from iotbutton_cli.notify.bundle import FAILURES_HANDLER, HANDLER
@@ -54,6 +57,8 @@ FUNCTION_KIND = kinds.FUNCTIONS
 TABLE_KIND = kinds.TABLES
 TOPIC_KIND = kinds.TOPICS
 METRIC_ALARM_KIND = kinds.METRIC_ALARMS
+SCHEDULE_KIND = kinds.SCHEDULES
+SCHEDULE_GROUP_KIND = kinds.SCHEDULE_GROUPS
 
 # Nothing dropped silently. Lambda tries a click three times (its default: the first attempt
 # and two retries, a minute or two apart) and keeps it queued at most an hour (a help call
@@ -98,6 +103,7 @@ class Names:
     function_role: str
     rule_error_role: str
     bucket: str
+    scheduler_role: str  # what the release schedule invokes the notifier as
 
     @classmethod
     def for_context(cls, ctx: AppContext) -> Names:
@@ -105,6 +111,7 @@ class Names:
             function_role=f"iotbutton-notifier-{ctx.region}",
             rule_error_role=f"iotbutton-rule-errors-{ctx.region}",
             bucket=f"iotbutton-config-{ctx.account_id}-{ctx.region}",
+            scheduler_role=f"iotbutton-scheduler-{ctx.region}",
         )
 
 
@@ -180,6 +187,7 @@ def function_policy(ctx: AppContext, names: Names, things: Iterable[str] = ()) -
                 "Sid": "KeepAlarmLedger",
                 "Effect": "Allow",
                 "Action": [
+                    "dynamodb:DeleteItem",
                     "dynamodb:GetItem",
                     "dynamodb:PutItem",
                     "dynamodb:Query",
@@ -279,6 +287,92 @@ def owner_topic_arn(ctx: AppContext) -> str:
 
 def failures_function_arn(ctx: AppContext) -> str:
     return ctx.arn("lambda", f"function:{FAILURES_FUNCTION_NAME}")
+
+
+def function_arn(ctx: AppContext) -> str:
+    """The notifier's ARN."""
+    return ctx.arn("lambda", f"function:{FUNCTION_NAME}")
+
+
+# --- The release schedule (quiet hours with ``then: hold``) ---------------------------------------
+
+SCHEDULER_SERVICE = "scheduler.amazonaws.com"
+# How a plan and the registry name the schedule: schedules are named within their group.
+RELEASE_SCHEDULE_ID = f"{SCHEDULE_GROUP}/{RELEASE_SCHEDULE}"
+# Scheduler invokes a Lambda target asynchronously: these retries are Scheduler's own, for an
+# invoke Lambda refused (throttled, the role's policy not there yet); once Lambda has taken the
+# event, its own retries and the notifier's on-failure destination apply. A release an hour
+# late is still worth sending; later than that, the next release (or `notify release`) will do.
+SCHEDULE_RETRY_ATTEMPTS = 3
+SCHEDULE_MAX_EVENT_AGE_SECONDS = 3600
+
+
+def scheduler_policy(ctx: AppContext) -> dict[str, Any]:
+    """The scheduler role's one grant: invoke the notifier, nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "InvokeNotifier",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": function_arn(ctx),
+            }
+        ],
+    }
+
+
+def schedule_group_arn(ctx: AppContext, name: str = SCHEDULE_GROUP) -> str:
+    return ctx.arn("scheduler", f"schedule-group/{name}")
+
+
+def schedule_arn(ctx: AppContext, schedule_id: str = RELEASE_SCHEDULE_ID) -> str:
+    return ctx.arn("scheduler", f"schedule/{schedule_id}")
+
+
+def release_schedule_expression(ends: tuple[int, ...]) -> str:
+    """One cron expression for every minute of the day (``ends``) at which quiet hours that
+    hold clicks end: the distinct minutes by the distinct hours, so 07:00 and 08:30 give
+    ``cron(0,30 7,8 * * ? *)``.
+
+    That also runs at 07:30 and 08:00, which is harmless: a run releases only the clicks whose
+    own button's quiet hours have ended by then (the notifier looks at each against the config),
+    and finds nothing to do otherwise. One schedule keeps the deploy's resources fixed whatever
+    the config holds."""
+    if not ends:
+        raise ValueError("no quiet hours end: nothing to schedule")
+    minutes = sorted({end % 60 for end in ends})
+    hours = sorted({end // 60 for end in ends})
+    return f"cron({_joined(minutes)} {_joined(hours)} * * ? *)"
+
+
+def _joined(values: list[int]) -> str:
+    return ",".join(str(value) for value in values)
+
+
+def release_schedule(
+    ctx: AppContext, names: Names, ends: tuple[int, ...], zone: str
+) -> dict[str, Any]:
+    """CreateSchedule's settings (without ``Name`` and ``GroupName``): at each end of the
+    quiet hours, in the config's time zone (``zone``, so daylight saving moves with it), invoke
+    the notifier with the release event; Scheduler puts its own time for the run in
+    ``scheduledTime``."""
+    return {
+        "ScheduleExpression": release_schedule_expression(ends),
+        "ScheduleExpressionTimezone": zone,
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED",
+        "Description": "Sends what iotbutton's quiet hours held when they end (iotbutton)",
+        "Target": {
+            "Arn": function_arn(ctx),
+            "RoleArn": role_arn(ctx, names.scheduler_role),
+            "Input": json.dumps(release_event()),
+            "RetryPolicy": {
+                "MaximumRetryAttempts": SCHEDULE_RETRY_ATTEMPTS,
+                "MaximumEventAgeInSeconds": SCHEDULE_MAX_EVENT_AGE_SECONDS,
+            },
+        },
+    }
 
 
 def invoke_configs(ctx: AppContext) -> dict[str, dict[str, Any]]:

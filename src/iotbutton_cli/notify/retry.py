@@ -82,6 +82,14 @@ def retry(ctx: AppContext, alarm_id: str) -> RetryResult:
             "it sent nothing of its own.",
             f"Retry the alarm it repeats: `iotbutton notify retry {found.repeat_of}`.",
         )
+    if found.state == "held":
+        raise IotButtonError(
+            "alarm-is-held",
+            f"Alarm {alarm_id} is held by quiet hours {found.held_until}: nothing of it has "
+            "been sent yet.",
+            "It goes out when the quiet hours end; `iotbutton notify release` sends it now "
+            "(as SMS while they last).",
+        )
     asked = [d for d in found.deliveries if d.reached is False or d.status == "sending"]
     asked += never_tried(ctx, found)
     result = RetryResult(found, asked)

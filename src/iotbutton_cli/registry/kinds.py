@@ -43,6 +43,8 @@ TABLES: Final = "tables"
 TOPICS: Final = "topics"
 METRIC_ALARMS: Final = "metric_alarms"
 ROLES: Final = "roles"
+SCHEDULES: Final = "schedules"
+SCHEDULE_GROUPS: Final = "schedule_groups"
 
 KindName = Literal[
     "things",
@@ -61,6 +63,8 @@ KindName = Literal[
     "topics",
     "metric_alarms",
     "roles",
+    "schedules",
+    "schedule_groups",
 ]
 
 
@@ -91,7 +95,19 @@ KINDS: tuple[Kind, ...] = (
     # A rule's removal takes its permission with it, so after the rules most are already gone;
     # one left by a rule that failed to go is removed anyway (the rule then invokes nothing).
     Kind(LAMBDA_PERMISSIONS, "Lambda permission", follows=(TOPIC_RULES,)),
-    Kind(FUNCTIONS, "Lambda function", after=(TOPIC_RULES, LAMBDA_PERMISSIONS)),
+    # The schedule that releases what quiet hours held invokes the function too: it goes before
+    # it, as the rules do. One that stays holds nothing back: once the function is gone, its runs
+    # only fail.
+    Kind(SCHEDULES, "schedule"),
+    # Deleting a group deletes its schedules too (asynchronously, on AWS): the schedule is
+    # deleted on its own first, and the group waits for it.
+    Kind(SCHEDULE_GROUPS, "schedule group", after=(SCHEDULES,)),
+    Kind(
+        FUNCTIONS,
+        "Lambda function",
+        after=(TOPIC_RULES, LAMBDA_PERMISSIONS),
+        follows=(SCHEDULES,),
+    ),
     # A live function writes its log group back into being.
     Kind(LOG_GROUPS, "log group", after=(FUNCTIONS,)),
     # What the function reads goes after it, so a click in between never half-works.
@@ -103,8 +119,9 @@ KINDS: tuple[Kind, ...] = (
     # functions, so nothing that fails in between goes untold.
     Kind(METRIC_ALARMS, "CloudWatch alarm", follows=(FUNCTIONS,)),
     Kind(TOPICS, "SNS topic", follows=(FUNCTIONS, METRIC_ALARMS)),
-    # The function runs as one role, the rule's error action as the other.
-    Kind(ROLES, "IAM role", after=(FUNCTIONS, TOPIC_RULES)),
+    # The function runs as one role, the rule's error action as another, and the release
+    # schedule invokes the function as the third (in reverse order of creation: after it).
+    Kind(ROLES, "IAM role", after=(FUNCTIONS, TOPIC_RULES), follows=(SCHEDULES, SCHEDULE_GROUPS)),
     # A certificate an interrupted run made but never recorded (see provisioning/certs.py): it is
     # retired with its thing and policy still there, as any certificate is.
     Kind(CERTIFICATE_REQUESTS, "unconfirmed certificate request"),

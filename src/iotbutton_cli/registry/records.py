@@ -115,6 +115,15 @@ class RoleRecord(Recorded, total=False):
     inline_policies: list[str]
 
 
+class ScheduleRecord(Recorded, total=False):
+    arn: str
+    group: str  # the schedule group it is in (its id is ``<group>/<name>``)
+
+
+class ScheduleGroupRecord(Recorded, total=False):
+    arn: str
+
+
 AnyRecord = (
     ThingRecord
     | CertificateRecord
@@ -132,6 +141,8 @@ AnyRecord = (
     | TopicRecord
     | MetricAlarmRecord
     | RoleRecord
+    | ScheduleRecord
+    | ScheduleGroupRecord
 )
 
 # Each kind's record type.
@@ -152,6 +163,8 @@ RECORD_TYPES: dict[str, type] = {
     kinds.TOPICS: TopicRecord,
     kinds.METRIC_ALARMS: MetricAlarmRecord,
     kinds.ROLES: RoleRecord,
+    kinds.SCHEDULES: ScheduleRecord,
+    kinds.SCHEDULE_GROUPS: ScheduleGroupRecord,
 }
 
 

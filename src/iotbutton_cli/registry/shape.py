@@ -54,6 +54,8 @@ FIELDS: dict[str, dict[str, Field]] = {
     kinds.LAMBDA_PERMISSIONS: {"function": (TEXT, True), "rule": (OPTIONAL_TEXT, False)},
     kinds.TOPICS: {"arn": (TEXT, True), "subscriptions": ((list,), False)},
     kinds.METRIC_ALARMS: {"arn": (TEXT, True)},
+    kinds.SCHEDULES: {"arn": (TEXT, True), "group": (TEXT, False)},
+    kinds.SCHEDULE_GROUPS: {"arn": (TEXT, True)},
 }
 KEY_FILE_NAMES = {"certificate", "private_key", "public_key"}
 STRING_LISTS = {
