@@ -12,6 +12,8 @@ from iotbutton_cli.cli import views
 from iotbutton_cli.cli.common import JsonOption, command_context
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from iotbutton_cli.cli.output import Output
     from iotbutton_cli.errors import IotButtonError
     from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
@@ -716,3 +718,120 @@ def _phone_line(number: str, behaviour: PhoneBehaviour) -> str:
     if behaviour.is_default:
         line += " (as any number)"
     return "".join(c if c.isprintable() else "?" for c in line)  # a planted file's escapes
+
+
+schedules_app = typer.Typer(invoke_without_command=True)
+app.add_typer(schedules_app, name="schedules")
+
+
+@schedules_app.callback()
+def schedules(ctx: typer.Context, json: JsonOption = False) -> None:
+    """List the running sandbox's EventBridge Scheduler schedules and their next runs, or run
+    one now (`run`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from datetime import datetime, timezone
+
+    from iotbutton_cli.sandbox import client as sandbox_control
+    from iotbutton_cli.sandbox.scheduler import schedule_rows
+
+    _, out = command_context(ctx, json)
+    info = sandbox_control.require_running()
+    rows = schedule_rows(_sandbox_clients(info), datetime.now(timezone.utc))
+
+    def render() -> None:
+        for row in rows:
+            typer.echo(_schedule_line(row))
+        if not rows:
+            typer.echo("No schedules.")
+
+    out.result(rows, human=render)
+
+
+@schedules_app.command("run")
+def run_schedule(
+    ctx: typer.Context,
+    schedule: Annotated[
+        str,
+        typer.Argument(
+            help="GROUP/NAME, as `sandbox schedules` lists it (e.g. iotbutton/release-held).",
+            show_default=False,
+        ),
+    ],
+    json: JsonOption = False,
+) -> None:
+    """Run a schedule now, as if the clock had reached its next run."""
+    from datetime import datetime, timezone
+
+    from iotbutton_cli.sandbox import client as sandbox_control
+    from iotbutton_cli.sandbox.scheduler import run_now
+
+    _, out = command_context(ctx, json)
+    group, name = _schedule_id(schedule)
+    info = sandbox_control.require_running()
+    ran = run_now(_sandbox_clients(info), group, name, datetime.now(timezone.utc))
+    out.result(
+        ran,
+        human=lambda: typer.echo(
+            f"Ran {ran['schedule']} as at {ran['scheduled_time']}: invoked "
+            f"{_target_name(ran['target'])}."
+        ),
+    )
+
+
+def _schedule_id(given: str) -> tuple[str, str]:
+    """``GROUP/NAME`` as its two names, each as Scheduler allows them."""
+    from iotbutton_cli.errors import usage_error
+    from iotbutton_cli.sandbox.scheduler import NAME
+
+    group, slash, name = given.partition("/")
+    if slash and NAME.fullmatch(group) and NAME.fullmatch(name):
+        return group, name
+    shown = repr(given) if len(given) <= 80 else repr(given[:80]) + "…"
+    raise usage_error(
+        "sandbox-bad-schedule-name",
+        f"{shown} is not GROUP/NAME: a schedule group and a schedule name, each 1 to 64 "
+        "letters, digits, '.', '_' or '-'.",
+        "Give it as `iotbutton sandbox schedules` lists it, e.g. "
+        "`iotbutton sandbox schedules run iotbutton/release-held`.",
+    )
+
+
+def _sandbox_clients(info: Any) -> Callable[[str], Any]:
+    """boto3 clients for the running sandbox's AWS API, with its own key pair."""
+    import boto3
+    from botocore.config import Config
+
+    from iotbutton_cli.aws.errors import after_call
+
+    session = boto3.Session(
+        aws_access_key_id=info.access_key_id,
+        aws_secret_access_key=info.secret_access_key,
+        region_name=info.region,
+    )
+    session.events.register("after-call", after_call)
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
+    made: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        if service not in made:
+            made[service] = session.client(service, endpoint_url=info.aws_url, config=config)
+        return made[service]
+
+    return client
+
+
+def _target_name(arn: str) -> str:
+    """A Lambda function's name, or the whole ARN of any other target."""
+    return arn.split(":function:", 1)[1].split(":")[0] if ":function:" in arn else arn
+
+
+def _schedule_line(row: dict[str, Any]) -> str:
+    """``iotbutton/release-held  cron(0 7 * * ? *) Europe/London  ENABLED  next
+    2026-12-07T07:00:00Z  -> iotbutton-notifier``."""
+    next_run = row["next_run"] or ("none" if row["state"] == "ENABLED" else "none (disabled)")
+    line = (
+        f"{row['group']}/{row['name']}  {row['expression']} {row['timezone']}  {row['state']}  "
+        f"next {next_run}  -> {_target_name(row['target']) or '(no target)'}"
+    )
+    return "".join(c if c.isprintable() else "?" for c in line)

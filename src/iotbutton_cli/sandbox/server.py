@@ -69,6 +69,7 @@ class Sandbox:
         from iotbutton_cli.sandbox.aws_server import SandboxAWS
         from iotbutton_cli.sandbox.broker import Broker, MotoDirectory
         from iotbutton_cli.sandbox.process_identity import identity
+        from iotbutton_cli.sandbox.scheduler import Scheduler
         from iotbutton_cli.sandbox.tls import ensure_ca
         from iotbutton_cli.sandbox.twilio import DEFAULT_TIME_SCALE, TwilioStandIn
         from iotbutton_cli.sandbox.webhook_sink import WebhookSink
@@ -115,6 +116,9 @@ class Sandbox:
         self.aws.data_endpoint_host = MQTT_HOST
         self.aws.on_data_publish = self._publish_from_http
         self.aws.retained_messages = self.broker.retained
+        # EventBridge Scheduler: moto stores the schedules, this runs them (see scheduler.py).
+        self.scheduler = Scheduler(self.aws.async_invoker)
+        self.scheduler.start()
         self.state = SandboxInfo(
             pid=os.getpid(),
             aws_url=aws_url,
@@ -202,6 +206,8 @@ class Sandbox:
         )
 
     def stop(self) -> None:
+        if hasattr(self, "scheduler"):
+            self.scheduler.stop()
         if hasattr(self, "broker"):
             asyncio.run_coroutine_threadsafe(self.broker.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
