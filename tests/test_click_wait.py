@@ -57,7 +57,9 @@ def test_the_first_click_with_wait_is_in_the_outbox_at_once(cli, sandbox):
         if len(states) >= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert states == ["alarm", "repeat"]
+    # One alarm, one repeat of it; which click's invocation claimed the alarm first is the
+    # Lambda service's order, not the clicks' (the history lists them by click time).
+    assert sorted(states) == ["alarm", "repeat"]
     # Again at once: a repeat of that alarm, so there is nothing to wait for.
     said = cli("--sandbox", "sim", "click", "--long", "--wait").stdout
     assert "within the debounce window" in said
