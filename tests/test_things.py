@@ -254,9 +254,13 @@ def test_delete_counts_only_certificates_it_deleted(cli, iot, isolated_env):
 
 def test_delete_leaves_a_certificate_another_thing_shares(cli, iot, isolated_env):
     """Someone attached the button's certificate to a thing of theirs as well: deleting the
-    button detaches it from the button only; the other thing keeps a working certificate."""
+    button detaches it from the button only; the other thing keeps a working certificate. (A
+    button's certificate is attached exclusively now, which AWS lets no other thing share: this
+    is one an older iotbutton attached non-exclusively.)"""
     cli("things", "create", SERIAL)
     cert = cli.json("certs", "show", SERIAL)
+    iot.detach_thing_principal(thingName=SERIAL, principal=cert["arn"])
+    iot.attach_thing_principal(thingName=SERIAL, principal=cert["arn"])
     iot.create_thing(thingName="THEIRS")
     iot.attach_thing_principal(thingName="THEIRS", principal=cert["arn"])
 

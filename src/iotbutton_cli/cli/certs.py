@@ -8,6 +8,7 @@ import typer
 
 from iotbutton_cli.cli import views
 from iotbutton_cli.cli.common import JsonOption, YesOption, command_context
+from iotbutton_cli.cli.things import CsrOption, KeyTypeOption, device_csr_of
 
 app = typer.Typer(help="Manage the buttons' X.509 certificates.", no_args_is_help=True)
 
@@ -53,25 +54,38 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
         ["created", info.created],
         *[[name.replace("_", " ") + " file", path] for name, path in info.files.items()],
     ]
+    if info.files and "private_key" not in info.files:
+        rows.append(["private key", "on the device (its certificate came from a CSR)"])
     out.result(
         views.certificate_view(info), human=lambda: out.table(None, ["field", "value"], rows)
     )
 
 
 @app.command("rotate")
-def rotate(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -> None:
+def rotate(
+    ctx: typer.Context,
+    serial: SerialArgument,
+    key_type: KeyTypeOption = None,
+    csr: CsrOption = None,
+    json: JsonOption = False,
+) -> None:
     """Issue a new certificate, attach it, then retire the old one (never certless)."""
     from iotbutton_cli.provisioning import certs
 
     app_ctx, out = command_context(ctx, json)
-    new_id, retired = certs.rotate_certificate(app_ctx, serial)
-    old = ", ".join(cert_id[:12] for cert_id in retired) or "none"
-    out.result(
-        views.certificate_rotated_view(serial, new_id, retired),
-        human=lambda: out.say(
-            f"Button {serial} now uses certificate {new_id[:12]}; retired: {old}."
-        ),
+    device_csr = device_csr_of(csr, key_type)
+    new_id, retired = certs.rotate_certificate(
+        app_ctx, serial, key_type.value if key_type else None, device_csr
     )
+    old = ", ".join(cert_id[:12] for cert_id in retired) or "none"
+
+    def render() -> None:
+        out.say(f"Button {serial} now uses certificate {new_id[:12]}; retired: {old}.")
+        if device_csr is not None:
+            path = certs.show_files(app_ctx, new_id).get("certificate")
+            out.info(f"Give the device its new certificate: {path}.")
+
+    out.result(views.certificate_rotated_view(serial, new_id, retired), human=render)
 
 
 @app.command("revoke")

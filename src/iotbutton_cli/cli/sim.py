@@ -12,6 +12,20 @@ from iotbutton_cli.cli.common import JsonOption, command_context
 
 app = typer.Typer(help="Simulate a button and watch MQTT traffic.", no_args_is_help=True)
 
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        help="8883 (default), or 443 with ALPN x-amzn-mqtt-ca (sandbox: ALPN on its port).",
+        show_default=False,
+    ),
+]
+
+
+def via(host: str, port: int, alpn: bool) -> str:
+    """``localhost:43413``, and the ALPN protocol when one was offered."""
+    return f"{host}:{port}" + (" (ALPN x-amzn-mqtt-ca)" if alpn else "")
+
 
 def payload_text(payload: Any) -> str:
     """A payload as people read it: JSON as JSON (not a Python dict), text as it came."""
@@ -39,6 +53,7 @@ def click(
         bool,
         typer.Option("--wait", help="Sandbox: wait until Twilio received the click's SMS/calls."),
     ] = False,
+    port: PortOption = None,
     json: JsonOption = False,
 ) -> None:
     """Publish a click as the button does.
@@ -61,6 +76,12 @@ def click(
     click_type = (chosen or ["SINGLE"])[0]
     deliveries: list[dict[str, Any]] | None = None
     repeats, held = False, ""
+    if wait and port is not None:
+        raise usage_error(
+            "port-with-wait",
+            "--wait clicks on the default port: it cannot be combined with --port.",
+            "Run `iotbutton sim click --port 443` and then `iotbutton sandbox outbox`.",
+        )
     if wait:
         from iotbutton_cli.notify import delivery
 
@@ -68,14 +89,14 @@ def click(
         sent, deliveries, repeats = waited.sent, waited.deliveries, waited.repeats
         held = waited.held
     else:
-        sent = simulator.click(app_ctx, serial, click_type, battery, count)
+        sent = simulator.click(app_ctx, serial, click_type, battery, count, port=port)
 
     def render() -> None:
         first = sent[0]
         times = f"{len(sent)} x " if len(sent) > 1 else ""
         out.say(
             f"Published {times}{first.payload['clickType']} to {first.topic} "
-            f"via {first.host}:{first.port}: {payload_text(first.payload)}"
+            f"via {via(first.host, first.port, first.alpn)}: {payload_text(first.payload)}"
         )
         if deliveries is not None:
             from rich.markup import escape
@@ -172,6 +193,7 @@ def send(
     as_serial: Annotated[
         str | None, typer.Option("--as", help="Button to publish as (default: the only one).")
     ] = None,
+    port: PortOption = None,
     json: JsonOption = False,
 ) -> None:
     """Publish any payload as a button.
@@ -189,8 +211,11 @@ def send(
             'For example: --message \'{"clickType": "LONG"}\'.',
         )
     payload = message.encode() if message is not None else file.read_bytes()  # type: ignore[union-attr]
-    sent = simulator.send(app_ctx, topic, payload, as_serial)
+    sent = simulator.send(app_ctx, topic, payload, as_serial, port=port)
+    alpn = " with ALPN x-amzn-mqtt-ca" if sent.alpn else ""
     out.result(
         views.published_view(sent),
-        human=lambda: out.say(f"Published {len(payload)} bytes to {sent.topic} as {sent.serial}."),
+        human=lambda: out.say(
+            f"Published {len(payload)} bytes to {sent.topic} as {sent.serial}{alpn}."
+        ),
     )

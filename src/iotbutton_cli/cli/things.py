@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -22,6 +24,31 @@ app = typer.Typer(
 SerialArgument = Annotated[str, typer.Argument(help="The button's serial (its thing name).")]
 
 
+class KeyType(str, enum.Enum):
+    """provisioning.devicekeys.KEY_TYPES (tests/test_device_keys.py checks they agree)."""
+
+    rsa = "rsa"
+    ec = "ec"
+
+
+KeyTypeOption = Annotated[
+    KeyType | None,
+    typer.Option(
+        "--key-type", help="Key to make here: rsa (RSA-2048, the default) or ec (EC P-256)."
+    ),
+]
+CsrOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--csr",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="The device's own CSR (PEM): sign its key; no private key is stored here.",
+    ),
+]
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -37,6 +64,8 @@ def create(
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=32, help="Buttons provisioned at once.")
     ] = 8,
+    key_type: KeyTypeOption = None,
+    csr: CsrOption = None,
     json: JsonOption = False,
 ) -> None:
     """Create buttons: thing, certificate and keys, policy; re-running changes nothing."""
@@ -45,6 +74,7 @@ def create(
 
     app_ctx, out = command_context(ctx, json)
     serials = resolve_serials(serial, count)
+    device_csr = device_csr_of(csr, key_type)
     with out.progress() as bar:
         task = bar.add_task("Provisioning buttons", total=len(serials))
         report = things.provision(
@@ -54,6 +84,8 @@ def create(
             workers=workers,
             on_done=lambda result: bar.advance(task),
             finish_half_done=serial is None,
+            key_type=key_type.value if key_type else "rsa",
+            device_csr=device_csr,
         )
     made = any(button.action != "failed" for button in report.buttons)
     granted = _refresh_shadow_grant(app_ctx) if made else None
@@ -66,6 +98,12 @@ def create(
             for row, button in zip(rows, report.buttons, strict=True):
                 row.append((button.error or {}).get("message", ""))
         out.table(None, columns, rows)
+        for button in report.buttons:
+            if button.key_on_device and button.certificate_file:
+                out.info(
+                    f"The certificate of {button.serial} for its device: "
+                    f"{button.certificate_file} (the private key stays on the device)."
+                )
         if report.resumed:
             done = len(report.resumed)
             out.info(f"Finished {done} half-done button{_s(done)} from an earlier run.")
@@ -84,6 +122,22 @@ def create(
     out.result(views.provision_report_view(report), human=render)
     if report.failed:
         raise typer.Exit(int(ExitStatus.FAILED))
+
+
+def device_csr_of(csr: Path | None, key_type: KeyType | None) -> Any:
+    """The device's checked CSR (``bad-csr`` for a bad one), or None without ``--csr``."""
+    if csr is None:
+        return None
+    from iotbutton_cli.errors import usage_error
+    from iotbutton_cli.provisioning.devicekeys import read_device_csr
+
+    if key_type is not None:
+        raise usage_error(
+            "csr-and-key-type",
+            "--csr and --key-type cannot be combined: with a CSR the device made its key.",
+            "Drop --key-type (the CSR's key is used as it is).",
+        )
+    return read_device_csr(csr)
 
 
 @app.command("list")
@@ -159,6 +213,8 @@ def _print_button(out: Output, button: Any, live: dict[str, Any], reading: Shado
         else "complete"
     )
     files = [[name.replace("_", " ") + " file", path] for name, path in button.files.items()]
+    if button.files and "private_key" not in button.files:
+        files.append(["private key", "on the device (its certificate came from a CSR)"])
     rows: list[list[Any]] = [
         ["serial", button.serial],
         ["state", state],
@@ -222,16 +278,20 @@ def _s(count: int) -> str:
 
 
 def _files_state(files: dict[str, str]) -> str:
-    """'ok' when the certificate and both keys are on disk (paths: `things show`)."""
+    """'ok' when the certificate and both keys are on disk (paths: `things show`); 'device'
+    when the private key is on the device and the certificate and public key are here."""
     if not files:
         return "none"
     from iotbutton_cli.errors import IotButtonError
     from iotbutton_cli.registry.keyfiles import KeyFiles
 
+    key_files = KeyFiles(**files)
     try:
-        return "ok" if KeyFiles(**files).complete() else "MISSING"
+        if not key_files.complete():
+            return "MISSING"
     except IotButtonError:
         return "UNREADABLE"
+    return "device" if key_files.key_on_device else "ok"
 
 
 def _refresh_shadow_grant(app_ctx: Any) -> Refreshed | None:

@@ -1,9 +1,10 @@
 """Be a button, or watch the buttons: MQTT over mutual TLS with the real awsiotsdk client.
 
 A simulated button connects exactly as the hardware does: client id = serial, its own certificate
-and key, the ATS endpoint on port 8883 with Amazon Root CA 1 (or the sandbox's broker and CA), and
-publishes ``{"serialNumber", "batteryVoltage", "clickType"}`` to ``iotbutton/<serial>`` (the
-payload the notifier's contract describes: ``notifier_lambda.contract.button_payload``).
+and key, the ATS endpoint on port 8883 with Amazon Root CA 1 (or the sandbox's broker and CA), or on
+port 443 offering ALPN ``x-amzn-mqtt-ca`` (:class:`Endpoint` ``alpn``), and publishes
+``{"serialNumber", "batteryVoltage", "clickType"}`` to ``iotbutton/<serial>`` (the payload the
+notifier's contract describes: ``notifier_lambda.contract.button_payload``).
 
 Watching uses a separate monitor identity (own certificate, own policy that may only subscribe to
 and receive the button topics), so buttons' policies stay publish-only.
@@ -45,6 +46,7 @@ class Published:
     payload: dict[str, str]
     host: str
     port: int
+    alpn: bool = False  # the TLS handshake offered ALPN x-amzn-mqtt-ca
 
 
 @dataclass
@@ -82,6 +84,14 @@ def button_identity(ctx: AppContext, serial: str | None) -> tuple[str, DeviceCre
         raise not_found(serial)
     _, record = certs.current_certificate(ctx, serial)
     files = record.get("files") or {}
+    if certs.key_on_device(record):
+        raise IotButtonError(
+            "no-private-key",
+            f"Button {serial} has no private key on this machine: its key is on the device "
+            "(its certificate came from a CSR), so iotbutton cannot connect as it.",
+            "Press the device itself (`iotbutton sim subscribe` shows its clicks), or simulate "
+            "with a button whose key is made here (`iotbutton things create`).",
+        )
     if not files or not keyfiles.KeyFiles(**files).complete():
         raise IotButtonError(
             "key-files-missing",
@@ -110,6 +120,7 @@ def monitor_identity(ctx: AppContext) -> DeviceCredentials:
     iot.attach_policy(policyName=MONITOR_POLICY, target=arn)
     ctx.namespace.update(certs.KIND, cert_id, policies=[MONITOR_POLICY])
     files = keyfiles.key_files(ctx.namespace.key, MONITOR_ROLE, cert_id)
+    assert files.private_key is not None  # made here
     return DeviceCredentials(_monitor_client_id(), files.certificate, files.private_key)
 
 
@@ -124,24 +135,9 @@ def _monitor_client_id() -> str:
 def _connect(endpoint: Endpoint, identity: DeviceCredentials, **callbacks: Any) -> Any:
     """Connected, or a one-line error. ``callbacks``: awscrt's ``on_connection_interrupted`` and
     ``on_connection_resumed``, for a client that stays connected (it then reconnects by itself,
-    retrying every 1 to 5 s)."""
-    from awsiot import mqtt_connection_builder
-
-    connection = mqtt_connection_builder.mtls_from_path(
-        **callbacks,
-        reconnect_min_timeout_secs=RECONNECT_MIN_SECONDS,
-        reconnect_max_timeout_secs=RECONNECT_MAX_SECONDS,
-        endpoint=endpoint.host,
-        port=endpoint.port,
-        cert_filepath=identity.certificate,
-        pri_key_filepath=identity.private_key,
-        ca_filepath=endpoint.ca_file,
-        client_id=identity.client_id,
-        clean_session=True,
-        keep_alive_secs=30,
-        tcp_connect_timeout_ms=int(CONNECT_TIMEOUT_SECONDS * 1000),
-        enable_metrics_collection=False,
-    )
+    retrying every 1 to 5 s). With ``endpoint.alpn`` the TLS handshake offers ALPN
+    ``x-amzn-mqtt-ca``, as on AWS IoT's port 443, on whatever port the endpoint has."""
+    connection = _mqtt_connection(endpoint, identity, **callbacks)
     try:
         connection.connect().result(timeout=CONNECT_TIMEOUT_SECONDS)
     except Exception as exc:
@@ -149,11 +145,57 @@ def _connect(endpoint: Endpoint, identity: DeviceCredentials, **callbacks: Any) 
     return connection
 
 
+def _mqtt_connection(endpoint: Endpoint, identity: DeviceCredentials, **callbacks: Any) -> Any:
+    """An awscrt MQTT 3.1.1 connection over mutual TLS, as awsiotsdk's
+    ``mqtt_connection_builder.mtls_from_path`` makes one, but with the ALPN list the endpoint
+    asks for on any port (the builder offers ALPN only on port 443, and the sandbox's broker
+    cannot listen there)."""
+    from awscrt import io, mqtt
+
+    tls = io.TlsContextOptions.create_client_with_mtls_from_path(
+        identity.certificate, identity.private_key
+    )
+    tls.override_default_trust_store_from_path(None, endpoint.ca_file)
+    if endpoint.alpn:
+        if not io.is_alpn_available():
+            raise IotButtonError(
+                "alpn-unavailable",
+                f"This machine's TLS library cannot offer ALPN, which port {endpoint.port} "
+                "needs (x-amzn-mqtt-ca).",
+                "Use port 8883 (the default).",
+            )
+        tls.alpn_list = endpoint.alpn_protocols
+    socket = io.SocketOptions()
+    socket.connect_timeout_ms = int(CONNECT_TIMEOUT_SECONDS * 1000)
+    client = mqtt.Client(
+        io.ClientBootstrap.get_or_create_static_default(), io.ClientTlsContext(tls)
+    )
+    return mqtt.Connection(
+        client=client,
+        host_name=endpoint.host,
+        port=endpoint.port,
+        client_id=identity.client_id,
+        clean_session=True,
+        keep_alive_secs=30,
+        reconnect_min_timeout_secs=RECONNECT_MIN_SECONDS,
+        reconnect_max_timeout_secs=RECONNECT_MAX_SECONDS,
+        socket_options=socket,
+        disable_metrics=True,
+        **callbacks,
+    )
+
+
 def _connect_error(
     endpoint: Endpoint, identity: DeviceCredentials, exc: BaseException
 ) -> IotButtonError:
     text = f"{type(exc).__name__}: {exc}"
     where = f"{endpoint.host}:{endpoint.port}"
+    if endpoint.alpn and "ALPN" in text.upper():
+        return IotButtonError(
+            "alpn-refused",
+            f"{where} refused ALPN x-amzn-mqtt-ca in the TLS handshake.",
+            "Use port 8883 (the default), or check that the endpoint is AWS IoT Core's.",
+        )
     # A TLS server that rejects a client certificate ends the handshake, which the client
     # sees as a TLS error or as the socket closing under it.
     if any(mark in text.upper() for mark in ("TLS", "SSL", "CERT", "SOCKET_CLOSED")):
@@ -225,14 +267,16 @@ def click(
     count: int = 1,
     interval: float = 0.0,
     on_sent: Callable[[Published], None] | None = None,
+    port: int | None = None,
 ) -> list[Published]:
-    """Publish ``count`` clicks as the button would, on one connection."""
+    """Publish ``count`` clicks as the button would, on one connection (``port`` 443: with ALPN
+    ``x-amzn-mqtt-ca``, see provisioning/endpoint.py)."""
     from awscrt import mqtt
 
     if click_type not in CLICK_TYPES:
         raise usage_error("bad-click", f"Unknown click type {click_type!r}.", "SINGLE/DOUBLE/LONG")
     serial, identity = button_identity(ctx, serial)
-    endpoint = data_endpoint(ctx)
+    endpoint = data_endpoint(ctx, port)
     topic = f"{TOPIC_PREFIX}/{serial}"
     payload = button_payload(serial, click_type, battery_mv)
     connection = _connect(endpoint, identity)
@@ -241,7 +285,9 @@ def click(
         for index in range(count):
             future, _ = connection.publish(topic, json.dumps(payload), mqtt.QoS.AT_LEAST_ONCE)
             _wait_for_puback(future, endpoint, f"{len(sent)} of {count} clicks were sent")
-            published = Published(serial, topic, payload, endpoint.host, endpoint.port)
+            published = Published(
+                serial, topic, payload, endpoint.host, endpoint.port, endpoint.alpn
+            )
             sent.append(published)
             if on_sent:
                 on_sent(published)
@@ -252,14 +298,20 @@ def click(
     return sent
 
 
-def send(ctx: AppContext, topic: str | None, message: bytes, serial: str | None) -> Published:
+def send(
+    ctx: AppContext,
+    topic: str | None,
+    message: bytes,
+    serial: str | None,
+    port: int | None = None,
+) -> Published:
     """Publish any payload as a button (its policy decides where it may publish)."""
     from awscrt import mqtt
 
     if topic is not None:
         topics.check_topic(topic)
     serial, identity = button_identity(ctx, serial)
-    endpoint = data_endpoint(ctx)
+    endpoint = data_endpoint(ctx, port)
     topic = topic or f"{TOPIC_PREFIX}/{serial}"
     connection = _connect(endpoint, identity)
     try:
@@ -271,7 +323,7 @@ def send(ctx: AppContext, topic: str | None, message: bytes, serial: str | None)
         payload = json.loads(message)
     except ValueError:
         payload = message.decode(errors="replace")
-    return Published(serial, topic, payload, endpoint.host, endpoint.port)
+    return Published(serial, topic, payload, endpoint.host, endpoint.port, endpoint.alpn)
 
 
 def subscribe(

@@ -15,6 +15,14 @@ running; :func:`reclaim_lost_certificates` then looks at the unrecorded certific
 in the request's time window and retires those that carry the request's public key or the subject
 iotbutton wrote into the request (see provisioning/devicekeys.py). Nothing else is touched: a
 certificate that cannot be proven to be one of ours is another tool's.
+
+A device that makes its own key (``things create --csr``) hands over a CSR instead: no private
+key is written here, the certificate's record has no ``private_key`` file, and its request
+names the CSR's public key, which is all a lost certificate needs to be found by.
+
+A button's certificate is attached to its thing exclusively (``EXCLUSIVE_THING``): AWS then
+attaches it to no other thing, and resolves ``${iot:Connection.Thing.ThingName}`` to that thing
+whatever client id connects with it, so a stolen certificate can only ever act as its button.
 """
 
 from __future__ import annotations
@@ -32,8 +40,9 @@ from iotbutton_cli.aws.calls import absent_ok, deleted
 from iotbutton_cli.aws.errors import error_code, error_message
 from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.context import AppContext
-from iotbutton_cli.errors import IotButtonError, not_ours
+from iotbutton_cli.errors import IotButtonError, not_ours, usage_error
 from iotbutton_cli.provisioning import devicekeys, ownership
+from iotbutton_cli.provisioning.devicekeys import DEFAULT_KEY_TYPE, DeviceCsr
 from iotbutton_cli.provisioning.policies import BUTTON_POLICY_NAME
 from iotbutton_cli.provisioning.serials import not_found
 from iotbutton_cli.registry import keyfiles, kinds
@@ -48,6 +57,8 @@ LEFTOVER_KIND = kinds.LEFTOVER_FILES
 CLOCK_SKEW = timedelta(minutes=5)
 # Longest a CreateCertificateFromCsr call of a process that died may have gone on (all retries).
 REQUEST_WINDOW = timedelta(minutes=15)
+# A button's certificate is its thing's alone (see the module docstring).
+THING_PRINCIPAL_TYPE = "EXCLUSIVE_THING"
 
 
 @dataclass
@@ -67,38 +78,64 @@ def certificates_of(ctx: AppContext, serial: str) -> dict[str, dict]:
     }
 
 
-def issue_certificate(ctx: AppContext, serial: str) -> str:
+def issue_certificate(
+    ctx: AppContext,
+    serial: str,
+    key_type: str = DEFAULT_KEY_TYPE,
+    device_csr: DeviceCsr | None = None,
+) -> str:
     """Create an ACTIVE certificate, write its files, attach the policy and the thing."""
-    cert_id = create_certificate(ctx, {"thing": serial})["certificateId"]
+    response = create_certificate(ctx, {"thing": serial}, key_type, device_csr)
+    cert_id = response["certificateId"]
     attach_certificate(ctx, cert_id, serial)
     return cert_id
 
 
-def create_certificate(ctx: AppContext, record: dict[str, Any]) -> dict[str, Any]:
-    """A new ACTIVE certificate for a key made here: the key is written first, under its
-    certificate request's name, then AWS signs it (CreateCertificateFromCsr), then the certificate
-    is recorded with ``record`` merged in (``thing``, or the ``role`` of a certificate that is no
-    button's) and the key takes the certificate's name. The request (see the module docstring)
-    guards every step: if the process dies in between, the certificate and the key are found and
-    removed. Returns AWS's answer."""
+def create_certificate(
+    ctx: AppContext,
+    record: dict[str, Any],
+    key_type: str = DEFAULT_KEY_TYPE,
+    device_csr: DeviceCsr | None = None,
+) -> dict[str, Any]:
+    """A new ACTIVE certificate for a key made here (``key_type`` ``rsa`` or ``ec``): the key is
+    written first, under its certificate request's name, then AWS signs it
+    (CreateCertificateFromCsr), then the certificate is recorded with ``record`` merged in
+    (``thing``, or the ``role`` of a certificate that is no button's) and the key takes the
+    certificate's name. With ``device_csr``, AWS signs the device's own key instead and no
+    private key is written. The request (see the module docstring) guards every step: if the
+    process dies in between, the certificate and the key are found and removed. Returns AWS's
+    answer."""
     folder = _keys_folder(record)
     if folder is None:
         raise ValueError("a certificate belongs to a button (thing) or a role")
     request_id = secrets.token_hex(8)
-    keys = devicekeys.new_key_request(folder, request_id)
-    key_file = keyfiles.request_key_file(ctx.namespace.key, folder, request_id)
-    _open_request(ctx, record, request_id, keys.public_key_sha256, key_file)
+    private_key_pem: str | None = None
+    key_file: Path | None = None
+    if device_csr is None:
+        keys = devicekeys.new_key_request(folder, request_id, key_type)
+        csr_pem, public_key_pem, fingerprint = (
+            keys.csr_pem,
+            keys.public_key_pem,
+            keys.public_key_sha256,
+        )
+        private_key_pem = keys.private_key_pem
+        key_file = keyfiles.request_key_file(ctx.namespace.key, folder, request_id)
+    else:
+        csr_pem, public_key_pem = device_csr.csr_pem, device_csr.public_key_pem
+        fingerprint = device_csr.public_key_sha256
+    _open_request(ctx, record, request_id, fingerprint, key_file)
     try:
-        keyfiles.write_request_key(ctx.namespace.key, folder, request_id, keys.private_key_pem)
+        if private_key_pem is not None:
+            keyfiles.write_request_key(ctx.namespace.key, folder, request_id, private_key_pem)
         response = ctx.client("iot").create_certificate_from_csr(
-            certificateSigningRequest=keys.csr_pem, setAsActive=True
+            certificateSigningRequest=csr_pem, setAsActive=True
         )
         files = keyfiles.write_key_files(
             ctx.namespace.key,
             folder,
             response["certificateId"],
             response["certificatePem"],
-            keys.public_key_pem,
+            public_key_pem,
             key_file,
         )
     except BaseException:
@@ -114,6 +151,7 @@ def create_certificate(ctx: AppContext, record: dict[str, Any]) -> dict[str, Any
             "policies": [],
             **record,
             "files": files.as_dict(),
+            "public_key_sha256": fingerprint,
             "recorded": utc_now(),
         }
         requests = resources.get(REQUEST_KIND, {})
@@ -138,7 +176,9 @@ def attach_certificate(ctx: AppContext, cert_id: str, serial: str) -> None:
     if BUTTON_POLICY_NAME not in record.get("policies", []):
         iot.attach_policy(policyName=BUTTON_POLICY_NAME, target=arn)
     if not record.get("thing_attached"):
-        iot.attach_thing_principal(thingName=serial, principal=arn)
+        iot.attach_thing_principal(
+            thingName=serial, principal=arn, thingPrincipalType=THING_PRINCIPAL_TYPE
+        )
 
     def record_attached(resources: dict[str, dict[str, Any]]) -> None:
         certificate = resources.get(KIND, {}).get(cert_id)
@@ -161,7 +201,7 @@ def _open_request(
     record: dict[str, Any],
     request_id: str,
     public_key_sha256: str,
-    key_file: Path,
+    key_file: Path | None,
 ) -> None:
     """Record that a certificate is about to be asked for: for the button ``thing`` (or the
     ``role`` named, e.g. the monitor), by this process, now, for this key."""
@@ -171,7 +211,7 @@ def _open_request(
         "pid": os.getpid(),
         "host": _host(),
         "public_key_sha256": public_key_sha256,
-        "key_file": str(key_file),
+        "key_file": str(key_file) if key_file else None,
     }
     if record.get("role"):
         request["role"] = record["role"]
@@ -271,6 +311,9 @@ def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = No
         # key may have been written to before the run died, so they go too.
         folder = _keys_folder(request)
         files = keyfiles.key_files(ctx.namespace.key, folder, cert_id).as_dict() if folder else {}
+        device_key = _fingerprint_of_device_key(request)
+        if device_key:
+            files.pop("private_key", None)  # the device's: never here
         ctx.namespace.put(
             KIND,
             cert_id,
@@ -281,12 +324,20 @@ def reclaim_lost_certificates(ctx: AppContext, request_ids: set[str] | None = No
                 "status": "ACTIVE",
                 "policies": [],
                 "files": files,
+                **device_key,
             },
         )
         retire_certificate(ctx, cert_id)
     for request_id, request in settled.items():
         _close_request(ctx, request_id, request)
     return sorted(lost)
+
+
+def _fingerprint_of_device_key(request: dict[str, Any]) -> dict[str, Any]:
+    """For a device's CSR (no key file here), the public key that proves the certificate ours."""
+    if request.get("key_file") is None and request.get("public_key_sha256"):
+        return {"public_key_sha256": request["public_key_sha256"]}
+    return {}
 
 
 def _made_for(iot: Any, cert_id: str, requests: dict[str, dict[str, Any]]) -> str | None:
@@ -349,11 +400,28 @@ def reclaim_request(ctx: AppContext, request_id: str) -> None:
 
 
 def usable(record: dict) -> bool:
-    """A certificate a button can connect with: ACTIVE, with its private key still on disk."""
+    """A certificate a button can connect with: ACTIVE, with its private key still on disk; or
+    ACTIVE, for a key that is on the device (the device holds what it needs: retiring the
+    certificate for a lost copy here would cut it off)."""
     files = record.get("files") or {}
-    return (
-        record.get("status") == "ACTIVE" and bool(files) and keyfiles.KeyFiles(**files).complete()
-    )
+    if record.get("status") != "ACTIVE" or not files:
+        return False
+    key_files = keyfiles.KeyFiles(**files)
+    return key_files.key_on_device or key_files.complete()
+
+
+def key_on_device(record: dict) -> bool:
+    """Whether the certificate is for a device's own key (``things create --csr``)."""
+    files = record.get("files") or {}
+    return bool(files) and "private_key" not in files
+
+
+def fits(record: dict, device_csr: DeviceCsr | None) -> bool:
+    """Whether a recorded certificate is for the key asked for: the device's (its CSR's public
+    key), or one made here."""
+    if device_csr is None:
+        return not key_on_device(record)
+    return key_on_device(record) and record.get("public_key_sha256") == device_csr.public_key_sha256
 
 
 @dataclass
@@ -468,16 +536,34 @@ def remove_leftover(ctx: AppContext, path: str) -> None:
     ctx.namespace.remove(LEFTOVER_KIND, path)
 
 
-def rotate_certificate(ctx: AppContext, serial: str) -> tuple[str, list[str]]:
-    """Issue and attach a new certificate first, then retire the old ones: never certless."""
+def rotate_certificate(
+    ctx: AppContext,
+    serial: str,
+    key_type: str | None = None,
+    device_csr: DeviceCsr | None = None,
+) -> tuple[str, list[str]]:
+    """Issue and attach a new certificate first, then retire the old ones: never certless.
+
+    A button whose key is on its device needs the device's new CSR (or a ``key_type``, to move
+    it to a key made here): iotbutton cannot make its device a key (``csr-required``)."""
     things = ctx.namespace.items(kinds.THINGS)
     if serial not in things:
         raise not_found(serial)
+    current = ctx.namespace.get(KIND, things[serial].get("certificate") or "") or {}
+    if device_csr is None and key_type is None and key_on_device(current):
+        raise usage_error(
+            "csr-required",
+            f"The private key of {serial} is on the device (its certificate came from a CSR): "
+            "iotbutton cannot make the device a new key.",
+            f"Make a new CSR on the device and run `iotbutton certs rotate {serial} --csr FILE`; "
+            "or `--key-type rsa` to give the button a key made here instead.",
+        )
     ctx.before_changes()
     with ctx.namespace.lock(kinds.THINGS, serial):
         reclaim_quietly(ctx)
         old = list(certificates_of(ctx, serial))
-        new_id = issue_certificate(ctx, serial)  # also recorded as the button's certificate
+        # Also recorded as the button's certificate.
+        new_id = issue_certificate(ctx, serial, key_type or DEFAULT_KEY_TYPE, device_csr)
         for cert_id in old:
             retire_certificate(ctx, cert_id)
         reclaim_quietly(ctx)
@@ -535,6 +621,11 @@ def list_certificates(ctx: AppContext) -> list[CertificateInfo]:
             key=lambda item: (item[1].get("thing") or "", item[0]),
         )
     ]
+
+
+def show_files(ctx: AppContext, cert_id: str) -> dict[str, str]:
+    """The recorded files of a certificate, by role (registry only)."""
+    return dict((ctx.namespace.get(KIND, cert_id) or {}).get("files") or {})
 
 
 def show_certificate(ctx: AppContext, serial: str) -> CertificateInfo:

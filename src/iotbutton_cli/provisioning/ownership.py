@@ -7,8 +7,9 @@ registry names, it looks for the same marks ``clean --discover`` goes by:
 
 - a thing: the attribute ``createdBy=iotbutton-cli``;
 - a certificate: the subject iotbutton writes into its requests (organization ``iotbutton-cli``,
-  provisioning/devicekeys.py); or, for one made before iotbutton signed its own keys, being attached
-  to one of iotbutton's things or to one of its policies;
+  provisioning/devicekeys.py); for one a device's own CSR asked for, the public key recorded from
+  that CSR; or, for one made before iotbutton signed its own keys, being attached to one of
+  iotbutton's things or to one of its policies;
 - a thing type: iotbutton's description;
 - a policy: exactly the document iotbutton writes (provisioning/policies.py);
 - the notifier's role, function, bucket, parameter and log groups: the ``managed-by=iotbutton`` tag.
@@ -43,7 +44,18 @@ def certificate(ctx: AppContext, cert_id: str, record: dict[str, Any]) -> bool |
     marks = devicekeys.certificate_marks(description.get("certificatePem", ""))
     if marks is not None and marks.made_by_iotbutton:
         return True
+    if marks is not None and _device_key_recorded(record, marks.public_key_sha256):
+        return True
     return _attached_to_ours(ctx, description["certificateArn"])
+
+
+def _device_key_recorded(record: dict[str, Any], public_key_sha256: str) -> bool:
+    """A certificate for a device's own key (``things create --csr``) carries no mark of ours:
+    the device wrote its subject. What proves it is the public key iotbutton read from that CSR
+    and recorded, a SHA-256 no damaged or restored file names by accident."""
+    recorded = record.get("public_key_sha256")
+    files = record.get("files") or {}
+    return bool(recorded) and "private_key" not in files and recorded == public_key_sha256
 
 
 def _attached_to_ours(ctx: AppContext, arn: str) -> bool:

@@ -18,8 +18,9 @@ from iotbutton_cli.aws.errors import error_code, error_message
 from iotbutton_cli.aws.retry import retry_while
 from iotbutton_cli.aws.tags import THING_ATTRIBUTE, aws_tags
 from iotbutton_cli.context import AppContext, clean_error
-from iotbutton_cli.errors import IotButtonError, not_ours
+from iotbutton_cli.errors import IotButtonError, not_ours, usage_error
 from iotbutton_cli.provisioning import certs, ownership
+from iotbutton_cli.provisioning.devicekeys import DEFAULT_KEY_TYPE, KEY_TYPES, DeviceCsr
 from iotbutton_cli.provisioning.endpoint import device_ca_file
 from iotbutton_cli.provisioning.policies import ensure_button_policy
 from iotbutton_cli.provisioning.serials import not_found
@@ -39,6 +40,8 @@ class ProvisionResult:
     action: str  # created | unchanged | resumed | failed
     certificate_id: str | None = None
     error: dict[str, Any] | None = None
+    key_on_device: bool = False  # its certificate is for the device's own key (a CSR)
+    certificate_file: str | None = None  # where the certificate is, for a device's own key
 
 
 @dataclass
@@ -80,6 +83,8 @@ def provision(
     on_done: Callable[[ProvisionResult], None] | None = None,
     *,
     finish_half_done: bool = False,
+    key_type: str = DEFAULT_KEY_TYPE,
+    device_csr: DeviceCsr | None = None,
 ) -> ProvisionReport:
     """Provision ``serials`` concurrently; one button's failure never loses the others' records.
 
@@ -88,9 +93,23 @@ def provision(
     many of them, oldest first, so a re-run finishes them instead of leaving them behind, and
     the run still ends with ``len(serials)`` buttons (reported ``resumed`` and ``created``).
 
+    New certificates are for keys made here of ``key_type`` (``rsa``, ``ec``), or with
+    ``device_csr`` for the device's own key: then ``serials`` is one button (a CSR is one
+    device's), never half-done ones (``csr-one-button``).
+
     Ctrl-C stops it at once: no new button is started, the ones in flight stop after their
     current step (everything made so far is recorded), and the KeyboardInterrupt goes on.
     """
+    if key_type not in KEY_TYPES:
+        raise ValueError(f"unknown key type {key_type!r}")
+    if device_csr is not None and len(serials) != 1:
+        raise usage_error(
+            "csr-one-button",
+            f"A CSR is one device's: --csr provisions one button, not {len(serials)}.",
+            "Run `iotbutton things create SERIAL --csr FILE` once per device, each with its "
+            "own CSR.",
+        )
+    finish_half_done = finish_half_done and device_csr is None
     ctx.before_changes()
     # Certificates an interrupted run made but could not record go first (none: no AWS call).
     certs.reclaim_quietly(ctx)
@@ -109,7 +128,9 @@ def provision(
 
     bulk.run(
         serials,
-        lambda serial, stopping: provision_button(ctx, serial, thing_type, stopping),
+        lambda serial, stopping: provision_button(
+            ctx, serial, thing_type, stopping, key_type=key_type, device_csr=device_csr
+        ),
         done,
         workers=min(workers, len(serials)),
     )
@@ -166,12 +187,20 @@ def _result_of(ctx: AppContext, serial: str, future: Future[ProvisionResult]) ->
 
 
 def provision_button(
-    ctx: AppContext, serial: str, thing_type: str, stopping: threading.Event | None = None
+    ctx: AppContext,
+    serial: str,
+    thing_type: str,
+    stopping: threading.Event | None = None,
+    *,
+    key_type: str = DEFAULT_KEY_TYPE,
+    device_csr: DeviceCsr | None = None,
 ) -> ProvisionResult:
     """Thing → certificate and keys → policy → thing principal, skipping what is already done.
 
     One button at a time across processes: two commands provisioning the same serial at once
     would otherwise each issue it a certificate. ``stopping`` is checked between the steps.
+    With ``device_csr``, a complete button whose certificate is for another key is refused
+    (``has-certificate``: moving it to the device's key is `certs rotate --csr`).
     """
 
     def step() -> None:
@@ -182,7 +211,12 @@ def provision_button(
     with ctx.namespace.lock(KIND, serial):
         recorded = ctx.namespace.get(KIND, serial)
         if recorded and _complete(ctx, serial, recorded):
-            return ProvisionResult(serial, "unchanged", recorded["certificate"])
+            cert_id = recorded["certificate"]
+            if device_csr is not None and not certs.fits(
+                ctx.namespace.get(certs.KIND, cert_id) or {}, device_csr
+            ):
+                raise _has_certificate(serial, cert_id, device_csr)
+            return _result(ctx, serial, "unchanged", cert_id)
         action = "resumed" if recorded or certs.certificates_of(ctx, serial) else "created"
         if recorded is None or recorded.get("pending"):
             response = _create_thing(ctx, serial, thing_type)
@@ -194,12 +228,35 @@ def provision_button(
 
             ctx.namespace.apply(record_thing)
             step()
-        cert_id = _reusable_certificate(ctx, serial)
+        cert_id = _reusable_certificate(ctx, serial, device_csr)
         if cert_id is None:
-            cert_id = certs.issue_certificate(ctx, serial)  # records it as the button's, too
+            # Records it as the button's, too.
+            cert_id = certs.issue_certificate(ctx, serial, key_type, device_csr)
         else:
             certs.attach_certificate(ctx, cert_id, serial)
-        return ProvisionResult(serial, action, cert_id)
+        return _result(ctx, serial, action, cert_id)
+
+
+def _result(ctx: AppContext, serial: str, action: str, cert_id: str) -> ProvisionResult:
+    record = ctx.namespace.get(certs.KIND, cert_id) or {}
+    on_device = certs.key_on_device(record)
+    return ProvisionResult(
+        serial,
+        action,
+        cert_id,
+        key_on_device=on_device,
+        certificate_file=(record.get("files") or {}).get("certificate") if on_device else None,
+    )
+
+
+def _has_certificate(serial: str, cert_id: str, device_csr: DeviceCsr) -> IotButtonError:
+    return IotButtonError(
+        "has-certificate",
+        f"Button {serial} already has a certificate ({cert_id[:12]}), for another key than the "
+        f"one in {device_csr.source}.",
+        f"To move the button to the device's key, run `iotbutton certs rotate {serial} --csr "
+        f"{device_csr.source}`.",
+    )
 
 
 def _left_half_done(ctx: AppContext, serial: str) -> bool:
@@ -250,11 +307,15 @@ def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
     )
 
 
-def _reusable_certificate(ctx: AppContext, serial: str) -> str | None:
-    """A recorded certificate that can still be used; retire ones whose key was lost."""
+def _reusable_certificate(
+    ctx: AppContext, serial: str, device_csr: DeviceCsr | None = None
+) -> str | None:
+    """A recorded certificate that can still be used; retire ones whose key was lost. With
+    ``device_csr``, only a certificate for the CSR's key is used (any key will do without)."""
     reusable = None
     for cert_id, record in certs.certificates_of(ctx, serial).items():
-        if reusable is None and certs.usable(record):
+        wanted = device_csr is None or certs.fits(record, device_csr)
+        if reusable is None and certs.usable(record) and wanted:
             reusable = cert_id
         else:
             certs.retire_certificate(ctx, cert_id)

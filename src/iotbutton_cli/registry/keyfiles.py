@@ -10,9 +10,10 @@ Layout under the data dir::
 
 The private key is made here before AWS is asked to certify it, and written under its certificate
 request's name first (see provisioning/certs.py); once the certificate arrives it is renamed after
-the certificate. Files are created with their final modes, so the private key is never world- or
-group-readable, not even for an instant, and they are written and deleted only inside
-``keys/`` without following a link (see paths.py).
+the certificate. A certificate for a key that never leaves its device (``things create --csr``) has
+no private key file here: its files are the certificate and the public key. Files are created with
+their final modes, so the private key is never world- or group-readable, not even for an instant,
+and they are written and deleted only inside ``keys/`` without following a link (see paths.py).
 """
 
 from __future__ import annotations
@@ -34,20 +35,25 @@ ROOT_CA_NAME = "AmazonRootCA1.pem"
 KEYS_FOLDER = "keys"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KeyFiles:
     certificate: str
-    private_key: str
+    private_key: str | None = None  # None: the key is on the device (its CSR was signed)
     public_key: str
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return {name: path for name, path in asdict(self).items() if path is not None}
+
+    @property
+    def key_on_device(self) -> bool:
+        return self.private_key is None
 
     def complete(self) -> bool:
-        """True if all three files are there, False if one is missing; an error if they cannot
-        be looked at (a folder without permission), rather than a guess either way: a button
-        whose keys are only unreadable must not be taken for one whose keys are lost."""
-        for path in asdict(self).values():
+        """True if all its files are there (both keys and the certificate, or without the private
+        key for a device's own key), False if one is missing; an error if they cannot be looked
+        at (a folder without permission), rather than a guess either way: a button whose keys
+        are only unreadable must not be taken for one whose keys are lost."""
+        for path in self.as_dict().values():
             try:
                 if not Path(path).is_file():
                     return False
@@ -102,11 +108,16 @@ def write_key_files(
     certificate_id: str,
     certificate_pem: str,
     public_key: str,
-    request_key: Path,
+    request_key: Path | None,
 ) -> KeyFiles:
-    """Store a new certificate beside its private key, which takes the certificate's name."""
+    """Store a new certificate beside its private key, which takes the certificate's name
+    (``request_key`` None: the key is on the device, and only the public files are written)."""
     files = key_files(namespace_key, serial, certificate_id)
     write_private_file(Path(files.public_key), public_key, mode=0o644, flush_folder=False)
+    if request_key is None:
+        write_private_file(Path(files.certificate), certificate_pem, mode=0o644)
+        return KeyFiles(certificate=files.certificate, public_key=files.public_key)
+    assert files.private_key is not None
     write_private_file(Path(files.certificate), certificate_pem, mode=0o644, flush_folder=False)
     folder_fd = open_private_dir(Path(files.private_key).parent)
     try:

@@ -20,9 +20,9 @@ class Recorded(TypedDict, total=False):
     discovered: bool  # added by `clean --discover`
 
 
-class KeyFilePaths(TypedDict):
+class KeyFilePaths(TypedDict, total=False):
     certificate: str
-    private_key: str
+    private_key: str  # absent when the key is on the device (`things create --csr`)
     public_key: str
 
 
@@ -40,6 +40,7 @@ class CertificateRecord(Recorded, total=False):
     policies: list[str]  # IoT policies attached
     thing_attached: bool | None
     files: KeyFilePaths
+    public_key_sha256: str  # SHA-256 of the public key (DER SubjectPublicKeyInfo), hex
 
 
 class CertificateRequestRecord(Recorded, total=False):

@@ -58,6 +58,7 @@ FIELDS: dict[str, dict[str, Field]] = {
     kinds.SCHEDULE_GROUPS: {"arn": (TEXT, True)},
 }
 KEY_FILE_NAMES = {"certificate", "private_key", "public_key"}
+DEVICE_KEY_FILE_NAMES = {"certificate", "public_key"}  # a CSR's certificate: the key stays there
 STRING_LISTS = {
     (kinds.CERTIFICATES, "policies"),
     (kinds.ROLES, "inline_policies"),
@@ -105,9 +106,13 @@ def _check_kind(where: str, kind: str, items: Any) -> str | None:
                 return f"{place} → {name} holds something other than text"
         files = record.get("files") if kind == kinds.CERTIFICATES else None
         if files and (
-            set(files) != KEY_FILE_NAMES or not all(isinstance(v, str) for v in files.values())
+            set(files) not in (KEY_FILE_NAMES, DEVICE_KEY_FILE_NAMES)
+            or not all(isinstance(v, str) for v in files.values())
         ):
-            return f"{place} → files is not the certificate, private_key and public_key paths"
+            return (
+                f"{place} → files is not the certificate, private_key and public_key paths "
+                "(or the certificate and public_key paths of a device's own key)"
+            )
     return None
 
 

@@ -11,16 +11,22 @@ MQTT 3.1.1 on 127.0.0.1 behind TLS with client certificates, authorized like IoT
   certificate made a moment ago works at once and a deactivated one is refused at once. A
   ClientHello without SNI is refused, as IoT Core refuses it. TLS is started by the broker on
   each accepted socket (``StreamWriter.start_tls``), so a refused handshake is logged with its
-  reason.
+  reason. The listener speaks ALPN ``x-amzn-mqtt-ca`` (what a device offers on IoT Core's port
+  443; the sandbox has one port for both) and takes clients that offer no ALPN. A client that
+  offers only other protocols is taken too, without ALPN (IoT Core refuses it): Python's ``ssl``
+  does not tell a server what was offered.
 * **Connect.** The broker reads the CONNECT packet itself, before amqtt sees the connection, and
   authorizes ``iot:Connect`` on ``client/<clientId>`` (plus ``iot:Publish`` on the will topic, if
-  any) with the connection's policy variables. A refused client is closed without a CONNACK, as
-  IoT Core hangs up (so is a client id over 128 bytes); an MQTT 5 CONNECT gets an MQTT 5 CONNACK
-  with reason 0x84 (unsupported protocol version). amqtt never hears of a refused client. That
-  order matters: amqtt resets a clean session *before* it authenticates a CONNECT, so a refused
-  client claiming another's client id would otherwise wipe that client's subscriptions. An
-  authorized connection is handed to amqtt through an ``external`` listener, with the CONNECT
-  bytes replayed in front of the stream.
+  any) with the connection's policy variables. ``${iot:Connection.Thing.ThingName}`` is the thing
+  the certificate is attached to exclusively (``EXCLUSIVE_THING``), whatever the client id; with
+  non-exclusive attachments, the client id if it names one of the certificate's things; otherwise it
+  does not resolve (``IsAttached`` is then ``false``). A refused client is closed without a CONNACK,
+  as IoT Core hangs up (so is a client id over 128 bytes); an MQTT 5 CONNECT gets an MQTT 5 CONNACK
+  with reason 0x84 (unsupported protocol version). amqtt never hears of a refused client. That order
+  matters: amqtt resets a clean session *before* it authenticates a CONNECT, so a refused client
+  claiming another's client id would otherwise wipe that client's subscriptions. An authorized
+  connection is handed to amqtt through an ``external`` listener, with the CONNECT bytes replayed in
+  front of the stream.
 * **One connection per client id.** An authorized CONNECT with a client id already connected
   closes the earlier connection first (as IoT Core does), then proceeds.
 * **Publish, Subscribe, Receive.** An amqtt plugin asks the broker for ``iot:Publish`` on
@@ -117,6 +123,7 @@ MAX_KEEP_ALIVE_SECONDS = 1200  # and 0, or anything more, as 1200
 TLS_IN_SERVE = hasattr(asyncio.StreamWriter, "start_tls")  # Python 3.11+
 KEEP_ALIVE_FACTOR = 1.5  # silent for 1.5 x keep-alive: disconnected, its will published
 
+ALPN_PROTOCOL = "x-amzn-mqtt-ca"  # MQTT with a client certificate, on IoT Core's port 443
 VAR_CLIENT_ID = "iot:ClientId"
 VAR_THING_NAME = "iot:Connection.Thing.ThingName"
 VAR_IS_ATTACHED = "iot:Connection.Thing.IsAttached"
@@ -131,8 +138,10 @@ _BROKERS: weakref.WeakValueDictionary[str, Broker] = weakref.WeakValueDictionary
 class Directory(Protocol):
     """What the broker needs to know about certificates, answered now (moto's IoT backend).
 
-    A directory may also offer ``principal_things(certificate_id) -> list[str]``; the broker then
-    resolves a certificate attached to several things by the client id, as IoT Core does.
+    A directory may also offer ``principal_things(certificate_id) -> list[str]``, every thing
+    attached to the certificate, and ``exclusive_thing(certificate_id) -> str | None``, the thing
+    it is attached to exclusively: the broker resolves the connection's thing from them as IoT
+    Core does (see the module docstring).
     """
 
     def active_certificates(self) -> list[str]:
@@ -148,7 +157,8 @@ class Directory(Protocol):
         ...
 
     def principal_thing(self, certificate_id: str) -> str | None:
-        """The thing attached to the certificate (None: none, or several)."""
+        """The thing attached to the certificate (None: none, or several). Attached how is not
+        said: it counts as non-exclusive."""
         ...
 
 
@@ -321,6 +331,8 @@ class Broker:
         # No session resumption: every connection presents its certificate and is checked anew.
         context.options |= ssl.OP_NO_TICKET
         context.num_tickets = 0
+        # Set on every context: the one the SNI callback swaps in is the one that answers ALPN.
+        context.set_alpn_protocols([ALPN_PROTOCOL])
         for der in anchors:
             try:
                 context.load_verify_locations(cadata=der)
@@ -485,6 +497,9 @@ class Broker:
         identity = Identity(
             client_id, certificate_id, der, self._variables(certificate_id, client_id)
         )
+        alpn = sslobj.selected_alpn_protocol()
+        if alpn:
+            logger.info("client %s connects with ALPN %s", client_id, alpn)
         if not self._decide(identity, "iot:Connect", f"client/{client_id}"):
             logger.info("closed the connection of %s without CONNACK, as IoT Core does", client_id)
             return CLOSE_WITHOUT_CONNACK, None
@@ -505,24 +520,31 @@ class Broker:
         return KEEP_ALIVE_FACTOR * keep_alive
 
     def _variables(self, certificate_id: str, client_id: str) -> dict[str, str]:
-        """Policy variables of a connection, as IoT Core resolves them.
+        """Policy variables of a connection, as IoT Core resolves them (thing policy variables:
+        "If non-exclusive thing association is in place ... the value of clientId ... must
+        exactly match the thing name").
 
-        The thing is the one named by the client id if it is attached to the certificate
-        (``IsAttached`` true); otherwise the certificate's only thing, if it has exactly one.
+        The thing is the one the certificate is attached to exclusively, whatever the client id;
+        otherwise the one the client id names, if the certificate is attached to it. Without a
+        thing, ``ThingName`` has no value (a statement using it matches nothing) and
+        ``IsAttached`` is ``false``.
         """
+        variables = {VAR_CLIENT_ID: client_id, VAR_IS_ATTACHED: "false"}
+        exclusive = getattr(self.directory, "exclusive_thing", None)
+        thing = exclusive(certificate_id) if callable(exclusive) else None
+        if thing is None and client_id in self._things(certificate_id):
+            thing = client_id
+        if thing is not None:
+            variables[VAR_THING_NAME] = thing
+            variables[VAR_IS_ATTACHED] = "true"
+        return variables
+
+    def _things(self, certificate_id: str) -> list[str]:
         several = getattr(self.directory, "principal_things", None)
         if callable(several):
-            things = list(several(certificate_id))
-        else:
-            thing = self.directory.principal_thing(certificate_id)
-            things = [thing] if thing else []
-        variables = {VAR_CLIENT_ID: client_id, VAR_IS_ATTACHED: "false"}
-        if client_id in things:
-            variables[VAR_THING_NAME] = client_id
-            variables[VAR_IS_ATTACHED] = "true"
-        elif len(things) == 1:
-            variables[VAR_THING_NAME] = things[0]
-        return variables
+            return list(several(certificate_id))
+        thing = self.directory.principal_thing(certificate_id)
+        return [thing] if thing else []
 
     async def _admit(self, connection: _Connection) -> None:
         """Register an authorized connection, closing an earlier one with the same client id."""
@@ -1318,6 +1340,18 @@ class MotoDirectory:
     def principal_thing(self, certificate_id: str) -> str | None:
         things = self.principal_things(certificate_id)
         return things[0] if len(things) == 1 else None
+
+    def exclusive_thing(self, certificate_id: str) -> str | None:
+        """The thing the certificate is attached to with ``EXCLUSIVE_THING`` (moto drops the
+        type; :mod:`.moto_fixes` keeps it)."""
+        from iotbutton_cli.sandbox import moto_fixes
+        from iotbutton_cli.sandbox.aws_server import MOTO_LOCK
+
+        arn = self._certificate_arn(certificate_id)
+        if arn is None:
+            return None
+        with MOTO_LOCK:
+            return moto_fixes.exclusive_thing(self._backend(), arn)
 
     def _certificate_arn(self, certificate_id: str) -> str | None:
         cert = self._backend().certificates.get(certificate_id)

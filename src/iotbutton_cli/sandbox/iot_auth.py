@@ -13,10 +13,12 @@ The rules, as IoT Core applies them:
 * ``+`` and ``#`` are ordinary characters in a policy: ``topicfilter/iotbutton/+`` matches only the
   filter ``iotbutton/+``, never the topic ``iotbutton/x``;
 * policy variables (``${iot:Connection.Thing.ThingName}``, ``${iot:ClientId}``, ...) are replaced by
-  the connection's values, which match literally (a ``*`` in a client id is not a wildcard).
-  A variable the connection has no value for makes the statement match nothing. ``${*}``, ``${?}``
-  and ``${$}`` stand for a literal ``*``, ``?`` and ``$``. Variables are only read in documents of
-  ``Version`` 2012-10-17, as in IAM;
+  the connection's values, which match literally (a ``*`` in a client id is not a wildcard). A
+  variable the connection has no value for makes the statement match nothing: the broker gives
+  ``iot:Connection.Thing.ThingName`` a value only for a thing the certificate is attached to
+  exclusively, or (non-exclusively) the thing its client id names (see broker.py). ``${*}``,
+  ``${?}`` and ``${$}`` stand for a literal ``*``, ``?`` and ``$``. Variables are only read in
+  documents of ``Version`` 2012-10-17, as in IAM;
 * conditions: ``Bool``, ``StringEquals`` and ``StringLike`` on the connection's variables (several
   keys: all must hold; several values for a key: any may). Any other operator is not understood,
   and the sandbox fails closed: such an ``Allow`` statement grants nothing and such a ``Deny``
