@@ -29,7 +29,7 @@ REGION = "us-east-1"
 
 # Command groups and top-level commands that docs/reference.md covers. Extend these lists when a
 # group or command is added to the app.
-DOCUMENTED_GROUPS = ["things", "certs", "notify", "rules", "sandbox", "sim"]
+DOCUMENTED_GROUPS = ["things", "certs", "notify", "rules", "sandbox", "sim", "device"]
 DOCUMENTED_COMMANDS = ["endpoint", "clean", "paths", "demo"]
 
 # Every source file's error codes are explained in docs/reference.md: a new module cannot raise an

@@ -18,6 +18,7 @@ from iotbutton_cli.cli import (
     certs,
     clean,
     demo,
+    device,
     endpoint,
     notify,
     paths,
@@ -202,6 +203,7 @@ app.command("endpoint")(endpoint.endpoint)
 app.command("clean")(clean.clean)
 app.command("paths")(paths.paths)
 app.add_typer(sim.app, name="sim")
+app.add_typer(device.app, name="device")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("demo")(demo.demo)
 
