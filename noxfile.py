@@ -9,11 +9,19 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
 
+def test_workers() -> str:
+    """Two pytest workers per core: many tests spend most of their time waiting (on a sandbox
+    process, a Lambda worker, a killed subprocess), so one per core leaves cores idle."""
+    import os
+
+    return str(2 * (os.cpu_count() or 1))
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite, in parallel on every core."""
+    """The test suite, in parallel: idle workers take queued tests from busy ones."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-n", "auto", *session.posargs)
+    session.run("pytest", "-n", test_workers(), "--dist", "worksteal", *session.posargs)
 
 
 @nox.session
