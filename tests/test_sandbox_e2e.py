@@ -249,8 +249,13 @@ def test_the_sandbox_dying_during_sim_click_is_one_line(cli, sandbox):
     import signal
 
     cli("--sandbox", "things", "create", SERIAL)
+    watcher = iotbutton_process(
+        "--sandbox", "sim", "subscribe", "--count", "1", "--duration", "60", "--json"
+    )
+    assert watcher.stderr is not None and "Watching" in watcher.stderr.readline()
     clicking = iotbutton_process("--sandbox", "sim", "click", "--count", "100000")
-    time.sleep(2)  # connected and publishing
+    seen, _ = watcher.communicate(timeout=90)  # its first click arrived: it is publishing
+    assert seen.strip(), "no click arrived"
     assert clicking.poll() is None, clicking.communicate()
     os.kill(sandbox["pid"], signal.SIGKILL)
     _, stderr = clicking.communicate(timeout=60)
