@@ -47,7 +47,7 @@ from support import TWILIO_SECRET, notify_init_args
 pytestmark = pytest.mark.slow
 
 SERIAL = "G030JF0553648RUH"
-SHARDS = 2
+SHARDS = 4
 KILL_TIMEOUT = 180
 
 

@@ -495,6 +495,10 @@ class KeyPool:
     hold up every other request; AWS does not make callers wait for that either. A call takes a
     ready key (or, with none ready, makes one as moto would); the thread refills the pool
     whenever it runs low. The keys are as real as moto's: cryptography's, one per certificate.
+
+    The thread starts with the first call, not with the sandbox: iotbutton itself never calls
+    CreateKeysAndCertificate (it has AWS sign keys it made, see csr_signing.py), and 16 keys
+    made at every start were most of the CPU a sandbox start took.
     """
 
     def __init__(self, size: int) -> None:
@@ -504,7 +508,8 @@ class KeyPool:
 
         self._rsa = rsa
         self._ready: queue.Queue[Any] = queue.Queue(maxsize=size)
-        threading.Thread(target=self._fill, name="rsa-key-pool", daemon=True).start()
+        self._filling = threading.Event()
+        self._starting = threading.Lock()
 
     @classmethod
     def install(cls, size: int) -> None:
@@ -521,6 +526,10 @@ class KeyPool:
         import queue
 
         if (public_exponent, key_size) == (65537, 2048):
+            with self._starting:
+                if not self._filling.is_set():
+                    self._filling.set()
+                    threading.Thread(target=self._fill, name="rsa-key-pool", daemon=True).start()
             try:
                 return self._ready.get_nowait()
             except queue.Empty:
