@@ -39,6 +39,7 @@ class Settings:
     # True when the sandbox was asked for by IOTBUTTON_SANDBOX, not --sandbox: then a command
     # pasted from a hint reaches the sandbox without the flag.
     sandbox_from_env: bool = False
+    query: str | None = None  # --query: a JMESPath expression applied to --json output
 
     @property
     def sandbox_flag_needed(self) -> bool:

@@ -92,6 +92,7 @@ GLOBAL_OPTIONS = {
     "-vv": False,
     "-vvv": False,
     "--verbose": False,
+    "--query": True,
 }
 
 
@@ -248,6 +249,15 @@ def main_options(
             help="Log each AWS call to stderr; -vv adds botocore's debug log (secrets masked).",
         ),
     ] = 0,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            "--query",
+            metavar="JMESPATH",
+            help="With --json: print only what this JMESPath expression selects, as the AWS "
+            "CLI's --query.",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
@@ -258,7 +268,7 @@ def main_options(
     _configure_logging(verbose)
     source = ctx.get_parameter_source("sandbox")
     from_env = sandbox and getattr(source, "name", "") == "ENVIRONMENT"
-    settings = Settings(profile, region, endpoint_url, verbose, sandbox, from_env)
+    settings = Settings(profile, region, endpoint_url, verbose, sandbox, from_env, query)
     ctx.obj = AppContext(settings, notice=_notice)
 
 

@@ -30,7 +30,12 @@ def command_context(ctx: typer.Context, json: bool = False) -> tuple[AppContext,
     root = ctx.find_root()
     if not isinstance(root.obj, AppContext):
         root.obj = AppContext()
-    out = Output(json, sandbox_flag=root.obj.settings.sandbox_flag_needed).attach(ctx)
+    settings = root.obj.settings
+    out = Output(json, sandbox_flag=settings.sandbox_flag_needed).attach(ctx)
+    if settings.query is not None:
+        from iotbutton_cli.cli.query import compile_query
+
+        out.query = compile_query(settings.query, json)
     check_home()
     return root.obj, out
 

@@ -40,6 +40,7 @@ class Output:
     def __init__(self, json_mode: bool = False, sandbox_flag: bool = False) -> None:
         self.json = json_mode
         self.sandbox_flag = sandbox_flag
+        self.query: Any = None  # a compiled --query (cli/query.py), applied to every result
 
     def pasteable(self, text: str) -> str:
         """``text`` with every quoted command runnable as printed in this mode."""
@@ -71,13 +72,21 @@ class Output:
             human()
 
     def write_json(self, view: Any) -> None:
-        """One JSON document on stdout (indented, as every ``--json`` result is)."""
+        """One JSON document on stdout (indented, as every ``--json`` result is), or what
+        ``--query`` selects of it."""
+        if self.query is not None:
+            view = self.query.search(json.loads(json.dumps(view, default=str)))
         sys.stdout.write(json.dumps(view, indent=2, default=str) + "\n")
         sys.stdout.flush()
 
-    @staticmethod
-    def json_line(view: Any) -> None:
-        """One compact JSON object and a newline: for commands that stream (JSON Lines)."""
+    def json_line(self, view: Any) -> None:
+        """One compact JSON object and a newline: for commands that stream (JSON Lines). With
+        ``--query``, what it selects of each line; a line it selects nothing of is left out, so
+        a query can filter a stream."""
+        if self.query is not None:
+            view = self.query.search(json.loads(json.dumps(view, default=str)))
+            if view is None:
+                return
         sys.stdout.write(json.dumps(view) + "\n")
         sys.stdout.flush()
 
@@ -164,6 +173,7 @@ class Output:
         if self.json:
             from iotbutton_cli.cli.views import error_view
 
+            self.query = None  # an error is printed whole, as the AWS CLI does
             self.write_json({"error": error_view(error)})
             return
         from rich.markup import escape
