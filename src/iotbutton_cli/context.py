@@ -40,6 +40,7 @@ class Settings:
     # pasted from a hint reaches the sandbox without the flag.
     sandbox_from_env: bool = False
     query: str | None = None  # --query: a JMESPath expression applied to --json output
+    refresh: bool = False  # --refresh: ask STS again which account the credentials are
 
     @property
     def sandbox_flag_needed(self) -> bool:
@@ -63,6 +64,7 @@ class AppContext:
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._changing = False
+        self._account_remembered = False  # account_id came from aws/accounts.py's cache
 
     @property
     def sandbox(self) -> bool:
@@ -183,8 +185,60 @@ class AppContext:
 
     @cached_property
     def account_id(self) -> str:
-        """The account the credentials belong to (one STS call, which also checks them)."""
+        """The account the credentials belong to: remembered per access key (aws/accounts.py),
+        so a command that reads only local state makes no call; otherwise one STS call, which
+        also checks the credentials. :meth:`before_changes` checks a remembered one."""
+        if self.sandbox:
+            return self._caller_account()
+        from iotbutton_cli.aws import accounts
+
+        key = self._account_cache_key()
+        if key is not None and not self.settings.refresh:
+            remembered = accounts.lookup(key)
+            if remembered is not None:
+                self._account_remembered = True
+                return remembered
+        account = self._caller_account()
+        if key is not None:
+            accounts.remember(key, account)
+        return account
+
+    def _caller_account(self) -> str:
         return str(self.client("sts").get_caller_identity()["Account"])
+
+    def _account_cache_key(self) -> str | None:
+        """The cache key of the credentials' access key id; None without static credentials
+        here (then STS says what is wrong with them)."""
+        from iotbutton_cli.aws import accounts
+
+        try:
+            credentials = self.session.get_credentials()
+            access_key = credentials.get_frozen_credentials().access_key if credentials else None
+        except Exception:  # STS will report the same problem, as one line
+            return None
+        return accounts.cache_key(access_key, self.endpoint_url) if access_key else None
+
+    def _check_remembered_account(self) -> None:
+        """Before a change: a remembered account must be the one STS answers (a damaged or
+        edited cache must not pick the namespace a change is recorded in)."""
+        remembered = self.account_id  # resolved now if no one asked yet
+        if not self._account_remembered:
+            return
+        from iotbutton_cli.aws import accounts
+
+        actual = self._caller_account()
+        self._account_remembered = False
+        if actual == remembered:
+            return
+        key = self._account_cache_key()
+        if key is not None:
+            accounts.remember(key, actual)
+        raise IotButtonError(
+            "account-cache-wrong",
+            f"{accounts.cache_path()} said these credentials are account {remembered}; "
+            f"AWS says {actual}. Nothing was changed; the file is corrected.",
+            "Run the command again.",
+        )
 
     @cached_property
     def partition(self) -> str:
@@ -217,6 +271,7 @@ class AppContext:
         """What every command that changes AWS checks first: the registry namespace belongs to
         these credentials, and the registry can record what is about to be made."""
         self._changing = True
+        self._check_remembered_account()
         self.check_namespace_owner()
         self.registry.check_writable()
 

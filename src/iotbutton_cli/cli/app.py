@@ -93,6 +93,7 @@ GLOBAL_OPTIONS = {
     "-vvv": False,
     "--verbose": False,
     "--query": True,
+    "--refresh": False,
 }
 
 
@@ -258,6 +259,13 @@ def main_options(
             "CLI's --query.",
         ),
     ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="Ask AWS again which account the credentials belong to (remembered per key).",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
@@ -268,7 +276,7 @@ def main_options(
     _configure_logging(verbose)
     source = ctx.get_parameter_source("sandbox")
     from_env = sandbox and getattr(source, "name", "") == "ENVIRONMENT"
-    settings = Settings(profile, region, endpoint_url, verbose, sandbox, from_env, query)
+    settings = Settings(profile, region, endpoint_url, verbose, sandbox, from_env, query, refresh)
     ctx.obj = AppContext(settings, notice=_notice)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from iotbutton_cli.aws import bulk
 from iotbutton_cli.aws.calls import absent_ok
 from iotbutton_cli.context import AppContext, clean_error
+from iotbutton_cli.errors import ExitStatus
 
 DEFAULT_WORKERS = 8
 LAST_CLICK = "lastClick"
@@ -58,10 +59,18 @@ def read_last_click(ctx: AppContext, serial: str) -> ShadowReading:
     except ValueError:
         return ShadowReading(error="the shadow is not a JSON document")
     except Exception as exc:
-        error = clean_error(exc, ctx)
-        if error is None:
-            raise
-        return ShadowReading(error=error.message)
+        return ShadowReading(error=_why_unreadable(exc, ctx))
+
+
+def _why_unreadable(exc: Exception, ctx: AppContext) -> str:
+    """Why a shadow could not be read, for a note under the listing; but bad input (such as
+    AWS_MAX_ATTEMPTS=lots) is the command's error, not a shadow's, and a bug stays a bug."""
+    error = clean_error(exc, ctx)
+    if error is None:
+        raise exc
+    if error.exit_status == ExitStatus.USAGE:
+        raise error from None
+    return error.message
 
 
 def read_last_clicks(
@@ -78,10 +87,8 @@ def read_last_clicks(
     try:
         ctx.client("iot-data")  # made once here (DescribeEndpoint on AWS), not per thread
     except Exception as exc:
-        error = clean_error(exc, ctx)
-        if error is None:
-            raise
-        return {serial: ShadowReading(error=error.message) for serial in wanted}
+        why = _why_unreadable(exc, ctx)
+        return {serial: ShadowReading(error=why) for serial in wanted}
 
     def done(serial: str, future: Future[ShadowReading]) -> None:
         found[serial] = future.result()
