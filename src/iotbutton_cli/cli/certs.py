@@ -54,8 +54,10 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
         ["created", info.created],
         *[[name.replace("_", " ") + " file", path] for name, path in info.files.items()],
     ]
-    if info.files and "private_key" not in info.files:
-        rows.append(["private key", "on the device (its certificate came from a CSR)"])
+    from iotbutton_cli.registry.keyfiles import key_on_device
+
+    if key_on_device(info.files):
+        rows.append(views.DEVICE_KEY_ROW)
     out.result(
         views.certificate_view(info), human=lambda: out.table(None, ["field", "value"], rows)
     )

@@ -75,7 +75,7 @@ class Output:
         """One JSON document on stdout (indented, as every ``--json`` result is), or what
         ``--query`` selects of it."""
         if self.query is not None:
-            view = self.query.search(json.loads(json.dumps(view, default=str)))
+            view = self._selected(view)
         sys.stdout.write(json.dumps(view, indent=2, default=str) + "\n")
         sys.stdout.flush()
 
@@ -84,11 +84,16 @@ class Output:
         ``--query``, what it selects of each line; a line it selects nothing of is left out, so
         a query can filter a stream."""
         if self.query is not None:
-            view = self.query.search(json.loads(json.dumps(view, default=str)))
+            view = self._selected(view)
             if view is None:
                 return
         sys.stdout.write(json.dumps(view) + "\n")
         sys.stdout.flush()
+
+    def _selected(self, view: Any) -> Any:
+        """What ``--query`` selects of ``view``, searched as the JSON it prints (a datetime is
+        its text there)."""
+        return self.query.search(json.loads(json.dumps(view, default=str)))
 
     # -- for people -----------------------------------------------------------------------------
 

@@ -207,14 +207,16 @@ def show(ctx: typer.Context, serial: SerialArgument, json: JsonOption = False) -
 def _print_button(out: Output, button: Any, live: dict[str, Any], reading: ShadowReading) -> None:
     from rich.markup import escape
 
+    from iotbutton_cli.registry.keyfiles import key_on_device
+
     state = (
         f"HALF-DONE (`iotbutton things create {button.serial}` finishes it)"
         if button.half_done
         else "complete"
     )
     files = [[name.replace("_", " ") + " file", path] for name, path in button.files.items()]
-    if button.files and "private_key" not in button.files:
-        files.append(["private key", "on the device (its certificate came from a CSR)"])
+    if key_on_device(button.files):
+        files.append(views.DEVICE_KEY_ROW)
     rows: list[list[Any]] = [
         ["serial", button.serial],
         ["state", state],

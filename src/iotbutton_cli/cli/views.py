@@ -47,6 +47,10 @@ View = dict[str, Any]
 # -- errors -------------------------------------------------------------------------------------
 
 
+# `things show` and `certs show`, for a certificate whose key never left its device.
+DEVICE_KEY_ROW = ["private key", "on the device (its certificate came from a CSR)"]
+
+
 def error_view(error: IotButtonError) -> View:
     """The ``error`` of every JSON failure."""
     return {

@@ -87,8 +87,7 @@ def device_bundle(ctx: AppContext, serial: str) -> Bundle:
     if ctx.namespace.get(kinds.THINGS, serial) is None:
         raise not_found(serial)
     _, record = certs.current_certificate(ctx, serial)
-    files = record.get("files") or {}
-    if files and not files.get("private_key"):  # its CSR was signed: the key stays on the device
+    if certs.key_on_device(record):  # its CSR was signed: the key stays on the device
         raise IotButtonError(
             "no-private-key",
             f"The private key of {serial} never left the device: its certificate was made from "

@@ -348,9 +348,8 @@ class Runner:
             try:
                 loop()
             except BaseException as exc:  # said in the main thread, which stops now
-                self._fatal = clean_error(exc, self.ctx) if isinstance(exc, Exception) else exc
-                if self._fatal is None:
-                    self._fatal = exc
+                error = clean_error(exc, self.ctx) if isinstance(exc, Exception) else None
+                self._fatal = error or exc
                 self.request_stop()
 
         return guarded

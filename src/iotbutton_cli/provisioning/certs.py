@@ -412,8 +412,7 @@ def usable(record: dict) -> bool:
 
 def key_on_device(record: dict) -> bool:
     """Whether the certificate is for a device's own key (``things create --csr``)."""
-    files = record.get("files") or {}
-    return bool(files) and "private_key" not in files
+    return keyfiles.key_on_device(record.get("files"))
 
 
 def fits(record: dict, device_csr: DeviceCsr | None) -> bool:

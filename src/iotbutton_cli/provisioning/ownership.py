@@ -25,6 +25,7 @@ from iotbutton_cli.aws.calls import absent_ok
 from iotbutton_cli.aws.tags import MANAGED_BY_KEY, MANAGED_BY_VALUE, THING_ATTRIBUTE
 from iotbutton_cli.context import AppContext
 from iotbutton_cli.provisioning import devicekeys
+from iotbutton_cli.registry import keyfiles
 
 
 def thing(ctx: AppContext, name: str) -> bool | None:
@@ -54,8 +55,8 @@ def _device_key_recorded(record: dict[str, Any], public_key_sha256: str) -> bool
     the device wrote its subject. What proves it is the public key iotbutton read from that CSR
     and recorded, a SHA-256 no damaged or restored file names by accident."""
     recorded = record.get("public_key_sha256")
-    files = record.get("files") or {}
-    return bool(recorded) and "private_key" not in files and recorded == public_key_sha256
+    on_device = keyfiles.key_on_device(record.get("files"))
+    return bool(recorded) and on_device and recorded == public_key_sha256
 
 
 def _attached_to_ours(ctx: AppContext, arn: str) -> bool:

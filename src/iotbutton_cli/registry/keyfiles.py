@@ -19,6 +19,7 @@ and they are written and deleted only inside ``keys/`` without following a link 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,6 +34,12 @@ from iotbutton_cli.paths import (
 
 ROOT_CA_NAME = "AmazonRootCA1.pem"
 KEYS_FOLDER = "keys"
+
+
+def key_on_device(files: Mapping[str, str] | None) -> bool:
+    """Whether recorded key files are a device's own key's: a certificate and a public key, and
+    no private key (its CSR was signed, ``things create --csr``)."""
+    return bool(files) and "private_key" not in (files or {})
 
 
 @dataclass(frozen=True, kw_only=True)
