@@ -1,8 +1,12 @@
-"""Helpers the tests share: reading the registry as a user's files hold it."""
+"""Helpers the tests share: reading the registry as a user's files hold it, watching the
+sandbox's button topics."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -53,3 +57,40 @@ def wait_for_outbox(cli: Any, count: int, timeout: float = 20.0) -> list[dict[st
         if len(entries) >= count or time.monotonic() > deadline:
             return entries
         time.sleep(0.2)
+
+
+class Watcher:
+    """`sim subscribe` in its own process: what the monitor saw arrive."""
+
+    def __init__(self, count: int = 1, duration: int = 20) -> None:
+        self.duration = duration
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "iotbutton_cli",
+                "--sandbox",
+                "sim",
+                "subscribe",
+                "--count",
+                str(count),
+                "--duration",
+                str(duration),
+                "--json",
+            ],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ),
+        )
+        assert self.process.stderr is not None
+        assert "Watching" in self.process.stderr.readline()
+
+    def received(self) -> list[dict[str, Any]]:
+        try:
+            seen, _ = self.process.communicate(timeout=self.duration + 30)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        return [json.loads(line) for line in seen.splitlines() if line]

@@ -15,14 +15,13 @@ import shutil
 import ssl
 import stat
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import recorded
+from support import Watcher, recorded
 
 SERIAL = "G030JF0553648RUH"
 CA_DATA = Path(__file__).resolve().parent.parent / "src/iotbutton_cli/data/AmazonRootCA1.pem"
@@ -33,7 +32,6 @@ FILES = {
     "json": ["device.json"],
 }
 SYNTAX_CHECK = ("-fsyntax-only", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-x", "c++")
-WATCH_ONE = ("--count", "1", "--duration", "30", "--json")
 CXX = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 
 
@@ -450,22 +448,9 @@ def test_the_exported_files_connect_a_device_to_the_sandbox(cli, sandbox, tmp_pa
     assert (out / "sandbox-ca.pem").read_text() == Path(sandbox["ca_file"]).read_text()
     assert result["endpoint"] == {"host": sandbox["mqtt_host"], "port": sandbox["mqtt_port"]}
 
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "iotbutton_cli", "--sandbox", "sim", "subscribe", *WATCH_ONE],
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(os.environ),
-    )
-    try:
-        assert "Watching" in watcher.stderr.readline()
-        assert publish_with_paho(out) == 0
-        seen, _ = watcher.communicate(timeout=30)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.wait()
-    [received] = [json.loads(line) for line in seen.splitlines() if line]
+    watcher = Watcher(duration=30)
+    assert publish_with_paho(out) == 0
+    [received] = watcher.received()
     assert received["topic"] == f"iotbutton/{SERIAL}"
     assert received["payload"] == {
         "serialNumber": SERIAL,

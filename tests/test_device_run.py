@@ -11,10 +11,8 @@ knows stay up. A monitor connected straight to the broker sees what arrives.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +26,7 @@ from typer.testing import CliRunner
 from iotbutton_cli.device.click_queue import ClickQueue, QueuedClick
 from iotbutton_cli.device.clicks import Timings
 from iotbutton_cli.errors import IotButtonError
+from relay import Relay
 
 SERIAL = "G030JF0553648RUH"
 TOPIC = f"iotbutton/{SERIAL}"
@@ -147,59 +146,6 @@ def test_one_runner_at_a_time_owns_a_queue(tmp_path):
 
 
 # -- against the sandbox ------------------------------------------------------------------------
-
-
-class Relay:
-    """Forwards TCP connections to ``target``; ``cut()`` drops them, ``refuse`` keeps new ones
-    out (accepted and closed at once, as a broker that is away)."""
-
-    def __init__(self, port: int, refuse: bool = False) -> None:
-        self.target = ("127.0.0.1", port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.refuse = refuse
-        self.open: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.refuse:
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-    def cut(self, refuse: bool) -> None:
-        self.refuse = refuse
-        with self.lock:
-            for end in self.open:
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
-            self.open = []
-
-    def close(self) -> None:
-        self.cut(refuse=True)
-        self.listener.close()
 
 
 def sandbox_context() -> Any:

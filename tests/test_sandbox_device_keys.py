@@ -9,57 +9,19 @@ each check that a click got through is the monitor (`sim subscribe`) seeing it a
 from __future__ import annotations
 
 import json
-import os
 import ssl
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from support import Watcher
 from test_device_keys import device_csr, private_keys_under
 
 SERIAL = "G030JF0553648RUH"
 TOPIC = f"iotbutton/{SERIAL}"
 WAIT = 20
-
-
-class Watcher:
-    """`sim subscribe` in its own process: what the monitor saw arrive."""
-
-    def __init__(self, count: int = 1, duration: int = 20) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "iotbutton_cli",
-                "--sandbox",
-                "sim",
-                "subscribe",
-                "--count",
-                str(count),
-                "--duration",
-                str(duration),
-                "--json",
-            ],
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ),
-        )
-        assert self.process.stderr is not None
-        assert "Watching" in self.process.stderr.readline()
-
-    def received(self) -> list[dict[str, Any]]:
-        try:
-            seen, _ = self.process.communicate(timeout=60)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-        return [json.loads(line) for line in seen.splitlines() if line]
 
 
 def paho_publish(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import boto3
 
-from support import TWILIO_SECRET, notify_init_args, wait_for_outbox
+from support import TWILIO_SECRET, Watcher, notify_init_args, wait_for_outbox
 
 SERIAL = "G030JF0553648RUH"
 SMS_TO = "+15551230001"
@@ -249,13 +249,9 @@ def test_the_sandbox_dying_during_sim_click_is_one_line(cli, sandbox):
     import signal
 
     cli("--sandbox", "things", "create", SERIAL)
-    watcher = iotbutton_process(
-        "--sandbox", "sim", "subscribe", "--count", "1", "--duration", "60", "--json"
-    )
-    assert watcher.stderr is not None and "Watching" in watcher.stderr.readline()
+    watcher = Watcher(duration=60)
     clicking = iotbutton_process("--sandbox", "sim", "click", "--count", "100000")
-    seen, _ = watcher.communicate(timeout=90)  # its first click arrived: it is publishing
-    assert seen.strip(), "no click arrived"
+    assert watcher.received(), "no click arrived"  # its first click came: it is publishing
     assert clicking.poll() is None, clicking.communicate()
     os.kill(sandbox["pid"], signal.SIGKILL)
     _, stderr = clicking.communicate(timeout=60)

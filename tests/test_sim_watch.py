@@ -7,73 +7,20 @@ state file is pointed at it): the CLI is not patched, it connects where the stat
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
 from typing import Any
 
 import pytest
 
+from relay import Relay
+
 SERIAL = "G030JF0553648RUH"
-
-
-class Relay:
-    """Forwards TCP connections to ``target``; ``cut()`` drops them, ``refuse`` keeps them out."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.refuse = False
-        self.open: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.refuse:
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-    def cut(self, refuse: bool = False) -> None:
-        self.refuse = refuse
-        with self.lock:
-            for end in self.open:
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
-            self.open = []
-
-    def close(self) -> None:
-        self.cut(refuse=True)
-        self.listener.close()
 
 
 @pytest.fixture
@@ -82,7 +29,7 @@ def relay(sandbox: dict[str, Any]) -> Any:
     from iotbutton_cli.sandbox import client as sandbox_control
     from iotbutton_cli.sandbox.protocol import STATE_FILE
 
-    relay = Relay("127.0.0.1", sandbox["mqtt_port"])
+    relay = Relay(sandbox["mqtt_port"])
     state = sandbox_control.sandbox_dir() / STATE_FILE
     data = json.loads(state.read_text())
     data["mqtt_port"] = relay.port
