@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 
-from support import NAMESPACE
+from support import NAMESPACE, registry_document
 
 # Registry kinds that stand for resources in AWS (lambda_permissions live inside a function).
 KINDS = (
@@ -106,11 +105,6 @@ def inventory(url: str) -> dict[str, set[str]]:
 
 def _pages(client: Any, method: str, key: str) -> list[dict[str, Any]]:
     return [item for page in client.get_paginator(method).paginate() for item in page[key]]
-
-
-def registry_document(home: Path) -> dict[str, Any]:
-    path = home / "registry.json"
-    return json.loads(path.read_text()) if path.exists() else {"namespaces": {}}
 
 
 def recorded(home: Path) -> dict[str, dict[str, Any]]:

@@ -34,8 +34,17 @@ def notify_init_args(person: str = "P", sms: str = "+15551230001") -> list[str]:
 
 
 def registry_document(home: Path) -> dict[str, Any]:
-    path = home / "registry.json"
-    return json.loads(path.read_text()) if path.exists() else {"namespaces": {}}
+    """The registry as iotbutton reads it: registry.json, and the journal a killed command
+    left (read fresh, and forgotten again, so no test sees another's copy)."""
+    from iotbutton_cli.registry.store import Registry
+
+    registry = Registry(home / "registry.json")
+    if not registry.path.exists() and not registry.journal_path.exists():
+        return {"namespaces": {}}
+    try:
+        return registry.read()
+    finally:
+        registry.close()
 
 
 def recorded(home: Path, kind: str) -> dict[str, Any]:

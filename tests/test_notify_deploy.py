@@ -384,7 +384,8 @@ def test_no_default_rule_removes_it_and_keeps_custom_rules(ctx, cli):
 def test_a_second_machine_adopts_the_deployed_notifier(ctx, isolated_env):
     """Another machine (or a lost registry): everything is recognised as ours, not refused."""
     notifier_deploy.deploy(ctx, deploy_input())
-    (isolated_env / "registry.json").unlink()
+    for lost in ("registry.json", "registry.json.journal"):  # the journal the deploy appended to
+        (isolated_env / lost).unlink(missing_ok=True)
 
     report = notifier_deploy.deploy(AppContext(), deploy_input())
 

@@ -160,7 +160,7 @@ def test_clean_removes_the_schedule_before_the_function_and_the_role_after(ctx, 
 
 def test_clean_discover_finds_them_after_the_registry_is_lost(ctx, cli, isolated_env):
     notifier_deploy.deploy(ctx, deploy_input(holding()))
-    for registry in isolated_env.rglob("registry.json"):
+    for registry in [*isolated_env.rglob("registry.json"), *isolated_env.rglob("*.journal")]:
         registry.unlink()
 
     found = cli.json("clean", "--discover", "--dry-run")

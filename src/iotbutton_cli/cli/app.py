@@ -43,6 +43,12 @@ class ErrorHandlingGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
+            return self._invoke(ctx)
+        finally:
+            _settle_registries()
+
+    def _invoke(self, ctx: Any) -> Any:
+        try:
             return super().invoke(ctx)
         except KeyboardInterrupt as interrupt:
             from iotbutton_cli.cli.output import Output
@@ -95,6 +101,14 @@ GLOBAL_OPTIONS = {
     "--query": True,
     "--refresh": False,
 }
+
+
+def _settle_registries() -> None:
+    """Write each registry this command changed whole, and drop its journal (see
+    :mod:`iotbutton_cli.registry.store`), if the command loaded the registry at all."""
+    store = sys.modules.get("iotbutton_cli.registry.store")
+    if store is not None:
+        store.Registry.settle_all()
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:

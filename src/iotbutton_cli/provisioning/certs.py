@@ -73,9 +73,7 @@ class CertificateInfo:
 
 
 def certificates_of(ctx: AppContext, serial: str) -> dict[str, dict]:
-    return {
-        cid: rec for cid, rec in ctx.namespace.items(KIND).items() if rec.get("thing") == serial
-    }
+    return ctx.namespace.select(KIND, lambda record: record.get("thing") == serial)
 
 
 def issue_certificate(

@@ -267,7 +267,8 @@ def _left_half_done(ctx: AppContext, serial: str) -> bool:
 
 
 def _complete(ctx: AppContext, serial: str, recorded: dict) -> bool:
-    return _finished(recorded, ctx.namespace.items(certs.KIND))
+    cert_id = recorded.get("certificate") or ""
+    return _finished(recorded, {cert_id: ctx.namespace.get(certs.KIND, cert_id) or {}})
 
 
 def _finished(record: dict, certificates: dict[str, dict]) -> bool:

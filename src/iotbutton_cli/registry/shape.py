@@ -80,13 +80,14 @@ def check_document(document: dict[str, Any]) -> str | None:
         if not isinstance(resources, dict):
             return f"{where} → resources is {_kind(resources)}, not an object"
         for kind, items in resources.items():
-            problem = _check_kind(f"{where} → resources → {kind}", kind, items)
+            problem = check_items(f"{where} → resources → {kind}", kind, items)
             if problem:
                 return problem
     return None
 
 
-def _check_kind(where: str, kind: str, items: Any) -> str | None:
+def check_items(where: str, kind: str, items: Any) -> str | None:
+    """What is wrong with one kind's records (``items``: id → record), or None."""
     if not isinstance(items, dict):
         return f"{where} is {_kind(items)}, not an object"
     fields = FIELDS.get(kind, {})
