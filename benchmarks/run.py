@@ -227,16 +227,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(scratch: Path) -> Iterator[str]:
-    """A standalone moto server in its own process, as `moto_server` would run it."""
+def moto_server(scratch: Path, with_fixes: bool = False) -> Iterator[str]:
+    """A standalone moto server in its own process, as `moto_server` would run it (or, with
+    ``with_fixes``, with the sandbox's fixes: see moto_with_fixes.py); its pid is
+    MOTO_PIDS[url]."""
     port = free_port()
-    log = open(scratch / "moto.log", "wb")  # noqa: SIM115 - closed below
+    log = open(scratch / f"moto-{port}.log", "wb")  # noqa: SIM115 - closed below
+    program = [str(HERE / "moto_with_fixes.py")] if with_fixes else ["-m", "moto.server"]
     process = subprocess.Popen(
-        [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [PYTHON, *program, "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
+    MOTO_PIDS[url] = process.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -252,6 +256,15 @@ def moto_server(scratch: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+MOTO_PIDS: dict[str, int] = {}
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset_moto(url: str) -> None:
@@ -652,6 +665,64 @@ def bench_rate_ceiling(
     report.data["rate_ceiling"] = {"count": count, "rate": RATE, "latency_s": LATENCY, **results}
 
 
+def bench_registry_scale(report: Report, scratch: Path, sizes: tuple[int, ...]) -> None:
+    """`things create --count N` then `clean` at each size, on a moto server (with the
+    sandbox's fixes) and no rate limiter: seconds per button should not grow with N."""
+    print(f"registry scale: {', '.join(map(str, sizes))} buttons")
+    per_button: dict[int, dict[str, float]] = {}
+    with moto_server(scratch, with_fixes=True) as url:
+        pid = MOTO_PIDS[url]
+        for count in sizes:
+            reset_moto(url)
+            home = fresh_home(scratch, f"scale-{count}")
+            env = {**base_env(home), "AWS_ENDPOINT_URL": url, "IOTBUTTON_RATE_LIMITER": "off"}
+            figures: dict[str, float] = {}
+            for step, command in (
+                ("create", ["things", "create", "--count", str(count), "--key-type", "ec"]),
+                ("clean", ["clean", "--yes"]),
+            ):
+                moto_before = process_cpu(pid)
+                label = f"scale {step} {count}"
+                elapsed, result = run([IOTBUTTON, *command, "--json"], env, label=label)
+                document = json.loads(result.stdout)
+                if step == "create":
+                    made = sum(b["action"] == "created" for b in document["buttons"])
+                    assert made == count, result.stdout[-500:]
+                    figures["registry_bytes"] = (home / "registry.json").stat().st_size
+                else:
+                    assert document["complete"], result.stdout[-500:]
+                figures[f"{step}_s"] = elapsed / count
+                figures[f"{step}_cpu_s"] = CPU_SECONDS[label][-1] / count
+                figures[f"{step}_moto_cpu_s"] = (process_cpu(pid) - moto_before) / count
+            per_button[count] = figures
+            print(f"    {count}: {figures}")
+    smallest, largest = sizes[0], sizes[-1]
+    for step in ("create", "clean"):
+        for count in sizes:
+            f = per_button[count]
+            report.add(
+                Row(
+                    f"`{'things create --count' if step == 'create' else 'clean of'} {count}`, "
+                    "per button (moto, no limiter)",
+                    summary([f[f"{step}_s"]]),
+                    versus=f"iotbutton CPU {seconds(f[f'{step}_cpu_s'])}, "
+                    f"moto CPU {seconds(f[f'{step}_moto_cpu_s'])} per button",
+                )
+            )
+        wall = per_button[largest][f"{step}_s"] / per_button[smallest][f"{step}_s"]
+        cpu = per_button[largest][f"{step}_cpu_s"] / per_button[smallest][f"{step}_cpu_s"]
+        report.add(
+            Row(
+                f"{step}: cost per button at {largest} against {smallest} buttons",
+                value=f"wall {wall:.2f} ×, iotbutton CPU {cpu:.2f} ×",
+                ratio=max(wall, cpu),
+                target="≤ 1.25 × (flat)",
+                met=max(wall, cpu) <= 1.25,
+            )
+        )
+    report.data["registry_scale"] = {str(count): f for count, f in per_button.items()}
+
+
 def notify_setup(env: dict[str, str]) -> None:
     run(
         [
@@ -917,12 +988,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["startup", "sandbox-start", "sandbox", "latency", "ceiling", "notify"],
+        choices=["startup", "sandbox-start", "sandbox", "latency", "ceiling", "notify", "scale"],
         help="run only these parts (repeatable)",
     )
     args = parser.parse_args(argv)
     parts = set(
-        args.only or ["startup", "sandbox-start", "sandbox", "latency", "ceiling", "notify"]
+        args.only
+        or ["startup", "sandbox-start", "sandbox", "latency", "ceiling", "notify", "scale"]
     )
     quick = args.quick
     report = Report(quick)
@@ -939,6 +1011,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench_rate_ceiling(
                     report, scratch, moto_url, reps=1 if quick else 2, count=100, contrast=not quick
                 )
+        if "scale" in parts:
+            bench_registry_scale(report, scratch, (100, 1000) if quick else (100, 1000, 5000))
         if "sandbox-start" in parts:
             bench_sandbox_start(report, scratch, reps=3 if quick else 7)
         if parts & {"sandbox", "notify"}:
