@@ -131,26 +131,29 @@ def _process_writer(path: str, prefix: str, count: int, start: object) -> None:
         ns.put("things", f"{prefix}{index}", {"arn": "x"})
 
 
-def test_two_processes_writing_at_once_never_lose_an_update(tmp_path):
-    path = tmp_path / "registry.json"
+def _run_together(target, arguments: list[tuple]) -> None:
+    """One spawned process per argument tuple, all let go at once (each gets the start event
+    last); each must exit 0."""
     context = multiprocessing.get_context("spawn")
     start = context.Event()
-    workers = [
-        context.Process(target=_process_writer, args=(str(path), prefix, 60, start))
-        for prefix in ("P1-", "P2-", "P3-")
-    ]
+    workers = [context.Process(target=target, args=(*args, start)) for args in arguments]
     for worker in workers:
         worker.start()
     start.set()
     for worker in workers:
         worker.join(timeout=120)
         assert worker.exitcode == 0
+
+
+def test_two_processes_writing_at_once_never_lose_an_update(tmp_path):
+    path = tmp_path / "registry.json"
+    _run_together(_process_writer, [(str(path), prefix, 60) for prefix in ("P1-", "P2-", "P3-")])
     things = make_namespace(path).items("things")
     assert len(things) == 180
     assert {name[:3] for name in things} == {"P1-", "P2-", "P3-"}
 
 
-def _process_counter(path: str, count: int, start: object, locked: bool) -> None:
+def _process_counter(path: str, count: int, locked: bool, start: object) -> None:
     """Read-modify-write one record ``count`` times (the case a lock exists for)."""
     if not locked:
         from contextlib import nullcontext
@@ -175,18 +178,7 @@ def _process_counter(path: str, count: int, start: object, locked: bool) -> None
 
 def _count_with(path: Path, locked: bool) -> int:
     path.parent.mkdir(mode=0o700)
-    context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    workers = [
-        context.Process(target=_process_counter, args=(str(path), 40, start, locked))
-        for _ in range(3)
-    ]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(timeout=120)
-        assert worker.exitcode == 0
+    _run_together(_process_counter, [(str(path), 40, locked)] * 3)
     return make_namespace(path).get("things", "COUNTER")["n"]
 
 

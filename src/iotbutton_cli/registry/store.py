@@ -419,7 +419,6 @@ class Registry:
             before = _fingerprint(document)
             yield document
             if _fingerprint(document) != before:
-                self.changed = True
                 self._compact(document)
 
     def apply(self, key: str, identity: dict[str, str], change: Change) -> Any:
@@ -698,7 +697,8 @@ class Namespace:
             namespace = document["namespaces"].get(self.key) or {}
             return {key: value for key, value in namespace.items() if key != "resources"}
 
-        return dict(self.registry._reading(identity))
+        found: dict[str, str] = self.registry._reading(identity)
+        return found
 
     def _resources_in(self, document: dict[str, Any]) -> dict[str, dict[str, Record]]:
         namespace = document["namespaces"].get(self.key)
@@ -706,11 +706,10 @@ class Namespace:
 
     def items(self, kind: str) -> dict[str, Record]:
         """A copy of this namespace's records of one kind."""
-        return dict(
-            self.registry._reading(
-                lambda document: journal.copy(self._resources_in(document).get(kind, {}))
-            )
+        items: dict[str, Record] = self.registry._reading(
+            lambda document: journal.copy(self._resources_in(document).get(kind, {}))
         )
+        return items
 
     def get(self, kind: str, resource_id: str) -> Record | None:
         """A copy of one record (None: not recorded), without copying the rest."""
@@ -729,7 +728,8 @@ class Namespace:
             items = self._resources_in(document).get(kind, {})
             return {key: journal.copy(r) for key, r in items.items() if wanted(r)}
 
-        return dict(self.registry._reading(matching))
+        found: dict[str, Record] = self.registry._reading(matching)
+        return found
 
     def put(self, kind: str, resource_id: str, record: Record) -> Record:
         """Record a resource (merging into an existing record of the same id)."""
