@@ -665,6 +665,68 @@ def bench_rate_ceiling(
     report.data["rate_ceiling"] = {"count": count, "rate": RATE, "latency_s": LATENCY, **results}
 
 
+def bench_quota_floor(report: Report, scratch: Path, counts: tuple[int, ...], reps: int) -> None:
+    """`things create --count N` as against AWS: 100 ms per request, and AWS's default quota for
+    every operation enforced by the proxy (burst 2). CreateCertificateFromCsr at 10/s sets the
+    floor: N / 10 s plus one round trip. Wall time is from the process's start to its exit."""
+    from iotbutton_cli.aws.ratelimit import DEFAULT_LIMITS
+
+    print(f"quota floor: {', '.join(map(str, counts))} buttons, 100 ms per request, AWS quotas")
+    results: dict[str, Any] = {}
+    with moto_server(scratch, with_fixes=True) as moto_url:
+        proxy = AwsProxy(moto_url, latency=LATENCY, limits=dict(DEFAULT_LIMITS))
+        url = proxy.start()
+        try:
+            for count in counts:
+                times, throttled, first_cert = [], 0, []
+                for rep in range(reps):
+                    reset_moto(moto_url)
+                    proxy.clear()
+                    home = fresh_home(scratch, f"floor-{count}-{rep}")
+                    env = {
+                        **base_env(home),
+                        "AWS_ENDPOINT_URL": url,
+                        "IOTBUTTON_RATE_LIMITER": "on",
+                    }
+                    started = time.monotonic()
+                    elapsed, result = run(
+                        [IOTBUTTON, "things", "create", "--count", str(count), "--json"], env
+                    )
+                    made = sum(
+                        b["action"] == "created" for b in json.loads(result.stdout)["buttons"]
+                    )
+                    assert made == count, result.stdout[-500:]
+                    times.append(elapsed)
+                    throttled += proxy.throttled()
+                    certs = [r.at for r in proxy.of("CreateCertificateFromCsr")]
+                    first_cert.append(min(certs) - started)
+                floor = count / RATE + LATENCY
+                first = seconds(statistics.median(first_cert))
+                ratio = statistics.median(times) / floor
+                report.add(
+                    Row(
+                        f"`things create --count {count}` at AWS's quotas + 100 ms",
+                        summary(times),
+                        versus=f"quota floor {seconds(floor)} (N / 10 s + a round trip)",
+                        ratio=ratio,
+                        ratio_text=f"{ratio:.2f} × the floor; {throttled} throttled",
+                        target="≤ 1.25 × the floor, 0 throttled",
+                        met=ratio <= 1.25 and throttled == 0,
+                        notes=f"first certificate request at {first}",
+                    )
+                )
+                results[str(count)] = {
+                    "create": summary(times),
+                    "floor_s": floor,
+                    "ratio": ratio,
+                    "throttled": throttled,
+                    "first_certificate_request_s": summary(first_cert),
+                }
+        finally:
+            proxy.stop()
+    report.data["quota_floor"] = results
+
+
 def bench_registry_scale(report: Report, scratch: Path, sizes: tuple[int, ...]) -> None:
     """`things create --count N` then `clean` at each size, on a moto server (with the
     sandbox's fixes) and no rate limiter: seconds per button should not grow with N."""
@@ -988,13 +1050,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["startup", "sandbox-start", "sandbox", "latency", "ceiling", "notify", "scale"],
+        choices=[
+            "startup",
+            "sandbox-start",
+            "sandbox",
+            "latency",
+            "ceiling",
+            "floor",
+            "notify",
+            "scale",
+        ],
         help="run only these parts (repeatable)",
     )
     args = parser.parse_args(argv)
     parts = set(
         args.only
-        or ["startup", "sandbox-start", "sandbox", "latency", "ceiling", "notify", "scale"]
+        or ["startup", "sandbox-start", "sandbox", "latency", "ceiling", "floor", "notify", "scale"]
     )
     quick = args.quick
     report = Report(quick)
@@ -1011,6 +1082,10 @@ def main(argv: list[str] | None = None) -> int:
                 bench_rate_ceiling(
                     report, scratch, moto_url, reps=1 if quick else 2, count=100, contrast=not quick
                 )
+        if "floor" in parts:
+            bench_quota_floor(
+                report, scratch, (30, 100) if quick else (30, 100, 500), reps=1 if quick else 2
+            )
         if "scale" in parts:
             bench_registry_scale(report, scratch, (100, 1000) if quick else (100, 1000, 5000))
         if "sandbox-start" in parts:

@@ -145,10 +145,22 @@ def test_defaults_are_aws_published_rates():
     limiter = ratelimit.from_environment({})
     assert limiter.limit_for("CreateKeysAndCertificate") == 10
     assert limiter.limit_for("AttachPolicy") == 15
-    assert limiter.limit_for("AttachThingPrincipal") == 100
     assert limiter.limit_for("UpdateCertificate") == 10
     assert limiter.limit_for("DeleteCertificate") == 10
     assert limiter.limit_for("ListJobs") is None  # not used by iotbutton: not limited
+    assert ratelimit.DEFAULT_LIMITS["AttachThingPrincipal"] == 100
+
+
+def test_fast_defaults_are_paced_at_the_cap_and_explicit_limits_as_given():
+    """A quota of 100/s leaves 10 ms of arrival jitter to a bucket of two; the cap leaves 50."""
+    limiter = ratelimit.from_environment({})
+    assert limiter.limit_for("AttachThingPrincipal") == ratelimit.MAX_DEFAULT_RATE == 20
+    assert limiter.limit_for("DescribeThing") == 20
+    scaled = ratelimit.from_environment({"IOTBUTTON_RATE_SCALE": "2"})
+    assert scaled.limit_for("DescribeThing") == 40
+    assert scaled.limit_for("CreateCertificateFromCsr") == 20
+    explicit = ratelimit.from_environment({"IOTBUTTON_RATE_LIMITS": "DescribeThing=300"})
+    assert explicit.limit_for("DescribeThing") == 300
 
 
 def test_every_iot_operation_iotbutton_makes_has_a_default():
@@ -185,7 +197,7 @@ def test_limits_from_the_environment():
     assert limiter.limit_for("AttachPolicy") is None
     assert limiter.limit_for("ListThings") == 2.5
     assert limiter.limit_for("UpdateCertificate") == 5  # default 10, scaled
-    assert limiter.limit_for("DescribeThing") == 175
+    assert limiter.limit_for("DescribeThing") == 10  # default 350, paced at the cap, scaled
 
 
 def test_star_sets_every_operation_not_named():
@@ -259,6 +271,32 @@ def test_retries_take_a_token_each(fault_proxy, monkeypatch):
     ctx = AppContext()
     ctx.client("iot").create_keys_and_certificate(setAsActive=True)
     assert ctx.rate_limiter.stats["CreateKeysAndCertificate"].requests == 3
+
+
+@pytest.mark.parametrize(
+    ("limiter", "retry_mode", "expected"),
+    [
+        ("on", None, "standard"),  # paced by its buckets: a throttle is that call's alone
+        ("off", None, "adaptive"),  # no buckets: adaptive mode slows the client down
+        ("on", "adaptive", "adaptive"),  # AWS_RETRY_MODE wins, as in the AWS CLI
+    ],
+)
+def test_a_rate_limited_iot_client_retries_in_standard_mode(
+    moto_url, monkeypatch, limiter, retry_mode, expected
+):
+    from iotbutton_cli.context import AppContext
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("IOTBUTTON_RATE_LIMITER", limiter)
+    if retry_mode:
+        monkeypatch.setenv("AWS_RETRY_MODE", retry_mode)
+    ctx = AppContext()
+    iot = ctx.client("iot")
+    assert iot.meta.config.retries["mode"] == expected
+    assert ctx.client("sts").meta.config.retries["mode"] == (retry_mode or "adaptive")
+    iot.list_things()
+    taken = ctx.rate_limiter.stats.get("ListThings")
+    assert (taken.requests if taken else 0) == (1 if limiter == "on" else 0)  # one token a call
 
 
 def test_custom_endpoint_is_not_limited_by_default(moto_url, monkeypatch):

@@ -96,6 +96,51 @@ def test_one_failure_does_not_lose_the_others(cli, iot, isolated_env):
     # The thing we did not make is untouched and not recorded.
     assert iot.describe_thing(thingName="TAKEN1")["attributes"] == {"owner": "someone"}
     assert "TAKEN1" not in recorded(isolated_env, "things")
+    # The certificate made beside the thing (at once, see provisioning/overlap.py) is retired:
+    # nothing is left in AWS, in the registry or on disk for a serial that was not ours.
+    assert iot.list_certificates()["certificates"] == []
+    assert recorded(isolated_env, "certificates") == {}
+    assert not list((isolated_env / "keys").rglob("*.pem.key"))
+
+
+def test_new_buttons_make_thing_and_certificate_at_once(cli, iot, isolated_env, monkeypatch):
+    """A new button's CreateThing and CreateCertificateFromCsr are in flight together, and so are
+    its AttachPolicy and AttachThingPrincipal: each answer is held until the other call arrives
+    (a barrier of two), which would deadlock one after another."""
+    import threading
+
+    from iotbutton_cli.provisioning import certs, things
+
+    pairs = {"thing": threading.Barrier(2, timeout=10), "attach": threading.Barrier(2, timeout=10)}
+    create_thing, create_certificate = things._create_thing, certs.create_certificate
+
+    def held(name, call):
+        def wrapper(*args, **kwargs):
+            answer = call(*args, **kwargs)
+            pairs[name].wait()
+            return answer
+
+        return wrapper
+
+    monkeypatch.setattr(things, "_create_thing", held("thing", create_thing))
+    monkeypatch.setattr(certs, "create_certificate", held("thing", create_certificate))
+    client = __import__("iotbutton_cli.context", fromlist=["AppContext"]).AppContext.client
+
+    def client_with_held_attachments(self, service):
+        made = client(self, service)
+        if service == "iot" and not getattr(made, "_held", False):
+            made.attach_policy = held("attach", made.attach_policy)
+            made.attach_thing_principal = held("attach", made.attach_thing_principal)
+            made._held = True
+        return made
+
+    monkeypatch.setattr("iotbutton_cli.context.AppContext.client", client_with_held_attachments)
+
+    result = json.loads(cli("things", "create", "G030JF0553648RUH", "--json").stdout)
+
+    assert [b["action"] for b in result["buttons"]] == ["created"]
+    assert not any(barrier.broken for barrier in pairs.values())
+    assert len(iot.list_thing_principals(thingName="G030JF0553648RUH")["principals"]) == 1
 
 
 def test_bad_serial_is_rejected_before_any_aws_call(cli, iot, isolated_env):

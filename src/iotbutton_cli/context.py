@@ -152,19 +152,26 @@ class AppContext:
 
                 from iotbutton_cli.aws import retry
 
-                config = Config(
-                    region_name=self.region,
-                    retries=_retry_config(),
-                    connect_timeout=retry.CONNECT_TIMEOUT_SECONDS,
-                    max_pool_connections=MAX_POOL_CONNECTIONS,
-                    user_agent_extra="iotbutton-cli",
-                )
-                client = self.session.client(
-                    service, config=config, endpoint_url=endpoint or self.endpoint_url
-                )
-                retry.limit_connection_retries(client)
-                if service == "iot":
+                def make(retries: dict[str, Any]) -> Any:
+                    config = Config(
+                        region_name=self.region,
+                        retries=retries,
+                        connect_timeout=retry.CONNECT_TIMEOUT_SECONDS,
+                        max_pool_connections=MAX_POOL_CONNECTIONS,
+                        user_agent_extra="iotbutton-cli",
+                    )
+                    return self.session.client(
+                        service, config=config, endpoint_url=endpoint or self.endpoint_url
+                    )
+
+                client = make(_retry_config())
+                limited = service == "iot" and self._limit_rate(client)
+                if limited and not os.environ.get("AWS_RETRY_MODE"):
+                    # Paced by its own buckets: a throttled call is retried alone, rather than
+                    # adaptive mode slowing every other operation down with it.
+                    client = make({**_retry_config(), "mode": "standard"})
                     self._limit_rate(client)
+                retry.limit_connection_retries(client)
                 self._clients[service] = client
             return self._clients[service]
 
@@ -175,13 +182,16 @@ class AppContext:
 
         return ratelimit.from_environment()
 
-    def _limit_rate(self, client: Any) -> None:
-        """Bulk work stays under AWS's per-API quotas instead of riding on throttling retries."""
+    def _limit_rate(self, client: Any) -> bool:
+        """Bulk work stays under AWS's per-API quotas instead of riding on throttling retries.
+        Whether the limiter was installed."""
         from iotbutton_cli.aws import ratelimit
 
         limiter = self.rate_limiter  # read (and a typo in it reported) even where it won't apply
-        if ratelimit.applies(client, self.sandbox):
-            ratelimit.install(client, limiter)
+        if not ratelimit.applies(client, self.sandbox):
+            return False
+        ratelimit.install(client, limiter)
+        return True
 
     @cached_property
     def account_id(self) -> str:
@@ -295,7 +305,8 @@ class AppContext:
 
 
 def _retry_config() -> dict[str, Any]:
-    """Adaptive retries by default; AWS_RETRY_MODE / AWS_MAX_ATTEMPTS win, as in the AWS CLI."""
+    """Adaptive retries by default (standard for a rate-limited IoT client: see :meth:`client`);
+    AWS_RETRY_MODE / AWS_MAX_ATTEMPTS win, as in the AWS CLI."""
     attempts = os.environ.get("AWS_MAX_ATTEMPTS") or str(MAX_ATTEMPTS)
     if not attempts.isdigit() or int(attempts) < 1:
         raise usage_error(

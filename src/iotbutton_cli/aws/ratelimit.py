@@ -26,7 +26,14 @@ What the limits are:
 - ``IOTBUTTON_RATE_SCALE=0.5`` multiplies the defaults (not explicit ``IOTBUTTON_RATE_LIMITS``
   values), e.g. to leave half of each quota to something else running in the same account.
 
-Defaults (:data:`DEFAULT_LIMITS`) are AWS's published default quotas. Sources: the "AWS IoT Core
+Defaults (:data:`DEFAULT_LIMITS`) are AWS's published default quotas, paced at most
+:data:`MAX_DEFAULT_RATE`: AWS does not publish how many requests its buckets save up, and two
+requests sent ``1/rate`` apart can arrive closer together (thread scheduling on a busy machine,
+the network). A bucket that saves up one request beyond the rate absorbs ``1/rate`` of that: 10 ms
+at 100/s, which a busy machine exceeds, 50 ms at 20/s. No operation needs more than 20/s for
+iotbutton's work, which the certificate quotas hold at 10 buttons per second. Scaled defaults
+(``IOTBUTTON_RATE_SCALE``) are capped at the scaled cap; explicit limits are used as given.
+The sources: the "AWS IoT Core
 API throttling limits" table of the AWS General Reference,
 https://docs.aws.amazon.com/general/latest/gr/iot-core.html#throttling-limits, and the Service
 Quotas codes given beside each value, which the account's own (possibly raised) values can be
@@ -105,6 +112,10 @@ DEFAULT_LIMITS: dict[str, float] = {
     "TagResource": 10,  # L-06E76376
     "UntagResource": 10,  # L-8996ACA8
 }
+
+# The fastest any default is paced (requests/s): see the module docstring. Twice the certificate
+# quotas that set the pace of bulk provisioning and clean.
+MAX_DEFAULT_RATE = 20.0
 
 # Host name suffixes of AWS's own endpoints (commercial, China, dual-stack, GovCloud, VPC
 # endpoints): an IoT client resolved to one of these talks to real AWS quotas.
@@ -293,7 +304,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> RateLimiter:
     """The limiter the environment asks for: AWS's defaults, scaled, then overridden."""
     environ = os.environ if environ is None else environ
     scale = _scale(environ)
-    limits: dict[str, float | None] = {name: rate * scale for name, rate in DEFAULT_LIMITS.items()}
+    limits: dict[str, float | None] = {
+        name: min(rate, MAX_DEFAULT_RATE) * scale for name, rate in DEFAULT_LIMITS.items()
+    }
     overrides, default, default_set = parse_limits(environ.get(LIMITS_ENV, ""))
     if default_set:
         limits = {}

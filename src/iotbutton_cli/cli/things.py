@@ -154,9 +154,9 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
             app_ctx, [b.serial for b in buttons], on_done=lambda serial: bar.advance(task)
         )
 
-    from rich.markup import escape
-
     def render() -> None:
+        from rich.markup import escape
+
         if not buttons:
             out.info("No buttons yet. Create one with `iotbutton things create`.")
             return

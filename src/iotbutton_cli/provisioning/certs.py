@@ -43,6 +43,7 @@ from iotbutton_cli.context import AppContext
 from iotbutton_cli.errors import IotButtonError, not_ours, usage_error
 from iotbutton_cli.provisioning import devicekeys, ownership
 from iotbutton_cli.provisioning.devicekeys import DEFAULT_KEY_TYPE, DeviceCsr
+from iotbutton_cli.provisioning.overlap import ALONE, Overlap
 from iotbutton_cli.provisioning.policies import BUTTON_POLICY_NAME
 from iotbutton_cli.provisioning.serials import not_found
 from iotbutton_cli.registry import keyfiles, kinds
@@ -81,11 +82,12 @@ def issue_certificate(
     serial: str,
     key_type: str = DEFAULT_KEY_TYPE,
     device_csr: DeviceCsr | None = None,
+    overlap: Overlap = ALONE,
 ) -> str:
     """Create an ACTIVE certificate, write its files, attach the policy and the thing."""
-    response = create_certificate(ctx, {"thing": serial}, key_type, device_csr)
+    response = create_certificate(ctx, {"thing": serial}, key_type, device_csr, overlap)
     cert_id = response["certificateId"]
-    attach_certificate(ctx, cert_id, serial)
+    attach_certificate(ctx, cert_id, serial, overlap)
     return cert_id
 
 
@@ -94,6 +96,7 @@ def create_certificate(
     record: dict[str, Any],
     key_type: str = DEFAULT_KEY_TYPE,
     device_csr: DeviceCsr | None = None,
+    overlap: Overlap = ALONE,
 ) -> dict[str, Any]:
     """A new ACTIVE certificate for a key made here (``key_type`` ``rsa`` or ``ec``): the key is
     written first, under its certificate request's name, then AWS signs it
@@ -110,7 +113,7 @@ def create_certificate(
     private_key_pem: str | None = None
     key_file: Path | None = None
     if device_csr is None:
-        keys = devicekeys.new_key_request(folder, request_id, key_type)
+        keys = devicekeys.new_key_request(folder, request_id, key_type, overlap.key(key_type))
         csr_pem, public_key_pem, fingerprint = (
             keys.csr_pem,
             keys.public_key_pem,
@@ -164,19 +167,26 @@ def create_certificate(
     return dict(response)
 
 
-def attach_certificate(ctx: AppContext, cert_id: str, serial: str) -> None:
-    """Attach the button policy and the thing (both idempotent in AWS), then record both, and
-    the certificate as the button's current one, in one write. (Retiring a certificate detaches
-    whatever is attached, recorded or not, so a crash in between loses nothing.)"""
+def attach_certificate(
+    ctx: AppContext, cert_id: str, serial: str, overlap: Overlap = ALONE
+) -> None:
+    """Attach the button policy and the thing (both idempotent in AWS; at once, with
+    ``overlap``), then record both, and the certificate as the button's current one, in one
+    write. (Retiring a certificate detaches whatever is attached, recorded or not, so a crash in
+    between loses nothing.)"""
     iot = ctx.client("iot")
     record = ctx.namespace.get(KIND, cert_id) or {}
     arn = record["arn"]
+    steps = []
     if BUTTON_POLICY_NAME not in record.get("policies", []):
-        iot.attach_policy(policyName=BUTTON_POLICY_NAME, target=arn)
+        steps.append(lambda: iot.attach_policy(policyName=BUTTON_POLICY_NAME, target=arn))
     if not record.get("thing_attached"):
-        iot.attach_thing_principal(
-            thingName=serial, principal=arn, thingPrincipalType=THING_PRINCIPAL_TYPE
+        steps.append(
+            lambda: iot.attach_thing_principal(
+                thingName=serial, principal=arn, thingPrincipalType=THING_PRINCIPAL_TYPE
+            )
         )
+    overlap.together(*steps)
 
     def record_attached(resources: dict[str, dict[str, Any]]) -> None:
         certificate = resources.get(KIND, {}).get(cert_id)

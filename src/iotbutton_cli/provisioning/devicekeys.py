@@ -70,23 +70,29 @@ class DeviceCsr:
     key_description: str  # "RSA-2048", "EC P-256"
 
 
+def make_private_key(key_type: str = DEFAULT_KEY_TYPE) -> Any:
+    """A new private key: ``rsa`` (RSA-2048) or ``ec`` (EC P-256)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if key_type == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    raise ValueError(f"unknown key type {key_type!r}")
+
+
 def new_key_request(
-    common_name: str, request_id: str, key_type: str = DEFAULT_KEY_TYPE
+    common_name: str, request_id: str, key_type: str = DEFAULT_KEY_TYPE, key: Any = None
 ) -> KeyRequest:
-    """A key (``rsa``: RSA-2048, ``ec``: EC P-256) and a CSR whose subject marks it as this
-    request's (see the module docstring)."""
+    """A key (``rsa``: RSA-2048, ``ec``: EC P-256; or ``key``, made ahead by
+    provisioning/keysupply.py) and a CSR whose subject marks it as this request's (see the
+    module docstring)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID
 
-    key: Any
-    if key_type == "ec":
-        key = ec.generate_private_key(ec.SECP256R1())
-    elif key_type == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
-    else:
-        raise ValueError(f"unknown key type {key_type!r}")
+    if key is None:
+        key = make_private_key(key_type)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, SUBJECT_ORGANIZATION),

@@ -6,9 +6,10 @@ whatever an interrupted run left half done instead of creating duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from iotbutton_cli.errors import IotButtonError, not_ours, usage_error
 from iotbutton_cli.provisioning import certs, ownership
 from iotbutton_cli.provisioning.devicekeys import DEFAULT_KEY_TYPE, KEY_TYPES, DeviceCsr
 from iotbutton_cli.provisioning.endpoint import device_ca_file
+from iotbutton_cli.provisioning.keysupply import KeySupply
+from iotbutton_cli.provisioning.overlap import ALONE, Overlap
 from iotbutton_cli.provisioning.policies import ensure_button_policy
 from iotbutton_cli.provisioning.serials import not_found
 from iotbutton_cli.registry import keyfiles, kinds
@@ -110,36 +113,68 @@ def provision(
             "own CSR.",
         )
     finish_half_done = finish_half_done and device_csr is None
+    workers = min(workers, len(serials))
     ctx.before_changes()
-    # Certificates an interrupted run made but could not record go first (none: no AWS call).
-    certs.reclaim_quietly(ctx)
-    policy = ensure_button_policy(ctx)
-    ensure_thing_type(ctx, thing_type)
-    keyfiles.amazon_root_ca()
-    report = ProvisionReport(policy=policy.name, thing_type=thing_type)
-    if finish_half_done:
-        serials = _with_half_done_first(ctx, serials, thing_type)
+    with contextlib.ExitStack() as cleanup:
+        beside = cleanup.enter_context(
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="beside")
+        )
+        overlap = Overlap(beside, _key_supply(ctx, serials, key_type, device_csr, cleanup))
+        # Certificates an interrupted run made but could not record go first (none: no AWS call).
+        certs.reclaim_quietly(ctx)
+        policy, _ = overlap.together(
+            lambda: ensure_button_policy(ctx), lambda: ensure_thing_type(ctx, thing_type)
+        )
+        keyfiles.amazon_root_ca()
+        report = ProvisionReport(policy=policy.name, thing_type=thing_type)
+        if finish_half_done:
+            serials = _with_half_done_first(ctx, serials, thing_type)
 
-    def done(serial: str, future: Future[ProvisionResult]) -> None:
-        result = _result_of(ctx, serial, future)
-        report.buttons.append(result)
-        if on_done:
-            on_done(result)
+        def done(serial: str, future: Future[ProvisionResult]) -> None:
+            result = _result_of(ctx, serial, future)
+            report.buttons.append(result)
+            if on_done:
+                on_done(result)
 
-    bulk.run(
-        serials,
-        lambda serial, stopping: provision_button(
-            ctx, serial, thing_type, stopping, key_type=key_type, device_csr=device_csr
-        ),
-        done,
-        workers=min(workers, len(serials)),
-    )
+        bulk.run(
+            serials,
+            lambda serial, stopping: provision_button(
+                ctx,
+                serial,
+                thing_type,
+                stopping,
+                key_type=key_type,
+                device_csr=device_csr,
+                overlap=overlap,
+            ),
+            done,
+            workers=workers,
+        )
     # A CreateCertificateFromCsr that was retried may have made a certificate whose answer was
     # lost; with no call of ours running any more, such certificates can be told apart.
     certs.reclaim_quietly(ctx)
     report.buttons.sort(key=lambda button: button.serial)
     report.half_done_left = len(half_done(ctx))
     return report
+
+
+def _key_supply(
+    ctx: AppContext,
+    serials: list[str],
+    key_type: str,
+    device_csr: DeviceCsr | None,
+    cleanup: contextlib.ExitStack,
+) -> KeySupply | None:
+    """Keys made ahead for the buttons nothing records yet (their certificates are new), while
+    the policy and thing type are made; none for one button, or for a device's own key."""
+    if device_csr is not None:
+        return None
+    new = sum(ctx.namespace.get(KIND, serial) is None for serial in serials)
+    if new < 2:
+        return None
+    keys = KeySupply(key_type, new)
+    cleanup.callback(keys.close)
+    return keys
 
 
 def half_done(ctx: AppContext, thing_type: str | None = None) -> list[str]:
@@ -194,8 +229,11 @@ def provision_button(
     *,
     key_type: str = DEFAULT_KEY_TYPE,
     device_csr: DeviceCsr | None = None,
+    overlap: Overlap = ALONE,
 ) -> ProvisionResult:
     """Thing → certificate and keys → policy → thing principal, skipping what is already done.
+    With ``overlap``, a new button's thing and certificate are made at once, and so are its two
+    attachments (see provisioning/overlap.py).
 
     One button at a time across processes: two commands provisioning the same serial at once
     would otherwise each issue it a certificate. ``stopping`` is checked between the steps.
@@ -218,23 +256,64 @@ def provision_button(
                 raise _has_certificate(serial, cert_id, device_csr)
             return _result(ctx, serial, "unchanged", cert_id)
         action = "resumed" if recorded or certs.certificates_of(ctx, serial) else "created"
+        if action == "created":
+            return _provision_new(ctx, serial, thing_type, key_type, device_csr, overlap, step)
         if recorded is None or recorded.get("pending"):
-            response = _create_thing(ctx, serial, thing_type)
-
-            def record_thing(resources: dict[str, dict[str, Any]]) -> None:
-                record = resources.setdefault(KIND, {}).setdefault(serial, {"recorded": utc_now()})
-                record.update(arn=response["thingArn"], thing_type=thing_type)
-                record.pop("pending", None)
-
-            ctx.namespace.apply(record_thing)
+            _make_thing(ctx, serial, thing_type)
             step()
         cert_id = _reusable_certificate(ctx, serial, device_csr)
         if cert_id is None:
             # Records it as the button's, too.
-            cert_id = certs.issue_certificate(ctx, serial, key_type, device_csr)
+            cert_id = certs.issue_certificate(ctx, serial, key_type, device_csr, overlap)
         else:
-            certs.attach_certificate(ctx, cert_id, serial)
+            certs.attach_certificate(ctx, cert_id, serial, overlap)
         return _result(ctx, serial, action, cert_id)
+
+
+def _provision_new(
+    ctx: AppContext,
+    serial: str,
+    thing_type: str,
+    key_type: str,
+    device_csr: DeviceCsr | None,
+    overlap: Overlap,
+    step: Callable[[], None],
+) -> ProvisionResult:
+    """A button nothing records yet: its thing and its certificate at once, then attached.
+
+    The thing is recorded (pending) before either is asked for, so a run killed (or stopped by
+    ``step``) at any point leaves a half-done button that a re-run finishes. A certificate made
+    for a serial whose thing turns out to be someone else's is retired before the error is
+    raised."""
+    _record_pending_thing(ctx, serial, thing_type)
+    try:
+        _, response = overlap.together(
+            lambda: _make_thing(ctx, serial, thing_type, pending_recorded=True),
+            lambda: certs.create_certificate(ctx, {"thing": serial}, key_type, device_csr, overlap),
+        )
+    except IotButtonError as exc:
+        if exc.code == "thing-not-ours":
+            for cert_id in certs.certificates_of(ctx, serial):
+                certs.retire_certificate(ctx, cert_id)
+        raise
+    step()
+    cert_id = response["certificateId"]
+    certs.attach_certificate(ctx, cert_id, serial, overlap)
+    return _result(ctx, serial, "created", cert_id)
+
+
+def _make_thing(
+    ctx: AppContext, serial: str, thing_type: str, *, pending_recorded: bool = False
+) -> None:
+    """The thing, made (or adopted: see :func:`_create_thing`) and recorded."""
+    response = _create_thing(ctx, serial, thing_type, pending_recorded=pending_recorded)
+
+    def record_thing(resources: dict[str, dict[str, Any]]) -> None:
+        record = resources.setdefault(KIND, {}).setdefault(serial, {"recorded": utc_now()})
+        record.update(arn=response["thingArn"], thing_type=thing_type)
+        record.pop("pending", None)
+
+    ctx.namespace.apply(record_thing)
 
 
 def _result(ctx: AppContext, serial: str, action: str, cert_id: str) -> ProvisionResult:
@@ -277,7 +356,9 @@ def _finished(record: dict, certificates: dict[str, dict]) -> bool:
     return bool(cert and cert.get("thing_attached") and cert.get("policies") and cert.get("files"))
 
 
-def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
+def _create_thing(
+    ctx: AppContext, serial: str, thing_type: str, *, pending_recorded: bool = False
+) -> dict:
     """Create the thing, or adopt one an interrupted run of ours created; never someone else's.
 
     DescribeThing comes first because CreateThing is silently idempotent in moto, and in AWS for
@@ -295,16 +376,21 @@ def _create_thing(ctx: AppContext, serial: str, thing_type: str) -> dict:
                 "Pick another serial; iotbutton never changes resources it did not make.",
             )
         return existing
-    # Recorded (as pending) before it is asked for: a run killed between AWS's answer and the
-    # registry write must not leave a thing that nothing records (a generated serial is never
-    # seen again). A pending record of a thing that does not exist counts as already gone.
+    if not pending_recorded:
+        _record_pending_thing(ctx, serial, thing_type)
+    return iot.create_thing(
+        thingName=serial, thingTypeName=thing_type, attributePayload={"attributes": THING_ATTRIBUTE}
+    )
+
+
+def _record_pending_thing(ctx: AppContext, serial: str, thing_type: str) -> None:
+    """Recorded (as pending) before it is asked for: a run killed between AWS's answer and the
+    registry write must not leave a thing that nothing records (a generated serial is never
+    seen again). A pending record of a thing that does not exist counts as already gone."""
     ctx.namespace.put(
         KIND,
         serial,
         {"arn": ctx.arn("iot", f"thing/{serial}"), "thing_type": thing_type, "pending": True},
-    )
-    return iot.create_thing(
-        thingName=serial, thingTypeName=thing_type, attributePayload={"attributes": THING_ATTRIBUTE}
     )
 
 
