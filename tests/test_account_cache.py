@@ -124,3 +124,69 @@ def test_a_damaged_file_is_ignored_and_rewritten(cli, aws, isolated_env, aws_cal
     assert list(json.loads(path.read_text())["accounts"].values()) == ["123456789012"]
     if damage == "link":
         assert (isolated_env / "elsewhere.json").read_text() == '{"accounts": {}}'
+
+
+LIST_AND_MODULES = """
+import sys
+from iotbutton_cli.cli.app import main
+sys.argv = ["iotbutton", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"boto3", "botocore", "rich"})
+print("LOADED", ",".join(loaded), "EXIT", code, file=sys.stderr)
+"""
+
+
+def _list_in_a_process(home: Path, moto_url: str, *args: str, **env: str) -> tuple[str, str]:
+    """`iotbutton ARGS` in a fresh process: (its stdout, what it had imported and its exit)."""
+    import subprocess
+    import sys
+
+    from awsinventory import aws_env
+
+    result = subprocess.run(
+        [sys.executable, "-c", LIST_AND_MODULES, *args],
+        env=aws_env(home, moto_url, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.stdout, result.stderr.strip().splitlines()[-1]
+
+
+def test_with_the_key_in_the_environment_a_listing_imports_no_aws_sdk(tmp_path, moto_url):
+    """The issue's goal: `things list` reads a local file, so once the account is remembered it
+    neither waits for the network nor imports boto3 (nor Rich, with --json)."""
+    home = tmp_path / "home"
+    _, first = _list_in_a_process(home, moto_url, "things", "list", "--json")
+    assert first == "LOADED boto3,botocore EXIT 0"  # asked STS, which needs botocore
+
+    out, again = _list_in_a_process(home, moto_url, "things", "list", "--json")
+    assert (out.strip(), again) == ("[]", "LOADED  EXIT 0")
+    _, certs = _list_in_a_process(home, moto_url, "certs", "list", "--json")
+    assert certs == "LOADED  EXIT 0"
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (("--region", "eu-west-1"), {}),  # another region: botocore checks it first
+        (("--refresh",), {}),
+        (("--profile", "default"), {}),  # botocore's own order of credentials decides
+        ((), {"AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9"}),  # another STS: another entry
+    ],
+)
+def test_anything_the_entry_was_not_made_for_goes_through_botocore(tmp_path, moto_url, args, env):
+    home = tmp_path / "home"
+    _list_in_a_process(home, moto_url, "things", "list", "--json")
+    _, loaded = _list_in_a_process(home, moto_url, *args, "things", "list", "--json", **env)
+    assert loaded.startswith("LOADED boto3,botocore"), loaded
+
+
+def test_an_unknown_region_is_still_refused_without_a_remembered_entry(tmp_path, moto_url):
+    home = tmp_path / "home"
+    _list_in_a_process(home, moto_url, "things", "list", "--json")
+    _, loaded = _list_in_a_process(home, moto_url, "--region", "us-eest-1", "things", "list")
+    assert loaded.endswith("EXIT 3"), loaded  # unknown-region: a credentials/config error

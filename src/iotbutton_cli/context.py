@@ -106,12 +106,14 @@ class AppContext:
     def region(self) -> str:
         if self.sandbox:
             return str(self.sandbox_info.region)
-        region = (
+        given = (
             self.settings.region
             or os.environ.get("AWS_REGION")
             or os.environ.get("AWS_DEFAULT_REGION")
-            or self.session.region_name
         )
+        if given and self._remembered_offline(given) is not None:
+            return given  # checked by botocore when the account was remembered
+        region = given or self.session.region_name
         if not region:
             raise credentials_error(
                 "no-region",
@@ -121,6 +123,19 @@ class AppContext:
             )
         _check_region(self.session, region, service="iot")
         return region
+
+    def _remembered_offline(self, region: str) -> str | None:
+        """The account remembered for the access key in the environment in ``region``, found
+        without botocore: with no ``--profile``, botocore's first credential provider is the
+        environment's, so its key is the one botocore would use. None otherwise."""
+        if self.sandbox or self.settings.refresh or self.settings.profile:
+            return None
+        access_key = os.environ.get("AWS_ACCESS_KEY_ID")
+        if not access_key or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
+            return None
+        from iotbutton_cli.aws import accounts
+
+        return accounts.lookup(accounts.cache_key(access_key, self._identity_endpoint(), region))
 
     @property
     def endpoint_url(self) -> str | None:
@@ -202,6 +217,10 @@ class AppContext:
             return self._caller_account()
         from iotbutton_cli.aws import accounts
 
+        remembered = self._remembered_offline(self.region)
+        if remembered is not None:
+            self._account_remembered = True
+            return remembered
         key = self._account_cache_key()
         if key is not None and not self.settings.refresh:
             remembered = accounts.lookup(key)
@@ -226,7 +245,18 @@ class AppContext:
             access_key = credentials.get_frozen_credentials().access_key if credentials else None
         except Exception:  # STS will report the same problem, as one line
             return None
-        return accounts.cache_key(access_key, self.endpoint_url) if access_key else None
+        if not access_key:
+            return None
+        return accounts.cache_key(access_key, self._identity_endpoint(), self.region)
+
+    def _identity_endpoint(self) -> str | None:
+        """Where STS is asked: an account remembered from one endpoint is not another's."""
+        return (
+            self.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_STS")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None
+        )
 
     def _check_remembered_account(self) -> None:
         """Before a change: a remembered account must be the one STS answers (a damaged or

@@ -1,9 +1,10 @@
 """Which account an access key belongs to, remembered so local commands need no network.
 
 The account of an access key id never changes, so ``sts:GetCallerIdentity`` is asked once per
-key id (and endpoint: a moto server answers its own account for any key) and the answer kept in
-``<state folder>/accounts.json``, 0600: a SHA-256 of the key id and endpoint, never the key id
-itself, never the secret. A command that changes AWS still asks STS first (``AppContext.
+key id, endpoint (a moto server answers its own account for any key) and region, and the answer
+kept in ``<state folder>/accounts.json``, 0600: a SHA-256 of the three, never the key id itself,
+never the secret. With the key in the environment, a command that reads only local state then
+imports no AWS SDK at all. A command that changes AWS still asks STS first (``AppContext.
 before_changes``), so a damaged or edited file can mislead a listing but never a change; and
 ``--refresh`` asks again. A file that cannot be read as this cache is ignored and rewritten.
 """
@@ -25,9 +26,11 @@ MAX_ENTRIES = 100  # a person's keys and endpoints; the oldest go first
 MAX_BYTES = 64 * 1024
 
 
-def cache_key(access_key_id: str, endpoint_url: str | None) -> str:
-    """What an entry is filed under: neither the key id nor the endpoint can be read back."""
-    text = f"{endpoint_url or 'aws'}\n{access_key_id}"
+def cache_key(access_key_id: str, endpoint_url: str | None, region: str) -> str:
+    """What an entry is filed under: neither the key id, the endpoint nor the region can be read
+    back. The region is part of it because an entry is only written once botocore has checked
+    the region: finding one lets a listing skip botocore altogether (``AppContext.region``)."""
+    text = f"{endpoint_url or 'aws'}\n{region}\n{access_key_id}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

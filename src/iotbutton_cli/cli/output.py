@@ -129,7 +129,10 @@ class Output:
         self.stdout_console().print(grid)
 
     def progress(self) -> Any:
-        """A progress bar on stderr that disappears when done (no bar in JSON mode)."""
+        """A progress bar on stderr that disappears when done (no bar, and no Rich, in JSON
+        mode)."""
+        if self.json:
+            return _NoProgress()
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -187,3 +190,19 @@ class Output:
         console.print(f"[bold red]Error:[/] {escape(error.message)}", highlight=False)
         if error.hint:
             console.print(f"[dim]Hint:[/] {escape(error.hint)}", highlight=False)
+
+
+class _NoProgress:
+    """What a progress bar offers commands, doing nothing: JSON output has no bar."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        return 0
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        return None
