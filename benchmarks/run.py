@@ -289,6 +289,16 @@ def fresh_home(scratch: Path, name: str) -> Path:
     return home
 
 
+def proxied_run_env(
+    scratch: Path, name: str, moto_url: str, proxy: AwsProxy, url: str, **extra: str
+) -> dict[str, str]:
+    """A fresh start for one run behind ``proxy``: moto emptied, the proxy's records and buckets
+    cleared, a new home, and the environment that sends iotbutton through the proxy at ``url``."""
+    reset_moto(moto_url)
+    proxy.clear()
+    return {**base_env(fresh_home(scratch, name)), "AWS_ENDPOINT_URL": url, **extra}
+
+
 # --- the benchmarks ---------------------------------------------------------------------------
 
 
@@ -525,10 +535,9 @@ def bench_latency(report: Report, scratch: Path, moto_url: str, reps: int, count
     runs = []
     try:
         for rep in range(reps):
-            reset_moto(moto_url)
-            proxy.clear()
-            home = fresh_home(scratch, f"latency-{rep}")
-            env = {**base_env(home), "AWS_ENDPOINT_URL": url, "IOTBUTTON_RATE_LIMITER": "on"}
+            env = proxied_run_env(
+                scratch, f"latency-{rep}", moto_url, proxy, url, IOTBUTTON_RATE_LIMITER="on"
+            )
             manifest = scratch / f"latency-loop-{rep}.json"
             runs.append(compare_bulk([], url, count, rep, env, env, manifest))
         throttled = proxy.throttled()
@@ -596,15 +605,15 @@ def bench_rate_ceiling(
         for limiter, runs in modes:
             times, clean_times, create_stats, clean_stats = [], [], [], []
             for rep in range(runs):
-                reset_moto(moto_url)
-                proxy.clear()
-                home = fresh_home(scratch, f"ceiling-{limiter}-{rep}")
-                env = {
-                    **base_env(home),
-                    "AWS_ENDPOINT_URL": url,
-                    "IOTBUTTON_RATE_LIMITER": limiter,
-                    "IOTBUTTON_RATE_LIMITS": f"*={RATE:g}",
-                }
+                env = proxied_run_env(
+                    scratch,
+                    f"ceiling-{limiter}-{rep}",
+                    moto_url,
+                    proxy,
+                    url,
+                    IOTBUTTON_RATE_LIMITER=limiter,
+                    IOTBUTTON_RATE_LIMITS=f"*={RATE:g}",
+                )
                 elapsed, result = run(
                     [IOTBUTTON, "things", "create", "--count", str(count), "--json"],
                     env,
@@ -681,14 +690,14 @@ def bench_quota_floor(report: Report, scratch: Path, counts: tuple[int, ...], re
             for count in counts:
                 times, throttled, first_cert = [], 0, []
                 for rep in range(reps):
-                    reset_moto(moto_url)
-                    proxy.clear()
-                    home = fresh_home(scratch, f"floor-{count}-{rep}")
-                    env = {
-                        **base_env(home),
-                        "AWS_ENDPOINT_URL": url,
-                        "IOTBUTTON_RATE_LIMITER": "on",
-                    }
+                    env = proxied_run_env(
+                        scratch,
+                        f"floor-{count}-{rep}",
+                        moto_url,
+                        proxy,
+                        url,
+                        IOTBUTTON_RATE_LIMITER="on",
+                    )
                     started = time.monotonic()
                     elapsed, result = run(
                         [IOTBUTTON, "things", "create", "--count", str(count), "--json"], env

@@ -106,12 +106,8 @@ class AppContext:
     def region(self) -> str:
         if self.sandbox:
             return str(self.sandbox_info.region)
-        given = (
-            self.settings.region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-        )
-        if given and self._remembered_offline(given) is not None:
+        given = self._given_region()
+        if given and self._offline_account is not None:
             return given  # checked by botocore when the account was remembered
         region = given or self.session.region_name
         if not region:
@@ -124,11 +120,21 @@ class AppContext:
         _check_region(self.session, region, service="iot")
         return region
 
-    def _remembered_offline(self, region: str) -> str | None:
-        """The account remembered for the access key in the environment in ``region``, found
-        without botocore: with no ``--profile``, botocore's first credential provider is the
-        environment's, so its key is the one botocore would use. None otherwise."""
-        if self.sandbox or self.settings.refresh or self.settings.profile:
+    def _given_region(self) -> str | None:
+        """The region named by the option or the environment (not the profile's)."""
+        return (
+            self.settings.region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+        )
+
+    @cached_property
+    def _offline_account(self) -> str | None:
+        """The account remembered for the access key in the environment in the region given,
+        found without botocore: with no ``--profile``, botocore's first credential provider is
+        the environment's, so its key is the one botocore would use. None otherwise."""
+        region = self._given_region()
+        if not region or self.sandbox or self.settings.refresh or self.settings.profile:
             return None
         access_key = os.environ.get("AWS_ACCESS_KEY_ID")
         if not access_key or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
@@ -217,10 +223,9 @@ class AppContext:
             return self._caller_account()
         from iotbutton_cli.aws import accounts
 
-        remembered = self._remembered_offline(self.region)
-        if remembered is not None:
+        if self._offline_account is not None:
             self._account_remembered = True
-            return remembered
+            return self._offline_account
         key = self._account_cache_key()
         if key is not None and not self.settings.refresh:
             remembered = accounts.lookup(key)

@@ -113,7 +113,7 @@ def provision(
             "own CSR.",
         )
     finish_half_done = finish_half_done and device_csr is None
-    workers = min(workers, len(serials))
+    workers = max(1, min(workers, len(serials)))
     ctx.before_changes()
     with contextlib.ExitStack() as cleanup:
         beside = cleanup.enter_context(
