@@ -31,6 +31,17 @@ def settled(cli, want: dict[str, str]) -> dict:
         time.sleep(0.3)
 
 
+def opened(cli, count: int) -> list[dict]:
+    """The history once ``count`` alarms are past "new" (their invocations decided), or 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        alarms = cli.json("--sandbox", "notify", "history")
+        decided = [a for a in alarms if a["state"] != "new"]
+        if len(decided) >= count or time.monotonic() > deadline:
+            return alarms
+        time.sleep(0.2)
+
+
 def requests(cli) -> list[tuple[str, str]]:
     entries = cli.json("sandbox", "outbox")
     return [(e["resource"], e["fields"]["To"]) for e in entries if e.get("kind") != "callback"]
@@ -70,7 +81,9 @@ def test_retry_refuses_unknown_alarms_and_repeats(cli, sandbox):
     deploy(cli)
     cli("--sandbox", "sim", "click", "--double", "--count", "2", "--wait")
     # The two clicks' invocations run at once: whichever claims the button first is the alarm.
-    alarms = {a["state"]: a for a in cli.json("--sandbox", "notify", "history")}
+    # --wait waits for the alarm's messages; the repeat sends none, so its invocation may still
+    # be between opening its record ("new") and calling it a repeat.
+    alarms = {a["state"]: a for a in opened(cli, 2)}
     assert sorted(alarms) == ["alarm", "repeat"]
 
     repeat = cli.json("--sandbox", "notify", "retry", alarms["repeat"]["alarm"], code=1)["error"]
