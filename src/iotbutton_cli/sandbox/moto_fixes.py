@@ -24,7 +24,8 @@ broker reads), an attachment that would break an exclusive one is refused with
 moto finds a certificate by ARN by scanning every certificate, on every attach, detach, update
 and delete, so tearing down thousands of buttons took time quadratic in their number (1,000
 buttons' ``clean``: 142 s, of which iotbutton's own work was 20 s). Here the certificate is
-looked up by the id its ARN ends in: the same answer, at once.
+looked up by the id its ARN ends in: the same answer, at once. The other scans (things by name,
+attachments by thing, certificate or policy) read the indexes of :mod:`moto_indexes`.
 
 :func:`install` patches moto's backends in this process (the sandbox's, or a test's that uses
 moto in-process): idempotent, each patched method marked ``_iotbutton``.
@@ -33,6 +34,8 @@ moto in-process): idempotent, each patched method marked ``_iotbutton``.
 from __future__ import annotations
 
 from typing import Any
+
+from iotbutton_cli.sandbox import moto_indexes
 
 # The account's own ATS data endpoint, as DescribeEndpoint names it.
 ACCOUNT_DATA_ENDPOINT = r"https?://[a-z0-9]+-ats\.iot\.(.+)\.amazonaws\.com"
@@ -49,6 +52,7 @@ def install() -> None:
     _install_iot()
     _install_thing_principal_types()
     _install_certificate_lookup()
+    moto_indexes.install()
     from moto.awslambda import models
 
     backend = models.LambdaBackend
@@ -134,8 +138,8 @@ def principal_type(backend: Any, principal_arn: str, thing_name: str) -> str | N
 
 def exclusive_thing(backend: Any, principal_arn: str) -> str | None:
     """The thing the principal is attached to exclusively, if it is."""
-    for principal, thing in list(backend.principal_things):
-        if principal == principal_arn and principal_type(backend, principal, thing) == EXCLUSIVE:
+    for thing in moto_indexes.things_of_principal(backend, principal_arn):
+        if principal_type(backend, principal_arn, thing) == EXCLUSIVE:
             return str(thing)
     return None
 
@@ -163,8 +167,8 @@ def _install_thing_principal_types() -> None:
             )
         others = sorted(
             thing
-            for principal, thing in self.principal_things
-            if principal == principal_arn and thing != thing_name
+            for thing in moto_indexes.things_of_principal(self, principal_arn)
+            if thing != thing_name
         )
         if kind == EXCLUSIVE and others:
             raise InvalidRequestException(
