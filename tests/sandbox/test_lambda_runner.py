@@ -131,3 +131,141 @@ def test_slow_function_times_out(sandbox):
     response = lam.invoke(FunctionName="slow")
     assert response["FunctionError"] == "Unhandled"
     assert "timed out" in json.loads(response["Payload"].read())["errorMessage"]
+
+
+def marking_handler(mark: str, answer: str, sleep: float = 0) -> bytes:
+    """A handler whose module appends ``mark`` to $MARKS when it is imported."""
+    return zipped(
+        {
+            "handler.py": (
+                "import os, time\n"
+                f"with open(os.environ['MARKS'], 'a') as f:\n    f.write({mark!r} + '\\n')\n"
+                "def lambda_handler(event, context):\n"
+                f"    time.sleep({sleep})\n    return {answer!r}\n"
+            )
+        }
+    )
+
+
+def wait_for_lines(path, count: int, timeout: float = 20.0) -> list[str]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.05)
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_changed_function_is_started_before_its_first_invocation(sandbox, tmp_path):
+    marks = tmp_path / "imports.txt"
+    iam = boto3.client("iam", endpoint_url=sandbox.url, region_name="us-east-1")
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
+    lam.create_function(
+        FunctionName="warm",
+        Runtime="python3.13",
+        Role=role,
+        Handler="handler.lambda_handler",
+        Code={"ZipFile": marking_handler("v1", "one", sleep=1.5)},
+        Environment={"Variables": {"MARKS": str(marks)}},
+    )
+    # Nothing invoked it, yet its module was imported: the worker started on its own.
+    assert wait_for_lines(marks, 1) == ["v1"]
+    assert sandbox.invocations == []
+
+    import threading
+
+    answers: list[str] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(lam.invoke(FunctionName="warm")["Payload"].read().decode())
+    )
+    slow.start()
+    import time
+
+    time.sleep(0.3)  # the slow invocation is under way; new code must not cut it short
+    lam.update_function_code(FunctionName="warm", ZipFile=marking_handler("v2", "two"))
+    assert wait_for_lines(marks, 2) == ["v1", "v2"]  # v2 warmed while v1 still ran
+    slow.join(timeout=20)
+    assert answers == ['"one"']
+    assert json.loads(lam.invoke(FunctionName="warm")["Payload"].read()) == "two"
+    # Each version was imported once; each version's first invocation is reported cold.
+    assert marks.read_text().splitlines() == ["v1", "v2"]
+    assert [i.cold for i in sandbox.invocations] == [True, True]
+    assert all(i.error is None for i in sandbox.invocations)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "name"),
+    [
+        ("POST", "/2015-03-31/functions", b'{"FunctionName": "f"}', "f"),
+        ("POST", "/2015-03-31/functions/", b"not json", None),
+        ("PUT", "/2015-03-31/functions/f/code", b"", "f"),
+        ("PUT", "/2015-03-31/functions/f/configuration", b"", "f"),
+        ("GET", "/2015-03-31/functions/f/configuration", b"", None),
+        ("POST", "/2015-03-31/functions/f/invocations", b"{}", None),
+        ("DELETE", "/2015-03-31/functions/f", b"", None),
+    ],
+)
+def test_which_requests_change_a_function(method, path, body, name):
+    from iotbutton_cli.sandbox import prewarm
+
+    assert prewarm.changed_function(method, path, body) == name
+
+
+def test_concurrent_events_run_in_workers_of_their_own(sandbox, tmp_path):
+    """Each invocation waits for a file that only the other one writes: run one after the
+    other, as a single worker would, the first would give up waiting."""
+    code = zipped(
+        {
+            "handler.py": (
+                "import os, time\n"
+                "def lambda_handler(event, context):\n"
+                "    folder = os.environ['MEETING']\n"
+                "    open(os.path.join(folder, event['me']), 'w').close()\n"
+                "    other = os.path.join(folder, event['other'])\n"
+                "    deadline = time.monotonic() + 15\n"
+                "    while not os.path.exists(other) and time.monotonic() < deadline:\n"
+                "        time.sleep(0.02)\n"
+                "    return os.path.exists(other)\n"
+            )
+        }
+    )
+    iam = boto3.client("iam", endpoint_url=sandbox.url, region_name="us-east-1")
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
+    lam.create_function(
+        FunctionName="meet",
+        Runtime="python3.13",
+        Role=role,
+        Handler="handler.lambda_handler",
+        Code={"ZipFile": code},
+        Timeout=30,
+        Environment={"Variables": {"MEETING": str(tmp_path)}},
+    )
+    from concurrent.futures import ThreadPoolExecutor
+
+    events = [{"me": "a", "other": "b"}, {"me": "b", "other": "a"}]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(
+                lambda e: json.loads(
+                    lam.invoke(FunctionName="meet", Payload=json.dumps(e))["Payload"].read()
+                ),
+                events,
+            )
+        )
+    assert answers == [True, True]
+    assert sorted(i.cold for i in sandbox.invocations) == [True, True]
+
+
+def test_what_the_sandbox_imports_ahead_exists():
+    """A name moto no longer has would only be logged by the sandbox: catch it here."""
+    import importlib
+
+    from iotbutton_cli.sandbox import server
+
+    for module in server.IMPORTED_AHEAD:
+        importlib.import_module(module)

@@ -33,6 +33,7 @@ from iotbutton_cli.sandbox import (
     function_urls,
     moto_fixes,
     owner_messages,
+    prewarm,
     sigv4,
 )
 from iotbutton_cli.sandbox.async_invoke import AsyncEvent, AsyncInvoker
@@ -90,6 +91,7 @@ class SandboxAWS:
         self.cleanup_interval = cleanup_interval
         self.url = ""
         self.runner: LambdaRunner | None = None
+        self.prewarmer: prewarm.Prewarmer | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.invocations: list[Invocation] = []
@@ -136,6 +138,7 @@ class SandboxAWS:
         self.url = f"http://{self.host}:{self.port}"
         # The functions' AWS endpoint is this server: known once the port is.
         self.runner = LambdaRunner(self.state_folder / "lambda", self._function_env_base())
+        self.prewarmer = prewarm.Prewarmer(self.function_code, self.runner.warm)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         return self.url
@@ -145,6 +148,8 @@ class SandboxAWS:
             self._server.close()
             self._server.task_dispatcher.shutdown(timeout=1)
         self.async_invoker.stop()
+        if self.prewarmer is not None:
+            self.prewarmer.stop()
         if self.runner is not None:
             self.runner.stop()
 
@@ -180,9 +185,13 @@ class SandboxAWS:
             answered = self._iot_data_plane(environ, body, start_response)
             if answered is not None:
                 return answered
-            if _service_of(environ) == "sns":
+            service = _service_of(environ)
+            if service == "sns":
                 return self._sns(moto_app, environ, start_response)
-            return _call_moto(moto_app, environ, start_response)
+            answer = _call_moto(moto_app, environ, start_response)
+            if service == "lambda" and self.prewarmer is not None:
+                prewarm.on_request(self.prewarmer, environ, body, _region_of(environ))
+            return answer
 
         return app
 

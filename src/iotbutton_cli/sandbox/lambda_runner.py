@@ -3,8 +3,9 @@
 moto stores a function's code but can only run it in Docker, which this tool cannot assume. The
 runner starts a worker process per function and code hash (``python -I`` with only the zip and the
 interpreter's own site-packages, where boto3 lives, as in Lambda), keeps it warm between
-invocations, and starts a new one when the code or environment changes. Each invocation gets a
-request id, a deadline and Lambda's START/END log lines; the handler's output is its log.
+invocations (one per concurrent invocation, up to ``MAX_WORKERS_PER_FUNCTION``), and starts new
+ones when the code or environment changes. Each invocation gets a request id, a deadline and
+Lambda's START/END log lines; the handler's output is its log.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class _Worker:
         )
         self.lock = threading.Lock()
         self.invocations = 0
+        self.retired = False  # replaced by a newer worker: takes no more invocations
         self._log_lines: list[str] = []
         self._log_ready = threading.Condition()
         threading.Thread(target=self._read_log, daemon=True).start()
@@ -169,8 +171,11 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def invoke(self, event: Any, request_id: str) -> Invocation:
+    def invoke(self, event: Any, request_id: str) -> Invocation | None:
+        """The invocation, or None if this worker was retired before it could take it."""
         with self.lock:
+            if self.retired or not self.alive():  # the runner starts or finds another
+                return None
             cold = self.invocations == 0
             self.invocations += 1
             started = time.monotonic()
@@ -209,6 +214,12 @@ class _Worker:
         error = {"errorMessage": "Runtime exited", "errorType": "Runtime.ExitError"}
         return Invocation(request_id, None, error, log, cold, (time.monotonic() - started) * 1000)
 
+    def retire(self) -> None:
+        """Stop once the invocation in progress, if any, has ended."""
+        with self.lock:
+            self.retired = True
+            self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -227,41 +238,87 @@ def _read_line(stream: Any, timeout: float) -> str | None:
     return result[0] if result else None
 
 
+# Lambda runs concurrent events of a function in execution environments of their own (up to the
+# account's concurrency, 1,000 by default); the sandbox starts at most this many per function.
+MAX_WORKERS_PER_FUNCTION = 4
+
+
 class LambdaRunner:
-    """Warm workers per function; a new code hash or environment replaces the old worker."""
+    """Warm workers per function, one per concurrent invocation up to
+    ``MAX_WORKERS_PER_FUNCTION``; a new code hash or environment retires the old ones."""
 
     def __init__(self, folder: Path, base_env: dict[str, str]) -> None:
         from iotbutton_cli.paths import ensure_private_dir
 
         self.folder = ensure_private_dir(folder)  # the deployed code is the sandbox owner's
         self.base_env = base_env
-        self._workers: dict[str, _Worker] = {}
-        self._lock = threading.Lock()
+        self._workers: dict[str, list[_Worker]] = {}
+        self._busy: set[_Worker] = set()
+        self._changed = threading.Condition(threading.Lock())
 
     def invoke(
         self, function: FunctionCode, event: Any, request_id: str | None = None
     ) -> Invocation:
         """``request_id``: Lambda keeps an asynchronous event's id across its retries."""
-        worker = self._worker(function)
-        return worker.invoke(event, request_id or str(uuid.uuid4()))
+        request_id = request_id or str(uuid.uuid4())
+        while True:
+            worker = self._take(function)
+            try:
+                invocation = worker.invoke(event, request_id)
+            finally:
+                with self._changed:
+                    self._busy.discard(worker)
+                    self._changed.notify_all()
+            if invocation is not None:  # None: retired while this waited for it
+                return invocation
 
-    def _worker(self, function: FunctionCode) -> _Worker:
-        with self._lock:
-            worker = self._workers.get(function.name)
-            if worker is not None and (
-                worker.fingerprint != function.fingerprint or not worker.alive()
-            ):
-                worker.stop()
-                worker = None
-            if worker is None:
-                worker = _Worker(function, self.folder, self.base_env)
-                self._workers[function.name] = worker
-            return worker
+    def warm(self, function: FunctionCode) -> bool:
+        """Have a worker for this version of the function ready; True if one was started."""
+        with self._changed:
+            if self._current(function):
+                return False
+            self._start(function)
+            return True
+
+    def _take(self, function: FunctionCode) -> _Worker:
+        """An idle worker for this version of the function, a new one if none is idle and there
+        is room, else the first to become idle."""
+        with self._changed:
+            while True:
+                current = self._current(function)
+                idle = [worker for worker in current if worker not in self._busy]
+                if idle:
+                    worker = idle[0]
+                elif len(current) < MAX_WORKERS_PER_FUNCTION:
+                    worker = self._start(function)
+                else:
+                    self._changed.wait()
+                    continue
+                self._busy.add(worker)
+                return worker
+
+    def _current(self, function: FunctionCode) -> list[_Worker]:
+        """The function's live workers for this code and settings; the others are retired,
+        each once its invocation in progress has ended."""
+        current = []
+        for worker in self._workers.get(function.name, []):
+            if worker.fingerprint == function.fingerprint and worker.alive():
+                current.append(worker)
+            else:
+                threading.Thread(target=worker.retire, daemon=True).start()
+        self._workers[function.name] = current
+        return current
+
+    def _start(self, function: FunctionCode) -> _Worker:
+        worker = _Worker(function, self.folder, self.base_env)
+        self._workers.setdefault(function.name, []).append(worker)
+        return worker
 
     def stop(self) -> None:
-        with self._lock:
-            for worker in self._workers.values():
-                worker.stop()
+        with self._changed:
+            for workers in self._workers.values():
+                for worker in workers:
+                    worker.stop()
             self._workers.clear()
 
 
