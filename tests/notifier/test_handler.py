@@ -747,3 +747,28 @@ def test_an_event_without_a_usable_click_time_uses_the_run_time_and_says_so(
     assert sent_at.replace(tzinfo=timezone.utc) >= before
     [warning] = logged_warnings(caplog)
     assert says in warning and result["notes"] == [warning]
+
+
+def test_the_init_phase_reads_config_and_secret_before_the_first_click(deployment):
+    import os
+
+    deployment.write_config(messaging_config({"SINGLE": click_config(sms=["+15551230001"])}))
+    assert handler.warm_up(os.environ) is True
+    # The first click finds both read: with S3 and SSM now emptied, it still sends its SMS.
+    deployment.s3.delete_object(Bucket=os.environ["IOTBUTTON_CONFIG_BUCKET"], Key=CONFIG_KEY)
+    import boto3
+
+    boto3.client("ssm", region_name="us-east-1").delete_parameter(
+        Name=os.environ["IOTBUTTON_SECRET_PARAMETER"]
+    )
+    result = handler.lambda_handler(button_event("SINGLE"), LambdaContext())
+    assert [(r["channel"], r["status"]) for r in result["results"]] == [("sms", "queued")]
+
+
+def test_an_init_phase_that_cannot_read_leaves_the_error_to_the_click(deployment, monkeypatch):
+    import os
+
+    monkeypatch.setenv("IOTBUTTON_CONFIG_KEY", "no-such-config.json")
+    assert handler.warm_up(os.environ) is False  # no exception: Lambda's init does not fail
+    with pytest.raises(Exception, match=r"NoSuchKey|does not exist"):
+        handler.lambda_handler(button_event("SINGLE"), LambdaContext())

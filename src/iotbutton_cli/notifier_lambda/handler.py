@@ -1191,3 +1191,25 @@ def finish(result: dict[str, Any], level: int = logging.INFO) -> dict[str, Any]:
     """Log the result as one JSON line (no secrets in it by construction) and return it."""
     log(level, "%s", json.dumps(result, sort_keys=True, ensure_ascii=False))
     return result
+
+
+def warm_up(environ: Mapping[str, str] = os.environ) -> bool:
+    """Lambda's init phase: import boto3, make the clients and read the config and secret now,
+    so that the first click does not wait for them ("initialize SDK clients ... outside of the
+    function handler", Lambda's best practices). Whatever fails is left for the invocation
+    to meet and report as it always has: True only if everything was read."""
+    try:
+        settings = LambdaSettings.from_environment(environ)
+        load_config(settings)
+        stored_secret(settings)
+        if settings.alarm_table is not None:
+            _client("dynamodb")
+        if settings.owner_topic is not None:
+            _client("sns")
+    except Exception:  # the invocation meets it again, and says what it was
+        return False
+    return True
+
+
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # inside Lambda, not in the CLI or its tests
+    warm_up()
