@@ -189,12 +189,28 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
 
 
 def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
+    from concurrent.futures import ThreadPoolExecutor
+
     from iotbutton_cli.notify import config as notify_config
     from iotbutton_cli.notify import deploy as notifier_deploy
     from iotbutton_cli.provisioning import things
 
+    # The button and the notifier need nothing of each other: both are made at once.
+    ctx.before_changes()  # once, before the two threads share the context
+    with ThreadPoolExecutor(1, thread_name_prefix="demo-provision") as beside:
+        provisioning = beside.submit(things.provision, ctx, [DEMO_SERIAL])
+        config = notify_config.parse_config_text(DEMO_CONFIG, Path("demo-notify.yaml"))
+        source = notifier_deploy.prepare(
+            config.lambda_document(),
+            DEMO_SECRET,
+            twilio_api_base=ctx.sandbox_info.twilio_url,
+            owner=config.owner_endpoints,
+        )
+        try:
+            deployed = notifier_deploy.deploy(ctx, source)
+        finally:
+            report = provisioning.result()  # its failure, if both failed, is the one to tell
     yield DemoEvent("step", f"Provisioning button {DEMO_SERIAL}: thing, certificate, keys, policy")
-    report = things.provision(ctx, [DEMO_SERIAL])
     button = report.buttons[0]
     if button.action == "failed" or button.certificate_id is None:
         raise _provisioning_failed(button.error)
@@ -203,15 +219,7 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
         f"certificate {button.certificate_id[:12]}… ACTIVE, policy "
         f"{report.policy} (connect as itself, publish to its topic only)",
     )
-    yield DemoEvent("step", "Deploying the notifier Lambda with a demo config")
-    config = notify_config.parse_config_text(DEMO_CONFIG, Path("demo-notify.yaml"))
-    source = notifier_deploy.prepare(
-        config.lambda_document(),
-        DEMO_SECRET,
-        twilio_api_base=ctx.sandbox_info.twilio_url,
-        owner=config.owner_endpoints,
-    )
-    deployed = notifier_deploy.deploy(ctx, source)
+    yield DemoEvent("step", "Deploying the notifier Lambda with a demo config (at the same time)")
     yield DemoEvent(
         "detail",
         f"{len(deployed.steps)} resources: roles, logs, config in S3, secret in SSM, alarm "
