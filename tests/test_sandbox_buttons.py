@@ -122,3 +122,32 @@ def requests(cli) -> list[tuple[str, str, str]]:
         and e.get("http_status") == 201
         and "fields" in e
     ]
+
+
+def test_retry_of_a_buttons_alarm_goes_to_its_own_recipients_only(cli, sandbox, isolated_env):
+    """Grandpa's SINGLE texts Bob only: when Twilio was down for Bob, `notify retry` resends
+    to Bob, and never to Alice, whom only the defaults (and Grandma) text."""
+    import json
+    from pathlib import Path
+
+    cli("--sandbox", "things", "create", GRANDPA)
+    cli("--sandbox", *notify_init_args("someone", ALICE))
+    (isolated_env / "config" / "notify.yaml").write_text(CONFIG)
+    cli("--sandbox", "notify", "deploy")
+    phones = Path(sandbox["outbox"]).parent / "phones.json"
+    phones.write_text(json.dumps({BOB: {"sms": "failed"}}))
+    cli("--sandbox", "sim", "click", GRANDPA, "--single", "--wait")
+    deadline = time.monotonic() + 30
+    while True:
+        [alarm] = cli.json("--sandbox", "notify", "history")
+        if [(d["to"], d["reached"]) for d in alarm["deliveries"]] == [(BOB, False)]:
+            break
+        assert time.monotonic() < deadline, alarm
+        time.sleep(0.3)
+    phones.write_text("{}")
+
+    result = cli.json("--sandbox", "notify", "retry", alarm["alarm"])
+
+    assert [(r["channel"], r["to"]) for r in result["results"]] == [("sms", BOB)]
+    sent = [to for to, _body in texts(cli)]
+    assert ALICE not in sent

@@ -49,8 +49,13 @@ def never_tried(ctx: AppContext, alarm: history.Alarm) -> list[history.Delivery]
 
     if alarm.state == "repeat":
         return []
-    deployed = ops.status(ctx).config
-    own = deployed.get("buttons", {}).get(alarm.serial)  # the button's own section, if any
+    # The deployed document itself: the status's summary has the default clicks only, so a
+    # button with a section of its own would have been retried to the defaults' recipients.
+    deployed = ops.deployed_document(ctx, ops.status(ctx))
+    buttons = deployed.get("buttons") or {}
+    own = buttons.get(alarm.serial)  # the button's own section (its clicks merged), if any
+    if own is None and buttons and deployed.get("unlisted") == "refuse":
+        return []  # the notifier sends nothing for an unlisted button
     click = (own or deployed).get("clicks", {}).get(alarm.click, {})
     known = {(d.channel, d.to) for d in alarm.deliveries}
     listed = [(channel, to) for channel in ("sms", "call") for to in click.get(channel, [])]
