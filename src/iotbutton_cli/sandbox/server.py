@@ -382,20 +382,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# moto imports a service's models at its first request; SSM's bring EC2's (about 1 s of CPU),
-# which made a first deploy's first SSM call take 1.3 s. Imported once the sandbox answers.
-IMPORTED_AHEAD = ("moto.ssm.models", "moto.ssm.responses", "moto.awslambda.responses")
+# moto imports a service's models at its first request, and reads botocore's description of the
+# service (its service-2.json) and builds its request router then: SSM's models bring EC2's
+# (about 1 s of CPU, which made a first deploy's first SSM call take 1.3 s), and the services a
+# provision and a deploy use cost about 0.7 s more. Done once the sandbox answers, in this order.
+SERVICES_AHEAD = (
+    ("sts", "sts"),
+    ("iot", "iot"),
+    ("iam", "iam"),
+    ("s3", "s3"),
+    ("ssm", "ssm"),
+    ("dynamodb", "dynamodb"),
+    ("awslambda", "lambda"),
+    ("logs", "logs"),
+    ("sns", "sns"),
+    ("cloudwatch", "cloudwatch"),
+    ("scheduler", "scheduler"),
+)
 
 
 def import_ahead() -> None:
-    """Import the slow moto services a deploy will need, while nothing is asked of them."""
+    """Import and load what the moto services a provision and a deploy use need, while nothing
+    is asked of them."""
     import importlib
 
-    for module in IMPORTED_AHEAD:
+    from moto.core.routing import get_service_router
+    from moto.core.utils import get_service_model
+
+    for package, service in SERVICES_AHEAD:
         try:
-            importlib.import_module(module)
-        except Exception as error:  # the request that needs it imports it, and says why
-            log.warning("could not import %s ahead: %s", module, error)
+            importlib.import_module(f"moto.{package}.models")
+            importlib.import_module(f"moto.{package}.responses")
+            get_service_router(service)._get_router(get_service_model(service).protocol)
+        except Exception as error:  # the request that needs it loads it, and says why
+            log.warning("could not prepare moto's %s ahead: %s", service, error)
 
 
 if __name__ == "__main__":
