@@ -19,13 +19,15 @@ def test_demo_clicks_and_checks_every_message(cli, isolated_env):
     assert result["escalated"] is True
     delivered = [e for e in result["outbox"] if e["http_status"] == 201]
     refused = [e for e in result["outbox"] if e["http_status"] != 201]
-    # The three clicks (LONG: Alice's call, both SMS, Bob told Alice is coming), `notify
-    # retry`'s SMS to Alice once Twilio is back, then the last LONG: both SMS, Alice's call (no
-    # answer), Bob's (he presses 1), and Alice told that Bob is coming.
-    assert len(delivered) == 13 and delivered[-1]["fields"]["To"] == demos.ALICE
-    assert "acknowledged" in delivered[-1]["fields"]["Body"]
-    # Twilio down for Alice: Lambda's three attempts, each with the notifier's three tries.
-    assert [(e["http_status"], e["fields"]["To"]) for e in refused] == [(503, demos.ALICE)] * 9
+    # Grandma's three clicks (LONG: Alice's call, both SMS, Bob told Alice is coming), her last
+    # LONG (both SMS, Alice's call: no answer, Bob's: he presses 1, Alice told Bob is coming),
+    # then `notify retry`'s SMS to Carol once Twilio is back: to Carol, and nobody else.
+    assert len(delivered) == 13
+    to_carol = [e for e in delivered if e["fields"]["To"] == demos.CAROL]
+    assert to_carol == delivered[-1:] and "Grandpa" in to_carol[0]["fields"]["Body"]
+    assert any("acknowledged" in (e["fields"].get("Body") or "") for e in delivered)
+    # Twilio down for Carol: Lambda's three attempts, each with the notifier's three tries.
+    assert [(e["http_status"], e["fields"]["To"]) for e in refused] == [(503, demos.CAROL)] * 9
     # It ran in a folder of its own under IOTBUTTON_HOME, and left nothing of it behind: no
     # CA, cache, locks, registry or sandbox state, and no <data>/demo.
     assert result["home"].startswith(str(isolated_env / "iotbutton-demo-"))
@@ -84,7 +86,10 @@ def test_demo_keep_leaves_its_sandbox_to_explore(cli, isolated_env, monkeypatch)
         ]
         monkeypatch.setenv("IOTBUTTON_HOME", str(home))
         listed = cli.json("--sandbox", "things", "list")
-        assert [button["serial"] for button in listed] == ["G030JF0553648RUH"]
+        assert sorted(button["serial"] for button in listed) == [
+            demos.DEMO_SERIAL,
+            demos.GRANDPA_SERIAL,
+        ]
         stopped = cli(*command[1:], "--json", code=None)
     finally:
         # Whatever failed above, the kept sandbox must not outlive the test.

@@ -3,11 +3,14 @@
 The demo lives in its own home folder with its own sandbox process, so it never touches the
 user's registry, keys, notify.yaml or sandbox: a fresh temporary folder (under ``$IOTBUTTON_HOME``
 when that is set), deleted when the demo succeeded, or ``<data dir>/demo`` with ``--keep``. It
-provisions a button, deploys the notifier with a demo config, clicks SINGLE, DOUBLE and LONG,
-checks that exactly the expected Twilio requests arrived and that Twilio's receipts reached the
-notifier, then makes Twilio fail for one click and checks that the owner is told and that
-`notify retry` sends it, then ends with a LONG click whose first callee does not answer and whose
-second presses 1, and cleans up (unless kept). Events are yielded for the CLI to render.
+provisions two buttons and deploys the notifier with a demo config, all at once. It takes Twilio
+down for Carol and clicks Grandpa's button, whose SMS goes to her: Lambda's retries of that click
+run in the background, in an execution environment of their own, while Grandma's button clicks
+SINGLE, DOUBLE and LONG (each checked for exactly the expected Twilio requests), Twilio's receipts
+reach the notifier, and a LONG click whose first callee does not answer rings the second, who
+presses 1. Then it checks that Grandpa's dropped click reached the owner and that `notify retry`
+sends it once Twilio is back, and cleans up (unless kept). Events are yielded for the CLI to
+render, story by story.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,17 +30,19 @@ from typing import Any
 from iotbutton_cli.errors import IotButtonError
 from iotbutton_cli.paths import HOME_ENV, data_dir
 
-DEMO_SERIAL = "G030JF0553648RUH"
+DEMO_SERIAL = "G030JF0553648RUH"  # Grandma's button: every click type, then the escalation
+GRANDPA_SERIAL = "G030JF0553648RUK"  # Grandpa's: the click Twilio cannot take, told to the owner
 DEMO_FROM = "+15005550006"  # Twilio's test "From" number: valid, sends nothing
 ALICE = "+15005550101"
 BOB = "+15005550102"
+CAROL = "+15005550103"  # Grandpa's SINGLE texts her; Twilio is down for her in the demo
 OWNER = "+15005550109"  # told through SNS when an alarm could not be delivered
 DEMO_ACCOUNT_SID = "AC" + "d" * 32
 DEMO_SECRET = "demo-secret-that-only-the-sandbox-sees"  # noqa: S105 - the stand-in's, not Twilio's
 OUTBOX_TIMEOUT_SECONDS = 20.0
-DEMO_DEBOUNCE_SECONDS = 2
+DEMO_DEBOUNCE_SECONDS = 1
 # Lambda's three attempts, each with the notifier's three tries at Twilio, then the failures
-# function: about 10 s in the sandbox.
+# function: about 7 s in the sandbox, while Grandma's stories run.
 OWNER_TIMEOUT_SECONDS = 45.0
 FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "completed", "no-answer", "busy"})
 
@@ -66,6 +71,12 @@ clicks:
         - call: "{ALICE}"
         - call: "{BOB}"
       exhausted: "Nobody acknowledged {{person}}'s alarm. Call 911 or go there now."
+buttons:
+  {GRANDPA_SERIAL}:
+    person: "Grandpa"
+    clicks:
+      SINGLE:
+        sms: ["{CAROL}"]
 """
 
 # What each click must produce at Twilio: (resource, To) pairs. LONG calls Alice, who answers
@@ -166,14 +177,16 @@ def _run(keep: bool, outcome: DemoOutcome) -> Iterator[DemoEvent]:
         yield from _provision_and_deploy(ctx)
         traffic: list[Any] = []
         watcher = _watch(ctx, traffic)
-        first_click = time.monotonic()
+        dropped = yield from _take_twilio_down(ctx)
+        clicked: dict[str, list[dict[str, Any]]] = {}
         for click in ("SINGLE", "DOUBLE", "LONG"):
-            yield from _click(ctx, click, outcome)
-        yield from _receipts(outcome)
-        # Another SINGLE within the debounce window would be a repeat of the first.
-        time.sleep(max(0.0, first_click + DEMO_DEBOUNCE_SECONDS + 0.5 - time.monotonic()))
-        yield from _dropped_alarm(ctx, outcome)
+            yield from _click(ctx, click, outcome, clicked)
+        long_clicked = time.monotonic()
+        yield from _receipts(outcome, clicked["LONG"])
+        # Another LONG within the debounce window would be a repeat of the first.
+        time.sleep(max(0.0, long_clicked + DEMO_DEBOUNCE_SECONDS + 0.3 - time.monotonic()))
         yield from _escalation(ctx, outcome)
+        yield from _dropped_alarm(ctx, outcome, dropped)
         watcher.join(timeout=OUTBOX_TIMEOUT_SECONDS)
         yield DemoEvent("traffic", "MQTT traffic seen by the monitor", traffic)
         yield DemoEvent(
@@ -195,10 +208,10 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
     from iotbutton_cli.notify import deploy as notifier_deploy
     from iotbutton_cli.provisioning import things
 
-    # The button and the notifier need nothing of each other: both are made at once.
+    # The buttons and the notifier need nothing of each other: all are made at once.
     ctx.before_changes()  # once, before the two threads share the context
     with ThreadPoolExecutor(1, thread_name_prefix="demo-provision") as beside:
-        provisioning = beside.submit(things.provision, ctx, [DEMO_SERIAL])
+        provisioning = beside.submit(things.provision, ctx, [DEMO_SERIAL, GRANDPA_SERIAL])
         config = notify_config.parse_config_text(DEMO_CONFIG, Path("demo-notify.yaml"))
         source = notifier_deploy.prepare(
             config.lambda_document(),
@@ -210,14 +223,22 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
             deployed = notifier_deploy.deploy(ctx, source)
         finally:
             report = provisioning.result()  # its failure, if both failed, is the one to tell
-    yield DemoEvent("step", f"Provisioning button {DEMO_SERIAL}: thing, certificate, keys, policy")
-    button = report.buttons[0]
-    if button.action == "failed" or button.certificate_id is None:
-        raise _provisioning_failed(button.error)
+    yield DemoEvent(
+        "step",
+        f"Provisioning Grandma's button {DEMO_SERIAL} and Grandpa's {GRANDPA_SERIAL}: things, "
+        "certificates, keys, policy",
+    )
+    certificates = []
+    for button in report.buttons:
+        if button.action == "failed" or button.certificate_id is None:
+            raise _provisioning_failed(button.serial, button.error)
+        certificates.append(f"{button.certificate_id[:12]}…")
     yield DemoEvent(
         "detail",
-        f"certificate {button.certificate_id[:12]}… ACTIVE, policy "
-        f"{report.policy} (connect as itself, publish to its topic only)",
+        "certificates "
+        + ", ".join(certificates)
+        + f" ACTIVE, policy {report.policy} (each connects as itself, publishes to its topic "
+        "only)",
     )
     yield DemoEvent("step", "Deploying the notifier Lambda with a demo config (at the same time)")
     yield DemoEvent(
@@ -228,19 +249,18 @@ def _provision_and_deploy(ctx: Any) -> Iterator[DemoEvent]:
     )
     yield DemoEvent(
         "detail",
-        "SINGLE → SMS Alice · DOUBLE → SMS Alice + call Bob · LONG → SMS both, then call "
-        "Alice, then Bob, until one presses 1",
+        "Grandma: SINGLE → SMS Alice · DOUBLE → SMS Alice + call Bob · LONG → SMS both, then "
+        "call Alice, then Bob, until one presses 1 · Grandpa: SINGLE → SMS Carol",
     )
 
 
-def _provisioning_failed(error: dict[str, Any] | None) -> IotButtonError:
-    """The demo's button could not be made: say why (the provisioning error's own message)."""
+def _provisioning_failed(serial: str, error: dict[str, Any] | None) -> IotButtonError:
+    """A demo button could not be made: say why (the provisioning error's own message)."""
     why = (error or {}).get("message") or "no certificate was issued"
     code = (error or {}).get("code")
     return IotButtonError(
         "demo-provisioning-failed",
-        f"The demo could not provision its button {DEMO_SERIAL}: {why}"
-        + (f" ({code})" if code else ""),
+        f"The demo could not provision its button {serial}: {why}" + (f" ({code})" if code else ""),
         (error or {}).get("hint")
         or f"See the demo's sandbox log under {os.environ.get(HOME_ENV) or demo_home()} "
         "(kept for that; delete it when done), then run `iotbutton demo` again.",
@@ -255,7 +275,7 @@ def _watch(ctx: Any, traffic: list[Any]) -> threading.Thread:
     def watch() -> None:
         try:
             simulator.subscribe(
-                ctx, "iotbutton/#", traffic.append, OUTBOX_TIMEOUT_SECONDS * 3, 3, ready.set
+                ctx, "iotbutton/#", traffic.append, OUTBOX_TIMEOUT_SECONDS * 3, 4, ready.set
             )
         except Exception:  # the demo reports missing traffic instead
             ready.set()
@@ -266,19 +286,30 @@ def _watch(ctx: Any, traffic: list[Any]) -> threading.Thread:
     return thread
 
 
-def _click(ctx: Any, click: str, outcome: DemoOutcome) -> Iterator[DemoEvent]:
+def _theirs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Grandma's stories' requests: not Carol's, whose click is retried meanwhile."""
+    return [entry for entry in entries if entry.get("fields", {}).get("To") != CAROL]
+
+
+def _click(
+    ctx: Any, click: str, outcome: DemoOutcome, clicked: dict[str, list[dict[str, Any]]]
+) -> Iterator[DemoEvent]:
     from iotbutton_cli.device import simulator
     from iotbutton_cli.sandbox import client as sandbox_control
-    from iotbutton_cli.sandbox import outbox
 
-    before = len(sandbox_control.outbox(sandbox_control.require_running(), requests_only=True))
+    info = sandbox_control.require_running()
+    before = len(sandbox_control.outbox(info, requests_only=True))
     simulator.click(ctx, DEMO_SERIAL, click)
-    yield DemoEvent("click", f"Clicked {click}", click)
+    yield DemoEvent("click", f"Clicked {click}", {"click": click, "serial": DEMO_SERIAL})
     expected = sorted(EXPECTED[click])
-    with contextlib.suppress(IotButtonError):  # what did arrive is reported below
-        outbox.wait_for(len(expected), since=before, timeout=OUTBOX_TIMEOUT_SECONDS)
+    deadline = time.monotonic() + OUTBOX_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:  # what did arrive is reported below
+        if len(_theirs(sandbox_control.outbox(info, requests_only=True)[before:])) >= len(expected):
+            break
+        time.sleep(0.05)
     time.sleep(0.2)  # anything extra would show up now
-    entries = sandbox_control.outbox(sandbox_control.require_running(), requests_only=True)[before:]
+    entries = _theirs(sandbox_control.outbox(info, requests_only=True)[before:])
+    clicked[click] = entries
     got = sorted((entry["resource"], entry["fields"].get("To", "")) for entry in entries)
     ok = got == expected and all(entry.get("http_status") == 201 for entry in entries)
     outcome.clicks[click] = ok
@@ -293,15 +324,14 @@ def _click(ctx: Any, click: str, outcome: DemoOutcome) -> Iterator[DemoEvent]:
         )
 
 
-def _receipts(outcome: DemoOutcome) -> Iterator[DemoEvent]:
+def _receipts(outcome: DemoOutcome, long_requests: list[dict[str, Any]]) -> Iterator[DemoEvent]:
     """Twilio's 201 only means queued: wait for the LONG click's receipts to reach the
     notifier's function URL (the stand-in posts them, signed as Twilio signs them)."""
     from iotbutton_cli.sandbox import client as sandbox_control
 
     yield DemoEvent("step", "Delivery receipts: what became of the LONG click's messages and calls")
     info = sandbox_control.require_running()
-    requests = sandbox_control.outbox(info, requests_only=True)
-    wanted = {entry["sid"]: entry for entry in requests[-len(EXPECTED["LONG"]) :] if "sid" in entry}
+    wanted = {entry["sid"]: entry for entry in long_requests if "sid" in entry}
     final: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + OUTBOX_TIMEOUT_SECONDS
     while len(final) < len(wanted) and time.monotonic() < deadline:
@@ -330,28 +360,52 @@ def _receipts(outcome: DemoOutcome) -> Iterator[DemoEvent]:
         )
 
 
-def _dropped_alarm(ctx: Any, outcome: DemoOutcome) -> Iterator[DemoEvent]:
-    """Twilio down for Alice: Lambda's retries fail, the failures function tells the owner by
-    SNS, and `notify retry` sends the alarm once Twilio is back."""
+@dataclass
+class _Dropped:
+    """Grandpa's click, left to Lambda's retries while the other stories run."""
+
+    info: Any
+    since: int  # the outbox's length before the click
+
+
+def _take_twilio_down(ctx: Any) -> Generator[DemoEvent, None, _Dropped]:
+    """Twilio down for Carol, then Grandpa's SINGLE, which only texts her: Lambda's attempts
+    fail, in the background, until its failures function tells the owner by SNS."""
     from iotbutton_cli.device import simulator
+    from iotbutton_cli.sandbox import client as sandbox_control
+    from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
+
+    yield DemoEvent(
+        "step",
+        "Twilio down for Carol: Grandpa's click nobody can deliver (Lambda retries it in the "
+        "background, while Grandma's stories run)",
+    )
+    info = sandbox_control.require_running()
+    sandbox_control.change_phones(
+        info, lambda table: table.update({CAROL: PhoneBehaviour(outage=True)})
+    )
+    since = len(sandbox_control.outbox(info))
+    simulator.click(ctx, GRANDPA_SERIAL, "SINGLE")
+    yield DemoEvent(
+        "click",
+        "Clicked SINGLE (Twilio answers 503 for Carol)",
+        {"click": "SINGLE", "serial": GRANDPA_SERIAL},
+    )
+    return _Dropped(info, since)
+
+
+def _dropped_alarm(ctx: Any, outcome: DemoOutcome, dropped: _Dropped) -> Iterator[DemoEvent]:
+    """Grandpa's click reached the owner; with Twilio back, `notify retry` sends it."""
     from iotbutton_cli.notify import retry as notify_retry
     from iotbutton_cli.sandbox import client as sandbox_control
     from iotbutton_cli.sandbox import outbox
 
-    yield DemoEvent("step", "Twilio down for Alice: a click nobody could deliver reaches the owner")
-    from iotbutton_cli.sandbox.twilio_phones import PhoneBehaviour
-
-    info = sandbox_control.require_running()
-    sandbox_control.change_phones(
-        info, lambda table: table.update({ALICE: PhoneBehaviour(outage=True)})
-    )
-    before = len(sandbox_control.outbox(info))
-    simulator.click(ctx, DEMO_SERIAL, "SINGLE")
-    yield DemoEvent("click", "Clicked SINGLE (Twilio answers 503 for Alice)", "SINGLE")
-    told = _owner_message(info, before)
+    yield DemoEvent("step", "Back to Grandpa's click: Lambda gave up on it, and the owner is told")
+    info = dropped.info
+    told = _owner_message(info, dropped.since)
 
     def twilio_back(table: dict[str, Any]) -> None:
-        table.pop(ALICE, None)
+        table.pop(CAROL, None)
 
     sandbox_control.change_phones(info, twilio_back)
     if told is None:
@@ -366,10 +420,10 @@ def _dropped_alarm(ctx: Any, outcome: DemoOutcome) -> Iterator[DemoEvent]:
         outbox.wait_for(1, since=before_retry, timeout=OUTBOX_TIMEOUT_SECONDS)
     resent = sandbox_control.outbox(info, requests_only=True)[before_retry:]
     sent = [(e["resource"], e["fields"].get("To")) for e in resent if e.get("http_status") == 201]
-    outcome.owner_told = result.ok and sent == [("Messages", ALICE)]
+    outcome.owner_told = result.ok and sent == [("Messages", CAROL)]
     outcome.ok = outcome.ok and outcome.owner_told
     if outcome.owner_told:
-        yield DemoEvent("result", f"Twilio is back: notify retry {alarm_id} → SMS to Alice", True)
+        yield DemoEvent("result", f"Twilio is back: notify retry {alarm_id} → SMS to Carol", True)
     else:
         yield DemoEvent("warning", f"notify retry {alarm_id} sent {_describe(sent)}", False)
 
@@ -388,13 +442,16 @@ def _escalation(ctx: Any, outcome: DemoOutcome) -> Iterator[DemoEvent]:
         info, lambda table: table.update({ALICE: PhoneBehaviour(call="no-answer")})
     )
     before = len(sandbox_control.outbox(info, requests_only=True))
+    earlier = {alarm.alarm_id for alarm in history.alarm_history(ctx, DEMO_SERIAL, 3600)}
     simulator.click(ctx, DEMO_SERIAL, "LONG")
-    yield DemoEvent("click", "Clicked LONG (Alice's phone rings out)", "LONG")
+    yield DemoEvent(
+        "click", "Clicked LONG (Alice's phone rings out)", {"click": "LONG", "serial": DEMO_SERIAL}
+    )
     deadline = time.monotonic() + OUTBOX_TIMEOUT_SECONDS
     alarm = None
     while time.monotonic() < deadline:
         alarms = history.alarm_history(ctx, DEMO_SERIAL, 3600)
-        alarm = alarms[-1] if alarms and alarms[-1].click == "LONG" else None
+        alarm = next((a for a in alarms if a.alarm_id not in earlier and a.click == "LONG"), None)
         if alarm and alarm.escalation and alarm.escalation.state != "ringing":
             break
         time.sleep(0.2)
@@ -404,7 +461,7 @@ def _escalation(ctx: Any, outcome: DemoOutcome) -> Iterator[DemoEvent]:
 
     sandbox_control.change_phones(info, alice_answers_again)
     time.sleep(0.3)  # anything extra would show up now
-    requests = sandbox_control.outbox(info, requests_only=True)[before:]
+    requests = _theirs(sandbox_control.outbox(info, requests_only=True)[before:])
     calls = [
         (e["fields"].get("To"), e["http_status"]) for e in requests if e["resource"] == "Calls"
     ]
@@ -447,7 +504,7 @@ def _owner_message(info: Any, since: int) -> dict[str, Any] | None:
 
 
 def _describe(requests: list[tuple[str, str]]) -> str:
-    names = {ALICE: "Alice", BOB: "Bob"}
+    names = {ALICE: "Alice", BOB: "Bob", CAROL: "Carol"}
     return ", ".join(
         f"{'SMS to' if kind == 'Messages' else 'call to'} {names.get(to, to)}"
         for kind, to in requests

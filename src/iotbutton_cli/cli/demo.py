@@ -20,7 +20,7 @@ def demo(
     ] = False,
     json: JsonOption = False,
 ) -> None:
-    """Provision a button, deploy the notifier, click SINGLE/DOUBLE/LONG, show the messages."""
+    """Provision two buttons, deploy the notifier, click, show the messages and calls."""
     import shlex
 
     from rich.markup import escape
@@ -42,7 +42,8 @@ def demo(
         elif event.kind == "detail":
             console.print(f"  [dim]{escape(event.text)}[/]")
         elif event.kind == "click":
-            console.print(f"\n[bold]🔘 {escape(event.text)}[/] → iotbutton/{demos.DEMO_SERIAL}")
+            serial = escape(event.data["serial"])
+            console.print(f"\n[bold]🔘 {escape(event.text)}[/] → iotbutton/{serial}")
         elif event.kind == "result":
             console.print(f"  [green]✓ {escape(event.text)}[/]")
         elif event.kind == "warning":
@@ -62,9 +63,9 @@ def demo(
             return
         console.print("\n[bold green]Every click produced exactly the configured messages.[/]")
         console.print(
-            "Twilio's receipts reached the notifier, the click Twilio could not take "
-            "reached the owner, then Alice, and the LONG click Alice did not answer rang Bob "
-            "until he pressed 1."
+            "Twilio's receipts reached the notifier, the LONG click Alice did not answer rang "
+            "Bob until he pressed 1, and Grandpa's click Twilio could not take reached the "
+            "owner, then Carol."
         )
         if keep:
             # Pasteable as printed: the demo's own IOTBUTTON_HOME, never the user's sandbox.

@@ -8,8 +8,9 @@ invocation record ("Capturing records of Lambda asynchronous invocations") goes 
 ``DestinationConfig.OnFailure.Destination``; a success's goes to ``OnSuccess``'s.
 
 Lambda waits about 1 and 2 minutes before the retries; the sandbox waits ``ASYNC_RETRY_DELAYS``
-(1 and 2 s), and counts each wait as the minute or two it stands for when it measures the
-event's age, so a ``MaximumEventAgeInSeconds`` of 60 stops the first retry, as on AWS.
+(a quarter and a half of a second), and counts each wait as the minute or two it stands for
+when it measures the event's age, so a ``MaximumEventAgeInSeconds`` of 60 stops the first retry,
+as on AWS.
 
 A Lambda destination is invoked asynchronously in turn (its own config honoured, a function
 already in the chain is not invoked again); an SNS topic gets the record as the message (JSON);
@@ -40,7 +41,7 @@ log = logging.getLogger("iotbutton.sandbox")
 
 # Lambda retries a failed asynchronous invocation after about 1 and 2 minutes (AWS_RETRY_DELAYS);
 # the sandbox keeps the count and the order, in seconds. Read at each retry (tests shorten it).
-ASYNC_RETRY_DELAYS = (1.0, 2.0)
+ASYNC_RETRY_DELAYS = (0.25, 0.5)
 AWS_RETRY_DELAYS = (60.0, 120.0)
 DEFAULT_MAXIMUM_RETRY_ATTEMPTS = 2
 DEFAULT_MAXIMUM_EVENT_AGE_SECONDS = 21600
