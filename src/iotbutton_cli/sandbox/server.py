@@ -418,5 +418,15 @@ def import_ahead() -> None:
             log.warning("could not prepare moto's %s ahead: %s", service, error)
 
 
+def exit_now(status: int) -> None:
+    """Exit once the log is flushed, without Python's finalization: every part is stopped and
+    every file written by now, and tearing down moto's objects took about 0.9 s after
+    "sandbox stopped", which `sandbox stop` (and every demo) waited for."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
