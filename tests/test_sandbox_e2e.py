@@ -290,4 +290,4 @@ def test_a_failed_invocation_is_retried_twice_with_its_request_id_then_dropped(c
         if "START RequestId: " in line
     ]
     assert len(starts) == 3 and len(set(starts)) == 1
-    assert "Lambda retries iotbutton-notifier in 1 s (retry 1 of 2" in log.read_text()
+    assert "Lambda retries iotbutton-notifier in 0.25 s (retry 1 of 2" in log.read_text()
