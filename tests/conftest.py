@@ -35,6 +35,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     files; AWS's config files point at empty files so a developer's profiles never leak in."""
     home = tmp_path / "home"
     monkeypatch.setenv("IOTBUTTON_HOME", str(home))
+    # Background sandboxes skip loading moto's deploy services ahead (about 1.5 s of CPU each,
+    # most never deploy); test_lambda_runner checks what it loads, the README's demo uses it.
+    monkeypatch.setenv("IOTBUTTON_SANDBOX_AHEAD", "0")
     for name in UNSET_ENV:
         monkeypatch.delenv(name, raising=False)
     for name, value in AWS_ENV.items():
