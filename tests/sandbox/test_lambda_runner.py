@@ -47,6 +47,22 @@ def source(
     )
 
 
+def create_function(sandbox, name: str, code: bytes, **settings):
+    """``name`` with ``code``, made through the sandbox's Lambda API; its Lambda client."""
+    iam = boto3.client("iam", endpoint_url=sandbox.url, region_name="us-east-1")
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role,
+        Handler="handler.lambda_handler",
+        Code={"ZipFile": code},
+        **settings,
+    )
+    return lam
+
+
 @pytest.fixture
 def sandbox(sandbox_aws):
     return sandbox_aws
@@ -117,17 +133,7 @@ def test_unknown_function_is_not_found(sandbox):
 
 def test_slow_function_times_out(sandbox):
     code = zipped({"handler.py": "import time\ndef lambda_handler(e, c):\n    time.sleep(30)\n"})
-    iam = boto3.client("iam", endpoint_url=sandbox.url, region_name="us-east-1")
-    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
-    lam.create_function(
-        FunctionName="slow",
-        Runtime="python3.13",
-        Role=role,
-        Handler="handler.lambda_handler",
-        Code={"ZipFile": code},
-        Timeout=1,
-    )
+    lam = create_function(sandbox, "slow", code, Timeout=1)
     response = lam.invoke(FunctionName="slow")
     assert response["FunctionError"] == "Unhandled"
     assert "timed out" in json.loads(response["Payload"].read())["errorMessage"]
@@ -161,15 +167,10 @@ def wait_for_lines(path, count: int, timeout: float = 20.0) -> list[str]:
 
 def test_a_changed_function_is_started_before_its_first_invocation(sandbox, tmp_path):
     marks = tmp_path / "imports.txt"
-    iam = boto3.client("iam", endpoint_url=sandbox.url, region_name="us-east-1")
-    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
-    lam.create_function(
-        FunctionName="warm",
-        Runtime="python3.13",
-        Role=role,
-        Handler="handler.lambda_handler",
-        Code={"ZipFile": marking_handler("v1", "one", sleep=1.5)},
+    lam = create_function(
+        sandbox,
+        "warm",
+        marking_handler("v1", "one", sleep=1.5),
         Environment={"Variables": {"MARKS": str(marks)}},
     )
     # Nothing invoked it, yet its module was imported: the worker started on its own.
@@ -233,17 +234,8 @@ def test_concurrent_events_run_in_workers_of_their_own(sandbox, tmp_path):
             )
         }
     )
-    iam = boto3.client("iam", endpoint_url=sandbox.url, region_name="us-east-1")
-    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    lam = boto3.client("lambda", endpoint_url=sandbox.url, region_name="us-east-1")
-    lam.create_function(
-        FunctionName="meet",
-        Runtime="python3.13",
-        Role=role,
-        Handler="handler.lambda_handler",
-        Code={"ZipFile": code},
-        Timeout=30,
-        Environment={"Variables": {"MEETING": str(tmp_path)}},
+    lam = create_function(
+        sandbox, "meet", code, Timeout=30, Environment={"Variables": {"MEETING": str(tmp_path)}}
     )
     from concurrent.futures import ThreadPoolExecutor
 
