@@ -49,8 +49,8 @@ def shared_botocore_loader() -> Iterator[None]:
     Each ``iotbutton`` command run in-process makes a new session, and each new session parses
     the service models again: over a hundred crash points that is most of the harness's own CPU
     time. Within one session botocore already shares its loader between clients, so sharing it
-    between sessions changes nothing but the time. Only this process is affected: the commands
-    under test run unpatched in their own processes.
+    between sessions changes nothing but the time. Only this process is affected, and the
+    commands it forks (:class:`Forked`): those started with :func:`spawn` run unpatched.
     """
     import botocore.loaders
     import botocore.session
@@ -182,6 +182,86 @@ def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+class Forked:
+    """``iotbutton ARGS`` in a child forked from this (test) process: a real process a SIGKILL
+    can end at any instant, without a new interpreter's start, imports and service models
+    (about 1 s each time, over the crash harness's ~250 points most of its run). The child
+    waits for :meth:`go`, so a proxy can be armed with its pid before its first call.
+
+    Like :class:`subprocess.Popen` where the harness uses it: ``pid``, ``communicate``,
+    ``returncode``. Only for this process's own single-threaded use of the CLI: the threads a
+    fork leaves behind (moto's, a proxy's) are never touched in the child.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        import tempfile
+
+        self._output = [tempfile.TemporaryFile() for _ in range(2)]  # noqa: SIM115 (closed in communicate)
+        start, self._go = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover (the child)
+            os.close(self._go)
+            self._child(args, env, start)
+        os.close(start)
+        self.returncode: int | None = None
+
+    def _child(self, args: tuple[str, ...], env: dict[str, str], start: int) -> None:
+        import io
+        import traceback
+
+        code = 1
+        try:
+            os.read(start, 1)
+            for fd, out in zip((1, 2), self._output, strict=True):
+                os.dup2(out.fileno(), fd)
+            sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+            sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+            sys.stdin = io.TextIOWrapper(io.FileIO(os.open(os.devnull, os.O_RDONLY), "r"))
+            os.environ.clear()
+            os.environ.update(env)
+            sys.argv = ["iotbutton", *args]
+            from iotbutton_cli.cli.app import main
+
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def go(self) -> None:
+        os.write(self._go, b"!")
+        os.close(self._go)
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+                raise subprocess.TimeoutExpired(["iotbutton"], timeout)
+            time.sleep(0.01)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        texts = []
+        for out in self._output:
+            out.seek(0)
+            texts.append(out.read().decode(errors="replace"))
+            out.close()
+        return texts[0], texts[1]
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:

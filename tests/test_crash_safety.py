@@ -9,7 +9,9 @@ its AWS calls (T). Then, for every N, a fresh run is SIGKILLed
 
 After each kill: the registry file still parses; re-running the same command succeeds without
 duplicates and leaves every resource in moto recorded; ``clean --yes`` then leaves nothing in moto.
-Crash points are split into shards so xdist can spread them over workers.
+Crash points are split into shards so xdist can spread them over workers. The command killed
+is forked from the test process (:class:`awsinventory.Forked`), a real process without a new
+interpreter's start; the harness's own check kills a freshly started one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pytest
 from typer.testing import CliRunner
 
 from awsinventory import (
+    Forked,
     aws_env,
     clients,
     compare,
@@ -321,7 +324,8 @@ def _uncut_calls(
         proxy.reset()
         states: list[str] = []
         proxy.on_arrival = lambda: states.append(local_state(home.path))
-        process = spawn(*scenario.argv, env={**home.env, "AWS_ENDPOINT_URL": url})
+        process = Forked(*scenario.argv, env={**home.env, "AWS_ENDPOINT_URL": url})
+        process.go()
         _, err = process.communicate(timeout=KILL_TIMEOUT)
         assert process.returncode == 0, err
         return [f"{call.service}:{call.operation}" for call in proxy.calls], states
@@ -337,8 +341,9 @@ def crash_and_recover(
     try:
         scenario.setup(home)
         proxy.reset()
-        process = spawn(*scenario.argv, env={**home.env, "AWS_ENDPOINT_URL": url})
+        process = Forked(*scenario.argv, env={**home.env, "AWS_ENDPOINT_URL": url})
         proxy.arm(process.pid, point.where, point.number)
+        process.go()
         _, err = process.communicate(timeout=KILL_TIMEOUT)
         proxy.wait_idle()
         point.fired = proxy.killed is not None
