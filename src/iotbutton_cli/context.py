@@ -166,6 +166,9 @@ class AppContext:
     def client(self, service: str) -> Any:
         """A thread-safe boto3 client, created once per service and shared by worker threads.
         ``iot-data`` goes to :attr:`data_plane_url`, every other service to :attr:`endpoint_url`."""
+        made = self._clients.get(service)
+        if made is not None:  # no lock: a client being made ahead must not hold up the others
+            return made
         endpoint = self.data_plane_url if service == "iot-data" else None
         with self._clients_lock:
             if service not in self._clients:
@@ -312,13 +315,37 @@ class AppContext:
         account, region = self.account_id, self.region
         return self.registry.namespace(f"aws:{account}:{region}", account=account, region=region)
 
-    def before_changes(self) -> None:
+    def before_changes(self, ahead: tuple[str, ...] = ()) -> None:
         """What every command that changes AWS checks first: the registry namespace belongs to
-        these credentials, and the registry can record what is about to be made."""
+        these credentials, and the registry can record what is about to be made.
+
+        ``ahead``: the services the command calls next. Their clients are made while STS
+        answers: making one is CPU (botocore reads its model), the STS call is a round trip."""
         self._changing = True
-        self._check_remembered_account()
+        making = self._make_clients_ahead(ahead)
+        try:
+            self._check_remembered_account()
+        finally:
+            if making is not None:
+                making.join()
         self.check_namespace_owner()
         self.registry.check_writable()
+
+    def _make_clients_ahead(self, services: tuple[str, ...]) -> threading.Thread | None:
+        if not services:
+            return None
+        self.client("sts")  # first, on this thread: the others are made while its call waits
+
+        def make() -> None:
+            for service in services:
+                try:
+                    self.client(service)
+                except Exception:  # not kept: made again, and its error raised, where it is used
+                    log.debug("making the %s client ahead failed", service, exc_info=True)
+
+        thread = threading.Thread(target=make, name="clients-ahead", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def began_changes(self) -> bool:

@@ -169,7 +169,7 @@ def execute(
     A kind that waits only for what it owns (a thing, for its certificates) does not wait for
     the whole phase before it: each thing goes as soon as its own certificates are gone.
     """
-    ctx.before_changes()
+    ctx.before_changes(ahead=("iot",))
     report = CleanReport()
     report_lock = threading.Lock()
     done_early: set[tuple[str, str]] = set()

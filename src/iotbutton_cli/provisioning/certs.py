@@ -565,7 +565,7 @@ def rotate_certificate(
             f"Make a new CSR on the device and run `iotbutton certs rotate {serial} --csr FILE`; "
             "or `--key-type rsa` to give the button a key made here instead.",
         )
-    ctx.before_changes()
+    ctx.before_changes(ahead=("iot",))
     with ctx.namespace.lock(kinds.THINGS, serial):
         reclaim_quietly(ctx)
         old = list(certificates_of(ctx, serial))

@@ -114,7 +114,7 @@ def provision(
         )
     finish_half_done = finish_half_done and device_csr is None
     workers = max(1, min(workers, len(serials)))
-    ctx.before_changes()
+    ctx.before_changes(ahead=("iot",))
     with contextlib.ExitStack() as cleanup:
         beside = cleanup.enter_context(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="beside")
