@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import subprocess
 import sys
+import tempfile
+import time
+import traceback
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -196,8 +200,6 @@ class Forked:
     """
 
     def __init__(self, *args: str, env: dict[str, str]) -> None:
-        import tempfile
-
         self._output = [tempfile.TemporaryFile() for _ in range(2)]  # noqa: SIM115 (closed in communicate)
         start, self._go = os.pipe()
         sys.stdout.flush()
@@ -210,9 +212,6 @@ class Forked:
         self.returncode: int | None = None
 
     def _child(self, args: tuple[str, ...], env: dict[str, str], start: int) -> None:
-        import io
-        import traceback
-
         code = 1
         try:
             os.read(start, 1)
@@ -243,8 +242,6 @@ class Forked:
         os.close(self._go)
 
     def communicate(self, timeout: float) -> tuple[str, str]:
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
